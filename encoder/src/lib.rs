@@ -1,0 +1,14 @@
+//! hopstack encoder: the stack-address grammar, the SRv6 Segment Routing Header wire format
+//! (RFC 8754) with hopstack's TLVs, the stack report message, and a packet builder.
+//!
+//! Everything in this crate's library is sans-IO: functions take bytes (and `now` where time
+//! matters) and return values or decisions. Sockets, DNS and clocks live in the binaries and in
+//! the forwarder.
+
+pub mod address;
+pub mod layer;
+pub mod pcap;
+pub mod wire;
+
+pub use address::StackAddress;
+pub use layer::Layer;

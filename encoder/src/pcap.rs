@@ -1,0 +1,1 @@
+//! pcap file writer. (Being written: see issue 2.)

@@ -1,0 +1,1 @@
+//! Rootless network-namespace testbed.
