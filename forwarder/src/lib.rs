@@ -1,4 +1,10 @@
 //! `hopd`: the hopstack forwarder daemon.
 //!
 //! Border role (RFC 8754 End processing, hop-local name binding) and final-hop role
-//! (unfold the layers, map the service name to a local socket).
+//! (unfold the layers, map the service name to a local socket). Decisions live in pure
+//! functions; packet and socket I/O live in thin shells around them.
+
+pub mod border;
+pub mod config;
+pub mod final_hop;
+pub mod service;

@@ -1,0 +1,1 @@
+//! Final-hop role: listeners, layer descriptor, service hand-off. (Being written: issue 5.)
