@@ -1,0 +1,916 @@
+//! The border decision function: RFC 8754 §4.3.1 / RFC 8986 §4.1 End processing of one IPv6
+//! packet, in place, with no I/O, no clock and no allocation on the forwarding path.
+//!
+//! [`process`] takes the whole IPv6 packet as read from the TUN device, the mutable
+//! [`State`] (SIDs, policy, name cache, ICMP token bucket, counters) and a scratch buffer for
+//! any error packets, and returns an [`Action`] for the I/O shell to carry out.
+//!
+//! The layout it works on (RFC 8200 §3 and RFC 8754 §2):
+//!
+//! ```text
+//!  0                   1                   2                   3
+//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |Version| Traffic Class |           Flow Label                  |  0
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |         Payload Length        |  Next Header  |   Hop Limit   |  4
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                  Source Address (16 octets)                   |  8
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |   Destination Address (16 octets) = the active segment (SID)  | 24
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! | (Hop-by-Hop / Destination Options headers, if any)            |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |  Next Header  |  Hdr Ext Len  | Routing Type=4| Segments Left |  SRH +0
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |  Last Entry   |     Flags     |              Tag              |  SRH +4
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |            Segment List[0] (final destination)                |  SRH +8
+//! //                         ...                                 //
+//! |            Segment List[Last Entry]  (first hop)              |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! //   TLVs: layer descriptor (124), hop names (125), trace (252), //
+//! //   HMAC (5), padding                                         //
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |  upper-layer header (UDP / TCP / ICMPv6 / ...)                |
+//! ```
+//!
+//! Order of checks, and why it differs slightly from the RFC pseudo-code: RFC 8754 validates
+//! Last Entry and Segments Left first (S09-S12), then rewrites the destination, then checks the
+//! Hop Limit (S17). We check the Hop Limit *before* touching the packet so that a Time
+//! Exceeded error quotes the packet exactly as the sender's node received it (RFC 8986 §4.1
+//! also checks it first, at S05). The result for a well-formed packet is the same.
+//!
+//! Late binding never happens here: when the next segment is an unresolved placeholder and
+//! the name is not in the cache, the packet is left untouched and [`Action::NeedResolve`]
+//! asks the shell to resolve the name and to run `process` again on the same bytes later.
+
+use core::fmt;
+use core::time::Duration;
+use std::collections::HashMap;
+use std::net::Ipv6Addr;
+
+use super::icmp::{self, IcmpError, TokenBucket, addr_at};
+use super::policy::{Policy, Prefix};
+
+/// Scratch space `process` needs for the packets it may originate: one ICMPv6 error and one
+/// stack report, each at most the IPv6 minimum MTU.
+pub const OUT_BUF_LEN: usize = 2 * icmp::MIN_MTU;
+
+const IPV6_HEADER_LEN: usize = 40;
+const NH_HOP_BY_HOP: u8 = 0;
+const NH_TCP: u8 = 6;
+const NH_UDP: u8 = 17;
+const NH_ROUTING: u8 = 43;
+const NH_FRAGMENT: u8 = 44;
+const NH_AH: u8 = 51;
+const NH_ICMPV6: u8 = 58;
+const NH_DEST_OPTS: u8 = 60;
+const ROUTING_TYPE_SRH: u8 = 4;
+
+/// RFC 9259 O-flag (OAM): "process this packet as an OAM packet", i.e. fill the trace.
+pub const FLAG_OAM: u8 = 0x20;
+
+/// Type codes of the SRH TLVs the border reads.
+pub mod tlv_type {
+    pub const PAD1: u8 = 0;
+    pub const HOP_NAMES: u8 = 125;
+}
+
+/// Placeholder addresses for unresolved segments live in the RFC 6666 discard-only prefix
+/// `100::/64`, so a placeholder that escapes is dropped by every router.
+pub fn is_placeholder(addr: &Ipv6Addr) -> bool {
+    addr.octets()[..8] == [0x01, 0, 0, 0, 0, 0, 0, 0]
+}
+
+/// Why a packet was not forwarded. The names are stable: they label metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// Shorter than an IPv6 header, not version 6, or shorter than its Payload Length says.
+    Malformed,
+    /// An extension header or the SRH runs past the end of the packet.
+    Truncated,
+    /// The destination is none of our SIDs (a route sends more into the TUN than it should).
+    NotOurSid,
+    /// A packet without a routing header addressed to a SID (ICMPv6 code 4).
+    NoSrh,
+    /// Segments Left is 0 at a border SID: nothing for us to do (ICMPv6 code 4).
+    SegmentsLeftZero,
+    /// A routing header of a type other than 4 with Segments Left > 0 (RFC 8200 §4.4).
+    UnknownRoutingType,
+    /// Last Entry does not fit in Hdr Ext Len (RFC 8754 §4.3.1 S10).
+    LastEntryExceedsHdrLen,
+    /// Segments Left > Last Entry + 1 (RFC 8754 §4.3.1 S11).
+    SegmentsLeftExceedsLastEntry,
+    /// Hop Limit ≤ 1.
+    HopLimitExceeded,
+    /// More segments than the policy allows.
+    TooManySegments,
+    /// The next segment is outside the allowed next-hop prefixes.
+    NextHopDenied,
+    /// HMAC required and absent.
+    HmacMissing,
+    /// HMAC present but wrong, or an unknown key id.
+    HmacInvalid,
+    /// The next segment equals the current one.
+    Loop,
+    /// The next segment is a placeholder and no hop-names entry names it, or the name is not
+    /// a valid DNS name.
+    BadHopName,
+    /// The hop-names TLV or the TLV area does not walk cleanly.
+    BadTlv,
+    /// The next hop's name does not exist.
+    Nxdomain,
+    /// The resolver failed (SERVFAIL, REFUSED, ...).
+    Servfail,
+    /// The resolver did not answer in time.
+    DnsTimeout,
+    /// The name exists but has no AAAA record.
+    NoAaaa,
+    /// Too many packets already wait for this name, or too many names are pending.
+    ResolveQueueFull,
+    /// The TUN device refused the write (the shell counts this one).
+    WriteFailed,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 22] = [
+        DropReason::Malformed,
+        DropReason::Truncated,
+        DropReason::NotOurSid,
+        DropReason::NoSrh,
+        DropReason::SegmentsLeftZero,
+        DropReason::UnknownRoutingType,
+        DropReason::LastEntryExceedsHdrLen,
+        DropReason::SegmentsLeftExceedsLastEntry,
+        DropReason::HopLimitExceeded,
+        DropReason::TooManySegments,
+        DropReason::NextHopDenied,
+        DropReason::HmacMissing,
+        DropReason::HmacInvalid,
+        DropReason::Loop,
+        DropReason::BadHopName,
+        DropReason::BadTlv,
+        DropReason::Nxdomain,
+        DropReason::Servfail,
+        DropReason::DnsTimeout,
+        DropReason::NoAaaa,
+        DropReason::ResolveQueueFull,
+        DropReason::WriteFailed,
+    ];
+
+    /// Stable metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::Truncated => "truncated",
+            DropReason::NotOurSid => "not-our-sid",
+            DropReason::NoSrh => "no-srh",
+            DropReason::SegmentsLeftZero => "segments-left-zero",
+            DropReason::UnknownRoutingType => "unknown-routing-type",
+            DropReason::LastEntryExceedsHdrLen => "last-entry-exceeds-hdr-len",
+            DropReason::SegmentsLeftExceedsLastEntry => "segments-left-exceeds-last-entry",
+            DropReason::HopLimitExceeded => "hop-limit-exceeded",
+            DropReason::TooManySegments => "too-many-segments",
+            DropReason::NextHopDenied => "next-hop-denied",
+            DropReason::HmacMissing => "hmac-missing",
+            DropReason::HmacInvalid => "hmac-invalid",
+            DropReason::Loop => "loop-detected",
+            DropReason::BadHopName => "bad-hop-name",
+            DropReason::BadTlv => "bad-tlv",
+            DropReason::Nxdomain => "nxdomain",
+            DropReason::Servfail => "servfail",
+            DropReason::DnsTimeout => "dns-timeout",
+            DropReason::NoAaaa => "no-aaaa",
+            DropReason::ResolveQueueFull => "resolve-queue-full",
+            DropReason::WriteFailed => "write-failed",
+        }
+    }
+
+    fn index(self) -> usize {
+        DropReason::ALL
+            .iter()
+            .position(|r| *r == self)
+            .expect("ALL lists every reason")
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a name lookup failed; cached like a positive answer (RFC 2308 negative caching).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResolveFailure {
+    Nxdomain,
+    Servfail,
+    Timeout,
+    NoAaaa,
+}
+
+impl ResolveFailure {
+    pub fn drop_reason(self) -> DropReason {
+        match self {
+            ResolveFailure::Nxdomain => DropReason::Nxdomain,
+            ResolveFailure::Servfail => DropReason::Servfail,
+            ResolveFailure::Timeout => DropReason::DnsTimeout,
+            ResolveFailure::NoAaaa => DropReason::NoAaaa,
+        }
+    }
+}
+
+/// A cached answer for a hop name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    Addr(Ipv6Addr),
+    Failed(ResolveFailure),
+}
+
+#[derive(Debug, Clone)]
+struct CacheEntry {
+    binding: Binding,
+    expires: Duration,
+}
+
+/// Hop-name answers with their expiry. Bounded: when full, expired entries go first, then
+/// the entry closest to expiry.
+#[derive(Debug, Clone)]
+pub struct NameCache {
+    entries: HashMap<Vec<u8>, CacheEntry>,
+    max_entries: usize,
+}
+
+impl NameCache {
+    pub fn new(max_entries: usize) -> NameCache {
+        NameCache {
+            entries: HashMap::new(),
+            max_entries: max_entries.max(1),
+        }
+    }
+
+    /// The unexpired answer for `name` (exact octets as carried in the hop-names TLV).
+    pub fn get(&self, name: &[u8], now: Duration) -> Option<Binding> {
+        self.entries
+            .get(name)
+            .filter(|e| e.expires > now)
+            .map(|e| e.binding)
+    }
+
+    pub fn insert(&mut self, name: &[u8], binding: Binding, ttl: Duration, now: Duration) {
+        if self.entries.len() >= self.max_entries && !self.entries.contains_key(name) {
+            self.entries.retain(|_, e| e.expires > now);
+            if self.entries.len() >= self.max_entries {
+                if let Some(k) = self
+                    .entries
+                    .iter()
+                    .min_by_key(|(_, e)| e.expires)
+                    .map(|(k, _)| k.clone())
+                {
+                    self.entries.remove(&k);
+                }
+            }
+        }
+        self.entries.insert(
+            name.to_vec(),
+            CacheEntry {
+                binding,
+                expires: now + ttl,
+            },
+        );
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Packet counters of one SID.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SidCounters {
+    pub received: u64,
+    pub forwarded: u64,
+    pub dropped: u64,
+}
+
+/// Node-wide counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counters {
+    pub received: u64,
+    pub forwarded: u64,
+    pub dropped: [u64; DropReason::ALL.len()],
+    pub icmp_sent: u64,
+    pub icmp_rate_limited: u64,
+    pub icmp_suppressed: u64,
+    pub reports_sent: u64,
+    pub names_bound: u64,
+    pub resolve_requests: u64,
+    pub traces_filled: u64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            received: 0,
+            forwarded: 0,
+            dropped: [0; DropReason::ALL.len()],
+            icmp_sent: 0,
+            icmp_rate_limited: 0,
+            icmp_suppressed: 0,
+            reports_sent: 0,
+            names_bound: 0,
+            resolve_requests: 0,
+            traces_filled: 0,
+        }
+    }
+}
+
+impl Counters {
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()]
+    }
+
+    /// Count a drop the shell decided on (e.g. a full queue or a failed write).
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.dropped[reason.index()] += 1;
+    }
+}
+
+/// Everything `process` needs to know that is not in the packet.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The SIDs (or locator prefixes) this node performs End for.
+    pub sids: Vec<Prefix>,
+    pub policy: Policy,
+    /// ICMPv6 errors per second, and burst.
+    pub icmp_rate: u32,
+    pub icmp_burst: u32,
+    /// Identifies this node in trace records.
+    pub node_id: u32,
+    pub cache_max_entries: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            sids: Vec::new(),
+            policy: Policy::default(),
+            icmp_rate: 100,
+            icmp_burst: 20,
+            node_id: 0,
+            cache_max_entries: 4096,
+        }
+    }
+}
+
+/// The mutable state of the border role.
+#[derive(Debug, Clone)]
+pub struct State {
+    settings: Settings,
+    sid_counters: Vec<SidCounters>,
+    icmp_bucket: TokenBucket,
+    pub cache: NameCache,
+    pub counters: Counters,
+}
+
+impl State {
+    pub fn new(settings: Settings, now: Duration) -> State {
+        State {
+            sid_counters: vec![SidCounters::default(); settings.sids.len()],
+            icmp_bucket: TokenBucket::new(settings.icmp_rate, settings.icmp_burst, now),
+            cache: NameCache::new(settings.cache_max_entries),
+            counters: Counters::default(),
+            settings,
+        }
+    }
+
+    /// Swap in new settings (SIGHUP) while keeping counters of SIDs that remain, the name
+    /// cache and the node-wide counters.
+    pub fn reconfigure(&mut self, settings: Settings, now: Duration) {
+        let counters = settings
+            .sids
+            .iter()
+            .map(|p| {
+                self.settings
+                    .sids
+                    .iter()
+                    .position(|q| q == p)
+                    .map(|i| self.sid_counters[i])
+                    .unwrap_or_default()
+            })
+            .collect();
+        self.sid_counters = counters;
+        if settings.icmp_rate != self.settings.icmp_rate
+            || settings.icmp_burst != self.settings.icmp_burst
+        {
+            self.icmp_bucket = TokenBucket::new(settings.icmp_rate, settings.icmp_burst, now);
+        }
+        self.settings = settings;
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Counters per SID, in the order of `settings().sids`.
+    pub fn sid_counters(&self) -> impl Iterator<Item = (&Prefix, &SidCounters)> {
+        self.settings.sids.iter().zip(self.sid_counters.iter())
+    }
+
+    fn sid_index(&self, addr: &Ipv6Addr) -> Option<usize> {
+        self.settings.sids.iter().position(|p| p.contains(addr))
+    }
+}
+
+/// What the shell must do with the packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// The packet was rewritten in place; write its first `len` octets back to the TUN.
+    Forward { len: usize },
+    /// Discard the packet. `out[..icmp_len]` holds an ICMPv6 error to send (0: none) and
+    /// `out[icmp_len..icmp_len + report_len]` a stack report packet (0: none).
+    Drop {
+        reason: DropReason,
+        icmp_len: usize,
+        report_len: usize,
+    },
+    /// The next segment's name is not cached: resolve `name`, cache the answer, then call
+    /// `process` again on the unmodified packet. `segment` is the index in the Segment List.
+    NeedResolve { name: String, segment: u8 },
+}
+
+/// Where the interesting headers are.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    /// Offset of the first routing header, if any.
+    routing: Option<usize>,
+    /// Offset and protocol number of the upper-layer header (None past a non-first fragment
+    /// or when the chain runs out of bytes).
+    upper: Option<(usize, u8)>,
+    /// Set when an extension header runs past the packet.
+    truncated: bool,
+}
+
+fn walk_headers(pkt: &[u8]) -> Layout {
+    let mut nh = pkt[6];
+    let mut off = IPV6_HEADER_LEN;
+    let mut routing = None;
+    let mut first = true;
+    loop {
+        let len = match nh {
+            NH_HOP_BY_HOP if first => 0,
+            NH_DEST_OPTS | NH_ROUTING => 0,
+            NH_FRAGMENT => 8,
+            NH_AH => 1,
+            _ => {
+                return Layout {
+                    routing,
+                    upper: Some((off, nh)),
+                    truncated: false,
+                };
+            }
+        };
+        first = false;
+        if off + 8 > pkt.len() {
+            return Layout {
+                routing,
+                upper: None,
+                truncated: true,
+            };
+        }
+        let hdr_len = match (nh, len) {
+            (NH_FRAGMENT, _) => 8,
+            (NH_AH, _) => (usize::from(pkt[off + 1]) + 2) * 4,
+            _ => (usize::from(pkt[off + 1]) + 1) * 8,
+        };
+        if off + hdr_len > pkt.len() {
+            return Layout {
+                routing,
+                upper: None,
+                truncated: true,
+            };
+        }
+        if nh == NH_ROUTING && routing.is_none() {
+            routing = Some(off);
+        }
+        if nh == NH_FRAGMENT {
+            let frag_off = u16::from_be_bytes([pkt[off + 2], pkt[off + 3]]) >> 3;
+            if frag_off != 0 {
+                return Layout {
+                    routing,
+                    upper: None,
+                    truncated: false,
+                };
+            }
+        }
+        nh = pkt[off];
+        off += hdr_len;
+    }
+}
+
+/// The TLV area of an SRH at `srh` (already known to fit in `pkt`): `(start, end)`.
+fn tlv_area(pkt: &[u8], srh: usize) -> (usize, usize) {
+    let total = (usize::from(pkt[srh + 1]) + 1) * 8;
+    let segs = (usize::from(pkt[srh + 4]) + 1) * 16;
+    (srh + 8 + segs, srh + total)
+}
+
+/// Walk the TLVs of `pkt[start..end]`; for each calls `f(type, value_offset, value_len)`,
+/// stopping when it returns `Some`. Errors with the offset of a TLV that overruns the area.
+fn find_tlv<R>(
+    pkt: &[u8],
+    (start, end): (usize, usize),
+    mut f: impl FnMut(u8, usize, usize) -> Option<R>,
+) -> Result<Option<R>, usize> {
+    let mut off = start;
+    while off < end {
+        let ty = pkt[off];
+        if ty == tlv_type::PAD1 {
+            off += 1;
+            continue;
+        }
+        if off + 2 > end {
+            return Err(off);
+        }
+        let len = usize::from(pkt[off + 1]);
+        if off + 2 + len > end {
+            return Err(off);
+        }
+        if let Some(r) = f(ty, off + 2, len) {
+            return Ok(Some(r));
+        }
+        off += 2 + len;
+    }
+    Ok(None)
+}
+
+/// The name for Segment List[`index`] in the hop-names TLVs: `(offset, len)` of the name.
+///
+/// ```text
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+- ... -+
+/// | Type = 125    |    Length     | segment index | name len |  name  | (repeated)
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+- ... -+
+/// ```
+fn hop_name(pkt: &[u8], area: (usize, usize), index: u8) -> Result<Option<(usize, usize)>, usize> {
+    let mut bad = None;
+    let found = find_tlv(pkt, area, |ty, v, len| {
+        if ty != tlv_type::HOP_NAMES {
+            return None;
+        }
+        let mut o = v;
+        while o < v + len {
+            if o + 2 > v + len || o + 2 + usize::from(pkt[o + 1]) > v + len {
+                bad = Some(o);
+                return Some(None);
+            }
+            let nlen = usize::from(pkt[o + 1]);
+            if pkt[o] == index {
+                return Some(Some((o + 2, nlen)));
+            }
+            o += 2 + nlen;
+        }
+        None
+    })?;
+    if let Some(at) = bad {
+        return Err(at);
+    }
+    Ok(found.flatten())
+}
+
+/// A DNS name as carried in a hop-names entry: 1..=253 octets of letters, digits, `-`, `_`
+/// and `.`, not starting with a dot.
+fn valid_dns_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name[0] != b'.'
+        && name
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
+}
+
+/// RFC 1624 eqn. 3 (HC' = ~(~HC + ~m + m')) for a 16-octet address change; `udp` applies
+/// RFC 768's rule that a computed 0 is sent as 0xFFFF.
+fn checksum_after_address_change(hc: u16, old: &Ipv6Addr, new: &Ipv6Addr, udp: bool) -> u16 {
+    let mut sum: u32 = u32::from(!hc);
+    let (o, n) = (old.octets(), new.octets());
+    for i in (0..16).step_by(2) {
+        sum += u32::from(!u16::from_be_bytes([o[i], o[i + 1]]));
+        sum += u32::from(u16::from_be_bytes([n[i], n[i + 1]]));
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let r = !(sum as u16);
+    if udp && r == 0 { 0xffff } else { r }
+}
+
+/// Decide what to do with `pkt` (one whole IPv6 packet). See the module documentation.
+///
+/// `out` must hold at least [`OUT_BUF_LEN`] octets for error packets; a smaller buffer
+/// only means fewer or shorter errors, never a panic.
+pub fn process(now: Duration, pkt: &mut [u8], state: &mut State, out: &mut [u8]) -> Action {
+    state.counters.received += 1;
+    let (action, sid) = decide(now, pkt, state, out);
+    match &action {
+        Action::Forward { .. } => {
+            state.counters.forwarded += 1;
+            if let Some(i) = sid {
+                state.sid_counters[i].received += 1;
+                state.sid_counters[i].forwarded += 1;
+            }
+        }
+        Action::Drop {
+            reason,
+            icmp_len,
+            report_len,
+        } => {
+            state.counters.count_drop(*reason);
+            if *icmp_len > 0 {
+                state.counters.icmp_sent += 1;
+            }
+            if *report_len > 0 {
+                state.counters.reports_sent += 1;
+            }
+            if let Some(i) = sid {
+                state.sid_counters[i].received += 1;
+                state.sid_counters[i].dropped += 1;
+            }
+        }
+        Action::NeedResolve { .. } => {
+            // Counted when the packet comes back through `process` with the answer.
+            state.counters.received -= 1;
+            state.counters.resolve_requests += 1;
+        }
+    }
+    action
+}
+
+fn drop_silently(reason: DropReason) -> Action {
+    Action::Drop {
+        reason,
+        icmp_len: 0,
+        report_len: 0,
+    }
+}
+
+/// Build an ICMPv6 error into `out` unless RFC 4443 forbids it or the bucket is empty.
+fn drop_with_icmp(
+    now: Duration,
+    reason: DropReason,
+    err: IcmpError,
+    pkt: &[u8],
+    layout: &Layout,
+    state: &mut State,
+    out: &mut [u8],
+) -> Action {
+    let icmp_len = if icmp::must_not_answer(pkt, layout.upper) {
+        state.counters.icmp_suppressed += 1;
+        0
+    } else if !state.icmp_bucket.take(now) {
+        state.counters.icmp_rate_limited += 1;
+        0
+    } else {
+        let limit = out.len().min(icmp::MIN_MTU);
+        icmp::build_error(err, addr_at(pkt, 24), pkt, &mut out[..limit])
+    };
+    Action::Drop {
+        reason,
+        icmp_len,
+        report_len: 0,
+    }
+}
+
+fn decide(
+    now: Duration,
+    buf: &mut [u8],
+    state: &mut State,
+    out: &mut [u8],
+) -> (Action, Option<usize>) {
+    if buf.len() < IPV6_HEADER_LEN || buf[0] >> 4 != 6 {
+        return (drop_silently(DropReason::Malformed), None);
+    }
+    let len = IPV6_HEADER_LEN + usize::from(u16::from_be_bytes([buf[4], buf[5]]));
+    if len > buf.len() {
+        return (drop_silently(DropReason::Malformed), None);
+    }
+    // Anything after Payload Length is link padding, not packet.
+    let pkt = &mut buf[..len];
+    let dst = addr_at(pkt, 24);
+    let Some(sid) = state.sid_index(&dst) else {
+        return (drop_silently(DropReason::NotOurSid), None);
+    };
+    let layout = walk_headers(pkt);
+    let sid = Some(sid);
+    let icmp_drop = |reason, err, pkt: &[u8], state: &mut State, out: &mut [u8]| {
+        (
+            drop_with_icmp(now, reason, err, pkt, &layout, state, out),
+            sid,
+        )
+    };
+
+    let Some(srh) = layout.routing else {
+        if layout.truncated {
+            return (drop_silently(DropReason::Truncated), sid);
+        }
+        // RFC 8986 §4.1.1: a packet without SRH whose upper layer we do not serve.
+        let pointer = layout.upper.map_or(IPV6_HEADER_LEN, |(o, _)| o) as u32;
+        let err = IcmpError::ParameterProblem {
+            code: IcmpError::PARAM_SR_UPPER_LAYER,
+            pointer,
+        };
+        return icmp_drop(DropReason::NoSrh, err, pkt, state, out);
+    };
+    let rtype = pkt[srh + 2];
+    let sl = pkt[srh + 3];
+    if sl == 0 {
+        if layout.truncated {
+            return (drop_silently(DropReason::Truncated), sid);
+        }
+        // RFC 8754 §4.3.1 S02-S03 then §4.3.1.1: the upper layer is next, and a border SID
+        // serves no upper layer.
+        let pointer = layout.upper.map_or(srh, |(o, _)| o) as u32;
+        let err = IcmpError::ParameterProblem {
+            code: IcmpError::PARAM_SR_UPPER_LAYER,
+            pointer,
+        };
+        return icmp_drop(DropReason::SegmentsLeftZero, err, pkt, state, out);
+    }
+    if rtype != ROUTING_TYPE_SRH {
+        // RFC 8200 §4.4: unrecognized Routing Type with Segments Left > 0.
+        let err = IcmpError::ParameterProblem {
+            code: IcmpError::PARAM_HEADER_FIELD,
+            pointer: (srh + 2) as u32,
+        };
+        return icmp_drop(DropReason::UnknownRoutingType, err, pkt, state, out);
+    }
+    let hdr_ext_len = pkt[srh + 1];
+    let last_entry = pkt[srh + 4];
+    // S09-S13. Hdr Ext Len counts 8-octet units after the first 8; each segment is two.
+    let max_last_entry = i16::from(hdr_ext_len / 2) - 1;
+    let sl_pointer = (srh + 3) as u32;
+    let param_problem = IcmpError::ParameterProblem {
+        code: IcmpError::PARAM_HEADER_FIELD,
+        pointer: sl_pointer,
+    };
+    if i16::from(last_entry) > max_last_entry {
+        return icmp_drop(
+            DropReason::LastEntryExceedsHdrLen,
+            param_problem,
+            pkt,
+            state,
+            out,
+        );
+    }
+    if u16::from(sl) > u16::from(last_entry) + 1 {
+        return icmp_drop(
+            DropReason::SegmentsLeftExceedsLastEntry,
+            param_problem,
+            pkt,
+            state,
+            out,
+        );
+    }
+    if layout.truncated && srh + (usize::from(hdr_ext_len) + 1) * 8 > pkt.len() {
+        return (drop_silently(DropReason::Truncated), sid);
+    }
+    let policy = &state.settings.policy;
+    if usize::from(last_entry) + 1 > usize::from(policy.max_segments) {
+        let err = IcmpError::DestinationUnreachable {
+            code: IcmpError::UNREACH_ADMIN,
+        };
+        return icmp_drop(DropReason::TooManySegments, err, pkt, state, out);
+    }
+    let area = tlv_area(pkt, srh);
+    if policy.require_hmac {
+        if let Err(reason) = super::oam::verify_hmac(pkt, srh, area, policy) {
+            return (drop_silently(reason), sid);
+        }
+    }
+    if pkt[7] <= 1 {
+        return icmp_drop(
+            DropReason::HopLimitExceeded,
+            IcmpError::TimeExceeded,
+            pkt,
+            state,
+            out,
+        );
+    }
+
+    let new_sl = sl - 1;
+    let seg_off = srh + 8 + 16 * usize::from(new_sl);
+    let mut next = addr_at(pkt, seg_off);
+    let mut bound = false;
+    if is_placeholder(&next) {
+        let name = match hop_name(pkt, area, new_sl) {
+            Err(_) => return (drop_silently(DropReason::BadTlv), sid),
+            Ok(Some((o, l))) if valid_dns_name(&pkt[o..o + l]) => (o, l),
+            Ok(_) => {
+                let err = IcmpError::ParameterProblem {
+                    code: IcmpError::PARAM_HEADER_FIELD,
+                    pointer: seg_off as u32,
+                };
+                return icmp_drop(DropReason::BadHopName, err, pkt, state, out);
+            }
+        };
+        let name_bytes = &pkt[name.0..name.0 + name.1];
+        match state.cache.get(name_bytes, now) {
+            Some(Binding::Addr(a)) => {
+                next = a;
+                bound = true;
+            }
+            Some(Binding::Failed(f)) => {
+                let reason = f.drop_reason();
+                let err = IcmpError::DestinationUnreachable {
+                    code: IcmpError::UNREACH_ADDRESS,
+                };
+                let (action, sid) = icmp_drop(reason, err, pkt, state, out);
+                let Action::Drop { icmp_len, .. } = action else {
+                    unreachable!("icmp_drop returns Drop")
+                };
+                let report_len = super::oam::build_report(
+                    pkt,
+                    srh,
+                    area,
+                    new_sl,
+                    name,
+                    reason,
+                    &mut out[icmp_len..],
+                );
+                return (
+                    Action::Drop {
+                        reason,
+                        icmp_len,
+                        report_len,
+                    },
+                    sid,
+                );
+            }
+            None => {
+                let name = String::from_utf8_lossy(name_bytes).into_owned();
+                return (
+                    Action::NeedResolve {
+                        name,
+                        segment: new_sl,
+                    },
+                    sid,
+                );
+            }
+        }
+    }
+    if next == dst {
+        return (drop_silently(DropReason::Loop), sid);
+    }
+    if !state.settings.policy.next_hop_allowed(&next) {
+        let err = IcmpError::DestinationUnreachable {
+            code: IcmpError::UNREACH_ADMIN,
+        };
+        return icmp_drop(DropReason::NextHopDenied, err, pkt, state, out);
+    }
+
+    // Commit: from here on the packet changes.
+    if bound {
+        let old = addr_at(pkt, seg_off);
+        pkt[seg_off..seg_off + 16].copy_from_slice(&next.octets());
+        state.counters.names_bound += 1;
+        if new_sl == 0 {
+            // Segment List[0] is the pseudo-header destination (RFC 8200 §8.1).
+            fix_upper_checksum(pkt, &layout, &old, &next);
+        }
+    }
+    pkt[srh + 3] = new_sl;
+    pkt[24..40].copy_from_slice(&next.octets());
+    pkt[7] -= 1;
+    if pkt[srh + 5] & FLAG_OAM != 0
+        && super::oam::fill_trace(pkt, area, new_sl, bound, now, state.settings.node_id)
+    {
+        state.counters.traces_filled += 1;
+    }
+    (Action::Forward { len }, sid)
+}
+
+fn fix_upper_checksum(pkt: &mut [u8], layout: &Layout, old: &Ipv6Addr, new: &Ipv6Addr) {
+    let Some((off, proto)) = layout.upper else {
+        return;
+    };
+    let (at, udp) = match proto {
+        NH_UDP => (off + 6, true),
+        NH_TCP => (off + 16, false),
+        NH_ICMPV6 => (off + 2, false),
+        _ => return,
+    };
+    if at + 2 > pkt.len() {
+        return;
+    }
+    let hc = u16::from_be_bytes([pkt[at], pkt[at + 1]]);
+    if udp && hc == 0 {
+        // No checksum to fix (not legal over IPv6, but not ours to repair).
+        return;
+    }
+    let c = checksum_after_address_change(hc, old, new, udp);
+    pkt[at..at + 2].copy_from_slice(&c.to_be_bytes());
+}

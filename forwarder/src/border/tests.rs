@@ -1,0 +1,688 @@
+//! Crafted-packet tests of the border decision function: every RFC 8754 error case, late
+//! binding, policy, and robustness against arbitrary bytes.
+
+use core::time::Duration;
+use std::net::Ipv6Addr;
+
+use super::icmp::upper_layer_checksum;
+use super::policy::Prefix;
+use super::process::{
+    Action, Binding, DropReason, OUT_BUF_LEN, ResolveFailure, Settings, State, process,
+};
+
+const NOW: Duration = Duration::from_secs(1_000);
+
+fn a(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+const SRC: &str = "2001:db8::100";
+const SID: &str = "fd00:1::1";
+
+/// A test packet: IPv6 + (optional) SRH + UDP with a correct checksum.
+struct Pkt {
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop_limit: u8,
+    /// Segment List in wire order (index 0 = final destination); None = no SRH.
+    segments: Option<Vec<Ipv6Addr>>,
+    segments_left: u8,
+    last_entry: Option<u8>,
+    flags: u8,
+    routing_type: u8,
+    /// Raw TLV bytes (padded by `build` to 8 octets).
+    tlvs: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+impl Pkt {
+    fn srh(segments: &[&str], sl: u8) -> Pkt {
+        let segs: Vec<Ipv6Addr> = segments.iter().map(|s| a(s)).collect();
+        Pkt {
+            src: a(SRC),
+            dst: segs[usize::from(sl)],
+            hop_limit: 64,
+            segments: Some(segs),
+            segments_left: sl,
+            last_entry: None,
+            flags: 0,
+            routing_type: 4,
+            tlvs: Vec::new(),
+            payload: b"hello, hop".to_vec(),
+        }
+    }
+
+    fn build(&self) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0, 0, 0, 0, self.hop_limit];
+        p.extend_from_slice(&self.src.octets());
+        p.extend_from_slice(&self.dst.octets());
+        let final_dst;
+        if let Some(segs) = &self.segments {
+            p[6] = 43;
+            let mut tlvs = self.tlvs.clone();
+            let rem = tlvs.len() % 8;
+            if rem != 0 {
+                // PadN, never Pad1 (the kernel walks TLVs as type+length pairs).
+                // PadN needs two octets: a 1-octet gap becomes 9.
+                let pad = if 8 - rem < 2 { 16 - rem } else { 8 - rem };
+                tlvs.push(4);
+                tlvs.push((pad - 2) as u8);
+                tlvs.extend(std::iter::repeat_n(0, pad - 2));
+            }
+            let hel = (segs.len() * 16 + tlvs.len()) / 8;
+            let le = self.last_entry.unwrap_or((segs.len() - 1) as u8);
+            p.extend_from_slice(&[
+                17,
+                hel as u8,
+                self.routing_type,
+                self.segments_left,
+                le,
+                self.flags,
+                0,
+                0,
+            ]);
+            for s in segs {
+                p.extend_from_slice(&s.octets());
+            }
+            p.extend_from_slice(&tlvs);
+            final_dst = segs[0];
+        } else {
+            p[6] = 17;
+            final_dst = self.dst;
+        }
+        let udp_at = p.len();
+        let ulen = 8 + self.payload.len();
+        p.extend_from_slice(&[0x30, 0x39, 0x01, 0xbb]);
+        p.extend_from_slice(&(ulen as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(&self.payload);
+        let c = upper_layer_checksum(&self.src, &final_dst, 17, &p[udp_at..]);
+        p[udp_at + 6..udp_at + 8].copy_from_slice(&c.to_be_bytes());
+        let plen = (p.len() - 40) as u16;
+        p[4..6].copy_from_slice(&plen.to_be_bytes());
+        p
+    }
+}
+
+fn hop_names(entries: &[(u8, &str)]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for (i, n) in entries {
+        v.push(*i);
+        v.push(n.len() as u8);
+        v.extend_from_slice(n.as_bytes());
+    }
+    let mut t = vec![125, v.len() as u8];
+    t.extend(v);
+    t
+}
+
+fn placeholder(i: u8) -> String {
+    format!("100::{i:x}")
+}
+
+fn state_with(f: impl FnOnce(&mut Settings)) -> State {
+    let mut s = Settings {
+        sids: vec![SID.parse().unwrap()],
+        ..Settings::default()
+    };
+    f(&mut s);
+    State::new(s, NOW)
+}
+
+fn state() -> State {
+    state_with(|_| {})
+}
+
+fn run(state: &mut State, pkt: &mut [u8]) -> (Action, Vec<u8>) {
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    let act = process(NOW, pkt, state, &mut out);
+    (act, out)
+}
+
+/// Checks an ICMPv6 error field by field and returns it.
+fn expect_icmp(
+    act: &Action,
+    out: &[u8],
+    reason: DropReason,
+    invoking: &[u8],
+    ty: u8,
+    code: u8,
+    word: u32,
+) {
+    let Action::Drop {
+        reason: r,
+        icmp_len,
+        report_len: _,
+    } = act
+    else {
+        panic!("expected a drop, got {act:?}");
+    };
+    assert_eq!(*r, reason);
+    let n = *icmp_len;
+    assert_eq!(n, 48 + invoking.len().min(1232), "ICMPv6 error length");
+    let e = &out[..n];
+    assert_eq!(e[0] >> 4, 6, "version");
+    assert_eq!(
+        usize::from(u16::from_be_bytes([e[4], e[5]])),
+        n - 40,
+        "payload length"
+    );
+    assert_eq!(e[6], 58, "next header ICMPv6");
+    assert_eq!(e[7], 64, "hop limit");
+    assert_eq!(
+        e[8..24],
+        invoking[24..40],
+        "source = the SID the packet was sent to"
+    );
+    assert_eq!(
+        e[24..40],
+        invoking[8..24],
+        "destination = the offending source"
+    );
+    assert_eq!(e[40], ty, "ICMPv6 type");
+    assert_eq!(e[41], code, "ICMPv6 code");
+    assert_eq!(
+        u32::from_be_bytes([e[44], e[45], e[46], e[47]]),
+        word,
+        "pointer/unused"
+    );
+    assert_eq!(
+        &e[48..],
+        &invoking[..n - 48],
+        "invoking packet quoted as received"
+    );
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&e[8..24]).unwrap());
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&e[24..40]).unwrap());
+    assert_eq!(
+        upper_layer_checksum(&src, &dst, 58, &e[40..]),
+        0,
+        "checksum"
+    );
+}
+
+fn verify_udp_checksum(pkt: &[u8], udp_at: usize, final_dst: Ipv6Addr) {
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&pkt[8..24]).unwrap());
+    assert_eq!(
+        upper_layer_checksum(&src, &final_dst, 17, &pkt[udp_at..]),
+        0,
+        "UDP checksum must verify against the final destination"
+    );
+}
+
+#[test]
+fn end_forwards_to_next_segment() {
+    let segs = ["fd00:3::1", "fd00:2::1", SID];
+    let orig = Pkt::srh(&segs, 2).build();
+    let mut pkt = orig.clone();
+    let mut st = state();
+    let (act, _) = run(&mut st, &mut pkt);
+    assert_eq!(act, Action::Forward { len: orig.len() });
+    let mut want = orig.clone();
+    want[7] = 63; // Hop Limit decremented
+    want[40 + 3] = 1; // Segments Left decremented
+    want[24..40].copy_from_slice(&a("fd00:2::1").octets()); // DA = Segment List[1]
+    assert_eq!(pkt, want);
+    assert_eq!(st.counters.forwarded, 1);
+    let (_, c) = st.sid_counters().next().unwrap();
+    assert_eq!((c.received, c.forwarded, c.dropped), (1, 1, 0));
+}
+
+#[test]
+fn end_forwards_after_destination_options() {
+    let segs = ["fd00:3::1", SID];
+    let mut p = Pkt::srh(&segs, 1).build();
+    // Insert an 8-octet Destination Options header (PadN) before the SRH.
+    let dopt = [43u8, 0, 1, 4, 0, 0, 0, 0];
+    p.splice(40..40, dopt);
+    p[6] = 60;
+    let plen = (p.len() - 40) as u16;
+    p[4..6].copy_from_slice(&plen.to_be_bytes());
+    let mut st = state();
+    let (act, _) = run(&mut st, &mut p);
+    assert_eq!(act, Action::Forward { len: p.len() });
+    assert_eq!(p[48 + 3], 0);
+    assert_eq!(p[24..40], a("fd00:3::1").octets());
+}
+
+#[test]
+fn segments_left_exceeding_last_entry_is_parameter_problem_at_segments_left() {
+    let mut b = Pkt::srh(&["fd00:3::1", SID], 1);
+    b.segments_left = 3; // Last Entry is 1: SL may be at most 2
+    b.dst = a(SID);
+    let orig = b.build();
+    let mut pkt = orig.clone();
+    let mut st = state();
+    let (act, out) = run(&mut st, &mut pkt);
+    expect_icmp(
+        &act,
+        &out,
+        DropReason::SegmentsLeftExceedsLastEntry,
+        &orig,
+        4,
+        0,
+        43,
+    );
+    assert_eq!(pkt, orig, "a dropped packet is not modified");
+    assert_eq!(
+        st.counters
+            .dropped(DropReason::SegmentsLeftExceedsLastEntry),
+        1
+    );
+    assert_eq!(st.counters.icmp_sent, 1);
+}
+
+#[test]
+fn last_entry_beyond_hdr_ext_len_is_parameter_problem_at_segments_left() {
+    let mut b = Pkt::srh(&["fd00:3::1", SID], 1);
+    b.last_entry = Some(2); // Hdr Ext Len 4 holds only 2 segments (max Last Entry 1)
+    let orig = b.build();
+    let mut pkt = orig.clone();
+    let mut st = state();
+    let (act, out) = run(&mut st, &mut pkt);
+    expect_icmp(
+        &act,
+        &out,
+        DropReason::LastEntryExceedsHdrLen,
+        &orig,
+        4,
+        0,
+        43,
+    );
+}
+
+#[test]
+fn hop_limit_one_is_time_exceeded_quoting_the_unmodified_packet() {
+    let mut b = Pkt::srh(&["fd00:3::1", SID], 1);
+    b.hop_limit = 1;
+    let orig = b.build();
+    let mut pkt = orig.clone();
+    let mut st = state();
+    let (act, out) = run(&mut st, &mut pkt);
+    expect_icmp(&act, &out, DropReason::HopLimitExceeded, &orig, 3, 0, 0);
+    b.hop_limit = 0;
+    let orig = b.build();
+    let (act, out) = run(&mut st, &mut orig.clone());
+    expect_icmp(&act, &out, DropReason::HopLimitExceeded, &orig, 3, 0, 0);
+    assert_eq!(st.counters.dropped(DropReason::HopLimitExceeded), 2);
+}
+
+#[test]
+fn segments_left_zero_at_a_border_sid_is_code_4_at_the_upper_layer() {
+    let orig = Pkt::srh(&[SID, "fd00:2::1"], 0).build();
+    let mut st = state();
+    let (act, out) = run(&mut st, &mut orig.clone());
+    // IPv6 (40) + SRH (8 + 2*16): the UDP header starts at 80.
+    expect_icmp(&act, &out, DropReason::SegmentsLeftZero, &orig, 4, 4, 80);
+}
+
+#[test]
+fn packet_without_srh_to_a_sid_is_code_4_at_the_upper_layer() {
+    let orig = Pkt {
+        segments: None,
+        dst: a(SID),
+        ..Pkt::srh(&[SID], 0)
+    }
+    .build();
+    let mut st = state();
+    let (act, out) = run(&mut st, &mut orig.clone());
+    expect_icmp(&act, &out, DropReason::NoSrh, &orig, 4, 4, 40);
+}
+
+#[test]
+fn unknown_routing_type_with_segments_left_points_at_routing_type() {
+    let mut b = Pkt::srh(&["fd00:3::1", SID], 1);
+    b.routing_type = 3;
+    let orig = b.build();
+    let mut st = state();
+    let (act, out) = run(&mut st, &mut orig.clone());
+    expect_icmp(&act, &out, DropReason::UnknownRoutingType, &orig, 4, 0, 42);
+}
+
+#[test]
+fn no_error_about_an_icmp_error_and_errors_are_rate_limited() {
+    // An ICMPv6 Destination Unreachable sent to the SID: dropped without reply.
+    let mut p = Pkt {
+        segments: None,
+        dst: a(SID),
+        ..Pkt::srh(&[SID], 0)
+    }
+    .build();
+    p[6] = 58;
+    p[40] = 1;
+    let mut st = state_with(|s| {
+        s.icmp_rate = 1;
+        s.icmp_burst = 2;
+    });
+    let (act, _) = run(&mut st, &mut p);
+    assert_eq!(
+        act,
+        Action::Drop {
+            reason: DropReason::NoSrh,
+            icmp_len: 0,
+            report_len: 0
+        }
+    );
+    assert_eq!(st.counters.icmp_suppressed, 1);
+
+    let mut b = Pkt::srh(&["fd00:3::1", SID], 1);
+    b.hop_limit = 1;
+    let orig = b.build();
+    let lens: Vec<usize> = (0..4)
+        .map(|_| match run(&mut st, &mut orig.clone()).0 {
+            Action::Drop { icmp_len, .. } => icmp_len,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(lens[0] > 0 && lens[1] > 0, "burst of 2: {lens:?}");
+    assert_eq!(lens[2..], [0, 0], "bucket empty: {lens:?}");
+    assert_eq!(st.counters.icmp_rate_limited, 2);
+    assert_eq!(st.counters.dropped(DropReason::HopLimitExceeded), 4);
+    // One second later one more token is there.
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    match process(
+        NOW + Duration::from_secs(1),
+        &mut orig.clone(),
+        &mut st,
+        &mut out,
+    ) {
+        Action::Drop { icmp_len, .. } => assert!(icmp_len > 0),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn packets_not_for_our_sids_are_dropped_silently() {
+    let mut p = Pkt::srh(&["fd00:3::1", "fd00:9::9"], 1).build();
+    let mut st = state();
+    let (act, _) = run(&mut st, &mut p);
+    assert_eq!(
+        act,
+        Action::Drop {
+            reason: DropReason::NotOurSid,
+            icmp_len: 0,
+            report_len: 0
+        }
+    );
+}
+
+#[test]
+fn a_locator_prefix_serves_every_address_in_it() {
+    let mut st = state_with(|s| s.sids = vec!["fd00:1::/64".parse().unwrap()]);
+    let mut p = Pkt::srh(&["fd00:3::1", "fd00:1::abcd"], 1).build();
+    assert!(matches!(run(&mut st, &mut p).0, Action::Forward { .. }));
+}
+
+#[test]
+fn late_binding_of_the_final_segment_fixes_the_udp_checksum() {
+    let ph = placeholder(0);
+    let mut b = Pkt::srh(&[&ph, SID], 1);
+    b.tlvs = hop_names(&[(0, "yc")]);
+    let orig = b.build();
+    let mut st = state();
+
+    // First pass: not cached, the packet is left alone and the name requested.
+    let mut pkt = orig.clone();
+    let (act, _) = run(&mut st, &mut pkt);
+    assert_eq!(
+        act,
+        Action::NeedResolve {
+            name: "yc".into(),
+            segment: 0
+        }
+    );
+    assert_eq!(pkt, orig);
+
+    // The shell resolves and re-runs.
+    let yc = a("fd00:3::3");
+    st.cache
+        .insert(b"yc", Binding::Addr(yc), Duration::from_secs(60), NOW);
+    let (act, _) = run(&mut st, &mut pkt);
+    assert_eq!(act, Action::Forward { len: orig.len() });
+    assert_eq!(pkt[24..40], yc.octets(), "DA");
+    assert_eq!(pkt[48..64], yc.octets(), "Segment List[0]");
+    assert_eq!(pkt[43], 0, "Segments Left");
+    let udp_at = pkt.len() - 18;
+    verify_udp_checksum(&pkt, udp_at, yc);
+    // Only the checksum, DA, SL, hop limit and segment changed.
+    let mut want = orig.clone();
+    want[7] -= 1;
+    want[24..40].copy_from_slice(&yc.octets());
+    want[43] = 0;
+    want[48..64].copy_from_slice(&yc.octets());
+    want[udp_at + 6..udp_at + 8].copy_from_slice(&pkt[udp_at + 6..udp_at + 8]);
+    assert_eq!(pkt, want);
+    assert_eq!(st.counters.names_bound, 1);
+}
+
+#[test]
+fn incremental_checksum_matches_full_recompute_for_many_addresses() {
+    // Walk many (placeholder -> address) pairs, including ones that make the sum wrap.
+    for k in 0u32..300 {
+        let ph = placeholder((k % 7) as u8);
+        let mut b = Pkt::srh(&[&ph, SID], 1);
+        b.tlvs = hop_names(&[(0, "h")]);
+        b.payload = k.to_be_bytes().repeat((k % 5 + 1) as usize);
+        let mut pkt = b.build();
+        let addr =
+            Ipv6Addr::from(u128::from(k).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
+        let mut st = state();
+        st.cache
+            .insert(b"h", Binding::Addr(addr), Duration::from_secs(60), NOW);
+        if addr == a(SID) {
+            continue;
+        }
+        assert!(matches!(run(&mut st, &mut pkt).0, Action::Forward { .. }));
+        let udp_at = pkt.len() - 8 - b.payload.len();
+        verify_udp_checksum(&pkt, udp_at, addr);
+    }
+}
+
+#[test]
+fn late_binding_of_a_middle_segment_leaves_the_checksum() {
+    let ph = placeholder(1);
+    let mut b = Pkt::srh(&["fd00:3::1", &ph, SID], 2);
+    b.tlvs = hop_names(&[(1, "org")]);
+    let orig = b.build();
+    let mut st = state();
+    st.cache.insert(
+        b"org",
+        Binding::Addr(a("fd00:2::2")),
+        Duration::from_secs(5),
+        NOW,
+    );
+    let mut pkt = orig.clone();
+    assert_eq!(
+        run(&mut st, &mut pkt).0,
+        Action::Forward { len: orig.len() }
+    );
+    assert_eq!(pkt[24..40], a("fd00:2::2").octets());
+    assert_eq!(pkt[64..80], a("fd00:2::2").octets(), "Segment List[1]");
+    assert_eq!(
+        pkt[pkt.len() - 12..],
+        orig[orig.len() - 12..],
+        "UDP untouched"
+    );
+    verify_udp_checksum(&pkt, pkt.len() - 18, a("fd00:3::1"));
+
+    // The answer expires after its TTL: the name is asked for again.
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    let act = process(
+        NOW + Duration::from_secs(5),
+        &mut orig.clone(),
+        &mut st,
+        &mut out,
+    );
+    assert!(
+        matches!(act, Action::NeedResolve { segment: 1, .. }),
+        "{act:?}"
+    );
+}
+
+#[test]
+fn a_cached_resolution_failure_is_destination_unreachable_code_3() {
+    let ph = placeholder(1);
+    let mut b = Pkt::srh(&["fd00:3::1", &ph, SID], 2);
+    b.tlvs = hop_names(&[(1, "org")]);
+    let orig = b.build();
+    let mut st = state();
+    st.cache.insert(
+        b"org",
+        Binding::Failed(ResolveFailure::Nxdomain),
+        Duration::from_secs(30),
+        NOW,
+    );
+    let (act, out) = run(&mut st, &mut orig.clone());
+    expect_icmp(&act, &out, DropReason::Nxdomain, &orig, 1, 3, 0);
+    assert_eq!(st.counters.dropped(DropReason::Nxdomain), 1);
+}
+
+#[test]
+fn a_placeholder_without_a_name_is_parameter_problem_at_the_segment() {
+    let ph = placeholder(1);
+    let mut b = Pkt::srh(&["fd00:3::1", &ph, SID], 2);
+    b.tlvs = hop_names(&[(0, "other")]);
+    let orig = b.build();
+    let mut st = state();
+    let (act, out) = run(&mut st, &mut orig.clone());
+    // Segment List[1] starts at 40 + 8 + 16.
+    expect_icmp(&act, &out, DropReason::BadHopName, &orig, 4, 0, 64);
+
+    b.tlvs = hop_names(&[(1, "bad name!")]);
+    let orig = b.build();
+    let (act, out) = run(&mut st, &mut orig.clone());
+    expect_icmp(&act, &out, DropReason::BadHopName, &orig, 4, 0, 64);
+}
+
+#[test]
+fn a_hop_names_tlv_that_overruns_is_bad_tlv() {
+    let ph = placeholder(0);
+    let mut b = Pkt::srh(&[&ph, SID], 1);
+    // Entry claims a 9-octet name in a 4-octet value.
+    b.tlvs = vec![125, 4, 0, 9, b'a', b'b'];
+    let mut p = b.build();
+    let mut st = state();
+    assert_eq!(
+        run(&mut st, &mut p).0,
+        Action::Drop {
+            reason: DropReason::BadTlv,
+            icmp_len: 0,
+            report_len: 0
+        }
+    );
+}
+
+#[test]
+fn loop_guard_drops_the_same_sid_twice_in_a_row() {
+    let mut p = Pkt::srh(&["fd00:3::1", SID, SID], 2).build();
+    let mut st = state();
+    assert_eq!(
+        run(&mut st, &mut p).0,
+        Action::Drop {
+            reason: DropReason::Loop,
+            icmp_len: 0,
+            report_len: 0
+        }
+    );
+    assert_eq!(st.counters.dropped(DropReason::Loop), 1);
+}
+
+#[test]
+fn next_hops_outside_the_allowed_prefixes_are_administratively_prohibited() {
+    let orig = Pkt::srh(&["2001:db8:bad::1", SID], 1).build();
+    let mut st = state_with(|s| {
+        s.policy.allowed_next_hops = vec!["fd00::/16".parse::<Prefix>().unwrap()];
+    });
+    let (act, out) = run(&mut st, &mut orig.clone());
+    expect_icmp(&act, &out, DropReason::NextHopDenied, &orig, 1, 1, 0);
+    let mut ok = Pkt::srh(&["fd00:3::1", SID], 1).build();
+    assert!(matches!(run(&mut st, &mut ok).0, Action::Forward { .. }));
+}
+
+#[test]
+fn too_many_segments_is_administratively_prohibited() {
+    let segs: Vec<String> = (0..5).map(|i| format!("fd00:9::{i}")).collect();
+    let mut refs: Vec<&str> = segs.iter().map(|s| s.as_str()).collect();
+    refs.push(SID);
+    let orig = Pkt::srh(&refs, 5).build();
+    let mut st = state_with(|s| s.policy.max_segments = 4);
+    let (act, out) = run(&mut st, &mut orig.clone());
+    expect_icmp(&act, &out, DropReason::TooManySegments, &orig, 1, 1, 0);
+}
+
+#[test]
+fn truncated_and_garbled_packets_never_panic() {
+    let ph = placeholder(0);
+    let mut b = Pkt::srh(&[&ph, "fd00:2::1", SID], 2);
+    b.tlvs = hop_names(&[(0, "yc")]);
+    let good = b.build();
+    let mut st = state();
+    st.cache.insert(
+        b"yc",
+        Binding::Addr(a("fd00:3::3")),
+        Duration::from_secs(60),
+        NOW,
+    );
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    for cut in 0..good.len() {
+        let mut p = good[..cut].to_vec();
+        let act = process(NOW, &mut p, &mut st, &mut out);
+        assert!(
+            !matches!(act, Action::Forward { .. }),
+            "prefix of {cut} octets was forwarded"
+        );
+    }
+    // Every single-octet corruption, with a few values, and tiny output buffers.
+    for i in 0..good.len() {
+        for v in [0u8, 1, 0x7f, 0x80, 0xff] {
+            let mut p = good.clone();
+            p[i] = v;
+            let _ = process(NOW, &mut p, &mut st, &mut out);
+            let _ = process(NOW, &mut p.clone(), &mut st, &mut [0u8; 10]);
+        }
+    }
+    // Pseudo-random garbage behind a valid IPv6 header to our SID.
+    let mut x: u64 = 0x1234_5678;
+    for n in 0..2000 {
+        let mut p = good[..40].to_vec();
+        for _ in 0..(n % 200) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            p.push(x as u8);
+        }
+        p[6] = [43, 0, 60, 44, 51, 17][n % 6];
+        let plen = (p.len() - 40) as u16;
+        p[4..6].copy_from_slice(&plen.to_be_bytes());
+        let _ = process(NOW, &mut p, &mut st, &mut out);
+    }
+}
+
+#[test]
+fn reconfigure_keeps_counters_of_remaining_sids() {
+    let mut st = state();
+    let mut p = Pkt::srh(&["fd00:3::1", SID], 1).build();
+    let _ = run(&mut st, &mut p);
+    let mut s = st.settings().clone();
+    s.sids.insert(0, "fd00:7::7".parse().unwrap());
+    st.reconfigure(s, NOW);
+    let counters: Vec<_> = st
+        .sid_counters()
+        .map(|(p, c)| (p.to_string(), c.forwarded))
+        .collect();
+    assert_eq!(
+        counters,
+        vec![
+            ("fd00:7::7/128".to_string(), 0),
+            ("fd00:1::1/128".to_string(), 1)
+        ]
+    );
+}
+
+#[test]
+fn trailing_link_padding_is_not_forwarded_as_packet() {
+    let orig = Pkt::srh(&["fd00:3::1", SID], 1).build();
+    let mut p = orig.clone();
+    p.extend_from_slice(&[0u8; 6]);
+    let mut st = state();
+    assert_eq!(run(&mut st, &mut p).0, Action::Forward { len: orig.len() });
+}
