@@ -833,3 +833,37 @@ proptest! {
         }
     }
 }
+
+/// docs/stack-address.md shows real parser output; this keeps it from drifting.
+#[test]
+fn documented_examples_match_the_parser() {
+    let doc = include_str!("../../../docs/stack-address.md");
+    let mut lines = doc.lines();
+    let mut checked = 0;
+    while let Some(line) = lines.next() {
+        let Some(quoted) = line.strip_prefix("$ hoptrace '") else {
+            continue;
+        };
+        let input = quoted
+            .strip_suffix('\'')
+            .expect("example ends with a quote");
+        let shown: Vec<&str> = lines.by_ref().take(3).collect();
+        let e = StackAddress::parse(input).expect_err(input);
+        assert_eq!(e.render(input), shown.join("\n"), "doc example {input:?}");
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} error examples found");
+
+    let valid = doc
+        .split("Valid examples:\n\n```text\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("valid examples block");
+    for input in valid.lines() {
+        assert_eq!(
+            ok(input).to_string(),
+            input,
+            "valid doc example is in normal form"
+        );
+    }
+}
