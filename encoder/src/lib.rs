@@ -6,6 +6,7 @@
 //! the forwarder.
 
 pub mod address;
+pub mod encode;
 pub mod layer;
 pub mod pcap;
 pub mod wire;

@@ -465,7 +465,8 @@ pub enum ReportBody {
 /// A whole stack report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportRepr {
-    pub nonce: [u8; 4],
+    /// The trace TLV's nonce (`wire::tlv::Trace::nonce`), big-endian on the wire like there.
+    pub nonce: u32,
     pub reporter: Ipv6Addr,
     pub body: ReportBody,
 }
@@ -676,9 +677,9 @@ impl<T: AsRef<[u8]>> Report<T> {
         u16::from_be_bytes([b[field::LENGTH.start], b[field::LENGTH.start + 1]])
     }
 
-    pub fn nonce(&self) -> [u8; 4] {
+    pub fn nonce(&self) -> u32 {
         let b = self.buffer.as_ref();
-        [b[8], b[9], b[10], b[11]]
+        u32::from_be_bytes([b[8], b[9], b[10], b[11]])
     }
 
     pub fn reporter(&self) -> Ipv6Addr {
@@ -909,7 +910,7 @@ impl ReportRepr {
         buf[field::MAGIC].copy_from_slice(&MAGIC);
         buf[field::VERSION] = VERSION;
         buf[field::LENGTH].copy_from_slice(&(len as u16).to_be_bytes());
-        buf[field::NONCE].copy_from_slice(&self.nonce);
+        buf[field::NONCE].copy_from_slice(&self.nonce.to_be_bytes());
         buf[field::REPORTER].copy_from_slice(&self.reporter.octets());
         let mut w = Writer {
             buf,
@@ -994,7 +995,7 @@ mod tests {
 
     fn nxdomain() -> ReportRepr {
         ReportRepr {
-            nonce: [0xde, 0xad, 0xbe, 0xef],
+            nonce: 0xdeadbeef,
             reporter: a("fd00:1::1"),
             body: ReportBody::Error(ErrorReport {
                 hop_index: 2,
@@ -1034,7 +1035,7 @@ mod tests {
     #[test]
     fn golden_probe_answer() {
         let r = ReportRepr {
-            nonce: [1, 2, 3, 4],
+            nonce: 0x01020304,
             reporter: a("fd00:3::1"),
             body: ReportBody::Answer(ProbeAnswer {
                 path: vec![
@@ -1260,13 +1261,13 @@ mod tests {
                     trace,
                 })
             });
-        (any::<[u8; 4]>(), any::<[u8; 16]>(), prop_oneof![err, ans]).prop_map(
-            |(nonce, rep, body)| ReportRepr {
+        (any::<u32>(), any::<[u8; 16]>(), prop_oneof![err, ans]).prop_map(|(nonce, rep, body)| {
+            ReportRepr {
                 nonce,
                 reporter: Ipv6Addr::from(rep),
                 body,
-            },
-        )
+            }
+        })
     }
 
     proptest! {

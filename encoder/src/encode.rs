@@ -1,0 +1,390 @@
+//! From a parsed stack address to the SRH that carries it — shared by `hop`, `hopd` and
+//! `hoptrace`, so every tool encodes an address the same way.
+//!
+//! The segment list is in RFC 8754 order, the reverse of the address: for
+//! `github.com>org>yc` the SRH is
+//!
+//! ```text
+//!    Segment List[0] = yc          (final hop; placeholder 100::0 unless resolved)
+//!    Segment List[1] = org         (placeholder 100::1 unless resolved)
+//!    Segment List[2] = github.com  (first hop; must be resolved: it is the IPv6 DA)
+//!    Segments Left = 2, Last Entry = 2
+//!    TLVs: layer descriptor (124) tcp+tls+http / restapiv3,
+//!          hop names (125) {0: "yc", 1: "org"},
+//!          trace (252) for probes
+//! ```
+//!
+//! No I/O here: the caller says which names it could resolve through `resolve`. The first
+//! hop is the packet's destination address, so it must resolve; every later name the client
+//! did not resolve becomes a placeholder (`wire::tlv::placeholder`, in the RFC 6666 discard
+//! prefix) plus a hop-names entry for the hop before it to resolve in its own DNS view.
+
+use core::fmt;
+use core::net::Ipv6Addr;
+
+use crate::address::{Hop, StackAddress};
+use crate::layer::Layer;
+use crate::wire::checksum::{PROTO_TCP, PROTO_UDP};
+use crate::wire::srh::{self, FLAG_O, SrhRepr};
+use crate::wire::tlv::{self, HopName, HopNames, LayerDescriptor, TlvRepr, Trace};
+
+/// Port the final hop's `hopd` listens on for every service (TCP and UDP). Must equal
+/// `hopstack_forwarder::final_hop::config::DEFAULT_PORT`; duplicated because the encoder
+/// cannot depend on the forwarder.
+pub const DEFAULT_SERVICE_PORT: u16 = 7443;
+
+/// Why an address could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The first hop is a name the caller could not resolve: the packet would have no
+    /// destination address.
+    FirstHopUnresolved { name: String },
+    /// More hops than an SRH can hold segments.
+    TooManyHops { count: usize, max: usize },
+    /// The SRH refused the content (e.g. a name longer than a TLV can carry).
+    Srh(srh::Error),
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::FirstHopUnresolved { name } => write!(
+                f,
+                "the first hop `{name}` is not resolved: the client must know its address \
+                 (write it as a literal [addr] or pass --resolve {name}=ADDR)"
+            ),
+            EncodeError::TooManyHops { count, max } => {
+                write!(f, "{count} hops do not fit in an SRH (at most {max})")
+            }
+            EncodeError::Srh(e) => write!(f, "cannot build the SRH: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for EncodeError {}
+
+/// How each hop's segment was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentSource {
+    /// A literal in the address.
+    Literal,
+    /// A name the caller resolved.
+    Resolved,
+    /// A name left for the previous hop to resolve; the segment holds a placeholder.
+    Unresolved,
+}
+
+/// The IPv6 next header of the transport named by the address: 6 for tcp, 17 for udp.
+pub fn transport_next_header(addr: &StackAddress) -> u8 {
+    match addr.transport() {
+        Layer::Udp => PROTO_UDP,
+        _ => PROTO_TCP,
+    }
+}
+
+/// Segment addresses in stack-address order with how each was obtained.
+pub fn resolve_hops(
+    addr: &StackAddress,
+    resolve: &dyn Fn(&str) -> Option<Ipv6Addr>,
+) -> Result<Vec<(Ipv6Addr, SegmentSource)>, EncodeError> {
+    let hops = addr.hops();
+    if hops.len() > srh::MAX_SEGMENTS.min(256) {
+        return Err(EncodeError::TooManyHops {
+            count: hops.len(),
+            max: srh::MAX_SEGMENTS.min(256),
+        });
+    }
+    let n = hops.len();
+    let mut out = Vec::with_capacity(n);
+    for (i, hop) in hops.iter().enumerate() {
+        let seg_index = (n - 1 - i) as u8;
+        out.push(match hop {
+            Hop::Literal(a) => (*a, SegmentSource::Literal),
+            Hop::Name(name) => match resolve(name.as_str()) {
+                Some(a) => (a, SegmentSource::Resolved),
+                None if i == 0 => {
+                    return Err(EncodeError::FirstHopUnresolved {
+                        name: name.as_str().to_owned(),
+                    });
+                }
+                None => (tlv::placeholder(seg_index), SegmentSource::Unresolved),
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// The SRH for a connection (no trace TLV, no O-flag).
+///
+/// `resolve` is asked for every named hop; answer only for names the client may resolve in
+/// its own DNS view (normally just the first hop, plus any explicit overrides) and `None`
+/// for the rest — they are resolved en route.
+pub fn build_srh(
+    addr: &StackAddress,
+    resolve: &dyn Fn(&str) -> Option<Ipv6Addr>,
+) -> Result<SrhRepr, EncodeError> {
+    build(addr, resolve, None)
+}
+
+/// The SRH for a probe: as [`build_srh`], plus the O-flag (RFC 8754 §2.1.1: OAM) and a trace
+/// TLV with one record per hop after the first (each hop that processes the SRH fills one).
+/// The probe travels as UDP, so Next Header is 17 whatever the address's transport.
+pub fn build_probe_srh(
+    addr: &StackAddress,
+    resolve: &dyn Fn(&str) -> Option<Ipv6Addr>,
+    report_addr: Ipv6Addr,
+    report_port: u16,
+    nonce: u32,
+) -> Result<SrhRepr, EncodeError> {
+    let trace = Trace::new(report_addr, report_port, nonce, addr.hops().len());
+    let mut s = build(addr, resolve, Some(trace))?;
+    s.flags |= FLAG_O;
+    s.next_header = PROTO_UDP;
+    s.validate().map_err(EncodeError::Srh)?;
+    Ok(s)
+}
+
+fn build(
+    addr: &StackAddress,
+    resolve: &dyn Fn(&str) -> Option<Ipv6Addr>,
+    trace: Option<Trace>,
+) -> Result<SrhRepr, EncodeError> {
+    let hops = resolve_hops(addr, resolve)?;
+    let n = hops.len();
+    // Wire order: Segment List[0] is the final hop.
+    let segments: Vec<Ipv6Addr> = hops.iter().rev().map(|(a, _)| *a).collect();
+    let mut names = Vec::new();
+    for (i, (hop, (_, src))) in addr.hops().iter().zip(&hops).enumerate() {
+        if *src == SegmentSource::Unresolved {
+            if let Some(name) = hop.name() {
+                names.push(HopName {
+                    index: (n - 1 - i) as u8,
+                    name: name.as_str().to_owned(),
+                });
+            }
+        }
+    }
+    // Lowest segment index first, so the TLV reads in wire order.
+    names.sort_by_key(|h| h.index);
+    let mut tlvs = vec![TlvRepr::LayerDescriptor(LayerDescriptor {
+        layers: addr.layers().to_vec(),
+        service: addr.service().as_str().to_owned(),
+    })];
+    tlvs.extend(HopNames::split(&names));
+    if let Some(t) = trace {
+        tlvs.push(TlvRepr::Trace(t));
+    }
+    let s = SrhRepr {
+        next_header: transport_next_header(addr),
+        segments_left: (n - 1) as u8,
+        flags: 0,
+        tag: 0,
+        segments,
+        tlvs,
+    };
+    s.validate().map_err(EncodeError::Srh)?;
+    Ok(s)
+}
+
+/// A human-readable tree of an SRH, in the spirit of `tshark -V`.
+pub fn render_tree(s: &SrhRepr) -> String {
+    use fmt::Write as _;
+    let mut o = String::new();
+    let len = s.buffer_len();
+    let _ = writeln!(o, "Routing Header for IPv6 (Segment Routing), {len} octets");
+    let _ = writeln!(o, "    Next Header: {}", proto_name(s.next_header));
+    let _ = writeln!(o, "    Length: {} ({len} bytes)", len / 8 - 1);
+    let _ = writeln!(o, "    Type: Segment Routing (4)");
+    let _ = writeln!(o, "    Segments Left: {}", s.segments_left);
+    let _ = writeln!(o, "    Last Entry: {}", s.last_entry());
+    let mut flags = Vec::new();
+    if s.flags & FLAG_O != 0 {
+        flags.push("O (OAM)");
+    }
+    if s.flags & srh::FLAG_H != 0 {
+        flags.push("H (HMAC)");
+    }
+    let _ = writeln!(
+        o,
+        "    Flags: 0x{:02x}{}",
+        s.flags,
+        if flags.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", flags.join(", "))
+        }
+    );
+    let _ = writeln!(o, "    Tag: {:04x}", s.tag);
+    for (i, seg) in s.segments.iter().enumerate() {
+        let mut notes = Vec::new();
+        if i == 0 {
+            notes.push("final hop".to_owned());
+        }
+        if i == usize::from(s.segments_left) {
+            notes.push("active, IPv6 DA".to_owned());
+        }
+        if tlv::is_placeholder(seg) {
+            match s.hop_name(i as u8) {
+                Some(n) => notes.push(format!("unresolved: {n}")),
+                None => notes.push("unresolved, no name".to_owned()),
+            }
+        }
+        let note = if notes.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", notes.join("; "))
+        };
+        let _ = writeln!(o, "    Segment List[{i}]: {seg}{note}");
+    }
+    for t in &s.tlvs {
+        match t {
+            TlvRepr::LayerDescriptor(d) => {
+                let layers: Vec<&str> = d.layers.iter().map(|l| l.as_str()).collect();
+                let _ = writeln!(
+                    o,
+                    "    TLV Layer Descriptor (124): layers {}, service {}",
+                    layers.join("+"),
+                    d.service
+                );
+            }
+            TlvRepr::HopNames(h) => {
+                let _ = writeln!(o, "    TLV Hop Names (125)");
+                for e in &h.entries {
+                    let _ = writeln!(o, "        Segment List[{}]: {}", e.index, e.name);
+                }
+            }
+            TlvRepr::Trace(tr) => {
+                let _ = writeln!(
+                    o,
+                    "    TLV Trace (252): report to [{}]:{}, nonce 0x{:08x}, {} records{}",
+                    tr.report_addr,
+                    tr.report_port,
+                    tr.nonce,
+                    tr.records.len(),
+                    if tr.flags & Trace::FLAG_OVERFLOW != 0 {
+                        ", overflowed"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            TlvRepr::Hmac(h) => {
+                let _ = writeln!(o, "    TLV HMAC (5): key id {}", h.key_id);
+            }
+            TlvRepr::Pad1 | TlvRepr::PadN(_) => {}
+            TlvRepr::Unknown { tlv_type, data } => {
+                let _ = writeln!(o, "    TLV type {tlv_type}: {} octets", data.len());
+            }
+        }
+    }
+    o
+}
+
+fn proto_name(nh: u8) -> String {
+    match nh {
+        PROTO_TCP => "TCP (6)".into(),
+        PROTO_UDP => "UDP (17)".into(),
+        n => format!("{n}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::srh::Packet;
+
+    fn a(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    fn only_github(name: &str) -> Option<Ipv6Addr> {
+        (name == "github.com").then(|| a("2001:db8::1"))
+    }
+
+    #[test]
+    fn example_address() {
+        let addr =
+            StackAddress::parse("github.com>org>yc:tcp+tls+http+restapiv3/users/list").unwrap();
+        let s = build_srh(&addr, &only_github).unwrap();
+        assert_eq!(
+            s.segments,
+            vec![tlv::placeholder(0), tlv::placeholder(1), a("2001:db8::1")]
+        );
+        assert_eq!(s.segments_left, 2);
+        assert_eq!(s.next_header, 6);
+        assert_eq!(s.flags, 0);
+        assert_eq!(s.hop_name(0), Some("yc"));
+        assert_eq!(s.hop_name(1), Some("org"));
+        assert_eq!(s.hop_name(2), None);
+        let d = s.layer_descriptor().unwrap();
+        assert_eq!(d.layers, vec![Layer::Tcp, Layer::Tls, Layer::Http]);
+        assert_eq!(d.service, "restapiv3");
+
+        // The emitted bytes parse back to the same header, and the active segment is the
+        // first hop.
+        let bytes = s.to_bytes().unwrap();
+        let view = Packet::new_checked(&bytes[..]).unwrap();
+        assert_eq!(view.active_segment(), Some(a("2001:db8::1")));
+        let mut back = SrhRepr::parse(&view).unwrap();
+        assert_eq!(back.to_bytes().unwrap(), bytes);
+        back.tlvs.retain(|t| !t.is_padding());
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn first_hop_must_resolve() {
+        let addr = StackAddress::parse("github.com>org:udp+dns+resolver").unwrap();
+        assert_eq!(
+            build_srh(&addr, &|_| None),
+            Err(EncodeError::FirstHopUnresolved {
+                name: "github.com".into()
+            })
+        );
+        let msg = build_srh(&addr, &|_| None).unwrap_err().to_string();
+        assert!(msg.contains("--resolve github.com=ADDR"), "{msg}");
+    }
+
+    #[test]
+    fn literals_and_overrides_need_no_names() {
+        let addr = StackAddress::parse("[fd00::1]>mid>[fd00:3::1]:udp+echo").unwrap();
+        let s = build_srh(&addr, &|n| (n == "mid").then(|| a("fd00:2::1"))).unwrap();
+        assert_eq!(
+            s.segments,
+            vec![a("fd00:3::1"), a("fd00:2::1"), a("fd00::1")]
+        );
+        assert_eq!(s.next_header, 17);
+        assert!(!s.tlvs.iter().any(|t| matches!(t, TlvRepr::HopNames(_))));
+    }
+
+    #[test]
+    fn single_hop() {
+        let addr = StackAddress::parse("[2001:db8::9]:tcp+http+web").unwrap();
+        let s = build_srh(&addr, &|_| None).unwrap();
+        assert_eq!(s.segments, vec![a("2001:db8::9")]);
+        assert_eq!(s.segments_left, 0);
+    }
+
+    #[test]
+    fn probe_has_trace_and_o_flag() {
+        let addr = StackAddress::parse("github.com>org>yc:tcp+tls+http+restapiv3").unwrap();
+        let s = build_probe_srh(&addr, &only_github, a("2001:db8::100"), 40000, 0xabcd).unwrap();
+        assert_eq!(s.flags & FLAG_O, FLAG_O);
+        assert_eq!(s.next_header, 17);
+        let t = s
+            .tlvs
+            .iter()
+            .find_map(|t| match t {
+                TlvRepr::Trace(t) => Some(t),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(t.nonce, 0xabcd);
+        assert_eq!(t.report_port, 40000);
+        assert_eq!(t.records.len(), 3);
+        let tree = render_tree(&s);
+        assert!(tree.contains("Segment List[0]: 100:: "), "{tree}");
+        assert!(tree.contains("unresolved: yc"), "{tree}");
+        assert!(tree.contains("O (OAM)"), "{tree}");
+        assert!(tree.contains("nonce 0x0000abcd"), "{tree}");
+    }
+}
