@@ -50,7 +50,10 @@ use core::time::Duration;
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
 
+use hopstack_encoder::wire::{checksum, srh, tlv};
+
 use super::icmp::{self, IcmpError, TokenBucket, addr_at};
+use super::oam;
 use super::policy::{Policy, Prefix};
 
 /// Scratch space `process` needs for the packets it may originate: one ICMPv6 error and one
@@ -66,22 +69,6 @@ const NH_FRAGMENT: u8 = 44;
 const NH_AH: u8 = 51;
 const NH_ICMPV6: u8 = 58;
 const NH_DEST_OPTS: u8 = 60;
-const ROUTING_TYPE_SRH: u8 = 4;
-
-/// RFC 9259 O-flag (OAM): "process this packet as an OAM packet", i.e. fill the trace.
-pub const FLAG_OAM: u8 = 0x20;
-
-/// Type codes of the SRH TLVs the border reads.
-pub mod tlv_type {
-    pub const PAD1: u8 = 0;
-    pub const HOP_NAMES: u8 = 125;
-}
-
-/// Placeholder addresses for unresolved segments live in the RFC 6666 discard-only prefix
-/// `100::/64`, so a placeholder that escapes is dropped by every router.
-pub fn is_placeholder(addr: &Ipv6Addr) -> bool {
-    addr.octets()[..8] == [0x01, 0, 0, 0, 0, 0, 0, 0]
-}
 
 /// Why a packet was not forwarded. The names are stable: they label metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -513,75 +500,6 @@ fn walk_headers(pkt: &[u8]) -> Layout {
     }
 }
 
-/// The TLV area of an SRH at `srh` (already known to fit in `pkt`): `(start, end)`.
-fn tlv_area(pkt: &[u8], srh: usize) -> (usize, usize) {
-    let total = (usize::from(pkt[srh + 1]) + 1) * 8;
-    let segs = (usize::from(pkt[srh + 4]) + 1) * 16;
-    (srh + 8 + segs, srh + total)
-}
-
-/// Walk the TLVs of `pkt[start..end]`; for each calls `f(type, value_offset, value_len)`,
-/// stopping when it returns `Some`. Errors with the offset of a TLV that overruns the area.
-fn find_tlv<R>(
-    pkt: &[u8],
-    (start, end): (usize, usize),
-    mut f: impl FnMut(u8, usize, usize) -> Option<R>,
-) -> Result<Option<R>, usize> {
-    let mut off = start;
-    while off < end {
-        let ty = pkt[off];
-        if ty == tlv_type::PAD1 {
-            off += 1;
-            continue;
-        }
-        if off + 2 > end {
-            return Err(off);
-        }
-        let len = usize::from(pkt[off + 1]);
-        if off + 2 + len > end {
-            return Err(off);
-        }
-        if let Some(r) = f(ty, off + 2, len) {
-            return Ok(Some(r));
-        }
-        off += 2 + len;
-    }
-    Ok(None)
-}
-
-/// The name for Segment List[`index`] in the hop-names TLVs: `(offset, len)` of the name.
-///
-/// ```text
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+- ... -+
-/// | Type = 125    |    Length     | segment index | name len |  name  | (repeated)
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+- ... -+
-/// ```
-fn hop_name(pkt: &[u8], area: (usize, usize), index: u8) -> Result<Option<(usize, usize)>, usize> {
-    let mut bad = None;
-    let found = find_tlv(pkt, area, |ty, v, len| {
-        if ty != tlv_type::HOP_NAMES {
-            return None;
-        }
-        let mut o = v;
-        while o < v + len {
-            if o + 2 > v + len || o + 2 + usize::from(pkt[o + 1]) > v + len {
-                bad = Some(o);
-                return Some(None);
-            }
-            let nlen = usize::from(pkt[o + 1]);
-            if pkt[o] == index {
-                return Some(Some((o + 2, nlen)));
-            }
-            o += 2 + nlen;
-        }
-        None
-    })?;
-    if let Some(at) = bad {
-        return Err(at);
-    }
-    Ok(found.flatten())
-}
-
 /// A DNS name as carried in a hop-names entry: 1..=253 octets of letters, digits, `-`, `_`
 /// and `.`, not starting with a dot.
 fn valid_dns_name(name: &[u8]) -> bool {
@@ -591,22 +509,6 @@ fn valid_dns_name(name: &[u8]) -> bool {
         && name
             .iter()
             .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
-}
-
-/// RFC 1624 eqn. 3 (HC' = ~(~HC + ~m + m')) for a 16-octet address change; `udp` applies
-/// RFC 768's rule that a computed 0 is sent as 0xFFFF.
-fn checksum_after_address_change(hc: u16, old: &Ipv6Addr, new: &Ipv6Addr, udp: bool) -> u16 {
-    let mut sum: u32 = u32::from(!hc);
-    let (o, n) = (old.octets(), new.octets());
-    for i in (0..16).step_by(2) {
-        sum += u32::from(!u16::from_be_bytes([o[i], o[i + 1]]));
-        sum += u32::from(u16::from_be_bytes([n[i], n[i + 1]]));
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let r = !(sum as u16);
-    if udp && r == 0 { 0xffff } else { r }
 }
 
 /// Decide what to do with `pkt` (one whole IPv6 packet). See the module documentation.
@@ -740,7 +642,7 @@ fn decide(
         };
         return icmp_drop(DropReason::SegmentsLeftZero, err, pkt, state, out);
     }
-    if rtype != ROUTING_TYPE_SRH {
+    if rtype != srh::ROUTING_TYPE {
         // RFC 8200 §4.4: unrecognized Routing Type with Segments Left > 0.
         let err = IcmpError::ParameterProblem {
             code: IcmpError::PARAM_HEADER_FIELD,
@@ -752,10 +654,9 @@ fn decide(
     let last_entry = pkt[srh + 4];
     // S09-S13. Hdr Ext Len counts 8-octet units after the first 8; each segment is two.
     let max_last_entry = i16::from(hdr_ext_len / 2) - 1;
-    let sl_pointer = (srh + 3) as u32;
     let param_problem = IcmpError::ParameterProblem {
         code: IcmpError::PARAM_HEADER_FIELD,
-        pointer: sl_pointer,
+        pointer: (srh + srh::SEGMENTS_LEFT_OFFSET) as u32,
     };
     if i16::from(last_entry) > max_last_entry {
         return icmp_drop(
@@ -775,26 +676,81 @@ fn decide(
             out,
         );
     }
-    if layout.truncated && srh + (usize::from(hdr_ext_len) + 1) * 8 > pkt.len() {
+    let srh_end = srh + (usize::from(hdr_ext_len) + 1) * 8;
+    if srh_end > pkt.len() {
         return (drop_silently(DropReason::Truncated), sid);
     }
+    // From here the SRH is known to be well formed, TLV area included.
+    let Ok(view) = srh::Packet::new_checked(&pkt[srh..srh_end]) else {
+        return (drop_silently(DropReason::BadTlv), sid);
+    };
+    let segment_count = view.segment_count();
+    let report_to = oam::report_target(&view);
+    let src = addr_at(pkt, 8);
+    // Drop with an ICMPv6 error and, when the probe asked for reports, a stack report
+    // naming the failing hop (by segment index).
+    let fail = |reason: DropReason,
+                err: IcmpError,
+                segment: u8,
+                name: &[u8],
+                address: Option<Ipv6Addr>,
+                pkt: &[u8],
+                state: &mut State,
+                out: &mut [u8]| {
+        let (action, sid) = icmp_drop(reason, err, pkt, state, out);
+        let Action::Drop { icmp_len, .. } = action else {
+            return (action, sid);
+        };
+        let mut report_len = 0;
+        if let (Some(to), Some(why)) = (report_to, oam::report_reason(reason)) {
+            if state.icmp_bucket.take(now) {
+                let text = format!("{reason} at {dst}");
+                let rep = oam::error_report(segment_count, segment, name, address, why, text);
+                let room = out.len().saturating_sub(icmp_len);
+                report_len =
+                    oam::build_report_packet(dst, &to, rep, &mut out[icmp_len..icmp_len + room]);
+            } else {
+                state.counters.icmp_rate_limited += 1;
+            }
+        }
+        (
+            Action::Drop {
+                reason,
+                icmp_len,
+                report_len,
+            },
+            sid,
+        )
+    };
+
     let policy = &state.settings.policy;
-    if usize::from(last_entry) + 1 > usize::from(policy.max_segments) {
+    if segment_count > usize::from(policy.max_segments) {
         let err = IcmpError::DestinationUnreachable {
             code: IcmpError::UNREACH_ADMIN,
         };
-        return icmp_drop(DropReason::TooManySegments, err, pkt, state, out);
+        return fail(
+            DropReason::TooManySegments,
+            err,
+            sl,
+            b"",
+            Some(dst),
+            pkt,
+            state,
+            out,
+        );
     }
-    let area = tlv_area(pkt, srh);
     if policy.require_hmac {
-        if let Err(reason) = super::oam::verify_hmac(pkt, srh, area, policy) {
+        if let Err(reason) = oam::verify_hmac(&view, &src, policy) {
             return (drop_silently(reason), sid);
         }
     }
     if pkt[7] <= 1 {
-        return icmp_drop(
+        return fail(
             DropReason::HopLimitExceeded,
             IcmpError::TimeExceeded,
+            sl,
+            b"",
+            Some(dst),
             pkt,
             state,
             out,
@@ -802,56 +758,50 @@ fn decide(
     }
 
     let new_sl = sl - 1;
-    let seg_off = srh + 8 + 16 * usize::from(new_sl);
+    let seg_off = srh + srh::HEADER_LEN + srh::SEGMENT_LEN * usize::from(new_sl);
     let mut next = addr_at(pkt, seg_off);
     let mut bound = false;
-    if is_placeholder(&next) {
-        let name = match hop_name(pkt, area, new_sl) {
-            Err(_) => return (drop_silently(DropReason::BadTlv), sid),
-            Ok(Some((o, l))) if valid_dns_name(&pkt[o..o + l]) => (o, l),
+    if tlv::is_placeholder(&next) {
+        let (name_off, name_len) = match oam::hop_name(&view, new_sl) {
+            Err(at) => {
+                let err = IcmpError::ParameterProblem {
+                    code: IcmpError::PARAM_HEADER_FIELD,
+                    pointer: (srh + at) as u32,
+                };
+                return fail(DropReason::BadTlv, err, new_sl, b"", None, pkt, state, out);
+            }
+            Ok(Some((o, l))) if valid_dns_name(&pkt[srh + o..srh + o + l]) => (srh + o, l),
             Ok(_) => {
                 let err = IcmpError::ParameterProblem {
                     code: IcmpError::PARAM_HEADER_FIELD,
                     pointer: seg_off as u32,
                 };
-                return icmp_drop(DropReason::BadHopName, err, pkt, state, out);
+                return fail(
+                    DropReason::BadHopName,
+                    err,
+                    new_sl,
+                    b"",
+                    None,
+                    pkt,
+                    state,
+                    out,
+                );
             }
         };
-        let name_bytes = &pkt[name.0..name.0 + name.1];
-        match state.cache.get(name_bytes, now) {
+        let name = &pkt[name_off..name_off + name_len];
+        match state.cache.get(name, now) {
             Some(Binding::Addr(a)) => {
                 next = a;
                 bound = true;
             }
             Some(Binding::Failed(f)) => {
-                let reason = f.drop_reason();
                 let err = IcmpError::DestinationUnreachable {
                     code: IcmpError::UNREACH_ADDRESS,
                 };
-                let (action, sid) = icmp_drop(reason, err, pkt, state, out);
-                let Action::Drop { icmp_len, .. } = action else {
-                    unreachable!("icmp_drop returns Drop")
-                };
-                let report_len = super::oam::build_report(
-                    pkt,
-                    srh,
-                    area,
-                    new_sl,
-                    name,
-                    reason,
-                    &mut out[icmp_len..],
-                );
-                return (
-                    Action::Drop {
-                        reason,
-                        icmp_len,
-                        report_len,
-                    },
-                    sid,
-                );
+                return fail(f.drop_reason(), err, new_sl, name, None, pkt, state, out);
             }
             None => {
-                let name = String::from_utf8_lossy(name_bytes).into_owned();
+                let name = String::from_utf8_lossy(name).into_owned();
                 return (
                     Action::NeedResolve {
                         name,
@@ -863,13 +813,26 @@ fn decide(
         }
     }
     if next == dst {
-        return (drop_silently(DropReason::Loop), sid);
+        let err = IcmpError::ParameterProblem {
+            code: IcmpError::PARAM_HEADER_FIELD,
+            pointer: seg_off as u32,
+        };
+        return fail(DropReason::Loop, err, sl, b"", Some(dst), pkt, state, out);
     }
     if !state.settings.policy.next_hop_allowed(&next) {
         let err = IcmpError::DestinationUnreachable {
             code: IcmpError::UNREACH_ADMIN,
         };
-        return icmp_drop(DropReason::NextHopDenied, err, pkt, state, out);
+        return fail(
+            DropReason::NextHopDenied,
+            err,
+            new_sl,
+            b"",
+            Some(next),
+            pkt,
+            state,
+            out,
+        );
     }
 
     // Commit: from here on the packet changes.
@@ -882,11 +845,17 @@ fn decide(
             fix_upper_checksum(pkt, &layout, &old, &next);
         }
     }
-    pkt[srh + 3] = new_sl;
+    pkt[srh + srh::SEGMENTS_LEFT_OFFSET] = new_sl;
     pkt[24..40].copy_from_slice(&next.octets());
     pkt[7] -= 1;
-    if pkt[srh + 5] & FLAG_OAM != 0
-        && super::oam::fill_trace(pkt, area, new_sl, bound, now, state.settings.node_id)
+    if pkt[srh + 5] & srh::FLAG_O != 0
+        && oam::fill_trace(
+            &mut pkt[srh..srh_end],
+            sl,
+            bound,
+            now,
+            state.settings.node_id,
+        )
     {
         state.counters.traces_filled += 1;
     }
@@ -897,20 +866,20 @@ fn fix_upper_checksum(pkt: &mut [u8], layout: &Layout, old: &Ipv6Addr, new: &Ipv
     let Some((off, proto)) = layout.upper else {
         return;
     };
-    let (at, udp) = match proto {
-        NH_UDP => (off + 6, true),
-        NH_TCP => (off + 16, false),
-        NH_ICMPV6 => (off + 2, false),
+    let at = match proto {
+        NH_UDP => off + 6,
+        NH_TCP => off + 16,
+        NH_ICMPV6 => off + 2,
         _ => return,
     };
     if at + 2 > pkt.len() {
         return;
     }
     let hc = u16::from_be_bytes([pkt[at], pkt[at + 1]]);
-    if udp && hc == 0 {
+    if proto == NH_UDP && hc == 0 {
         // No checksum to fix (not legal over IPv6, but not ours to repair).
         return;
     }
-    let c = checksum_after_address_change(hc, old, new, udp);
+    let c = checksum::update_address_for_protocol(proto, hc, old, new);
     pkt[at..at + 2].copy_from_slice(&c.to_be_bytes());
 }

@@ -33,6 +33,8 @@ struct Pkt {
     /// Raw TLV bytes (padded by `build` to 8 octets).
     tlvs: Vec<u8>,
     payload: Vec<u8>,
+    /// A complete SRH to use instead of the one built from the fields above.
+    raw_srh: Option<Vec<u8>>,
 }
 
 impl Pkt {
@@ -49,6 +51,7 @@ impl Pkt {
             routing_type: 4,
             tlvs: Vec::new(),
             payload: b"hello, hop".to_vec(),
+            raw_srh: None,
         }
     }
 
@@ -57,7 +60,11 @@ impl Pkt {
         p.extend_from_slice(&self.src.octets());
         p.extend_from_slice(&self.dst.octets());
         let final_dst;
-        if let Some(segs) = &self.segments {
+        if let Some(raw) = &self.raw_srh {
+            p[6] = 43;
+            p.extend_from_slice(raw);
+            final_dst = Ipv6Addr::from(<[u8; 16]>::try_from(&raw[8..24]).unwrap());
+        } else if let Some(segs) = &self.segments {
             p[6] = 43;
             let mut tlvs = self.tlvs.clone();
             let rem = tlvs.len() % 8;
@@ -559,30 +566,20 @@ fn a_hop_names_tlv_that_overruns_is_bad_tlv() {
     let mut b = Pkt::srh(&[&ph, SID], 1);
     // Entry claims a 9-octet name in a 4-octet value.
     b.tlvs = vec![125, 4, 0, 9, b'a', b'b'];
-    let mut p = b.build();
+    let orig = b.build();
     let mut st = state();
-    assert_eq!(
-        run(&mut st, &mut p).0,
-        Action::Drop {
-            reason: DropReason::BadTlv,
-            icmp_len: 0,
-            report_len: 0
-        }
-    );
+    let (act, out) = run(&mut st, &mut orig.clone());
+    // The entry starts after IPv6 (40), SRH header (8), 2 segments (32) and type+length.
+    expect_icmp(&act, &out, DropReason::BadTlv, &orig, 4, 0, 82);
 }
 
 #[test]
 fn loop_guard_drops_the_same_sid_twice_in_a_row() {
-    let mut p = Pkt::srh(&["fd00:3::1", SID, SID], 2).build();
+    let orig = Pkt::srh(&["fd00:3::1", SID, SID], 2).build();
     let mut st = state();
-    assert_eq!(
-        run(&mut st, &mut p).0,
-        Action::Drop {
-            reason: DropReason::Loop,
-            icmp_len: 0,
-            report_len: 0
-        }
-    );
+    let (act, out) = run(&mut st, &mut orig.clone());
+    // Points at Segment List[1], the repeated SID: 40 + 8 + 16.
+    expect_icmp(&act, &out, DropReason::Loop, &orig, 4, 0, 64);
     assert_eq!(st.counters.dropped(DropReason::Loop), 1);
 }
 
@@ -685,4 +682,201 @@ fn trailing_link_padding_is_not_forwarded_as_packet() {
     p.extend_from_slice(&[0u8; 6]);
     let mut st = state();
     assert_eq!(run(&mut st, &mut p).0, Action::Forward { len: orig.len() });
+}
+
+fn trace_tlv(report: &str, port: u16, nonce: u32, records: usize) -> Vec<u8> {
+    let mut t = vec![252, (24 + 12 * records) as u8, 1, 0];
+    t.extend_from_slice(&port.to_be_bytes());
+    t.extend_from_slice(&nonce.to_be_bytes());
+    t.extend_from_slice(&a(report).octets());
+    t.extend(std::iter::repeat_n(0, 12 * records));
+    t
+}
+
+#[test]
+fn oam_flag_fills_the_first_empty_trace_record_in_place() {
+    let ph = placeholder(1);
+    let mut b = Pkt::srh(&["fd00:3::1", &ph, SID], 2);
+    b.flags = 0x20;
+    b.tlvs = hop_names(&[(1, "org")]);
+    b.tlvs.extend(trace_tlv(SRC, 40000, 7, 2));
+    let orig = b.build();
+    let mut st = state_with(|s| s.node_id = 0x0a0b_0c0d);
+    st.cache.insert(
+        b"org",
+        Binding::Addr(a("fd00:2::2")),
+        Duration::from_secs(60),
+        NOW,
+    );
+    let mut pkt = orig.clone();
+    assert_eq!(
+        run(&mut st, &mut pkt).0,
+        Action::Forward { len: orig.len() }
+    );
+    assert_eq!(pkt.len(), orig.len(), "never grows or shrinks");
+    let view = hopstack_encoder::wire::srh::Packet::new_checked(&pkt[40..pkt.len() - 18]).unwrap();
+    let t = view.find_tlv(252).unwrap();
+    let recs: Vec<_> = hopstack_encoder::wire::tlv::Trace::records_in(t.value).collect();
+    assert_eq!(recs[0].segment_index, 2, "Segments Left as it arrived");
+    assert_eq!(
+        recs[0].status,
+        hopstack_encoder::wire::tlv::TraceStatus::Bound
+    );
+    assert_eq!(recs[0].node_id, 0x0a0b_0c0d);
+    assert_eq!(recs[0].timestamp_us, NOW.as_micros() as u32);
+    assert_eq!(
+        recs[1].status,
+        hopstack_encoder::wire::tlv::TraceStatus::Empty
+    );
+    assert_eq!(st.counters.traces_filled, 1);
+    // The UDP checksum does not cover the SRH: still valid for the final destination.
+    verify_udp_checksum(&pkt, pkt.len() - 18, a("fd00:3::1"));
+
+    // Without the O-flag the trace is left alone.
+    b.flags = 0;
+    let orig = b.build();
+    let mut pkt = orig.clone();
+    assert!(matches!(run(&mut st, &mut pkt).0, Action::Forward { .. }));
+    let view = hopstack_encoder::wire::srh::Packet::new_checked(&pkt[40..pkt.len() - 18]).unwrap();
+    let t = view.find_tlv(252).unwrap();
+    assert!(
+        hopstack_encoder::wire::tlv::Trace::records_in(t.value)
+            .all(|r| r.status == hopstack_encoder::wire::tlv::TraceStatus::Empty)
+    );
+}
+
+#[test]
+fn nxdomain_sends_a_stack_report_naming_the_unresolved_hop() {
+    use hopstack_encoder::wire::report::{Reason, Report, ReportBody, ReportLayer, ReportRepr};
+    // github.com>org>yc with yc unresolved, arriving at org (Segments Left 1).
+    let ph = placeholder(0);
+    let mut b = Pkt::srh(&[&ph, SID, "fd00:9::1"], 1);
+    b.flags = 0x20;
+    b.tlvs = hop_names(&[(0, "yc")]);
+    b.tlvs
+        .extend(trace_tlv("2001:db8::77", 40001, 0x1234_5678, 3));
+    let orig = b.build();
+    let mut st = state();
+    st.cache.insert(
+        b"yc",
+        Binding::Failed(ResolveFailure::Nxdomain),
+        Duration::from_secs(30),
+        NOW,
+    );
+    let (act, out) = run(&mut st, &mut orig.clone());
+    expect_icmp(&act, &out, DropReason::Nxdomain, &orig, 1, 3, 0);
+    let Action::Drop {
+        icmp_len,
+        report_len,
+        ..
+    } = act
+    else {
+        unreachable!()
+    };
+    assert!(report_len > 48, "a report was built");
+    let r = &out[icmp_len..icmp_len + report_len];
+    assert_eq!(r[6], 17);
+    assert_eq!(r[8..24], a(SID).octets(), "from the SID");
+    assert_eq!(
+        r[24..40],
+        a("2001:db8::77").octets(),
+        "to the trace's report address"
+    );
+    assert_eq!(u16::from_be_bytes([r[42], r[43]]), 40001);
+    assert!(hopstack_encoder::wire::checksum::verify_upper_layer(
+        &a(SID),
+        &a("2001:db8::77"),
+        17,
+        &r[40..]
+    ));
+    let rep = ReportRepr::parse(&Report::new_checked(&r[48..]).unwrap()).unwrap();
+    assert_eq!(rep.nonce, 0x1234_5678);
+    let ReportBody::Error(e) = rep.body else {
+        panic!("not an error report")
+    };
+    assert_eq!(e.hop_index, 2, "yc is hop 2 of github.com>org>yc");
+    assert_eq!(e.hop_name, "yc");
+    assert_eq!(e.hop_address, None);
+    assert_eq!(e.layer, ReportLayer::Route);
+    assert_eq!(e.reason, Reason::Nxdomain);
+    assert_eq!(st.counters.reports_sent, 1);
+}
+
+fn hmac_srh(key: &[u8], key_id: u32, segs: &[&str], sl: u8) -> Vec<u8> {
+    use hopstack_encoder::wire::{hmac, srh};
+    let mut repr = srh::SrhRepr {
+        next_header: 17,
+        segments_left: sl,
+        flags: 0,
+        tag: 0,
+        segments: segs.iter().map(|s| a(s)).collect(),
+        tlvs: Vec::new(),
+    };
+    repr.add_hmac_placeholder(key_id);
+    let mut buf = vec![0u8; repr.buffer_len()];
+    let mut view = srh::Packet::new_unchecked(&mut buf[..]);
+    repr.emit(&mut view).unwrap();
+    hmac::sign(hmac::Algorithm::Sha256, key, &a(SRC), &mut view).unwrap();
+    buf
+}
+
+#[test]
+fn required_hmac_is_verified_like_the_kernel() {
+    use super::policy::{HmacAlgorithm, HmacKey};
+    let mut st = state_with(|s| {
+        s.policy.require_hmac = true;
+        s.policy.hmac_keys = vec![HmacKey {
+            id: 7,
+            algorithm: HmacAlgorithm::Sha256,
+            secret: "s3cret".into(),
+        }];
+    });
+    let mk = |raw: Vec<u8>| Pkt {
+        raw_srh: Some(raw),
+        dst: a(SID),
+        ..Pkt::srh(&[SID], 0)
+    };
+    let good = mk(hmac_srh(b"s3cret", 7, &["fd00:3::1", SID], 1)).build();
+    assert!(matches!(
+        run(&mut st, &mut good.clone()).0,
+        Action::Forward { .. }
+    ));
+
+    let wrong_key = mk(hmac_srh(b"other", 7, &["fd00:3::1", SID], 1)).build();
+    assert_eq!(
+        run(&mut st, &mut wrong_key.clone()).0,
+        Action::Drop {
+            reason: DropReason::HmacInvalid,
+            icmp_len: 0,
+            report_len: 0
+        }
+    );
+    let unknown_id = mk(hmac_srh(b"s3cret", 8, &["fd00:3::1", SID], 1)).build();
+    assert!(matches!(
+        run(&mut st, &mut unknown_id.clone()).0,
+        Action::Drop {
+            reason: DropReason::HmacInvalid,
+            ..
+        }
+    ));
+    // A tampered segment breaks the MAC.
+    let mut tampered = good.clone();
+    tampered[48 + 15] ^= 1;
+    assert!(matches!(
+        run(&mut st, &mut tampered).0,
+        Action::Drop {
+            reason: DropReason::HmacInvalid,
+            ..
+        }
+    ));
+    let plain = Pkt::srh(&["fd00:3::1", SID], 1).build();
+    assert!(matches!(
+        run(&mut st, &mut plain.clone()).0,
+        Action::Drop {
+            reason: DropReason::HmacMissing,
+            ..
+        }
+    ));
+    assert_eq!(st.counters.dropped(DropReason::HmacInvalid), 3);
+    assert_eq!(st.counters.dropped(DropReason::HmacMissing), 1);
 }
