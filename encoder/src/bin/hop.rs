@@ -1,14 +1,227 @@
-use clap::Parser;
+//! `hop`: the hopstack client. The logic lives in the library (`hopstack_encoder::encode`,
+//! `wire::*`, `pcap`); this binary only parses arguments, reads the clock and does I/O.
 
-/// hop: send requests to stack addresses.
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::Ipv6Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use hopstack_encoder::StackAddress;
+use hopstack_encoder::encode::{self, DEFAULT_SERVICE_PORT};
+use hopstack_encoder::pcap::{LinkType, PcapWriter, Timestamp};
+use hopstack_encoder::wire::packet::{self, Ipv6Fields, TcpSyn, Upper};
+
+/// hop: reach services by stack address (`hops:layers+service/path`).
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "hop", version, about)]
 struct Cli {
-    address: String,
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn main() -> std::process::ExitCode {
-    let _cli = Cli::parse();
-    eprintln!("hop: not implemented yet (see issue 2)");
-    std::process::ExitCode::from(2)
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show the SRH (and optionally a whole packet as pcap) a stack address encodes to,
+    /// without sending anything.
+    Encode(EncodeArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Link {
+    /// LINKTYPE_RAW (101): packets start at the IPv6 header.
+    Raw,
+    /// LINKTYPE_ETHERNET (1) with a fake Ethernet header.
+    Ethernet,
+}
+
+#[derive(Args, Debug)]
+struct EncodeArgs {
+    /// The stack address, e.g. 'github.com>org>yc:tcp+tls+http+restapiv3/users/list'.
+    address: String,
+    /// Use ADDR for hop NAME instead of leaving it to the previous hop (like curl
+    /// --resolve). The first hop must be a literal or given here: `hop encode` does no DNS.
+    #[arg(long = "resolve", value_name = "NAME=ADDR")]
+    resolve: Vec<String>,
+    /// Source address of the packet written with --pcap (and report address of a probe).
+    #[arg(long, value_name = "ADDR", default_value = "::")]
+    source: Ipv6Addr,
+    /// Write a UDP datagram (default: the address's transport).
+    #[arg(long, conflicts_with = "tcp")]
+    udp: bool,
+    /// Write a TCP SYN (default: the address's transport).
+    #[arg(long)]
+    tcp: bool,
+    /// Encode a probe: O-flag, trace TLV (reports go to --source, port --sport), UDP.
+    #[arg(long, conflicts_with = "tcp")]
+    probe: bool,
+    /// Probe nonce (hex, 32 bits); default: derived from the clock.
+    #[arg(long, value_name = "HEX", requires = "probe")]
+    nonce: Option<String>,
+    /// Destination port (the final hop's hopd listener).
+    #[arg(long, default_value_t = DEFAULT_SERVICE_PORT)]
+    port: u16,
+    /// Source port (and report port of a probe).
+    #[arg(long, default_value_t = 49152)]
+    sport: u16,
+    /// Write a one-packet pcap file of the complete packet.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    /// Link type of the pcap file.
+    #[arg(long, value_enum, default_value = "raw")]
+    link: Link,
+    /// Print only the SRH as one line of hex.
+    #[arg(long)]
+    hex_only: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Encode(args) => match run_encode(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(Failure { message, code }) => {
+                eprintln!("{message}");
+                ExitCode::from(code)
+            }
+        },
+    }
+}
+
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+/// Exit code 2: the input (address, arguments) is wrong; 1: anything else.
+fn usage(message: String) -> Failure {
+    Failure { message, code: 2 }
+}
+
+fn failed(message: String) -> Failure {
+    Failure { message, code: 1 }
+}
+
+fn parse_overrides(list: &[String]) -> Result<HashMap<String, Ipv6Addr>, Failure> {
+    let mut map = HashMap::new();
+    for item in list {
+        let Some((name, addr)) = item.split_once('=') else {
+            return Err(usage(format!(
+                "hop: --resolve {item:?}: expected NAME=ADDR, e.g. --resolve github.com=2001:db8::1"
+            )));
+        };
+        let bare = addr
+            .strip_prefix('[')
+            .and_then(|a| a.strip_suffix(']'))
+            .unwrap_or(addr);
+        let a: Ipv6Addr = bare.parse().map_err(|_| {
+            usage(format!(
+                "hop: --resolve {item:?}: {addr:?} is not an IPv6 address"
+            ))
+        })?;
+        map.insert(name.to_ascii_lowercase(), a);
+    }
+    Ok(map)
+}
+
+fn default_nonce() -> u32 {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    t.subsec_nanos() ^ (t.as_secs() as u32).rotate_left(16) ^ std::process::id()
+}
+
+fn run_encode(args: &EncodeArgs) -> Result<(), Failure> {
+    let addr = StackAddress::parse(&args.address)
+        .map_err(|e| usage(format!("hop: {}", e.render(&args.address))))?;
+    let overrides = parse_overrides(&args.resolve)?;
+    let resolve = |name: &str| overrides.get(name).copied();
+
+    let srh = if args.probe {
+        let nonce = match &args.nonce {
+            Some(h) => u32::from_str_radix(h.trim_start_matches("0x"), 16)
+                .map_err(|_| usage(format!("hop: --nonce {h:?}: expected up to 8 hex digits")))?,
+            None => default_nonce(),
+        };
+        encode::build_probe_srh(&addr, &resolve, args.source, args.sport, nonce)
+    } else {
+        encode::build_srh(&addr, &resolve)
+    }
+    .map_err(|e| failed(format!("hop: {e}")))?;
+    let srh_bytes = srh
+        .to_bytes()
+        .map_err(|e| failed(format!("hop: cannot emit the SRH: {e}")))?;
+
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    if args.hex_only {
+        let _ = writeln!(out, "{}", hex::encode(&srh_bytes));
+    } else {
+        let _ = writeln!(out, "Stack address: {}", args.address);
+        let _ = write!(out, "{}", encode::render_tree(&srh));
+        let _ = writeln!(out, "SRH bytes ({} octets):", srh_bytes.len());
+        for (i, chunk) in srh_bytes.chunks(16).enumerate() {
+            let words: Vec<String> = chunk.chunks(2).map(hex::encode).collect();
+            let _ = writeln!(out, "    {:04x}  {}", i * 16, words.join(" "));
+        }
+    }
+
+    if let Some(path) = &args.pcap {
+        let udp =
+            args.probe || args.udp || (!args.tcp && encode::transport_next_header(&addr) == 17);
+        let upper = if udp {
+            Upper::Udp {
+                src_port: args.sport,
+                dst_port: args.port,
+                payload: &[],
+            }
+        } else {
+            // MSS for a 1500-octet path MTU, minus the SRH this connection carries on every
+            // segment (the kernel does the same with an IPV6_RTHDR socket option).
+            let mss = 1500 - packet::IPV6_HEADER_LEN - srh_bytes.len() - packet::TCP_HEADER_LEN;
+            Upper::TcpSyn(TcpSyn {
+                src_port: args.sport,
+                dst_port: args.port,
+                seq: default_nonce(),
+                window: 64800,
+                mss: Some(mss as u16),
+            })
+        };
+        let mut buf = [0u8; 4096];
+        let n = packet::build(&mut buf, &Ipv6Fields::new(args.source), &srh_bytes, &upper)
+            .map_err(|e| failed(format!("hop: cannot build the packet: {e}")))?;
+        let link = match args.link {
+            Link::Raw => LinkType::Raw,
+            Link::Ethernet => LinkType::Ethernet,
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let ts = Timestamp {
+            secs: now.as_secs() as u32,
+            micros: now.subsec_micros(),
+        };
+        let write = || -> std::io::Result<()> {
+            let f = std::fs::File::create(path)?;
+            let mut w = PcapWriter::new(std::io::BufWriter::new(f), link)?;
+            w.write_packet(ts, &buf[..n])?;
+            w.flush()
+        };
+        write().map_err(|e| failed(format!("hop: writing {}: {e}", path.display())))?;
+        if !args.hex_only {
+            let _ = writeln!(
+                out,
+                "Wrote {} ({} octets, {} {}) to {}",
+                if udp { "UDP datagram" } else { "TCP SYN" },
+                n,
+                args.source,
+                if udp { "-> UDP" } else { "-> TCP" },
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
