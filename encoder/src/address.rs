@@ -54,7 +54,7 @@
 //! | trace TLV(s) (252), probes only: 2 + 24 + 12 per hop,         |  19 records per TLV
 //! | at most 19 records per TLV                                    |
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//! | PadN to a multiple of 8                                       |
+//! | PadN to a multiple of 8 (never 1 octet: 1 missing costs 9)    |
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! ```
 //!
@@ -71,7 +71,7 @@
 //!   [`MAX_HOPS`] `= 66`. (Last Entry is one octet, which alone would allow 256 segments; the
 //!   2048-octet bound bites first, even without trace records it would stop at 122.)
 //! * Hop names travel in hop-names TLVs: `segment index(1) | name length(1) | name` per entry,
-//!   entries packed greedily in order into TLVs whose value is at most 255 octets. An entry
+//!   entries packed greedily in wire order into TLVs whose value is at most 255 octets. An entry
 //!   must fit one TLV, so a name is at most `255 - 2 = 253` octets ([`MAX_NAME_LEN`]), a
 //!   trailing dot included. Those octets share the 2048: an address that parses is
 //!   guaranteed to fit ([`StackAddress::srh_len_bound`]); otherwise parsing fails with
@@ -133,8 +133,9 @@ const fn trace_tlvs_len(hops: usize) -> usize {
 
 const fn max_hops() -> usize {
     let mut n = 0;
-    while SRH_FIXED_LEN + (n + 1) * SEGMENT_LEN + MAX_DESCRIPTOR_TLV_LEN + trace_tlvs_len(n + 1)
-        <= SRH_MAX_LEN
+    while padded(
+        SRH_FIXED_LEN + (n + 1) * SEGMENT_LEN + MAX_DESCRIPTOR_TLV_LEN + trace_tlvs_len(n + 1),
+    ) <= SRH_MAX_LEN
     {
         n += 1;
     }
@@ -301,11 +302,7 @@ impl StackAddress {
     /// the layer descriptor TLV, hop-names TLVs for every name after the first hop, and the
     /// trace TLVs a probe carries, padded to 8. Always `<= SRH_MAX_LEN` for a parsed address.
     pub fn srh_len_bound(&self) -> usize {
-        let mut budget = SrhBudget::new(self.layers.len(), self.service.as_str().len());
-        for (i, hop) in self.hops.iter().enumerate() {
-            budget.add_hop(i, hop);
-        }
-        budget.total()
+        srh_len_for(&self.hops, self.layers.len(), self.service.as_str().len())
     }
 }
 
@@ -337,45 +334,41 @@ impl FromStr for StackAddress {
     }
 }
 
-/// Running SRH size for the hops seen so far; lets the parser point at the first hop that
-/// does not fit.
-struct SrhBudget {
-    fixed: usize,
-    hops: usize,
-    names_len: usize,
-    /// Value octets used in the current hop-names TLV (0 = no TLV opened yet).
-    names_tlv_fill: usize,
+/// Upper bound on the SRH for `hops` with a descriptor of `layers` codes and a
+/// `service_len`-octet service name (see [`StackAddress::srh_len_bound`]).
+fn srh_len_for(hops: &[Hop], layers: usize, service_len: usize) -> usize {
+    let descriptor = TLV_HEADER_LEN + DESCRIPTOR_FIXED_LEN + layers + service_len;
+    // The client resolves the first hop itself; later names travel for the hop before them
+    // to resolve. Entries are packed greedily in wire order (lowest segment index = last hop
+    // first), as `encode` and `tlv::HopNames::split` do, a new TLV whenever the next entry
+    // would overflow 255 value octets.
+    let mut names_len = 0;
+    let mut fill = 0;
+    for name in hops.iter().skip(1).rev().filter_map(Hop::name) {
+        let entry = HOP_NAME_ENTRY_OVERHEAD + name.as_str().len();
+        if fill == 0 || fill + entry > TLV_MAX_VALUE_LEN {
+            names_len += TLV_HEADER_LEN;
+            fill = 0;
+        }
+        fill += entry;
+        names_len += entry;
+    }
+    padded(
+        SRH_FIXED_LEN
+            + hops.len() * SEGMENT_LEN
+            + descriptor
+            + names_len
+            + trace_tlvs_len(hops.len()),
+    )
 }
 
-impl SrhBudget {
-    fn new(layers: usize, service_len: usize) -> Self {
-        let descriptor = TLV_HEADER_LEN + DESCRIPTOR_FIXED_LEN + layers + service_len;
-        SrhBudget {
-            fixed: SRH_FIXED_LEN + descriptor,
-            hops: 0,
-            names_len: 0,
-            names_tlv_fill: 0,
-        }
-    }
-
-    fn add_hop(&mut self, index: usize, hop: &Hop) {
-        self.hops += 1;
-        // The client resolves the first hop itself; later names travel for the hop before
-        // them to resolve.
-        if let (true, Hop::Name(name)) = (index > 0, hop) {
-            let entry = HOP_NAME_ENTRY_OVERHEAD + name.as_str().len();
-            if self.names_tlv_fill == 0 || self.names_tlv_fill + entry > TLV_MAX_VALUE_LEN {
-                self.names_len += TLV_HEADER_LEN;
-                self.names_tlv_fill = 0;
-            }
-            self.names_tlv_fill += entry;
-            self.names_len += entry;
-        }
-    }
-
-    fn total(&self) -> usize {
-        let raw = self.fixed + self.hops * SEGMENT_LEN + self.names_len + trace_tlvs_len(self.hops);
-        raw.div_ceil(8) * 8
+/// Rounds up to the 8-octet unit with PadN, which is at least 2 octets long: one missing
+/// octet costs 9 (Pad1 would do, but Linux's `seg6_validate_srh` walks TLVs as type+length
+/// pairs and misreads a lone Pad1, so the SRH writer never emits one).
+const fn padded(len: usize) -> usize {
+    match (8 - len % 8) % 8 {
+        1 => len + 9,
+        p => len + p,
     }
 }
 
@@ -959,21 +952,20 @@ impl Parser<'_> {
         let (layers, service) = self.layers()?;
         let path = self.path()?;
 
-        let mut budget = SrhBudget::new(layers.len(), service.as_str().len());
-        let mut overflow = None;
-        for (i, hop) in hops.iter().enumerate() {
-            budget.add_hop(i, hop);
-            if overflow.is_none() && budget.total() > SRH_MAX_LEN {
-                overflow = Some(i);
-            }
-        }
-        if let Some(i) = overflow {
+        let needed = srh_len_for(&hops, layers.len(), service.as_str().len());
+        if needed > SRH_MAX_LEN {
+            // Point at the first hop whose prefix of the address no longer fits.
+            let i = (0..hops.len())
+                .find(|&i| {
+                    srh_len_for(&hops[..=i], layers.len(), service.as_str().len()) > SRH_MAX_LEN
+                })
+                .unwrap_or(hops.len() - 1);
             let (at, end) = hop_spans[i];
             return Err(self.err(
                 at,
                 end - at,
                 AddressErrorKind::SrhTooLong {
-                    needed: budget.total(),
+                    needed,
                     max: SRH_MAX_LEN,
                 },
             ));
