@@ -1,1 +1,0 @@
-//! Final-hop role: listeners, layer descriptor, service hand-off. (Being written: issue 5.)

@@ -1,0 +1,176 @@
+//! Host checks for the final-hop role (used by `hopd check`).
+//!
+//! The one that matters most: Linux drops every packet carrying an SRH — even with Segments
+//! Left 0, even addressed to a local socket — unless `seg6_enabled` is 1 on *both* `all` and
+//! the interface the packet arrived on (`ipv6_srh_rcv` in net/ipv6/exthdrs.c takes the minimum
+//! of the two). Nothing is logged; connections simply never arrive.
+
+use std::path::Path;
+
+use super::config::{Config, Mode, TlsMode};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Ok,
+    Warning,
+    Error,
+}
+
+/// One result of a check: what was found and, when something is wrong, how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub what: String,
+    pub fix: Option<String>,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tag = match self.severity {
+            Severity::Ok => "ok",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        write!(f, "{tag}: {}", self.what)?;
+        if let Some(fix) = &self.fix {
+            write!(f, "\n  fix: {fix}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks the host against `cfg` by reading `/proc/sys`.
+pub fn check_host(cfg: &Config) -> Vec<Finding> {
+    check_host_at(cfg, Path::new("/proc/sys/net/ipv6/conf"))
+}
+
+/// As [`check_host`], with the sysctl tree rooted elsewhere (tests).
+pub fn check_host_at(cfg: &Config, conf: &Path) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Err(e) = cfg.validate() {
+        out.push(Finding {
+            severity: Severity::Error,
+            what: format!("final_hop configuration: {e}"),
+            fix: None,
+        });
+    }
+    let mut ifaces: Vec<String> = vec!["all".to_owned()];
+    if cfg.ingress.is_empty() {
+        out.push(Finding {
+            severity: Severity::Warning,
+            what: "final_hop.ingress lists no interfaces; only `all` is checked for seg6_enabled"
+                .to_owned(),
+            fix: Some(
+                "list the interfaces SRv6 traffic arrives on: ingress = [\"eth0\"]".to_owned(),
+            ),
+        });
+    }
+    ifaces.extend(cfg.ingress.iter().cloned());
+    for i in &ifaces {
+        let p = conf.join(i).join("seg6_enabled");
+        match std::fs::read_to_string(&p) {
+            Ok(v) if v.trim() == "1" => out.push(Finding {
+                severity: Severity::Ok,
+                what: format!("net.ipv6.conf.{i}.seg6_enabled = 1"),
+                fix: None,
+            }),
+            Ok(v) => out.push(Finding {
+                severity: Severity::Error,
+                what: format!(
+                    "net.ipv6.conf.{i}.seg6_enabled = {}: the kernel silently drops every packet with an SRH arriving {}",
+                    v.trim(),
+                    if i == "all" { "on any interface" } else { "on this interface" }
+                ),
+                fix: Some(format!(
+                    "sysctl -w net.ipv6.conf.{i}.seg6_enabled=1 (persist it in /etc/sysctl.d/)"
+                )),
+            }),
+            Err(e) => out.push(Finding {
+                severity: Severity::Error,
+                what: format!("cannot read {}: {e}", p.display()),
+                fix: Some(if i == "all" {
+                    "the kernel lacks IPv6 segment routing (CONFIG_IPV6_SEG6_LWTUNNEL)".to_owned()
+                } else {
+                    format!("interface `{i}` does not exist or has IPv6 disabled; fix final_hop.ingress")
+                }),
+            }),
+        }
+    }
+    for (name, s) in &cfg.services {
+        if s.tls == TlsMode::Terminate {
+            for (what, p) in [("cert", &s.cert), ("key", &s.key)] {
+                if let Some(p) = p {
+                    if let Err(e) = std::fs::metadata(p) {
+                        out.push(Finding {
+                            severity: Severity::Error,
+                            what: format!("service `{name}`: {what} {}: {e}", p.display()),
+                            fix: None,
+                        });
+                    }
+                }
+            }
+        }
+        if s.mode == Mode::Proxy {
+            if let Some(super::Target::Unix(p)) = s.proxy_target(name).ok() {
+                if !p.exists() {
+                    out.push(Finding {
+                        severity: Severity::Warning,
+                        what: format!("service `{name}`: unix socket {} does not exist (yet); clients get service-down", p.display()),
+                        fix: None,
+                    });
+                }
+            }
+        }
+    }
+    if let Some(dir) = cfg.control_socket.parent() {
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            out.push(Finding {
+                severity: Severity::Warning,
+                what: format!(
+                    "control socket directory {} does not exist; hopd will create it",
+                    dir.display()
+                ),
+                fix: None,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seg6_disabled_is_an_error_with_the_fix() {
+        let d = tempfile::tempdir().unwrap();
+        for (i, v) in [("all", "1\n"), ("eth0", "0\n")] {
+            std::fs::create_dir_all(d.path().join(i)).unwrap();
+            std::fs::write(d.path().join(i).join("seg6_enabled"), v).unwrap();
+        }
+        let cfg = Config::from_toml(
+            "ingress = [\"eth0\", \"eth9\"]\ncontrol_socket = \"/tmp/hopd-check-test/c.sock\"",
+        )
+        .unwrap();
+        let f = check_host_at(&cfg, d.path());
+        let errs: Vec<_> = f.iter().filter(|f| f.severity == Severity::Error).collect();
+        assert_eq!(errs.len(), 2, "{f:#?}");
+        assert!(errs[0].what.contains("net.ipv6.conf.eth0.seg6_enabled = 0"));
+        assert_eq!(
+            errs[0].fix.as_deref(),
+            Some("sysctl -w net.ipv6.conf.eth0.seg6_enabled=1 (persist it in /etc/sysctl.d/)")
+        );
+        assert!(
+            errs[1]
+                .fix
+                .as_deref()
+                .unwrap()
+                .contains("`eth9` does not exist")
+        );
+        assert!(
+            f.iter()
+                .any(|f| f.severity == Severity::Ok
+                    && f.what == "net.ipv6.conf.all.seg6_enabled = 1")
+        );
+    }
+}

@@ -1,0 +1,433 @@
+//! Final-hop configuration: the `[final_hop]` section of the hopd TOML file.
+//!
+//! ```toml
+//! [final_hop]
+//! listen = "[::]:7443"                    # one port, TCP and UDP
+//! hop_name = "yc"                         # how this hop names itself in errors
+//! control_socket = "/run/hopd/control.sock"
+//! ingress = ["eth0"]                      # interfaces whose seg6_enabled `hopd check` verifies
+//!
+//! [final_hop.services.restapiv3]
+//! mode = "proxy"                          # proxy | handoff | udp
+//! target = "tcp:[::1]:8080"               # or "unix:/run/restapiv3.sock"
+//! layers = ["tcp+http", "tcp+tls+http"]
+//! tls = "terminate"                       # passthrough (default) | terminate
+//! cert = "/etc/hopd/restapiv3.crt"
+//! key = "/etc/hopd/restapiv3.key"
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hopstack_encoder::Layer;
+use serde::Deserialize;
+
+/// Default port of the final-hop listener (TCP and UDP).
+pub const DEFAULT_PORT: u16 = 7443;
+/// Default path of the hand-off control socket.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/hopd/control.sock";
+
+/// The `[final_hop]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address for both the TCP and the UDP listener.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Name of this hop in error reports and HTTP error headers.
+    #[serde(default = "default_hop_name")]
+    pub hop_name: String,
+    /// Unix SOCK_SEQPACKET socket where hand-off services register.
+    #[serde(default = "default_control_socket")]
+    pub control_socket: PathBuf,
+    /// Interfaces packets arrive on; `check_host` verifies `seg6_enabled` on each.
+    #[serde(default)]
+    pub ingress: Vec<String>,
+    /// Upper bound on TCP connections being set up or proxied at once. Beyond it, accepted
+    /// connections are reset rather than queued without bound.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Upper bound on concurrent UDP client sessions.
+    #[serde(default = "default_max_udp_sessions")]
+    pub max_udp_sessions: usize,
+    /// Services by name (the last `+` element of a stack address).
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceConfig>,
+}
+
+/// How one service is reached.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub mode: Mode,
+    /// `tcp:ADDR:PORT` or `unix:PATH` for proxy mode; `ADDR:PORT` (or `udp:ADDR:PORT`) for udp
+    /// mode; absent for hand-off.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Accepted layer stacks, e.g. `"tcp+tls+http"`. Layers only, no service name.
+    pub layers: Vec<String>,
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// PEM certificate chain, required when `tls = "terminate"`.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// PEM private key, required when `tls = "terminate"`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// Hand-off mode: uids allowed to register this name. Default: hopd's own uid.
+    #[serde(default)]
+    pub allowed_uids: Option<Vec<u32>>,
+    /// UDP mode: a client session without traffic for this long is closed.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The accepted socket is passed to a registered service process (SCM_RIGHTS).
+    Handoff,
+    /// hopd splices bytes to a local stream socket.
+    Proxy,
+    /// hopd relays datagrams to a local UDP socket.
+    Udp,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Handoff => "handoff",
+            Mode::Proxy => "proxy",
+            Mode::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS bytes pass untouched: the client authenticates the service itself.
+    #[default]
+    Passthrough,
+    /// hopd terminates TLS with the configured certificate; the service sees plaintext.
+    Terminate,
+}
+
+/// A proxy target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Tcp(a) => write!(f, "tcp:{a}"),
+            Target::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// A configuration that is well-formed TOML but cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("service `{service}`: mode {mode} needs `target`")]
+    MissingTarget { service: String, mode: &'static str },
+    #[error("service `{service}`: target `{target}`: {why}")]
+    BadTarget {
+        service: String,
+        target: String,
+        why: String,
+    },
+    #[error("service `{service}`: layer stack `{stack}`: `{word}` is not a layer")]
+    UnknownLayer {
+        service: String,
+        stack: String,
+        word: String,
+    },
+    #[error("service `{service}`: layer stack `{stack}` must start with {expected} (mode {mode})")]
+    WrongTransport {
+        service: String,
+        stack: String,
+        expected: &'static str,
+        mode: &'static str,
+    },
+    #[error("service `{service}`: `layers` is empty; list at least one stack such as \"tcp+http\"")]
+    NoLayers { service: String },
+    #[error("service `{service}`: tls = \"terminate\" needs both `cert` and `key`")]
+    MissingCert { service: String },
+    #[error(
+        "service `{service}`: tls = \"terminate\" but no accepted stack contains `tls`; clients could never use it"
+    )]
+    TerminateWithoutTls { service: String },
+    #[error("service name `{service}` is not valid: {why}")]
+    BadName { service: String, why: &'static str },
+}
+
+impl ServiceConfig {
+    /// The accepted stacks, parsed.
+    pub fn stacks(&self, name: &str) -> Result<Vec<Vec<Layer>>, ConfigError> {
+        if self.layers.is_empty() {
+            return Err(ConfigError::NoLayers {
+                service: name.to_owned(),
+            });
+        }
+        let mut out = Vec::with_capacity(self.layers.len());
+        for stack in &self.layers {
+            let mut layers = Vec::new();
+            for word in stack.split('+') {
+                let l = word
+                    .trim()
+                    .parse::<Layer>()
+                    .map_err(|_| ConfigError::UnknownLayer {
+                        service: name.to_owned(),
+                        stack: stack.clone(),
+                        word: word.to_owned(),
+                    })?;
+                layers.push(l);
+            }
+            let expected = match self.mode {
+                Mode::Udp => Layer::Udp,
+                Mode::Proxy | Mode::Handoff => Layer::Tcp,
+            };
+            if layers.first() != Some(&expected) {
+                return Err(ConfigError::WrongTransport {
+                    service: name.to_owned(),
+                    stack: stack.clone(),
+                    expected: expected.as_str(),
+                    mode: self.mode.as_str(),
+                });
+            }
+            out.push(layers);
+        }
+        Ok(out)
+    }
+
+    /// The proxy target (proxy mode only).
+    pub fn proxy_target(&self, name: &str) -> Result<Target, ConfigError> {
+        let t = self.target.as_deref().ok_or(ConfigError::MissingTarget {
+            service: name.to_owned(),
+            mode: self.mode.as_str(),
+        })?;
+        let bad = |why: &str| ConfigError::BadTarget {
+            service: name.to_owned(),
+            target: t.to_owned(),
+            why: why.to_owned(),
+        };
+        if let Some(p) = t.strip_prefix("unix:") {
+            if p.is_empty() {
+                return Err(bad("empty path after `unix:`"));
+            }
+            Ok(Target::Unix(PathBuf::from(p)))
+        } else if let Some(a) = t.strip_prefix("tcp:") {
+            a.parse()
+                .map(Target::Tcp)
+                .map_err(|_| bad("expected tcp:ADDR:PORT, e.g. tcp:[::1]:8080"))
+        } else {
+            Err(bad("expected `tcp:ADDR:PORT` or `unix:PATH`"))
+        }
+    }
+
+    /// The datagram target (udp mode only).
+    pub fn udp_target(&self, name: &str) -> Result<SocketAddr, ConfigError> {
+        let t = self.target.as_deref().ok_or(ConfigError::MissingTarget {
+            service: name.to_owned(),
+            mode: self.mode.as_str(),
+        })?;
+        t.strip_prefix("udp:")
+            .unwrap_or(t)
+            .parse()
+            .map_err(|_| ConfigError::BadTarget {
+                service: name.to_owned(),
+                target: t.to_owned(),
+                why: "expected ADDR:PORT or udp:ADDR:PORT, e.g. [::1]:5353".to_owned(),
+            })
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs.max(1))
+    }
+}
+
+impl Config {
+    /// Parses the section from TOML text (the `[final_hop]` table's contents).
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Checks everything that can be checked without touching the host.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, svc) in &self.services {
+            validate_name(name)?;
+            svc.stacks(name)?;
+            match svc.mode {
+                Mode::Proxy => {
+                    svc.proxy_target(name)?;
+                }
+                Mode::Udp => {
+                    svc.udp_target(name)?;
+                }
+                Mode::Handoff => {}
+            }
+            if svc.tls == TlsMode::Terminate {
+                if svc.cert.is_none() || svc.key.is_none() {
+                    return Err(ConfigError::MissingCert {
+                        service: name.clone(),
+                    });
+                }
+                let has_tls = svc.stacks(name)?.iter().any(|s| s.contains(&Layer::Tls));
+                if !has_tls {
+                    return Err(ConfigError::TerminateWithoutTls {
+                        service: name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Service names travel in the layer descriptor (ASCII, at most 63 octets).
+fn validate_name(name: &str) -> Result<(), ConfigError> {
+    let why = if name.is_empty() {
+        Some("empty")
+    } else if name.len() > 63 {
+        Some("longer than 63 octets (the layer descriptor limit)")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        Some("only ASCII letters, digits, `-`, `_` and `.` are allowed")
+    } else if name.parse::<Layer>().is_ok() {
+        Some("it is a layer word; a stack address could not name it")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(ConfigError::BadName {
+            service: name.to_owned(),
+            why,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, DEFAULT_PORT))
+}
+fn default_hop_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "final".to_owned())
+}
+fn default_control_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_CONTROL_SOCKET)
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_udp_sessions() -> usize {
+    4096
+}
+fn default_idle_timeout_secs() -> u64 {
+    30
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Config {
+        Config::from_toml(s).expect("valid toml")
+    }
+
+    #[test]
+    fn full_example_parses_and_validates() {
+        let c = parse(
+            r#"
+            listen = "[::]:9000"
+            hop_name = "yc"
+            control_socket = "/tmp/x.sock"
+            ingress = ["eth0"]
+            [services.restapiv3]
+            mode = "proxy"
+            target = "tcp:[::1]:8080"
+            layers = ["tcp+http", "tcp+tls+http"]
+            tls = "terminate"
+            cert = "a.crt"
+            key = "a.key"
+            [services.dns1]
+            mode = "udp"
+            target = "[::1]:5353"
+            layers = ["udp+dns"]
+            idle_timeout_secs = 5
+            [services.h]
+            mode = "handoff"
+            layers = ["tcp+http"]
+            allowed_uids = [1000]
+            "#,
+        );
+        c.validate().unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        let s = &c.services["restapiv3"];
+        assert_eq!(
+            s.stacks("restapiv3").unwrap()[1],
+            vec![Layer::Tcp, Layer::Tls, Layer::Http]
+        );
+        assert_eq!(
+            s.proxy_target("restapiv3").unwrap(),
+            Target::Tcp("[::1]:8080".parse().unwrap())
+        );
+        assert_eq!(c.services["dns1"].idle_timeout(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn bad_configs_say_what_is_wrong() {
+        let c = parse(
+            "[services.a]\nmode = \"proxy\"\ntarget = \"http://x\"\nlayers = [\"tcp+http\"]\n",
+        );
+        let e = c.validate().unwrap_err();
+        assert!(matches!(e, ConfigError::BadTarget { .. }), "{e}");
+        assert!(e.to_string().contains("tcp:ADDR:PORT"), "{e}");
+
+        let c =
+            parse("[services.a]\nmode = \"udp\"\ntarget = \"[::1]:1\"\nlayers = [\"tcp+dns\"]\n");
+        assert!(matches!(
+            c.validate().unwrap_err(),
+            ConfigError::WrongTransport {
+                expected: "udp",
+                ..
+            }
+        ));
+
+        let c = parse("[services.a]\nmode = \"handoff\"\nlayers = [\"tcp+htttp\"]\n");
+        assert_eq!(
+            c.validate().unwrap_err(),
+            ConfigError::UnknownLayer {
+                service: "a".into(),
+                stack: "tcp+htttp".into(),
+                word: "htttp".into()
+            }
+        );
+
+        let c = parse(
+            "[services.a]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\ntls = \"terminate\"\ncert=\"c\"\nkey=\"k\"\n",
+        );
+        assert!(matches!(
+            c.validate().unwrap_err(),
+            ConfigError::TerminateWithoutTls { .. }
+        ));
+
+        let c = parse("[services.http]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\n");
+        assert!(matches!(
+            c.validate().unwrap_err(),
+            ConfigError::BadName { .. }
+        ));
+
+        assert!(Config::from_toml("[services.a]\nmode = \"carrier-pigeon\"\nlayers=[]").is_err());
+    }
+}

@@ -1,0 +1,420 @@
+//! UDP on the final-hop port: datagram relay to `udp` services (per-client sessions with an
+//! idle timeout), and stack reports.
+//!
+//! ```text
+//!  client ──[SRH udp+dns+NAME] payload──▶ hopd :7443 ──payload──▶ service [::1]:5353
+//!  client ◀────────────── payload ─────── hopd :7443 ◀─payload─── (session socket)
+//! ```
+//!
+//! Each (client address, service) pair gets its own connected socket towards the service, so
+//! the service sees one peer per client and replies find their way back. Replies leave from
+//! the address the client sent to (`IPV6_PKTINFO`), which a client's connected UDP socket
+//! requires. Replies are routed normally: Linux does not reverse an SRH, and a final hop has
+//! no business choosing the client's return path.
+
+use std::collections::HashMap;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use hopstack_encoder::Layer;
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+use hopstack_encoder::wire::report::{
+    ProbeAnswer, ReportBody, ReportRepr, ServiceMode, ServiceStatus,
+};
+use hopstack_encoder::wire::tlv::LayerDescriptor;
+
+use super::config::{Mode, Target};
+use super::sockopt::{self, Datagram};
+use super::{Arrival, Ctx, Failure, HopId, Reason, ReportLayer, lookup};
+
+/// Largest datagram relayed (the IPv6 maximum without jumbograms).
+const MAX_DATAGRAM: usize = 65535;
+
+struct Session {
+    upstream: Arc<UdpSocket>,
+    last: Arc<Mutex<Instant>>,
+}
+
+type Sessions = Arc<Mutex<HashMap<(SocketAddr, String), Session>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Receives on the final-hop UDP socket until the task is dropped.
+pub async fn serve(ctx: Arc<Ctx>, sock: Arc<UdpSocket>) {
+    let sessions: Sessions = Arc::default();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let d = match recv(&sock, &mut buf).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "udp receive failed");
+                continue;
+            }
+        };
+        if d.truncated {
+            tracing::debug!(from = %d.from, "datagram larger than {MAX_DATAGRAM} octets dropped");
+            continue;
+        }
+        handle(&ctx, &sock, &sessions, d.clone(), &buf[..d.len]).await;
+    }
+}
+
+async fn recv(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<Datagram> {
+    loop {
+        sock.readable().await?;
+        match sock.try_io(Interest::READABLE, || {
+            sockopt::recv_datagram(sock.as_fd(), buf)
+        }) {
+            Ok(d) => return Ok(d),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn send(
+    sock: &UdpSocket,
+    data: &[u8],
+    to: SocketAddr,
+    src: Option<(Ipv6Addr, u32)>,
+) -> std::io::Result<usize> {
+    loop {
+        sock.writable().await?;
+        match sock.try_io(Interest::WRITABLE, || {
+            sockopt::send_datagram(sock.as_fd(), data, to, src)
+        }) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            r => return r,
+        }
+    }
+}
+
+async fn handle(
+    ctx: &Arc<Ctx>,
+    sock: &Arc<UdpSocket>,
+    sessions: &Sessions,
+    d: Datagram,
+    payload: &[u8],
+) {
+    let local = d.dst.map(|(a, _)| a);
+    let hop = |arrival: Option<&Arrival>| HopId {
+        index: arrival.map_or(0, Arrival::hop_index),
+        name: ctx.cfg.hop_name.clone(),
+        address: arrival.and_then(|a| a.segments.first().copied()).or(local),
+    };
+    let arrival = match d.rthdr.as_deref().map(Arrival::decode) {
+        Some(Ok(a)) => a,
+        Some(Err(e)) => {
+            let f = Failure {
+                hop: hop(None),
+                layer: ReportLayer::Route,
+                reason: Reason::BadSrh,
+                message: format!("SRH of a datagram: {e}"),
+            };
+            tracing::info!(from = %d.from, failure = %f, "final-hop failure");
+            return;
+        }
+        None => {
+            tracing::debug!(from = %d.from, "datagram without SRH dropped");
+            return;
+        }
+    };
+    if arrival.oam {
+        return answer_probe(ctx, &d, &arrival).await;
+    }
+    let Some(desc) = &arrival.descriptor else {
+        let f = Failure {
+            hop: hop(Some(&arrival)),
+            layer: ReportLayer::Route,
+            reason: Reason::BadSrh,
+            message: "the SRH carries no layer descriptor (TLV 124)".to_owned(),
+        };
+        tracing::info!(from = %d.from, failure = %f, "final-hop failure");
+        send_report(ctx, Some(&arrival), &f).await;
+        return;
+    };
+    let service = match lookup(&ctx.services, desc, Layer::Udp) {
+        Ok(l) => l.service,
+        Err((layer, reason, message)) => {
+            let f = Failure {
+                hop: hop(Some(&arrival)),
+                layer,
+                reason,
+                message,
+            };
+            tracing::info!(from = %d.from, failure = %f, "final-hop failure");
+            send_report(ctx, Some(&arrival), &f).await;
+            return;
+        }
+    };
+    let Some(target) = service.udp_target else {
+        return;
+    };
+    let key = (d.from, service.name.clone());
+    let existing = lock(sessions)
+        .get(&key)
+        .map(|s| (s.upstream.clone(), s.last.clone()));
+    let (upstream, last) = match existing {
+        Some(x) => x,
+        None => {
+            if lock(sessions).len() >= ctx.cfg.max_udp_sessions {
+                let f = Failure {
+                    hop: hop(Some(&arrival)),
+                    layer: ReportLayer::Service,
+                    reason: Reason::RateLimited,
+                    message: format!("{} UDP sessions open", ctx.cfg.max_udp_sessions),
+                };
+                tracing::warn!(from = %d.from, failure = %f, "final-hop failure");
+                send_report(ctx, Some(&arrival), &f).await;
+                return;
+            }
+            let bind: SocketAddr = if target.is_ipv6() {
+                "[::]:0".parse().unwrap_or(target)
+            } else {
+                "0.0.0.0:0".parse().unwrap_or(target)
+            };
+            let up = match UdpSocket::bind(bind).await {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open a session socket");
+                    return;
+                }
+            };
+            if let Err(e) = up.connect(target).await {
+                let f = Failure {
+                    hop: hop(Some(&arrival)),
+                    layer: ReportLayer::Service,
+                    reason: Reason::ServiceDown,
+                    message: format!("connect to udp:{target}: {e}"),
+                };
+                send_report(ctx, Some(&arrival), &f).await;
+                return;
+            }
+            let up = Arc::new(up);
+            let last = Arc::new(Mutex::new(Instant::now()));
+            lock(sessions).insert(
+                key.clone(),
+                Session {
+                    upstream: up.clone(),
+                    last: last.clone(),
+                },
+            );
+            tokio::spawn(relay_back(
+                sock.clone(),
+                sessions.clone(),
+                key,
+                up.clone(),
+                last.clone(),
+                d.dst,
+                service.cfg.idle_timeout(),
+                ctx.clone(),
+                arrival.clone(),
+            ));
+            (up, last)
+        }
+    };
+    *lock(&last) = Instant::now();
+    // UDP semantics: a full socket buffer drops the datagram instead of queueing it.
+    // (Sent directly rather than through tokio's readiness, which is unknown for a socket that
+    // has never been polled and would report WouldBlock for the first datagram.)
+    if let Err(e) = nix::sys::socket::send(
+        std::os::fd::AsRawFd::as_raw_fd(&*upstream),
+        payload,
+        nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+    ) {
+        tracing::debug!(from = %d.from, service = %service.name, error = %e, "datagram to the service dropped");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay_back(
+    sock: Arc<UdpSocket>,
+    sessions: Sessions,
+    key: (SocketAddr, String),
+    up: Arc<UdpSocket>,
+    last: Arc<Mutex<Instant>>,
+    src: Option<(Ipv6Addr, u32)>,
+    idle: std::time::Duration,
+    ctx: Arc<Ctx>,
+    arrival: Arrival,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let deadline = *lock(&last) + idle;
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        match tokio::time::timeout(deadline - now, up.recv(&mut buf)).await {
+            Err(_) => continue, // re-check: traffic towards the service also keeps it alive
+            Ok(Ok(n)) => {
+                *lock(&last) = Instant::now();
+                if let Err(e) = send(&sock, &buf[..n], key.0, src).await {
+                    tracing::debug!(client = %key.0, error = %e, "reply to the client failed");
+                }
+            }
+            Ok(Err(e)) => {
+                // ECONNREFUSED: the service's port is closed (ICMP port unreachable).
+                let f = Failure {
+                    hop: HopId {
+                        index: arrival.hop_index(),
+                        name: ctx.cfg.hop_name.clone(),
+                        address: arrival.segments.first().copied(),
+                    },
+                    layer: ReportLayer::Service,
+                    reason: Reason::ServiceDown,
+                    message: format!("udp service `{}`: {e}", key.1),
+                };
+                tracing::info!(client = %key.0, failure = %f, "final-hop failure");
+                send_report(&ctx, Some(&arrival), &f).await;
+                break;
+            }
+        }
+    }
+    lock(&sessions).remove(&key);
+    tracing::debug!(client = %key.0, service = %key.1, "udp session closed");
+}
+
+/// Sends a stack report for `f` to the report address of the arrival's trace TLV, if the
+/// client asked for reports (no trace TLV: no report; the other channels still apply).
+pub async fn send_report(ctx: &Ctx, arrival: Option<&Arrival>, f: &Failure) {
+    let Some(trace) = arrival.and_then(|a| a.trace.as_ref()) else {
+        return;
+    };
+    let reporter = f.hop.address.unwrap_or(Ipv6Addr::UNSPECIFIED);
+    let to = SocketAddr::from((trace.report_addr, trace.report_port));
+    match f.report(trace.nonce, reporter).to_vec() {
+        Ok(bytes) => {
+            if let Err(e) = send(&ctx.udp, &bytes, to, None).await {
+                tracing::debug!(%to, error = %e, "stack report not sent");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "stack report could not be encoded"),
+    }
+}
+
+/// Answers a probe (O-flag set): the resolved path and whether the service exists and
+/// accepts the requested layers. Sent to the trace TLV's report address, or back to the
+/// probe's source when it carries none.
+async fn answer_probe(ctx: &Ctx, d: &Datagram, arrival: &Arrival) {
+    let (status, mode, text) = match &arrival.descriptor {
+        None => (
+            ServiceStatus::Unknown,
+            None,
+            "the probe carries no layer descriptor (TLV 124)".to_owned(),
+        ),
+        Some(desc) => probe_status(ctx, desc).await,
+    };
+    let reporter = arrival
+        .segments
+        .first()
+        .copied()
+        .or(d.dst.map(|(a, _)| a))
+        .unwrap_or(Ipv6Addr::UNSPECIFIED);
+    let (to, nonce) = match &arrival.trace {
+        Some(t) => (SocketAddr::from((t.report_addr, t.report_port)), t.nonce),
+        None => (d.from, 0),
+    };
+    let answer = ReportRepr {
+        nonce,
+        reporter,
+        body: ReportBody::Answer(ProbeAnswer {
+            path: arrival.answer_path(),
+            status,
+            mode,
+            text,
+            trace: arrival.trace_value.clone(),
+        }),
+    };
+    match answer.to_vec() {
+        Ok(bytes) => {
+            // Leave from the probed address when answering the probe's own source.
+            let src = if arrival.trace.is_none() { d.dst } else { None };
+            if let Err(e) = send(&ctx.udp, &bytes, to, src).await {
+                tracing::debug!(%to, error = %e, "probe answer not sent");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "probe answer could not be encoded"),
+    }
+}
+
+/// The service part of a probe answer.
+pub async fn probe_status(
+    ctx: &Ctx,
+    desc: &LayerDescriptor,
+) -> (ServiceStatus, Option<ServiceMode>, String) {
+    let transport = desc.layers.first().copied().unwrap_or(Layer::Tcp);
+    let service = match lookup(&ctx.services, desc, transport) {
+        Ok(l) => l.service,
+        Err((_, Reason::UnknownService, text)) => return (ServiceStatus::Unknown, None, text),
+        Err((_, _, text)) => return (ServiceStatus::LayerMismatch, None, text),
+    };
+    let terminate = service.tls.is_some() && desc.layers.contains(&Layer::Tls);
+    match service.cfg.mode {
+        Mode::Handoff => {
+            let n = ctx.registry.registered(&service.name);
+            if n == 0 {
+                (
+                    ServiceStatus::Down,
+                    Some(ServiceMode::Handoff),
+                    format!("no process is registered for `{}`", service.name),
+                )
+            } else {
+                (
+                    ServiceStatus::Exists,
+                    Some(ServiceMode::Handoff),
+                    format!("{n} process(es) registered"),
+                )
+            }
+        }
+        Mode::Proxy => {
+            let Some(target) = &service.target else {
+                return (ServiceStatus::Down, None, "no target".to_owned());
+            };
+            let mode = if terminate {
+                ServiceMode::TerminateTls
+            } else if matches!(target, Target::Unix(_)) {
+                ServiceMode::ProxyUnix
+            } else {
+                ServiceMode::ProxyTcp
+            };
+            match tokio::time::timeout(PROBE_CONNECT_TIMEOUT, super::connect(target)).await {
+                Ok(Ok(_)) => (
+                    ServiceStatus::Exists,
+                    Some(mode),
+                    format!("proxy to {target}"),
+                ),
+                Ok(Err(e)) => (
+                    ServiceStatus::Down,
+                    Some(mode),
+                    format!("connect to {target}: {e}"),
+                ),
+                Err(_) => (
+                    ServiceStatus::Down,
+                    Some(mode),
+                    format!("connect to {target}: no answer within {PROBE_CONNECT_TIMEOUT:?}"),
+                ),
+            }
+        }
+        // A datagram service cannot be checked without talking its protocol; report what is
+        // configured. (The report format has no mode code for UDP relays.)
+        Mode::Udp => (
+            ServiceStatus::Exists,
+            None,
+            format!(
+                "udp relay to {}",
+                service
+                    .udp_target
+                    .map_or_else(String::new, |a| a.to_string())
+            ),
+        ),
+    }
+}
+
+const PROBE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);

@@ -1,0 +1,204 @@
+//! Final-hop acceptance tests on loopback inside a private network namespace: real `hopd`,
+//! real kernel sockets carrying an SRH (`IPV6_RTHDR`), real servers.
+//!
+//! The client attaches an SRH whose only segment is `::1` with Segments Left 0; the kernel
+//! delivers it to hopd, which reads it back from the SYN (`IPV6_2292PKTOPTIONS`) or the
+//! datagram (`IPV6_RTHDR` control message). Multi-node paths are in `final_hop_testbed.rs`.
+
+mod final_hop_support;
+
+use std::io::{Read, Write};
+use std::net::{Ipv6Addr, SocketAddr};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use final_hop_support::*;
+
+const LO: Ipv6Addr = Ipv6Addr::LOCALHOST;
+
+/// `python3 -m http.server` on [::1]:port serving `dir`; killed on drop.
+struct PyHttp(std::process::Child);
+
+impl PyHttp {
+    fn start(dir: &std::path::Path, port: u16) -> PyHttp {
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "::1", &port.to_string()])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        let t0 = std::time::Instant::now();
+        while std::net::TcpStream::connect(("::1", port)).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "python http.server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PyHttp(child)
+    }
+}
+
+impl Drop for PyHttp {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: restapiv3\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+#[test]
+fn proxy_mode_reaches_a_real_http_server() {
+    if !enter_netns() {
+        return;
+    }
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(www.path().join("list"), "alice\nbob\n").unwrap();
+    let _py = PyHttp::start(www.path(), 8080);
+    let hopd = Hopd::start(
+        PORT,
+        r#"
+        [final_hop.services.restapiv3]
+        mode = "proxy"
+        target = "tcp:[::1]:8080"
+        layers = ["tcp+http"]
+        "#,
+    );
+    let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", "restapiv3", None)).unwrap();
+    s.write_all(&get("/list")).unwrap();
+    let r = read_all(&mut s);
+    assert!(r.starts_with("HTTP/1.0 200 OK\r\n"), "{r}");
+    assert!(r.ends_with("\r\n\r\nalice\nbob\n"), "{r}");
+}
+
+fn error_of(r: &str) -> &str {
+    r.lines()
+        .find_map(|l| l.strip_prefix("Hopstack-Error: "))
+        .unwrap_or_else(|| panic!("no Hopstack-Error header in {r:?}"))
+}
+
+#[test]
+fn per_layer_errors_are_told_in_http_and_by_rst() {
+    if !enter_netns() {
+        return;
+    }
+    let hopd = Hopd::start(
+        PORT,
+        r#"
+        [final_hop.services.restapiv3]
+        mode = "proxy"
+        target = "tcp:[::1]:8081"     # nothing listens there: service down
+        layers = ["tcp+http"]
+        [final_hop.services.echo7]
+        mode = "proxy"
+        target = "tcp:[::1]:8082"
+        layers = ["tcp"]
+        "#,
+    );
+    // Unknown service.
+    let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", "nosuch", None)).unwrap();
+    s.write_all(&get("/")).unwrap();
+    let r = read_all(&mut s);
+    assert!(r.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{r}");
+    assert_eq!(
+        error_of(&r),
+        "hop=0; name=yc; layer=service; reason=unknown-service"
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(r.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["error"]["reason"], "unknown-service");
+    assert_eq!(body["error"]["layer"], "service");
+    assert_eq!(body["error"]["hop"]["address"], "::1");
+    assert_eq!(body["error"]["message"], "no service `nosuch` on this host");
+
+    // Layer mismatch: restapiv3 speaks tcp+http, not tcp+h2.
+    let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http+h2", "restapiv3", None)).unwrap();
+    s.write_all(&get("/")).unwrap();
+    let r = read_all(&mut s);
+    assert!(r.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{r}");
+    assert_eq!(
+        error_of(&r),
+        "hop=0; name=yc; layer=service; reason=layer-mismatch"
+    );
+    assert!(
+        r.contains("accepts tcp+http but the client asked for tcp+http+h2"),
+        "{r}"
+    );
+
+    // Service down.
+    let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", "restapiv3", None)).unwrap();
+    s.write_all(&get("/")).unwrap();
+    let r = read_all(&mut s);
+    assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{r}");
+    assert_eq!(
+        error_of(&r),
+        "hop=0; name=yc; layer=service; reason=service-down"
+    );
+    assert!(r.contains("connect to tcp:[::1]:8081"), "{r}");
+
+    // Raw TCP: no HTTP to speak, the connection is reset.
+    for (stack, name) in [("tcp", "echo7"), ("tcp", "nosuch")] {
+        let mut s = tcp_connect(hopd.addr, &srh(&[LO], stack, name, None)).unwrap();
+        let mut buf = [0u8; 16];
+        let e = s.read(&mut buf).expect_err("expected a reset");
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset,
+            "{stack}+{name}: {e}"
+        );
+    }
+
+    // No SRH at all.
+    let mut s = std::net::TcpStream::connect(hopd.addr).unwrap();
+    let e = s.read(&mut [0u8; 16]).expect_err("expected a reset");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
+    let log = hopd.log_text();
+    assert!(log.contains("without a Segment Routing Header"), "{log}");
+}
+
+#[test]
+fn udp_service_is_reached_as_udp_dns_name() {
+    if !enter_netns() {
+        return;
+    }
+    // A CoAP/DNS-like echo: answers each datagram with "echo:" + datagram.
+    let svc = std::net::UdpSocket::bind("[::1]:5353").unwrap();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 2048];
+        while let Ok((n, from)) = svc.recv_from(&mut b) {
+            let mut out = b"echo:".to_vec();
+            out.extend_from_slice(&b[..n]);
+            let _ = svc.send_to(&out, from);
+        }
+    });
+    let hopd = Hopd::start(
+        PORT,
+        r#"
+        [final_hop.services.resolver]
+        mode = "udp"
+        target = "[::1]:5353"
+        layers = ["udp+dns"]
+        "#,
+    );
+    let c = udp_connect(hopd.addr, &srh(&[LO], "udp+dns", "resolver", None));
+    for i in 0..3 {
+        let q = format!("query {i}");
+        c.send(q.as_bytes()).unwrap();
+        let mut b = [0u8; 2048];
+        let n = c.recv(&mut b).expect("reply through hopd");
+        assert_eq!(&b[..n], format!("echo:{q}").as_bytes());
+    }
+    // Unknown name: dropped, nothing comes back.
+    let c2 = udp_connect(hopd.addr, &srh(&[LO], "udp+dns", "nosuch", None));
+    c2.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    c2.send(b"x").unwrap();
+    assert!(c2.recv(&mut [0u8; 64]).is_err());
+}
+
+#[allow(dead_code)]
+fn unused(_: SocketAddr) {}

@@ -1,0 +1,224 @@
+//! Helpers for the final-hop tests: a private network namespace, the client side of an SRv6
+//! connection (kernel sockets with `IPV6_RTHDR`), and the real `hopd` binary.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hopstack_encoder::Layer;
+use hopstack_encoder::wire::srh::{Packet, SrhRepr};
+use hopstack_encoder::wire::tlv::{LayerDescriptor, TlvRepr, Trace};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn6};
+
+/// Moves the calling thread into a fresh network namespace with `lo` up and SRv6 accepted
+/// on it. Returns false (after saying why, loudly) when the process may not do that.
+///
+/// Only the calling thread moves; everything it starts afterwards (threads, child
+/// processes) is created inside the namespace.
+pub fn enter_netns() -> bool {
+    if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+        eprintln!(
+            "\n*** SKIPPED: cannot create a network namespace ({e}); run the final-hop tests as root ***\n"
+        );
+        return false;
+    }
+    sh("ip link set lo up");
+    sh("sysctl -qw net.ipv6.conf.all.seg6_enabled=1 net.ipv6.conf.lo.seg6_enabled=1");
+    true
+}
+
+pub fn sh(cmd: &str) {
+    let st = Command::new("sh").arg("-c").arg(cmd).status().expect("sh");
+    assert!(st.success(), "`{cmd}` failed: {st}");
+}
+
+/// Parses `tcp+tls+http`.
+pub fn layers(s: &str) -> Vec<Layer> {
+    s.split('+')
+        .map(|w| w.parse().expect("layer word"))
+        .collect()
+}
+
+/// An SRH as a client on the same host would attach it: one segment (this host), Segments
+/// Left 0, the layer descriptor, and optionally a trace TLV (which asks for stack reports).
+pub fn srh(segments: &[Ipv6Addr], stack: &str, service: &str, trace: Option<Trace>) -> Vec<u8> {
+    let mut tlvs = vec![TlvRepr::LayerDescriptor(LayerDescriptor {
+        layers: layers(stack),
+        service: service.to_owned(),
+    })];
+    if let Some(t) = trace {
+        tlvs.push(TlvRepr::Trace(t));
+    }
+    let repr = SrhRepr {
+        next_header: 6,
+        segments_left: (segments.len() - 1) as u8,
+        flags: 0,
+        tag: 0,
+        segments: segments.to_vec(),
+        tlvs,
+    };
+    let mut buf = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut Packet::new_unchecked(&mut buf[..]))
+        .expect("emit srh");
+    buf
+}
+
+fn set_rthdr(fd: &OwnedFd, srh: &[u8]) {
+    // SAFETY: fd is open; srh is a valid buffer of the given length.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_RTHDR,
+            srh.as_ptr().cast(),
+            srh.len() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setsockopt(IPV6_RTHDR): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// A kernel TCP connection that carries `srh` on every segment (the SYN included).
+pub fn tcp_connect(to: SocketAddr, srh: &[u8]) -> std::io::Result<TcpStream> {
+    let SocketAddr::V6(to6) = to else {
+        panic!("ipv6 only")
+    };
+    let fd = socket::socket(
+        AddressFamily::Inet6,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    set_rthdr(&fd, srh);
+    socket::connect(fd.as_raw_fd(), &SockaddrIn6::from(to6))?;
+    let s = TcpStream::from(fd);
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    Ok(s)
+}
+
+/// A connected UDP socket whose datagrams carry `srh`.
+pub fn udp_connect(to: SocketAddr, srh: &[u8]) -> UdpSocket {
+    let SocketAddr::V6(to6) = to else {
+        panic!("ipv6 only")
+    };
+    let fd = socket::socket(
+        AddressFamily::Inet6,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    set_rthdr(&fd, srh);
+    socket::connect(fd.as_raw_fd(), &SockaddrIn6::from(to6)).unwrap();
+    let s = UdpSocket::from(fd);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// A running `hopd` (killed on drop; its log is printed if the test panicked).
+pub struct Hopd {
+    pub child: Child,
+    pub log: PathBuf,
+    pub control: PathBuf,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Hopd {
+    /// Starts the real binary with `[final_hop]` = `services_toml` (which may reference
+    /// `{dir}` for files in the test's temporary directory) on `[::]:port`.
+    pub fn start(port: u16, services_toml: &str) -> Hopd {
+        let dir = tempfile::tempdir().unwrap();
+        Hopd::start_in(dir, port, services_toml)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, port: u16, services_toml: &str) -> Hopd {
+        let control = dir.path().join("control.sock");
+        let log = dir.path().join("hopd.log");
+        let cfg = format!(
+            "[final_hop]\nlisten = \"[::]:{port}\"\nhop_name = \"yc\"\ncontrol_socket = \"{}\"\n\n{}",
+            control.display(),
+            services_toml.replace("{dir}", &dir.path().display().to_string())
+        );
+        let cfg_path = dir.path().join("hopd.toml");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hopd"))
+            .arg("--config")
+            .arg(&cfg_path)
+            .env("HOPD_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn hopd");
+        let mut h = Hopd {
+            child,
+            log,
+            control,
+            addr: SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+            _dir: dir,
+        };
+        h.wait_ready();
+        h
+    }
+
+    fn wait_ready(&mut self) {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("hopd exited early ({st}):\n{}", self.log_text());
+            }
+            if self.log_text().contains("final hop listening") && self.control.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("hopd not ready after 10 s:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
+impl Drop for Hopd {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- hopd log ----\n{}\n------------------",
+                self.log_text()
+            );
+        }
+    }
+}
+
+/// Reads an HTTP/1.1 response to the end (the tests' servers close after answering).
+pub fn read_all(s: &mut TcpStream) -> String {
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).expect("read response");
+    String::from_utf8_lossy(&v).into_owned()
+}
+
+/// A port no other test in this binary uses (each test has its own netns anyway).
+pub const PORT: u16 = 7443;
