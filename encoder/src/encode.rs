@@ -127,7 +127,8 @@ pub fn build_srh(
 }
 
 /// The SRH for a probe: as [`build_srh`], plus the O-flag (RFC 8754 §2.1.1: OAM) and a trace
-/// TLV with one record per hop after the first (each hop that processes the SRH fills one).
+/// TLV with one record per hop (every hop that processes the SRH fills one, the final hop
+/// included).
 /// The probe travels as UDP, so Next Header is 17 whatever the address's transport.
 pub fn build_probe_srh(
     addr: &StackAddress,

@@ -1032,6 +1032,31 @@ mod tests {
         );
     }
 
+    /// The hex dump in the "Stack report" section of docs/wire-format.md is what `emit`
+    /// writes.
+    #[test]
+    fn docs_golden_bytes_match() {
+        let text = include_str!("../../../docs/wire-format.md");
+        let section = &text[text.find("## Stack report").unwrap()..];
+        let dump = section
+            .split("```text")
+            .find(|b| b.trim_start().starts_with("0000  48 4f 50 53"))
+            .expect("golden hex dump in the Stack report section");
+        let dump = &dump[..dump.find("```").unwrap()];
+        let mut bytes = Vec::new();
+        for line in dump.lines().filter(|l| !l.trim().is_empty()) {
+            // "OOOO  hh hh ... hh  hh ... hh   ascii": 16 octets at most, ascii after them.
+            let hex: Vec<u8> = line[6..]
+                .split_whitespace()
+                .take_while(|w| w.len() == 2 && w.chars().all(|c| c.is_ascii_hexdigit()))
+                .take(16)
+                .map(|w| u8::from_str_radix(w, 16).unwrap())
+                .collect();
+            bytes.extend(hex);
+        }
+        assert_eq!(bytes, nxdomain().to_vec().unwrap());
+    }
+
     #[test]
     fn golden_probe_answer() {
         let r = ReportRepr {
