@@ -46,6 +46,17 @@ pub fn layers(s: &str) -> Vec<Layer> {
 /// An SRH as a client on the same host would attach it: one segment (this host), Segments
 /// Left 0, the layer descriptor, and optionally a trace TLV (which asks for stack reports).
 pub fn srh(segments: &[Ipv6Addr], stack: &str, service: &str, trace: Option<Trace>) -> Vec<u8> {
+    srh_flags(segments, stack, service, trace, 0)
+}
+
+/// As [`srh`], with SRH flags (e.g. the O-flag 0x20 of a probe).
+pub fn srh_flags(
+    segments: &[Ipv6Addr],
+    stack: &str,
+    service: &str,
+    trace: Option<Trace>,
+    flags: u8,
+) -> Vec<u8> {
     let mut tlvs = vec![TlvRepr::LayerDescriptor(LayerDescriptor {
         layers: layers(stack),
         service: service.to_owned(),
@@ -56,7 +67,7 @@ pub fn srh(segments: &[Ipv6Addr], stack: &str, service: &str, trace: Option<Trac
     let repr = SrhRepr {
         next_header: 6,
         segments_left: (segments.len() - 1) as u8,
-        flags: 0,
+        flags,
         tag: 0,
         segments: segments.to_vec(),
         tlvs,

@@ -1,0 +1,178 @@
+//! Hand-off mode with the real `hopd`: a service process registers over the control socket,
+//! receives the accepted socket by SCM_RIGHTS and serves it with hopd out of the byte path.
+
+mod final_hop_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::Ipv6Addr;
+use std::time::Duration;
+
+use final_hop_support::*;
+use hopstack_encoder::Layer;
+use hopstack_forwarder::service::{Error as SvcError, Listener};
+
+const LO: Ipv6Addr = Ipv6Addr::LOCALHOST;
+const BODY: usize = 64 << 20;
+
+/// Deterministic body: octet i is a function of i (so loss, duplication or reordering shows).
+fn body_byte(i: usize) -> u8 {
+    (i.wrapping_mul(2654435761) >> 13) as u8
+}
+
+const CONFIG: &str = r#"
+[final_hop.services.restapiv3]
+mode = "handoff"
+layers = ["tcp+http"]
+[final_hop.services.guarded]
+mode = "handoff"
+layers = ["tcp+http"]
+allowed_uids = [4242]
+[final_hop.services.proxied]
+mode = "proxy"
+target = "tcp:[::1]:1"
+layers = ["tcp+http"]
+"#;
+
+#[test]
+fn handed_off_connection_survives_hopd() {
+    if !enter_netns() {
+        return;
+    }
+    let mut hopd = Hopd::start(PORT, CONFIG);
+
+    // Before any process registers: service-down, in HTTP.
+    let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", "restapiv3", None)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let r = read_all(&mut s);
+    assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{r}");
+    assert!(
+        r.contains("Hopstack-Error: hop=0; name=yc; layer=service; reason=service-down"),
+        "{r}"
+    );
+    assert!(
+        r.contains("no process is registered for `restapiv3`"),
+        "{r}"
+    );
+
+    // Registration is checked: unknown names, wrong mode, wrong uid.
+    let e = Listener::register_at(&hopd.control, "nosuch").unwrap_err();
+    assert!(
+        matches!(&e, SvcError::Refused { reason, .. } if reason.contains("no service `nosuch`")),
+        "{e}"
+    );
+    let e = Listener::register_at(&hopd.control, "proxied").unwrap_err();
+    assert!(e.to_string().contains("proxy mode, not handoff"), "{e}");
+    let e = Listener::register_at(&hopd.control, "guarded").unwrap_err();
+    assert!(
+        e.to_string().contains("uid 0") && e.to_string().contains("[4242]"),
+        "{e}"
+    );
+
+    let listener = Listener::register_at(&hopd.control, "restapiv3").unwrap();
+    let service = std::thread::spawn(move || {
+        let (stream, meta) = listener.accept().expect("a handed-off connection");
+        let mut r = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        loop {
+            let mut h = String::new();
+            r.read_line(&mut h).unwrap();
+            if h == "\r\n" || h.is_empty() {
+                break;
+            }
+        }
+        let mut w = stream;
+        write!(
+            w,
+            "HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut chunk = vec![0u8; 256 * 1024];
+        let mut i = 0;
+        while i < BODY {
+            for (k, b) in chunk.iter_mut().enumerate() {
+                *b = body_byte(i + k);
+            }
+            w.write_all(&chunk).unwrap();
+            i += chunk.len();
+        }
+        (line, meta, listener)
+    });
+
+    let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", "restapiv3", None)).unwrap();
+    let client_port = s.local_addr().unwrap().port();
+    s.write_all(b"GET /users/list HTTP/1.1\r\nHost: restapiv3\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::with_capacity(1 << 16, s);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK\r\n");
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).unwrap();
+        if h == "\r\n" {
+            break;
+        }
+    }
+    // Read a little, then kill hopd: if it were in the byte path the transfer would break.
+    let mut got = vec![0u8; 1 << 20];
+    r.read_exact(&mut got).unwrap();
+    hopd.kill();
+    assert!(
+        std::net::TcpStream::connect(hopd.addr).is_err(),
+        "hopd is dead: nothing listens on the final-hop port any more"
+    );
+    let mut rest = Vec::with_capacity(BODY);
+    r.read_to_end(&mut rest).unwrap();
+    got.extend_from_slice(&rest);
+    assert_eq!(got.len(), BODY, "the whole body arrived after hopd died");
+    let bad = got.iter().enumerate().position(|(i, &b)| b != body_byte(i));
+    assert_eq!(bad, None, "body differs at offset {bad:?}");
+
+    let (line, meta, _listener) = service.join().unwrap();
+    assert_eq!(line, "GET /users/list HTTP/1.1\r\n");
+    assert_eq!(meta.service, "restapiv3");
+    assert_eq!(meta.layers, vec![Layer::Tcp, Layer::Http]);
+    assert_eq!(meta.path, vec![LO]);
+    assert_eq!(meta.client.port(), client_port);
+    assert_eq!(meta.hop_name, "yc");
+    assert_eq!(meta.local.port(), PORT);
+}
+
+#[test]
+fn unregistering_makes_the_service_down_again() {
+    if !enter_netns() {
+        return;
+    }
+    let hopd = Hopd::start(PORT, CONFIG);
+    let listener = Listener::register_at(&hopd.control, "restapiv3").unwrap();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        // Read the request first: closing with unread input would reset the connection.
+        let mut req = [0u8; 18];
+        s.read_exact(&mut req).unwrap();
+        s.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        // `listener` dropped here: the registration ends.
+    });
+    let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", "restapiv3", None)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(
+        read_all(&mut s),
+        "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+    );
+    t.join().unwrap();
+    // hopd notices the closed control socket.
+    let t0 = std::time::Instant::now();
+    loop {
+        let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", "restapiv3", None)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let r = read_all(&mut s);
+        if r.starts_with("HTTP/1.1 503 ") {
+            assert!(r.contains("reason=service-down"), "{r}");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "still not down: {r}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
