@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every hopstack-encoder fuzz target for a bounded time.
+#   encoder/fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]
+# Needs cargo-fuzz (`cargo install cargo-fuzz`). The stable toolchain works with
+# RUSTC_BOOTSTRAP=1 (cargo-fuzz passes -Zsanitizer=address). Findings land in
+# encoder/fuzz/artifacts/<target>/; the corpus grows in encoder/fuzz/corpus/<target>/.
+set -euo pipefail
+cd "$(dirname "$0")"
+secs=${1:-180}
+shift || true
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    mapfile -t targets < <(RUSTC_BOOTSTRAP=1 cargo fuzz list)
+fi
+python3 make_seeds.py
+export RUSTC_BOOTSTRAP=1
+cargo fuzz build -O
+status=0
+for t in "${targets[@]}"; do
+    echo "== $t: ${secs}s"
+    if ! cargo fuzz run -O "$t" -- -max_total_time="$secs" -print_final_stats=1 \
+        2>&1 | tee "/tmp/hopstack-fuzz-$t.log" | grep -E '^(#[0-9]+ +DONE|stat::|==|SUMMARY|panicked|Test unit written)'; then
+        :
+    fi
+    if ls "artifacts/$t"/crash-* "artifacts/$t"/oom-* "artifacts/$t"/timeout-* >/dev/null 2>&1; then
+        echo "!! $t: findings in artifacts/$t (reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run $t artifacts/$t/<file>)"
+        status=1
+    fi
+done
+exit $status
