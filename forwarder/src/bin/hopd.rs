@@ -1,73 +1,247 @@
-use clap::Parser;
+//! `hopd`: the hopstack forwarder daemon. Runs whichever roles the configuration has tables
+//! for (`[border]`, `[final_hop]`), plus the metrics endpoint.
+//!
+//! - `hopd --config FILE` runs; SIGHUP reloads FILE (border SIDs, policy, limits) without
+//!   dropping forwarded packets; SIGTERM/SIGINT stop cleanly.
+//! - `hopd check --config FILE` validates FILE and this host and says what to fix.
+//! - `hopd stats --config FILE` prints the counters of the running hopd.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hopstack_forwarder::border::{Border, Reloader};
+use hopstack_forwarder::config::{self, Config};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 
 /// hopd: the hopstack forwarder daemon.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
     /// Configuration file (TOML).
-    #[arg(long)]
-    config: Option<std::path::PathBuf>,
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn main() -> std::process::ExitCode {
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate the configuration and this host (sysctls, TUN, resolver) and say what to fix.
+    Check,
+    /// Print the counters of the running hopd (from its [metrics] endpoint).
+    Stats {
+        /// Only the samples that are not zero.
+        #[arg(long)]
+        nonzero: bool,
+    },
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HOPD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let Some(path) = cli.config else {
+    let Some(path) = cli.config.as_deref() else {
         eprintln!("hopd: --config FILE is required");
-        return std::process::ExitCode::from(2);
+        return ExitCode::from(2);
     };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("hopd: cannot read {}: {e}", path.display());
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let cfg = match hopstack_forwarder::config::Config::from_toml(&text) {
+    let cfg = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("hopd: {}: {e}", path.display());
-            return std::process::ExitCode::from(2);
+            eprintln!("hopd: {e}");
+            return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("hopd: cannot start the runtime: {e}");
-            return std::process::ExitCode::from(1);
+    match cli.command {
+        Some(Command::Check) => check(&cfg, path),
+        Some(Command::Stats { nonzero }) => stats(&cfg, nonzero),
+        None => run(cfg, path.to_path_buf()),
+    }
+}
+
+fn check(cfg: &Config, path: &Path) -> ExitCode {
+    println!("ok: {} parses and validates", path.display());
+    let report = config::check(cfg);
+    for l in &report.lines {
+        println!("{l}");
+    }
+    println!("{} error(s), {} warning(s)", report.errors, report.warnings);
+    if report.errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn stats(cfg: &Config, nonzero: bool) -> ExitCode {
+    let Some(m) = &cfg.metrics else {
+        eprintln!("hopd: the configuration has no [metrics] listen address to read counters from");
+        return ExitCode::from(2);
+    };
+    match hopstack_forwarder::border::metrics::fetch(m.listen) {
+        Ok(text) => {
+            for l in text.lines() {
+                if l.starts_with('#') {
+                    continue;
+                }
+                if nonzero && l.ends_with(" 0") {
+                    continue;
+                }
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
         }
-    };
-    let Some(fh) = cfg.final_hop else {
-        eprintln!("hopd: the configuration enables no role (add a [final_hop] table)");
-        return std::process::ExitCode::from(2);
-    };
-    let result = rt.block_on(hopstack_forwarder::final_hop::run(fh, shutdown_signal()));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hopd: final hop: {e}");
-            std::process::ExitCode::from(1)
+            eprintln!(
+                "hopd: cannot read counters from http://{}/metrics: {e} (is hopd running?)",
+                m.listen
+            );
+            ExitCode::from(1)
         }
     }
 }
 
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOPD_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.log.level))
+        .unwrap_or_else(|e| {
+            eprintln!(
+                "hopd: [log] level = {:?}: {e}; using \"info\"",
+                cfg.log.level
+            );
+            tracing_subscriber::EnvFilter::new("info")
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cfg: Config, path: PathBuf) -> ExitCode {
+    init_logging(&cfg);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hopd: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    match rt.block_on(serve(cfg, path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hopd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+async fn serve(cfg: Config, path: PathBuf) -> Result<(), String> {
+    let node_name = cfg.node_name();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+
+    let mut reloader: Option<Reloader> = None;
+    let mut shared = None;
+    if let Some(b) = cfg.border.clone() {
+        let border = Border::start(b, &node_name).map_err(|e| format!("border: {e}"))?;
+        reloader = Some(border.reloader());
+        shared = Some(border.shared());
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move { border.run(stop).await.map_err(|e| format!("border: {e}")) });
+    }
+    if let Some(fh) = cfg.final_hop.clone() {
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            hopstack_forwarder::final_hop::run(fh, stop)
+                .await
+                .map_err(|e| format!("final hop: {e}"))
+        });
+    }
+    if let Some(m) = &cfg.metrics {
+        let listener = tokio::net::TcpListener::bind(m.listen)
+            .await
+            .map_err(|e| format!("metrics: cannot listen on {}: {e}", m.listen))?;
+        let render = {
+            let shared = shared.clone();
+            move || {
+                shared
+                    .as_ref()
+                    .map(|s| s.render_metrics())
+                    .unwrap_or_default()
+            }
+        };
+        let stop = stopped(stop_rx.clone());
+        tracing::info!(listen = %m.listen, "metrics at /metrics");
+        tasks.spawn(async move {
+            hopstack_forwarder::border::metrics::serve(listener, render, stop)
+                .await
+                .map_err(|e| format!("metrics: {e}"))
+        });
+    }
+
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    tracing::info!(node = %node_name, "hopd running");
+    let mut failure = None;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = hup.recv() => reload(&path, reloader.as_ref()),
+            done = tasks.join_next() => {
+                match done {
+                    Some(Ok(Ok(()))) => continue,
+                    Some(Ok(Err(e))) => { failure = Some(e); break; }
+                    Some(Err(e)) => { failure = Some(format!("task failed: {e}")); break; }
+                    None => break,
+                }
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(Err(e)) = r {
+            failure.get_or_insert(e);
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("hopd stopped");
+            Ok(())
+        }
+    }
+}
+
+/// SIGHUP: re-read the file; a bad file keeps the running configuration.
+fn reload(path: &Path, reloader: Option<&Reloader>) {
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(%e, "SIGHUP: keeping the running configuration");
+            return;
+        }
+    };
+    match (reloader, cfg.border) {
+        (Some(r), Some(b)) => match r.apply(b) {
+            Ok(()) => {
+                tracing::info!(file = %path.display(), "SIGHUP: border configuration reloaded")
+            }
+            Err(e) => tracing::error!(%e, "SIGHUP: keeping the running border configuration"),
+        },
+        (None, Some(_)) => {
+            tracing::warn!("SIGHUP: [border] was added; restart hopd to start the border role")
+        }
+        (Some(_), None) => {
+            tracing::warn!("SIGHUP: [border] was removed; restart hopd to stop the border role")
+        }
+        (None, None) => {}
+    }
+    if cfg.final_hop.is_some() {
+        tracing::info!("SIGHUP: [final_hop] changes take effect on restart");
     }
 }

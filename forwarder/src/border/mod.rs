@@ -1,15 +1,231 @@
 //! Border role: RFC 8754 End processing in userspace, with hop-local name binding.
 //!
 //! The packet path is a pure decision function ([`process::process`]) wrapped in a thin I/O
-//! shell: a TUN device the SIDs are routed into, a resolver task for late binding, metrics.
+//! shell ([`run`]): a TUN device the SIDs are routed into, a resolver task for late binding,
+//! metrics. See `docs/architecture.md` for the whole picture.
+//!
+//! ```toml
+//! [border]
+//! tun = "hop0"
+//! sids = ["fd00:1::1"]            # or a locator prefix: "fd00:1:0:1::/64"
+//! install_routes = true           # hopd runs `ip -6 route replace SID dev hop0`
+//! icmp_rate = 100                 # ICMPv6 errors (and stack reports) per second
+//! icmp_burst = 20
+//!
+//! [border.resolver]
+//! resolv_conf = "/etc/resolv.conf"
+//! timeout_ms = 2000
+//!
+//! [border.policy]
+//! max_segments = 16
+//! allowed_next_hops = ["fd00::/8"]
+//! require_hmac = false
+//! ```
 
+pub mod check;
 pub mod icmp;
+pub mod metrics;
 mod oam;
 pub mod policy;
 pub mod process;
+pub mod resolve;
+pub mod run;
+pub mod tun;
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+
+use hopstack_encoder::wire::tlv;
+use tokio::sync::mpsc;
 
 pub use policy::{Policy, Prefix};
-pub use process::{Action, DropReason, State, process};
+pub use process::{Action, DropReason, Settings, State, process};
+pub use resolve::ResolverConfig;
+pub use run::Shared;
+
+/// The `[border]` table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// TUN device the SIDs are routed into (created if missing).
+    pub tun: String,
+    /// SIDs (addresses, or locator prefixes) this node performs End for.
+    pub sids: Vec<Prefix>,
+    /// Bring the TUN up and route every SID into it at start and on reload.
+    pub install_routes: bool,
+    /// ICMPv6 errors and stack reports per second, and the burst allowed.
+    pub icmp_rate: u32,
+    pub icmp_burst: u32,
+    pub resolver: ResolverConfig,
+    pub policy: Policy,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tun: "hop0".into(),
+            sids: Vec::new(),
+            install_routes: true,
+            icmp_rate: 100,
+            icmp_burst: 20,
+            resolver: ResolverConfig::default(),
+            policy: Policy::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks what serde cannot; the message names the field and what to put there.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.sids.is_empty() {
+            return Err("no SIDs: set `sids = [\"<address>\", ...]` in [border]".into());
+        }
+        let discard: Prefix =
+            Prefix::new(tlv::UNRESOLVED_PREFIX, tlv::UNRESOLVED_PREFIX_LEN).expect("valid prefix");
+        for s in &self.sids {
+            if discard.contains(&s.addr()) || s.addr().is_multicast() || s.addr().is_unspecified() {
+                return Err(format!(
+                    "SID {s} is not a usable unicast address (100::/64 holds placeholders)"
+                ));
+            }
+        }
+        if self.tun.is_empty() || self.tun.len() > 15 || self.tun.contains('/') {
+            return Err(format!(
+                "tun = \"{}\": an interface name is 1 to 15 characters without '/'",
+                self.tun
+            ));
+        }
+        if self.icmp_burst == 0 && self.icmp_rate > 0 {
+            return Err("icmp_burst = 0 would never let an error through; use icmp_rate = 0 to disable ICMPv6 errors".into());
+        }
+        if self.policy.max_segments == 0 {
+            return Err("policy.max_segments = 0 would drop every packet".into());
+        }
+        let mut ids: Vec<u32> = self.policy.hmac_keys.iter().map(|k| k.id).collect();
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("policy.hmac_keys: key id {} is listed twice", w[0]));
+        }
+        if self.policy.require_hmac && self.policy.hmac_keys.is_empty() {
+            return Err(
+                "policy.require_hmac = true but no [[border.policy.hmac_keys]] are configured"
+                    .into(),
+            );
+        }
+        if self.resolver.queue_per_name == 0 || self.resolver.max_pending_names == 0 {
+            return Err("resolver.queue_per_name and max_pending_names must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The settings `process` runs with. `node_name` identifies this hop in trace records.
+    pub fn settings(&self, node_name: &str) -> Settings {
+        Settings {
+            sids: self.sids.clone(),
+            policy: self.policy.clone(),
+            icmp_rate: self.icmp_rate,
+            icmp_burst: self.icmp_burst,
+            node_id: tlv::node_id_from_name(node_name),
+            cache_max_entries: self.resolver.cache_entries,
+        }
+    }
+
+    fn route_targets(&self) -> Vec<String> {
+        self.sids.iter().map(|p| p.to_string()).collect()
+    }
+}
+
+/// A handle to apply a reloaded configuration to a running border.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Config>,
+    current: Arc<std::sync::Mutex<Config>>,
+    node_name: String,
+}
+
+impl Reloader {
+    /// Validate and apply `new`: settings swap atomically between two batches, routes for
+    /// new SIDs are added and routes for removed ones deleted. The TUN name cannot change.
+    pub fn apply(&self, new: Config) -> Result<(), String> {
+        new.validate()?;
+        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if new.tun != cur.tun {
+            return Err(format!(
+                "tun cannot change on reload ({} -> {}); restart hopd",
+                cur.tun, new.tun
+            ));
+        }
+        if new.install_routes {
+            let old = cur.route_targets();
+            let fresh = new.route_targets();
+            tun::install_routes(&new.tun, &fresh).map_err(|e| e.to_string())?;
+            let gone: Vec<String> = old.into_iter().filter(|p| !fresh.contains(p)).collect();
+            tun::remove_routes(&new.tun, &gone);
+        }
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reconfigure(new.settings(&self.node_name), run::now());
+        let _ = self.tx.send(new.clone());
+        *cur = new;
+        Ok(())
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+/// A border ready to run: the TUN is open and the routes are in place.
+pub struct Border {
+    tun: tun::Tun,
+    cfg: Config,
+    shared: Arc<Shared>,
+    rx: mpsc::UnboundedReceiver<Config>,
+    reloader: Reloader,
+}
+
+impl Border {
+    /// Open the TUN device and install the routes. Fails with a message that says what to fix.
+    pub fn start(cfg: Config, node_name: &str) -> io::Result<Border> {
+        cfg.validate().map_err(io::Error::other)?;
+        let dev = tun::Tun::open(&cfg.tun)?;
+        if cfg.install_routes {
+            tun::install_routes(&cfg.tun, &cfg.route_targets())?;
+        }
+        let shared = Shared::new(State::new(cfg.settings(node_name), run::now()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let reloader = Reloader {
+            shared: shared.clone(),
+            tx,
+            current: Arc::new(std::sync::Mutex::new(cfg.clone())),
+            node_name: node_name.to_string(),
+        };
+        Ok(Border {
+            tun: dev,
+            cfg,
+            shared,
+            rx,
+            reloader,
+        })
+    }
+
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Forward until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        run::run_with(self.tun, self.cfg, self.shared, self.rx, shutdown).await
+    }
+}
 
 #[cfg(test)]
 mod tests;

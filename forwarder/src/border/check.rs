@@ -1,0 +1,268 @@
+//! `hopd check` for the border role: is the configuration coherent, and can this host run it?
+//! Every problem comes with the command that fixes it.
+
+use std::fmt;
+use std::path::Path;
+
+use super::Config;
+use super::tun::PacketIo as _;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok,
+    Warning,
+    Error,
+}
+
+/// One finding: what was seen and, when it is a problem, how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub level: Level,
+    pub what: String,
+    pub fix: Option<String>,
+}
+
+impl Finding {
+    fn ok(what: impl Into<String>) -> Finding {
+        Finding {
+            level: Level::Ok,
+            what: what.into(),
+            fix: None,
+        }
+    }
+
+    fn bad(level: Level, what: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding {
+            level,
+            what: what.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tag = match self.level {
+            Level::Ok => "ok",
+            Level::Warning => "warning",
+            Level::Error => "error",
+        };
+        write!(f, "{tag}: border: {}", self.what)?;
+        if let Some(fix) = &self.fix {
+            write!(f, "\n  fix: {fix}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Configuration checks that need no host access.
+pub fn check_config(cfg: &Config) -> Vec<Finding> {
+    let mut out = Vec::new();
+    match cfg.validate() {
+        Ok(()) => out.push(Finding::ok(format!(
+            "configuration: {} SID(s) on TUN {}",
+            cfg.sids.len(),
+            cfg.tun
+        ))),
+        Err(e) => out.push(Finding::bad(
+            Level::Error,
+            format!("configuration: {e}"),
+            "edit the [border] table of the configuration file",
+        )),
+    }
+    match std::fs::read(&cfg.resolver.resolv_conf) {
+        Err(e) => out.push(Finding::bad(
+            Level::Error,
+            format!(
+                "resolver: cannot read {}: {e}",
+                cfg.resolver.resolv_conf.display()
+            ),
+            "point [border.resolver] resolv_conf at this node's resolv.conf",
+        )),
+        Ok(text) => match hickory_resolver::system_conf::parse_resolv_conf(text) {
+            Ok((conf, _)) => out.push(Finding::ok(format!(
+                "resolver: {} name server(s) from {}",
+                conf.name_servers().len(),
+                cfg.resolver.resolv_conf.display()
+            ))),
+            Err(e) => out.push(Finding::bad(
+                Level::Error,
+                format!("resolver: {}: {e}", cfg.resolver.resolv_conf.display()),
+                "add a `nameserver ADDRESS` line",
+            )),
+        },
+    }
+    out
+}
+
+fn read_sysctl(root: &Path, rel: &str) -> Option<String> {
+    std::fs::read_to_string(root.join(rel))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Host checks, with `/proc/sys/net/ipv6` rooted at `sysctl_root` (tests point it elsewhere).
+pub fn check_host_at(cfg: &Config, sysctl_root: &Path, if_inet6: &Path) -> Vec<Finding> {
+    let mut out = Vec::new();
+    match read_sysctl(sysctl_root, "conf/all/forwarding").as_deref() {
+        Some("1") => out.push(Finding::ok("net.ipv6.conf.all.forwarding = 1")),
+        Some(v) => out.push(Finding::bad(
+            Level::Error,
+            format!(
+                "net.ipv6.conf.all.forwarding = {v}: the kernel will not forward what hopd \
+                 writes back to {}",
+                cfg.tun
+            ),
+            "sysctl -w net.ipv6.conf.all.forwarding=1 (persist it in /etc/sysctl.d/)",
+        )),
+        None => out.push(Finding::bad(
+            Level::Error,
+            "IPv6 is not available (no net.ipv6.conf.all.forwarding)",
+            "enable IPv6 in the kernel / network namespace",
+        )),
+    }
+    if read_sysctl(sysctl_root, "conf/all/disable_ipv6").as_deref() == Some("1") {
+        out.push(Finding::bad(
+            Level::Error,
+            "net.ipv6.conf.all.disable_ipv6 = 1",
+            "sysctl -w net.ipv6.conf.all.disable_ipv6=0",
+        ));
+    }
+    // Transit SRH packets are forwarded, never delivered, so seg6_enabled does not apply to
+    // them. It does apply when the same node is also a final hop or a kernel SRv6 endpoint.
+    match read_sysctl(sysctl_root, "conf/all/seg6_enabled").as_deref() {
+        Some("1") => out.push(Finding::ok("net.ipv6.conf.all.seg6_enabled = 1")),
+        Some(v) => out.push(Finding {
+            level: Level::Ok,
+            what: format!(
+                "net.ipv6.conf.all.seg6_enabled = {v}: fine for the border (SIDs are routed \
+                 into the TUN, the kernel only forwards), but SRH packets addressed to this \
+                 host itself are dropped"
+            ),
+            fix: Some(
+                "if this node is also a final hop: sysctl -w net.ipv6.conf.all.seg6_enabled=1 \
+                 and the same for each ingress interface"
+                    .into(),
+            ),
+        }),
+        None => {}
+    }
+    // A SID that is also a local address is delivered locally instead of reaching the TUN.
+    let local = std::fs::read_to_string(if_inet6).unwrap_or_default();
+    for sid in &cfg.sids {
+        let clash = local
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .find(|hex| {
+                u128::from_str_radix(hex, 16)
+                    .map(|v| sid.contains(&std::net::Ipv6Addr::from(v)))
+                    .unwrap_or(false)
+            });
+        if let Some(hex) = clash {
+            out.push(Finding::bad(
+                Level::Error,
+                format!("SID {sid} covers the local address {hex}: the kernel delivers it locally instead of routing it into {}", cfg.tun),
+                "remove the address (ip -6 addr del ...) or serve a different SID".to_string(),
+            ));
+        }
+    }
+    out
+}
+
+/// All border checks against this host: configuration, sysctls, TUN availability.
+pub fn check(cfg: &Config) -> Vec<Finding> {
+    let mut out = check_config(cfg);
+    out.extend(check_host_at(
+        cfg,
+        Path::new("/proc/sys/net/ipv6"),
+        Path::new("/proc/net/if_inet6"),
+    ));
+    if !Path::new("/dev/net/tun").exists() {
+        out.push(Finding::bad(
+            Level::Error,
+            "/dev/net/tun does not exist",
+            "modprobe tun (and in a container: pass --device /dev/net/tun)",
+        ));
+    } else {
+        // Opening a scratch device shows both that the driver works and that we may use it.
+        match super::tun::Tun::open("hopdchk0") {
+            Ok(t) => out.push(Finding::ok(format!(
+                "TUN devices can be created ({})",
+                t.name()
+            ))),
+            Err(e) => out.push(Finding::bad(
+                Level::Error,
+                format!("cannot create a TUN device: {e}"),
+                "run hopd as root or give it CAP_NET_ADMIN (AmbientCapabilities=CAP_NET_ADMIN)",
+            )),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(forwarding: &str, seg6: &str) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("conf/all")).unwrap();
+        std::fs::write(d.path().join("conf/all/forwarding"), forwarding).unwrap();
+        std::fs::write(d.path().join("conf/all/seg6_enabled"), seg6).unwrap();
+        std::fs::write(d.path().join("conf/all/disable_ipv6"), "0\n").unwrap();
+        d
+    }
+
+    fn cfg() -> Config {
+        Config {
+            sids: vec!["fd00:1::1".parse().unwrap()],
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn forwarding_off_is_an_error_with_the_fix() {
+        let d = tree("0\n", "1\n");
+        let f = check_host_at(&cfg(), d.path(), Path::new("/nonexistent"));
+        let e = f
+            .iter()
+            .find(|f| f.level == Level::Error)
+            .expect("an error");
+        assert!(e.what.contains("forwarding = 0"), "{e}");
+        assert_eq!(
+            e.fix.as_deref(),
+            Some("sysctl -w net.ipv6.conf.all.forwarding=1 (persist it in /etc/sysctl.d/)")
+        );
+        let d = tree("1\n", "0\n");
+        let f = check_host_at(&cfg(), d.path(), Path::new("/nonexistent"));
+        assert!(f.iter().all(|f| f.level == Level::Ok), "{f:?}");
+    }
+
+    #[test]
+    fn a_sid_that_is_a_local_address_is_an_error() {
+        let d = tree("1\n", "1\n");
+        let inet6 = d.path().join("if_inet6");
+        std::fs::write(
+            &inet6,
+            "fd000001000000000000000000000001 02 80 00 80   eth0\n\
+             00000000000000000000000000000001 01 80 10 80       lo\n",
+        )
+        .unwrap();
+        let f = check_host_at(&cfg(), d.path(), &inet6);
+        assert!(
+            f.iter()
+                .any(|f| f.level == Level::Error && f.what.contains("SID fd00:1::1/128")),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn a_config_without_sids_is_rejected() {
+        let f = check_config(&Config::default());
+        assert!(
+            f.iter()
+                .any(|f| f.level == Level::Error && f.what.contains("no SIDs")),
+            "{f:?}"
+        );
+    }
+}

@@ -1,0 +1,220 @@
+//! Counters in the Prometheus text exposition format (version 0.0.4), served over plain HTTP
+//! on a configurable address, and fetched by `hopd stats`.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::process::{DropReason, State};
+
+/// Render the border's counters. `pending_names` and `queued_packets` come from the shell.
+pub fn render(state: &State, pending_names: usize, queued_packets: usize) -> String {
+    let c = &state.counters;
+    let mut s = String::new();
+    let counter = |s: &mut String, name: &str, help: &str, v: u64| {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    };
+    counter(
+        &mut s,
+        "hopd_border_packets_received_total",
+        "Packets read from the packet device and decided on.",
+        c.received,
+    );
+    counter(
+        &mut s,
+        "hopd_border_packets_forwarded_total",
+        "Packets rewritten by End processing and written back.",
+        c.forwarded,
+    );
+    counter(
+        &mut s,
+        "hopd_border_icmp_sent_total",
+        "ICMPv6 errors sent.",
+        c.icmp_sent,
+    );
+    counter(
+        &mut s,
+        "hopd_border_icmp_rate_limited_total",
+        "ICMPv6 errors and stack reports not sent because the token bucket was empty.",
+        c.icmp_rate_limited,
+    );
+    counter(
+        &mut s,
+        "hopd_border_icmp_suppressed_total",
+        "ICMPv6 errors RFC 4443 2.4(e) forbids (about errors, to multicast sources).",
+        c.icmp_suppressed,
+    );
+    counter(
+        &mut s,
+        "hopd_border_reports_sent_total",
+        "Stack reports sent to probes' report addresses.",
+        c.reports_sent,
+    );
+    counter(
+        &mut s,
+        "hopd_border_names_bound_total",
+        "Unresolved segments bound to an address at this hop.",
+        c.names_bound,
+    );
+    counter(
+        &mut s,
+        "hopd_border_resolve_requests_total",
+        "Packets that had to wait for a name lookup.",
+        c.resolve_requests,
+    );
+    counter(
+        &mut s,
+        "hopd_border_traces_filled_total",
+        "Trace records written.",
+        c.traces_filled,
+    );
+    let _ = writeln!(
+        s,
+        "# HELP hopd_border_packets_dropped_total Packets dropped, by reason.\n\
+         # TYPE hopd_border_packets_dropped_total counter"
+    );
+    for r in DropReason::ALL {
+        let _ = writeln!(
+            s,
+            "hopd_border_packets_dropped_total{{reason=\"{r}\"}} {}",
+            c.dropped(r)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "# HELP hopd_border_sid_packets_total Packets per SID, by result.\n\
+         # TYPE hopd_border_sid_packets_total counter"
+    );
+    for (sid, sc) in state.sid_counters() {
+        for (result, v) in [
+            ("received", sc.received),
+            ("forwarded", sc.forwarded),
+            ("dropped", sc.dropped),
+        ] {
+            let _ = writeln!(
+                s,
+                "hopd_border_sid_packets_total{{sid=\"{sid}\",result=\"{result}\"}} {v}"
+            );
+        }
+    }
+    let gauge = |s: &mut String, name: &str, help: &str, v: usize| {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    };
+    gauge(
+        &mut s,
+        "hopd_border_name_cache_entries",
+        "Hop names in the answer cache (positive and negative).",
+        state.cache.len(),
+    );
+    gauge(
+        &mut s,
+        "hopd_border_pending_names",
+        "Names being resolved now.",
+        pending_names,
+    );
+    gauge(
+        &mut s,
+        "hopd_border_queued_packets",
+        "Packets waiting for a name.",
+        queued_packets,
+    );
+    s
+}
+
+/// Serve `render()` at `GET /metrics` (and `/`) until `shutdown` completes.
+pub async fn serve<F>(
+    listener: TcpListener,
+    render: F,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()>
+where
+    F: Fn() -> String + Send + Sync + Clone + 'static,
+{
+    tokio::pin!(shutdown);
+    loop {
+        let (mut sock, _) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            r = listener.accept() => r?,
+        };
+        let render = render.clone();
+        tokio::spawn(async move {
+            let mut req = [0u8; 1024];
+            let n = match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut req)).await {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let line = String::from_utf8_lossy(&req[..n]);
+            let path = line.split_whitespace().nth(1).unwrap_or("");
+            let (status, body) = if line.starts_with("GET ") && (path == "/metrics" || path == "/")
+            {
+                ("200 OK", render())
+            } else {
+                (
+                    "404 Not Found",
+                    "only GET /metrics is served here\n".to_string(),
+                )
+            };
+            let resp = format!(
+                "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        });
+    }
+}
+
+/// Fetch the metrics text from a running hopd (for `hopd stats`).
+pub fn fetch(addr: SocketAddr) -> io::Result<String> {
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let (head, body) = resp
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| io::Error::other("malformed HTTP response from hopd"))?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(io::Error::other(format!(
+            "hopd answered: {}",
+            head.lines().next().unwrap_or("")
+        )));
+    }
+    Ok(body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::border::process::Settings;
+
+    #[test]
+    fn every_drop_reason_and_sid_is_exposed() {
+        let mut st = State::new(
+            Settings {
+                sids: vec!["fd00::1".parse().unwrap()],
+                ..Settings::default()
+            },
+            Duration::ZERO,
+        );
+        st.counters.count_drop(DropReason::Nxdomain);
+        let text = render(&st, 2, 5);
+        assert!(text.contains("hopd_border_packets_dropped_total{reason=\"nxdomain\"} 1\n"));
+        assert!(text.contains("hopd_border_packets_dropped_total{reason=\"loop-detected\"} 0\n"));
+        assert!(text.contains(
+            "hopd_border_sid_packets_total{sid=\"fd00::1/128\",result=\"forwarded\"} 0\n"
+        ));
+        assert!(text.contains("hopd_border_pending_names 2\n"));
+        // Every sample line is `name{labels} value` with a numeric value.
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let v = l.rsplit(' ').next().unwrap();
+            assert!(v.parse::<u64>().is_ok(), "bad sample line: {l}");
+        }
+    }
+}

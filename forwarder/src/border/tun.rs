@@ -1,0 +1,162 @@
+//! Packet I/O: a Linux TUN device (`IFF_TUN | IFF_NO_PI`, so every read is exactly one IPv6
+//! packet and every write injects one), behind the [`PacketIo`] trait so that another backend
+//! (AF_PACKET, AF_XDP) can replace it without touching the packet loop.
+//!
+//! The kernel routes the SIDs into the device (`ip -6 route replace SID/128 dev hop0`);
+//! `hopd` reads them, rewrites them in place, and writes them back to the same device, where
+//! the kernel receives them as if they had arrived on `hop0` and forwards them by their new
+//! destination address.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::process::Command;
+
+/// A non-blocking source and sink of whole IPv6 packets.
+pub trait PacketIo: AsRawFd + Send + Sync {
+    /// Read one packet into `buf`; `WouldBlock` when none is waiting.
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Inject one packet; `WouldBlock` when the device queue is full.
+    fn send(&self, pkt: &[u8]) -> io::Result<usize>;
+    /// Interface name, for logs and routes.
+    fn name(&self) -> &str;
+}
+
+const IFF_TUN: libc::c_short = 0x0001;
+const IFF_NO_PI: libc::c_short = 0x1000;
+/// `_IOW('T', 202, int)` from `linux/if_tun.h`.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+
+#[repr(C)]
+struct IfReq {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    // The kernel's `struct ifreq` is 40 octets on 64-bit Linux; the union tail is unused here.
+    _pad: [u8; 22],
+}
+
+/// A TUN device opened by name (created if it does not exist, and persistent only as long as
+/// the descriptor is open).
+#[derive(Debug)]
+pub struct Tun {
+    fd: OwnedFd,
+    name: String,
+}
+
+impl Tun {
+    /// Open (or create) the TUN device `name`. Needs CAP_NET_ADMIN.
+    pub fn open(name: &str) -> io::Result<Tun> {
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('/') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "TUN name `{name}` must be 1 to {} characters without '/'",
+                    libc::IFNAMSIZ - 1
+                ),
+            ));
+        }
+        // SAFETY: a plain open(2) of a constant NUL-terminated path.
+        let raw = unsafe {
+            libc::open(
+                c"/dev/net/tun".as_ptr(),
+                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot open /dev/net/tun: {e}"),
+            ));
+        }
+        // SAFETY: `raw` is a descriptor we just opened and own exclusively.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            flags: IFF_TUN | IFF_NO_PI,
+            _pad: [0; 22],
+        };
+        for (d, s) in req.name.iter_mut().zip(name.bytes()) {
+            *d = s as libc::c_char;
+        }
+        // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `IfReq` lays out
+        // (name, flags, padding to the kernel's size); the pointer is valid for the call.
+        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("TUNSETIFF {name}: {e} (is hopd running as root / with CAP_NET_ADMIN?)"),
+            ));
+        }
+        Ok(Tun {
+            fd,
+            name: name.to_string(),
+        })
+    }
+}
+
+impl AsRawFd for Tun {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl PacketIo for Tun {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: reading into a valid, writable buffer of the given length.
+        let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    fn send(&self, pkt: &[u8]) -> io::Result<usize> {
+        // SAFETY: writing from a valid buffer of the given length.
+        let n = unsafe { libc::write(self.fd.as_raw_fd(), pkt.as_ptr().cast(), pkt.len()) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Run `ip ARGS`, turning a failure into an error that shows the command and its stderr.
+pub fn ip(args: &[&str]) -> io::Result<()> {
+    let out = Command::new("ip").args(args).output().map_err(|e| {
+        io::Error::new(e.kind(), format!("cannot run `ip {}`: {e}", args.join(" ")))
+    })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Bring the device up and route `prefixes` into it (`replace`, so a restart is idempotent).
+pub fn install_routes(dev: &str, prefixes: &[String]) -> io::Result<()> {
+    ip(&["link", "set", "dev", dev, "up"])?;
+    for p in prefixes {
+        ip(&["-6", "route", "replace", p, "dev", dev])?;
+    }
+    Ok(())
+}
+
+/// Remove routes for prefixes no longer served (after a reload).
+pub fn remove_routes(dev: &str, prefixes: &[String]) {
+    for p in prefixes {
+        if let Err(e) = ip(&["-6", "route", "del", p, "dev", dev]) {
+            tracing::warn!(%e, "removing a route for a SID no longer served");
+        }
+    }
+}
