@@ -365,6 +365,83 @@ mod tests {
         assert_eq!(s.segments_left, 0);
     }
 
+    use proptest::prelude::*;
+
+    /// One hop: a literal `fd00:<i>::1`, or a name `h<i>` that the resolver may or may not
+    /// know.
+    #[derive(Debug, Clone)]
+    enum H {
+        Literal,
+        Known,
+        Unknown,
+    }
+
+    proptest! {
+        /// For any mix of literals, client-resolved and unresolved names: segments are in
+        /// reverse order, unresolved ones hold their index's placeholder and a hop-names
+        /// entry, the emitted SRH passes the view check, and a packet built on it leaves
+        /// towards the first hop.
+        #[test]
+        fn any_hop_mix(kinds in proptest::collection::vec(
+            prop_oneof![Just(H::Literal), Just(H::Known), Just(H::Unknown)], 1..12)
+        ) {
+            let mut kinds = kinds;
+            if matches!(kinds[0], H::Unknown) {
+                kinds[0] = H::Known;
+            }
+            let n = kinds.len();
+            let addr_of = |i: usize| Ipv6Addr::new(0xfd00, i as u16, 0, 0, 0, 0, 0, 1);
+            let hops: Vec<String> = kinds
+                .iter()
+                .enumerate()
+                .map(|(i, k)| match k {
+                    H::Literal => format!("[{}]", addr_of(i)),
+                    _ => format!("h{i}"),
+                })
+                .collect();
+            let text = format!("{}:tcp+http+svc", hops.join(">"));
+            let addr = StackAddress::parse(&text).unwrap();
+            let known: Vec<bool> = kinds.iter().map(|k| matches!(k, H::Known)).collect();
+            let resolve = |name: &str| {
+                let i: usize = name[1..].parse().unwrap();
+                known[i].then(|| addr_of(i))
+            };
+            let s = build_srh(&addr, &resolve).unwrap();
+            prop_assert_eq!(s.segments.len(), n);
+            prop_assert_eq!(usize::from(s.segments_left), n - 1);
+            for (i, k) in kinds.iter().enumerate() {
+                let seg = n - 1 - i;
+                match k {
+                    H::Unknown => {
+                        prop_assert_eq!(s.segments[seg], tlv::placeholder(seg as u8));
+                        let expected = format!("h{i}");
+                        prop_assert_eq!(s.hop_name(seg as u8), Some(expected.as_str()));
+                    }
+                    _ => {
+                        prop_assert_eq!(s.segments[seg], addr_of(i));
+                        prop_assert_eq!(s.hop_name(seg as u8), None);
+                    }
+                }
+            }
+            let bytes = s.to_bytes().unwrap();
+            let view = Packet::new_checked(&bytes[..]).unwrap();
+            prop_assert_eq!(view.active_segment(), Some(addr_of(0)));
+            let mut buf = [0u8; 2048];
+            let len = crate::wire::packet::build(
+                &mut buf,
+                &crate::wire::packet::Ipv6Fields::new(Ipv6Addr::LOCALHOST),
+                &bytes,
+                &crate::wire::packet::Upper::Udp { src_port: 1, dst_port: 2, payload: b"" },
+            )
+            .unwrap();
+            prop_assert_eq!(&buf[24..40], &addr_of(0).octets()[..]);
+            prop_assert_eq!(
+                crate::wire::packet::verify_upper_checksum(&buf[..len]),
+                Ok(Some(true))
+            );
+        }
+    }
+
     #[test]
     fn probe_has_trace_and_o_flag() {
         let addr = StackAddress::parse("github.com>org>yc:tcp+tls+http+restapiv3").unwrap();
