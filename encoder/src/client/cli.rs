@@ -1,0 +1,785 @@
+//! The client subcommands of `hop`: `get`, `cat`, `proxy`, `resolve`. `bin/hop.rs` flattens
+//! [`ClientCommand`] into its own subcommands and calls [`run`].
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::address::StackAddress;
+use crate::encode::DEFAULT_SERVICE_PORT;
+use crate::layer::Layer;
+
+use super::error::{ClientError, ErrorLayer};
+use super::http::{self, HttpRequest};
+use super::probe::ProbeOptions;
+use super::resolve::{self, DnsResolver, PathCache, ResolveOptions, ResolvedPath};
+use super::socket::{self, SocketOptions};
+use super::timing::Timings;
+use super::tls::{self, TlsOptions};
+
+/// Exit codes, for `--help` (kept equal to `ErrorLayer::table()` by a test).
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0   -        success
+  1   local    local failure (cannot write the output file, ...)
+  2   usage    bad command line
+  3   address  the stack address does not parse
+  4   route    a hop could not be resolved or reached (DNS, SRH, link)
+  5   tcp/udp  the transport connection failed
+  6   tls      TLS handshake or certificate failure
+  7   http     HTTP status >= 400 (with --fail) or HTTP error
+  8   service  the final hop has no such service, it is down, or it speaks other layers
+  9   timeout  no answer in time (probe, connect, response)
+";
+
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Fetch ADDRESS's path over its layers (tcp[+tls]+http|h2) and print the response body.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Get(GetArgs),
+    /// Pipe stdin/stdout to a raw tcp or udp service (`...:tcp+echo`, `...:udp+dns+resolver`).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Cat(CatArgs),
+    /// Listen on -L and forward every connection to ADDRESS, so unmodified programs (curl,
+    /// a browser) can reach a stack address: they speak the upper layers themselves.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Proxy(ProxyArgs),
+    /// Print the resolved path and who resolved each hop.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Resolve(ResolveArgs),
+}
+
+/// Options every client subcommand takes.
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// The stack address, e.g. 'github.com>org>yc:tcp+tls+http+restapiv3/users/list'.
+    pub address: String,
+    /// DNS server for the first hop (default: the system's resolv.conf).
+    #[arg(long, value_name = "IP")]
+    pub dns: Option<IpAddr>,
+    /// Use ADDR for hop NAME instead of resolving it (like curl --resolve).
+    #[arg(long = "resolve", value_name = "NAME=ADDR")]
+    pub resolve: Vec<String>,
+    /// Neither read nor write the resolved-path cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Cache file (default: $XDG_CACHE_HOME/hopstack/paths.json or ~/.cache/hopstack/paths.json).
+    #[arg(long, value_name = "FILE")]
+    pub cache_file: Option<PathBuf>,
+    /// The final hop's hopd port.
+    #[arg(long, default_value_t = DEFAULT_SERVICE_PORT)]
+    pub port: u16,
+    /// Give up connecting after SECONDS (decimals allowed).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Wait this long for a probe answer (per try; two tries).
+    #[arg(long, value_name = "MS", default_value_t = 1500)]
+    pub probe_timeout: u64,
+    /// Leave Nagle's algorithm on (TCP_NODELAY is set by default).
+    #[arg(long)]
+    pub no_nodelay: bool,
+    /// Enable TCP keepalive with this idle time.
+    #[arg(long, value_name = "SECONDS")]
+    pub keepalive: Option<u64>,
+    /// Send from this interface (SO_BINDTODEVICE).
+    #[arg(long, value_name = "IFNAME")]
+    pub interface: Option<String>,
+    /// Send from this source address.
+    #[arg(long, value_name = "ADDR")]
+    pub source: Option<Ipv6Addr>,
+    /// Print the resolved path and per-phase timings (DNS, probe, connect, TLS, first byte,
+    /// total) on stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Print the timings (and any error) as one JSON object: on stderr for get/cat, on
+    /// stdout for resolve.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// TLS options.
+#[derive(Args, Debug, Clone)]
+pub struct TlsArgs {
+    /// Trust only the CA certificates in this PEM file (default: the system roots).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Do not verify the server certificate (prints a warning).
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+    /// Server name to send and verify (default: the final hop's name, or the service name
+    /// when the final hop is a literal).
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// HTTP method.
+    #[arg(short = 'X', long = "request", default_value = "GET")]
+    pub method: String,
+    /// Extra request header, 'Name: value' (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// Request body (`@FILE` reads a file).
+    #[arg(short = 'd', long = "data", value_name = "DATA")]
+    pub data: Option<String>,
+    /// Write the body to FILE instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Exit 0 and print the body even when the HTTP status is >= 400 (default: exit 7 like
+    /// curl --fail).
+    #[arg(long)]
+    pub no_fail: bool,
+    /// Print the response status line and headers on stderr.
+    #[arg(short = 'i', long)]
+    pub include: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CatArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// UDP: after stdin ends, wait this long for more replies.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub wait: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct ProxyArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Local address to listen on.
+    #[arg(short = 'L', long = "listen", value_name = "ADDR:PORT")]
+    pub listen: SocketAddr,
+    /// Exit after this many connections (for scripts and tests; default: run until killed).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct ResolveArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Probe even when the client could resolve every hop (checks the service too).
+    #[arg(long)]
+    pub probe: bool,
+}
+
+/// Runs a client subcommand; returns the process exit code.
+pub fn run(cmd: ClientCommand) -> u8 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hop: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(async {
+        match cmd {
+            ClientCommand::Get(a) => finish(&a.common.clone(), run_get(a).await),
+            ClientCommand::Cat(a) => finish(&a.common.clone(), run_cat(a).await),
+            ClientCommand::Proxy(a) => finish(&a.common.clone(), run_proxy(a).await),
+            ClientCommand::Resolve(a) => finish(&a.common.clone(), run_resolve(a).await),
+        }
+    })
+}
+
+/// Prints timings/errors as asked and picks the exit code.
+fn finish(c: &CommonArgs, r: (Timings, Result<(), ClientError>)) -> u8 {
+    let (mut t, res) = r;
+    if t.total.is_none() {
+        t.finish();
+    }
+    if c.verbose {
+        eprint!("{}", t.render());
+    }
+    if c.json {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&t.to_json()).unwrap_or(serde_json::Value::Null);
+        if let Err(e) = &res {
+            v["error"] = serde_json::json!({
+                "layer": e.layer.as_str(),
+                "reason": e.reason,
+                "exit_code": e.exit_code(),
+                "hop": e.hop.as_ref().map(|h| serde_json::json!({
+                    "hop": h.index + 1,
+                    "name": h.name,
+                    "address": h.address.map(|a| a.to_string()),
+                })),
+                "message": e.to_string(),
+            });
+        }
+        eprintln!("{v}");
+    }
+    match res {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn parse_address(s: &str) -> Result<StackAddress, ClientError> {
+    StackAddress::parse(s).map_err(|e| {
+        ClientError::new(
+            ErrorLayer::Address,
+            "address-syntax",
+            e.render(s).replace('\n', " | "),
+        )
+    })
+}
+
+fn parse_overrides(list: &[String]) -> Result<HashMap<String, Ipv6Addr>, ClientError> {
+    let mut map = HashMap::new();
+    for item in list {
+        let (name, addr) = item
+            .split_once('=')
+            .ok_or_else(|| ClientError::usage(format!("--resolve {item:?}: expected NAME=ADDR")))?;
+        let bare = addr
+            .strip_prefix('[')
+            .and_then(|a| a.strip_suffix(']'))
+            .unwrap_or(addr);
+        let a = bare.parse().map_err(|_| {
+            ClientError::usage(format!(
+                "--resolve {item:?}: {addr:?} is not an IPv6 address"
+            ))
+        })?;
+        map.insert(name.to_ascii_lowercase(), a);
+    }
+    Ok(map)
+}
+
+fn sock_opts(c: &CommonArgs) -> SocketOptions {
+    SocketOptions {
+        connect_timeout: (c.connect_timeout > 0.0)
+            .then(|| Duration::from_secs_f64(c.connect_timeout)),
+        nodelay: !c.no_nodelay,
+        keepalive: c.keepalive.map(Duration::from_secs),
+        interface: c.interface.clone(),
+        source: c.source,
+    }
+}
+
+fn probe_opts(c: &CommonArgs) -> ProbeOptions {
+    ProbeOptions {
+        timeout: Duration::from_millis(c.probe_timeout.max(1)),
+        port: c.port,
+        sock: sock_opts(c),
+        ..ProbeOptions::default()
+    }
+}
+
+/// Everything a subcommand needs before it connects.
+struct Ctx {
+    addr: StackAddress,
+    cache: Option<PathCache>,
+    dns: DnsResolver,
+    overrides: HashMap<String, Ipv6Addr>,
+}
+
+impl Ctx {
+    fn new(c: &CommonArgs) -> Result<Ctx, ClientError> {
+        let addr = parse_address(&c.address)?;
+        let overrides = parse_overrides(&c.resolve)?;
+        let cache = if c.no_cache {
+            None
+        } else {
+            c.cache_file
+                .clone()
+                .or_else(resolve::default_cache_file)
+                .map(PathCache::open)
+        };
+        Ok(Ctx {
+            addr,
+            cache,
+            dns: DnsResolver::new(c.dns)?,
+            overrides,
+        })
+    }
+
+    async fn path(
+        &mut self,
+        c: &CommonArgs,
+        force_probe: bool,
+        t: &mut Timings,
+    ) -> Result<ResolvedPath, ClientError> {
+        let p = resolve::resolve_path(
+            &self.addr,
+            ResolveOptions {
+                dns: &self.dns,
+                overrides: &self.overrides,
+                cache: self.cache.as_mut(),
+                probe: probe_opts(c),
+                force_probe,
+            },
+            t,
+        )
+        .await?;
+        t.hops = p.hop_timings();
+        Ok(p)
+    }
+
+    /// A failure over a path that was not just probed: forget the cached path (it may be
+    /// stale) and let a probe explain, if it can.
+    async fn explain(
+        &mut self,
+        c: &CommonArgs,
+        path: &ResolvedPath,
+        e: ClientError,
+    ) -> ClientError {
+        if let Some(cache) = self.cache.as_mut() {
+            let _ = cache.remove(&resolve::cache_key(&self.addr));
+        }
+        if path.probe.is_some() {
+            return e;
+        }
+        super::diagnose(&self.addr, path, &probe_opts(c))
+            .await
+            .unwrap_or(e)
+    }
+}
+
+async fn run_get(a: GetArgs) -> (Timings, Result<(), ClientError>) {
+    let mut t = Timings::start();
+    let r = get(&a, &mut t).await;
+    t.finish();
+    (t, r)
+}
+
+fn tls_opts(a: &TlsArgs, addr: &StackAddress) -> TlsOptions {
+    TlsOptions {
+        cacert: a.cacert.clone(),
+        insecure: a.insecure,
+        sni: Some(a.sni.clone().unwrap_or_else(|| tls::default_sni(addr))),
+    }
+}
+
+async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError> {
+    let c = &a.common;
+    let mut ctx = Ctx::new(c)?;
+    let layers = ctx.addr.upper_layers().to_vec();
+    let use_tls = layers.contains(&Layer::Tls);
+    let h2 = layers.contains(&Layer::H2);
+    if ctx.addr.transport() != Layer::Tcp || !(layers.contains(&Layer::Http) || h2) {
+        return Err(ClientError::usage(format!(
+            "hop get speaks tcp[+tls]+http|h2; '{}' has layers {} (use hop cat for raw services)",
+            c.address,
+            ctx.addr
+                .layers()
+                .iter()
+                .map(|l| l.as_str())
+                .collect::<Vec<_>>()
+                .join("+")
+        )));
+    }
+    let topts = tls_opts(&a.tls, &ctx.addr);
+    let tls_cfg = if use_tls {
+        if a.tls.insecure {
+            eprintln!("hop: warning: --insecure: the server certificate is not verified");
+        }
+        let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
+        Some(tls::client_config(&topts, alpn)?)
+    } else {
+        None
+    };
+    let body = match &a.data {
+        Some(d) => match d.strip_prefix('@') {
+            Some(f) => {
+                std::fs::read(f).map_err(|e| ClientError::usage(format!("--data @{f}: {e}")))?
+            }
+            None => d.clone().into_bytes(),
+        },
+        None => Vec::new(),
+    };
+    let mut headers = Vec::new();
+    for h in &a.headers {
+        let (k, v) = h
+            .split_once(':')
+            .ok_or_else(|| ClientError::usage(format!("--header {h:?}: expected 'Name: value'")))?;
+        headers.push((k.trim().to_owned(), v.trim().to_owned()));
+    }
+    let sni = topts.sni.clone().unwrap_or_default();
+    let req = HttpRequest {
+        method: a.method.clone(),
+        path: ctx.addr.path().unwrap_or("/").to_owned(),
+        host: sni.clone(),
+        headers,
+        body,
+        h2,
+    };
+    let path = ctx.path(c, false, t).await?;
+    let stream = match super::open_tcp(&ctx.addr, &path, c.port, &sock_opts(c), t).await {
+        Ok(s) => s,
+        Err(e) => return Err(ctx.explain(c, &path, e).await),
+    };
+    let mut out: Box<dyn Write> = match &a.output {
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
+            |e| ClientError::local(format!("cannot create {}: {e}", p.display())),
+        )?)),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let progress = a.output.is_some();
+    let res = match tls_cfg {
+        Some(cfg) => {
+            let s = match tls::handshake(stream, &sni, cfg).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let e = e.at(super::HopRef {
+                        index: path.hops.len() - 1,
+                        name: path.hops[path.hops.len() - 1].name.clone(),
+                        address: Some(path.final_address()),
+                    });
+                    // A handshake cut short (not a certificate verdict) is how the final
+                    // hop says "no such service" over TLS it cannot terminate: ask a probe.
+                    return Err(if e.reason == "tls-handshake" {
+                        ctx.explain(c, &path, e).await
+                    } else {
+                        e
+                    });
+                }
+            };
+            t.tls = Some(t.mark());
+            http::request(s, &req, &mut out, !a.no_fail, progress, t).await
+        }
+        None => http::request(stream, &req, &mut out, !a.no_fail, progress, t).await,
+    };
+    match res {
+        Ok(o) => {
+            if a.include {
+                eprintln!("HTTP {} {}", o.status, o.reason);
+                for (k, v) in &o.headers {
+                    eprintln!("{k}: {v}");
+                }
+            }
+            Ok(())
+        }
+        Err(e) if e.reason == "no-response" => Err(ctx.explain(c, &path, e).await),
+        Err(e) => Err(e),
+    }
+}
+
+async fn run_cat(a: CatArgs) -> (Timings, Result<(), ClientError>) {
+    let mut t = Timings::start();
+    let r = cat(&a, &mut t).await;
+    t.finish();
+    (t, r)
+}
+
+/// Copies stdin to `io` and `io` to stdout until the peer closes; stdin's end half-closes the
+/// connection so request/response services still answer.
+async fn pipe<IO: AsyncRead + AsyncWrite + Unpin>(
+    io: IO,
+    t: &mut Timings,
+) -> Result<(), ClientError> {
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let up = async {
+        let mut stdin = tokio::io::stdin();
+        let r = tokio::io::copy(&mut stdin, &mut wr).await;
+        let _ = wr.shutdown().await;
+        r
+    };
+    let down = async {
+        let mut stdout = tokio::io::stdout();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        let mut first = None;
+        loop {
+            let n = rd.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            first.get_or_insert_with(|| t.mark());
+            total += n as u64;
+            stdout.write_all(&buf[..n]).await?;
+            stdout.flush().await?;
+        }
+        Ok::<_, std::io::Error>((total, first))
+    };
+    let (u, d) = tokio::join!(up, down);
+    let (total, first) = d.map_err(|e| {
+        ClientError::new(
+            ErrorLayer::Tcp,
+            "connection-reset",
+            format!("receiving: {e}"),
+        )
+    })?;
+    t.bytes = total;
+    t.first_byte = first;
+    u.map_err(|e| ClientError::new(ErrorLayer::Tcp, "send-failed", format!("sending: {e}")))?;
+    Ok(())
+}
+
+async fn cat(a: &CatArgs, t: &mut Timings) -> Result<(), ClientError> {
+    let c = &a.common;
+    let mut ctx = Ctx::new(c)?;
+    let path = ctx.path(c, false, t).await?;
+    if ctx.addr.transport() == Layer::Udp {
+        return cat_udp(a, &ctx, &path, t).await;
+    }
+    let stream = match super::open_tcp(&ctx.addr, &path, c.port, &sock_opts(c), t).await {
+        Ok(s) => s,
+        Err(e) => return Err(ctx.explain(c, &path, e).await),
+    };
+    if ctx.addr.upper_layers().contains(&Layer::Tls) {
+        let topts = tls_opts(&a.tls, &ctx.addr);
+        if a.tls.insecure {
+            eprintln!("hop: warning: --insecure: the server certificate is not verified");
+        }
+        let cfg = tls::client_config(&topts, &[])?;
+        let s = tls::handshake(stream, topts.sni.as_deref().unwrap_or_default(), cfg).await?;
+        t.tls = Some(t.mark());
+        return pipe(s, t).await;
+    }
+    pipe(stream, t).await
+}
+
+/// UDP: every read from stdin (a line when interactive, up to 64 KiB from a pipe) is one
+/// datagram; every reply datagram is written to stdout. After stdin ends, replies are
+/// awaited for `--wait` ms since the last one.
+async fn cat_udp(
+    a: &CatArgs,
+    ctx: &Ctx,
+    path: &ResolvedPath,
+    t: &mut Timings,
+) -> Result<(), ClientError> {
+    let c = &a.common;
+    let srh = path
+        .srh(&ctx.addr)?
+        .to_bytes()
+        .map_err(|e| ClientError::new(ErrorLayer::Address, "encode", e.to_string()))?;
+    let opts = sock_opts(c);
+    let local = socket::source_towards(path.first_address(), &opts)
+        .map_err(|e| super::connect_error(path, c.port, &e))?;
+    let dest = std::net::SocketAddrV6::new(path.final_address(), c.port, 0, 0);
+    let sock = socket::udp_socket(Some(&srh), Some(dest), local, &opts)
+        .map_err(|e| super::connect_error(path, c.port, &e))?;
+    t.connect = Some(t.mark());
+    let sock = Arc::new(sock);
+    let mut stdin = tokio::io::stdin();
+    let mut stdout = tokio::io::stdout();
+    let mut inbuf = vec![0u8; 65507];
+    let mut outbuf = vec![0u8; 65535];
+    let mut stdin_open = true;
+    let wait = Duration::from_millis(a.wait);
+    let mut deadline = tokio::time::Instant::now() + wait;
+    let udp_err = |e: std::io::Error| {
+        let last = path.hops.len() - 1;
+        ClientError::new(
+            ErrorLayer::Udp,
+            if e.raw_os_error() == Some(libc::ECONNREFUSED) {
+                "port-unreachable"
+            } else {
+                "udp-error"
+            },
+            format!("datagram exchange with port {}: {e}", c.port),
+        )
+        .at(super::HopRef {
+            index: last,
+            name: path.hops[last].name.clone(),
+            address: Some(path.final_address()),
+        })
+    };
+    loop {
+        tokio::select! {
+            r = stdin.read(&mut inbuf), if stdin_open => {
+                let n = r.map_err(|e| ClientError::local(format!("reading stdin: {e}")))?;
+                if n == 0 {
+                    stdin_open = false;
+                    deadline = tokio::time::Instant::now() + wait;
+                } else {
+                    sock.send(&inbuf[..n]).await.map_err(udp_err)?;
+                }
+            }
+            r = sock.recv(&mut outbuf) => {
+                let n = r.map_err(udp_err)?;
+                t.first_byte.get_or_insert_with(|| t.start.elapsed());
+                t.bytes += n as u64;
+                stdout.write_all(&outbuf[..n]).await
+                    .and(stdout.flush().await)
+                    .map_err(|e| ClientError::local(format!("writing stdout: {e}")))?;
+                deadline = tokio::time::Instant::now() + wait;
+            }
+            _ = tokio::time::sleep_until(deadline), if !stdin_open => break,
+        }
+    }
+    if t.bytes == 0 {
+        if let Some(e) = super::diagnose(&ctx.addr, path, &probe_opts(c)).await {
+            return Err(e);
+        }
+        return Err(ClientError::new(
+            ErrorLayer::Timeout,
+            "no-reply",
+            format!("no datagram came back within {} ms", a.wait),
+        )
+        .at(super::HopRef {
+            index: path.hops.len() - 1,
+            name: path.hops[path.hops.len() - 1].name.clone(),
+            address: Some(path.final_address()),
+        }));
+    }
+    Ok(())
+}
+
+async fn run_proxy(a: ProxyArgs) -> (Timings, Result<(), ClientError>) {
+    let mut t = Timings::start();
+    let r = proxy(&a, &mut t).await;
+    t.finish();
+    (t, r)
+}
+
+async fn proxy(a: &ProxyArgs, t: &mut Timings) -> Result<(), ClientError> {
+    let c = &a.common;
+    let mut ctx = Ctx::new(c)?;
+    if ctx.addr.transport() != Layer::Tcp {
+        return Err(ClientError::usage(
+            "hop proxy forwards TCP; use hop cat for udp",
+        ));
+    }
+    // Resolve once up front so configuration errors show before anyone connects.
+    let mut path = ctx.path(c, false, t).await?;
+    let listener = TcpListener::bind(a.listen)
+        .await
+        .map_err(|e| ClientError::local(format!("cannot listen on {}: {e}", a.listen)))?;
+    eprintln!(
+        "hop: proxy {} -> {} (final hop {} port {})",
+        a.listen,
+        c.address,
+        path.final_address(),
+        c.port
+    );
+    let mut served = 0u64;
+    loop {
+        if a.max_connections.is_some_and(|m| served >= m) {
+            return Ok(());
+        }
+        let (mut local, peer) = listener
+            .accept()
+            .await
+            .map_err(|e| ClientError::local(format!("accept on {}: {e}", a.listen)))?;
+        served += 1;
+        if resolve::unix_now() >= path.expires {
+            let mut t2 = Timings::start();
+            match ctx.path(c, false, &mut t2).await {
+                Ok(p) => path = p,
+                Err(e) => {
+                    eprintln!("hop: proxy: {peer}: {e}");
+                    continue;
+                }
+            }
+        }
+        let mut t2 = Timings::start();
+        match super::open_tcp(&ctx.addr, &path, c.port, &sock_opts(c), &mut t2).await {
+            Ok(mut remote) => {
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
+                });
+            }
+            Err(e) => {
+                let e = ctx.explain(c, &path, e).await;
+                eprintln!("hop: proxy: {peer}: {e}");
+            }
+        }
+    }
+}
+
+async fn run_resolve(a: ResolveArgs) -> (Timings, Result<(), ClientError>) {
+    let mut t = Timings::start();
+    let r = resolve_cmd(&a, &mut t).await;
+    t.finish();
+    (t, r)
+}
+
+async fn resolve_cmd(a: &ResolveArgs, t: &mut Timings) -> Result<(), ClientError> {
+    let c = &a.common;
+    let mut ctx = Ctx::new(c)?;
+    let path = ctx.path(c, a.probe, t).await?;
+    let names: Vec<String> = path.hops.iter().map(|h| h.name.clone()).collect();
+    let mut out = std::io::stdout().lock();
+    if c.json {
+        let hops: Vec<serde_json::Value> = path
+            .hops
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                serde_json::json!({
+                    "hop": i + 1,
+                    "name": h.name,
+                    "address": h.address.to_string(),
+                    "resolved_by": h.resolved_by.describe(&names),
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "address": c.address,
+            "source": path.source,
+            "expires": path.expires,
+            "hops": hops,
+        });
+        let _ = writeln!(out, "{v}");
+    } else {
+        let _ = writeln!(
+            out,
+            "{:<4} {:<24} {:<40} RESOLVED BY",
+            "HOP", "NAME", "ADDRESS"
+        );
+        for (i, h) in path.hops.iter().enumerate() {
+            let name = if h.name.is_empty() {
+                "-"
+            } else {
+                h.name.as_str()
+            };
+            let _ = writeln!(
+                out,
+                "{:<4} {:<24} {:<40} {}",
+                i + 1,
+                name,
+                h.address,
+                h.resolved_by.describe(&names)
+            );
+        }
+        let src = match path.source {
+            super::PathSource::Client => "client (no probe needed)",
+            super::PathSource::Probe => "probe",
+            super::PathSource::Cache => "cache",
+        };
+        let _ = writeln!(
+            out,
+            "path from {src}; valid for {} s",
+            path.expires.saturating_sub(resolve::unix_now())
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_table_matches_error_layers() {
+        let t = ErrorLayer::table();
+        for line in t.lines() {
+            assert!(
+                EXIT_CODES_HELP.contains(line),
+                "--help lacks {line:?}:\n{EXIT_CODES_HELP}"
+            );
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! Client errors: one line that names the hop, the layer and the reason, and a distinct exit
+//! code per layer so scripts can tell a DNS failure from a TLS failure without parsing text.
+//!
+//! ```text
+//! hop 2 'org' (fd00:2::2): layer route: cannot resolve 'yc': nxdomain (the name does not ...)
+//! ^^^^^ ^^^^^ ^^^^^^^^^^^  ^^^^^^^^^^^  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+//! hop number (1 = first hop), name, address  layer   what went wrong
+//! ```
+//!
+//! Hops are numbered from 1 in messages (like traceroute); the wire (`wire::report`) counts
+//! from 0. A name that a hop could not resolve is blamed on the hop that tried, because that
+//! hop's DNS view is the one to fix.
+
+use core::fmt;
+use std::net::Ipv6Addr;
+
+use crate::wire::report::{ErrorReport, Reason, ReportLayer};
+
+/// The layer a failure belongs to; each has its own exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorLayer {
+    /// Local trouble that is no layer's fault (cannot write the output file, ...). Exit 1.
+    Local,
+    /// Bad command line. Exit 2.
+    Usage,
+    /// The stack address does not parse. Exit 3.
+    Address,
+    /// Name resolution or forwarding along the hops. Exit 4.
+    Route,
+    /// TCP connection. Exit 5.
+    Tcp,
+    /// UDP exchange. Exit 5.
+    Udp,
+    /// TLS handshake or certificate. Exit 6.
+    Tls,
+    /// HTTP (status >= 400 with `--fail`, or a protocol error). Exit 7.
+    Http,
+    /// The final hop has no such service, or the service is down or speaks other layers.
+    /// Exit 8.
+    Service,
+    /// Nothing answered in time. Exit 9.
+    Timeout,
+}
+
+impl ErrorLayer {
+    /// Every layer, in exit-code order (for `--help` and the docs).
+    pub const ALL: [ErrorLayer; 10] = [
+        ErrorLayer::Local,
+        ErrorLayer::Usage,
+        ErrorLayer::Address,
+        ErrorLayer::Route,
+        ErrorLayer::Tcp,
+        ErrorLayer::Udp,
+        ErrorLayer::Tls,
+        ErrorLayer::Http,
+        ErrorLayer::Service,
+        ErrorLayer::Timeout,
+    ];
+
+    pub const fn exit_code(self) -> u8 {
+        match self {
+            ErrorLayer::Local => 1,
+            ErrorLayer::Usage => 2,
+            ErrorLayer::Address => 3,
+            ErrorLayer::Route => 4,
+            ErrorLayer::Tcp | ErrorLayer::Udp => 5,
+            ErrorLayer::Tls => 6,
+            ErrorLayer::Http => 7,
+            ErrorLayer::Service => 8,
+            ErrorLayer::Timeout => 9,
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorLayer::Local => "local",
+            ErrorLayer::Usage => "usage",
+            ErrorLayer::Address => "address",
+            ErrorLayer::Route => "route",
+            ErrorLayer::Tcp => "tcp",
+            ErrorLayer::Udp => "udp",
+            ErrorLayer::Tls => "tls",
+            ErrorLayer::Http => "http",
+            ErrorLayer::Service => "service",
+            ErrorLayer::Timeout => "timeout",
+        }
+    }
+
+    /// The layer of a stack report's layer code.
+    pub fn from_report(layer: ReportLayer) -> ErrorLayer {
+        use crate::layer::Layer;
+        match layer {
+            ReportLayer::Route => ErrorLayer::Route,
+            ReportLayer::Service => ErrorLayer::Service,
+            ReportLayer::Layer(Layer::Tcp) => ErrorLayer::Tcp,
+            ReportLayer::Layer(Layer::Udp) => ErrorLayer::Udp,
+            ReportLayer::Layer(Layer::Tls | Layer::Dtls) => ErrorLayer::Tls,
+            ReportLayer::Layer(Layer::Http | Layer::H2 | Layer::H3) => ErrorLayer::Http,
+            ReportLayer::Layer(_) => ErrorLayer::Service,
+        }
+    }
+
+    /// The `--help`/docs table: `code  layer  meaning`.
+    pub fn table() -> String {
+        let rows: &[(u8, &str, &str)] = &[
+            (0, "-", "success"),
+            (
+                1,
+                "local",
+                "local failure (cannot write the output file, ...)",
+            ),
+            (2, "usage", "bad command line"),
+            (3, "address", "the stack address does not parse"),
+            (
+                4,
+                "route",
+                "a hop could not be resolved or reached (DNS, SRH, link)",
+            ),
+            (5, "tcp/udp", "the transport connection failed"),
+            (6, "tls", "TLS handshake or certificate failure"),
+            (7, "http", "HTTP status >= 400 (with --fail) or HTTP error"),
+            (
+                8,
+                "service",
+                "the final hop has no such service, it is down, or it speaks other layers",
+            ),
+            (9, "timeout", "no answer in time (probe, connect, response)"),
+        ];
+        let mut s = String::new();
+        for (c, l, m) in rows {
+            s.push_str(&format!("  {c:<3} {l:<8} {m}\n"));
+        }
+        s
+    }
+}
+
+impl fmt::Display for ErrorLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which hop a failure is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HopRef {
+    /// Position in the stack address, 0 = first hop (printed as `hop index+1`).
+    pub index: usize,
+    /// The name from the stack address; empty for a literal.
+    pub name: String,
+    /// The address, when known.
+    pub address: Option<Ipv6Addr>,
+}
+
+impl fmt::Display for HopRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "hop {}", self.index + 1)?;
+        if !self.name.is_empty() {
+            write!(f, " '{}'", self.name)?;
+        }
+        if let Some(a) = self.address {
+            write!(f, " ({a})")?;
+        }
+        Ok(())
+    }
+}
+
+/// A client failure: where, which layer, a stable reason name and a human sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientError {
+    pub hop: Option<HopRef>,
+    pub layer: ErrorLayer,
+    /// Stable, greppable reason (`nxdomain`, `connection-refused`, `http-404`, ...).
+    pub reason: String,
+    /// What went wrong, for humans.
+    pub message: String,
+}
+
+impl ClientError {
+    pub fn new(layer: ErrorLayer, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        ClientError {
+            hop: None,
+            layer,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn at(mut self, hop: HopRef) -> Self {
+        self.hop = Some(hop);
+        self
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        self.layer.exit_code()
+    }
+
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(ErrorLayer::Usage, "usage", message)
+    }
+
+    pub fn local(message: impl Into<String>) -> Self {
+        Self::new(ErrorLayer::Local, "local", message)
+    }
+
+    /// A stack report turned into a client error. `names` are the stack address's hop names
+    /// (empty for literals), first hop first.
+    ///
+    /// A route failure about a hop that has no address yet (`nxdomain`, `no-aaaa`, ...) was
+    /// met by the hop *before* it while resolving its name, so the line names that hop and
+    /// its address (the reporter) and says which name it could not resolve.
+    pub fn from_report(r: &ErrorReport, reporter: Ipv6Addr, names: &[String]) -> Self {
+        let idx = usize::from(r.hop_index);
+        let name_of = |i: usize| names.get(i).cloned().unwrap_or_default();
+        let layer = ErrorLayer::from_report(r.layer);
+        let resolving = r.layer == ReportLayer::Route
+            && r.hop_address.is_none()
+            && idx > 0
+            && matches!(
+                r.reason,
+                Reason::Nxdomain
+                    | Reason::Servfail
+                    | Reason::DnsTimeout
+                    | Reason::NoAaaa
+                    | Reason::NoHopName
+            );
+        let detail = if r.text.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", r.text)
+        };
+        if resolving {
+            let target = if r.hop_name.is_empty() {
+                name_of(idx)
+            } else {
+                r.hop_name.clone()
+            };
+            return ClientError {
+                hop: Some(HopRef {
+                    index: idx - 1,
+                    name: name_of(idx - 1),
+                    address: (!reporter.is_unspecified()).then_some(reporter),
+                }),
+                layer,
+                reason: r.reason.name().to_owned(),
+                message: format!(
+                    "cannot resolve '{target}': {} ({}){detail}",
+                    r.reason,
+                    r.reason.sentence()
+                ),
+            };
+        }
+        let name = if r.hop_name.is_empty() {
+            name_of(idx)
+        } else {
+            r.hop_name.clone()
+        };
+        ClientError {
+            hop: Some(HopRef {
+                index: idx,
+                name,
+                address: r
+                    .hop_address
+                    .or((!reporter.is_unspecified()).then_some(reporter)),
+            }),
+            layer,
+            reason: r.reason.name().to_owned(),
+            message: format!("{} ({}){detail}", r.reason, r.reason.sentence()),
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.hop {
+            Some(h) => write!(f, "{h}: layer {}: {}", self.layer, self.message),
+            None => write!(f, "hop: layer {}: {}", self.layer, self.message),
+        }
+    }
+}
+
+impl core::error::Error for ClientError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> Vec<String> {
+        vec!["github.com".into(), "org".into(), "yc".into()]
+    }
+
+    #[test]
+    fn nxdomain_is_blamed_on_the_resolving_hop() {
+        let r = ErrorReport {
+            hop_index: 2,
+            hop_name: "yc".into(),
+            hop_address: None,
+            layer: ReportLayer::Route,
+            reason: Reason::Nxdomain,
+            text: String::new(),
+        };
+        let e = ClientError::from_report(&r, "fd00:2::2".parse().unwrap(), &names());
+        assert_eq!(
+            e.to_string(),
+            "hop 2 'org' (fd00:2::2): layer route: cannot resolve 'yc': nxdomain \
+             (the name does not exist in this hop's DNS view)"
+        );
+        assert_eq!(e.exit_code(), 4);
+        assert_eq!(e.reason, "nxdomain");
+    }
+
+    #[test]
+    fn unknown_service_names_the_final_hop() {
+        let r = ErrorReport {
+            hop_index: 2,
+            hop_name: String::new(),
+            hop_address: Some("fd00:3::2".parse().unwrap()),
+            layer: ReportLayer::Service,
+            reason: Reason::UnknownService,
+            text: "no service `nope`".into(),
+        };
+        let e = ClientError::from_report(&r, "fd00:3::2".parse().unwrap(), &names());
+        assert_eq!(
+            e.to_string(),
+            "hop 3 'yc' (fd00:3::2): layer service: unknown-service (no service of that name \
+             is registered at the final hop) [no service `nope`]"
+        );
+        assert_eq!(e.exit_code(), 8);
+    }
+
+    #[test]
+    fn exit_codes_are_distinct_per_layer_except_transport() {
+        let mut seen = std::collections::HashMap::new();
+        for l in ErrorLayer::ALL {
+            if let Some(other) = seen.insert(l.exit_code(), l) {
+                assert!(
+                    matches!(
+                        (other, l),
+                        (ErrorLayer::Tcp, ErrorLayer::Udp) | (ErrorLayer::Udp, ErrorLayer::Tcp)
+                    ),
+                    "{other} and {l} share exit code {}",
+                    l.exit_code()
+                );
+            }
+        }
+        // The help table lists every code.
+        let t = ErrorLayer::table();
+        for l in ErrorLayer::ALL {
+            assert!(
+                t.contains(&format!("  {:<3} ", l.exit_code())),
+                "{l} missing in\n{t}"
+            );
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! The `http` and `h2` layers, client side, with hyper, over whatever the lower layers made
+//! (plain TCP or TLS on the SRH-carrying socket).
+//!
+//! The final hop may answer in-band instead of the service when it cannot reach it (HTTP 502
+//! or 503 with a `Hopstack-Error: hop=2; name=yc; layer=service; reason=unknown-service`
+//! header, see `hopstack_forwarder::final_hop::failure`); that becomes the matching
+//! [`ClientError`] rather than an HTTP error.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::wire::report::{Reason, ReportLayer};
+
+use super::error::{ClientError, ErrorLayer, HopRef};
+use super::timing::Timings;
+
+/// Name of the header the final hop puts on in-band errors.
+pub const ERROR_HEADER: &str = "hopstack-error";
+
+/// One HTTP request.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: String,
+    /// Path and query, with the leading `/`.
+    pub path: String,
+    /// `Host` header (HTTP/1.1) or `:authority` (h2).
+    pub host: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Speak HTTP/2 (the `h2` layer) instead of HTTP/1.1.
+    pub h2: bool,
+}
+
+/// What happened, for the exit code and `-v`.
+#[derive(Debug, Clone)]
+pub struct HttpOutcome {
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+    pub bytes: u64,
+}
+
+fn http_err(reason: impl Into<String>, message: String) -> ClientError {
+    ClientError::new(ErrorLayer::Http, reason, message)
+}
+
+/// Parses a `Hopstack-Error` header value (`hop=2; name=yc; layer=service; reason=...`;
+/// `hop` counts from 0 as on the wire).
+pub fn parse_error_header(v: &str, message: &str) -> Option<ClientError> {
+    let mut hop = None;
+    let mut name = String::new();
+    let mut layer = None;
+    let mut reason = None;
+    for part in v.split(';') {
+        let (k, val) = part.trim().split_once('=')?;
+        match k {
+            "hop" => hop = val.parse::<usize>().ok(),
+            "name" => name = val.to_owned(),
+            "layer" => layer = Some(val.to_owned()),
+            "reason" => reason = Some(val.to_owned()),
+            _ => {}
+        }
+    }
+    let layer_s = layer?;
+    let reason_s = reason?;
+    let layer = match layer_s.as_str() {
+        "route" => ErrorLayer::Route,
+        "service" => ErrorLayer::Service,
+        other => match other.parse() {
+            Ok(l) => ErrorLayer::from_report(ReportLayer::Layer(l)),
+            Err(_) => ErrorLayer::Service,
+        },
+    };
+    let sentence = Reason::from_name(&reason_s)
+        .map(|r| format!(" ({})", r.sentence()))
+        .unwrap_or_default();
+    let extra = if message.is_empty() {
+        String::new()
+    } else {
+        format!(" [{message}]")
+    };
+    let mut e = ClientError::new(
+        layer,
+        reason_s.clone(),
+        format!("{reason_s}{sentence}{extra}"),
+    );
+    if let Some(index) = hop {
+        e = e.at(HopRef {
+            index,
+            name,
+            address: None,
+        });
+    }
+    Some(e)
+}
+
+/// Progress on stderr for long downloads, only when stderr is a terminal.
+struct Progress {
+    on: bool,
+    total: Option<u64>,
+    last: Instant,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(enabled: bool, total: Option<u64>) -> Progress {
+        Progress {
+            on: enabled && std::io::stderr().is_terminal(),
+            total,
+            last: Instant::now(),
+            shown: false,
+        }
+    }
+
+    fn update(&mut self, done: u64, start: Instant) {
+        if !self.on || self.last.elapsed() < Duration::from_millis(200) {
+            return;
+        }
+        self.last = Instant::now();
+        self.shown = true;
+        let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-3) / 1024.0;
+        let line = match self.total {
+            Some(t) if t > 0 => {
+                let pct = (done as f64 * 100.0 / t as f64).min(100.0);
+                let filled = (pct / 5.0) as usize;
+                format!(
+                    "\r[{}{}] {pct:5.1}% {done}/{t} bytes {rate:.0} KiB/s",
+                    "#".repeat(filled),
+                    " ".repeat(20 - filled.min(20))
+                )
+            }
+            _ => format!("\r{done} bytes {rate:.0} KiB/s"),
+        };
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+
+    fn finish(&self) {
+        if self.shown {
+            let _ = std::io::stderr().write_all(b"\n");
+        }
+    }
+}
+
+/// Sends `req` over `io` and streams the response body into `out`. With `fail`, a status of
+/// 400 or more is an error (exit 7) and the body is not written, as `curl --fail` does. Sets
+/// `timings.first_byte` when the response head arrives.
+pub async fn request<IO, W>(
+    io: IO,
+    req: &HttpRequest,
+    out: &mut W,
+    fail: bool,
+    progress: bool,
+    timings: &mut Timings,
+) -> Result<HttpOutcome, ClientError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    W: Write,
+{
+    let mut b = Request::builder().method(req.method.as_str());
+    if req.h2 {
+        b = b.uri(format!("https://{}{}", req.host, req.path));
+    } else {
+        b = b.uri(req.path.as_str()).header("host", req.host.as_str());
+    }
+    b = b.header("user-agent", concat!("hop/", env!("CARGO_PKG_VERSION")));
+    for (k, v) in &req.headers {
+        b = b.header(k.as_str(), v.as_str());
+    }
+    let hreq = b
+        .body(Full::new(Bytes::from(req.body.clone())))
+        .map_err(|e| ClientError::usage(format!("bad request: {e}")))?;
+    let io = TokioIo::new(io);
+    let resp = if req.h2 {
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| http_err("h2-handshake", format!("HTTP/2 handshake: {e}")))?;
+        tokio::spawn(conn);
+        sender.send_request(hreq).await
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| http_err("http-handshake", format!("HTTP/1.1: {e}")))?;
+        tokio::spawn(conn);
+        sender.send_request(hreq).await
+    }
+    .map_err(|e| {
+        http_err(
+            "no-response",
+            format!("no HTTP response: {e} (the connection closed before a response)"),
+        )
+    })?;
+    timings.first_byte = Some(timings.mark());
+    let status = resp.status();
+    timings.http_status = Some(status.as_u16());
+    let headers: Vec<(String, String)> = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let hop_err = resp
+        .headers()
+        .get(ERROR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let total = resp
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let failing = fail && status.as_u16() >= 400;
+    let mut body = resp.into_body();
+    let mut bytes = 0u64;
+    let mut prog = Progress::new(progress && !failing && hop_err.is_none(), total);
+    let start = Instant::now();
+    let mut err_body = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| http_err("body", format!("reading the response body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            bytes += data.len() as u64;
+            if failing || hop_err.is_some() {
+                if err_body.len() < 4096 {
+                    err_body.extend_from_slice(&data[..data.len().min(4096)]);
+                }
+            } else {
+                out.write_all(&data)
+                    .map_err(|e| ClientError::local(format!("writing the body: {e}")))?;
+            }
+            prog.update(bytes, start);
+        }
+    }
+    prog.finish();
+    out.flush()
+        .map_err(|e| ClientError::local(format!("writing the body: {e}")))?;
+    timings.bytes = bytes;
+    if let Some(h) = hop_err {
+        let msg = serde_json::from_slice::<serde_json::Value>(&err_body)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if let Some(e) = parse_error_header(&h, &msg) {
+            return Err(e);
+        }
+    }
+    let reason = status.canonical_reason().unwrap_or("").to_owned();
+    if failing {
+        return Err(http_err(
+            format!("http-{}", status.as_u16()),
+            format!(
+                "HTTP {} {reason} for {} {}",
+                status.as_u16(),
+                req.method,
+                req.path
+            ),
+        ));
+    }
+    Ok(HttpOutcome {
+        status: status.as_u16(),
+        reason,
+        headers,
+        bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_header_becomes_a_service_error() {
+        let e = parse_error_header(
+            "hop=2; name=yc; layer=service; reason=unknown-service",
+            "no service `nope`",
+        )
+        .unwrap();
+        assert_eq!(e.exit_code(), 8);
+        assert_eq!(
+            e.to_string(),
+            "hop 3 'yc': layer service: unknown-service (no service of that name is \
+             registered at the final hop) [no service `nope`]"
+        );
+        assert!(parse_error_header("garbage", "").is_none());
+    }
+
+    #[tokio::test]
+    async fn status_404_fails_with_exit_7_and_writes_no_body() {
+        let (client, mut server) = tokio::io::duplex(4096);
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 1024];
+            let n = server.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"GET /users/list HTTP/1.1\r\n"));
+            server
+                .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 4\r\n\r\nnope")
+                .await
+                .unwrap();
+        });
+        let req = HttpRequest {
+            method: "GET".into(),
+            path: "/users/list".into(),
+            host: "yc".into(),
+            headers: vec![],
+            body: vec![],
+            h2: false,
+        };
+        let mut out = Vec::new();
+        let mut t = Timings::start();
+        let e = request(client, &req, &mut out, true, false, &mut t)
+            .await
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 7);
+        assert_eq!(e.reason, "http-404");
+        assert!(out.is_empty());
+        assert_eq!(t.http_status, Some(404));
+    }
+}

@@ -1,0 +1,146 @@
+//! The `hop` client as a library (feature `client`), so `hop` and `hoptrace` share it:
+//!
+//! - [`resolve`]: first-hop DNS, the resolved-path cache, [`resolve::resolve_path`];
+//! - [`probe`]: the O-flag probe and its answer or error report;
+//! - [`socket`]: kernel TCP/UDP sockets with the SRH attached by `IPV6_RTHDR`;
+//! - [`tls`], [`http`]: the upper layers, end to end;
+//! - [`error`]: one-line errors naming hop, layer and reason, with exit codes;
+//! - [`timing`]: per-phase timings (`-v`, `--json`);
+//! - [`cli`]: the `get`, `cat`, `proxy` and `resolve` subcommands.
+//!
+//! ```text
+//!  address ─▶ resolve_path ──(cache | DNS + literals | probe)──▶ ResolvedPath
+//!                                                                  │ srh()
+//!  connect_tcp(final hop:7443, SRH) ─▶ tls::handshake ─▶ http::request
+//! ```
+
+pub mod cli;
+pub mod error;
+pub mod http;
+pub mod probe;
+pub mod resolve;
+pub mod socket;
+pub mod timing;
+pub mod tls;
+
+use std::io;
+use std::net::{Ipv6Addr, SocketAddrV6};
+
+use tokio::net::TcpStream;
+
+use crate::address::StackAddress;
+use crate::wire::report::{Reason, ServiceStatus};
+
+pub use error::{ClientError, ErrorLayer, HopRef};
+pub use probe::{ProbeOptions, ProbeReply, ProbeResult};
+pub use resolve::{DnsResolver, PathCache, PathHop, ResolveOptions, ResolvedPath, Resolver};
+pub use socket::SocketOptions;
+pub use timing::{PathSource, Timings};
+
+fn hop_ref(path: &ResolvedPath, index: usize) -> HopRef {
+    let h = &path.hops[index];
+    HopRef {
+        index,
+        name: h.name.clone(),
+        address: Some(h.address),
+    }
+}
+
+/// A connect error as a client error: refused or reset at the final hop (tcp), no route at
+/// the first hop (route), or a timeout.
+pub fn connect_error(path: &ResolvedPath, port: u16, e: &io::Error) -> ClientError {
+    let last = path.hops.len() - 1;
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => ClientError::new(
+            ErrorLayer::Tcp,
+            Reason::ConnectionRefused.name(),
+            format!("connection to port {port} refused (is hopd listening there?)"),
+        )
+        .at(hop_ref(path, last)),
+        Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EADDRNOTAVAIL) => ClientError::new(
+            ErrorLayer::Route,
+            Reason::Unreachable.name(),
+            format!("cannot send towards the first hop: {e}"),
+        )
+        .at(hop_ref(path, 0)),
+        Some(libc::ETIMEDOUT) => ClientError::new(
+            ErrorLayer::Timeout,
+            Reason::ConnectionTimeout.name(),
+            format!("TCP connection to port {port} timed out"),
+        )
+        .at(hop_ref(path, last)),
+        _ if e.kind() == io::ErrorKind::TimedOut => ClientError::new(
+            ErrorLayer::Timeout,
+            Reason::ConnectionTimeout.name(),
+            format!("TCP connection to port {port} not established in time"),
+        )
+        .at(hop_ref(path, last)),
+        _ => ClientError::new(ErrorLayer::Tcp, "connect-failed", format!("connect: {e}"))
+            .at(hop_ref(path, last)),
+    }
+}
+
+/// Opens the SRH-carrying TCP connection for `addr` over `path`; sets `timings.connect`.
+pub async fn open_tcp(
+    addr: &StackAddress,
+    path: &ResolvedPath,
+    port: u16,
+    opts: &SocketOptions,
+    timings: &mut Timings,
+) -> Result<TcpStream, ClientError> {
+    let srh = path
+        .srh(addr)?
+        .to_bytes()
+        .map_err(|e| ClientError::new(ErrorLayer::Address, "encode", e.to_string()))?;
+    let dest = SocketAddrV6::new(path.final_address(), port, 0, 0);
+    let s = socket::connect_tcp(dest, &srh, opts)
+        .await
+        .map_err(|e| connect_error(path, port, &e))?;
+    timings.connect = Some(timings.mark());
+    Ok(s)
+}
+
+/// After a failure on a path that was not probed (literals, cache), a probe often says
+/// *why*: a hop's error report, or the final hop's "no such service". `None` when the probe
+/// finds nothing wrong or gets no answer (the original error stands).
+pub async fn diagnose(
+    addr: &StackAddress,
+    path: &ResolvedPath,
+    opts: &ProbeOptions,
+) -> Option<ClientError> {
+    let known: Vec<(String, Ipv6Addr)> = path
+        .hops
+        .iter()
+        .map(|h| (h.name.clone(), h.address))
+        .collect();
+    let lookup = |name: &str| known.iter().find(|(n, _)| n == name).map(|(_, a)| *a);
+    let r = probe::probe(addr, &lookup, opts).await.ok()?;
+    match &r.reply {
+        ProbeReply::Error(e) => Some(probe::report_error(addr, r.reporter, e)),
+        ProbeReply::Answer(a) if a.status != ServiceStatus::Exists => {
+            let reason = match a.status {
+                ServiceStatus::Unknown => Reason::UnknownService,
+                ServiceStatus::Down => Reason::ServiceDown,
+                _ => Reason::LayerMismatch,
+            };
+            let text = if a.text.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", a.text)
+            };
+            Some(
+                ClientError::new(
+                    ErrorLayer::Service,
+                    reason.name(),
+                    format!(
+                        "service '{}': {reason} ({}){text}",
+                        addr.service(),
+                        reason.sentence()
+                    ),
+                )
+                .at(hop_ref(path, path.hops.len() - 1)),
+            )
+        }
+        ProbeReply::Answer(_) => None,
+    }
+}

@@ -1,0 +1,234 @@
+//! The probe: one UDP datagram along the path with the O-flag and a trace TLV, answered by the
+//! final hop with the resolved path and the service's status (`wire::report::ProbeAnswer`),
+//! or by a failing hop with an error report. Both arrive as UDP datagrams at the socket that
+//! sent the probe, so no privilege is needed.
+//!
+//! ```text
+//!  hop ──UDP [SRH O-flag, trace(report = our addr:port, nonce)] ──▶ hop 1 ─▶ ... ─▶ final hop
+//!   ▲                                                                             │
+//!   └────────────── UDP "HOPS" report (same nonce): answer or error ◀─────────────┘
+//! ```
+//!
+//! The datagram is sent to `Segment List[0]` (a placeholder in `100::/64` while the final hop
+//! is unresolved; never `::`, which the kernel maps to loopback) on the final hop's port; the
+//! kernel routes it to the first hop (see `socket`). Reports whose nonce is not ours are
+//! ignored, so concurrent probes from one host do not confuse each other.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::time::{Duration, Instant};
+
+use crate::address::StackAddress;
+use crate::encode::{self, DEFAULT_SERVICE_PORT};
+use crate::wire::report::{ErrorReport, ProbeAnswer, ReportBody, ReportRepr};
+use crate::wire::tlv::{Tlv, TlvRepr, TraceRecord};
+
+use super::error::{ClientError, ErrorLayer, HopRef};
+use super::socket::{self, SocketOptions};
+
+/// Probe settings.
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    /// How long to wait for a report after each send.
+    pub timeout: Duration,
+    /// How many probes to send before giving up (a lost datagram is retried).
+    pub tries: u32,
+    /// The final hop's `hopd` port.
+    pub port: u16,
+    pub sock: SocketOptions,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        ProbeOptions {
+            timeout: Duration::from_millis(1500),
+            tries: 2,
+            port: DEFAULT_SERVICE_PORT,
+            sock: SocketOptions::default(),
+        }
+    }
+}
+
+/// What came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeReply {
+    /// The final hop's answer.
+    Answer(ProbeAnswer),
+    /// A hop's error report.
+    Error(ErrorReport),
+}
+
+/// A probe's outcome: who answered, what, and after how long.
+#[derive(Debug, Clone)]
+pub struct ProbeResult {
+    pub reporter: Ipv6Addr,
+    pub reply: ProbeReply,
+    /// From the send that was answered to the answer.
+    pub rtt: Duration,
+    pub nonce: u32,
+    /// Probes sent (1 unless one was lost).
+    pub sent: u32,
+}
+
+impl ProbeResult {
+    /// The trace records the final hop returned (empty for error reports, or if it returned
+    /// no trace).
+    pub fn trace_records(&self) -> Vec<TraceRecord> {
+        let ProbeReply::Answer(a) = &self.reply else {
+            return Vec::new();
+        };
+        trace_records(&a.trace)
+    }
+}
+
+/// Parses the trace TLV value a probe answer carries back (opaque in `wire::report`).
+pub fn trace_records(value: &[u8]) -> Vec<TraceRecord> {
+    let t = Tlv {
+        at: 0,
+        tlv_type: crate::wire::tlv::TYPE_TRACE,
+        value,
+    };
+    match TlvRepr::parse(&t) {
+        Ok(TlvRepr::Trace(tr)) => tr.records,
+        _ => Vec::new(),
+    }
+}
+
+/// A nonce nobody can predict from outside (std's per-process random hash keys, the clock
+/// and the pid), so a stray or forged report is unlikely to match.
+pub fn random_nonce() -> u32 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    h.finish() as u32
+}
+
+fn hop_names(addr: &StackAddress) -> Vec<String> {
+    addr.hops()
+        .iter()
+        .map(|h| h.name().map(|n| n.as_str().to_owned()).unwrap_or_default())
+        .collect()
+}
+
+fn first_hop_ref(addr: &StackAddress, a: Ipv6Addr) -> HopRef {
+    HopRef {
+        index: 0,
+        name: hop_names(addr).swap_remove(0),
+        address: Some(a),
+    }
+}
+
+/// Sends a probe for `addr` and waits for its answer or an error report.
+///
+/// `resolve` answers for the names the client resolved itself (at least the first hop); the
+/// rest are left to the hops. Returns `Err` only when nothing usable came back or the probe
+/// could not be sent; an error *report* is an `Ok(ProbeReply::Error)`, so the caller decides
+/// (and `hoptrace` can print it as a row).
+pub async fn probe(
+    addr: &StackAddress,
+    resolve: &dyn Fn(&str) -> Option<Ipv6Addr>,
+    opts: &ProbeOptions,
+) -> Result<ProbeResult, ClientError> {
+    let hops = encode::resolve_hops(addr, resolve).map_err(|e| {
+        ClientError::new(ErrorLayer::Route, "first-hop-unresolved", e.to_string()).at(HopRef {
+            index: 0,
+            name: hop_names(addr).swap_remove(0),
+            address: None,
+        })
+    })?;
+    let first = hops[0].0;
+    let final_dst = hops[hops.len() - 1].0;
+    let at_first = |e: ClientError| e.at(first_hop_ref(addr, first));
+    let local = socket::source_towards(first, &opts.sock).map_err(|e| {
+        at_first(ClientError::new(
+            ErrorLayer::Route,
+            "no-route",
+            format!("no route to the first hop: {e}"),
+        ))
+    })?;
+    let nonce = random_nonce();
+    // Bind first: the report port goes into the trace TLV, and the SRH is set after.
+    let sock = socket::udp_socket(None, None, local, &opts.sock)
+        .map_err(|e| ClientError::local(format!("cannot open a UDP socket on [{local}]: {e}")))?;
+    let port = sock
+        .local_addr()
+        .map_err(|e| ClientError::local(format!("UDP socket: {e}")))?
+        .port();
+    let srh = encode::build_probe_srh(addr, resolve, local, port, nonce)
+        .and_then(|s| s.to_bytes().map_err(encode::EncodeError::Srh))
+        .map_err(|e| ClientError::new(ErrorLayer::Address, "encode", e.to_string()))?;
+    {
+        use std::os::fd::AsFd;
+        socket::set_rthdr(sock.as_fd(), &srh)
+            .map_err(|e| ClientError::local(format!("the kernel refused the probe's SRH: {e}")))?;
+    }
+    let dest = SocketAddrV6::new(final_dst, opts.port, 0, 0);
+    let mut buf = vec![0u8; 65535];
+    let mut sent = 0;
+    for _ in 0..opts.tries.max(1) {
+        let t0 = Instant::now();
+        sock.send_to(b"hopstack probe", SocketAddr::V6(dest))
+            .await
+            .map_err(|e| {
+                at_first(ClientError::new(
+                    ErrorLayer::Route,
+                    "send-failed",
+                    format!("cannot send the probe: {e}"),
+                ))
+            })?;
+        sent += 1;
+        let deadline = t0 + opts.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let Ok(r) = tokio::time::timeout(left, sock.recv_from(&mut buf)).await else {
+                break;
+            };
+            let (n, _from) = match r {
+                Ok(x) => x,
+                // ICMP errors surface as socket errors on some kernels; keep listening.
+                Err(_) => continue,
+            };
+            let Ok(rep) = ReportRepr::parse_bytes(&buf[..n]) else {
+                continue;
+            };
+            if rep.nonce != nonce {
+                continue;
+            }
+            let reply = match rep.body {
+                ReportBody::Answer(a) => ProbeReply::Answer(a),
+                ReportBody::Error(e) => ProbeReply::Error(e),
+            };
+            return Ok(ProbeResult {
+                reporter: rep.reporter,
+                reply,
+                rtt: t0.elapsed(),
+                nonce,
+                sent,
+            });
+        }
+    }
+    Err(at_first(ClientError::new(
+        ErrorLayer::Timeout,
+        "probe-timeout",
+        format!(
+            "no answer to {sent} probe(s) within {} ms each: the path breaks after this hop, \
+             or a hop does not run hopd",
+            opts.timeout.as_millis()
+        ),
+    )))
+}
+
+/// The error report as a client error (hop numbers from 1, the resolving hop blamed for
+/// DNS failures).
+pub fn report_error(addr: &StackAddress, reporter: Ipv6Addr, r: &ErrorReport) -> ClientError {
+    ClientError::from_report(r, reporter, &hop_names(addr))
+}

@@ -1,0 +1,172 @@
+//! Per-phase timings of one request, like curl's `-w` variables: all durations count from the
+//! start of the request, so "first byte" includes DNS, probe, connect and handshake. Printed
+//! for humans with `-v`, as JSON with `--json`.
+
+use std::net::Ipv6Addr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// Where the resolved path came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PathSource {
+    /// Every hop was a literal, an override or resolved by the client: no probe needed.
+    Client,
+    /// A probe returned it.
+    Probe,
+    /// The resolved-path cache had it (no DNS, no probe).
+    Cache,
+}
+
+/// One hop of the resolved path, as shown with `-v` and `--json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HopTiming {
+    /// 1 = first hop.
+    pub hop: usize,
+    pub name: String,
+    pub address: Ipv6Addr,
+    /// `client` or `hop N` (1-based), or `cache`.
+    pub resolved_by: String,
+    /// What this hop wrote in the probe's trace record (status, timestamp), if it wrote one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_status: Option<String>,
+}
+
+/// Timings of one request. Every field is a duration since [`Timings::start`], `None` when the
+/// phase did not happen (no DNS for literals, no probe on a cache hit, ...).
+#[derive(Debug, Clone, Serialize)]
+pub struct Timings {
+    #[serde(skip)]
+    pub start: Instant,
+    pub path_source: Option<PathSource>,
+    /// Whether a probe was sent (false on a cache hit: the acceptance check).
+    pub probed: bool,
+    #[serde(serialize_with = "ser_ms")]
+    pub dns: Option<Duration>,
+    #[serde(serialize_with = "ser_ms")]
+    pub probe: Option<Duration>,
+    #[serde(serialize_with = "ser_ms")]
+    pub connect: Option<Duration>,
+    #[serde(serialize_with = "ser_ms")]
+    pub tls: Option<Duration>,
+    #[serde(serialize_with = "ser_ms")]
+    pub first_byte: Option<Duration>,
+    #[serde(serialize_with = "ser_ms")]
+    pub total: Option<Duration>,
+    pub bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    pub hops: Vec<HopTiming>,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3),
+        None => s.serialize_none(),
+    }
+}
+
+impl Timings {
+    pub fn start() -> Timings {
+        Timings {
+            start: Instant::now(),
+            path_source: None,
+            probed: false,
+            dns: None,
+            probe: None,
+            connect: None,
+            tls: None,
+            first_byte: None,
+            total: None,
+            bytes: 0,
+            http_status: None,
+            hops: Vec::new(),
+        }
+    }
+
+    /// Time since the start, to store in one of the fields.
+    pub fn mark(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    pub fn finish(&mut self) {
+        self.total = Some(self.mark());
+    }
+
+    /// The `-v` block, one phase per line, like `curl -w` (milliseconds since start).
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let src = match self.path_source {
+            Some(PathSource::Client) => "client (no probe)",
+            Some(PathSource::Probe) => "probe",
+            Some(PathSource::Cache) => "cache (no probe)",
+            None => "-",
+        };
+        s.push_str(&format!("* path from {src}\n"));
+        for h in &self.hops {
+            let name = if h.name.is_empty() {
+                "-".to_owned()
+            } else {
+                h.name.clone()
+            };
+            s.push_str(&format!(
+                "*   hop {} {:<20} {:<39} resolved by {}{}\n",
+                h.hop,
+                name,
+                h.address,
+                h.resolved_by,
+                h.trace_status
+                    .as_deref()
+                    .map(|t| format!(", trace {t}"))
+                    .unwrap_or_default()
+            ));
+        }
+        let rows = [
+            ("dns", self.dns),
+            ("probe", self.probe),
+            ("connect", self.connect),
+            ("tls", self.tls),
+            ("first byte", self.first_byte),
+            ("total", self.total),
+        ];
+        for (name, d) in rows {
+            match d {
+                Some(d) => s.push_str(&format!(
+                    "* time {name:<11} {:>10.3} ms\n",
+                    d.as_secs_f64() * 1e3
+                )),
+                None => s.push_str(&format!("* time {name:<11} {:>10} \n", "-")),
+            }
+        }
+        if let Some(st) = self.http_status {
+            s.push_str(&format!("* http status {st}\n"));
+        }
+        s.push_str(&format!("* bytes {}\n", self.bytes));
+        s
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_ms_and_nulls() {
+        let mut t = Timings::start();
+        t.dns = Some(Duration::from_micros(1500));
+        t.path_source = Some(PathSource::Cache);
+        let v: serde_json::Value = serde_json::from_str(&t.to_json()).unwrap();
+        assert_eq!(v["dns"], serde_json::json!(1.5));
+        assert!(v["probe"].is_null());
+        assert_eq!(v["path_source"], "cache");
+        assert_eq!(v["probed"], false);
+        let r = t.render();
+        assert!(r.contains("* path from cache (no probe)"), "{r}");
+        assert!(r.contains("* time dns              1.500 ms"), "{r}");
+    }
+}
