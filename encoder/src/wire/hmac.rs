@@ -29,8 +29,8 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::Sha256;
 
-use super::srh::{FLAG_H, Packet};
-use super::tlv::{HmacTlv, TYPE_HMAC};
+use super::srh::Packet;
+use super::tlv::TYPE_HMAC;
 
 /// HMAC octets in the Linux layout (`SEG6_HMAC_FIELD_LEN`).
 pub const FIELD_LEN: usize = 32;
@@ -241,18 +241,4 @@ pub fn sign<T: AsRef<[u8]> + AsMut<[u8]>>(
     let area = srh.tlv_area_mut();
     area[at - tlv_off + 8..at - tlv_off + TLV_LEN].copy_from_slice(&mac);
     Ok(())
-}
-
-/// Convenience for owned headers: the TLV that [`sign`] would fill, with `mac` in it.
-pub fn tlv_with(key_id: u32, mac: [u8; FIELD_LEN]) -> HmacTlv {
-    HmacTlv {
-        flags: 0,
-        key_id,
-        hmac: mac.to_vec(),
-    }
-}
-
-/// Whether the H flag is set in `flags`.
-pub const fn flag_set(flags: u8) -> bool {
-    flags & FLAG_H != 0
 }

@@ -559,7 +559,7 @@ pub struct SrhRepr {
 impl SrhRepr {
     /// Reads a checked view into an owned header, decoding every TLV; known TLVs with a bad
     /// value are an error (a forwarder that must not judge them uses the view instead).
-    pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &Packet<&T>) -> Result<SrhRepr, Error> {
+    pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<SrhRepr, Error> {
         packet.check_len()?;
         let mut tlvs = Vec::new();
         for t in packet.tlvs() {

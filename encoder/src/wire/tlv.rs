@@ -856,6 +856,29 @@ impl Trace {
         Self::HEADER_LEN + self.records.len() * TraceRecord::LEN
     }
 
+    /// Trace TLVs with `records` empty records in total, 19 per TLV, sharing one report
+    /// address, port and nonce (a path with more stack-aware hops than one TLV holds).
+    pub fn split(
+        report_addr: Ipv6Addr,
+        report_port: u16,
+        nonce: u32,
+        records: usize,
+    ) -> Vec<TlvRepr> {
+        let mut out = Vec::new();
+        let mut left = records;
+        while left > 0 {
+            let n = left.min(Self::MAX_RECORDS);
+            out.push(TlvRepr::Trace(Trace::new(
+                report_addr,
+                report_port,
+                nonce,
+                n,
+            )));
+            left -= n;
+        }
+        out
+    }
+
     /// `at` is the SRH offset of the TLV's type octet.
     fn check(v: &[u8], at: usize) -> Result<(), Error> {
         if v.len() < Self::HEADER_LEN || (v.len() - Self::HEADER_LEN) % TraceRecord::LEN != 0 {
@@ -1124,15 +1147,10 @@ mod tests {
         assert_eq!(t.records, vec![rec, rec]);
         assert_eq!(t.nonce, 0xdead_beef);
         assert_eq!(node_id_from_name("border1"), node_id_from_name("BORDER1"));
-        // Record bytes exactly as drawn.
-        assert_eq!(
-            &b[56 + 26..56 + 38],
-            &[2, 2, 0, 0, 0, 0x01, 0xe2, 0x40, 0x43, 0x4d, 0xdc, 0x99][..8]
-                .iter()
-                .chain(&node_id_from_name("border1").to_be_bytes())
-                .copied()
-                .collect::<Vec<_>>()[..]
-        );
+        // Record bytes exactly as drawn: index, status, flags, reserved, timestamp, node id.
+        let mut rec_bytes = vec![2, 2, 0, 0, 0x00, 0x01, 0xe2, 0x40];
+        rec_bytes.extend_from_slice(&node_id_from_name("border1").to_be_bytes());
+        assert_eq!(&b[56 + 2 + 24..56 + 2 + 24 + 12], &rec_bytes[..]);
     }
 
     #[test]
@@ -1144,6 +1162,33 @@ mod tests {
         let t = Trace::new(Ipv6Addr::UNSPECIFIED, 1, 1, 100);
         assert_eq!(t.records.len(), 19);
         assert_eq!(TlvRepr::Trace(t).buffer_len(), 2 + 252);
+    }
+
+    #[test]
+    fn trace_split_fills_across_tlvs() {
+        let tlvs = Trace::split(Ipv6Addr::LOCALHOST, 1, 2, 20);
+        assert_eq!(tlvs.len(), 2);
+        let mut b = repr(tlvs).to_bytes().unwrap();
+        let mut p = Packet::new_checked(&mut b[..]).unwrap();
+        let rec = TraceRecord {
+            status: TraceStatus::Forwarded,
+            ..TraceRecord::EMPTY
+        };
+        for i in 0..19 {
+            assert_eq!(
+                p.fill_trace(&rec),
+                Ok(TraceFill::Filled { at: 56, index: i })
+            );
+        }
+        // The second TLV starts after the first (2 + 252 octets).
+        assert_eq!(
+            p.fill_trace(&rec),
+            Ok(TraceFill::Filled {
+                at: 56 + 254,
+                index: 0
+            })
+        );
+        assert_eq!(p.fill_trace(&rec), Ok(TraceFill::Full { at: 56 + 254 }));
     }
 
     #[test]
