@@ -1,0 +1,420 @@
+//! Layer checks at the final hop: the service mapping the final hop reported, then a real tcp
+//! connect, tls handshake and http request over a kernel socket carrying the resolved SRH —
+//! the same client code `hop` uses (`hopstack_encoder::client::{socket, tls, http}`), so a
+//! check passes exactly when `hop get` would.
+
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::time::{Duration, Instant};
+
+use hopstack_encoder::client::error::ClientError;
+use hopstack_encoder::client::http::{self, HttpRequest};
+use hopstack_encoder::client::socket::{self, SocketOptions};
+use hopstack_encoder::client::timing::Timings;
+use hopstack_encoder::client::tls::{self, TlsOptions};
+use hopstack_encoder::encode;
+use hopstack_encoder::wire::report::{ProbeAnswer, Reason, ServiceStatus};
+use hopstack_encoder::{Layer, StackAddress};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::model::{HttpInfo, LayerRow, Problem, Rtt, ServiceInfo, Status, TlsInfo};
+
+/// Options of the layer checks.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The final hop's hopd port.
+    pub port: u16,
+    pub connect_timeout: Duration,
+    /// Deadline for the TLS handshake and for the HTTP response head.
+    pub timeout: Duration,
+    pub tls: TlsOptions,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            port: encode::DEFAULT_SERVICE_PORT,
+            connect_timeout: Duration::from_secs(3),
+            timeout: Duration::from_secs(5),
+            tls: TlsOptions::default(),
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn row(layer: &str) -> LayerRow {
+    LayerRow {
+        layer: layer.into(),
+        status: Status::Skipped,
+        rtt: Rtt::default(),
+        start_ms: None,
+        detail: String::new(),
+        problem: None,
+        tls: None,
+        http: None,
+        service: None,
+    }
+}
+
+fn problem(layer: &str, reason: &str, text: impl Into<String>) -> Option<Problem> {
+    Some(Problem {
+        layer: layer.into(),
+        reason: reason.into(),
+        text: text.into(),
+    })
+}
+
+/// The `service` row from the final hop's probe answer.
+pub fn service_row(answer: &ProbeAnswer, rtt: Duration, service: &str) -> LayerRow {
+    let mut r = row("service");
+    r.rtt.add(Some(ms(rtt)));
+    r.start_ms = Some(0.0);
+    let mode = answer.mode.map(|m| m.to_string());
+    r.service = Some(ServiceInfo {
+        status: answer.status.as_str().into(),
+        mode: mode.clone(),
+        target: answer.text.clone(),
+    });
+    r.detail = format!(
+        "{service}: {}{}{}",
+        answer.status,
+        mode.map(|m| format!(", {m}")).unwrap_or_default(),
+        if answer.text.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", answer.text)
+        }
+    );
+    if answer.status == ServiceStatus::Exists {
+        r.status = Status::Ok;
+    } else {
+        let reason = match answer.status {
+            ServiceStatus::Unknown => Reason::UnknownService,
+            ServiceStatus::Down => Reason::ServiceDown,
+            _ => Reason::LayerMismatch,
+        };
+        r.status = Status::Failed;
+        r.problem = problem(
+            "service",
+            reason.name(),
+            format!(
+                "service `{service}`: {}{}",
+                reason.sentence(),
+                if answer.text.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", answer.text)
+                }
+            ),
+        );
+    }
+    r
+}
+
+fn client_problem(layer: &str, e: &ClientError) -> Option<Problem> {
+    problem(layer, &e.reason, e.message.clone())
+}
+
+/// Rows for `tcp`, `tls` and `http` (those the address names), run over `path` (the
+/// resolved segment addresses, first hop first). A row after a failed one is `skipped`.
+pub async fn check(addr: &StackAddress, path: &[Ipv6Addr], opts: &Options) -> Vec<LayerRow> {
+    let layers = addr.layers();
+    let mut rows = Vec::new();
+    if addr.transport() != Layer::Tcp {
+        return rows;
+    }
+    let t0 = Instant::now();
+    let srh = encode::build_srh(addr, &|name: &str| {
+        addr.hops()
+            .iter()
+            .position(|h| h.name().map(|n| n.as_str()) == Some(name))
+            .and_then(|i| path.get(i).copied())
+    })
+    .and_then(|s| s.to_bytes().map_err(encode::EncodeError::Srh));
+    let Some(&final_addr) = path.last() else {
+        return rows;
+    };
+    let dest = SocketAddrV6::new(final_addr, opts.port, 0, 0);
+    let mut tcp = row("tcp");
+    tcp.start_ms = Some(0.0);
+    let srh = match srh {
+        Ok(s) => s,
+        Err(e) => {
+            tcp.status = Status::Failed;
+            tcp.problem = problem("tcp", "encode", e.to_string());
+            rows.push(tcp);
+            return rows;
+        }
+    };
+    let sopts = SocketOptions {
+        connect_timeout: Some(opts.connect_timeout),
+        nodelay: true,
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let stream = socket::connect_tcp(dest, &srh, &sopts).await;
+    let took = start.elapsed();
+    let stream = match stream {
+        Ok(s) => {
+            tcp.status = Status::Ok;
+            tcp.rtt.add(Some(ms(took)));
+            tcp.detail = format!("connected to [{final_addr}]:{}", opts.port);
+            rows.push(tcp);
+            s
+        }
+        Err(e) => {
+            tcp.rtt.add(None);
+            tcp.status = Status::Failed;
+            let reason = match e.raw_os_error() {
+                Some(libc::ECONNREFUSED) => Reason::ConnectionRefused.name(),
+                _ if e.kind() == std::io::ErrorKind::TimedOut => Reason::ConnectionTimeout.name(),
+                Some(libc::ENETUNREACH | libc::EHOSTUNREACH) => Reason::Unreachable.name(),
+                _ => "connect-failed",
+            };
+            tcp.detail = format!("[{final_addr}]:{}: {e}", opts.port);
+            tcp.problem = problem(
+                "tcp",
+                reason,
+                format!("connecting to [{final_addr}]:{}: {e}", opts.port),
+            );
+            rows.push(tcp);
+            skip_rest(&mut rows, layers, Layer::Tcp);
+            return rows;
+        }
+    };
+
+    let host = opts
+        .tls
+        .sni
+        .clone()
+        .unwrap_or_else(|| tls::default_sni(addr));
+    let http_layer = layers
+        .iter()
+        .copied()
+        .find(|l| matches!(l, Layer::Http | Layer::H2));
+    if layers.contains(&Layer::Tls) {
+        let mut tr = row("tls");
+        tr.start_ms = Some(ms(t0.elapsed()));
+        let alpn: Vec<&[u8]> = match http_layer {
+            Some(Layer::H2) => vec![b"h2"],
+            Some(_) => vec![b"http/1.1"],
+            None => vec![],
+        };
+        let start = Instant::now();
+        let verified = tls_attempt(stream, &host, &opts.tls, &alpn, opts.timeout).await;
+        let took = start.elapsed();
+        let (stream, info, err) = match verified {
+            Ok((s, info)) => (Some(s), Some(info), None),
+            Err(e) if e.reason == "tls-certificate" => {
+                // The handshake works but the certificate does not verify: say so, and
+                // still show what the server presented (a second, unverified handshake).
+                let insecure = TlsOptions {
+                    insecure: true,
+                    ..opts.tls.clone()
+                };
+                let again = match socket::connect_tcp(dest, &srh, &sopts).await {
+                    Ok(s) => tls_attempt(s, &host, &insecure, &alpn, opts.timeout)
+                        .await
+                        .ok(),
+                    Err(_) => None,
+                };
+                match again {
+                    Some((s, mut info)) => {
+                        info.verified = false;
+                        info.verify_error = Some(e.message.clone());
+                        (Some(s), Some(info), Some(e))
+                    }
+                    None => (None, None, Some(e)),
+                }
+            }
+            Err(e) => (None, None, Some(e)),
+        };
+        tr.rtt.add(stream.as_ref().map(|_| ms(took)));
+        if let Some(i) = &info {
+            tr.detail = format!(
+                "{} {}, {}, {}",
+                i.version.as_deref().unwrap_or("?"),
+                i.cipher.as_deref().unwrap_or("?"),
+                i.subject.as_deref().unwrap_or("no certificate"),
+                if i.verified {
+                    "verified".to_owned()
+                } else {
+                    "NOT verified".to_owned()
+                }
+            );
+        }
+        tr.tls = info.or_else(|| {
+            err.as_ref().map(|e| TlsInfo {
+                version: None,
+                cipher: None,
+                subject: None,
+                verified: false,
+                verify_error: Some(e.message.clone()),
+            })
+        });
+        match (&err, opts.tls.insecure) {
+            (None, _) => tr.status = Status::Ok,
+            (Some(e), _) => {
+                tr.status = Status::Failed;
+                if tr.detail.is_empty() {
+                    tr.detail = e.message.clone();
+                }
+                let reason = if e.reason == "tls-certificate" {
+                    "tls-certificate"
+                } else {
+                    Reason::TlsFailure.name()
+                };
+                tr.problem = problem("tls", reason, e.message.clone());
+            }
+        }
+        rows.push(tr);
+        let Some(s) = stream else {
+            skip_rest(&mut rows, layers, Layer::Tls);
+            return rows;
+        };
+        if let Some(l) = http_layer {
+            rows.push(http_check(s, addr, &host, l, t0, opts.timeout).await);
+        }
+    } else if let Some(l) = http_layer {
+        rows.push(http_check(stream, addr, &host, l, t0, opts.timeout).await);
+    }
+    rows
+}
+
+fn skip_rest(rows: &mut Vec<LayerRow>, layers: &[Layer], after: Layer) {
+    let mut seen = false;
+    for l in layers {
+        if seen && matches!(l, Layer::Tls | Layer::Http | Layer::H2) {
+            let mut r = row(l.as_str());
+            r.detail = format!("not tried: {after} failed");
+            rows.push(r);
+        }
+        seen |= *l == after;
+    }
+}
+
+async fn tls_attempt<IO>(
+    io: IO,
+    sni: &str,
+    topts: &TlsOptions,
+    alpn: &[&[u8]],
+    timeout: Duration,
+) -> Result<(tokio_rustls::client::TlsStream<IO>, TlsInfo), ClientError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let cfg = tls::client_config(topts, alpn)?;
+    let s = match tokio::time::timeout(timeout, tls::handshake(io, sni, cfg)).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(ClientError::new(
+                hopstack_encoder::client::ErrorLayer::Tls,
+                "tls-timeout",
+                format!("no TLS handshake with '{sni}' within {timeout:?}"),
+            ));
+        }
+    };
+    let conn = s.get_ref().1;
+    let version = conn.protocol_version().map(|v| match v {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),
+        other => format!("{other:?}"),
+    });
+    let cipher = conn
+        .negotiated_cipher_suite()
+        .map(|c| format!("{:?}", c.suite()));
+    let subject = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| {
+            x509_parser::parse_x509_certificate(c.as_ref())
+                .ok()
+                .map(|(_, x)| x.subject().to_string())
+        });
+    Ok((
+        s,
+        TlsInfo {
+            version,
+            cipher,
+            subject,
+            verified: !topts.insecure,
+            verify_error: None,
+        },
+    ))
+}
+
+async fn http_check<IO>(
+    io: IO,
+    addr: &StackAddress,
+    host: &str,
+    layer: Layer,
+    t0: Instant,
+    timeout: Duration,
+) -> LayerRow
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut r = row(layer.as_str());
+    r.start_ms = Some(ms(t0.elapsed()));
+    let req = HttpRequest {
+        method: "GET".into(),
+        path: addr.path().unwrap_or("/").to_owned(),
+        host: host.to_owned(),
+        headers: Vec::new(),
+        body: Vec::new(),
+        h2: layer == Layer::H2,
+    };
+    let mut timings = Timings::start();
+    let mut sink = std::io::sink();
+    let res = tokio::time::timeout(
+        timeout,
+        http::request(io, &req, &mut sink, false, false, &mut timings),
+    )
+    .await;
+    let ttfb = timings.first_byte;
+    r.rtt.add(ttfb.map(ms));
+    match res {
+        Err(_) => {
+            r.status = Status::Failed;
+            r.problem = problem(
+                layer.as_str(),
+                "http-timeout",
+                format!("no response head within {timeout:?}"),
+            );
+        }
+        Ok(Err(e)) => {
+            r.status = Status::Failed;
+            r.detail = e.message.clone();
+            r.problem = client_problem(layer.as_str(), &e);
+        }
+        Ok(Ok(o)) => {
+            r.http = Some(HttpInfo {
+                status: Some(o.status),
+                reason: Some(o.reason.clone()),
+            });
+            r.detail = format!(
+                "GET {} -> {} {}, first byte after {}",
+                req.path,
+                o.status,
+                o.reason,
+                ttfb.map_or("?".into(), |d| format!("{:.2} ms", ms(d)))
+            );
+            if o.status >= 500 {
+                r.status = Status::Failed;
+                r.problem = problem(
+                    layer.as_str(),
+                    &format!("http-{}", o.status),
+                    format!(
+                        "the service answered {} {} (a server error) to GET {}",
+                        o.status, o.reason, req.path
+                    ),
+                );
+            } else {
+                r.status = Status::Ok;
+            }
+        }
+    }
+    r
+}

@@ -1,0 +1,20 @@
+//! hoptrace: per-hop, per-layer diagnostics for a stack address.
+//!
+//! - [`model`]: what a trace found (the `--json` document);
+//! - [`render`]: the mtr-like table, the waterfall and the JSON text, as pure functions;
+//! - [`hoplimit`]: hop-limit probing along the SRH path for legacy SRv6 hops, read from the
+//!   socket error queue (`IPV6_RECVERR`, unprivileged, like tracepath);
+//! - [`stack`]: the stack-aware probe (O-flag + trace TLV) and its reports;
+//! - [`layers`]: tcp / tls / http checks at the final hop over an SRH-carrying socket;
+//! - [`run`]: a whole trace from the command-line options.
+
+pub mod hoplimit;
+pub mod layers;
+pub mod model;
+pub mod render;
+pub mod run;
+pub mod sock;
+pub mod stack;
+
+pub use model::{HopRow, LayerRow, Problem, Rtt, Status, TraceReport, Via};
+pub use render::{RenderOptions, json, table};

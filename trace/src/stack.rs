@@ -1,0 +1,250 @@
+//! The stack-aware probe: one UDP datagram with the O-flag and a trace TLV with a record per
+//! hop, sent along the path; stack-aware hops fill their record, the final hop answers with
+//! the resolved path, the service's status and the trace as it arrived. A failing hop sends
+//! an error report instead. Both come back to the probe's own socket.
+//!
+//! Unlike `hop`'s probe (`hopstack_encoder::client::probe`, which stops at the first report
+//! and retries), this one also listens to the socket's error queue, because a hop that does
+//! not speak hopstack can still say something with ICMPv6 (Time Exceeded when the hop limit
+//! is too small, Destination Unreachable when a link is down), and it lets the caller set
+//! the hop limit.
+
+use std::io;
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hopstack_encoder::StackAddress;
+use hopstack_encoder::encode::{self, EncodeError};
+use hopstack_encoder::wire::report::{ErrorReport, ProbeAnswer, ReportBody, ReportRepr};
+use hopstack_encoder::wire::tlv::{Tlv, TlvRepr, TraceRecord};
+
+use crate::sock::{self, QueuedError};
+
+/// Options of one probe.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The final hop's hopd port.
+    pub port: u16,
+    /// How long to wait for the answer.
+    pub timeout: Duration,
+    /// Hop limit the probe leaves with (`None`: the system default).
+    pub hop_limit: Option<u8>,
+    /// After an ICMPv6 error, how long to wait for a stack report that says more.
+    pub grace: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            port: encode::DEFAULT_SERVICE_PORT,
+            timeout: Duration::from_millis(1500),
+            hop_limit: None,
+            grace: Duration::from_millis(150),
+        }
+    }
+}
+
+/// What came back to one probe.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub nonce: u32,
+    /// Unix time of the send, in microseconds (trace records use the same clock, wrapping
+    /// at 2^32 µs).
+    pub sent_unix_us: u64,
+    /// The final hop's answer, who sent it, and the round-trip time.
+    pub answer: Option<(ProbeAnswer, Ipv6Addr, Duration)>,
+    /// Error reports (normally one), with their reporter and arrival time after the send.
+    pub errors: Vec<(ErrorReport, Ipv6Addr, Duration)>,
+    /// ICMPv6 errors from the socket's error queue, with their time after the send.
+    pub icmp: Vec<(QueuedError, Duration)>,
+    /// The segments in stack-address order as sent (placeholders for names left to hops).
+    pub sent_segments: Vec<Ipv6Addr>,
+}
+
+impl Outcome {
+    /// The trace records of the answer, empty without one.
+    pub fn records(&self) -> Vec<TraceRecord> {
+        self.answer
+            .as_ref()
+            .map(|(a, _, _)| trace_records(&a.trace))
+            .unwrap_or_default()
+    }
+
+    /// Nothing came back at all.
+    pub fn is_silent(&self) -> bool {
+        self.answer.is_none() && self.errors.is_empty() && self.icmp.is_empty()
+    }
+}
+
+/// Parses a trace TLV value as a probe answer returns it.
+pub fn trace_records(value: &[u8]) -> Vec<TraceRecord> {
+    let t = Tlv {
+        at: 0,
+        tlv_type: hopstack_encoder::wire::tlv::TYPE_TRACE,
+        value,
+    };
+    match TlvRepr::parse(&t) {
+        Ok(TlvRepr::Trace(tr)) => tr.records,
+        _ => Vec::new(),
+    }
+}
+
+fn nonce() -> u32 {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    (t as u32) ^ ((t >> 32) as u32).rotate_left(7) ^ std::process::id().rotate_left(16)
+}
+
+/// Why a probe could not be sent.
+#[derive(Debug)]
+pub enum SendError {
+    Encode(EncodeError),
+    Io(String, io::Error),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Encode(e) => write!(f, "cannot encode the probe: {e}"),
+            SendError::Io(what, e) => write!(f, "{what}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// Sends one probe for `addr` and collects what comes back within the timeout.
+///
+/// `resolve` answers for the names the client resolved (at least the first hop).
+pub fn probe(
+    addr: &StackAddress,
+    resolve: &dyn Fn(&str) -> Option<Ipv6Addr>,
+    opts: &Options,
+) -> Result<Outcome, SendError> {
+    let hops = encode::resolve_hops(addr, resolve).map_err(SendError::Encode)?;
+    let first = hops[0].0;
+    let final_dst = hops[hops.len() - 1].0;
+    let io = |what: &str| {
+        let what = what.to_owned();
+        move |e| SendError::Io(what, e)
+    };
+    let local = sock::source_for(first).map_err(io("no route to the first hop"))?;
+    let s = sock::udp_socket(Some(SocketAddr::from((local, 0))))
+        .map_err(io("cannot open the probe socket"))?;
+    let fd = s.as_raw_fd();
+    let port = s.local_addr().map_err(io("probe socket"))?.port();
+    let nonce = nonce();
+    let srh = encode::build_probe_srh(addr, resolve, local, port, nonce)
+        .and_then(|r| r.to_bytes().map_err(EncodeError::Srh))
+        .map_err(SendError::Encode)?;
+    sock::set_srh(fd, &srh).map_err(io("the kernel refused the probe's SRH"))?;
+    if let Some(h) = opts.hop_limit {
+        sock::set_hop_limit(fd, h).map_err(io("IPV6_UNICAST_HOPS"))?;
+    }
+    let mut out = Outcome {
+        nonce,
+        sent_unix_us: 0,
+        answer: None,
+        errors: Vec::new(),
+        icmp: Vec::new(),
+        sent_segments: hops.iter().map(|h| h.0).collect(),
+    };
+    let to = SocketAddr::V6(SocketAddrV6::new(final_dst, opts.port, 0, 0));
+    out.sent_unix_us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64;
+    let t0 = Instant::now();
+    s.send_to(b"hoptrace probe", to)
+        .map_err(io("cannot send the probe"))?;
+    let mut deadline = t0 + opts.timeout;
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let (readable, err) = sock::wait(fd, deadline).map_err(io("poll"))?;
+        if !readable && !err {
+            break;
+        }
+        while let Some(e) = sock::recv_error(fd).map_err(io("error queue"))? {
+            if e.icmp_type != 0 {
+                let at = e.at.duration_since(t0);
+                out.icmp.push((e, at));
+                // A stack report, if the hop sends one, follows the ICMPv6 error closely.
+                deadline = deadline.min(Instant::now() + opts.grace);
+            }
+        }
+        if readable {
+            let n = match s.recv_from(&mut buf) {
+                Ok((n, _)) => n,
+                // An ICMP error can surface here as the socket's pending error.
+                Err(_) => continue,
+            };
+            let at = t0.elapsed();
+            let Ok(rep) = ReportRepr::parse_bytes(&buf[..n]) else {
+                continue;
+            };
+            if rep.nonce != nonce {
+                continue;
+            }
+            match rep.body {
+                ReportBody::Answer(a) => {
+                    out.answer = Some((a, rep.reporter, at));
+                    break;
+                }
+                ReportBody::Error(e) => {
+                    out.errors.push((e, rep.reporter, at));
+                    deadline = deadline.min(Instant::now() + opts.grace);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Milliseconds from the send to a trace record's timestamp, when the two clocks agree well
+/// enough for it to be meaningful (between 0 and `rtt`, with 1 ms of slack).
+pub fn record_offset_ms(sent_unix_us: u64, record: &TraceRecord, rtt: Duration) -> Option<f64> {
+    let d = record.timestamp_us.wrapping_sub(sent_unix_us as u32);
+    // A record stamped before the send wraps to a huge value.
+    let ms = f64::from(d) / 1000.0;
+    let limit = rtt.as_secs_f64() * 1000.0 + 1.0;
+    (ms <= limit).then_some(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hopstack_encoder::wire::tlv::TraceStatus;
+
+    fn rec(ts: u32) -> TraceRecord {
+        TraceRecord {
+            segment_index: 1,
+            status: TraceStatus::Forwarded,
+            flags: 0,
+            timestamp_us: ts,
+            node_id: 7,
+        }
+    }
+
+    #[test]
+    fn offsets_use_wrapping_microseconds_and_reject_unsynchronised_clocks() {
+        let sent = (1u64 << 32) * 5 + u64::from(u32::MAX) - 100; // just before a wrap
+        let r = rec(400); // 501 µs later, after the wrap
+        assert_eq!(
+            record_offset_ms(sent, &r, Duration::from_millis(3)),
+            Some(0.501)
+        );
+        // Stamped before the send: a clock behind ours, not a negative delay.
+        assert_eq!(
+            record_offset_ms(1_000_000, &rec(999_000), Duration::from_millis(3)),
+            None
+        );
+        // Later than the whole round trip: a clock ahead of ours.
+        assert_eq!(
+            record_offset_ms(1_000_000, &rec(1_010_000), Duration::from_millis(3)),
+            None
+        );
+    }
+}
