@@ -24,7 +24,7 @@ pub mod supervisor;
 pub mod topology;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
@@ -629,7 +629,12 @@ impl Testbed {
             });
         };
         let mut cmd = self.command(node, prog)?;
-        cmd.args(args).stdin(Stdio::null());
+        let dir = node_dir(&self.run_dir, node);
+        cmd.args(
+            args.iter()
+                .map(|a| expand(a, &self.bin_dir, &self.topo_dir, &dir)),
+        )
+        .stdin(Stdio::null());
         io(format!("run {argv:?} on `{node}`"), cmd.output())
     }
 
@@ -813,17 +818,19 @@ impl Testbed {
         for net in &self.topo.networks {
             files.push(self.run_dir.join("dns").join(format!("{}.log", net.name)));
         }
-        let mut err = std::io::stderr().lock();
+        // eprint! rather than a raw stderr handle: the test harness captures it, so the logs
+        // appear exactly when the test fails.
+        let mut all = String::new();
         for f in files {
             let text = std::fs::read_to_string(&f).unwrap_or_default();
             // Only the tail: a chatty daemon should not bury the assertion message.
-            let tail = if text.len() > 8192 {
-                &text[text.len() - 8192..]
-            } else {
-                &text
-            };
-            let _ = writeln!(err, "----- {} -----\n{tail}", f.display());
+            let cut = text.len().saturating_sub(8192);
+            let cut = (cut..text.len())
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            all.push_str(&format!("----- {} -----\n{}\n", f.display(), &text[cut..]));
         }
+        eprint!("{all}");
     }
 
     fn link_ends(&self, a: &str, b: &str) -> Result<Vec<(String, String)>, Error> {

@@ -1,0 +1,308 @@
+//! Acceptance tests on `three-hop.toml`: per-network DNS views, traffic along the links,
+//! fault injection (DNS, links, processes).
+
+mod common;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use hopstack_testbed::{DnsFault, Error};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn each_node_resolves_the_names_of_its_own_network_only() {
+    let tb = common::start("three-hop");
+    // (node, name, expected answer; None = NXDOMAIN)
+    let table: &[(&str, &str, Option<&str>)] = &[
+        ("client", "github.com", Some("fd00:1::2")),
+        ("client", "org", None),
+        ("client", "yc", None),
+        ("github.com", "github.com", Some("fd00:2::1")),
+        ("github.com", "org", Some("fd00:2::2")),
+        ("github.com", "yc", None),
+        ("org", "org", Some("fd00:3::1")),
+        ("org", "yc", Some("fd00:3::2")),
+        ("org", "github.com", None),
+        ("yc", "yc", Some("fd00:3::2")),
+        ("yc", "github.com", None),
+    ];
+    for &(node, name, want) in table {
+        let t0 = Instant::now();
+        let got = tb.resolve(node, name);
+        match (want, got) {
+            (Some(w), Ok(addrs)) => assert_eq!(addrs, vec![ip(w)], "{name} on {node}"),
+            (None, Err(Error::Resolve { message, .. })) => {
+                // NXDOMAIN from the view's server, not a timeout: it must come back fast.
+                assert!(
+                    message.contains("no records found"),
+                    "{name} on {node}: {message}"
+                );
+                assert!(
+                    t0.elapsed() < Duration::from_millis(900),
+                    "{name} on {node} took {:?}",
+                    t0.elapsed()
+                );
+            }
+            (w, g) => panic!("{name} on {node}: wanted {w:?}, got {g:?}"),
+        }
+    }
+    // The system resolver (glibc, via /etc/resolv.conf and nsswitch) sees the same views.
+    let out = tb
+        .exec_ok("github.com", ["getent", "ahostsv6", "org"])
+        .unwrap();
+    assert!(out.starts_with("fd00:2::2 "), "{out}");
+    let out = tb.exec("client", ["getent", "ahostsv6", "org"]).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "getent must not find org from the client"
+    );
+    // Each node has its own hostname and resolv.conf.
+    assert_eq!(tb.exec_ok("org", ["hostname"]).unwrap().trim(), "org");
+    let rc = tb.exec_ok("yc", ["cat", "/etc/resolv.conf"]).unwrap();
+    assert!(rc.contains("nameserver fd00:53:3::53"), "{rc}");
+}
+
+#[test]
+fn ipv6_traffic_flows_along_the_links() {
+    let tb = common::start("three-hop");
+    for (from, to) in [
+        ("client", "fd00:1::2"),
+        ("github.com", "fd00:1::1"),
+        ("github.com", "fd00:2::2"),
+        ("org", "fd00:2::1"),
+        ("org", "fd00:3::2"),
+        ("yc", "fd00:3::1"),
+        // Forwarded by github.com: the client's route to the github.com network.
+        ("client", "fd00:2::2"),
+        // Forwarded by org.
+        ("yc", "fd00:2::1"),
+    ] {
+        tb.ping(from, to)
+            .unwrap_or_else(|e| panic!("ping {from} -> {to}: {e}"));
+    }
+    // The client has no plain route into the org network: only hops (an SRH) get there.
+    let e = tb.ping("client", "fd00:3::2").unwrap_err();
+    assert!(e.to_string().contains("Network is unreachable"), "{e}");
+    // UDP through a real process on the final host.
+    tb.spawn(
+        "yc",
+        "echo",
+        ["{bin:hopbed}", "__udp-echo", "[fd00:3::2]:7000"],
+    )
+    .unwrap();
+    let reply = retry(|| {
+        tb.exec_ok(
+            "org",
+            ["{bin:hopbed}", "__udp-send", "[fd00:3::2]:7000", "hi yc"],
+        )
+    });
+    assert_eq!(reply.trim(), "hi yc");
+    assert!(
+        tb.logs("yc", "echo").contains("from [fd00:3::1]"),
+        "{}",
+        tb.logs("yc", "echo")
+    );
+}
+
+/// A just-spawned server may not have bound yet.
+fn retry(mut f: impl FnMut() -> Result<String, Error>) -> String {
+    let t0 = Instant::now();
+    loop {
+        match f() {
+            Ok(s) => return s,
+            Err(e) if t0.elapsed() > Duration::from_secs(5) => panic!("{e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+#[test]
+fn dns_faults_nxdomain_servfail_timeout_and_new_records() {
+    let tb = common::start("three-hop");
+    assert_eq!(
+        tb.resolve("github.com", "org").unwrap(),
+        vec![ip("fd00:2::2")]
+    );
+
+    tb.dns_fault("github", "org", Some(DnsFault::Nxdomain))
+        .unwrap();
+    let e = tb.resolve("github.com", "org").unwrap_err().to_string();
+    assert!(e.contains("no records found"), "{e}");
+
+    tb.dns_fault("github", "org", Some(DnsFault::Servfail))
+        .unwrap();
+    let e = tb.resolve("github.com", "org").unwrap_err().to_string();
+    assert!(
+        !e.contains("no records found"),
+        "SERVFAIL is not NXDOMAIN: {e}"
+    );
+    let log = std::fs::read_to_string(tb.run_dir().join("dns/github.log")).unwrap();
+    assert!(log.contains("org. AAAA -> Server Failure"), "{log}");
+
+    tb.dns_fault("github", "org", Some(DnsFault::Timeout))
+        .unwrap();
+    let t0 = Instant::now();
+    let e = tb.resolve("github.com", "org").unwrap_err().to_string();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "a timeout takes the resolver's timeout: {e}"
+    );
+    assert!(e.contains("timed out"), "{e}");
+
+    tb.dns_fault("github", "org", None).unwrap();
+    assert_eq!(
+        tb.resolve("github.com", "org").unwrap(),
+        vec![ip("fd00:2::2")]
+    );
+
+    // Records can change at run time too; other views are untouched.
+    tb.dns_set("github", "org", &[ip("fd00:2::99")]).unwrap();
+    assert_eq!(
+        tb.resolve("github.com", "org").unwrap(),
+        vec![ip("fd00:2::99")]
+    );
+    assert_eq!(tb.resolve("org", "org").unwrap(), vec![ip("fd00:3::1")]);
+
+    assert!(matches!(
+        tb.dns_fault("nope", "org", None),
+        Err(Error::UnknownNetwork(n)) if n == "nope"
+    ));
+}
+
+#[test]
+fn link_and_process_faults() {
+    let tb = common::start("three-hop");
+    tb.ping("client", "fd00:2::2").unwrap();
+    tb.link_down("github.com", "client").unwrap();
+    let e = tb.ping("client", "fd00:1::2").unwrap_err().to_string();
+    assert!(
+        e.contains("unreachable") || e.contains("no echo reply"),
+        "{e}"
+    );
+    tb.link_up("client", "github.com").unwrap();
+    // Routes are re-installed: the forwarded path works again, not just the link.
+    tb.ping("client", "fd00:2::2").unwrap();
+    assert!(matches!(
+        tb.link_down("client", "yc"),
+        Err(Error::UnknownLink(..))
+    ));
+
+    // Kill and restart a process on a node.
+    let pid = tb
+        .spawn("yc", "echo", ["{bin:hopbed}", "__udp-echo", "[::]:7000"])
+        .unwrap();
+    let send = || {
+        tb.exec_ok(
+            "org",
+            ["{bin:hopbed}", "__udp-send", "[fd00:3::2]:7000", "x"],
+        )
+    };
+    assert_eq!(retry(send).trim(), "x");
+    tb.kill("yc", "echo").unwrap();
+    assert!(!common::alive(pid));
+    assert!(tb.exited("yc", "echo").unwrap().is_some());
+    assert!(send().is_err(), "nobody listens after the kill");
+    let pid2 = tb.restart("yc", "echo").unwrap();
+    assert_ne!(pid, pid2);
+    assert_eq!(retry(send).trim(), "x");
+    // Both lives are in the one log.
+    assert_eq!(tb.logs("yc", "echo").matches("listening on").count(), 2);
+
+    // Delay/loss: tc netem where the kernel has it, a clear "unsupported" otherwise.
+    match tb.netem("client", "eth0", "delay 30ms") {
+        Ok(()) => {
+            let rtt = tb.ping("client", "fd00:1::2").unwrap();
+            assert!(rtt >= Duration::from_millis(30), "{rtt:?}");
+            tb.clear_netem("client", "eth0").unwrap();
+        }
+        Err(Error::Unsupported { why, .. }) => assert!(why.contains("sch_netem"), "{why}"),
+        Err(e) => panic!("netem: {e}"),
+    }
+}
+
+#[test]
+fn missing_programs_and_unknown_nodes_are_reported() {
+    let tb = common::start("three-hop");
+    match tb.exec("nope", ["true"]) {
+        Err(Error::UnknownNode(n)) => assert_eq!(n, "nope"),
+        other => panic!("{other:?}"),
+    }
+    match tb.spawn("yc", "x", ["{bin:no-such-binary}"]) {
+        Err(Error::MissingProgram { context, program }) => {
+            assert!(context.contains("process `x` on node `yc`"), "{context}");
+            assert!(program.ends_with("/no-such-binary"), "{program}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = tb.exec_ok("client", ["false"]).unwrap_err();
+    assert!(
+        matches!(e, Error::Command { ref node, .. } if node == "client"),
+        "{e}"
+    );
+}
+
+#[test]
+fn optional_processes_that_do_not_exist_are_skipped_and_said() {
+    let dir = tempdir();
+    let file = dir.join("t.toml");
+    std::fs::write(
+        &file,
+        r#"name = "opt"
+[[nodes]]
+name = "a"
+[[nodes.process]]
+name = "ghost"
+cmd = ["{bin:definitely-not-built}"]
+optional = true
+[[nodes.process]]
+name = "echo"
+cmd = ["{bin:hopbed}", "__udp-echo", "[::1]:7"]
+"#,
+    )
+    .unwrap();
+    let tb = hopstack_testbed::Testbed::builder(&file)
+        .hopbed_exe(common::hopbed())
+        .start()
+        .unwrap();
+    assert_eq!(tb.skipped().len(), 1);
+    assert!(
+        tb.skipped()[0].contains("definitely-not-built"),
+        "{:?}",
+        tb.skipped()
+    );
+    assert!(
+        tb.exited("a", "echo").unwrap().is_none(),
+        "the real process runs"
+    );
+    drop(tb);
+    // Not optional: the start fails and says which program.
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("optional = true", ""),
+    )
+    .unwrap();
+    let e = hopstack_testbed::Testbed::builder(&file)
+        .hopbed_exe(common::hopbed())
+        .start()
+        .err()
+        .expect("start must fail");
+    assert!(e.to_string().contains("definitely-not-built"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "hopbed-test-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let d = std::path::PathBuf::from(d.to_string_lossy().replace(['(', ')'], ""));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
