@@ -79,14 +79,16 @@ fn stats(cfg: &Config, nonzero: bool) -> ExitCode {
     };
     match hopstack_forwarder::border::metrics::fetch(m.listen) {
         Ok(text) => {
+            use std::io::Write as _;
+            // A closed pipe (`hopd stats | head`) is not an error worth a panic.
+            let mut out = std::io::stdout().lock();
             for l in text.lines() {
-                if l.starts_with('#') {
+                if l.starts_with('#') || (nonzero && l.ends_with(" 0")) {
                     continue;
                 }
-                if nonzero && l.ends_with(" 0") {
-                    continue;
+                if writeln!(out, "{l}").is_err() {
+                    break;
                 }
-                println!("{l}");
             }
             ExitCode::SUCCESS
         }

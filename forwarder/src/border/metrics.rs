@@ -143,12 +143,16 @@ where
         };
         let render = render.clone();
         tokio::spawn(async move {
-            let mut req = [0u8; 1024];
-            let n = match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut req)).await {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let line = String::from_utf8_lossy(&req[..n]);
+            // Read the whole request head so the peer never writes into a closed socket.
+            let mut req = Vec::with_capacity(256);
+            let mut chunk = [0u8; 512];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+                match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut chunk)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                    Ok(Ok(n)) => req.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&req);
             let path = line.split_whitespace().nth(1).unwrap_or("");
             let (status, body) = if line.starts_with("GET ") && (path == "/metrics" || path == "/")
             {
@@ -174,7 +178,7 @@ where
 pub fn fetch(addr: SocketAddr) -> io::Result<String> {
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;
     let (head, body) = resp

@@ -145,6 +145,11 @@ pub fn ip(args: &[&str]) -> io::Result<()> {
 
 /// Bring the device up and route `prefixes` into it (`replace`, so a restart is idempotent).
 pub fn install_routes(dev: &str, prefixes: &[String]) -> io::Result<()> {
+    // No link-local address on the TUN: the kernel then sends no Router Solicitations or
+    // MLD reports into it, so hopd reads only what is routed to the SIDs.
+    let conf = format!("/proc/sys/net/ipv6/conf/{dev}");
+    let _ = std::fs::write(format!("{conf}/addr_gen_mode"), "1");
+    let _ = std::fs::write(format!("{conf}/accept_ra"), "0");
     ip(&["link", "set", "dev", dev, "up"])?;
     for p in prefixes {
         ip(&["-6", "route", "replace", p, "dev", dev])?;

@@ -1,0 +1,354 @@
+//! A four-namespace line for border tests, built with `ip netns` (needs root):
+//!
+//! ```text
+//!  h1 ------------- r1 (hopd, SID fd00:1::1) ------------- r2 (kernel) ------------- h2
+//!  fd00:a::1   fd00:a::2 | fd00:b::1            fd00:b::2 | fd00:c::1          fd00:c::2
+//!                                          seg6local End      fd00:2::1
+//!                                          seg6local End.DX6  fd00:2::6 (nh6 fd00:c::2)
+//! ```
+//!
+//! hopd's TUN (`hop0`) gets the route for its SID from hopd itself.
+
+#![allow(dead_code)]
+
+use std::net::Ipv6Addr;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SID: &str = "fd00:1::1";
+pub const KERNEL_END: &str = "fd00:2::1";
+pub const KERNEL_DX6: &str = "fd00:2::6";
+pub const H1: &str = "fd00:a::1";
+pub const H2: &str = "fd00:c::2";
+
+const SETUP: &str = r#"
+set -e
+x() { ip netns exec $P$1 "${@:2}"; }
+for n in h1 r1 r2 h2; do ip netns del $P$n 2>/dev/null || true; ip netns add $P$n; ip -n $P$n link set lo up; done
+ip link add $P-a1 netns ${P}h1 type veth peer name $P-a2 netns ${P}r1
+ip link add $P-b1 netns ${P}r1 type veth peer name $P-b2 netns ${P}r2
+ip link add $P-c1 netns ${P}r2 type veth peer name $P-c2 netns ${P}h2
+for n in h1 r1 r2 h2; do x $n sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0; done
+x h1 ip addr add fd00:a::1/64 dev $P-a1 nodad; x h1 ip link set $P-a1 up
+x r1 ip addr add fd00:a::2/64 dev $P-a2 nodad; x r1 ip link set $P-a2 up
+x r1 ip addr add fd00:b::1/64 dev $P-b1 nodad; x r1 ip link set $P-b1 up
+x r2 ip addr add fd00:b::2/64 dev $P-b2 nodad; x r2 ip link set $P-b2 up
+x r2 ip addr add fd00:c::1/64 dev $P-c1 nodad; x r2 ip link set $P-c1 up
+x h2 ip addr add fd00:c::2/64 dev $P-c2 nodad; x h2 ip link set $P-c2 up
+x h1 ip -6 route add default via fd00:a::2
+x h2 ip -6 route add default via fd00:c::1
+x r1 ip -6 route add fd00:c::/64 via fd00:b::2
+x r1 ip -6 route add fd00:2::/64 via fd00:b::2
+x r2 ip -6 route add fd00:a::/64 via fd00:b::1
+x r2 ip -6 route add fd00:1::/64 via fd00:b::1
+for n in r1 r2; do x $n sysctl -qw net.ipv6.conf.all.forwarding=1; done
+for n in h1 r2 h2; do
+  x $n sysctl -qw net.ipv6.conf.all.seg6_enabled=1
+  for i in $(x $n ls /sys/class/net); do x $n sysctl -qw net.ipv6.conf.$i.seg6_enabled=1 2>/dev/null || true; done
+done
+x r2 ip -6 route add fd00:2::1/128 encap seg6local action End dev $P-b2
+x r2 ip -6 route add fd00:2::6/128 encap seg6local action End.DX6 nh6 fd00:c::2 dev $P-c1
+"#;
+
+/// Whether this test can run; says why not, loudly, when it cannot.
+pub fn can_run(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let ip = Command::new("ip").arg("-V").output().is_ok();
+    if !root || !ip {
+        eprintln!(
+            "SKIPPED {test}: needs root and iproute2 (root: {root}, ip: {ip}) to build network \
+             namespaces with kernel SRv6"
+        );
+        return false;
+    }
+    true
+}
+
+pub struct Line {
+    pub prefix: String,
+    hopd: Option<Child>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Line {
+    /// Build the namespaces. `tag` keeps concurrent tests apart (≤ 3 characters).
+    pub fn new(tag: &str) -> Line {
+        let prefix = format!("b{tag}{}", std::process::id() % 10_000);
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(SETUP)
+            .env("P", &prefix)
+            .output()
+            .expect("bash");
+        let line = Line {
+            prefix,
+            hopd: None,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        assert!(
+            out.status.success(),
+            "namespace setup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        line
+    }
+
+    pub fn ns(&self, node: &str) -> String {
+        format!("{}{node}", self.prefix)
+    }
+
+    /// Run `argv` in `node`; returns (success, stdout + stderr).
+    pub fn exec(&self, node: &str, argv: &[&str]) -> (bool, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns(node)])
+            .args(argv)
+            .output()
+            .expect("ip netns exec");
+        let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+        s.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), s)
+    }
+
+    pub fn exec_ok(&self, node: &str, argv: &[&str]) -> String {
+        let (ok, s) = self.exec(node, argv);
+        assert!(ok, "{node}: {argv:?} failed:\n{s}");
+        s
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("hopd.toml")
+    }
+
+    /// Start hopd in r1 with `border_extra` appended to the [border] table, and wait until
+    /// its SID route points into the TUN.
+    pub fn start_hopd(&mut self, border_extra: &str) {
+        let resolv = self.dir.path().join("resolv.conf");
+        std::fs::write(&resolv, "nameserver ::1\n").unwrap();
+        let cfg = format!(
+            "node_name = \"r1\"\n[metrics]\nlisten = \"[::1]:9469\"\n[border]\ntun = \"hop0\"\n\
+             sids = [\"{SID}\"]\n{border_extra}\n[border.resolver]\nresolv_conf = \"{}\"\n",
+            resolv.display()
+        );
+        std::fs::write(self.config_path(), cfg).unwrap();
+        let log = std::fs::File::create(self.dir.path().join("hopd.log")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns("r1")])
+            .arg(env!("CARGO_BIN_EXE_hopd"))
+            .arg("--config")
+            .arg(self.config_path())
+            .env("HOPD_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn hopd");
+        self.hopd = Some(child);
+        let start = Instant::now();
+        loop {
+            let (_, routes) = self.exec("r1", &["ip", "-6", "route", "show", SID]);
+            if routes.contains("dev hop0") {
+                break;
+            }
+            assert!(
+                self.hopd_alive(),
+                "hopd exited during start:\n{}",
+                self.hopd_log()
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "hopd did not install its route:\n{}",
+                self.hopd_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn hopd_pid(&self) -> u32 {
+        self.hopd.as_ref().expect("hopd started").id()
+    }
+
+    pub fn hopd_alive(&mut self) -> bool {
+        match self.hopd.as_mut() {
+            Some(c) => c.try_wait().expect("try_wait").is_none(),
+            None => false,
+        }
+    }
+
+    pub fn hopd_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("hopd.log")).unwrap_or_default()
+    }
+
+    /// The counters of the running hopd, as `hopd stats` prints them.
+    pub fn stats(&self) -> String {
+        let cfg = self.config_path();
+        self.exec_ok(
+            "r1",
+            &[
+                env!("CARGO_BIN_EXE_hopd"),
+                "stats",
+                "--config",
+                cfg.to_str().unwrap(),
+            ],
+        )
+    }
+
+    /// One counter sample from `hopd stats`, 0 when absent.
+    pub fn counter(&self, sample: &str) -> u64 {
+        self.stats()
+            .lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Stop hopd with SIGTERM and return its exit status code.
+    pub fn stop_hopd(&mut self) -> Option<i32> {
+        let mut c = self.hopd.take()?;
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st.code();
+            }
+            if start.elapsed() > Duration::from_secs(5) {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.hopd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in ["h1", "r1", "r2", "h2"] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(n)])
+                .output();
+        }
+    }
+}
+
+/// Run `f` on a thread that has entered the network namespace `ns`.
+pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("open netns");
+        // SAFETY: setns on a valid namespace descriptor affects only this thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("namespace thread")
+}
+
+fn sockaddr(addr: Ipv6Addr, port: u16) -> libc::sockaddr_in6 {
+    // SAFETY: sockaddr_in6 is plain data; all-zero is a valid value.
+    let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    sa.sin6_port = port.to_be();
+    sa.sin6_addr.s6_addr = addr.octets();
+    sa
+}
+
+/// A raw ICMPv6 socket (receives every ICMPv6 message for this namespace).
+pub struct IcmpSock(std::os::fd::OwnedFd);
+
+impl IcmpSock {
+    pub fn open() -> IcmpSock {
+        // SAFETY: plain socket(2).
+        let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6) };
+        assert!(
+            fd >= 0,
+            "raw ICMPv6 socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        // SAFETY: setting SO_RCVTIMEO with a valid timeval.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        // SAFETY: fd is a fresh descriptor we own.
+        IcmpSock(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+    }
+
+    /// The next ICMPv6 error message (types 1..=4) within `wait`: (source, message from the
+    /// ICMPv6 type octet on).
+    pub fn next_error(&self, wait: Duration) -> Option<(Ipv6Addr, Vec<u8>)> {
+        let start = Instant::now();
+        let mut buf = vec![0u8; 2048];
+        while start.elapsed() < wait {
+            let mut sa = sockaddr(Ipv6Addr::UNSPECIFIED, 0);
+            let mut len = std::mem::size_of::<libc::sockaddr_in6>() as u32;
+            // SAFETY: valid buffer and sockaddr storage of the stated sizes.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.0.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut sa as *mut libc::sockaddr_in6).cast(),
+                    &mut len,
+                )
+            };
+            if n <= 0 {
+                continue;
+            }
+            let msg = &buf[..n as usize];
+            if (1..=4).contains(&msg[0]) {
+                return Some((Ipv6Addr::from(sa.sin6_addr.s6_addr), msg.to_vec()));
+            }
+        }
+        None
+    }
+}
+
+/// Send a complete IPv6 packet (header included) from the current namespace.
+pub fn send_raw(pkt: &[u8]) {
+    // SAFETY: plain socket(2); IPPROTO_RAW on AF_INET6 means the header is ours.
+    let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+    assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&pkt[24..40]).unwrap());
+    let sa = sockaddr(dst, 0);
+    // SAFETY: valid buffer and sockaddr.
+    let n = unsafe {
+        libc::sendto(
+            fd,
+            pkt.as_ptr().cast(),
+            pkt.len(),
+            0,
+            (&sa as *const libc::sockaddr_in6).cast(),
+            std::mem::size_of::<libc::sockaddr_in6>() as u32,
+        )
+    };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: closing our own descriptor.
+    unsafe { libc::close(fd) };
+    assert_eq!(n as usize, pkt.len(), "sendto: {err}");
+}
+
+/// The packet of a one-packet LINKTYPE_RAW pcap file.
+pub fn pcap_packet(bytes: &[u8]) -> Vec<u8> {
+    assert!(bytes.len() > 40, "pcap too short");
+    let linktype = u32::from_le_bytes(bytes[20..24].try_into().unwrap());
+    assert_eq!(linktype, 101, "expected LINKTYPE_RAW");
+    let incl = u32::from_le_bytes(bytes[32..36].try_into().unwrap()) as usize;
+    bytes[40..40 + incl].to_vec()
+}
