@@ -56,7 +56,9 @@ fn tshark_dissects_every_tlv_we_emit() {
             }),
             TlvRepr::Unknown {
                 tlv_type: 126,
-                data: vec![1, 2, 3],
+                // 95 octets of TLVs before the HMAC: one short of the unit, the awkward case
+                // that needs two PadN (7 + 2).
+                data: vec![1, 2],
             },
         ],
     };
@@ -73,6 +75,13 @@ fn tshark_dissects_every_tlv_we_emit() {
     r.tlvs.push(TlvRepr::Trace(Trace::new(src, 40000, 7, 3)));
     r.add_hmac_placeholder(9);
     let mut srh = r.to_bytes().unwrap();
+    let padn: Vec<TlvRepr> = SrhRepr::parse(&Packet::new_checked(&srh[..]).unwrap())
+        .unwrap()
+        .tlvs
+        .into_iter()
+        .filter(TlvRepr::is_padding)
+        .collect();
+    assert_eq!(padn, vec![TlvRepr::PadN(5), TlvRepr::PadN(0)]);
     {
         let mut p = Packet::new_checked(&mut srh[..]).unwrap();
         p.fill_trace(&TraceRecord {
