@@ -91,6 +91,8 @@ use core::fmt;
 use core::net::Ipv6Addr;
 
 use crate::layer::Layer;
+use crate::wire::srh;
+use crate::wire::tlv::{self, Tlv, TlvRepr, Trace};
 
 /// `"HOPS"`.
 pub const MAGIC: [u8; 4] = *b"HOPS";
@@ -453,6 +455,27 @@ pub struct ProbeAnswer {
     pub text: String,
     /// The probe's trace TLV value as the final hop received it; empty if not returned.
     pub trace: Vec<u8>,
+}
+
+impl ProbeAnswer {
+    /// The returned trace decoded with `wire::tlv`; `None` when no trace was returned.
+    /// Error offsets count from the trace TLV's type octet, as if it started an SRH TLV area.
+    pub fn decode_trace(&self) -> Option<Result<Trace, srh::Error>> {
+        if self.trace.is_empty() {
+            return None;
+        }
+        let t = Tlv {
+            at: 0,
+            tlv_type: tlv::TYPE_TRACE,
+            value: &self.trace,
+        };
+        match TlvRepr::parse(&t) {
+            Ok(TlvRepr::Trace(tr)) => Some(Ok(tr)),
+            // TYPE_TRACE decodes as a trace or an error; nothing else to return.
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
 }
 
 /// Kind-specific part of a report.
@@ -1098,6 +1121,37 @@ mod tests {
         expect.extend_from_slice(&[0xaa, 0xbb]);
         assert_eq!(bytes, expect);
         assert_eq!(ReportRepr::parse_bytes(&bytes), Ok(r));
+    }
+
+    #[test]
+    fn returned_trace_decodes() {
+        let mut tr = Trace::new(a("fd00::9"), 40000, 7, 2);
+        tr.records[0].status = tlv::TraceStatus::Forwarded;
+        tr.records[0].node_id = 0x01020304;
+        // The TLV value as it sits in the probe's SRH.
+        let tlv_bytes = crate::wire::srh::SrhRepr {
+            next_header: 17,
+            segments_left: 0,
+            flags: 0,
+            tag: 0,
+            segments: vec![a("fd00::1")],
+            tlvs: vec![TlvRepr::Trace(tr.clone())],
+        }
+        .to_bytes()
+        .unwrap();
+        let value = tlv_bytes[8 + 16 + 2..8 + 16 + 2 + usize::from(tlv_bytes[8 + 16 + 1])].to_vec();
+        let mut ans = ProbeAnswer {
+            path: vec![],
+            status: ServiceStatus::Exists,
+            mode: None,
+            text: String::new(),
+            trace: value,
+        };
+        assert_eq!(ans.decode_trace(), Some(Ok(tr)));
+        ans.trace.truncate(10);
+        assert!(matches!(ans.decode_trace(), Some(Err(_))));
+        ans.trace.clear();
+        assert_eq!(ans.decode_trace(), None);
     }
 
     #[test]
