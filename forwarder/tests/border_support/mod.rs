@@ -236,9 +236,14 @@ impl Drop for Line {
     }
 }
 
-/// Run `f` on a thread that has entered the network namespace `ns`.
+/// Run `f` on a thread that has entered the network namespace `ns` (an `ip netns` name).
 pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/var/run/netns/{ns}");
+    in_netns_path(format!("/var/run/netns/{ns}"), f)
+}
+
+/// Run `f` on a thread that has entered the network namespace at `path` (e.g.
+/// `/proc/PID/ns/net`). Children spawned by `f` start in that namespace too.
+pub fn in_netns_path<T: Send + 'static>(path: String, f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(move || {
         let file = std::fs::File::open(&path).expect("open netns");
         // SAFETY: setns on a valid namespace descriptor affects only this thread.
@@ -351,4 +356,49 @@ pub fn pcap_packet(bytes: &[u8]) -> Vec<u8> {
     assert_eq!(linktype, 101, "expected LINKTYPE_RAW");
     let incl = u32::from_le_bytes(bytes[32..36].try_into().unwrap()) as usize;
     bytes[40..40 + incl].to_vec()
+}
+
+/// Capture IPv6 packets on every interface of the current namespace (AF_PACKET, no link
+/// header) until `want` accepts one or `wait` passes.
+pub fn capture_ipv6(wait: Duration, want: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+    const ETH_P_IPV6: u16 = 0x86dd;
+    // SAFETY: plain socket(2).
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_DGRAM,
+            i32::from(ETH_P_IPV6.to_be()),
+        )
+    };
+    assert!(
+        fd >= 0,
+        "AF_PACKET socket: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd: std::os::fd::OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 100_000,
+    };
+    // SAFETY: setting SO_RCVTIMEO with a valid timeval.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        )
+    };
+    let start = Instant::now();
+    let mut buf = vec![0u8; 65536];
+    while start.elapsed() < wait {
+        // SAFETY: valid buffer of the stated length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n > 0 && want(&buf[..n as usize]) {
+            return Some(buf[..n as usize].to_vec());
+        }
+    }
+    None
 }
