@@ -123,13 +123,16 @@ pub fn build_srh(
     addr: &StackAddress,
     resolve: &dyn Fn(&str) -> Option<Ipv6Addr>,
 ) -> Result<SrhRepr, EncodeError> {
-    build(addr, resolve, None)
+    build(addr, resolve)
 }
 
-/// The SRH for a probe: as [`build_srh`], plus the O-flag (RFC 8754 §2.1.1: OAM) and a trace
-/// TLV with one record per hop (every hop that processes the SRH fills one, the final hop
-/// included).
-/// The probe travels as UDP, so Next Header is 17 whatever the address's transport.
+/// The SRH for a probe: as [`build_srh`], plus the O-flag (RFC 8754 §2.1.1: OAM) and trace
+/// TLVs with one record per hop (every hop that processes the SRH fills one, the final hop
+/// included; 19 records per TLV, see `Trace::split`).
+///
+/// When the records would push the SRH past its 2048-octet maximum, fewer are allocated:
+/// a probe with a partial trace (the last hops set the overflow flag) is more useful than no
+/// probe. The probe travels as UDP, so Next Header is 17 whatever the address's transport.
 pub fn build_probe_srh(
     addr: &StackAddress,
     resolve: &dyn Fn(&str) -> Option<Ipv6Addr>,
@@ -137,18 +140,30 @@ pub fn build_probe_srh(
     report_port: u16,
     nonce: u32,
 ) -> Result<SrhRepr, EncodeError> {
-    let trace = Trace::new(report_addr, report_port, nonce, addr.hops().len());
-    let mut s = build(addr, resolve, Some(trace))?;
-    s.flags |= FLAG_O;
-    s.next_header = PROTO_UDP;
-    s.validate().map_err(EncodeError::Srh)?;
-    Ok(s)
+    let mut base = build(addr, resolve)?;
+    base.flags |= FLAG_O;
+    base.next_header = PROTO_UDP;
+    let plain = base.tlvs.len();
+    for records in (1..=addr.hops().len()).rev() {
+        base.tlvs.truncate(plain);
+        base.tlvs
+            .extend(Trace::split(report_addr, report_port, nonce, records));
+        if base.buffer_len() <= srh::MAX_LEN {
+            base.validate().map_err(EncodeError::Srh)?;
+            return Ok(base);
+        }
+    }
+    // Not even one record fits (the grammar's hop limit leaves room, so only a future change
+    // of limits gets here): a probe without a trace could not be answered, so refuse.
+    Err(EncodeError::Srh(srh::Error::TooLong {
+        len: base.buffer_len(),
+        max: srh::MAX_LEN,
+    }))
 }
 
 fn build(
     addr: &StackAddress,
     resolve: &dyn Fn(&str) -> Option<Ipv6Addr>,
-    trace: Option<Trace>,
 ) -> Result<SrhRepr, EncodeError> {
     let hops = resolve_hops(addr, resolve)?;
     let n = hops.len();
@@ -172,9 +187,6 @@ fn build(
         service: addr.service().as_str().to_owned(),
     })];
     tlvs.extend(HopNames::split(&names));
-    if let Some(t) = trace {
-        tlvs.push(TlvRepr::Trace(t));
-    }
     let s = SrhRepr {
         next_header: transport_next_header(addr),
         segments_left: (n - 1) as u8,
@@ -440,6 +452,40 @@ mod tests {
                 Ok(Some(true))
             );
         }
+    }
+
+    #[test]
+    fn long_probe_splits_or_trims_the_trace() {
+        let count = |s: &SrhRepr| -> usize {
+            s.tlvs
+                .iter()
+                .map(|t| match t {
+                    TlvRepr::Trace(t) => t.records.len(),
+                    _ => 0,
+                })
+                .sum()
+        };
+        // 25 literal hops: 25 records in two trace TLVs (19 + 6).
+        let hops: Vec<String> = (1..=25).map(|i| format!("[fd00::{i:x}]")).collect();
+        let addr = StackAddress::parse(&format!("{}:udp+dns+x", hops.join(">"))).unwrap();
+        let s = build_probe_srh(&addr, &|_| None, a("fd00::99"), 1, 2).unwrap();
+        assert_eq!(count(&s), 25);
+        assert_eq!(
+            s.tlvs
+                .iter()
+                .filter(|t| matches!(t, TlvRepr::Trace(_)))
+                .count(),
+            2
+        );
+        // The longest address the grammar admits: the SRH stays within 2048 octets and
+        // carries as many records as fit.
+        let max = crate::address::MAX_HOPS;
+        let hops: Vec<String> = (1..=max).map(|i| format!("[fd00::{i:x}]")).collect();
+        let addr = StackAddress::parse(&format!("{}:udp+dns+x", hops.join(">"))).unwrap();
+        let s = build_probe_srh(&addr, &|_| None, a("fd00::99"), 1, 2).unwrap();
+        assert!(s.buffer_len() <= srh::MAX_LEN);
+        assert!(count(&s) >= 1, "at least one record");
+        s.to_bytes().unwrap();
     }
 
     #[test]
