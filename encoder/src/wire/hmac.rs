@@ -163,7 +163,8 @@ fn mac_field(alg: Algorithm, key: &[u8], parts: &[&[u8]]) -> [u8; FIELD_LEN] {
 }
 
 /// The 32-octet HMAC field the kernel would compute for `srh` sent from `src` under
-/// `key_id`. Does not need an HMAC TLV to be present.
+/// `key_id`. Does not need an HMAC TLV to be present. `srh` must have passed `check_len`
+/// (on a truncated unchecked view the missing segments are simply not hashed).
 pub fn compute<T: AsRef<[u8]>>(
     alg: Algorithm,
     key: &[u8],
