@@ -665,8 +665,13 @@ async fn proxy(a: &ProxyArgs, t: &mut Timings) -> Result<(), ClientError> {
         c.port
     );
     let mut served = 0u64;
+    let mut tasks = Vec::new();
     loop {
         if a.max_connections.is_some_and(|m| served >= m) {
+            // Let the last connections finish: returning drops the runtime and its tasks.
+            for t in tasks {
+                let _ = t.await;
+            }
             return Ok(());
         }
         let (mut local, peer) = listener
@@ -687,9 +692,12 @@ async fn proxy(a: &ProxyArgs, t: &mut Timings) -> Result<(), ClientError> {
         let mut t2 = Timings::start();
         match super::open_tcp(&ctx.addr, &path, c.port, &sock_opts(c), &mut t2).await {
             Ok(mut remote) => {
-                tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
                 });
+                if a.max_connections.is_some() {
+                    tasks.push(task);
+                }
             }
             Err(e) => {
                 let e = ctx.explain(c, &path, e).await;

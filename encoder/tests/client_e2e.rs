@@ -1,0 +1,222 @@
+//! `hop` end to end on the testbed (real `hop`, `hopd`, kernel SRv6): the design's example
+//! address with late binding, literal hops through Linux kernel End nodes, `hop cat` (TCP and
+//! UDP), `hop proxy` used by curl, the resolved-path cache, and every documented failure.
+//!
+//! Needs root and `cargo build --workspace --bins` (hopd, hopbed next to hop).
+
+mod client_support;
+
+use client_support::{BODY, Bed, error_line, json, stderr, stdout};
+
+const ADDR: &str = "github.com>org>yc:tcp+tls+http+restapiv3/users/list";
+
+#[test]
+fn get_over_three_hops_with_late_binding_then_from_cache() {
+    let bed = Bed::start();
+    // The client's DNS view has no `org` and no `yc`: only the hops can resolve them.
+    assert!(bed.tb.resolve("client", "org").is_err());
+    assert!(bed.tb.resolve("client", "yc").is_err());
+
+    let o = bed.hop(&["get", "--cacert", bed.ca(), "-v", "--json", ADDR]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), BODY);
+    let e = stderr(&o);
+    assert!(e.contains("* path from probe"), "{e}");
+    // Who resolved what: the client only github.com, github.com resolved org, org resolved yc.
+    assert!(e.contains("client DNS"), "{e}");
+    assert!(e.contains("resolved by hop 1 'github.com'"), "{e}");
+    assert!(e.contains("resolved by hop 2 'org'"), "{e}");
+    let j = json(&o);
+    assert_eq!(j["probed"], true);
+    assert_eq!(j["hops"][1]["address"], "fc00:2::e");
+    assert_eq!(j["hops"][2]["address"], "fd00:3::2");
+    assert!(j["tls"].as_f64().unwrap() > 0.0);
+
+    // Second request: from the cache, no DNS, no probe.
+    let o = bed.hop(&["get", "--cacert", bed.ca(), "-v", "--json", ADDR]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), BODY);
+    let j = json(&o);
+    assert_eq!(j["probed"], false, "{}", stderr(&o));
+    assert_eq!(j["path_source"], "cache");
+    assert!(j["probe"].is_null() && j["dns"].is_null());
+    assert!(stderr(&o).contains("* path from cache (no probe)"));
+
+    // `hop resolve` says who resolved each hop.
+    let o = bed.hop(&["resolve", "--no-cache", ADDR]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[1].contains("github.com")
+            && lines[1].contains("fc00:1::e")
+            && lines[1].ends_with("client DNS"),
+        "{out}"
+    );
+    assert!(
+        lines[2].contains("fc00:2::e") && lines[2].ends_with("hop 1 'github.com'"),
+        "{out}"
+    );
+    assert!(
+        lines[3].contains("fd00:3::2") && lines[3].ends_with("hop 2 'org'"),
+        "{out}"
+    );
+    assert!(out.contains("path from probe"), "{out}");
+}
+
+#[test]
+fn literal_hops_through_linux_kernel_end_nodes() {
+    let bed = Bed::start();
+    // fc00:1::f and fc00:2::f are the kernel's own `seg6local End` SIDs; no probe is needed
+    // (every hop is a literal) and the default SNI for a literal final hop is the service.
+    let addr = "[fc00:1::f]>[fc00:2::f]>[fd00:3::2]:tcp+tls+http+restapiv3/users/list";
+    let o = bed.hop(&["get", "--cacert", bed.ca(), "--json", addr]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), BODY);
+    let j = json(&o);
+    assert_eq!(j["probed"], false);
+    assert_eq!(j["path_source"], "client");
+    // The kernel End nodes really processed it: their per-SID counters moved.
+    for (node, sid) in [("github.com", "fc00:1::f"), ("org", "fc00:2::f")] {
+        let out = bed
+            .tb
+            .exec_ok(
+                node,
+                ["ip", "-6", "-s", "route", "show", "table", "all", sid],
+            )
+            .unwrap_or_default();
+        assert!(out.contains("End"), "{node}: {out}");
+    }
+}
+
+#[test]
+fn cat_tcp_and_udp_and_proxy_for_curl() {
+    let bed = Bed::start();
+    let o = bed.hop_stdin(
+        &["cat", "github.com>org>yc:tcp+echo"],
+        b"hello over three hops\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "hello over three hops\n");
+
+    let o = bed.hop_stdin(
+        &["cat", "--wait", "500", "github.com>org>yc:udp+uecho"],
+        b"datagram\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "datagram\n");
+
+    // hop proxy on the client, curl (unmodified) through it.
+    let mut proxy = bed.tb.command("client", bed.hop.to_str().unwrap()).unwrap();
+    proxy
+        .args([
+            "proxy",
+            "-L",
+            "[::1]:18080",
+            "--max-connections",
+            "1",
+            "github.com>org>yc:tcp+http+web",
+        ])
+        .env("XDG_CACHE_HOME", bed.cache_home())
+        .stderr(std::process::Stdio::piped());
+    let mut child = proxy.spawn().unwrap();
+    let mut out = None;
+    let mut last_err = String::new();
+    for _ in 0..50 {
+        let o = bed
+            .tb
+            .exec(
+                "client",
+                ["curl", "-sS", "--fail", "http://[::1]:18080/users/list"],
+            )
+            .unwrap();
+        if o.status.success() {
+            out = Some(String::from_utf8_lossy(&o.stdout).into_owned());
+            break;
+        }
+        last_err = String::from_utf8_lossy(&o.stderr).into_owned();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if out.is_none() {
+        let _ = child.kill();
+    }
+    let res = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.as_deref(),
+        Some(BODY),
+        "curl: {last_err}\nhop proxy: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let status = res.status;
+    assert!(status.success());
+}
+
+#[test]
+fn failures_print_one_line_and_the_documented_exit_code() {
+    let bed = Bed::start();
+    let ca = bed.ca();
+
+    // NXDOMAIN at hop 2: org cannot resolve `nope` in its view.
+    let o = bed.hop(&["get", "--no-cache", "github.com>org>nope:tcp+http+web/"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let l = error_line(&o);
+    assert!(
+        l.starts_with("hop 2 'org' (")
+            && l.contains("layer route: cannot resolve 'nope': nxdomain"),
+        "{l}"
+    );
+
+    // Unknown service at the final hop.
+    let o = bed.hop(&["get", "--no-cache", "github.com>org>yc:tcp+http+nosuch/"]);
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    let l = error_line(&o);
+    assert!(
+        l.starts_with("hop 3 'yc' (fd00:3::2): layer service: ") && l.contains("unknown-service"),
+        "{l}"
+    );
+
+    // TLS: the certificate is not for the name we ask for.
+    let o = bed.hop(&["get", "--cacert", ca, "--sni", "wrong.example", ADDR]);
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    let l = error_line(&o);
+    assert!(
+        l.starts_with(
+            "hop 3 'yc' (fd00:3::2): layer tls: certificate for 'wrong.example' rejected"
+        ),
+        "{l}"
+    );
+
+    // HTTP 404 (curl --fail semantics): exit 7, no body.
+    let o = bed.hop(&[
+        "get",
+        "--cacert",
+        ca,
+        "github.com>org>yc:tcp+tls+http+restapiv3/nope",
+    ]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
+    assert!(
+        error_line(&o).contains("HTTP 404 Not Found for GET /nope"),
+        "{}",
+        error_line(&o)
+    );
+
+    // Address syntax: exit 3.
+    let o = bed.hop(&["get", "github.com>>yc:tcp+http+web"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+
+    // Link down after hop 1: github.com cannot reach org.
+    bed.tb.link_down("github.com", "org").unwrap();
+    let o = bed.hop(&["get", "--no-cache", "--probe-timeout", "700", ADDR]);
+    let code = o.status.code();
+    let l = error_line(&o);
+    assert!(
+        code == Some(4) || code == Some(9),
+        "exit {code:?}: {}",
+        stderr(&o)
+    );
+    assert!(
+        l.starts_with("hop 1 'github.com'") || l.starts_with("hop 2 'org'"),
+        "{l}"
+    );
+}

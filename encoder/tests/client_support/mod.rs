@@ -1,0 +1,268 @@
+//! Shared set-up of the `hop` client tests: the `client-three-hop` topology with hopd (border
+//! on github.com and org, final hop on yc), an HTTP service, a TLS-terminated one, a raw TCP
+//! echo and a UDP echo on yc. Needs root (network namespaces) and the workspace binaries
+//! (`cargo build --workspace --bins`).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use hopstack_testbed::Testbed;
+
+pub struct Bed {
+    pub tb: Testbed,
+    pub dir: tempfile::TempDir,
+    pub hop: PathBuf,
+    pub ca: PathBuf,
+}
+
+pub const BODY: &str = "[{\"id\":1,\"name\":\"ada\"},{\"id\":2,\"name\":\"linus\"}]\n";
+
+fn bins() -> (PathBuf, PathBuf, PathBuf) {
+    let hop = PathBuf::from(env!("CARGO_BIN_EXE_hop"));
+    let hopd = hop.with_file_name("hopd");
+    let hopbed = hop.with_file_name("hopbed");
+    for b in [&hopd, &hopbed] {
+        assert!(
+            b.exists(),
+            "{} is missing: run `cargo build --workspace --bins` first",
+            b.display()
+        );
+    }
+    (hop, hopd, hopbed)
+}
+
+fn python() -> String {
+    // The test runs the services with the same interpreter the host has.
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 is needed for the test services");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+const TCP_ECHO: &str = r#"
+import socket, threading
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::1", 7007)); s.listen(16)
+def serve(c):
+    while True:
+        d = c.recv(65536)
+        if not d: break
+        c.sendall(d)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+fn write_configs(dir: &Path) -> PathBuf {
+    // A CA and a server certificate for `yc` (the default SNI for a named final hop) and
+    // `restapiv3` (the default for a literal final hop).
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "hopstack test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["yc".to_string(), "restapiv3".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("yc.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("yc.key"), key.serialize_pem()).unwrap();
+
+    let www = dir.join("www/users");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("list"), BODY).unwrap();
+    std::fs::write(dir.join("www/big"), vec![b'x'; 1 << 20]).unwrap();
+    std::fs::write(dir.join("tcp_echo.py"), TCP_ECHO).unwrap();
+
+    for (node, sid) in [("github", "fc00:1::e"), ("org", "fc00:2::e")] {
+        std::fs::write(
+            dir.join(format!("hopd-{node}.toml")),
+            format!("node_name = \"{node}\"\n[border]\ntun = \"hop0\"\nsids = [\"{sid}\"]\n"),
+        )
+        .unwrap();
+    }
+    let d = dir.display();
+    std::fs::write(
+        dir.join("hopd-yc.toml"),
+        format!(
+            r#"node_name = "yc"
+[final_hop]
+listen = "[::]:7443"
+hop_name = "yc"
+control_socket = "{d}/yc-control.sock"
+
+[final_hop.services.restapiv3]
+mode = "proxy"
+target = "tcp:[::1]:8080"
+layers = ["tcp+tls+http"]
+tls = "terminate"
+cert = "{d}/yc.pem"
+key = "{d}/yc.key"
+
+[final_hop.services.web]
+mode = "proxy"
+target = "tcp:[::1]:8080"
+layers = ["tcp+http"]
+
+[final_hop.services.echo]
+mode = "proxy"
+target = "tcp:[::1]:7007"
+layers = ["tcp"]
+
+[final_hop.services.uecho]
+mode = "udp"
+target = "[::1]:7"
+layers = ["udp"]
+"#
+        ),
+    )
+    .unwrap();
+    dir.join("ca.pem")
+}
+
+impl Bed {
+    pub fn start() -> Bed {
+        let (hop, hopd, hopbed) = bins();
+        let topo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/topologies/client-three-hop.toml");
+        let tb = Testbed::builder(&topo)
+            .hopbed_exe(&hopbed)
+            .bin_dir(hop.parent().unwrap())
+            .start()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", topo.display()));
+        let dir = tempfile::tempdir().unwrap();
+        let ca = write_configs(dir.path());
+        let d = dir.path().display().to_string();
+        let py = python();
+        let www = format!("{d}/www");
+        tb.spawn(
+            "yc",
+            "http",
+            [
+                py.as_str(),
+                "-m",
+                "http.server",
+                "--bind",
+                "::1",
+                "--directory",
+                &www,
+                "8080",
+            ],
+        )
+        .unwrap();
+        tb.spawn("yc", "tcp-echo", [py.as_str(), &format!("{d}/tcp_echo.py")])
+            .unwrap();
+        tb.spawn(
+            "yc",
+            "udp-echo",
+            [hopbed.to_str().unwrap(), "__udp-echo", "[::1]:7"],
+        )
+        .unwrap();
+        let hopd = hopd.to_str().unwrap();
+        for (node, cfg) in [("github.com", "github"), ("org", "org"), ("yc", "yc")] {
+            tb.spawn(
+                node,
+                "hopd",
+                [hopd, "--config", &format!("{d}/hopd-{cfg}.toml")],
+            )
+            .unwrap();
+        }
+        let bed = Bed { tb, dir, hop, ca };
+        bed.wait_ready();
+        bed
+    }
+
+    /// Until the whole path answers (hopd's TUN, routes and the services take a moment).
+    fn wait_ready(&self) {
+        let t0 = Instant::now();
+        loop {
+            let o = self.hop(&[
+                "get",
+                "--no-cache",
+                "--probe-timeout",
+                "300",
+                "github.com>org>yc:tcp+http+web/users/list",
+            ]);
+            if o.status.success() {
+                return;
+            }
+            if t0.elapsed() > Duration::from_secs(15) {
+                self.tb.print_logs();
+                panic!(
+                    "the path never worked: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn cache_home(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    /// Runs `hop ARGS` on the client node, with the cache under the test's directory.
+    pub fn hop(&self, args: &[&str]) -> Output {
+        self.hop_stdin(args, b"")
+    }
+
+    pub fn hop_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut c = self
+            .tb
+            .command("client", self.hop.to_str().unwrap())
+            .unwrap();
+        c.args(args)
+            .env("XDG_CACHE_HOME", self.cache_home())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut si = child.stdin.take().unwrap();
+        si.write_all(stdin).unwrap();
+        drop(si);
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn ca(&self) -> &str {
+        self.ca.to_str().unwrap()
+    }
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The one error line `hop` prints last on stderr.
+pub fn error_line(o: &Output) -> String {
+    stderr(o)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !l.starts_with('{') && !l.starts_with('*'))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The `--json` object `hop` printed on stderr.
+pub fn json(o: &Output) -> serde_json::Value {
+    let line = stderr(o)
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON in stderr: {}", stderr(o)))
+        .to_owned();
+    serde_json::from_str(&line).unwrap()
+}
