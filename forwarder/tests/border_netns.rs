@@ -412,3 +412,155 @@ fn rfc8754_errors_from_the_real_binary() {
     }
     assert_eq!(line.counter("hopd_border_icmp_sent_total"), 5);
 }
+
+#[test]
+fn sighup_reload_adds_a_sid_without_dropping_packets() {
+    if !can_run("sighup_reload_adds_a_sid_without_dropping_packets") {
+        return;
+    }
+    let mut line = Line::new("r");
+    line.start_hopd("");
+    let p = line.prefix.clone();
+    line.exec_ok(
+        "h1",
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            H2,
+            "encap",
+            "seg6",
+            "mode",
+            "inline",
+            "segs",
+            &format!("{SID},{KERNEL_END}"),
+            "dev",
+            &format!("{p}-a1"),
+        ],
+    );
+    // 60 echo requests over ~3 s; the reloads happen in the middle.
+    let ns_h1 = line.ns("h1");
+    let pinger = std::thread::spawn(move || {
+        std::process::Command::new("ip")
+            .args([
+                "netns", "exec", &ns_h1, "ping", "-c", "60", "-i", "0.05", "-W", "2", H2,
+            ])
+            .output()
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let second = "fd00:1::2";
+    let cfg = std::fs::read_to_string(line.config_path()).unwrap();
+    std::fs::write(
+        line.config_path(),
+        cfg.replace(
+            &format!("sids = [\"{SID}\"]"),
+            &format!("sids = [\"{SID}\", \"{second}\"]"),
+        ),
+    )
+    .unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(line.hopd_pid() as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(800));
+    // A broken file is refused and the running configuration stays.
+    let good = std::fs::read_to_string(line.config_path()).unwrap();
+    std::fs::write(line.config_path(), "[border]\nsids = []\n").unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(line.hopd_pid() as i32, libc::SIGHUP) };
+    let out = pinger.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("60 received"),
+        "no echo lost across reloads:\n{text}"
+    );
+    std::fs::write(line.config_path(), good).unwrap();
+    assert!(line.hopd_alive(), "{}", line.hopd_log());
+    let log = line.hopd_log();
+    assert!(log.contains("border configuration reloaded"), "{log}");
+    assert!(log.contains("keeping the running configuration"), "{log}");
+
+    // The new SID is routed into the TUN and served; the old SID's counters survived.
+    let routes = line.exec_ok("r1", &["ip", "-6", "route", "show", second]);
+    assert!(routes.contains("dev hop0"), "{routes}");
+    assert!(
+        line.counter(&format!(
+            "hopd_border_sid_packets_total{{sid=\"{SID}/128\",result=\"forwarded\"}}"
+        )) >= 60,
+        "per-SID counters kept across reload (60 echo requests crossed hopd)"
+    );
+    line.exec_ok("h1", &["ip", "-6", "route", "del", H2]);
+    line.exec_ok(
+        "h1",
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            H2,
+            "encap",
+            "seg6",
+            "mode",
+            "inline",
+            "segs",
+            &format!("{second},{KERNEL_END}"),
+            "dev",
+            &format!("{p}-a1"),
+        ],
+    );
+    ping(&line, "h1", H2);
+    assert!(
+        line.counter(&format!(
+            "hopd_border_sid_packets_total{{sid=\"{second}/128\",result=\"forwarded\"}}"
+        )) >= 3
+    );
+}
+
+#[test]
+fn hopd_check_says_what_to_fix() {
+    if !can_run("hopd_check_says_what_to_fix") {
+        return;
+    }
+    let line = Line::new("c");
+    line.write_config("");
+    let cfg = line.config_path();
+    let check = || {
+        line.exec(
+            "r1",
+            &[
+                env!("CARGO_BIN_EXE_hopd"),
+                "check",
+                "--config",
+                cfg.to_str().unwrap(),
+            ],
+        )
+    };
+    line.exec_ok("r1", &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"]);
+    let (ok, out) = check();
+    assert!(!ok, "forwarding off must fail the check:\n{out}");
+    assert!(
+        out.contains("error: border: net.ipv6.conf.all.forwarding = 0")
+            && out.contains("fix: sysctl -w net.ipv6.conf.all.forwarding=1"),
+        "{out}"
+    );
+    line.exec_ok("r1", &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    let (ok, out) = check();
+    assert!(ok, "{out}");
+    assert!(out.contains("0 error(s)"), "{out}");
+
+    // A SID that is a local address never reaches the TUN.
+    let p = line.prefix.clone();
+    line.exec_ok(
+        "r1",
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{SID}/128"),
+            "dev",
+            &format!("{p}-a2"),
+        ],
+    );
+    let (ok, out) = check();
+    assert!(!ok && out.contains("covers the local address"), "{out}");
+}

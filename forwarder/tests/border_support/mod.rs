@@ -125,6 +125,12 @@ impl Line {
     /// Start hopd in r1 with `border_extra` appended to the [border] table, and wait until
     /// its SID route points into the TUN.
     pub fn start_hopd(&mut self, border_extra: &str) {
+        self.write_config(border_extra);
+        self.spawn_hopd();
+    }
+
+    /// Write hopd's configuration with `border_extra` appended to the [border] table.
+    pub fn write_config(&self, border_extra: &str) {
         let resolv = self.dir.path().join("resolv.conf");
         std::fs::write(&resolv, "nameserver ::1\n").unwrap();
         let cfg = format!(
@@ -133,6 +139,10 @@ impl Line {
             resolv.display()
         );
         std::fs::write(self.config_path(), cfg).unwrap();
+    }
+
+    /// Start hopd in r1 with the written configuration and wait for its SID route.
+    pub fn spawn_hopd(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("hopd.log")).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns("r1")])
