@@ -57,10 +57,11 @@ pub fn can_run(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let ip = Command::new("ip").arg("-V").output().is_ok();
-    if !root || !ip {
+    let ping = Command::new("ping").arg("-V").output().is_ok();
+    if !root || !ip || !ping {
         eprintln!(
-            "SKIPPED {test}: needs root and iproute2 (root: {root}, ip: {ip}) to build network \
-             namespaces with kernel SRv6"
+            "SKIPPED {test}: needs root, iproute2 and ping (root: {root}, ip: {ip}, ping: \
+             {ping}) to build network namespaces with kernel SRv6 (.ci/setup installs them)"
         );
         return false;
     }
