@@ -40,8 +40,9 @@ impl Default for Options {
     }
 }
 
+/// Milliseconds, to the microsecond.
 fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+    d.as_micros() as f64 / 1000.0
 }
 
 fn row(layer: &str) -> LayerRow {

@@ -84,12 +84,15 @@ impl Rtt {
     pub fn add(&mut self, sample: Option<f64>) {
         self.sent += 1;
         let Some(ms) = sample else { return };
+        // Microseconds are the resolution of every clock involved (trace records included).
+        let ms = (ms * 1000.0).round() / 1000.0;
         let n = f64::from(self.received);
         self.received += 1;
         self.last_ms = Some(ms);
         self.min_ms = Some(self.min_ms.map_or(ms, |m| m.min(ms)));
         self.max_ms = Some(self.max_ms.map_or(ms, |m| m.max(ms)));
-        self.avg_ms = Some(self.avg_ms.map_or(ms, |a| (a * n + ms) / (n + 1.0)));
+        let avg = self.avg_ms.map_or(ms, |a| (a * n + ms) / (n + 1.0));
+        self.avg_ms = Some((avg * 1000.0).round() / 1000.0);
     }
 
     /// Per cent of attempts that got no answer; 0 when nothing was sent.

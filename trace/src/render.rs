@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{HopRow, LayerRow, Rtt, Status, TraceReport};
+use crate::model::{HopRow, LayerRow, Rtt, Status, TraceReport, Via};
 
 /// How to draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,6 +256,16 @@ pub fn table(report: &TraceReport, o: &RenderOptions) -> String {
         }
     }
     t.render(&mut out, &bars);
+    if report
+        .hops
+        .iter()
+        .any(|h| h.via == Via::Trace && h.rtt.received > 0)
+    {
+        let _ = writeln!(
+            out,
+            "(trace rows: one-way time from the probe's send to the hop's trace record)"
+        );
+    }
 
     if !report.layers.is_empty() {
         out.push('\n');
@@ -300,7 +310,14 @@ pub fn table(report: &TraceReport, o: &RenderOptions) -> String {
                         opt(&h.address)
                     )
                 }
-                _ => "the final hop".to_owned(),
+                _ => match report.hops.iter().rev().find(|h| h.hop.is_some()) {
+                    Some(h) => match (&h.name, &h.address) {
+                        (Some(n), Some(a)) => format!("the final hop ({n}, {a})"),
+                        (Some(x), None) | (None, Some(x)) => format!("the final hop ({x})"),
+                        (None, None) => "the final hop".to_owned(),
+                    },
+                    None => "the final hop".to_owned(),
+                },
             };
             let (a, b) = if o.color { (RED, RESET) } else { ("", "") };
             let _ = writeln!(

@@ -1,0 +1,263 @@
+//! Shared set-up of hoptrace's end-to-end tests: `trace-three-hop` with the real `hopd` (border
+//! on github.com and org, final hop on yc) and services on yc — a plain HTTP server, one that
+//! answers 503, and a TLS-terminated API — and `hoptrace` run on the client node. Needs root
+//! (network namespaces) and the workspace binaries (`cargo build --workspace --bins`).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use hopstack_testbed::Testbed;
+
+pub fn hoptrace() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hoptrace"))
+}
+
+/// A workspace binary next to hoptrace, or a clear failure.
+pub fn sibling(name: &str) -> PathBuf {
+    let p = hoptrace().with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        p.display()
+    );
+    p
+}
+
+pub fn schema() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/hoptrace.schema.json"),
+    )
+    .unwrap();
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
+/// Runs `hoptrace ARGS --json` on `node`; returns the exit code and the schema-checked report.
+pub fn trace_json(tb: &Testbed, node: &str, args: &[&str]) -> (i32, serde_json::Value, Output) {
+    let mut c = tb.command(node, hoptrace().to_str().unwrap()).unwrap();
+    c.args(args).arg("--json");
+    let o = c.output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "hoptrace {args:?} printed no JSON ({e}):\n{text}\nstderr:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    let errors: Vec<String> = schema()
+        .iter_errors(&v)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "schema: {errors:#?}\n{text}");
+    (o.status.code().unwrap_or(-1), v, o)
+}
+
+/// Runs `hoptrace ARGS` (table output) on `node`.
+pub fn trace_text(tb: &Testbed, node: &str, args: &[&str]) -> (i32, String) {
+    let mut c = tb.command(node, hoptrace().to_str().unwrap()).unwrap();
+    c.args(args);
+    let o = c.output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+/// The hop row with stack-address position `n` (from 1).
+pub fn hop(v: &serde_json::Value, n: u64) -> &serde_json::Value {
+    v["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["hop"] == n)
+        .unwrap_or_else(|| panic!("no row for hop {n}: {v:#}"))
+}
+
+pub fn layer<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["layer"] == name)
+        .unwrap_or_else(|| panic!("no row for layer {name}: {v:#}"))
+}
+
+pub struct Bed {
+    pub tb: Testbed,
+    pub dir: tempfile::TempDir,
+}
+
+const HTTP_503: &str = r#"
+import http.server, socket
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(503, "Service Unavailable")
+        self.send_header("content-length", "12")
+        self.end_headers()
+        self.wfile.write(b"overloaded.\n")
+    def log_message(self, *a): pass
+class S(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+S(("::1", 8081), H).serve_forever()
+"#;
+
+fn write_configs(dir: &Path) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "hoptrace test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["yc".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "yc");
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("yc.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("yc.key"), key.serialize_pem()).unwrap();
+    // A CA that signed nothing here: the certificate must not verify against it.
+    let other_key = rcgen::KeyPair::generate().unwrap();
+    let mut other = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    other.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other = other.self_signed(&other_key).unwrap();
+    std::fs::write(dir.join("other-ca.pem"), other.pem()).unwrap();
+
+    let www = dir.join("www/users");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("list"), "[{\"id\":1}]\n").unwrap();
+    std::fs::write(dir.join("http503.py"), HTTP_503).unwrap();
+
+    for (node, sid) in [("github", "fc00:1::e"), ("org", "fc00:2::e")] {
+        std::fs::write(
+            dir.join(format!("hopd-{node}.toml")),
+            format!("node_name = \"{node}\"\n[border]\ntun = \"hop0\"\nsids = [\"{sid}\"]\n"),
+        )
+        .unwrap();
+    }
+    let d = dir.display();
+    std::fs::write(
+        dir.join("hopd-yc.toml"),
+        format!(
+            r#"node_name = "yc"
+[final_hop]
+listen = "[::]:7443"
+hop_name = "yc"
+control_socket = "{d}/yc-control.sock"
+
+[final_hop.services.restapiv3]
+mode = "proxy"
+target = "tcp:[::1]:8080"
+layers = ["tcp+tls+http"]
+tls = "terminate"
+cert = "{d}/yc.pem"
+key = "{d}/yc.key"
+
+[final_hop.services.web]
+mode = "proxy"
+target = "tcp:[::1]:8080"
+layers = ["tcp+http"]
+
+[final_hop.services.broken]
+mode = "proxy"
+target = "tcp:[::1]:8081"
+layers = ["tcp+http"]
+
+# Says it speaks tls, but the target is plain HTTP: every handshake fails.
+[final_hop.services.plainonly]
+mode = "proxy"
+target = "tcp:[::1]:8080"
+layers = ["tcp+tls+http"]
+"#
+        ),
+    )
+    .unwrap();
+}
+
+fn python() -> String {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 is needed for the test services");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+impl Bed {
+    pub fn start() -> Bed {
+        let hopd = sibling("hopd");
+        let hopbed = sibling("hopbed");
+        let topo =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/topologies/trace-three-hop.toml");
+        let tb = Testbed::builder(&topo)
+            .hopbed_exe(&hopbed)
+            .bin_dir(hoptrace().parent().unwrap())
+            .start()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", topo.display()));
+        let dir = tempfile::tempdir().unwrap();
+        write_configs(dir.path());
+        let d = dir.path().display().to_string();
+        let py = python();
+        let www = format!("{d}/www");
+        tb.spawn(
+            "yc",
+            "http",
+            [
+                py.as_str(),
+                "-m",
+                "http.server",
+                "--bind",
+                "::1",
+                "--directory",
+                &www,
+                "8080",
+            ],
+        )
+        .unwrap();
+        tb.spawn("yc", "http503", [py.as_str(), &format!("{d}/http503.py")])
+            .unwrap();
+        let hopd = hopd.to_str().unwrap();
+        for (node, cfg) in [("github.com", "github"), ("org", "org"), ("yc", "yc")] {
+            tb.spawn(
+                node,
+                "hopd",
+                [hopd, "--config", &format!("{d}/hopd-{cfg}.toml")],
+            )
+            .unwrap();
+        }
+        let bed = Bed { tb, dir };
+        bed.wait_ready();
+        bed
+    }
+
+    pub fn ca(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// Until the whole path answers (hopd's TUN, routes and the services take a moment).
+    fn wait_ready(&self) {
+        let t0 = Instant::now();
+        loop {
+            let (code, out) = trace_text(
+                &self.tb,
+                "client",
+                &[
+                    "--timeout",
+                    "300",
+                    "github.com>org>yc:tcp+http+web/users/list",
+                ],
+            );
+            if code == 0 {
+                return;
+            }
+            if t0.elapsed() > Duration::from_secs(20) {
+                self.tb.print_logs();
+                panic!("the path never became healthy:\n{out}");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! hoptrace end to end on `trace-three-hop` with the real hopd: the healthy path, and each
+//! failure pinned to the right hop and layer. Needs root and `cargo build --workspace --bins`.
+
+mod support;
+
+use hopstack_testbed::DnsFault;
+use support::{Bed, hop, layer, trace_json, trace_text};
+
+const API: &str = "github.com>org>yc:tcp+tls+http+restapiv3/users/list";
+
+#[test]
+fn healthy_path_reports_every_hop_and_layer_with_who_resolved_it() {
+    let bed = Bed::start();
+    let ca = bed.ca("ca.pem");
+    let (code, v, _) = trace_json(&bed.tb, "client", &["--cacert", &ca, API]);
+    eprintln!("{v:#}");
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["first_failure"], serde_json::Value::Null);
+    let want = [
+        (1, "github.com", "fc00:1::e", "client DNS"),
+        (2, "org", "fc00:2::e", "hop 1 (github.com)"),
+        (3, "yc", "fd00:3::2", "hop 2 (org)"),
+    ];
+    for (n, name, addr, by) in want {
+        let h = hop(&v, n);
+        assert_eq!(h["name"], name, "{h:#}");
+        assert_eq!(h["address"], addr, "{h:#}");
+        assert_eq!(h["resolved_by"], by, "{h:#}");
+        assert_eq!(h["status"], "ok", "{h:#}");
+        assert_eq!(h["rtt"]["received"], 1, "{h:#}");
+    }
+    // The border hops filled their trace records; the final hop answered the probe.
+    assert_eq!(hop(&v, 1)["via"], "trace");
+    assert_eq!(hop(&v, 2)["via"], "trace");
+    assert_eq!(hop(&v, 3)["via"], "answer");
+    let svc = layer(&v, "service");
+    assert_eq!(svc["service"]["status"], "exists");
+    assert_eq!(svc["service"]["mode"], "terminate-tls");
+    assert_eq!(layer(&v, "tcp")["status"], "ok");
+    let tls = layer(&v, "tls");
+    assert_eq!(tls["status"], "ok");
+    assert_eq!(tls["tls"]["verified"], true);
+    assert_eq!(tls["tls"]["subject"], "CN=yc");
+    assert!(
+        tls["tls"]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("TLSv1.")
+    );
+    let http = layer(&v, "http");
+    assert_eq!(http["http"]["status"], 200);
+    assert!(http["rtt"]["last_ms"].as_f64().unwrap() > 0.0);
+
+    // The same run as a table, and repeat mode's loss and min/avg/max.
+    let (code, t) = trace_text(
+        &bed.tb,
+        "client",
+        &["--cacert", &ca, "-c", "3", "-i", "50", API],
+    );
+    eprintln!("{t}");
+    assert_eq!(code, 0, "{t}");
+    assert!(t.contains("LOSS") && t.contains("WRST"), "{t}");
+    let org = t.lines().find(|l| l.contains(" org ")).unwrap();
+    assert!(
+        org.contains("hop 1 (github.com)") && org.contains("0.0%"),
+        "{org}"
+    );
+    assert!(t.ends_with("OK: every hop and layer answered\n"), "{t}");
+}
+
+#[test]
+fn nxdomain_is_pinned_to_hop_2() {
+    let bed = Bed::start();
+    bed.tb
+        .dns_fault("github", "org", Some(DnsFault::Nxdomain))
+        .unwrap();
+    // hopd caches answers for their TTL (1 s in this topology).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (code, v, _) = trace_json(&bed.tb, "client", &["--no-layers", API]);
+    eprintln!("{v:#}");
+    assert_eq!(code, 1);
+    let f = &v["first_failure"];
+    assert_eq!(f["hop"], 2, "{f:#}");
+    assert_eq!(f["problem"]["layer"], "route");
+    assert_eq!(f["problem"]["reason"], "nxdomain");
+    assert_eq!(hop(&v, 1)["status"], "ok");
+    assert_eq!(hop(&v, 2)["resolved_by"], "hop 1 (github.com)");
+    assert_eq!(hop(&v, 3)["status"], "skipped");
+}
+
+#[test]
+fn link_down_between_hops_2_and_3_is_pinned_there() {
+    let bed = Bed::start();
+    bed.tb.link_down("org", "yc").unwrap();
+    let (code, v, _) = trace_json(&bed.tb, "client", &["--timeout", "1000", API]);
+    eprintln!("{v:#}");
+    assert_eq!(code, 1);
+    let f = &v["first_failure"];
+    assert_eq!(f["row"], "hop");
+    // org (hop 2) cannot forward to yc (hop 3): the hop that says so is the one pinned.
+    assert_eq!(f["hop"], 2, "{f:#}");
+    assert_eq!(f["problem"]["layer"], "route");
+    assert_eq!(f["problem"]["reason"], "unreachable");
+    assert_eq!(hop(&v, 3)["status"], "skipped");
+    assert_eq!(hop(&v, 1)["status"], "ok");
+    let text = f["problem"]["text"].as_str().unwrap();
+    assert!(text.contains("yc") || text.contains("fd00:3::2"), "{text}");
+}
+
+#[test]
+fn a_too_small_hop_limit_is_pinned_where_it_ran_out_and_moves_out_as_it_grows() {
+    let bed = Bed::start();
+    let mut seen = Vec::new();
+    for hl in 1..=12u8 {
+        let hl_s = hl.to_string();
+        let (code, v, _) = trace_json(
+            &bed.tb,
+            "client",
+            &["--no-layers", "--hop-limit", &hl_s, API],
+        );
+        let f = &v["first_failure"];
+        if code == 0 {
+            seen.push((hl, None));
+            break;
+        }
+        assert_eq!(
+            f["problem"]["reason"], "hop-limit-exceeded",
+            "hop limit {hl}: {v:#}"
+        );
+        assert_eq!(f["row"], "hop");
+        let at = f["hop"].as_u64().unwrap();
+        // Every hop before the one where it ran out passed the probe on.
+        for n in 1..at {
+            assert_eq!(hop(&v, n)["status"], "ok", "hop limit {hl}: {v:#}");
+        }
+        seen.push((hl, Some(at)));
+    }
+    eprintln!("{seen:?}");
+    assert_eq!(seen[0], (1, Some(1)), "{seen:?}");
+    assert_eq!(
+        seen.last().unwrap().1,
+        None,
+        "a large enough hop limit gets through: {seen:?}"
+    );
+    let hops: Vec<u64> = seen.iter().filter_map(|s| s.1).collect();
+    assert!(hops.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert!(
+        hops.iter().any(|&h| h >= 2),
+        "the failure moves past hop 1: {seen:?}"
+    );
+
+    // The table says it in words.
+    let (code, t) = trace_text(&bed.tb, "client", &["--no-layers", "--hop-limit", "1", API]);
+    assert_eq!(code, 1);
+    assert!(
+        t.contains("FAILED at hop 1 (github.com, fc00:1::e), layer route: hop-limit-exceeded"),
+        "{t}"
+    );
+}
+
+#[test]
+fn unknown_service_is_a_service_layer_failure_at_the_final_hop() {
+    let bed = Bed::start();
+    let (code, v, _) = trace_json(&bed.tb, "client", &["github.com>org>yc:tcp+http+nosuch/"]);
+    eprintln!("{v:#}");
+    assert_eq!(code, 1);
+    for n in 1..=3 {
+        assert_eq!(hop(&v, n)["status"], "ok", "{v:#}");
+    }
+    let f = &v["first_failure"];
+    assert_eq!(f["row"], "layer");
+    assert_eq!(f["problem"]["layer"], "service");
+    assert_eq!(f["problem"]["reason"], "unknown-service");
+    assert_eq!(layer(&v, "service")["service"]["status"], "unknown");
+}
+
+#[test]
+fn tls_handshake_failure_and_unverified_certificates_are_tls_layer_failures() {
+    let bed = Bed::start();
+    let (code, v, _) = trace_json(
+        &bed.tb,
+        "client",
+        &["github.com>org>yc:tcp+tls+http+plainonly/"],
+    );
+    eprintln!("{v:#}");
+    assert_eq!(code, 1);
+    let f = &v["first_failure"];
+    assert_eq!(f["row"], "layer");
+    assert_eq!(f["problem"]["layer"], "tls");
+    assert_eq!(f["problem"]["reason"], "tls-failure");
+    assert_eq!(layer(&v, "tcp")["status"], "ok");
+    assert_eq!(layer(&v, "http")["status"], "skipped");
+
+    // A handshake that works with a certificate that does not verify.
+    let other = bed.ca("other-ca.pem");
+    let (code, v, _) = trace_json(&bed.tb, "client", &["--cacert", &other, API]);
+    eprintln!("{v:#}");
+    assert_eq!(code, 1);
+    let tls = layer(&v, "tls");
+    assert_eq!(tls["status"], "failed");
+    assert_eq!(tls["problem"]["reason"], "tls-certificate");
+    assert_eq!(tls["tls"]["verified"], false);
+    assert_eq!(
+        tls["tls"]["subject"], "CN=yc",
+        "what the server showed is still reported"
+    );
+}
+
+#[test]
+fn http_5xx_is_an_http_layer_failure() {
+    let bed = Bed::start();
+    let (code, v, _) = trace_json(&bed.tb, "client", &["github.com>org>yc:tcp+http+broken/x"]);
+    eprintln!("{v:#}");
+    assert_eq!(code, 1);
+    let f = &v["first_failure"];
+    assert_eq!(f["problem"]["layer"], "http");
+    assert_eq!(f["problem"]["reason"], "http-503");
+    assert_eq!(layer(&v, "http")["http"]["status"], 503);
+    assert_eq!(layer(&v, "service")["status"], "ok");
+}
