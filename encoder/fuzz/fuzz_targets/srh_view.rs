@@ -7,7 +7,9 @@
 use std::net::Ipv6Addr;
 
 use hopstack_encoder::wire::srh::{Packet, SrhRepr};
-use hopstack_encoder::wire::tlv::{TlvRepr, TraceRecord, TraceStatus, TYPE_PADN, TYPE_TRACE};
+use hopstack_encoder::wire::tlv::{
+    TlvRepr, Trace, TraceRecord, TraceStatus, TYPE_LAYER_DESCRIPTOR, TYPE_PADN, TYPE_TRACE,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -33,12 +35,8 @@ fuzz_target!(|data: &[u8]| {
     for i in 0..=count {
         assert_eq!(p.segment(i).is_some(), i < count);
     }
-    let mut padding_zeroed = true;
     for t in p.tlvs() {
         assert!(t.at + t.wire_len() <= total);
-        if t.tlv_type == TYPE_PADN && t.value.iter().any(|&b| b != 0) {
-            padding_zeroed = false;
-        }
         let _ = TlvRepr::parse(&t);
     }
     let _ = p.find_tlv(TYPE_TRACE);
@@ -70,7 +68,35 @@ fuzz_target!(|data: &[u8]| {
         .expect("a parsed header re-emits");
     let again = Packet::new_checked(&out[..]).expect("re-emitted header is valid");
     assert_eq!(SrhRepr::parse(&again).as_ref(), Ok(&repr));
-    if padding_zeroed {
-        assert_eq!(&out[..], &data[..total], "emit(parse(x)) != x");
-    }
+    // emit normalises what the repr does not keep: PadN contents, the layer descriptor's
+    // flags octet and the trace records' reserved octet (both "sent as 0, ignored on
+    // receipt"); found by this target, see docs/fuzzing.md. Everything else is kept byte for
+    // byte, and what emit writes is a fixed point.
+    let mut out2 = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut Packet::new_unchecked(&mut out2[..]))
+        .unwrap();
+    assert_eq!(out, out2);
+    assert_eq!(out, normalised(&p, &data[..total]), "emit(parse(x)) != x");
 });
+
+/// `x` with the octets `SrhRepr` does not keep set to zero.
+fn normalised(p: &Packet<&[u8]>, x: &[u8]) -> Vec<u8> {
+    let mut v = x.to_vec();
+    for t in p.tlvs() {
+        let value = t.at + 2..t.at + 2 + t.value.len();
+        match t.tlv_type {
+            TYPE_PADN => v[value].fill(0),
+            TYPE_LAYER_DESCRIPTOR if t.value.len() >= 2 => v[value.start + 1] = 0,
+            TYPE_TRACE if t.value.len() >= Trace::HEADER_LEN => {
+                for r in v[value.start + Trace::HEADER_LEN..value.end].chunks_mut(TraceRecord::LEN)
+                {
+                    if let Some(reserved) = r.get_mut(3) {
+                        *reserved = 0;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    v
+}

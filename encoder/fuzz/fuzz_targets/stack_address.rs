@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     let shown = a.to_string();
-    assert_eq!(StackAddress::parse(&shown).as_ref(), Ok(&a), "{input:?} -> {shown:?}");
+    assert_eq!(
+        StackAddress::parse(&shown).as_ref(),
+        Ok(&a),
+        "{input:?} -> {shown:?}"
+    );
     assert!(a.hops().len() <= MAX_HOPS);
     let bound = a.srh_len_bound();
     assert!(bound <= SRH_MAX_LEN);
@@ -37,7 +41,11 @@ fuzz_target!(|data: &[u8]| {
     let resolve = |n: &str| (Some(n) == first.as_deref()).then_some(FIRST);
     let srh = build_probe_srh(&a, &resolve, FIRST, 4242, 7)
         .unwrap_or_else(|e| panic!("{shown:?} parses but does not encode: {e}"));
-    assert!(srh.buffer_len() <= bound, "{shown:?}: {} > {bound}", srh.buffer_len());
+    assert!(
+        srh.buffer_len() <= bound,
+        "{shown:?}: {} > {bound}",
+        srh.buffer_len()
+    );
     let mut buf = vec![0u8; srh.buffer_len()];
     srh.emit(&mut Packet::new_unchecked(&mut buf[..]))
         .expect("emit of a built SRH");
