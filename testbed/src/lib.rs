@@ -137,6 +137,53 @@ pub struct Builder {
     keep_run_dir: bool,
 }
 
+/// A thread that lives as long as the testbed and does every long-lived spawn, so that
+/// PR_SET_PDEATHSIG (which follows the spawning *thread*) kills node processes when the
+/// testbed goes away or the process dies, not when some short-lived test thread ends.
+struct Spawner {
+    tx: Option<std::sync::mpsc::Sender<(Command, std::sync::mpsc::Sender<std::io::Result<Child>>)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Spawner {
+    fn new() -> Self {
+        let (tx, rx) =
+            std::sync::mpsc::channel::<(Command, std::sync::mpsc::Sender<std::io::Result<Child>>)>(
+            );
+        let thread = std::thread::Builder::new()
+            .name("hopbed-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .ok();
+        Spawner {
+            tx: Some(tx),
+            thread,
+        }
+    }
+
+    fn spawn(&self, cmd: Command) -> std::io::Result<Child> {
+        let (rtx, rrx) = std::sync::mpsc::channel();
+        self.tx
+            .as_ref()
+            .and_then(|tx| tx.send((cmd, rtx)).ok())
+            .ok_or_else(|| std::io::Error::other("spawner thread is gone"))?;
+        rrx.recv()
+            .map_err(|_| std::io::Error::other("spawner thread is gone"))?
+    }
+}
+
+impl Drop for Spawner {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 struct Proc {
     child: Child,
     argv: Vec<String>,
@@ -154,6 +201,8 @@ pub struct Testbed {
     supervisor: Option<Child>,
     sup_stdin: Option<ChildStdin>,
     procs: Mutex<BTreeMap<(String, String), Proc>>,
+    /// Created on first use: `hopbed exec` execs in place and must stay single-threaded.
+    spawner: std::sync::OnceLock<Spawner>,
     skipped: Vec<String>,
     owned: bool,
     keep_run_dir: bool,
@@ -361,6 +410,7 @@ fn launch(b: &Builder, topo: Topology, run_dir: PathBuf, daemon: bool) -> Result
         topology_dir: topo_dir.clone(),
         bin_dir: bin_dir.clone(),
         daemon,
+        keep_run_dir: b.keep_run_dir,
     };
     let plan_file = run_dir.join("plan.json");
     io(
@@ -391,16 +441,11 @@ fn launch(b: &Builder, topo: Topology, run_dir: PathBuf, daemon: bool) -> Result
             });
         }
     } else {
+        // The supervisor tears down when this pipe reaches EOF: when the Testbed is dropped,
+        // or when this process dies in any way (the kernel closes the write end). Not
+        // PR_SET_PDEATHSIG: that fires when the *thread* that spawned it exits, which would
+        // kill a testbed shared between test threads.
         cmd.stdin(Stdio::piped());
-        use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe. If the spawning thread dies without dropping
-        // the Testbed, the supervisor dies and takes every node with it.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-                Ok(())
-            });
-        }
     }
     let mut child = io(format!("spawn {}", hopbed.display()), cmd.spawn())?;
     let mut line = String::new();
@@ -449,6 +494,7 @@ fn launch(b: &Builder, topo: Topology, run_dir: PathBuf, daemon: bool) -> Result
         supervisor: (!daemon).then_some(child),
         sup_stdin,
         procs: Mutex::new(BTreeMap::new()),
+        spawner: std::sync::OnceLock::new(),
         skipped,
         owned: true,
         keep_run_dir: false,
@@ -509,6 +555,7 @@ impl Testbed {
             supervisor: None,
             sup_stdin: None,
             procs: Mutex::new(BTreeMap::new()),
+            spawner: std::sync::OnceLock::new(),
             owned: false,
             keep_run_dir: true,
             setup: Duration::ZERO,
@@ -593,7 +640,8 @@ impl Testbed {
     }
 
     /// A `Command` that runs `program` on `node` (configure it further, then spawn/output).
-    /// The child dies with the thread that spawns it (PR_SET_PDEATHSIG).
+    /// The child gets PR_SET_PDEATHSIG(SIGKILL): it dies with the *thread* that spawns it.
+    /// [`Testbed::spawn`] therefore spawns from a thread owned by the testbed.
     pub fn command(&self, node: &str, program: impl AsRef<str>) -> Result<Command, Error> {
         let holder = self.node_pid(node)?;
         let prog = program.as_ref();
@@ -720,7 +768,10 @@ impl Testbed {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
-        let child = io(format!("spawn {argv:?} on `{node}`"), cmd.spawn())?;
+        let child = io(
+            format!("spawn {argv:?} on `{node}`"),
+            self.spawner.get_or_init(Spawner::new).spawn(cmd),
+        )?;
         let pid = child.id();
         procs.insert(
             (node.to_owned(), name.to_owned()),

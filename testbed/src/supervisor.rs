@@ -48,6 +48,10 @@ pub struct Plan {
     pub bin_dir: PathBuf,
     /// `hopbed up`: start the topology's processes here and wait for a signal.
     pub daemon: bool,
+    /// Library mode: leave the run directory (logs) after teardown. Otherwise the supervisor
+    /// removes it, so a test process killed outright leaves no directory either.
+    #[serde(default)]
+    pub keep_run_dir: bool,
 }
 
 /// A running testbed, as written to `state.json` in the run directory.
@@ -177,8 +181,11 @@ const NODE_SYSCTLS: &[(&str, &str)] = &[
 fn holder(node: &str, dir: &Path, parent: libc::pid_t, ready: OwnedFd) -> ! {
     let mut ready = std::fs::File::from(ready);
     let result = (|| -> anyhow::Result<()> {
-        // SAFETY: prctl/getppid/unshare/sethostname are plain system calls.
+        // `ps` shows which node a holder is; the kernel keeps at most 15 octets of it.
+        let comm = CString::new(format!("hb:{node}").chars().take(15).collect::<String>())?;
+        // SAFETY: prctl/getppid/unshare/sethostname are plain system calls on valid buffers.
         unsafe {
+            libc::prctl(libc::PR_SET_NAME, comm.as_ptr());
             check(
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong),
                 "prctl(PR_SET_PDEATHSIG)",
@@ -314,6 +321,7 @@ pub fn supervise(plan_file: &Path) -> i32 {
     let t0 = std::time::Instant::now();
     let mut out = std::io::stdout();
     let mut children: Vec<u32> = Vec::new();
+    let mut remove_dir = None;
     let result = (|| -> anyhow::Result<()> {
         let plan: Plan = serde_json::from_slice(
             &std::fs::read(plan_file).with_context(|| format!("read {}", plan_file.display()))?,
@@ -543,6 +551,9 @@ pub fn supervise(plan_file: &Path) -> i32 {
         if plan.daemon {
             wait_for_signal();
         } else {
+            if !plan.keep_run_dir {
+                remove_dir = Some(plan.run_dir.clone());
+            }
             // EOF on stdin: the starter closed it (teardown) or died (the kernel closed it).
             let mut sink = [0u8; 64];
             let mut stdin = std::io::stdin();
@@ -560,6 +571,9 @@ pub fn supervise(plan_file: &Path) -> i32 {
         }
     };
     teardown(&children);
+    if let Some(d) = remove_dir {
+        let _ = std::fs::remove_dir_all(d);
+    }
     code
 }
 

@@ -43,6 +43,8 @@ fn helper_start_and_hang() {
         return;
     }
     let tb = common::start("three-hop");
+    tb.spawn("yc", "sleeper", ["sleep", "60"]).unwrap();
+    println!("run {}", tb.run_dir().display());
     println!(
         "pids {}",
         tb.pids()
@@ -69,19 +71,38 @@ fn the_test_process_dying_takes_the_testbed_with_it() {
         .spawn()
         .unwrap();
     let mut pids = Vec::new();
+    let mut run_dir = None;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
+        if let Some(d) = line.strip_prefix("run ") {
+            run_dir = Some(std::path::PathBuf::from(d));
+        }
         if let Some(p) = line.strip_prefix("pids ") {
             pids = p.split(' ').map(|s| s.parse::<u32>().unwrap()).collect();
             break;
         }
     }
-    assert_eq!(pids.len(), 8, "helper did not report its testbed");
+    assert_eq!(
+        pids.len(),
+        9,
+        "helper did not report its testbed and its node process"
+    );
     assert!(pids.iter().all(|&p| common::alive(p)));
+    let run_dir = run_dir.expect("helper reported its run dir");
+    assert!(run_dir.exists());
     // SIGKILL: no destructor runs, no signal handler; only the kernel's bookkeeping.
     child.kill().unwrap();
     child.wait().unwrap();
     wait_gone(&pids);
+    let t0 = Instant::now();
+    while run_dir.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{} left behind",
+            run_dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn hopbed(args: &[&str], run_base: &std::path::Path) -> std::process::Output {
@@ -95,6 +116,17 @@ fn hopbed(args: &[&str], run_base: &std::path::Path) -> std::process::Output {
 #[test]
 fn cli_up_exec_down() {
     let base = std::env::temp_dir().join(format!("hopbed-cli-{}", std::process::id()));
+    // A failing assertion must not leave the background testbed running.
+    struct Down<'a>(&'a std::path::Path);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let _ = hopbed(&["down"], self.0);
+            }
+            let _ = std::fs::remove_dir_all(self.0);
+        }
+    }
+    let _down = Down(&base);
     let topo = common::topology("three-hop");
     let out = hopbed(&["up", topo.to_str().unwrap()], &base);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -168,13 +200,29 @@ fn cli_up_exec_down() {
     assert!(!base.join("three-hop").exists());
     let out = hopbed(&["down"], &base);
     assert!(!out.status.success(), "nothing left to tear down");
-    let _ = std::fs::remove_dir_all(&base);
 }
 
-/// As root, run the acceptance tests again as an unprivileged user (uid 65534) to show the
-/// testbed needs no privilege. The binaries and topologies are copied to a world-readable
-/// directory first, since the checkout may sit under a private home. Run directly as a
-/// non-root user, every test here is rootless already and this one has nothing to add.
+/// The acceptance checks, run by `rootless_as_nobody` as uid 65534.
+#[test]
+#[ignore = "helper: run by rootless_as_nobody as an unprivileged user"]
+fn helper_rootless_acceptance() {
+    if std::env::var_os("HOPBED_HELPER").is_none() {
+        return;
+    }
+    assert!(!nix_is_root(), "this helper must run unprivileged");
+    let tb = common::start("three-hop");
+    common::check_dns_views(&tb);
+    common::check_traffic(&tb);
+    drop(tb);
+    common::check_srh_through_end(&common::start("mixed"));
+    println!("rootless acceptance passed");
+}
+
+/// As root, run the acceptance checks again as an unprivileged user (uid 65534, no
+/// capabilities on the host) to show the testbed needs no privilege. This binary, `hopbed`
+/// and the topologies are copied to a world-readable directory first, since the checkout may
+/// sit under a private home. Run as a non-root user, every test here is rootless already and
+/// this one has nothing to add.
 #[test]
 fn rootless_as_nobody() {
     if !nix_is_root() {
@@ -183,57 +231,46 @@ fn rootless_as_nobody() {
     let Some(setpriv) = hopstack_testbed::supervisor::find_program("setpriv") else {
         panic!("setpriv (util-linux) is needed to run the rootless check as root");
     };
-    let me = std::env::current_exe().unwrap();
-    let deps = me.parent().unwrap();
+    use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir().join(format!("hopbed-nobody-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("topologies")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::create_dir_all(dir.join("run")).unwrap();
     std::fs::set_permissions(dir.join("run"), std::fs::Permissions::from_mode(0o1777)).unwrap();
     std::fs::copy(common::hopbed(), dir.join("hopbed")).unwrap();
+    std::fs::copy(std::env::current_exe().unwrap(), dir.join("lifecycle")).unwrap();
     for e in std::fs::read_dir(common::topology("x").parent().unwrap())
         .unwrap()
         .flatten()
     {
-        std::fs::copy(e.path(), dir.join("topologies").join(e.file_name())).unwrap_or_default();
+        if e.path().is_file() {
+            std::fs::copy(e.path(), dir.join("topologies").join(e.file_name())).unwrap();
+        }
     }
-    let mut ran = 0;
-    for prefix in ["three_hop-", "mixed_and_chain-"] {
-        // The newest build of that test target (stale ones from older builds may linger).
-        let newest = std::fs::read_dir(deps)
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                n.starts_with(prefix) && !n.contains('.')
-            })
-            .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
-            .unwrap_or_else(|| panic!("no {prefix}* test binary next to {}", me.display()));
-        let bin = dir.join(newest.file_name());
-        std::fs::copy(newest.path(), &bin).unwrap();
-        let out = Command::new(&setpriv)
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&bin)
-            .args(["--test-threads=2"])
-            .env("HOPBED_EXE", dir.join("hopbed"))
-            .env("HOPBED_TEST_TOPOLOGIES", dir.join("topologies"))
-            .env("HOPBED_RUN_DIR", dir.join("run"))
-            .env_remove("XDG_RUNTIME_DIR")
-            .current_dir("/")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{prefix} as uid 65534:\n{text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(text.contains("test result: ok"), "{text}");
-        ran += 1;
-    }
-    assert_eq!(ran, 2);
+    let out = Command::new(&setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(dir.join("lifecycle"))
+        .args([
+            "--exact",
+            "helper_rootless_acceptance",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("HOPBED_HELPER", "1")
+        .env("HOPBED_EXE", dir.join("hopbed"))
+        .env("HOPBED_TEST_TOPOLOGIES", dir.join("topologies"))
+        .env("HOPBED_RUN_DIR", dir.join("run"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("rootless acceptance passed"),
+        "as uid 65534:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

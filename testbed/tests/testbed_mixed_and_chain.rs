@@ -2,59 +2,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-/// Packets counted by a `seg6local ... count` route.
-fn end_packets(tb: &hopstack_testbed::Testbed, node: &str, sid: &str) -> u64 {
-    let out = tb
-        .exec_ok(node, ["ip", "-s", "-6", "route", "show", sid])
-        .unwrap();
-    let f: Vec<&str> = out.split_whitespace().collect();
-    let i = f
-        .iter()
-        .position(|w| *w == "packets")
-        .unwrap_or_else(|| panic!("{out}"));
-    f[i + 1].parse().unwrap()
-}
-
 #[test]
 fn srh_packet_crosses_kernel_end_nodes_and_arrives_at_the_final_node() {
-    let tb = common::start("mixed");
-    let routes = tb.exec_ok("client", ["ip", "-6", "route"]).unwrap();
-    assert!(
-        routes.contains("fd00:13::/64  encap seg6 mode inline segs 3 [ fc00:1::e fc00:3::e :: ]"),
-        "{routes}"
-    );
-    assert_eq!(end_packets(&tb, "k1", "fc00:1::e"), 0);
-    tb.start_process("host", "echo").unwrap();
-    let t0 = Instant::now();
-    let reply = loop {
-        match tb.exec_ok(
-            "client",
-            [
-                "{bin:hopbed}",
-                "__udp-send",
-                "[fd00:13::2]:7",
-                "through End",
-            ],
-        ) {
-            Ok(r) => break r,
-            Err(e) if t0.elapsed() > Duration::from_secs(5) => panic!("{e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
-    assert_eq!(reply.trim(), "through End");
-    // The final node received the datagram with the SRH the kernel headend inserted, fully
-    // consumed (Segments Left 0), segment list in RFC 8754 order (final destination first).
-    let log = tb.logs("host", "echo");
-    assert!(
-        log.contains("from [fd00:10::1]:")
-            && log.contains("rthdr type=4 sl=0 segs=[fd00:13::2,fc00:3::e,fc00:1::e]: through End"),
-        "{log}"
-    );
-    // And both kernel End behaviours processed it.
-    assert!(end_packets(&tb, "k1", "fc00:1::e") >= 1);
-    assert!(end_packets(&tb, "k3", "fc00:3::e") >= 1);
+    common::check_srh_through_end(&common::start("mixed"));
 }
 
 #[test]

@@ -3,121 +3,18 @@
 
 mod common;
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use hopstack_testbed::{DnsFault, Error};
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
 #[test]
 fn each_node_resolves_the_names_of_its_own_network_only() {
-    let tb = common::start("three-hop");
-    // (node, name, expected answer; None = NXDOMAIN)
-    let table: &[(&str, &str, Option<&str>)] = &[
-        ("client", "github.com", Some("fd00:1::2")),
-        ("client", "org", None),
-        ("client", "yc", None),
-        ("github.com", "github.com", Some("fd00:2::1")),
-        ("github.com", "org", Some("fd00:2::2")),
-        ("github.com", "yc", None),
-        ("org", "org", Some("fd00:3::1")),
-        ("org", "yc", Some("fd00:3::2")),
-        ("org", "github.com", None),
-        ("yc", "yc", Some("fd00:3::2")),
-        ("yc", "github.com", None),
-    ];
-    for &(node, name, want) in table {
-        let t0 = Instant::now();
-        let got = tb.resolve(node, name);
-        match (want, got) {
-            (Some(w), Ok(addrs)) => assert_eq!(addrs, vec![ip(w)], "{name} on {node}"),
-            (None, Err(Error::Resolve { message, .. })) => {
-                // NXDOMAIN from the view's server, not a timeout: it must come back fast.
-                assert!(
-                    message.contains("no records found"),
-                    "{name} on {node}: {message}"
-                );
-                assert!(
-                    t0.elapsed() < Duration::from_millis(900),
-                    "{name} on {node} took {:?}",
-                    t0.elapsed()
-                );
-            }
-            (w, g) => panic!("{name} on {node}: wanted {w:?}, got {g:?}"),
-        }
-    }
-    // The system resolver (glibc, via /etc/resolv.conf and nsswitch) sees the same views.
-    let out = tb
-        .exec_ok("github.com", ["getent", "ahostsv6", "org"])
-        .unwrap();
-    assert!(out.starts_with("fd00:2::2 "), "{out}");
-    let out = tb.exec("client", ["getent", "ahostsv6", "org"]).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "getent must not find org from the client"
-    );
-    // Each node has its own hostname and resolv.conf.
-    assert_eq!(tb.exec_ok("org", ["hostname"]).unwrap().trim(), "org");
-    let rc = tb.exec_ok("yc", ["cat", "/etc/resolv.conf"]).unwrap();
-    assert!(rc.contains("nameserver fd00:53:3::53"), "{rc}");
+    common::check_dns_views(&common::start("three-hop"));
 }
 
 #[test]
 fn ipv6_traffic_flows_along_the_links() {
-    let tb = common::start("three-hop");
-    for (from, to) in [
-        ("client", "fd00:1::2"),
-        ("github.com", "fd00:1::1"),
-        ("github.com", "fd00:2::2"),
-        ("org", "fd00:2::1"),
-        ("org", "fd00:3::2"),
-        ("yc", "fd00:3::1"),
-        // Forwarded by github.com: the client's route to the github.com network.
-        ("client", "fd00:2::2"),
-        // Forwarded by org.
-        ("yc", "fd00:2::1"),
-    ] {
-        tb.ping(from, to)
-            .unwrap_or_else(|e| panic!("ping {from} -> {to}: {e}"));
-    }
-    // The client has no plain route into the org network: only hops (an SRH) get there.
-    let e = tb.ping("client", "fd00:3::2").unwrap_err();
-    assert!(e.to_string().contains("Network is unreachable"), "{e}");
-    // UDP through a real process on the final host.
-    tb.spawn(
-        "yc",
-        "echo",
-        ["{bin:hopbed}", "__udp-echo", "[fd00:3::2]:7000"],
-    )
-    .unwrap();
-    let reply = retry(|| {
-        tb.exec_ok(
-            "org",
-            ["{bin:hopbed}", "__udp-send", "[fd00:3::2]:7000", "hi yc"],
-        )
-    });
-    assert_eq!(reply.trim(), "hi yc");
-    assert!(
-        tb.logs("yc", "echo").contains("from [fd00:3::1]"),
-        "{}",
-        tb.logs("yc", "echo")
-    );
-}
-
-/// A just-spawned server may not have bound yet.
-fn retry(mut f: impl FnMut() -> Result<String, Error>) -> String {
-    let t0 = Instant::now();
-    loop {
-        match f() {
-            Ok(s) => return s,
-            Err(e) if t0.elapsed() > Duration::from_secs(5) => panic!("{e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
+    common::check_traffic(&common::start("three-hop"));
 }
 
 #[test]
@@ -125,7 +22,7 @@ fn dns_faults_nxdomain_servfail_timeout_and_new_records() {
     let tb = common::start("three-hop");
     assert_eq!(
         tb.resolve("github.com", "org").unwrap(),
-        vec![ip("fd00:2::2")]
+        vec![common::ip("fd00:2::2")]
     );
 
     tb.dns_fault("github", "org", Some(DnsFault::Nxdomain))
@@ -156,16 +53,20 @@ fn dns_faults_nxdomain_servfail_timeout_and_new_records() {
     tb.dns_fault("github", "org", None).unwrap();
     assert_eq!(
         tb.resolve("github.com", "org").unwrap(),
-        vec![ip("fd00:2::2")]
+        vec![common::ip("fd00:2::2")]
     );
 
     // Records can change at run time too; other views are untouched.
-    tb.dns_set("github", "org", &[ip("fd00:2::99")]).unwrap();
+    tb.dns_set("github", "org", &[common::ip("fd00:2::99")])
+        .unwrap();
     assert_eq!(
         tb.resolve("github.com", "org").unwrap(),
-        vec![ip("fd00:2::99")]
+        vec![common::ip("fd00:2::99")]
     );
-    assert_eq!(tb.resolve("org", "org").unwrap(), vec![ip("fd00:3::1")]);
+    assert_eq!(
+        tb.resolve("org", "org").unwrap(),
+        vec![common::ip("fd00:3::1")]
+    );
 
     assert!(matches!(
         tb.dns_fault("nope", "org", None),
@@ -201,14 +102,14 @@ fn link_and_process_faults() {
             ["{bin:hopbed}", "__udp-send", "[fd00:3::2]:7000", "x"],
         )
     };
-    assert_eq!(retry(send).trim(), "x");
+    assert_eq!(common::retry(send).trim(), "x");
     tb.kill("yc", "echo").unwrap();
     assert!(!common::alive(pid));
     assert!(tb.exited("yc", "echo").unwrap().is_some());
     assert!(send().is_err(), "nobody listens after the kill");
     let pid2 = tb.restart("yc", "echo").unwrap();
     assert_ne!(pid, pid2);
-    assert_eq!(retry(send).trim(), "x");
+    assert_eq!(common::retry(send).trim(), "x");
     // Both lives are in the one log.
     assert_eq!(tb.logs("yc", "echo").matches("listening on").count(), 2);
 
@@ -305,4 +206,57 @@ fn tempdir() -> std::path::PathBuf {
     let d = std::path::PathBuf::from(d.to_string_lossy().replace(['(', ')'], ""));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+#[test]
+fn processes_outlive_the_thread_that_spawned_them() {
+    let tb = common::start("three-hop");
+    let pid = std::thread::scope(|s| {
+        s.spawn(|| tb.spawn("yc", "sleeper", ["sleep", "30"]).unwrap())
+            .join()
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        common::alive(pid),
+        "a node process died with its spawning thread"
+    );
+    assert!(tb.exited("yc", "sleeper").unwrap().is_none());
+    drop(tb);
+    assert!(!common::alive(pid));
+}
+
+#[test]
+fn a_start_failure_names_the_node_and_what_the_kernel_said() {
+    let dir = tempdir();
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        r#"name = "bad"
+[[nodes]]
+name = "a"
+routes = ["fd00:9::/64 via fd00:77::1"]
+[[nodes]]
+name = "b"
+[[links]]
+a = { node = "a", addrs = ["fd00:1::1/64"] }
+b = { node = "b", addrs = ["fd00:1::2/64"] }
+"#,
+    )
+    .unwrap();
+    let links = common::host_links();
+    let e = hopstack_testbed::Testbed::builder(&file)
+        .hopbed_exe(common::hopbed())
+        .start()
+        .err()
+        .expect("the gateway is not on any link");
+    let msg = e.to_string();
+    assert!(msg.contains("adding routes on node `a`"), "{msg}");
+    assert!(
+        msg.contains("route add fd00:9::/64 via fd00:77::1"),
+        "{msg}"
+    );
+    assert!(matches!(e, Error::Start { .. }));
+    assert_eq!(common::host_links(), links);
+    std::fs::remove_dir_all(dir).unwrap();
 }
