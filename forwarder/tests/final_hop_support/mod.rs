@@ -26,7 +26,13 @@ pub fn enter_netns() -> bool {
         );
         return false;
     }
-    sh("ip link set lo up");
+    // Loopback's default MTU (65536) leaves room for segments whose IPv6 payload with the SRH
+    // reaches the 65535-octet limit. On the 6.18 kernel here, a TCP sender with a sticky SRH then
+    // emits segments carrying a Jumbo Payload hop-by-hop option *and* a non-zero Payload Length;
+    // the receiver answers ICMPv6 Parameter Problem (pointer 42) and the connection stalls in
+    // retransmissions (seen in the 1 GiB test: Ip6InHdrErrors == TcpRetransSegs). An ordinary
+    // MTU avoids it; real links have one anyway.
+    sh("ip link set lo up mtu 9000");
     sh("sysctl -qw net.ipv6.conf.all.seg6_enabled=1 net.ipv6.conf.lo.seg6_enabled=1");
     true
 }

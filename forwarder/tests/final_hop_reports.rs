@@ -1,0 +1,170 @@
+//! Stack reports and probe answers from the real `hopd` final hop.
+
+mod final_hop_support;
+
+use std::io::{Read, Write};
+use std::net::{Ipv6Addr, UdpSocket};
+use std::time::Duration;
+
+use final_hop_support::*;
+use hopstack_encoder::wire::report::{
+    ProbeAnswer, Reason, ReportBody, ReportLayer, ReportRepr, ResolvedBy, ServiceMode,
+    ServiceStatus,
+};
+use hopstack_encoder::wire::srh::FLAG_O;
+use hopstack_encoder::wire::tlv::Trace;
+
+const LO: Ipv6Addr = Ipv6Addr::LOCALHOST;
+
+const CONFIG: &str = r#"
+[final_hop.services.restapiv3]
+mode = "proxy"
+target = "tcp:[::1]:8080"
+layers = ["tcp+http"]
+[final_hop.services.down]
+mode = "proxy"
+target = "unix:/nonexistent/down.sock"
+layers = ["tcp+http"]
+[final_hop.services.h]
+mode = "handoff"
+layers = ["tcp+http"]
+"#;
+
+fn report_socket() -> (UdpSocket, u16) {
+    let s = UdpSocket::bind("[::1]:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let p = s.local_addr().unwrap().port();
+    (s, p)
+}
+
+fn recv_report(s: &UdpSocket) -> ReportRepr {
+    let mut b = [0u8; 4096];
+    let n = s.recv(&mut b).expect("a stack report");
+    ReportRepr::parse_bytes(&b[..n]).expect("a well-formed report")
+}
+
+#[test]
+fn tcp_failures_are_reported_to_the_trace_report_address() {
+    if !enter_netns() {
+        return;
+    }
+    let hopd = Hopd::start(PORT, CONFIG);
+    let (reports, rport) = report_socket();
+    for (stack, name, layer, reason) in [
+        (
+            "tcp+http",
+            "nosuch",
+            ReportLayer::Service,
+            Reason::UnknownService,
+        ),
+        (
+            "tcp+h2",
+            "restapiv3",
+            ReportLayer::Service,
+            Reason::LayerMismatch,
+        ),
+        (
+            "tcp+http",
+            "down",
+            ReportLayer::Service,
+            Reason::ServiceDown,
+        ),
+        ("tcp+http", "h", ReportLayer::Service, Reason::ServiceDown),
+    ] {
+        let nonce = 0x1000 + rport as u32;
+        let trace = Trace::new(LO, rport, nonce, 2);
+        let mut s = tcp_connect(hopd.addr, &srh(&[LO], stack, name, Some(trace))).unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.1\r\n\r\n");
+        let rep = recv_report(&reports);
+        assert_eq!(rep.nonce, nonce);
+        let ReportBody::Error(e) = &rep.body else {
+            panic!("{rep:?}")
+        };
+        assert_eq!((e.layer, e.reason), (layer, reason), "{stack}+{name}: {e}");
+        assert_eq!(e.hop_name, "yc");
+        let mut v = Vec::new();
+        let _ = s.read_to_end(&mut v);
+    }
+}
+
+fn probe(hopd: &Hopd, stack: &str, name: &str) -> ProbeAnswer {
+    let (reports, rport) = report_socket();
+    let trace = Trace::new(LO, rport, 77, 3);
+    let c = udp_connect(
+        hopd.addr,
+        &srh_flags(&[LO], stack, name, Some(trace.clone()), FLAG_O),
+    );
+    c.send(b"probe").unwrap();
+    let rep = recv_report(&reports);
+    assert_eq!(rep.nonce, 77);
+    assert_eq!(rep.reporter, LO);
+    match rep.body {
+        ReportBody::Answer(a) => a,
+        other => panic!("not a probe answer: {other:?}"),
+    }
+}
+
+#[test]
+fn probes_are_answered_with_path_and_service_status() {
+    if !enter_netns() {
+        return;
+    }
+    let _svc = std::net::TcpListener::bind("[::1]:8080").unwrap();
+    let hopd = Hopd::start(PORT, CONFIG);
+
+    let a = probe(&hopd, "tcp+http", "restapiv3");
+    assert_eq!(a.status, ServiceStatus::Exists, "{}", a.text);
+    assert_eq!(a.mode, Some(ServiceMode::ProxyTcp));
+    assert_eq!(a.path.len(), 1);
+    assert_eq!(a.path[0].address, LO);
+    assert_eq!(a.path[0].resolved_by, ResolvedBy::Client);
+    // The trace TLV value comes back as received (3 empty records).
+    assert_eq!(a.trace.len(), Trace::HEADER_LEN + 3 * 12);
+
+    let a = probe(&hopd, "tcp+http", "nosuch");
+    assert_eq!(a.status, ServiceStatus::Unknown);
+    assert_eq!(a.text, "no service `nosuch` on this host");
+
+    let a = probe(&hopd, "tcp+tls+http", "restapiv3");
+    assert_eq!(a.status, ServiceStatus::LayerMismatch);
+    assert!(a.text.contains("accepts tcp+http"), "{}", a.text);
+
+    let a = probe(&hopd, "tcp+http", "down");
+    assert_eq!(
+        (a.status, a.mode),
+        (ServiceStatus::Down, Some(ServiceMode::ProxyUnix))
+    );
+
+    let a = probe(&hopd, "tcp+http", "h");
+    assert_eq!(
+        (a.status, a.mode),
+        (ServiceStatus::Down, Some(ServiceMode::Handoff))
+    );
+    let _l = hopstack_forwarder::service::Listener::register_at(&hopd.control, "h").unwrap();
+    let a = probe(&hopd, "tcp+http", "h");
+    assert_eq!(
+        (a.status, a.mode),
+        (ServiceStatus::Exists, Some(ServiceMode::Handoff))
+    );
+}
+
+#[test]
+fn probe_without_trace_is_answered_to_its_source() {
+    if !enter_netns() {
+        return;
+    }
+    let hopd = Hopd::start(PORT, CONFIG);
+    let c = udp_connect(
+        hopd.addr,
+        &srh_flags(&[LO], "tcp+http", "nosuch", None, FLAG_O),
+    );
+    c.send(b"probe").unwrap();
+    let mut b = [0u8; 4096];
+    let n = c.recv(&mut b).expect("answer to the probe's own socket");
+    let rep = ReportRepr::parse_bytes(&b[..n]).unwrap();
+    assert_eq!(rep.nonce, 0);
+    let ReportBody::Answer(a) = rep.body else {
+        panic!()
+    };
+    assert_eq!(a.status, ServiceStatus::Unknown);
+}
