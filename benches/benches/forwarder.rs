@@ -1,0 +1,145 @@
+//! Speed of the border decision function `hopstack_forwarder::border::process`: one IPv6
+//! packet in, rewritten in place (or an ICMPv6 error built), no I/O.
+//!
+//! Run with `cargo bench -p hopstack-benches --bench forwarder`.
+//!
+//! Each iteration first restores the first 256 octets (everything `process` rewrites: Hop Limit,
+//! destination, Segments Left, segment, trace, checksum) from a template, so the figures
+//! include that copy (a few ns).
+
+use std::hint::black_box;
+use std::net::Ipv6Addr;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use hopstack_encoder::wire::packet::{Ipv6Fields, Upper, build};
+use hopstack_encoder::wire::srh::{FLAG_O, Packet, SrhRepr};
+use hopstack_encoder::wire::tlv::{self, HopName, HopNames, TlvRepr, Trace};
+use hopstack_forwarder::border::process::{Binding, OUT_BUF_LEN, Settings, State};
+use hopstack_forwarder::border::{Action, process};
+
+const SID: &str = "fd00:1::1";
+const NOW: Duration = Duration::from_secs(1_700_000_000);
+
+fn a(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn packet(segments: Vec<Ipv6Addr>, flags: u8, tlvs: Vec<TlvRepr>, payload: usize) -> Vec<u8> {
+    let repr = SrhRepr {
+        next_header: 17,
+        segments_left: (segments.len() - 1) as u8,
+        flags,
+        tag: 0,
+        segments,
+        tlvs,
+    };
+    let mut srh = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut Packet::new_unchecked(&mut srh[..])).unwrap();
+    let body = vec![0x5a; payload];
+    let mut buf = vec![0u8; 9000];
+    let n = build(
+        &mut buf,
+        &Ipv6Fields::new(a("2001:db8::100")),
+        &srh,
+        &Upper::Udp {
+            src_port: 40000,
+            dst_port: 7443,
+            payload: &body,
+        },
+    )
+    .unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn state() -> State {
+    let mut st = State::new(
+        Settings {
+            sids: vec![SID.parse().unwrap()],
+            icmp_rate: u32::MAX,
+            icmp_burst: u32::MAX,
+            ..Settings::default()
+        },
+        NOW,
+    );
+    st.cache.insert(
+        b"yc",
+        Binding::Addr(a("fd00:3::2")),
+        Duration::from_secs(1 << 30),
+        NOW,
+    );
+    st
+}
+
+fn bench_process(c: &mut Criterion) {
+    let three = vec![a("fd00:3::2"), a("fd00:2::1"), a(SID)];
+    let cases = [
+        // The typical packet: 3 segments, 1000-octet UDP payload, plain End.
+        (
+            "end_3seg_udp1000",
+            packet(three.clone(), 0, vec![], 1000),
+            true,
+        ),
+        // A probe: O-flag, trace TLV with 4 records, this hop fills one.
+        (
+            "end_probe_trace",
+            packet(
+                three.clone(),
+                FLAG_O,
+                vec![TlvRepr::Trace(Trace::new(a("2001:db8::100"), 49152, 7, 4))],
+                64,
+            ),
+            true,
+        ),
+        // Late binding from the cache: Segment List[0] is a placeholder named `yc`, so the
+        // address is written and the UDP checksum fixed incrementally.
+        (
+            "end_bind_cached_final",
+            packet(
+                vec![tlv::placeholder(0), a(SID)],
+                0,
+                HopNames::split(&[HopName {
+                    index: 0,
+                    name: "yc".into(),
+                }]),
+                1000,
+            ),
+            true,
+        ),
+        // Error path: Segments Left > Last Entry + 1, a full ICMPv6 error built.
+        (
+            "icmp_param_problem",
+            {
+                let mut p = packet(three.clone(), 0, vec![], 1000);
+                p[43] = 7;
+                p
+            },
+            false,
+        ),
+    ];
+    let mut group = c.benchmark_group("border_process");
+    group.throughput(Throughput::Elements(1));
+    for (name, template, forwards) in cases {
+        let mut st = state();
+        let mut out = vec![0u8; OUT_BUF_LEN];
+        let mut pkt = template.clone();
+        let act = process(NOW, &mut pkt, &mut st, &mut out);
+        assert_eq!(
+            matches!(act, Action::Forward { .. }),
+            forwards,
+            "{name}: unexpected {act:?}"
+        );
+        let head = template.len().min(256);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                pkt[..head].copy_from_slice(&template[..head]);
+                black_box(process(NOW, black_box(&mut pkt), &mut st, &mut out))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_process);
+criterion_main!(benches);
