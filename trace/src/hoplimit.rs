@@ -33,7 +33,7 @@
 //! ```
 
 use std::io;
-use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -113,14 +113,55 @@ fn parse_payload(p: &[u8], run: u64) -> Option<(u8, u8, u16)> {
     Some((p[4], p[5], u16::from_be_bytes([p[6], p[7]])))
 }
 
-/// Sweeps hop limits 1, 2, ... towards `dst` (the final segment) with `srh` attached, until
-/// the destination answers, a node says it cannot go on, `max_silent` hop limits in a row
-/// stay silent, or `max_hops` is reached.
+/// One socket for every sweep of a run, so every probe of every round leaves from the same
+/// source port.
+pub struct Prober {
+    sock: UdpSocket,
+    run: u64,
+}
+
+impl Prober {
+    pub fn new() -> io::Result<Prober> {
+        Ok(Prober {
+            sock: sock::udp_socket(None)?,
+            run: run_id(),
+        })
+    }
+
+    /// The local port every probe leaves from.
+    pub fn port(&self) -> io::Result<u16> {
+        Ok(self.sock.local_addr()?.port())
+    }
+
+    /// Sweeps hop limits 1, 2, ... towards `dst` (the final segment) with `srh` attached,
+    /// until the destination answers, a node says it cannot go on, `max_silent` hop limits
+    /// in a row stay silent, or `max_hops` is reached.
+    pub fn sweep(
+        &self,
+        srh: &[u8],
+        dst: Ipv6Addr,
+        round: u8,
+        cfg: &Config,
+    ) -> io::Result<Vec<Answer>> {
+        sweep_on(&self.sock, self.run, srh, dst, round, cfg)
+    }
+}
+
+/// A sweep on a socket of its own (see [`Prober::sweep`]).
 pub fn sweep(srh: &[u8], dst: Ipv6Addr, round: u8, cfg: &Config) -> io::Result<Vec<Answer>> {
-    let s = sock::udp_socket(None)?;
+    Prober::new()?.sweep(srh, dst, round, cfg)
+}
+
+fn sweep_on(
+    s: &UdpSocket,
+    run: u64,
+    srh: &[u8],
+    dst: Ipv6Addr,
+    round: u8,
+    cfg: &Config,
+) -> io::Result<Vec<Answer>> {
     let fd = s.as_raw_fd();
     sock::set_srh(fd, srh)?;
-    let run = run_id();
     let to = SocketAddr::V6(SocketAddrV6::new(dst, cfg.port, 0, 0));
     let mut out = Vec::new();
     let mut silent = 0;
@@ -143,7 +184,7 @@ pub fn sweep(srh: &[u8], dst: Ipv6Addr, round: u8, cfg: &Config) -> io::Result<V
             }
             while let Some(e) = sock::recv_error(fd)? {
                 // An answer to an earlier (timed-out) hop limit is late, not ours.
-                if parse_payload(&e.payload, run).map(|(h, _, _)| h) != Some(hl) {
+                if parse_payload(&e.payload, run).map(|(h, r, _)| (h, r)) != Some((hl, round)) {
                     continue;
                 }
                 ans.from = e.offender;

@@ -115,11 +115,14 @@ pub async fn run(addr_text: &str, addr: &StackAddress, o: &Options) -> TraceRepo
     let mut sweeps: Vec<Vec<hoplimit::Answer>> = Vec::new();
     let mut layer_rounds: Vec<Vec<LayerRow>> = Vec::new();
     let mut local_problem: Option<Problem> = None;
+    let mut prober: Option<hoplimit::Prober> = None;
     for round in 0..o.rounds.max(1) {
         if round > 0 {
             tokio::time::sleep(o.interval).await;
         }
-        let out = if o.method == Method::HopLimit && round > 0 {
+        // Hop-limit mode sends the stack-aware probe only to learn the service mapping for
+        // the layer checks, once.
+        let out = if o.method == Method::HopLimit && (round > 0 || o.no_layers) {
             None
         } else {
             match tokio::task::block_in_place(|| stack::probe(addr, &resolve, &o.probe)) {
@@ -160,9 +163,13 @@ pub async fn run(addr_text: &str, addr: &StackAddress, o: &Options) -> TraceRepo
             .and_then(|s| s.to_bytes().map_err(encode::EncodeError::Srh));
             if let Ok(srh) = srh {
                 let dst = segs[n - 1];
-                if let Ok(a) = tokio::task::block_in_place(|| {
-                    hoplimit::sweep(&srh, dst, round as u8, &o.sweep)
-                }) {
+                if prober.is_none() {
+                    prober = hoplimit::Prober::new().ok();
+                }
+                if let Some(p) = &prober
+                    && let Ok(a) =
+                        tokio::task::block_in_place(|| p.sweep(&srh, dst, round as u8, &o.sweep))
+                {
                     sweeps.push(a);
                 }
             }
@@ -194,7 +201,9 @@ pub async fn run(addr_text: &str, addr: &StackAddress, o: &Options) -> TraceRepo
         }
     }
     let mut layers = merge_layer_rounds(layer_rounds);
-    if layers.is_empty() {
+    if o.no_layers {
+        layers.clear();
+    } else if layers.is_empty() {
         layers = unanswered_layers(addr, &outcomes, &hops);
     }
     let method = match (outcomes.is_empty(), sweeps.is_empty()) {
