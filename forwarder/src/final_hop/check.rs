@@ -111,7 +111,7 @@ pub fn check_host_at(cfg: &Config, conf: &Path) -> Vec<Finding> {
             }
         }
         if s.mode == Mode::Proxy {
-            if let Some(super::Target::Unix(p)) = s.proxy_target(name).ok() {
+            if let Ok(super::Target::Unix(p)) = s.proxy_target(name) {
                 if !p.exists() {
                     out.push(Finding {
                         severity: Severity::Warning,

@@ -141,9 +141,10 @@ mod tests {
     #[test]
     fn http_response_golden() {
         let r = String::from_utf8(f(Reason::UnknownService).http_response()).unwrap();
-        let body = "{\"error\":{\"hop\":{\"index\":2,\"name\":\"yc\",\"address\":\"fd00:3::2\"},\
-                    \"layer\":\"service\",\"reason\":\"unknown-service\",\"code\":769,\
-                    \"message\":\"no service `nope` on this host\"}}\n";
+        let body = "{\"error\":{\"code\":769,\
+                    \"hop\":{\"address\":\"fd00:3::2\",\"index\":2,\"name\":\"yc\"},\
+                    \"layer\":\"service\",\"message\":\"no service `nope` on this host\",\
+                    \"reason\":\"unknown-service\"}}\n";
         let expected = format!(
             "HTTP/1.1 502 Bad Gateway\r\nContent-Type: application/json\r\n\
              Hopstack-Error: hop=2; name=yc; layer=service; reason=unknown-service\r\n\

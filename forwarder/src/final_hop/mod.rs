@@ -57,7 +57,7 @@ pub enum Error {
     #[error("service `{service}`: {source}")]
     Tls {
         service: String,
-        source: tls::TlsConfigError,
+        source: Box<tls::TlsConfigError>,
     },
     #[error("cannot listen on {what} {addr}: {source}")]
     Bind {
@@ -100,7 +100,7 @@ fn build_services(cfg: &Config) -> Result<Services, Error> {
                 };
                 Some(tls::acceptor(c, k).map_err(|source| Error::Tls {
                     service: name.clone(),
-                    source,
+                    source: Box::new(source),
                 })?)
             }
         };
@@ -187,7 +187,7 @@ pub fn lookup<'a>(
             format!("no service `{}` on this host", d.service),
         ));
     };
-    if !service.stacks.iter().any(|s| *s == d.layers) {
+    if !service.stacks.contains(&d.layers) {
         let accepted: Vec<String> = service.stacks.iter().map(|s| stack_string(s)).collect();
         return Err((
             ReportLayer::Service,
