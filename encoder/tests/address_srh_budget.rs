@@ -1,13 +1,12 @@
 //! The grammar's SRH size bound (`StackAddress::srh_len_bound`, which `parse` enforces) must
 //! agree with the SRH the encoder really builds: every address that parses can be encoded as a
-//! probe, and the bound is exact when one trace TLV covers every hop.
+//! probe with one trace record per hop, and the bound is exact.
 
 use std::net::Ipv6Addr;
 
 use hopstack_encoder::address::{MAX_HOPS, SRH_MAX_LEN, StackAddress};
 use hopstack_encoder::encode::build_probe_srh;
 use hopstack_encoder::wire::srh::Packet;
-use hopstack_encoder::wire::tlv::Trace;
 use proptest::prelude::*;
 
 const FIRST: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
@@ -56,7 +55,7 @@ fn address() -> impl Strategy<Value = String> {
 
 proptest! {
     #[test]
-    fn bound_is_exact_with_one_trace_tlv_and_never_too_small(input in address()) {
+    fn bound_is_exact_and_probes_get_a_record_per_hop(input in address()) {
         match StackAddress::parse(&input) {
             Ok(a) => {
                 let real = probe_len(&a);
@@ -65,7 +64,7 @@ proptest! {
                 // The bound assumes every later name travels; a later hop that repeats the
                 // first hop's name is resolved locally by this test's resolver and is smaller.
                 let repeats_first = a.hops()[1..].iter().any(|h| h == &a.hops()[0]);
-                if a.hops().len() <= Trace::MAX_RECORDS && !repeats_first {
+                if !repeats_first {
                     prop_assert_eq!(real, bound);
                 }
             }
@@ -82,7 +81,8 @@ fn the_largest_address_by_hop_count_encodes() {
     let hops: Vec<String> = (1..=MAX_HOPS).map(|i| format!("[fd00::{i:x}]")).collect();
     let input = format!("{}:tcp+tls+http+ws+mqtt+{}", hops.join(">"), "s".repeat(63));
     let a = StackAddress::parse(&input).unwrap();
-    assert!(probe_len(&a) <= a.srh_len_bound());
+    // Exact: build_probe_srh did not have to drop trace records to fit.
+    assert_eq!(probe_len(&a), a.srh_len_bound());
     assert!(a.srh_len_bound() <= SRH_MAX_LEN);
 }
 
