@@ -5,7 +5,7 @@
 //! use hopstack_testbed::Testbed;
 //! let tb = Testbed::start("testbed/topologies/three-hop.toml").unwrap();
 //! let out = tb.exec_ok("client", ["ping", "-6", "-c1", "fd00:1::2"]).unwrap();
-//! assert_eq!(tb.resolve("github.com", "org").unwrap(), vec!["fd00:2::2".parse::<std::net::IpAddr>().unwrap()]);
+//! assert_eq!(tb.resolve("github.com", "org").unwrap(), vec!["fc00:2::e".parse::<std::net::IpAddr>().unwrap()]);
 //! drop(tb); // tears everything down
 //! # let _ = out;
 //! ```
@@ -188,6 +188,7 @@ struct Proc {
     child: Child,
     argv: Vec<String>,
     env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
 }
 
 /// A running testbed. Dropping it tears everything down (processes, nodes, links, DNS).
@@ -411,6 +412,8 @@ fn launch(b: &Builder, topo: Topology, run_dir: PathBuf, daemon: bool) -> Result
         bin_dir: bin_dir.clone(),
         daemon,
         keep_run_dir: b.keep_run_dir,
+        // SAFETY: geteuid cannot fail.
+        identity_map: unsafe { libc::geteuid() } == 0,
     };
     let plan_file = run_dir.join("plan.json");
     io(
@@ -429,8 +432,9 @@ fn launch(b: &Builder, topo: Topology, run_dir: PathBuf, daemon: bool) -> Result
         .arg(&plan_file)
         .stdout(Stdio::piped())
         .stderr(log);
+    // stdin: the id-map handshake, then (library mode) held open until teardown.
+    cmd.stdin(Stdio::piped());
     if daemon {
-        cmd.stdin(Stdio::null());
         use std::os::unix::process::CommandExt;
         // SAFETY: setsid is async-signal-safe; it detaches the daemon from our terminal so
         // closing the shell does not SIGHUP it.
@@ -445,13 +449,24 @@ fn launch(b: &Builder, topo: Topology, run_dir: PathBuf, daemon: bool) -> Result
         // or when this process dies in any way (the kernel closes the write end). Not
         // PR_SET_PDEATHSIG: that fires when the *thread* that spawned it exits, which would
         // kill a testbed shared between test threads.
-        cmd.stdin(Stdio::piped());
     }
     let mut child = io(format!("spawn {}", hopbed.display()), cmd.spawn())?;
     let mut line = String::new();
-    let stdout = child.stdout.take();
-    if let Some(s) = stdout {
-        let _ = BufReader::new(s).read_line(&mut line);
+    let mut reader = child.stdout.take().map(BufReader::new);
+    if let Some(r) = reader.as_mut() {
+        let _ = r.read_line(&mut line);
+        if line.trim_end() == "map" {
+            let pid = child.id();
+            let full = "0 0 4294967295\n";
+            let mapped = std::fs::write(format!("/proc/{pid}/uid_map"), full)
+                .and_then(|_| std::fs::write(format!("/proc/{pid}/gid_map"), full));
+            if let (Ok(()), Some(stdin)) = (mapped, child.stdin.as_mut()) {
+                use std::io::Write as _;
+                let _ = stdin.write_all(b"mapped\n").and_then(|_| stdin.flush());
+            }
+            line.clear();
+            let _ = r.read_line(&mut line);
+        }
     }
     let line = line.trim_end();
     if line != "ready" {
@@ -483,7 +498,8 @@ fn launch(b: &Builder, topo: Topology, run_dir: PathBuf, daemon: bool) -> Result
         source: std::io::Error::other(e),
     })?;
     let skipped = state.skipped.clone();
-    let sup_stdin = child.stdin.take();
+    // A daemon outlives us: its stdin must not report our exit as a teardown request.
+    let sup_stdin = if daemon { None } else { child.stdin.take() };
     Ok(Testbed {
         topo,
         topo_dir,
@@ -643,6 +659,15 @@ impl Testbed {
     /// The child gets PR_SET_PDEATHSIG(SIGKILL): it dies with the *thread* that spawns it.
     /// [`Testbed::spawn`] therefore spawns from a thread owned by the testbed.
     pub fn command(&self, node: &str, program: impl AsRef<str>) -> Result<Command, Error> {
+        self.command_in(node, program, None)
+    }
+
+    fn command_in(
+        &self,
+        node: &str,
+        program: impl AsRef<str>,
+        cwd: Option<&Path>,
+    ) -> Result<Command, Error> {
         let holder = self.node_pid(node)?;
         let prog = program.as_ref();
         let expanded = expand(
@@ -658,7 +683,7 @@ impl Testbed {
         let mut cmd = Command::new(path);
         io(
             format!("enter node `{node}`"),
-            ns::enter(&mut cmd, holder, true),
+            ns::enter_in(&mut cmd, holder, true, cwd),
         )?;
         Ok(cmd)
     }
@@ -715,15 +740,16 @@ impl Testbed {
         S: AsRef<str>,
     {
         let argv: Vec<String> = argv.into_iter().map(|s| s.as_ref().to_owned()).collect();
-        self.spawn_env(node, name, argv, BTreeMap::new())
+        self.spawn_full(node, name, argv, BTreeMap::new(), None)
     }
 
-    fn spawn_env(
+    fn spawn_full(
         &self,
         node: &str,
         name: &str,
         argv: Vec<String>,
         env: BTreeMap<String, String>,
+        cwd: Option<PathBuf>,
     ) -> Result<u32, Error> {
         let dir = node_dir(&self.run_dir, node);
         let argv: Vec<String> = argv
@@ -748,13 +774,15 @@ impl Testbed {
                 ),
             });
         }
-        let mut cmd = self.command(node, prog).map_err(|e| match e {
-            Error::MissingProgram { program, .. } => Error::MissingProgram {
-                context: format!("process `{name}` on node `{node}`"),
-                program,
-            },
-            e => e,
-        })?;
+        let mut cmd = self
+            .command_in(node, prog, cwd.as_deref())
+            .map_err(|e| match e {
+                Error::MissingProgram { program, .. } => Error::MissingProgram {
+                    context: format!("process `{name}` on node `{node}`"),
+                    program,
+                },
+                e => e,
+            })?;
         let log = io(
             "open log",
             std::fs::File::options()
@@ -775,7 +803,12 @@ impl Testbed {
         let pid = child.id();
         procs.insert(
             (node.to_owned(), name.to_owned()),
-            Proc { child, argv, env },
+            Proc {
+                child,
+                argv,
+                env,
+                cwd,
+            },
         );
         Ok(pid)
     }
@@ -788,7 +821,8 @@ impl Testbed {
             .find(|p| p.name == name)
     }
 
-    /// Start the topology's `[[nodes.process]]` entry `name` on `node`.
+    /// Start the topology's `[[nodes.process]]` entry `name` on `node` (templates written,
+    /// working directory as configured).
     pub fn start_process(&self, node: &str, name: &str) -> Result<u32, Error> {
         let p = self
             .process_spec(node, name)
@@ -796,7 +830,20 @@ impl Testbed {
                 node: node.to_owned(),
                 name: name.to_owned(),
             })?;
-        self.spawn_env(node, name, p.cmd.clone(), p.env.clone())
+        let dir = node_dir(&self.run_dir, node);
+        io(
+            format!("process `{name}` on node `{node}`"),
+            supervisor::write_templates(p, &self.bin_dir, &self.topo_dir, &dir),
+        )?;
+        let ex = |a: &str| expand(a, &self.bin_dir, &self.topo_dir, &dir);
+        let env = p.env.iter().map(|(k, v)| (k.clone(), ex(v))).collect();
+        let cwd = PathBuf::from(
+            p.cwd
+                .as_deref()
+                .map(ex)
+                .unwrap_or_else(|| dir.to_string_lossy().into_owned()),
+        );
+        self.spawn_full(node, name, p.cmd.clone(), env, Some(cwd))
     }
 
     /// Kill (SIGKILL) the process `name` on `node` and reap it.
@@ -827,12 +874,12 @@ impl Testbed {
     /// (its log is appended to). Returns the new pid.
     pub fn restart(&self, node: &str, name: &str) -> Result<u32, Error> {
         self.kill(node, name)?;
-        let (argv, env) = {
+        let (argv, env, cwd) = {
             let procs = self.procs.lock().unwrap_or_else(|p| p.into_inner());
             let p = &procs[&(node.to_owned(), name.to_owned())];
-            (p.argv.clone(), p.env.clone())
+            (p.argv.clone(), p.env.clone(), p.cwd.clone())
         };
-        self.spawn_env(node, name, argv, env)
+        self.spawn_full(node, name, argv, env, cwd)
     }
 
     /// Has the process `name` on `node` exited? Returns its status if so.

@@ -28,6 +28,16 @@ const KINDS: [(&str, libc::c_int); 4] = [
 /// supervisor): joining one's own user namespace is EINVAL. The child also gets
 /// `PR_SET_PDEATHSIG(SIGKILL)`, so it cannot outlive the thread that spawned it.
 pub fn enter(cmd: &mut Command, holder: u32, join_user: bool) -> std::io::Result<()> {
+    enter_in(cmd, holder, join_user, None)
+}
+
+/// [`enter`], then change to `cwd` (default: the caller's working directory).
+pub fn enter_in(
+    cmd: &mut Command,
+    holder: u32,
+    join_user: bool,
+    cwd: Option<&Path>,
+) -> std::io::Result<()> {
     let mut fds: Vec<(OwnedFd, libc::c_int)> = Vec::with_capacity(4);
     for (name, flag) in KINDS {
         if flag == libc::CLONE_NEWUSER && !join_user {
@@ -41,8 +51,9 @@ pub fn enter(cmd: &mut Command, holder: u32, join_user: bool) -> std::io::Result
     }
     // Joining a mount namespace resets the working directory to its root; restore the
     // caller's (the node's mounts are a copy of the host's, so the path exists).
-    let cwd = std::env::current_dir()
-        .ok()
+    let cwd = cwd
+        .map(Path::to_owned)
+        .or_else(|| std::env::current_dir().ok())
         .and_then(|d| CString::new(d.as_os_str().as_bytes()).ok());
     // SAFETY: the closure only makes async-signal-safe system calls (setns, chdir, prctl,
     // getppid) on values prepared before fork; it allocates nothing.

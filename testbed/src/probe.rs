@@ -212,3 +212,55 @@ pub fn udp_send(dst: SocketAddr, text: &str, timeout: Duration) -> anyhow::Resul
         .with_context(|| format!("no echo from {dst} within {timeout:?}"))?;
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
+
+/// A minimal static HTTP/1.1 server (`hopbed __http [ADDR]:PORT DIR`): GET of a file under
+/// DIR answers 200 with its bytes, anything else 404/405. It stands in for "a service" on
+/// final hosts so demos and tests need no Python or web server installed. One connection at
+/// a time, `Connection: close`: it serves tests, not load.
+pub fn http_serve(bind: SocketAddr, root: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader};
+    let l = std::net::TcpListener::bind(bind).with_context(|| format!("bind {bind}"))?;
+    eprintln!("http: serving {} on {bind}", root.display());
+    for conn in l.incoming() {
+        let Ok(mut s) = conn else { continue };
+        let mut reader = BufReader::new(match s.try_clone() {
+            Ok(c) => c,
+            Err(_) => continue,
+        });
+        let mut request = String::new();
+        if reader.read_line(&mut request).is_err() {
+            continue;
+        }
+        // Drain the headers; the body (none for GET) is ignored.
+        loop {
+            let mut h = String::new();
+            match reader.read_line(&mut h) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if h == "\r\n" || h == "\n" => break,
+                Ok(_) => {}
+            }
+        }
+        let mut parts = request.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+        let path = path.split('?').next().unwrap_or("/");
+        let (status, body) = if method != "GET" {
+            ("405 Method Not Allowed", b"method not allowed\n".to_vec())
+        } else if path.split('/').any(|c| c == "..") {
+            ("404 Not Found", b"not found\n".to_vec())
+        } else {
+            match std::fs::read(root.join(path.trim_start_matches('/'))) {
+                Ok(b) => ("200 OK", b),
+                Err(_) => ("404 Not Found", b"not found\n".to_vec()),
+            }
+        };
+        eprintln!("http: {method} {path} -> {status}");
+        let head = format!(
+            "HTTP/1.1 {status}\r\ncontent-length: {}\r\ncontent-type: application/octet-stream\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = s
+            .write_all(head.as_bytes())
+            .and_then(|_| s.write_all(&body));
+    }
+    Ok(())
+}

@@ -52,6 +52,10 @@ pub struct Plan {
     /// removes it, so a test process killed outright leaves no directory either.
     #[serde(default)]
     pub keep_run_dir: bool,
+    /// The starter is root and will write an identity uid/gid map for us (`map` / `mapped`
+    /// handshake on stdout/stdin) instead of the single-id map an unprivileged user gets.
+    #[serde(default)]
+    pub identity_map: bool,
 }
 
 /// A running testbed, as written to `state.json` in the run directory.
@@ -104,7 +108,7 @@ fn threads() -> usize {
 }
 
 /// Enter a fresh user namespace in which we are root, with private mounts and a staging netns.
-fn become_root_in_userns() -> anyhow::Result<()> {
+fn become_root_in_userns(identity_map: bool, out: &mut impl Write) -> anyhow::Result<()> {
     let uid = unsafe_getuid();
     let gid = unsafe_getgid();
     let n = threads();
@@ -117,12 +121,29 @@ fn become_root_in_userns() -> anyhow::Result<()> {
         rc,
         "unshare(CLONE_NEWUSER|CLONE_NEWNS|CLONE_NEWNET) (are user namespaces enabled? see /proc/sys/user/max_user_namespaces)",
     )?;
-    // An unprivileged process may map exactly its own uid/gid, and only after denying
-    // setgroups (CVE-2014-8989). Mapping the caller to 0 gives the capabilities, within the
-    // namespace, that creating veths, routes and mounts need.
-    std::fs::write("/proc/self/setgroups", "deny").context("write /proc/self/setgroups")?;
-    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1\n")).context("write uid_map")?;
-    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1\n")).context("write gid_map")?;
+    if identity_map {
+        // A root starter maps every id to itself from outside (only a writer with
+        // CAP_SETUID in the parent namespace may, and we have none there any more), so
+        // files keep their owners and setgroups stays allowed: tools that switch users,
+        // such as tcpdump, work inside the nodes.
+        writeln!(out, "map")?;
+        out.flush()?;
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        if line.trim() != "mapped" {
+            bail!(
+                "the starter did not write our uid/gid maps (said {:?})",
+                line.trim()
+            );
+        }
+    } else {
+        // An unprivileged process may map exactly its own uid/gid, and only after denying
+        // setgroups (CVE-2014-8989). Mapping the caller to 0 gives the capabilities, within
+        // the namespace, that creating veths, routes and mounts need.
+        std::fs::write("/proc/self/setgroups", "deny").context("write /proc/self/setgroups")?;
+        std::fs::write("/proc/self/uid_map", format!("0 {uid} 1\n")).context("write uid_map")?;
+        std::fs::write("/proc/self/gid_map", format!("0 {gid} 1\n")).context("write gid_map")?;
+    }
     // Node bind mounts (resolv.conf, hosts) must never propagate back to the host.
     let root = CString::new("/").unwrap_or_default();
     // SAFETY: valid NUL-terminated strings; null source/fstype/data are allowed for MS_PRIVATE.
@@ -316,6 +337,31 @@ pub fn expand(arg: &str, bin_dir: &Path, topo_dir: &Path, node_run: &Path) -> St
     out
 }
 
+/// Write a process's templates into its node's run directory, expanded.
+pub fn write_templates(
+    p: &crate::topology::Process,
+    bin_dir: &Path,
+    topo_dir: &Path,
+    node_run: &Path,
+) -> std::io::Result<()> {
+    for (dest, src) in &p.templates {
+        let src = Path::new(&expand(src, bin_dir, topo_dir, node_run)).to_owned();
+        let src = if src.is_relative() {
+            topo_dir.join(src)
+        } else {
+            src
+        };
+        let text = std::fs::read_to_string(&src).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("template {}: {e}", src.display()))
+        })?;
+        std::fs::write(
+            node_run.join(dest),
+            expand(&text, bin_dir, topo_dir, node_run),
+        )?;
+    }
+    Ok(())
+}
+
 /// Build everything, report, wait, tear down. Returns the process exit code.
 pub fn supervise(plan_file: &Path) -> i32 {
     let t0 = std::time::Instant::now();
@@ -330,7 +376,7 @@ pub fn supervise(plan_file: &Path) -> i32 {
         let topo = &plan.topology;
         let ip =
             find_program("ip").context("iproute2 `ip` not found (apt-get install iproute2)")?;
-        become_root_in_userns()?;
+        become_root_in_userns(plan.identity_map, &mut out)?;
 
         let mut state = State {
             // SAFETY: getpid cannot fail.
@@ -520,17 +566,25 @@ pub fn supervise(plan_file: &Path) -> i32 {
                         }
                         bail!("{why}");
                     };
+                    write_templates(p, &plan.bin_dir, &plan.topology_dir, &dir)?;
                     let log = std::fs::File::options()
                         .create(true)
                         .append(true)
                         .open(dir.join(format!("{}.log", p.name)))?;
+                    let ex = |a: &str| expand(a, &plan.bin_dir, &plan.topology_dir, &dir);
                     let mut c = Command::new(prog);
                     c.args(&argv[1..])
-                        .envs(&p.env)
+                        .envs(p.env.iter().map(|(k, v)| (k, ex(v))))
                         .stdin(Stdio::null())
                         .stdout(log.try_clone()?)
                         .stderr(log);
-                    ns::enter(&mut c, state.nodes[&n.name], false)?;
+                    let cwd = p.cwd.as_deref().map(|c| PathBuf::from(ex(c)));
+                    ns::enter_in(
+                        &mut c,
+                        state.nodes[&n.name],
+                        false,
+                        Some(cwd.as_deref().unwrap_or(&dir)),
+                    )?;
                     let child = c.spawn().with_context(|| format!("start {argv:?}"))?;
                     children.push(child.id());
                     state

@@ -134,9 +134,18 @@ pub struct Process {
     /// If the program does not exist, skip it and say so instead of failing the start.
     #[serde(default)]
     pub optional: bool,
-    /// Extra environment variables.
+    /// Extra environment variables (values expanded like `cmd`).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Configuration templates: file name in the node's run directory → template path. Before
+    /// the process starts, each template is copied there with `{dir}`, `{run}` and
+    /// `{bin:NAME}` expanded, so a config can name per-run paths (sockets, logs) and shipped
+    /// files (certificates) alike: `cmd = ["{bin:hopd}", "--config", "{run}/hopd.toml"]`.
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
+    /// Working directory (expanded); default the node's run directory.
+    #[serde(default)]
+    pub cwd: Option<String>,
 }
 
 fn yes() -> bool {
@@ -431,6 +440,15 @@ impl Topology {
                         "[]",
                         "a non-empty argv",
                     ));
+                }
+                for dest in p.templates.keys() {
+                    if dest.is_empty() || dest.contains('/') || dest.starts_with('.') {
+                        return Err(bad(
+                            format!("nodes[{i}].process[{j}].templates"),
+                            dest,
+                            "a plain file name (it is created in the node's run directory)",
+                        ));
+                    }
                 }
             }
         }

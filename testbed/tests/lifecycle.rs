@@ -159,7 +159,7 @@ fn cli_up_exec_down() {
         ],
         &base,
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "fd00:2::2");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "fc00:2::e");
     let out = hopbed(&["dns-fault", "github", "org", "nxdomain"], &base);
     assert!(
         out.status.success(),

@@ -22,7 +22,7 @@ fn dns_faults_nxdomain_servfail_timeout_and_new_records() {
     let tb = common::start("three-hop");
     assert_eq!(
         tb.resolve("github.com", "org").unwrap(),
-        vec![common::ip("fd00:2::2")]
+        vec![common::ip("fc00:2::e")]
     );
 
     tb.dns_fault("github", "org", Some(DnsFault::Nxdomain))
@@ -53,7 +53,7 @@ fn dns_faults_nxdomain_servfail_timeout_and_new_records() {
     tb.dns_fault("github", "org", None).unwrap();
     assert_eq!(
         tb.resolve("github.com", "org").unwrap(),
-        vec![common::ip("fd00:2::2")]
+        vec![common::ip("fc00:2::e")]
     );
 
     // Records can change at run time too; other views are untouched.

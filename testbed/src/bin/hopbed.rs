@@ -138,6 +138,17 @@ fn main() -> ExitCode {
             );
             return ExitCode::from(1);
         }
+        Some("__http") if args.len() == 4 => {
+            let r = args[2]
+                .parse()
+                .map_err(anyhow::Error::from)
+                .and_then(|a| hopstack_testbed::probe::http_serve(a, Path::new(&args[3])));
+            eprintln!(
+                "http: {:#}",
+                r.err().map(|e| e.to_string()).unwrap_or_default()
+            );
+            return ExitCode::from(1);
+        }
         Some("__udp-send") if args.len() == 4 => {
             let r = args[2].parse().map_err(anyhow::Error::from).and_then(|a| {
                 hopstack_testbed::probe::udp_send(a, &args[3], std::time::Duration::from_secs(2))
@@ -333,6 +344,7 @@ const ADDRESS: &str = "github.com>org>yc:tcp+tls+http+restapiv3/users/list";
 fn demo(file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let file = file
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/three-hop.toml"));
+    let topo_dir = file.parent().unwrap_or(Path::new(".")).to_owned();
     let t0 = std::time::Instant::now();
     let tb = Testbed::start(&file)?;
     println!("== testbed up in {} ms", t0.elapsed().as_millis());
@@ -347,46 +359,92 @@ fn demo(file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
                     .map(|a| a.to_string())
                     .collect::<Vec<_>>()
                     .join(","),
-                Err(_) => "-".to_owned(),
+                Err(_) => "NXDOMAIN".to_owned(),
             };
-            row.push(format!("{name}={r}"));
+            row.push(format!("{name}={r:<10}"));
         }
         println!("  {node:<11} {}", row.join("  "));
     }
-    let mut missing = Vec::new();
-    let bin = |n: &str| {
-        hopstack_testbed::default_bin_dir(&hopstack_testbed::hopbed_exe().unwrap_or_default())
-            .join(n)
-    };
-    for (step, prog, args) in [
-        ("hop get", "hop", vec!["get", ADDRESS]),
-        ("hoptrace", "hoptrace", vec![ADDRESS]),
-    ] {
+    let mut missing: Vec<String> = tb
+        .skipped()
+        .iter()
+        .map(|s| format!("skipped process {s}"))
+        .collect();
+    // Processes that died at start (a missing config, no /dev/net/tun, ...) are the usual
+    // reason for a broken path: say so with their last words.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for n in &tb.topology().nodes {
+        for p in &n.process {
+            if let Ok(Some(status)) = tb.exited(&n.name, &p.name) {
+                let log = tb.logs(&n.name, &p.name);
+                let last = log.lines().rev().take(3).collect::<Vec<_>>();
+                let last: Vec<&str> = last.into_iter().rev().collect();
+                println!(
+                    "  {}/{} exited ({status}): {}",
+                    n.name,
+                    p.name,
+                    last.join(" | ")
+                );
+                missing.push(format!(
+                    "{}/{} exited: {}",
+                    n.name,
+                    p.name,
+                    last.join(" | ")
+                ));
+            }
+        }
+    }
+    let bin_dir =
+        hopstack_testbed::default_bin_dir(&hopstack_testbed::hopbed_exe().unwrap_or_default());
+    let cacert = topo_dir
+        .join("three-hop/ca.pem")
+        .to_string_lossy()
+        .into_owned();
+    let steps: [(&str, &str, Vec<&str>); 2] = [
+        (
+            "hop get",
+            "hop",
+            vec!["get", "--no-cache", "--cacert", &cacert, ADDRESS],
+        ),
+        ("hoptrace", "hoptrace", vec!["--cacert", &cacert, ADDRESS]),
+    ];
+    for (step, prog, args) in steps {
         println!("\n== {step} '{ADDRESS}' on client");
-        let p = bin(prog);
+        let p = bin_dir.join(prog);
         if !p.is_file() {
-            println!("  MISSING: {} is not built", p.display());
+            println!(
+                "  MISSING: {} is not built (cargo build --workspace --bins)",
+                p.display()
+            );
             missing.push(format!("{prog} not built"));
             continue;
         }
         let mut argv = vec![p.to_string_lossy().into_owned()];
         argv.extend(args.iter().map(|s| s.to_string()));
-        let out = tb.exec("client", &argv)?;
+        // hopd installs its TUN and routes a moment after it starts: retry briefly.
+        let t = std::time::Instant::now();
+        let out = loop {
+            let out = tb.exec("client", &argv)?;
+            if out.status.success() || t.elapsed() > std::time::Duration::from_secs(5) {
+                break out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        };
         print!("{}", String::from_utf8_lossy(&out.stdout));
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
         if !out.status.success() {
-            println!("  NOT WORKING YET: {step} exited with {}", out.status);
+            println!("  FAILED: {step} exited with {}", out.status);
             missing.push(format!("{step} failed ({})", out.status));
         }
     }
-    for s in tb.skipped() {
-        missing.push(format!("skipped process {s}"));
-    }
     let t1 = std::time::Instant::now();
+    if !missing.is_empty() {
+        tb.print_logs();
+    }
     drop(tb);
     println!("\n== torn down in {} ms", t1.elapsed().as_millis());
     if missing.is_empty() {
-        println!("demo complete");
+        println!("demo complete: the request crossed github.com and org by name and came back");
         Ok(ExitCode::SUCCESS)
     } else {
         println!("demo INCOMPLETE, missing pieces:");

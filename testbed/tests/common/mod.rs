@@ -142,11 +142,11 @@ pub fn end_packets(tb: &hopstack_testbed::Testbed, node: &str, sid: &str) -> u64
 pub fn check_dns_views(tb: &Testbed) {
     // (node, name, expected answer; None = NXDOMAIN)
     let table: &[(&str, &str, Option<&str>)] = &[
-        ("client", "github.com", Some("fd00:1::2")),
+        ("client", "github.com", Some("fc00:1::e")),
         ("client", "org", None),
         ("client", "yc", None),
         ("github.com", "github.com", Some("fd00:2::1")),
-        ("github.com", "org", Some("fd00:2::2")),
+        ("github.com", "org", Some("fc00:2::e")),
         ("github.com", "yc", None),
         ("org", "org", Some("fd00:3::1")),
         ("org", "yc", Some("fd00:3::2")),
@@ -178,7 +178,7 @@ pub fn check_dns_views(tb: &Testbed) {
     let out = tb
         .exec_ok("github.com", ["getent", "ahostsv6", "org"])
         .unwrap();
-    assert!(out.starts_with("fd00:2::2 "), "{out}");
+    assert!(out.starts_with("fc00:2::e "), "{out}");
     let out = tb.exec("client", ["getent", "ahostsv6", "org"]).unwrap();
     assert_eq!(
         out.status.code(),
