@@ -260,3 +260,52 @@ b = { node = "b", addrs = ["fd00:1::2/64"] }
     assert_eq!(common::host_links(), links);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn process_templates_are_expanded_into_the_node_run_dir() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.join("conf.in"),
+        "run={run}\ndir={dir}\nbin={bin:hopd}\n",
+    )
+    .unwrap();
+    let file = dir.join("t.toml");
+    std::fs::write(
+        &file,
+        r#"name = "tmpl"
+[[nodes]]
+name = "a"
+[[nodes.process]]
+name = "show"
+cmd = ["sh", "-c", "cat conf.txt; echo cwd=$(pwd); echo env=$WHERE; sleep 30"]
+templates = { "conf.txt" = "conf.in" }
+env = { WHERE = "{run}" }
+"#,
+    )
+    .unwrap();
+    let tb = hopstack_testbed::Testbed::builder(&file)
+        .hopbed_exe(common::hopbed())
+        .start()
+        .unwrap();
+    let run = tb.run_dir().join("nodes/a");
+    let bin = common::hopbed().parent().unwrap().join("hopd");
+    let want = format!(
+        "run={}\ndir={}\nbin={}\ncwd={}\nenv={}\n",
+        run.display(),
+        std::fs::canonicalize(&dir).unwrap().display(),
+        bin.display(),
+        run.display(),
+        run.display()
+    );
+    let t0 = Instant::now();
+    while tb.logs("a", "show") != want {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{:?} != {want:?}",
+            tb.logs("a", "show")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(tb);
+    std::fs::remove_dir_all(dir).unwrap();
+}
