@@ -219,3 +219,32 @@ fn http_5xx_is_an_http_layer_failure() {
     assert_eq!(layer(&v, "http")["http"]["status"], 503);
     assert_eq!(layer(&v, "service")["status"], "ok");
 }
+
+#[test]
+fn a_kernel_end_hop_before_hopd_hops_is_found_by_hop_limit_probing() {
+    let bed = Bed::start();
+    // Hop 1 is the kernel's End on github.com (no trace record), hop 2 hopd on org, which
+    // resolves yc; the answer fills in the path and hop-limit probing finds hop 1.
+    let (code, v, _) = trace_json(
+        &bed.tb,
+        "client",
+        &[
+            "--timeout",
+            "700",
+            "[fc00:1::f]>[fc00:2::e]>yc:tcp+http+web/users/list",
+        ],
+    );
+    eprintln!("{v:#}");
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["method"], "trace+hop-limit");
+    let h1 = hop(&v, 1);
+    assert_eq!(h1["via"], "hop-limit");
+    assert_eq!(h1["ttl"], 1);
+    // The kernel answers from the interface towards the client, not from the SID.
+    assert_eq!(h1["address"], "fd00:1::2");
+    assert_eq!(hop(&v, 3)["resolved_by"], "hop 2");
+    for h in v["hops"].as_array().unwrap() {
+        assert_eq!(h["status"], "ok", "{h:#}");
+    }
+    assert_eq!(layer(&v, "http")["http"]["status"], 200);
+}
