@@ -230,6 +230,14 @@ fn finish(c: &CommonArgs, r: (Timings, Result<(), ClientError>)) -> u8 {
     match res {
         Ok(()) => 0,
         Err(e) => {
+            if e.layer == ErrorLayer::Address {
+                // Where in the address: the caret diagram, then the one line last.
+                if let Err(pe) = StackAddress::parse(&c.address) {
+                    for l in pe.render(&c.address).lines().skip(1) {
+                        eprintln!("{l}");
+                    }
+                }
+            }
             eprintln!("{e}");
             e.exit_code()
         }
@@ -238,11 +246,8 @@ fn finish(c: &CommonArgs, r: (Timings, Result<(), ClientError>)) -> u8 {
 
 fn parse_address(s: &str) -> Result<StackAddress, ClientError> {
     StackAddress::parse(s).map_err(|e| {
-        ClientError::new(
-            ErrorLayer::Address,
-            "address-syntax",
-            e.render(s).replace('\n', " | "),
-        )
+        // The one line; `finish` prints the caret diagram above it.
+        ClientError::new(ErrorLayer::Address, "address-syntax", e.to_string())
     })
 }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::address::StackAddress;
 use crate::encode::{self, DEFAULT_SERVICE_PORT};
-use crate::wire::report::{ErrorReport, ProbeAnswer, ReportBody, ReportRepr};
+use crate::wire::report::{ErrorReport, ProbeAnswer, Reason, ReportBody, ReportRepr};
 use crate::wire::tlv::{Tlv, TlvRepr, TraceRecord};
 
 use super::error::{ClientError, ErrorLayer, HopRef};
@@ -167,10 +167,17 @@ pub async fn probe(
         use std::os::fd::AsFd;
         socket::set_rthdr(sock.as_fd(), &srh)
             .map_err(|e| ClientError::local(format!("the kernel refused the probe's SRH: {e}")))?;
+        // Without it an unconnected socket never hears that a router dropped the probe.
+        if let Err(e) = socket::enable_recverr(sock.as_fd()) {
+            return Err(ClientError::local(format!(
+                "IPV6_RECVERR on the probe socket: {e}"
+            )));
+        }
     }
     let dest = SocketAddrV6::new(final_dst, opts.port, 0, 0);
     let mut buf = vec![0u8; 65535];
     let mut sent = 0;
+    let mut icmp_seen: Option<socket::IcmpError> = None;
     for _ in 0..opts.tries.max(1) {
         let t0 = Instant::now();
         sock.send_to(b"hopstack probe", SocketAddr::V6(dest))
@@ -189,12 +196,30 @@ pub async fn probe(
             if left.is_zero() {
                 break;
             }
-            let Ok(r) = tokio::time::timeout(left, sock.recv_from(&mut buf)).await else {
+            if icmp_seen.is_some() && t0.elapsed() > ICMP_GRACE {
                 break;
+            }
+            let left = if icmp_seen.is_some() {
+                left.min(ICMP_GRACE)
+            } else {
+                left
             };
-            let (n, _from) = match r {
+            // Readable also when only an ICMPv6 error is queued (IPV6_RECVERR): look at the
+            // error queue first, then at data; WouldBlock clears the readiness.
+            // An ICMPv6 error queued by IPV6_RECVERR raises only EPOLLERR, which tokio does not
+            // clear like readability; so look at the error queue every ERRQUEUE_POLL instead.
+            let ready = tokio::time::timeout(left.min(ERRQUEUE_POLL), sock.readable()).await;
+            {
+                use std::os::fd::AsFd;
+                if let Some(icmp) = socket::read_icmp_error(sock.as_fd()) {
+                    icmp_seen.get_or_insert(icmp);
+                }
+            }
+            if ready.is_err() {
+                continue;
+            }
+            let (n, _from) = match sock.try_recv_from(&mut buf) {
                 Ok(x) => x,
-                // ICMP errors surface as socket errors on some kernels; keep listening.
                 Err(_) => continue,
             };
             let Ok(rep) = ReportRepr::parse_bytes(&buf[..n]) else {
@@ -216,6 +241,9 @@ pub async fn probe(
             });
         }
     }
+    if let Some(icmp) = icmp_seen {
+        return Err(icmp_error(addr, &hops, icmp));
+    }
     Err(at_first(ClientError::new(
         ErrorLayer::Timeout,
         "probe-timeout",
@@ -225,6 +253,47 @@ pub async fn probe(
             opts.timeout.as_millis()
         ),
     )))
+}
+
+/// After an ICMPv6 error, how long to keep listening for a hop's stack report (which names
+/// the hop and the reason better) before reporting the ICMPv6 error itself.
+const ICMP_GRACE: Duration = Duration::from_millis(300);
+
+/// How often the probe looks at the socket's error queue while waiting.
+const ERRQUEUE_POLL: Duration = Duration::from_millis(25);
+
+/// An ICMPv6 error about the probe as a client error. The offender is a router's interface
+/// address, which is often not a segment of the path: then the line names the router only.
+fn icmp_error(
+    addr: &StackAddress,
+    hops: &[(Ipv6Addr, encode::SegmentSource)],
+    icmp: socket::IcmpError,
+) -> ClientError {
+    let names = hop_names(addr);
+    let by = match icmp.offender {
+        Some(a) => format!("{a} answered"),
+        None => "a router answered".to_owned(),
+    };
+    let e = ClientError::new(
+        ErrorLayer::Route,
+        Reason::Unreachable.name(),
+        format!(
+            "the probe did not get through: {by} {} ({})",
+            icmp.describe(),
+            std::io::Error::from_raw_os_error(icmp.errno)
+        ),
+    );
+    match icmp
+        .offender
+        .and_then(|o| hops.iter().position(|(a, _)| *a == o))
+    {
+        Some(i) => e.at(HopRef {
+            index: i,
+            name: names[i].clone(),
+            address: icmp.offender,
+        }),
+        None => e,
+    }
 }
 
 /// The error report as a client error (hop numbers from 1, the resolving hop blamed for

@@ -168,6 +168,136 @@ pub fn udp_socket(
     UdpSocket::from_std(s)
 }
 
+/// Asks the kernel to queue ICMPv6 errors about this socket's datagrams (`IPV6_RECVERR`), so
+/// an unconnected probe socket learns that a router could not forward the probe.
+pub fn enable_recverr(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)
+}
+
+/// An ICMPv6 error the kernel queued for a datagram this socket sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpError {
+    /// The router (or host) that sent the ICMPv6 error.
+    pub offender: Option<Ipv6Addr>,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// The errno the kernel maps it to (`EHOSTUNREACH`, `ENETUNREACH`, ...).
+    pub errno: i32,
+}
+
+impl IcmpError {
+    /// For humans: `destination unreachable (no route)`, `time exceeded`, ...
+    pub fn describe(&self) -> String {
+        let what = match (self.icmp_type, self.icmp_code) {
+            (1, 0) => "destination unreachable (no route)",
+            (1, 1) => "destination unreachable (administratively prohibited)",
+            (1, 3) => "destination unreachable (address unreachable)",
+            (1, 4) => "destination unreachable (port unreachable)",
+            (1, _) => "destination unreachable",
+            (2, _) => "packet too big",
+            (3, _) => "time exceeded",
+            (4, 4) => "parameter problem (SR upper-layer header error)",
+            (4, _) => "parameter problem",
+            _ => "error",
+        };
+        format!(
+            "ICMPv6 {what}, type {} code {}",
+            self.icmp_type, self.icmp_code
+        )
+    }
+}
+
+/// Reads one queued ICMPv6 error (`MSG_ERRQUEUE`), if any; never blocks.
+pub fn read_icmp_error(fd: BorrowedFd<'_>) -> Option<IcmpError> {
+    let mut data = [0u8; 2048];
+    let mut name: libc::sockaddr_in6 = unsafe_zeroed_sockaddr_in6();
+    let mut control = [0u64; 64];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain old data; every pointer set below outlives the call.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_name = (&mut name as *mut libc::sockaddr_in6).cast();
+    msg.msg_namelen = core::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = core::mem::size_of_val(&control);
+    // SAFETY: `msg` points at live buffers of the sizes it states; MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recvmsg(
+            fd.as_raw_fd(),
+            &mut msg,
+            libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return None;
+    }
+    // SAFETY: the kernel filled `msg_controllen` octets of `control` with well-formed cmsgs;
+    // the CMSG_* macros stay inside them.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_RECVERR {
+                let ee = libc::CMSG_DATA(c)
+                    .cast::<libc::sock_extended_err>()
+                    .read_unaligned();
+                if ee.ee_origin != libc::SO_EE_ORIGIN_ICMP6 {
+                    return None;
+                }
+                // SO_EE_OFFENDER: the sockaddr right after the extended error.
+                let off = libc::CMSG_DATA(c)
+                    .add(core::mem::size_of::<libc::sock_extended_err>())
+                    .cast::<libc::sockaddr_in6>()
+                    .read_unaligned();
+                let offender = (off.sin6_family == libc::AF_INET6 as libc::sa_family_t)
+                    .then(|| Ipv6Addr::from(off.sin6_addr.s6_addr));
+                return Some(IcmpError {
+                    offender,
+                    icmp_type: ee.ee_type,
+                    icmp_code: ee.ee_code,
+                    errno: ee.ee_errno as i32,
+                });
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    None
+}
+
+/// Whether an error is still queued (`SO_ERROR` would not tell: it is the pending error
+/// only). Peeks with `MSG_ERRQUEUE | MSG_PEEK`.
+pub fn has_queued_error(fd: BorrowedFd<'_>) -> bool {
+    let mut data = [0u8; 1];
+    let mut control = [0u64; 32];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain old data; the buffers outlive the call.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = core::mem::size_of_val(&control);
+    // SAFETY: as above; MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recvmsg(
+            fd.as_raw_fd(),
+            &mut msg,
+            libc::MSG_ERRQUEUE | libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n >= 0
+}
+
+fn unsafe_zeroed_sockaddr_in6() -> libc::sockaddr_in6 {
+    // SAFETY: sockaddr_in6 is plain old data; all-zero is a valid value.
+    unsafe { core::mem::zeroed() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,14 +116,33 @@ where
                 .and_then(|i| i.downcast_ref::<rustls::Error>())
                 .cloned();
             match inner {
-                Some(rustls::Error::InvalidCertificate(c)) => tls_err(
-                    "tls-certificate",
-                    format!("certificate for '{sni}' rejected: {c:?}"),
-                ),
+                Some(rustls::Error::InvalidCertificate(c)) => {
+                    tls_err("tls-certificate", certificate_problem(sni, &c))
+                }
                 Some(other) => tls_err("tls-handshake", format!("handshake with '{sni}': {other}")),
                 None => tls_err("tls-handshake", format!("handshake with '{sni}': {e}")),
             }
         })
+}
+
+fn certificate_problem(sni: &str, c: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    match c {
+        C::NotValidForName => format!("the certificate is not valid for '{sni}'"),
+        C::NotValidForNameContext { presented, .. } => format!(
+            "the certificate is not valid for '{sni}': it names {} (set --sni to one of them)",
+            presented.join(", ")
+        ),
+        C::UnknownIssuer => format!(
+            "the certificate for '{sni}' is signed by an unknown issuer (trust its CA with --cacert)"
+        ),
+        C::Expired | C::ExpiredContext { .. } => format!("the certificate for '{sni}' has expired"),
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            format!("the certificate for '{sni}' is not valid yet")
+        }
+        C::BadSignature => format!("the certificate for '{sni}' has a bad signature"),
+        other => format!("the certificate for '{sni}' was rejected: {other:?}"),
+    }
 }
 
 /// `--insecure`: accepts any certificate, still checks the handshake signatures so the
