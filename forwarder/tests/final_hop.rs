@@ -8,7 +8,7 @@
 mod final_hop_support;
 
 use std::io::{Read, Write};
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::Ipv6Addr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -200,5 +200,54 @@ fn udp_service_is_reached_as_udp_dns_name() {
     assert!(c2.recv(&mut [0u8; 64]).is_err());
 }
 
-#[allow(dead_code)]
-fn unused(_: SocketAddr) {}
+/// `hopd check` (the real binary) finds seg6_enabled off on an ingress interface, says how to
+/// fix it and exits non-zero; once fixed, the line turns to ok.
+#[test]
+fn hopd_check_reports_seg6_disabled_with_the_fix() {
+    if !enter_netns() {
+        return;
+    }
+    sh("ip link add hc0 type veth peer name hc1 && ip link set hc0 up");
+    sh("sysctl -qw net.ipv6.conf.hc0.seg6_enabled=0");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("hopd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[final_hop]\ningress = [\"hc0\"]\ncontrol_socket = \"{}/c.sock\"\n\
+             [final_hop.services.web]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:8000\"\nlayers = [\"tcp+http\"]\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_hopd"))
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = run();
+    assert!(!ok, "check must fail:\n{text}");
+    assert!(
+        text.contains("net.ipv6.conf.hc0.seg6_enabled = 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fix: sysctl -w net.ipv6.conf.hc0.seg6_enabled=1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok: net.ipv6.conf.all.seg6_enabled = 1"),
+        "{text}"
+    );
+    sh("sysctl -qw net.ipv6.conf.hc0.seg6_enabled=1");
+    let (_, text) = run();
+    assert!(
+        text.contains("ok: net.ipv6.conf.hc0.seg6_enabled = 1"),
+        "{text}"
+    );
+}
