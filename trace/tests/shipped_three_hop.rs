@@ -1,0 +1,55 @@
+//! The acceptance run on the testbed's own `testbed/topologies/three-hop.toml` (hopd borders
+//! on github.com and org, final hop on yc, as `hopbed demo` starts it): every hop and layer
+//! reported, each name resolved by the right hop. Needs root and
+//! `cargo build --workspace --bins`.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hopstack_testbed::Testbed;
+use support::{hop, layer, sibling, trace_json};
+
+#[test]
+fn healthy_three_hop_toml() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testbed/topologies");
+    let hopbed = sibling("hopbed");
+    sibling("hopd");
+    let tb = Testbed::builder(dir.join("three-hop.toml"))
+        .hopbed_exe(&hopbed)
+        .bin_dir(hopbed.parent().unwrap())
+        .start()
+        .unwrap_or_else(|e| panic!("starting three-hop.toml: {e}"));
+    let ca = dir.join("three-hop/ca.pem");
+    let ca = ca.to_str().unwrap();
+    let addr = "github.com>org>yc:tcp+tls+http+restapiv3/users/list";
+    let t0 = Instant::now();
+    let v = loop {
+        let (code, v, _) = trace_json(&tb, "client", &["--timeout", "400", "--cacert", ca, addr]);
+        if code == 0 {
+            break v;
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            tb.print_logs();
+            panic!("never healthy: {v:#}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    eprintln!("{v:#}");
+    assert_eq!(v["ok"], true);
+    let by: Vec<&str> = (1..=3)
+        .map(|n| hop(&v, n)["resolved_by"].as_str().unwrap())
+        .collect();
+    assert_eq!(by, ["client DNS", "hop 1 (github.com)", "hop 2 (org)"]);
+    let names: Vec<&str> = (1..=3)
+        .map(|n| hop(&v, n)["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["github.com", "org", "yc"]);
+    assert_eq!(hop(&v, 3)["address"], "fd00:3::2");
+    for l in ["service", "tcp", "tls", "http"] {
+        assert_eq!(layer(&v, l)["status"], "ok", "{l}");
+    }
+    assert_eq!(layer(&v, "tls")["tls"]["verified"], true);
+    assert_eq!(layer(&v, "http")["http"]["status"], 200);
+}
