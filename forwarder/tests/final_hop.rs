@@ -251,3 +251,38 @@ fn hopd_check_reports_seg6_disabled_with_the_fix() {
         "{text}"
     );
 }
+
+/// Proxy mode to a `unix:` service, with half-close: the service sees EOF after the request
+/// and its answer, sent after that EOF, still reaches the client.
+#[test]
+fn proxy_mode_to_a_unix_socket_with_half_close() {
+    if !enter_netns() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("svc.sock");
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let svc = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut req = Vec::new();
+        s.read_to_end(&mut req).unwrap(); // returns only on the client's half-close
+        let answer = format!(
+            "got {} octets: {}",
+            req.len(),
+            String::from_utf8_lossy(&req)
+        );
+        s.write_all(answer.as_bytes()).unwrap();
+    });
+    let hopd = Hopd::start(
+        PORT,
+        &format!(
+            "[final_hop.services.counter]\nmode = \"proxy\"\ntarget = \"unix:{}\"\nlayers = [\"tcp\"]\n",
+            path.display()
+        ),
+    );
+    let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp", "counter", None)).unwrap();
+    s.write_all(b"hello unix").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(read_all(&mut s), "got 10 octets: hello unix");
+    svc.join().unwrap();
+}
