@@ -241,6 +241,46 @@ pub fn resolve_system(name: &str) -> anyhow::Result<Vec<IpAddr>> {
     })
 }
 
+/// One AAAA query over TCP (RFC 1035 4.2.2 framing) to `server`: returns the response code
+/// and the addresses. `hopbed __dns-tcp SERVER NAME` runs it on a node; tests use it to check
+/// the server's TCP side, which stub resolvers rarely exercise.
+pub fn query_tcp(server: SocketAddr, name: &str) -> anyhow::Result<(ResponseCode, Vec<IpAddr>)> {
+    use std::io::{Read, Write};
+    let mut q = Message::query();
+    q.metadata.recursion_desired = true;
+    q.add_query(hickory_proto::op::Query::query(
+        hickory_proto::rr::Name::from_ascii(name)?,
+        RecordType::AAAA,
+    ));
+    let bytes = q.to_vec()?;
+    let mut s = std::net::TcpStream::connect_timeout(&server, std::time::Duration::from_secs(2))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&bytes);
+    s.write_all(&framed)?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len)?;
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf)?;
+    let r = Message::from_vec(&buf)?;
+    if r.metadata.id != q.metadata.id {
+        anyhow::bail!(
+            "response id {} does not match query id {}",
+            r.metadata.id,
+            q.metadata.id
+        );
+    }
+    let addrs = r
+        .answers
+        .iter()
+        .filter_map(|rec| match &rec.data {
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect();
+    Ok((r.metadata.response_code, addrs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

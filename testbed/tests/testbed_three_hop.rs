@@ -51,6 +51,21 @@ fn dns_faults_nxdomain_servfail_timeout_and_new_records() {
     assert!(e.contains("timed out"), "{e}");
 
     tb.dns_fault("github", "org", None).unwrap();
+    // The server's TCP side (RFC 1035 framing) answers like its UDP side.
+    let tcp = tb
+        .exec_ok(
+            "github.com",
+            ["{bin:hopbed}", "__dns-tcp", "[fd00:53:2::53]:53", "org"],
+        )
+        .unwrap();
+    assert_eq!(tcp, "No Error\nfc00:2::e\n");
+    let tcp = tb
+        .exec_ok(
+            "github.com",
+            ["{bin:hopbed}", "__dns-tcp", "[fd00:53:2::53]:53", "yc"],
+        )
+        .unwrap();
+    assert_eq!(tcp, "Non-Existent Domain\n");
     assert_eq!(
         tb.resolve("github.com", "org").unwrap(),
         vec![common::ip("fc00:2::e")]

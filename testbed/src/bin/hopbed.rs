@@ -138,6 +138,25 @@ fn main() -> ExitCode {
             );
             return ExitCode::from(1);
         }
+        Some("__dns-tcp") if args.len() == 4 => {
+            let r = args[2]
+                .parse()
+                .map_err(anyhow::Error::from)
+                .and_then(|a| hopstack_testbed::dns::query_tcp(a, &args[3]));
+            return match r {
+                Ok((rcode, addrs)) => {
+                    println!("{rcode}");
+                    for a in addrs {
+                        println!("{a}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         Some("__http") if args.len() == 4 => {
             let r = args[2]
                 .parse()
