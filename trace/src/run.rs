@@ -548,7 +548,8 @@ fn merge_sweep(
                 r.status = Status::Failed;
                 r.problem = s.problem;
             }
-            Some(_) => {}
+            // The hop also wrote a trace record: keep its one-way time for the waterfall.
+            Some(r) => r.offset_ms = r.offset_ms.or(s.offset_ms),
             None if s.status == Status::Failed || (answered && s.via == Via::Trace) => {
                 let at = rows
                     .iter()
@@ -842,6 +843,46 @@ mod tests {
         ));
         let rows = hop_rows(&view(), &[o]);
         assert!(rows.iter().all(|r| r.status == Status::Ok), "{rows:#?}");
+    }
+
+    #[test]
+    fn hop_limit_rows_keep_trace_offsets_and_the_hops_failures() {
+        let v = ClientView {
+            names: vec![None, None, Some("yc".into())],
+            known: vec![
+                Some((a("fc00:1::f"), "literal")),
+                Some((a("fc00:2::e"), "literal")),
+                None,
+            ],
+        };
+        let mut stack = hop_rows(&v, &[]);
+        stack[1].offset_ms = Some(0.4);
+        stack[1].via = Via::Trace;
+        stack[2].address = Some("fd00:3::2".into());
+        stack[2].status = Status::Failed;
+        stack[2].problem = Some(Problem {
+            layer: "service".into(),
+            reason: "x".into(),
+            text: "y".into(),
+        });
+        let ans = |hl: u8, o: hoplimit::Outcome, from: &str, q: &str| hoplimit::Answer {
+            hop_limit: hl,
+            outcome: o,
+            from: Some(a(from)),
+            quoted_dst: Some(a(q)),
+            rtt: Some(Duration::from_micros(100)),
+        };
+        let sweep = vec![
+            ans(1, hoplimit::Outcome::TimeExceeded, "fd00:1::2", "fc00:2::e"),
+            ans(2, hoplimit::Outcome::TimeExceeded, "fc00:2::e", "fd00:3::2"),
+            ans(3, hoplimit::Outcome::Reached, "fd00:3::2", "fd00:3::2"),
+        ];
+        let rows = merge_sweep(&v, &[], stack, &[sweep]);
+        let hops: Vec<_> = rows.iter().map(|r| r.hop).collect();
+        assert_eq!(hops, [Some(1), Some(2), Some(3)]);
+        assert_eq!(rows[1].offset_ms, Some(0.4));
+        assert_eq!(rows[2].status, Status::Failed);
+        assert_eq!(rows[2].name.as_deref(), Some("yc"));
     }
 
     #[test]
