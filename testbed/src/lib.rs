@@ -1131,3 +1131,13 @@ impl Drop for Testbed {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Tests share one testbed between threads (e.g. in a `OnceLock`), so it must be both.
+    #[test]
+    fn testbed_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<super::Testbed>();
+    }
+}

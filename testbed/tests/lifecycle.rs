@@ -277,3 +277,40 @@ fn rootless_as_nobody() {
 fn nix_is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// `hopbed demo` builds three-hop, shows the DNS views, runs `hop get` and `hoptrace` (other
+/// crates' binaries: if they are not built or fail, the demo says so and exits 3) and tears
+/// down. This checks the testbed's side of it.
+#[test]
+fn demo_shows_the_dns_views_and_tears_down() {
+    let base = std::env::temp_dir().join(format!("hopbed-demo-{}", std::process::id()));
+    let out = hopbed(&["demo"], &base);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let code = out.status.code();
+    assert!(matches!(code, Some(0) | Some(3)), "exit {code:?}\n{text}");
+    for row in [
+        "  client      github.com=fc00:1::e   org=NXDOMAIN    yc=NXDOMAIN",
+        "  github.com  github.com=fd00:2::1   org=fc00:2::e   yc=NXDOMAIN",
+        "  org         github.com=NXDOMAIN    org=fd00:3::1   yc=fd00:3::2",
+    ] {
+        assert!(text.contains(row), "missing {row:?} in\n{text}");
+    }
+    assert!(
+        text.contains("== hop get 'github.com>org>yc:tcp+tls+http+restapiv3/users/list' on client")
+    );
+    assert!(text.contains("== torn down in"), "{text}");
+    if code == Some(0) {
+        assert!(
+            text.contains(r#"[{"id":1,"name":"ada"},{"id":2,"name":"grace"}]"#),
+            "{text}"
+        );
+    } else {
+        assert!(text.contains("demo INCOMPLETE, missing pieces:"), "{text}");
+    }
+    // Its run directory went with it.
+    let left: Vec<_> = std::fs::read_dir(&base)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    let _ = std::fs::remove_dir_all(&base);
+}
