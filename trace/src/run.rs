@@ -387,15 +387,16 @@ pub fn hop_rows(view: &ClientView, outcomes: &[Outcome]) -> Vec<HopRow> {
         }
         if out.answer.is_none() && out.errors.is_empty() {
             for (q, at) in &out.icmp {
-                if q.icmp_type == ICMP6_DST_UNREACH
-                    && q.icmp_code == ICMP6_PORT_UNREACH
-                    && q.offender == out.sent_segments.last().copied()
-                {
-                    // The final host got the probe; only hopd is missing there (a layer
-                    // row says so), the path itself is fine.
+                if q.icmp_type == ICMP6_DST_UNREACH && q.icmp_code == ICMP6_PORT_UNREACH {
+                    // Only the final destination's UDP layer says Port Unreachable (a node
+                    // on the way never delivers locally): the path works, hopd is missing
+                    // there (a layer row says so).
                     seen.iter_mut().for_each(|s| *s = true);
                     sample[n - 1] = Some(ms(*at));
                     rows[n - 1].via = Via::HopLimit;
+                    if rows[n - 1].address.is_none() {
+                        rows[n - 1].address = q.offender.map(|a| a.to_string());
+                    }
                     continue;
                 }
                 let Some(i) = icmp_hop(&out.sent_segments, q.offender, q.quoted_dst) else {
@@ -883,6 +884,20 @@ mod tests {
         assert_eq!(rows[1].offset_ms, Some(0.4));
         assert_eq!(rows[2].status, Status::Failed);
         assert_eq!(rows[2].name.as_deref(), Some("yc"));
+    }
+
+    #[test]
+    fn port_unreachable_from_an_unresolved_final_hop_is_still_the_final_hop() {
+        let mut o = outcome();
+        o.icmp.push(icmp(
+            ICMP6_DST_UNREACH,
+            ICMP6_PORT_UNREACH,
+            "fd00:3::2",
+            "fd00:3::2",
+        ));
+        let rows = hop_rows(&view(), &[o]);
+        assert!(rows.iter().all(|r| r.status == Status::Ok), "{rows:#?}");
+        assert_eq!(rows[2].address.as_deref(), Some("fd00:3::2"));
     }
 
     #[test]

@@ -248,3 +248,20 @@ fn a_kernel_end_hop_before_hopd_hops_is_found_by_hop_limit_probing() {
     }
     assert_eq!(layer(&v, "http")["http"]["status"], 200);
 }
+
+#[test]
+fn final_hop_without_hopd_is_a_service_failure_not_a_route_failure() {
+    let bed = Bed::start();
+    bed.tb.kill("yc", "hopd").unwrap();
+    let (code, v, _) = trace_json(&bed.tb, "client", &["--timeout", "700", API]);
+    eprintln!("{v:#}");
+    assert_eq!(code, 1);
+    for n in 1..=3 {
+        assert_eq!(hop(&v, n)["status"], "ok", "{v:#}");
+    }
+    assert_eq!(hop(&v, 3)["address"], "fd00:3::2");
+    let f = &v["first_failure"];
+    assert_eq!(f["row"], "layer");
+    assert_eq!(f["problem"]["layer"], "service");
+    assert_eq!(f["problem"]["reason"], "no-hopd");
+}
