@@ -137,8 +137,11 @@ impl ResolvedPath {
                 },
                 trace_status: records
                     .iter()
-                    .find(|r| usize::from(r.segment_index) == n - 1 - i)
-                    .map(|r| format!("{:?} at {} us", r.status, r.timestamp_us)),
+                    .find(|r| {
+                        usize::from(r.segment_index) == n - 1 - i
+                            && r.status != crate::wire::tlv::TraceStatus::Empty
+                    })
+                    .map(|r| format!("{:?}", r.status).to_ascii_lowercase()),
             })
             .collect()
     }
@@ -381,9 +384,8 @@ pub async fn resolve_path(
             Hop::Name(n) => match overrides.get(n.as_str()) {
                 Some(a) => Some((*a, Resolver::Override)),
                 None if i == 0 => {
-                    let t0 = timings.mark();
                     let r = dns.lookup(n.as_str()).await;
-                    timings.dns = Some(timings.mark() - t0);
+                    timings.dns = Some(timings.mark());
                     match r {
                         Ok((a, t)) => {
                             ttl = Some(t);
@@ -453,10 +455,9 @@ pub async fn resolve_path(
             .position(|n| n == name)
             .and_then(|i| known[i].map(|(a, _)| a))
     };
-    let t0 = timings.mark();
     timings.probed = true;
     let res = probe::probe(addr, &lookup, &probe_opts).await;
-    timings.probe = Some(timings.mark() - t0);
+    timings.probe = Some(timings.mark());
     let res = res?;
     let answer = match &res.reply {
         ProbeReply::Error(r) => return Err(probe::report_error(addr, res.reporter, r)),

@@ -28,7 +28,8 @@ pub struct HopTiming {
     pub address: Ipv6Addr,
     /// `client` or `hop N` (1-based), or `cache`.
     pub resolved_by: String,
-    /// What this hop wrote in the probe's trace record (status, timestamp), if it wrote one.
+    /// What this hop wrote in the probe's trace record (`forwarded`, `bound`, `delivered`), if
+    /// it wrote one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_status: Option<String>,
 }
