@@ -900,8 +900,16 @@ impl Testbed {
             .unwrap_or_default()
     }
 
-    /// Print every log of the testbed (processes, DNS servers, supervisor) to stderr.
+    /// Print every log of the testbed (processes, DNS servers, supervisor) to stderr; this is
+    /// what a panicking test shows when its testbed is dropped.
     pub fn print_logs(&self) {
+        // eprint! rather than a raw stderr handle: the test harness captures it, so the logs
+        // appear exactly when the test fails.
+        eprint!("{}", self.log_report());
+    }
+
+    /// Every log of the testbed, each headed by its path and cut to its last 8 KiB.
+    pub fn log_report(&self) -> String {
         let mut files: Vec<PathBuf> = vec![self.run_dir.join("supervisor.log")];
         for n in &self.topo.nodes {
             if let Ok(rd) = std::fs::read_dir(node_dir(&self.run_dir, &n.name)) {
@@ -916,8 +924,6 @@ impl Testbed {
         for net in &self.topo.networks {
             files.push(self.run_dir.join("dns").join(format!("{}.log", net.name)));
         }
-        // eprint! rather than a raw stderr handle: the test harness captures it, so the logs
-        // appear exactly when the test fails.
         let mut all = String::new();
         for f in files {
             let text = std::fs::read_to_string(&f).unwrap_or_default();
@@ -928,7 +934,7 @@ impl Testbed {
                 .unwrap_or(0);
             all.push_str(&format!("----- {} -----\n{}\n", f.display(), &text[cut..]));
         }
-        eprint!("{all}");
+        all
     }
 
     fn link_ends(&self, a: &str, b: &str) -> Result<Vec<(String, String)>, Error> {

@@ -27,9 +27,34 @@ fn a_panicking_test_tears_down_and_shows_logs() {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let tb = common::start("three-hop");
         pids = tb.pids();
+        tb.spawn(
+            "yc",
+            "talker",
+            ["sh", "-c", "echo said-before-the-panic; sleep 30"],
+        )
+        .unwrap();
+        let t0 = Instant::now();
+        while !tb.logs("yc", "talker").contains("said-before") && t0.elapsed().as_secs() < 5 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // What the drop below prints (through the harness's capture) for a failing test.
+        let report = tb.log_report();
+        assert!(
+            report.contains("nodes/yc/talker.log -----\nsaid-before-the-panic"),
+            "{report}"
+        );
+        assert!(report.contains("dns/org.log -----"), "{report}");
+        assert!(report.contains("supervisor.log -----"), "{report}");
+        pids.push(tb.pids().len() as u32);
         panic!("deliberate");
     }));
-    assert!(r.is_err());
+    let err = r.expect_err("the closure panics");
+    assert_eq!(
+        err.downcast_ref::<&str>(),
+        Some(&"deliberate"),
+        "it got to the end"
+    );
+    assert_eq!(pids.pop(), Some(9), "8 testbed processes and the talker");
     assert_eq!(pids.len(), 8);
     wait_gone(&pids);
 }
