@@ -116,13 +116,17 @@ pub async fn run(addr_text: &str, addr: &StackAddress, o: &Options) -> TraceRepo
     let mut layer_rounds: Vec<Vec<LayerRow>> = Vec::new();
     let mut local_problem: Option<Problem> = None;
     let mut prober: Option<hoplimit::Prober> = None;
+    // The path the last probe answer gave (every name resolved), for later rounds.
+    let mut learned: Option<Vec<Option<Ipv6Addr>>> = None;
     for round in 0..o.rounds.max(1) {
         if round > 0 {
             tokio::time::sleep(o.interval).await;
         }
-        // Hop-limit mode sends the stack-aware probe only to learn the service mapping for
-        // the layer checks, once.
-        let out = if o.method == Method::HopLimit && (round > 0 || o.no_layers) {
+        // Hop-limit mode sends the stack-aware probe once, and only to learn what the client
+        // cannot know: the addresses of names left to hops, and the service mapping for the
+        // layer checks.
+        let probe_once = !o.no_layers || view.known.iter().any(Option::is_none);
+        let out = if o.method == Method::HopLimit && (round > 0 || !probe_once) {
             None
         } else {
             match tokio::task::block_in_place(|| stack::probe(addr, &resolve, &o.probe)) {
@@ -138,12 +142,14 @@ pub async fn run(addr_text: &str, addr: &StackAddress, o: &Options) -> TraceRepo
             }
         };
         // The path the layer checks and the sweep use: the answer's, else what we know.
-        let path: Vec<Option<Ipv6Addr>> = match out.as_ref().and_then(|x| x.answer.as_ref()) {
-            Some((a, _, _)) if a.path.len() == n => {
-                a.path.iter().map(|p| Some(p.address)).collect()
-            }
-            _ => view.known.iter().map(|k| k.map(|k| k.0)).collect(),
-        };
+        if let Some((a, _, _)) = out.as_ref().and_then(|x| x.answer.as_ref())
+            && a.path.len() == n
+        {
+            learned = Some(a.path.iter().map(|p| Some(p.address)).collect());
+        }
+        let path: Vec<Option<Ipv6Addr>> = learned
+            .clone()
+            .unwrap_or_else(|| view.known.iter().map(|k| k.map(|k| k.0)).collect());
         let sweep = match o.method {
             Method::HopLimit => true,
             Method::Trace => false,
