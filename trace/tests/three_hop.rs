@@ -265,3 +265,42 @@ fn final_hop_without_hopd_is_a_service_failure_not_a_route_failure() {
     assert_eq!(f["problem"]["layer"], "service");
     assert_eq!(f["problem"]["reason"], "no-hopd");
 }
+
+#[test]
+fn hop_limit_probing_through_hopd_hops_uses_the_path_a_probe_learnt() {
+    let bed = Bed::start();
+    let (code, v, _) = trace_json(
+        &bed.tb,
+        "client",
+        &[
+            "--method",
+            "hop-limit",
+            "--no-layers",
+            "-c",
+            "2",
+            "-i",
+            "50",
+            API,
+        ],
+    );
+    eprintln!("{v:#}");
+    assert_eq!(code, 0, "{v:#}");
+    let rows = v["hops"].as_array().unwrap();
+    for r in rows {
+        assert_eq!(r["via"], "hop-limit", "{r:#}");
+        assert_eq!(r["rtt"]["sent"], 2, "{r:#}");
+        assert_eq!(r["rtt"]["received"], 2, "{r:#}");
+    }
+    // Every hop of the address is among the rows, in order, with the names hops resolved.
+    let hops: Vec<u64> = rows.iter().filter_map(|r| r["hop"].as_u64()).collect();
+    assert!(hops.windows(2).all(|w| w[0] <= w[1]), "{hops:?}");
+    for n in 1..=3 {
+        assert!(hops.contains(&n), "hop {n} missing: {hops:?}");
+    }
+    let last = rows.last().unwrap();
+    assert_eq!(
+        (last["hop"].as_u64(), last["address"].as_str()),
+        (Some(3), Some("fd00:3::2"))
+    );
+    assert_eq!(last["resolved_by"], "hop 2 (org)");
+}
