@@ -64,7 +64,7 @@ pub fn render(state: &State, pending_names: usize, queued_packets: usize) -> Str
     counter(
         &mut s,
         "hopd_border_resolve_requests_total",
-        "Packets that had to wait for a name lookup.",
+        "Packets whose next hop name was not cached (queued for a lookup, or dropped when the queue was full).",
         c.resolve_requests,
     );
     counter(

@@ -232,3 +232,138 @@ pub async fn run_with<P: PacketIo>(
     tracing::info!("border stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The shell driven through a second `PacketIo` backend (a datagram socket pair), which
+    //! also shows that a backend other than the TUN slots in.
+    use super::*;
+    use hopstack_encoder::wire::packet::{Ipv6Fields, Upper, build};
+    use hopstack_encoder::wire::srh::{Packet, SrhRepr};
+    use hopstack_encoder::wire::tlv::{self, HopName, HopNames};
+    use std::os::fd::{AsRawFd, RawFd};
+    use std::os::unix::net::UnixDatagram;
+
+    struct Pair(UnixDatagram);
+
+    impl AsRawFd for Pair {
+        fn as_raw_fd(&self) -> RawFd {
+            self.0.as_raw_fd()
+        }
+    }
+
+    impl PacketIo for Pair {
+        fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.recv(buf)
+        }
+        fn send(&self, pkt: &[u8]) -> io::Result<usize> {
+            self.0.send(pkt)
+        }
+        fn name(&self) -> &str {
+            "pair"
+        }
+    }
+
+    fn late_bound_packet(name: &str) -> Vec<u8> {
+        let repr = SrhRepr {
+            next_header: 17,
+            segments_left: 1,
+            flags: 0,
+            tag: 0,
+            segments: vec![tlv::placeholder(0), "fd00:1::1".parse().unwrap()],
+            tlvs: HopNames::split(&[HopName {
+                index: 0,
+                name: name.into(),
+            }]),
+        };
+        let mut srh = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut Packet::new_unchecked(&mut srh[..])).unwrap();
+        let mut buf = vec![0u8; 1500];
+        let n = build(
+            &mut buf,
+            &Ipv6Fields::new("2001:db8::100".parse().unwrap()),
+            &srh,
+            &Upper::Udp {
+                src_port: 1,
+                dst_port: 2,
+                payload: b"x",
+            },
+        )
+        .unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    #[tokio::test]
+    async fn failed_lookups_drain_the_bounded_queue_with_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolv = dir.path().join("resolv.conf");
+        std::fs::write(&resolv, "nameserver ::1\n").unwrap();
+        let mut cfg = Config {
+            sids: vec!["fd00:1::1".parse().unwrap()],
+            ..Config::default()
+        };
+        cfg.resolver.resolv_conf = resolv;
+        cfg.resolver.timeout_ms = 300;
+        cfg.resolver.queue_per_name = 4;
+        let (ours, theirs) = UnixDatagram::pair().unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        ours.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let shared = Shared::new(State::new(cfg.settings("test"), now()));
+        let (_reload_tx, reload_rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_with(
+            Pair(theirs),
+            cfg,
+            shared.clone(),
+            reload_rx,
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
+
+        let pkt = late_bound_packet("nosuch.invalid");
+        for _ in 0..10 {
+            ours.send(&pkt).unwrap();
+        }
+        // Four packets waited for the name; when the lookup failed each got an ICMPv6
+        // Destination Unreachable (address unreachable) from the SID.
+        let errors = tokio::task::spawn_blocking(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 2048];
+            while got.len() < 4 {
+                let n = ours.recv(&mut buf).expect("an ICMPv6 error within 5 s");
+                got.push(buf[..n].to_vec());
+            }
+            got
+        })
+        .await
+        .unwrap();
+        for e in &errors {
+            assert_eq!(e[6], 58, "ICMPv6");
+            assert_eq!((e[40], e[41]), (1, 3), "Destination Unreachable, code 3");
+            assert_eq!(&e[48..48 + pkt.len()], &pkt[..], "quotes the queued packet");
+        }
+        let _ = stop_tx.send(());
+        task.await.unwrap().unwrap();
+
+        let st = shared.state.lock().unwrap();
+        assert_eq!(st.counters.dropped(DropReason::ResolveQueueFull), 6);
+        let failed: u64 = [
+            DropReason::Nxdomain,
+            DropReason::Servfail,
+            DropReason::DnsTimeout,
+            DropReason::NoAaaa,
+        ]
+        .iter()
+        .map(|r| st.counters.dropped(*r))
+        .sum();
+        assert_eq!(failed, 4, "{:?}", st.counters);
+        assert_eq!(
+            st.counters.resolve_requests, 10,
+            "every packet found the name uncached"
+        );
+        assert_eq!(st.cache.len(), 1, "the failure is cached");
+        assert_eq!(shared.queued_packets.load(Ordering::Relaxed), 0);
+    }
+}
