@@ -97,3 +97,94 @@ impl Arrival {
         self.segments.len().saturating_sub(1).min(255) as u8
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hopstack_encoder::Layer;
+    use hopstack_encoder::wire::srh::Packet;
+    use hopstack_encoder::wire::tlv::{HopNames, TYPE_TRACE};
+
+    const A: Ipv6Addr = Ipv6Addr::new(0xfd00, 3, 0, 0, 0, 0, 0, 2); // final (yc)
+    const B: Ipv6Addr = Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 1); // org
+    const C: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1); // github.com
+
+    fn emit(r: &SrhRepr) -> Vec<u8> {
+        let mut b = vec![0u8; r.buffer_len()];
+        r.emit(&mut Packet::new_unchecked(&mut b[..])).unwrap();
+        b
+    }
+
+    fn repr() -> SrhRepr {
+        SrhRepr {
+            next_header: 6,
+            segments_left: 0,
+            flags: srh::FLAG_O,
+            tag: 0,
+            segments: vec![A, B, C],
+            tlvs: vec![
+                TlvRepr::LayerDescriptor(LayerDescriptor {
+                    layers: vec![Layer::Tcp, Layer::Tls, Layer::Http],
+                    service: "restapiv3".into(),
+                }),
+                TlvRepr::HopNames(HopNames {
+                    entries: vec![
+                        HopName {
+                            index: 1,
+                            name: "org".into(),
+                        },
+                        HopName {
+                            index: 0,
+                            name: "yc".into(),
+                        },
+                    ],
+                }),
+                TlvRepr::Trace(Trace::new("fd00:1::10".parse().unwrap(), 5000, 9, 3)),
+            ],
+        }
+    }
+
+    #[test]
+    fn decodes_descriptor_trace_and_who_resolved_what() {
+        let bytes = emit(&repr());
+        let a = Arrival::decode(&bytes).unwrap();
+        assert!(a.oam);
+        assert_eq!(a.path(), vec![C, B, A]);
+        assert_eq!(a.hop_index(), 2);
+        assert_eq!(a.descriptor.as_ref().unwrap().service, "restapiv3");
+        assert_eq!(a.trace.as_ref().unwrap().report_port, 5000);
+        let view = Packet::new_checked(&bytes[..]).unwrap();
+        assert_eq!(a.trace_value, view.find_tlv(TYPE_TRACE).unwrap().value);
+        let p = a.answer_path();
+        // github.com: literal/client-resolved; org: resolved by hop 0; yc: by hop 1.
+        assert_eq!(
+            p.iter()
+                .map(|e| (e.address, e.resolved_by, e.name.as_str()))
+                .collect::<Vec<_>>(),
+            vec![
+                (C, ResolvedBy::Client, ""),
+                (B, ResolvedBy::Hop(0), "org"),
+                (A, ResolvedBy::Hop(1), "yc"),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_never_a_panic() {
+        let bytes = emit(&repr());
+        for cut in 0..bytes.len() {
+            assert!(
+                Arrival::decode(&bytes[..cut]).is_err(),
+                "prefix of {cut} octets accepted"
+            );
+        }
+        // And arbitrary corruption of each octet never panics.
+        for i in 0..bytes.len() {
+            for v in [0u8, 1, 0x7f, 0xff] {
+                let mut b = bytes.clone();
+                b[i] = v;
+                let _ = Arrival::decode(&b);
+            }
+        }
+    }
+}

@@ -27,7 +27,7 @@ pub mod udp;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -666,10 +666,65 @@ async fn answer_http<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     .await;
 }
 
-/// The address the final hop is known by on a path, for probe answers and reports.
-pub fn local_v6(addr: Option<SocketAddr>) -> Option<Ipv6Addr> {
-    match addr {
-        Some(SocketAddr::V6(a)) => Some(*a.ip()),
-        _ => None,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn services(toml: &str) -> Services {
+        build_services(&Config::from_toml(toml).unwrap()).unwrap()
+    }
+
+    fn desc(stack: &str, service: &str) -> LayerDescriptor {
+        LayerDescriptor {
+            layers: stack.split('+').map(|w| w.parse().unwrap()).collect(),
+            service: service.to_owned(),
+        }
+    }
+
+    #[test]
+    fn lookup_decides_per_layer() {
+        let s = services(
+            "[services.web]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:80\"\nlayers = [\"tcp+http\", \"tcp+tls+http\"]\n\
+             [services.resolver]\nmode = \"udp\"\ntarget = \"[::1]:53\"\nlayers = [\"udp+dns\"]\n",
+        );
+        assert_eq!(
+            lookup(&s, &desc("tcp+tls+http", "web"), Layer::Tcp)
+                .unwrap()
+                .service
+                .name,
+            "web"
+        );
+        assert_eq!(
+            lookup(&s, &desc("udp+dns", "resolver"), Layer::Udp)
+                .unwrap()
+                .service
+                .name,
+            "resolver"
+        );
+
+        let e = lookup(&s, &desc("tcp+http", "nope"), Layer::Tcp).unwrap_err();
+        assert_eq!((e.0, e.1), (ReportLayer::Service, Reason::UnknownService));
+
+        let e = lookup(&s, &desc("tcp+h2", "web"), Layer::Tcp).unwrap_err();
+        assert_eq!((e.0, e.1), (ReportLayer::Service, Reason::LayerMismatch));
+        assert_eq!(
+            e.2,
+            "service `web` accepts tcp+http, tcp+tls+http but the client asked for tcp+h2"
+        );
+
+        // A prefix of an accepted stack is not accepted: stacks match exactly.
+        let e = lookup(&s, &desc("tcp", "web"), Layer::Tcp).unwrap_err();
+        assert_eq!(e.1, Reason::LayerMismatch);
+
+        // The descriptor says udp but the request came over TCP: the transport layer is wrong.
+        let e = lookup(&s, &desc("udp+dns", "resolver"), Layer::Tcp).unwrap_err();
+        assert_eq!(
+            (e.0, e.1),
+            (ReportLayer::Layer(Layer::Tcp), Reason::LayerMismatch)
+        );
+        assert!(e.2.contains("arrived over tcp"), "{}", e.2);
+        // A UDP service asked for over TCP with a tcp stack: not among its stacks.
+        let e = lookup(&s, &desc("tcp+dns", "resolver"), Layer::Tcp).unwrap_err();
+        assert_eq!((e.0, e.1), (ReportLayer::Service, Reason::LayerMismatch));
     }
 }

@@ -61,7 +61,8 @@ pub async fn serve(ctx: Arc<Ctx>, sock: Arc<UdpSocket>) {
             tracing::debug!(from = %d.from, "datagram larger than {MAX_DATAGRAM} octets dropped");
             continue;
         }
-        handle(&ctx, &sock, &sessions, d.clone(), &buf[..d.len]).await;
+        let len = d.len;
+        handle(&ctx, &sock, &sessions, d, &buf[..len]).await;
     }
 }
 
