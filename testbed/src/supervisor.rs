@@ -374,6 +374,13 @@ pub fn supervise(plan_file: &Path) -> i32 {
         )
         .context("parse plan")?;
         let topo = &plan.topology;
+        if !plan.daemon {
+            // Ctrl-C reaches the whole foreground process group, us included. Outlive the
+            // test process instead: its death closes our stdin, and then we tear down and
+            // remove the run directory, which a SIGINT-killed supervisor would leave behind.
+            // SAFETY: setting a signal disposition to SIG_IGN.
+            unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+        }
         let ip =
             find_program("ip").context("iproute2 `ip` not found (apt-get install iproute2)")?;
         become_root_in_userns(plan.identity_map, &mut out)?;

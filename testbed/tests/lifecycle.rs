@@ -81,8 +81,10 @@ fn helper_start_and_hang() {
     std::thread::sleep(Duration::from_secs(60));
 }
 
-#[test]
-fn the_test_process_dying_takes_the_testbed_with_it() {
+/// Start `helper_start_and_hang` in a child copy of this binary (its own process group),
+/// return it with the pids it reported and its run directory.
+fn start_helper() -> (std::process::Child, Vec<u32>, std::path::PathBuf) {
+    use std::os::unix::process::CommandExt;
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -91,6 +93,7 @@ fn the_test_process_dying_takes_the_testbed_with_it() {
             "--nocapture",
         ])
         .env("HOPBED_HELPER", "1")
+        .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -115,10 +118,11 @@ fn the_test_process_dying_takes_the_testbed_with_it() {
     assert!(pids.iter().all(|&p| common::alive(p)));
     let run_dir = run_dir.expect("helper reported its run dir");
     assert!(run_dir.exists());
-    // SIGKILL: no destructor runs, no signal handler; only the kernel's bookkeeping.
-    child.kill().unwrap();
-    child.wait().unwrap();
-    wait_gone(&pids);
+    (child, pids, run_dir)
+}
+
+fn assert_all_gone(pids: &[u32], run_dir: &std::path::Path) {
+    wait_gone(pids);
     let t0 = Instant::now();
     while run_dir.exists() {
         assert!(
@@ -128,6 +132,29 @@ fn the_test_process_dying_takes_the_testbed_with_it() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+#[test]
+fn the_test_process_dying_takes_the_testbed_with_it() {
+    let (mut child, pids, run_dir) = start_helper();
+    // SIGKILL: no destructor runs, no signal handler; only the kernel's bookkeeping.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_all_gone(&pids, &run_dir);
+}
+
+#[test]
+fn ctrl_c_takes_the_testbed_with_it() {
+    let (mut child, pids, run_dir) = start_helper();
+    // What a terminal's Ctrl-C does: SIGINT to every process of the foreground group (the
+    // test, its supervisor, holders, DNS servers and node processes alike).
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    assert_all_gone(&pids, &run_dir);
 }
 
 fn hopbed(args: &[&str], run_base: &std::path::Path) -> std::process::Output {
