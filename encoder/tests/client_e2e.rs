@@ -76,16 +76,34 @@ fn literal_hops_through_linux_kernel_end_nodes() {
     let j = json(&o);
     assert_eq!(j["probed"], false);
     assert_eq!(j["path_source"], "client");
-    // The kernel End nodes really processed it: their per-SID counters moved.
+    // No probe was needed, so the final hop's refusal (a reset: it cannot answer inside TLS
+    // it does not terminate) is explained by a probe sent after the failure.
+    let o = bed.hop(&[
+        "get",
+        "--cacert",
+        bed.ca(),
+        "[fc00:1::f]>[fc00:2::f]>[fd00:3::2]:tcp+tls+http+nosuch/",
+    ]);
+    let l = error_line(&o);
+    eprintln!("exit {:?}: {l}", o.status.code());
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert!(
+        l.starts_with("hop 3 (fd00:3::2): layer service: service 'nosuch': unknown-service"),
+        "{l}"
+    );
+    // The kernel End nodes really processed it: their per-SID counters (`count`) moved.
     for (node, sid) in [("github.com", "fc00:1::f"), ("org", "fc00:2::f")] {
         let out = bed
             .tb
-            .exec_ok(
-                node,
-                ["ip", "-6", "-s", "route", "show", "table", "all", sid],
-            )
-            .unwrap_or_default();
-        assert!(out.contains("End"), "{node}: {out}");
+            .exec_ok(node, ["ip", "-s", "-6", "route", "show", sid])
+            .unwrap();
+        let packets: u64 = out
+            .split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{node}: no End counter in {out:?}"));
+        assert!(packets > 0, "{node}: End for {sid} saw no packet: {out}");
     }
 }
 
@@ -209,6 +227,17 @@ fn failures_print_one_line_and_the_documented_exit_code() {
     let o = bed.hop(&["get", "github.com>>yc:tcp+http+web"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     eprintln!("exit {:?}: {}", o.status.code(), error_line(&o));
+
+    // hopd stopped at the final hop: the kernel there answers the probe (port unreachable).
+    bed.tb.kill("yc", "hopd").unwrap();
+    let o = bed.hop(&["get", "--no-cache", "github.com>org>yc:tcp+http+web/"]);
+    let l = error_line(&o);
+    eprintln!("exit {:?}: {l}", o.status.code());
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert!(
+        l.starts_with("hop 3 'yc' (fd00:3::2): layer service: nothing listens on UDP port 7443"),
+        "{l}"
+    );
 
     // Link down after hop 1: github.com cannot reach org.
     bed.tb.link_down("github.com", "org").unwrap();

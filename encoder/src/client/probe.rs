@@ -242,7 +242,7 @@ pub async fn probe(
         }
     }
     if let Some(icmp) = icmp_seen {
-        return Err(icmp_error(addr, &hops, icmp));
+        return Err(icmp_error(addr, &hops, icmp, opts.port));
     }
     Err(at_first(ClientError::new(
         ErrorLayer::Timeout,
@@ -268,12 +268,35 @@ fn icmp_error(
     addr: &StackAddress,
     hops: &[(Ipv6Addr, encode::SegmentSource)],
     icmp: socket::IcmpError,
+    port: u16,
 ) -> ClientError {
     let names = hop_names(addr);
     let by = match icmp.offender {
         Some(a) => format!("{a} answered"),
         None => "a router answered".to_owned(),
     };
+    let last = hops.len() - 1;
+    // Port unreachable: the probe was delivered (only the final hop delivers it locally: Segments
+    // Left was 0) but nothing listens on the hopd port there. The final hop's address may be a
+    // placeholder in `hops` (resolved en route), so the offender's address is the one to show.
+    if (icmp.icmp_type, icmp.icmp_code) == (1, 4) {
+        return ClientError::new(
+            ErrorLayer::Service,
+            "hopd-not-listening",
+            format!(
+                "nothing listens on UDP port {port} at the final hop (is hopd running there?): \
+                 {} from {}",
+                icmp.describe(),
+                icmp.offender
+                    .map_or("the final hop".to_owned(), |a| a.to_string())
+            ),
+        )
+        .at(HopRef {
+            index: last,
+            name: names[last].clone(),
+            address: icmp.offender.or(Some(hops[last].0)),
+        });
+    }
     let e = ClientError::new(
         ErrorLayer::Route,
         Reason::Unreachable.name(),
