@@ -355,7 +355,7 @@ pub fn hop_rows(view: &ClientView, outcomes: &[Outcome]) -> Vec<HopRow> {
                 *s = true;
             }
         }
-        for (e, reporter, at) in &out.errors {
+        for (e, reporter, _at) in &out.errors {
             let i = usize::from(e.hop_index).min(n - 1);
             failed_at = Some(failed_at.map_or(i, |f: usize| f.min(i)));
             let row = &mut rows[i];
@@ -389,7 +389,6 @@ pub fn hop_rows(view: &ClientView, outcomes: &[Outcome]) -> Vec<HopRow> {
                     row.resolved_by = resolved_by_text(view, i, Some(ResolvedBy::Hop(by as u8)));
                 }
             }
-            let _ = at;
         }
         if out.answer.is_none() && out.errors.is_empty() {
             for (q, at) in &out.icmp {
