@@ -78,8 +78,11 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Runs the trace. `Err` only for local problems (no socket, bad option); every network
-/// outcome, including the first hop not resolving, is a row of the report.
+/// Runs the trace. Every outcome, including the first hop not resolving or the probe not
+/// leaving, is a row of the report.
+///
+/// Needs a multi-threaded tokio runtime: the probes use blocking sockets inside
+/// `block_in_place`, because the error queue (`MSG_ERRQUEUE`) has no async API in tokio.
 pub async fn run(addr_text: &str, addr: &StackAddress, o: &Options) -> TraceReport {
     let n = addr.hops().len();
     let names: Vec<Option<String>> = addr
