@@ -1,5 +1,7 @@
-//! Hop-local name binding on the testbed (`tests/topologies/border-three-hop.toml`): two real
-//! `hopd` border hops, each resolving the next hop's name in its own DNS view.
+//! Hop-local name binding on the testbed: two real `hopd` border hops, each resolving the next
+//! hop's name in its own DNS view. Runs on the project's `testbed/topologies/three-hop.toml`
+//! (SIDs fc00:1::e and fc00:2::e, final-hop hopd and web service on yc) and on this crate's
+//! `tests/topologies/border-three-hop.toml` (border hops only, SIDs fd00:11::1, fd00:22::1).
 //!
 //! Needs root (the test enters the testbed's namespaces to send and capture) and the
 //! `hopbed` and `hop` binaries (`cargo build -p hopstack-testbed -p hopstack-encoder`).
@@ -19,9 +21,28 @@ use hopstack_encoder::wire::tlv::{self, Trace, TraceStatus};
 use hopstack_testbed::Testbed;
 
 const CLIENT: &str = "fd00:1::1";
-const GITHUB_SID: &str = "fd00:11::1";
-const ORG_SID: &str = "fd00:22::1";
 const YC: &str = "fd00:3::2";
+
+/// A topology with a client, two border hops (github.com, org) and yc.
+#[derive(Clone, Copy)]
+struct Topo {
+    /// Relative to the workspace root.
+    file: &'static str,
+    github_sid: &'static str,
+    org_sid: &'static str,
+}
+
+const THREE_HOP: Topo = Topo {
+    file: "testbed/topologies/three-hop.toml",
+    github_sid: "fc00:1::e",
+    org_sid: "fc00:2::e",
+};
+
+const BORDER_THREE_HOP: Topo = Topo {
+    file: "forwarder/tests/topologies/border-three-hop.toml",
+    github_sid: "fd00:11::1",
+    org_sid: "fd00:22::1",
+};
 const REPORT_PORT: u16 = 49152;
 
 fn a(s: &str) -> Ipv6Addr {
@@ -51,11 +72,13 @@ fn netns(tb: &Testbed, node: &str) -> String {
     format!("/proc/{}/ns/net", tb.node_pid(node).expect("node pid"))
 }
 
-fn start() -> Testbed {
-    let topo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/topologies/border-three-hop.toml");
+fn start(t: Topo) -> Testbed {
+    let topo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(t.file);
     let tb = Testbed::start(&topo).expect("testbed");
     // Each hopd routes its SID into its TUN once it runs.
-    for (node, sid) in [("github.com", GITHUB_SID), ("org", ORG_SID)] {
+    for (node, sid) in [("github.com", t.github_sid), ("org", t.org_sid)] {
         let start = Instant::now();
         loop {
             let out = in_netns_path(netns(&tb, node), move || {
@@ -79,14 +102,14 @@ fn start() -> Testbed {
 }
 
 /// `hop encode --probe` for `address`, as a packet.
-fn probe(address: &str, nonce: &str, dir: &Path) -> Vec<u8> {
+fn probe(t: Topo, address: &str, nonce: &str, dir: &Path) -> Vec<u8> {
     let pcap = dir.join(format!("{nonce}.pcap"));
     let out = Command::new(bin("hop"))
         .args([
             "encode",
             address,
             "--resolve",
-            &format!("github.com={GITHUB_SID}"),
+            &format!("github.com={}", t.github_sid),
             "--source",
             CLIENT,
             "--probe",
@@ -112,13 +135,37 @@ fn srh_of(pkt: &[u8]) -> srh::Packet<&[u8]> {
 }
 
 #[test]
-fn probe_is_bound_hop_by_hop_and_arrives_with_a_valid_checksum() {
-    if !ready("probe_is_bound_hop_by_hop_and_arrives_with_a_valid_checksum") {
-        return;
+fn three_hop_probe_is_bound_hop_by_hop() {
+    if ready("three_hop_probe_is_bound_hop_by_hop") {
+        probe_is_bound_hop_by_hop_and_arrives_with_a_valid_checksum(THREE_HOP);
     }
-    let tb = start();
+}
+
+#[test]
+fn border_three_hop_probe_is_bound_hop_by_hop() {
+    if ready("border_three_hop_probe_is_bound_hop_by_hop") {
+        probe_is_bound_hop_by_hop_and_arrives_with_a_valid_checksum(BORDER_THREE_HOP);
+    }
+}
+
+#[test]
+fn three_hop_nxdomain_at_org_reports_hop_2_layer_route() {
+    if ready("three_hop_nxdomain_at_org_reports_hop_2_layer_route") {
+        nxdomain_at_org_reports_hop_2_layer_route(THREE_HOP);
+    }
+}
+
+#[test]
+fn border_three_hop_nxdomain_at_org_reports_hop_2_layer_route() {
+    if ready("border_three_hop_nxdomain_at_org_reports_hop_2_layer_route") {
+        nxdomain_at_org_reports_hop_2_layer_route(BORDER_THREE_HOP);
+    }
+}
+
+fn probe_is_bound_hop_by_hop_and_arrives_with_a_valid_checksum(t: Topo) {
+    let tb = start(t);
     let dir = tempfile::tempdir().unwrap();
-    let pkt = probe("github.com>org>yc:udp+dns+echo", "0a0b0c0d", dir.path());
+    let pkt = probe(t, "github.com>org>yc:udp+dns+echo", "0a0b0c0d", dir.path());
     {
         let s = srh_of(&pkt);
         assert!(
@@ -129,7 +176,7 @@ fn probe_is_bound_hop_by_hop_and_arrives_with_a_valid_checksum() {
             tlv::is_placeholder(&s.segment(1).unwrap()),
             "org unresolved at the client"
         );
-        assert_eq!(s.segment(2).unwrap(), a(GITHUB_SID));
+        assert_eq!(s.segment(2).unwrap(), a(t.github_sid));
     }
 
     let capture = std::thread::spawn({
@@ -158,10 +205,10 @@ fn probe_is_bound_hop_by_hop_and_arrives_with_a_valid_checksum() {
     assert_eq!(s.segment(0).unwrap(), a(YC), "org bound yc in the org view");
     assert_eq!(
         s.segment(1).unwrap(),
-        a(ORG_SID),
+        a(t.org_sid),
         "github.com bound org in the github view"
     );
-    assert_eq!(s.segment(2).unwrap(), a(GITHUB_SID));
+    assert_eq!(s.segment(2).unwrap(), a(t.github_sid));
     assert_eq!(got.len(), pkt.len(), "no hop grew or shrank the packet");
     let upper = 40 + s.total_len();
     assert_eq!(s.next_header(), 17, "UDP after the SRH");
@@ -183,14 +230,15 @@ fn probe_is_bound_hop_by_hop_and_arrives_with_a_valid_checksum() {
     );
 }
 
-#[test]
-fn nxdomain_at_org_reports_hop_2_layer_route() {
-    if !ready("nxdomain_at_org_reports_hop_2_layer_route") {
-        return;
-    }
-    let tb = start();
+fn nxdomain_at_org_reports_hop_2_layer_route(t: Topo) {
+    let tb = start(t);
     let dir = tempfile::tempdir().unwrap();
-    let pkt = probe("github.com>org>nosuch:udp+dns+echo", "00c0ffee", dir.path());
+    let pkt = probe(
+        t,
+        "github.com>org>nosuch:udp+dns+echo",
+        "00c0ffee",
+        dir.path(),
+    );
     let (report, icmp) = in_netns_path(netns(&tb, "client"), move || {
         let sock = UdpSocket::bind(format!("[::]:{REPORT_PORT}")).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
@@ -205,10 +253,10 @@ fn nxdomain_at_org_reports_hop_2_layer_route() {
     });
     let (bytes, from) =
         report.unwrap_or_else(|| panic!("no stack report\norg:\n{}", tb.logs("org", "hopd")));
-    assert_eq!(from.ip(), std::net::IpAddr::V6(a(ORG_SID)), "org reports");
+    assert_eq!(from.ip(), std::net::IpAddr::V6(a(t.org_sid)), "org reports");
     let r = ReportRepr::parse(&Report::new_checked(&bytes[..]).unwrap()).unwrap();
     assert_eq!(r.nonce, 0x00c0_ffee);
-    assert_eq!(r.reporter, a(ORG_SID));
+    assert_eq!(r.reporter, a(t.org_sid));
     let ReportBody::Error(e) = r.body else {
         panic!("not an error report: {r:?}")
     };
@@ -218,7 +266,7 @@ fn nxdomain_at_org_reports_hop_2_layer_route() {
     assert_eq!(e.reason, Reason::Nxdomain);
     eprintln!("report: {e}");
     let (icmp_from, msg) = icmp.expect("ICMPv6 Destination Unreachable");
-    assert_eq!(icmp_from, a(ORG_SID));
+    assert_eq!(icmp_from, a(t.org_sid));
     assert_eq!(
         (msg[0], msg[1]),
         (1, 3),
