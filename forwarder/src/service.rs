@@ -205,56 +205,116 @@ impl Listener {
     /// Waits for the next connection (blocking). The stream is an ordinary connected TCP
     /// socket; `hopd` has already closed its copy.
     pub fn accept(&self) -> Result<(TcpStream, Metadata), Error> {
-        let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
-            let mut cmsg = nix::cmsg_space!([RawFd; 2]);
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            let msg = match socket::recvmsg::<()>(
-                self.fd.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            ) {
-                Ok(m) => m,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let n = msg.bytes;
-            let mut fds: Vec<OwnedFd> = Vec::new();
-            for c in msg.cmsgs()? {
-                if let ControlMessageOwned::ScmRights(raw) = c {
-                    for r in raw {
-                        // SAFETY: the kernel just installed these descriptors in our table for
-                        // us (SCM_RIGHTS); nothing else owns them.
-                        fds.push(unsafe { OwnedFd::from_raw_fd(r) });
-                    }
-                }
+            match recv_conn(self.fd.as_raw_fd(), MsgFlags::empty()) {
+                Err(Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
             }
-            let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
-            if n == 0 && fds.is_empty() {
-                return Err(Error::Closed);
-            }
-            if truncated {
-                return Err(Error::Malformed {
-                    len: n,
-                    why: format!("message longer than {MAX_MESSAGE} octets"),
-                });
-            }
-            let meta: Metadata =
-                serde_json::from_slice(&buf[..n]).map_err(|e| Error::Malformed {
-                    len: n,
-                    why: e.to_string(),
-                })?;
-            let mut fds = fds.into_iter();
-            let Some(fd) = fds.next() else {
-                return Err(Error::Malformed {
-                    len: n,
-                    why: "connection metadata without a descriptor".to_owned(),
-                });
-            };
-            return Ok((TcpStream::from(fd), meta));
         }
     }
+
+    /// The same registration for a tokio service: [`AsyncListener::accept`] yields
+    /// `tokio::net::TcpStream`s. Must be called inside a tokio runtime.
+    pub fn into_async(self) -> Result<AsyncListener, Error> {
+        nix::fcntl::fcntl(
+            &self.fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )?;
+        // SAFETY: an OwnedFd stays open and returns the same descriptor until dropped; the
+        // AsyncFd owns it from here on.
+        let fd = unsafe { tokio::io::unix::AsyncFd::register(self.fd) }.map_err(io::Error::from)?;
+        Ok(AsyncListener {
+            fd,
+            service: self.service,
+        })
+    }
+}
+
+/// A hand-off registration for tokio services (see [`Listener::into_async`]).
+#[derive(Debug)]
+pub struct AsyncListener {
+    fd: tokio::io::unix::AsyncFd<OwnedFd>,
+    service: String,
+}
+
+impl AsyncListener {
+    /// Registers `service` at the control socket `path` (the registration exchange itself
+    /// blocks briefly; it is one local round trip).
+    pub fn register_at(path: &Path, service: &str) -> Result<AsyncListener, Error> {
+        Listener::register_at(path, service)?.into_async()
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// Waits for the next connection.
+    pub async fn accept(&self) -> Result<(tokio::net::TcpStream, Metadata), Error> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(
+                |fd| match recv_conn(fd.as_raw_fd(), MsgFlags::MSG_DONTWAIT) {
+                    Err(Error::Io(e)) => Err(e),
+                    other => Ok(other),
+                },
+            ) {
+                Ok(Ok(r)) => {
+                    let (s, meta) = r?;
+                    s.set_nonblocking(true)?;
+                    return Ok((tokio::net::TcpStream::from_std(s)?, meta));
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(Err(e)) => return Err(Error::Io(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+/// Receives one connection message: metadata plus the descriptor.
+fn recv_conn(fd: RawFd, flags: MsgFlags) -> Result<(TcpStream, Metadata), Error> {
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut cmsg = nix::cmsg_space!([RawFd; 2]);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let msg = socket::recvmsg::<()>(
+        fd,
+        &mut iov,
+        Some(&mut cmsg),
+        flags | MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let n = msg.bytes;
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            for r in raw {
+                // SAFETY: the kernel just installed these descriptors in our table for us
+                // (SCM_RIGHTS); nothing else owns them.
+                fds.push(unsafe { OwnedFd::from_raw_fd(r) });
+            }
+        }
+    }
+    let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
+    if n == 0 && fds.is_empty() {
+        return Err(Error::Closed);
+    }
+    if truncated {
+        return Err(Error::Malformed {
+            len: n,
+            why: format!("message longer than {MAX_MESSAGE} octets"),
+        });
+    }
+    let meta: Metadata = serde_json::from_slice(&buf[..n]).map_err(|e| Error::Malformed {
+        len: n,
+        why: e.to_string(),
+    })?;
+    let mut fds = fds.into_iter();
+    let Some(fd) = fds.next() else {
+        return Err(Error::Malformed {
+            len: n,
+            why: "connection metadata without a descriptor".to_owned(),
+        });
+    };
+    Ok((TcpStream::from(fd), meta))
 }
 
 impl Iterator for &Listener {

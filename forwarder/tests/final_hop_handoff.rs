@@ -176,3 +176,39 @@ fn unregistering_makes_the_service_down_again() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The tokio flavour of the service API.
+#[test]
+fn async_listener_serves_with_tokio() {
+    if !enter_netns() {
+        return;
+    }
+    let hopd = Hopd::start(PORT, CONFIG);
+    let control = hopd.control.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(async {
+            hopstack_forwarder::service::AsyncListener::register_at(&control, "restapiv3")
+        })
+        .unwrap();
+    let served = std::thread::spawn(move || {
+        rt.block_on(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut s, meta) = listener.accept().await.unwrap();
+            let mut req = [0u8; 18];
+            s.read_exact(&mut req).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\ntokio\n")
+                .await
+                .unwrap();
+            s.shutdown().await.unwrap();
+            meta
+        })
+    });
+    let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", "restapiv3", None)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    assert!(read_all(&mut s).ends_with("\r\n\r\ntokio\n"));
+    assert_eq!(served.join().unwrap().service, "restapiv3");
+}

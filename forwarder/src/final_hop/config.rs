@@ -163,6 +163,10 @@ pub enum ConfigError {
         "service `{service}`: tls = \"terminate\" but no accepted stack contains `tls`; clients could never use it"
     )]
     TerminateWithoutTls { service: String },
+    #[error(
+        "service `{service}`: tls = \"terminate\" works only in proxy mode (in {mode} mode hopd is not in the byte path)"
+    )]
+    TerminateNeedsProxy { service: String, mode: &'static str },
     #[error("service name `{service}` is not valid: {why}")]
     BadName { service: String, why: &'static str },
 }
@@ -273,6 +277,12 @@ impl Config {
                 Mode::Handoff => {}
             }
             if svc.tls == TlsMode::Terminate {
+                if svc.mode != Mode::Proxy {
+                    return Err(ConfigError::TerminateNeedsProxy {
+                        service: name.clone(),
+                        mode: svc.mode.as_str(),
+                    });
+                }
                 if svc.cert.is_none() || svc.key.is_none() {
                     return Err(ConfigError::MissingCert {
                         service: name.clone(),
@@ -415,12 +425,22 @@ mod tests {
         );
 
         let c = parse(
-            "[services.a]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\ntls = \"terminate\"\ncert=\"c\"\nkey=\"k\"\n",
+            "[services.a]\nmode = \"proxy\"\ntarget = \"unix:/x\"\nlayers = [\"tcp+http\"]\ntls = \"terminate\"\ncert=\"c\"\nkey=\"k\"\n",
         );
         assert!(matches!(
             c.validate().unwrap_err(),
             ConfigError::TerminateWithoutTls { .. }
         ));
+        let c = parse(
+            "[services.a]\nmode = \"handoff\"\nlayers = [\"tcp+tls+http\"]\ntls = \"terminate\"\ncert=\"c\"\nkey=\"k\"\n",
+        );
+        assert_eq!(
+            c.validate().unwrap_err(),
+            ConfigError::TerminateNeedsProxy {
+                service: "a".into(),
+                mode: "handoff"
+            }
+        );
 
         let c = parse("[services.http]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\n");
         assert!(matches!(
