@@ -377,9 +377,11 @@ fn launch(b: &Builder, topo: Topology, run_dir: PathBuf, daemon: bool) -> Result
         )?;
         let resolv = match n.network.as_deref().and_then(|net| topo.network(net)) {
             // One attempt with a short timeout: tests of the timeout fault should not wait long,
-            // and the server is one veth away.
+            // and the server is one veth away. `search .`: without a search line glibc
+            // appends the hostname's domain (`org.com` on node `github.com`) before trying
+            // the name itself. (hickory-resolver still does; it ignores `.`.)
             Some(net) => format!(
-                "# hopbed: DNS view `{}`\nnameserver {}\noptions timeout:1 attempts:1\n",
+                "# hopbed: DNS view `{}`\nnameserver {}\nsearch .\noptions timeout:1 attempts:1\n",
                 net.name, net.dns.address
             ),
             None => "# hopbed: this node has no DNS view\n".to_owned(),

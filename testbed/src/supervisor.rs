@@ -523,8 +523,10 @@ pub fn supervise(plan_file: &Path) -> i32 {
         let me = std::env::current_exe().context("current_exe")?;
         let mut dns = Vec::new();
         for net in &topo.networks {
-            let log =
-                std::fs::File::create(plan.run_dir.join("dns").join(format!("{}.log", net.name)))?;
+            let log = std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(plan.run_dir.join("dns").join(format!("{}.log", net.name)))?;
             let mut c = Command::new(&me);
             c.arg("__dns")
                 .arg(zone_file(&plan.run_dir, &net.name))
