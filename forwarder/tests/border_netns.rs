@@ -307,6 +307,8 @@ fn rfc8754_errors_from_the_real_binary() {
     le_too_big[44] = 3; // Hdr Ext Len 6 holds 3 segments: max Last Entry 2
     // Hop limit 2 arrives at hopd as 1: r1's kernel forwarded it into the TUN.
     let hl = encoded(2);
+    let mut rtype = encoded(64);
+    rtype[42] = 3; // RPL source route (RFC 6554): not ours, with Segments Left 2
     let mut sl_zero = encoded(64);
     sl_zero[43] = 0;
     let mut no_srh = vec![0x60, 0, 0, 0, 0, 12, 17, 64];
@@ -338,6 +340,14 @@ fn rfc8754_errors_from_the_real_binary() {
             icmp_type: 3,
             code: 0,
             pointer: 0,
+        },
+        Case {
+            name: "unknown Routing Type with SL > 0",
+            packet: rtype,
+            reason: "unknown-routing-type",
+            icmp_type: 4,
+            code: 0,
+            pointer: 42,
         },
         // IPv6 40 + SRH 8 + 3 * 16: the UDP header starts at 96.
         Case {
@@ -410,7 +420,7 @@ fn rfc8754_errors_from_the_real_binary() {
             case.name
         );
     }
-    assert_eq!(line.counter("hopd_border_icmp_sent_total"), 5);
+    assert_eq!(line.counter("hopd_border_icmp_sent_total"), 6);
 }
 
 #[test]
