@@ -314,7 +314,7 @@ impl Ctx {
         Ok(Ctx {
             addr,
             cache,
-            dns: DnsResolver::new(c.dns)?,
+            dns: DnsResolver::new(c.dns),
             overrides,
         })
     }

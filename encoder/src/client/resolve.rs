@@ -253,7 +253,9 @@ impl PathCache {
 
 /// The client's DNS view: hickory with the system configuration, or one server (`--dns`).
 pub struct DnsResolver {
-    inner: TokioResolver,
+    /// Built on the first lookup: a cached path or a literal first hop needs no DNS, and
+    /// setting hickory up (reading resolv.conf, the pool) would only delay the request.
+    inner: std::sync::OnceLock<Result<TokioResolver, String>>,
     pub server: Option<IpAddr>,
 }
 
@@ -266,28 +268,40 @@ pub struct DnsFailure {
 
 impl DnsResolver {
     /// `server`: ask only this server (port 53, UDP then TCP); `None`: `/etc/resolv.conf`.
-    pub fn new(server: Option<IpAddr>) -> Result<DnsResolver, ClientError> {
-        let builder = match server {
-            Some(ip) => Ok(TokioResolver::builder_with_config(
-                ResolverConfig::from_name_servers(vec![NameServerConfig::udp_and_tcp(ip)]),
-                TokioRuntimeProvider::default(),
-            )),
-            None => TokioResolver::builder_tokio(),
-        };
-        let inner = builder.and_then(|b| b.build()).map_err(|e| {
-            ClientError::new(
-                ErrorLayer::Route,
-                "dns-config",
-                format!("cannot set up DNS resolution: {e}"),
-            )
-        })?;
-        Ok(DnsResolver { inner, server })
+    /// Nothing is read until the first lookup.
+    pub fn new(server: Option<IpAddr>) -> DnsResolver {
+        DnsResolver {
+            inner: std::sync::OnceLock::new(),
+            server,
+        }
+    }
+
+    fn resolver(&self) -> Result<&TokioResolver, String> {
+        self.inner
+            .get_or_init(|| {
+                let builder = match self.server {
+                    Some(ip) => Ok(TokioResolver::builder_with_config(
+                        ResolverConfig::from_name_servers(vec![NameServerConfig::udp_and_tcp(ip)]),
+                        TokioRuntimeProvider::default(),
+                    )),
+                    None => TokioResolver::builder_tokio(),
+                };
+                builder
+                    .and_then(|b| b.build())
+                    .map_err(|e| format!("cannot set up DNS resolution: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// One AAAA lookup; the lowest address when there are several (as hops pick), with its
     /// TTL.
     pub async fn lookup(&self, name: &str) -> Result<(Ipv6Addr, Duration), DnsFailure> {
-        match self.inner.lookup(name, RecordType::AAAA).await {
+        let resolver = self.resolver().map_err(|detail| DnsFailure {
+            reason: Reason::Servfail,
+            detail,
+        })?;
+        match resolver.lookup(name, RecordType::AAAA).await {
             Ok(l) => l
                 .answers()
                 .iter()
