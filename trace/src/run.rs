@@ -225,11 +225,8 @@ pub async fn run(addr_text: &str, addr: &StackAddress, o: &Options) -> TraceRepo
 }
 
 async fn first_hop_dns(name: &str, server: Option<IpAddr>) -> Result<Ipv6Addr, Problem> {
-    let dns = DnsResolver::new(server).map_err(|e| Problem {
-        layer: "route".into(),
-        reason: e.reason.clone(),
-        text: e.message.clone(),
-    })?;
+    // A resolver that cannot be set up fails the lookup itself (as SERVFAIL, with why).
+    let dns = DnsResolver::new(server);
     dns.lookup(name).await.map(|(a, _)| a).map_err(|f| Problem {
         layer: "route".into(),
         reason: f.reason.name().into(),
@@ -358,7 +355,16 @@ pub fn hop_rows(view: &ClientView, outcomes: &[Outcome]) -> Vec<HopRow> {
                 *s = true;
             }
         }
-        for (e, reporter, _at) in &out.errors {
+        for (e, reporter, at) in &out.errors {
+            // The report's arrival is a round trip to the reporter: its row's time.
+            let reporter_text = reporter.to_string();
+            if let Some(r) = rows
+                .iter()
+                .position(|r| r.address.as_deref() == Some(reporter_text.as_str()))
+                && sample[r].is_none()
+            {
+                sample[r] = Some(ms(*at));
+            }
             let i = usize::from(e.hop_index).min(n - 1);
             failed_at = Some(failed_at.map_or(i, |f: usize| f.min(i)));
             let row = &mut rows[i];
@@ -784,6 +790,8 @@ mod tests {
         assert!(p.text.contains("asked [fd00:53:2::53]"), "{}", p.text);
         assert!(p.text.contains("reported by fd00:1::2"), "{}", p.text);
         assert_eq!(rows[1].resolved_by.as_deref(), Some("hop 1 (github.com)"));
+        // The report came from hop 1: its arrival times hop 1.
+        assert_eq!(rows[0].rtt.last_ms, Some(0.3));
     }
 
     fn icmp(t: u8, c: u8, from: &str, quoted: &str) -> (QueuedError, Duration) {

@@ -85,6 +85,8 @@ fn nxdomain_is_pinned_to_hop_2() {
     assert_eq!(f["problem"]["layer"], "route");
     assert_eq!(f["problem"]["reason"], "nxdomain");
     assert_eq!(hop(&v, 1)["status"], "ok");
+    // github.com sent the report: its arrival times hop 1.
+    assert_eq!(hop(&v, 1)["rtt"]["received"], 1, "{v:#}");
     assert_eq!(hop(&v, 2)["resolved_by"], "hop 1 (github.com)");
     assert_eq!(hop(&v, 3)["status"], "skipped");
 }
