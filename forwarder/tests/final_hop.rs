@@ -286,3 +286,75 @@ fn proxy_mode_to_a_unix_socket_with_half_close() {
     assert_eq!(read_all(&mut s), "got 10 octets: hello unix");
     svc.join().unwrap();
 }
+
+/// Per-client UDP sessions: each client gets its own socket towards the service, kept while
+/// traffic flows and closed after `idle_timeout_secs` of silence.
+#[test]
+fn udp_sessions_are_per_client_and_expire_when_idle() {
+    if !enter_netns() {
+        return;
+    }
+    // Answers with the port it saw the datagram come from.
+    let svc = std::net::UdpSocket::bind("[::1]:5354").unwrap();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 2048];
+        while let Ok((_, from)) = svc.recv_from(&mut b) {
+            let _ = svc.send_to(from.port().to_string().as_bytes(), from);
+        }
+    });
+    let hopd = Hopd::start(
+        PORT,
+        r#"
+        [final_hop.services.whoami]
+        mode = "udp"
+        target = "[::1]:5354"
+        layers = ["udp+dns"]
+        idle_timeout_secs = 1
+        "#,
+    );
+    let ask = |c: &std::net::UdpSocket| {
+        c.send(b"?").unwrap();
+        let mut b = [0u8; 16];
+        let n = c.recv(&mut b).expect("reply");
+        String::from_utf8_lossy(&b[..n]).into_owned()
+    };
+    let a = udp_connect(hopd.addr, &srh(&[LO], "udp+dns", "whoami", None));
+    let b = udp_connect(hopd.addr, &srh(&[LO], "udp+dns", "whoami", None));
+    let a1 = ask(&a);
+    let b1 = ask(&b);
+    assert_ne!(a1, b1, "two clients share a session");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(ask(&a), a1, "the session changed while in use");
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_ne!(ask(&a), a1, "the session outlived its idle timeout");
+}
+
+/// `max_connections` bounds the connections hopd serves at once; beyond it, new ones are
+/// reset immediately instead of queueing.
+#[test]
+fn connections_beyond_the_limit_are_reset() {
+    if !enter_netns() {
+        return;
+    }
+    let l = std::net::TcpListener::bind("[::1]:8090").unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming() {
+            held.push(s); // keep every proxied connection open
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let hopd = Hopd::start_in(
+        dir,
+        PORT,
+        "max_connections = 1\n[final_hop.services.hold]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:8090\"\nlayers = [\"tcp\"]\n",
+    );
+    let _first = tcp_connect(hopd.addr, &srh(&[LO], "tcp", "hold", None)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut second = tcp_connect(hopd.addr, &srh(&[LO], "tcp", "hold", None)).unwrap();
+    let e = second
+        .read(&mut [0u8; 8])
+        .expect_err("the second connection must be reset");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
+    assert!(hopd.log_text().contains("connection limit reached"));
+}
