@@ -47,7 +47,7 @@ pub enum Via {
     HopLimit,
     /// The final hop's probe answer (and the resolved path it carries).
     Answer,
-    /// A stack report naming this hop as the failing one.
+    /// A stack report: this hop is the failing one, or the one that sent it.
     Report,
     /// Only known from the stack address; nothing came back from it.
     Address,

@@ -364,6 +364,9 @@ pub fn hop_rows(view: &ClientView, outcomes: &[Outcome]) -> Vec<HopRow> {
                 && sample[r].is_none()
             {
                 sample[r] = Some(ms(*at));
+                if rows[r].via == Via::Address {
+                    rows[r].via = Via::Report;
+                }
             }
             let i = usize::from(e.hop_index).min(n - 1);
             failed_at = Some(failed_at.map_or(i, |f: usize| f.min(i)));
@@ -792,6 +795,7 @@ mod tests {
         assert_eq!(rows[1].resolved_by.as_deref(), Some("hop 1 (github.com)"));
         // The report came from hop 1: its arrival times hop 1.
         assert_eq!(rows[0].rtt.last_ms, Some(0.3));
+        assert_eq!(rows[0].via, Via::Report);
     }
 
     fn icmp(t: u8, c: u8, from: &str, quoted: &str) -> (QueuedError, Duration) {
