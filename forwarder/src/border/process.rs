@@ -219,6 +219,8 @@ pub enum Binding {
 struct CacheEntry {
     binding: Binding,
     expires: Duration,
+    /// What the resolver said, for the text of stack reports.
+    detail: Box<str>,
 }
 
 /// Hop-name answers with their expiry. Bounded: when full, expired entries go first, then
@@ -245,7 +247,24 @@ impl NameCache {
             .map(|e| e.binding)
     }
 
+    /// What the resolver said about `name` (empty if nothing was recorded).
+    pub fn detail(&self, name: &[u8]) -> &str {
+        self.entries.get(name).map_or("", |e| &e.detail)
+    }
+
     pub fn insert(&mut self, name: &[u8], binding: Binding, ttl: Duration, now: Duration) {
+        self.insert_with_detail(name, binding, ttl, now, "");
+    }
+
+    /// [`NameCache::insert`] keeping the resolver's words for reports.
+    pub fn insert_with_detail(
+        &mut self,
+        name: &[u8],
+        binding: Binding,
+        ttl: Duration,
+        now: Duration,
+        detail: &str,
+    ) {
         if self.entries.len() >= self.max_entries && !self.entries.contains_key(name) {
             self.entries.retain(|_, e| e.expires > now);
             if self.entries.len() >= self.max_entries {
@@ -264,6 +283,7 @@ impl NameCache {
             CacheEntry {
                 binding,
                 expires: now + ttl,
+                detail: detail.into(),
             },
         );
     }
@@ -704,7 +724,12 @@ fn decide(
         let mut report_len = 0;
         if let (Some(to), Some(why)) = (report_to, oam::report_reason(reason)) {
             if state.icmp_bucket.take(now) {
-                let text = format!("{reason} at {dst}");
+                let detail = state.cache.detail(name);
+                let text = if detail.is_empty() {
+                    format!("{reason} at {dst}")
+                } else {
+                    format!("{reason} at {dst}: {detail}")
+                };
                 let rep = oam::error_report(segment_count, segment, name, address, why, text);
                 let room = out.len().saturating_sub(icmp_len);
                 report_len =

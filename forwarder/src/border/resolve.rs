@@ -146,12 +146,15 @@ impl NameResolver {
         let detail = e.to_string();
         match e {
             NetError::Dns(DnsError::NoRecordsFound(nr)) => {
-                let f = if nr.response_code == ResponseCode::NXDomain {
-                    ResolveFailure::Nxdomain
+                let name = nr.query.name().to_string();
+                let conf = self.cfg.resolv_conf.display();
+                if nr.response_code == ResponseCode::NXDomain {
+                    let d = format!("`{name}` does not exist (NXDOMAIN via {conf})");
+                    self.failed(ResolveFailure::Nxdomain, nr.negative_ttl, d)
                 } else {
-                    ResolveFailure::NoAaaa
-                };
-                self.failed(f, nr.negative_ttl, detail)
+                    let d = format!("`{name}` has no AAAA record (via {conf})");
+                    self.failed(ResolveFailure::NoAaaa, nr.negative_ttl, d)
+                }
             }
             NetError::Timeout => self.failed(ResolveFailure::Timeout, None, detail),
             _ => self.failed(ResolveFailure::Servfail, None, detail),

@@ -107,7 +107,12 @@ impl<P: PacketIo> Shell<'_, P> {
                 icmp_len,
                 report_len,
             } => {
-                tracing::debug!(%reason, icmp_len, report_len, "drop");
+                if tracing::enabled!(tracing::Level::DEBUG) && pkt.len() >= 40 {
+                    // A dropped packet is never modified, so these are the received addresses.
+                    let src = super::icmp::addr_at(pkt, 8);
+                    let dst = super::icmp::addr_at(pkt, 24);
+                    tracing::debug!(%reason, %src, %dst, icmp_len, report_len, "drop");
+                }
                 let out = std::mem::take(&mut self.out);
                 if icmp_len > 0 {
                     self.send(st, &out[..icmp_len]);
@@ -153,7 +158,7 @@ impl<P: PacketIo> Shell<'_, P> {
         let shared = self.shared;
         let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
         st.cache
-            .insert(name.as_bytes(), ans.binding, ans.ttl, now());
+            .insert_with_detail(name.as_bytes(), ans.binding, ans.ttl, now(), &ans.detail);
         for mut pkt in queued {
             self.handle(&mut st, &mut pkt);
         }
