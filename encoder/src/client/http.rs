@@ -324,4 +324,41 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(t.http_status, Some(404));
     }
+
+    #[tokio::test]
+    async fn h2_request_reaches_a_hyper_server_with_authority_and_path() {
+        use hyper::service::service_fn;
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                let text = format!("{} {} {:?}", req.method(), req.uri(), req.version());
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                    text,
+                ))))
+            });
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(server), svc)
+                .await
+                .unwrap();
+        });
+        let req = HttpRequest {
+            method: "GET".into(),
+            path: "/users/list?x=1".into(),
+            host: "yc".into(),
+            headers: vec![("accept".into(), "application/json".into())],
+            body: vec![],
+            h2: true,
+        };
+        let mut out = Vec::new();
+        let mut t = Timings::start();
+        let o = request(client, &req, &mut out, true, false, &mut t)
+            .await
+            .unwrap();
+        assert_eq!(o.status, 200);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET https://yc/users/list?x=1 HTTP/2.0"
+        );
+        assert!(t.first_byte.is_some());
+    }
 }
