@@ -212,3 +212,38 @@ fn async_listener_serves_with_tokio() {
     assert!(read_all(&mut s).ends_with("\r\n\r\ntokio\n"));
     assert_eq!(served.join().unwrap().service, "restapiv3");
 }
+
+/// A registered process that never calls `accept` does not make hopd hang: once its queue is
+/// full, further connections are answered `service-down` after a bounded wait.
+#[test]
+fn a_process_that_does_not_accept_makes_the_service_down() {
+    if !enter_netns() {
+        return;
+    }
+    let hopd = Hopd::start(PORT, CONFIG);
+    let _idle = Listener::register_at(&hopd.control, "restapiv3").unwrap(); // never accepts
+    let t0 = std::time::Instant::now();
+    let clients: Vec<_> = (0..300)
+        .map(|_| {
+            let addr = hopd.addr;
+            std::thread::spawn(move || {
+                let mut s = tcp_connect(addr, &srh(&[LO], "tcp+http", "restapiv3", None)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+                s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+                let mut v = Vec::new();
+                let _ = s.read_to_end(&mut v);
+                String::from_utf8_lossy(&v).into_owned()
+            })
+        })
+        .collect();
+    let answers: Vec<String> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let refused = answers
+        .iter()
+        .filter(|r| r.starts_with("HTTP/1.1 503 ") && r.contains("is not accepting connections"))
+        .count();
+    let queued = answers.iter().filter(|r| r.is_empty()).count();
+    eprintln!("{queued} connections queued for the idle process, {refused} refused");
+    assert!(refused > 0, "no connection was refused: {answers:?}");
+    assert_eq!(refused + queued, 300, "{answers:?}");
+    assert!(t0.elapsed() < Duration::from_secs(15));
+}

@@ -52,6 +52,11 @@ pub struct Config {
     /// Upper bound on concurrent UDP client sessions.
     #[serde(default = "default_max_udp_sessions")]
     pub max_udp_sessions: usize,
+    /// Stack reports and probe answers sent per second at most (burst: twice that). The
+    /// report address comes from the request, so without a limit hopd could be used to
+    /// reflect traffic at a third party.
+    #[serde(default = "default_reports_per_second")]
+    pub reports_per_second: u32,
     /// Services by name (the last `+` element of a stack address).
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
@@ -342,6 +347,9 @@ fn default_max_connections() -> usize {
 }
 fn default_max_udp_sessions() -> usize {
     4096
+}
+fn default_reports_per_second() -> u32 {
+    100
 }
 fn default_idle_timeout_secs() -> u64 {
     30

@@ -18,6 +18,9 @@ use crate::service::{MAX_MESSAGE, Metadata, PROTOCOL_VERSION, Register, Register
 use super::Services;
 use super::config::Mode;
 
+/// How long a hand-off may wait for room in a service's control socket.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// One registered service process.
 struct Registrant {
     id: u64,
@@ -95,9 +98,20 @@ impl Registry {
         let mut last = String::new();
         for i in 0..candidates.len() {
             let r = &candidates[(start + i) % candidates.len()];
-            match send_fd(r, &msg, &conn).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
+            match tokio::time::timeout(SEND_TIMEOUT, send_fd(r, &msg, &conn)).await {
+                Ok(Ok(())) => return Ok(()),
+                // Its queue is full: the process is alive but not calling accept. Keep the
+                // registration (it may catch up) and try the next one.
+                Err(_) => {
+                    tracing::warn!(
+                        service = name,
+                        "registered process is not accepting connections (queue full for {SEND_TIMEOUT:?})"
+                    );
+                    last = format!(
+                        "the registered process is not accepting connections (its queue stayed full for {SEND_TIMEOUT:?})"
+                    );
+                }
+                Ok(Err(e)) => {
                     tracing::warn!(service = name, error = %e, "hand-off to a registered process failed; unregistering it");
                     self.remove(name, r.id);
                     last = e.to_string();

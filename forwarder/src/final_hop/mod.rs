@@ -130,6 +130,39 @@ pub struct Ctx {
     pub registry: Arc<handoff::Registry>,
     /// The final-hop UDP socket; also the source of stack reports and probe answers.
     pub udp: Arc<UdpSocket>,
+    /// Bounds reports and probe answers (see [`Config::reports_per_second`]).
+    pub report_limit: TokenBucket,
+}
+
+/// A token bucket: `rate` tokens per second, at most `2 * rate` saved up.
+pub struct TokenBucket {
+    rate: f64,
+    state: std::sync::Mutex<(f64, std::time::Instant)>,
+}
+
+impl TokenBucket {
+    pub fn new(rate: u32) -> TokenBucket {
+        let rate = f64::from(rate);
+        TokenBucket {
+            rate,
+            state: std::sync::Mutex::new((rate * 2.0, std::time::Instant::now())),
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&self, now: std::time::Instant) -> bool {
+        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = *g;
+        let elapsed = now.saturating_duration_since(last).as_secs_f64();
+        let tokens = (tokens + elapsed * self.rate).min(self.rate * 2.0);
+        if tokens >= 1.0 {
+            *g = (tokens - 1.0, now);
+            true
+        } else {
+            *g = (tokens, now);
+            false
+        }
+    }
 }
 
 /// What the lookup decided for a descriptor.
@@ -289,12 +322,14 @@ impl FinalHop {
                 source,
             })?;
         let udp = Arc::new(udp);
+        let report_limit = TokenBucket::new(cfg.reports_per_second);
         Ok(FinalHop {
             ctx: Arc::new(Ctx {
                 cfg,
                 services,
                 registry: Arc::new(handoff::Registry::default()),
                 udp: udp.clone(),
+                report_limit,
             }),
             tcp,
             udp,
@@ -679,6 +714,24 @@ mod tests {
             layers: stack.split('+').map(|w| w.parse().unwrap()).collect(),
             service: service.to_owned(),
         }
+    }
+
+    #[test]
+    fn token_bucket_bounds_bursts_and_refills() {
+        let b = TokenBucket::new(10);
+        let t0 = std::time::Instant::now();
+        assert_eq!(
+            (0..100).filter(|_| b.take(t0)).count(),
+            20,
+            "burst = 2 * rate"
+        );
+        assert!(!b.take(t0));
+        let later = t0 + std::time::Duration::from_millis(500);
+        assert_eq!(
+            (0..100).filter(|_| b.take(later)).count(),
+            5,
+            "0.5 s refills 5"
+        );
     }
 
     #[test]

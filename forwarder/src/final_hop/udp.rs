@@ -290,6 +290,10 @@ pub async fn send_report(ctx: &Ctx, arrival: Option<&Arrival>, f: &Failure) {
     };
     let reporter = f.hop.address.unwrap_or(Ipv6Addr::UNSPECIFIED);
     let to = SocketAddr::from((trace.report_addr, trace.report_port));
+    if !ctx.report_limit.take(Instant::now()) {
+        tracing::debug!(%to, "stack report suppressed (reports_per_second)");
+        return;
+    }
     match f.report(trace.nonce, reporter).to_vec() {
         Ok(bytes) => {
             if let Err(e) = send(&ctx.udp, &bytes, to, None).await {
@@ -304,6 +308,10 @@ pub async fn send_report(ctx: &Ctx, arrival: Option<&Arrival>, f: &Failure) {
 /// accepts the requested layers. Sent to the trace TLV's report address, or back to the
 /// probe's source when it carries none.
 async fn answer_probe(ctx: &Ctx, d: &Datagram, arrival: &Arrival) {
+    if !ctx.report_limit.take(Instant::now()) {
+        tracing::debug!(from = %d.from, "probe answer suppressed (reports_per_second)");
+        return;
+    }
     let (status, mode, text) = match &arrival.descriptor {
         None => (
             ServiceStatus::Unknown,
