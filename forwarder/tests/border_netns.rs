@@ -574,3 +574,67 @@ fn hopd_check_says_what_to_fix() {
     let (ok, out) = check();
     assert!(!ok && out.contains("covers the local address"), "{out}");
 }
+
+/// The Hop Limit an echo reply arrives with at h1 after crossing r2 (kernel End) and r1
+/// (hopd) from h2, which sends with 64.
+fn reply_hop_limit(line: &Line) -> u8 {
+    let (_, out) = line.exec("h1", &["ping", "-c", "3", "-i", "0.2", "-W", "2", H2]);
+    out.split("ttl=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no ttl in: {out}"))
+}
+
+#[test]
+fn hop_limit_modes_end_and_node() {
+    if !can_run("hop_limit_modes_end_and_node") {
+        return;
+    }
+    let mut line = Line::new("h");
+    let p = line.prefix.clone();
+    line.exec_ok(
+        "h1",
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            H2,
+            "encap",
+            "seg6",
+            "mode",
+            "inline",
+            "segs",
+            &format!("{SID},{KERNEL_END}"),
+            "dev",
+            &format!("{p}-a1"),
+        ],
+    );
+    line.exec_ok(
+        "h2",
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            H1,
+            "encap",
+            "seg6",
+            "mode",
+            "inline",
+            "segs",
+            &format!("{KERNEL_END},{SID}"),
+            "dev",
+            &format!("{p}-c2"),
+        ],
+    );
+    // "end": hopd decrements as an End node, the kernel's passes into and out of the TUN
+    // add two: 64 - 1 (r2) - 3 (r1).
+    line.start_hopd("hop_limit = \"end\"");
+    assert_eq!(reply_hop_limit(&line), 60, "{}", line.hopd_log());
+    assert_eq!(line.stop_hopd(), Some(0));
+    // "node": r1 as a whole decrements once, like r2.
+    line.start_hopd("hop_limit = \"node\"");
+    assert_eq!(reply_hop_limit(&line), 62, "{}", line.hopd_log());
+}

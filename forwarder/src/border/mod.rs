@@ -57,6 +57,11 @@ pub struct Config {
     /// ICMPv6 errors and stack reports per second, and the burst allowed.
     pub icmp_rate: u32,
     pub icmp_burst: u32,
+    /// `"end"`: hopd decrements the Hop Limit as an RFC 8754 End node, on top of the two
+    /// decrements of the kernel forwarding into and out of the TUN (a hopd hop costs 3).
+    /// `"node"`: the router as a whole decrements once, like a kernel `seg6local End`; the
+    /// Hop Limit check (and Time Exceeded) is then the kernel's, on ingress.
+    pub hop_limit: HopLimitMode,
     pub resolver: ResolverConfig,
     pub policy: Policy,
 }
@@ -69,6 +74,7 @@ impl Default for Config {
             install_routes: true,
             icmp_rate: 100,
             icmp_burst: 20,
+            hop_limit: HopLimitMode::End,
             resolver: ResolverConfig::default(),
             policy: Policy::default(),
         }
@@ -128,12 +134,21 @@ impl Config {
             icmp_burst: self.icmp_burst,
             node_id: tlv::node_id_from_name(node_name),
             cache_max_entries: self.resolver.cache_entries,
+            tun_hop_limit: self.hop_limit == HopLimitMode::Node,
         }
     }
 
     fn route_targets(&self) -> Vec<String> {
         self.sids.iter().map(|p| p.to_string()).collect()
     }
+}
+
+/// How the Hop Limit is decremented; see [`Config::hop_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HopLimitMode {
+    End,
+    Node,
 }
 
 /// A handle to apply a reloaded configuration to a running border.

@@ -360,6 +360,13 @@ pub struct Settings {
     /// Identifies this node in trace records.
     pub node_id: u32,
     pub cache_max_entries: usize,
+    /// The packet device is a TUN: the kernel already decremented the Hop Limit when it
+    /// forwarded the packet in (and checked it), and will decrement it again when it
+    /// forwards what we write back. With this set, `process` undoes both so that the router
+    /// as a whole decrements exactly once, like a kernel `seg6local End` node; the Hop
+    /// Limit check is then the kernel's, on ingress. Without it `process` is a literal
+    /// RFC 8754 End node over the packet it is given.
+    pub tun_hop_limit: bool,
 }
 
 impl Default for Settings {
@@ -371,6 +378,7 @@ impl Default for Settings {
             icmp_burst: 20,
             node_id: 0,
             cache_max_entries: 4096,
+            tun_hop_limit: false,
         }
     }
 }
@@ -769,7 +777,14 @@ fn decide(
             return (drop_silently(reason), sid);
         }
     }
-    if pkt[7] <= 1 {
+    // With `tun_hop_limit` the Hop Limit as it arrived at this router is one more than what
+    // we see; the kernel has already refused packets that arrived with 1 or less.
+    let arrived_hop_limit = if state.settings.tun_hop_limit {
+        pkt[7].saturating_add(1)
+    } else {
+        pkt[7]
+    };
+    if arrived_hop_limit <= 1 {
         return fail(
             DropReason::HopLimitExceeded,
             IcmpError::TimeExceeded,
@@ -872,7 +887,13 @@ fn decide(
     }
     pkt[srh + srh::SEGMENTS_LEFT_OFFSET] = new_sl;
     pkt[24..40].copy_from_slice(&next.octets());
-    pkt[7] -= 1;
+    // RFC 8754 S21: one decrement at this node. Under `tun_hop_limit` the kernel's egress
+    // forwarding performs it, so we write back the arrival value.
+    pkt[7] = if state.settings.tun_hop_limit {
+        arrived_hop_limit
+    } else {
+        arrived_hop_limit - 1
+    };
     if pkt[srh + 5] & srh::FLAG_O != 0
         && oam::fill_trace(
             &mut pkt[srh..srh_end],

@@ -880,3 +880,35 @@ fn required_hmac_is_verified_like_the_kernel() {
     assert_eq!(st.counters.dropped(DropReason::HmacInvalid), 3);
     assert_eq!(st.counters.dropped(DropReason::HmacMissing), 1);
 }
+
+#[test]
+fn tun_hop_limit_mode_makes_the_router_decrement_once() {
+    // The kernel forwarded the packet into the TUN: it arrived at the router with 2.
+    let mut b = Pkt::srh(&["fd00:3::1", SID], 1);
+    b.hop_limit = 1;
+    let orig = b.build();
+    let mut st = state_with(|s| s.tun_hop_limit = true);
+    let mut pkt = orig.clone();
+    assert_eq!(
+        run(&mut st, &mut pkt).0,
+        Action::Forward { len: orig.len() }
+    );
+    // Written back with 2: the kernel's egress decrement makes it 1, one less than it
+    // arrived with.
+    assert_eq!(pkt[7], 2);
+    b.hop_limit = 255;
+    let mut pkt = b.build();
+    assert!(matches!(run(&mut st, &mut pkt).0, Action::Forward { .. }));
+    assert_eq!(pkt[7], 255, "never wraps");
+    // A literal End node drops the same packet.
+    let mut st = state();
+    b.hop_limit = 1;
+    let (act, _) = run(&mut st, &mut b.build());
+    assert!(matches!(
+        act,
+        Action::Drop {
+            reason: DropReason::HopLimitExceeded,
+            ..
+        }
+    ));
+}
