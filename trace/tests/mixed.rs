@@ -163,3 +163,45 @@ fn repeat_mode_counts_every_round_and_flow_identifiers_stay_constant() {
     let hl: Vec<&str> = rows.iter().map(|r| r[3]).collect();
     assert_eq!(hl, ["1", "2", "3", "4"].repeat(3), "{text}");
 }
+
+#[test]
+fn hop_limit_probing_needs_no_privilege() {
+    let tb = start();
+    // nobody, no capabilities at all: the error queue is an ordinary socket feature.
+    let mut c = tb.command("client", "setpriv").unwrap();
+    c.args([
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+    ])
+    .arg(support::hoptrace())
+    .args([
+        "--method",
+        "hop-limit",
+        "--no-layers",
+        "--json",
+        "--timeout",
+        "700",
+        PATH,
+    ]);
+    let o = c.output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&o.stderr));
+    });
+    eprintln!("{v:#}");
+    assert_eq!(o.status.code(), Some(0), "{v:#}");
+    let addrs: Vec<&str> = v["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        addrs,
+        ["fd00:10::2", "fd00:11::2", "fd00:12::2", "fd00:13::2"]
+    );
+}
