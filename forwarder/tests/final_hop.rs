@@ -106,7 +106,7 @@ fn per_layer_errors_are_told_in_http_and_by_rst() {
     assert!(r.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{r}");
     assert_eq!(
         error_of(&r),
-        "hop=0; name=yc; layer=service; reason=unknown-service"
+        "hop=1; name=yc; layer=service; reason=unknown-service"
     );
     let body: serde_json::Value =
         serde_json::from_str(r.split("\r\n\r\n").nth(1).unwrap()).unwrap();
@@ -122,7 +122,7 @@ fn per_layer_errors_are_told_in_http_and_by_rst() {
     assert!(r.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{r}");
     assert_eq!(
         error_of(&r),
-        "hop=0; name=yc; layer=service; reason=layer-mismatch"
+        "hop=1; name=yc; layer=service; reason=layer-mismatch"
     );
     assert!(
         r.contains("accepts tcp+http but the client asked for tcp+http+h2"),
@@ -136,7 +136,7 @@ fn per_layer_errors_are_told_in_http_and_by_rst() {
     assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{r}");
     assert_eq!(
         error_of(&r),
-        "hop=0; name=yc; layer=service; reason=service-down"
+        "hop=1; name=yc; layer=service; reason=service-down"
     );
     assert!(r.contains("connect to tcp:[::1]:8081"), "{r}");
 

@@ -46,7 +46,7 @@ fn handed_off_connection_survives_hopd() {
     let r = read_all(&mut s);
     assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{r}");
     assert!(
-        r.contains("Hopstack-Error: hop=0; name=yc; layer=service; reason=service-down"),
+        r.contains("Hopstack-Error: hop=1; name=yc; layer=service; reason=service-down"),
         "{r}"
     );
     assert!(

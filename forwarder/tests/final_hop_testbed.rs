@@ -181,7 +181,7 @@ layers = ["udp+dns"]
             assert!(r.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{r}");
             // Second hop of the path (index 1), named and addressed.
             assert!(
-                r.contains("Hopstack-Error: hop=1; name=yc; layer=service; reason=unknown-service"),
+                r.contains("Hopstack-Error: hop=2; name=yc; layer=service; reason=unknown-service"),
                 "{r}"
             );
             assert!(r.contains("\"address\":\"fd00:21::2\""), "{r}");

@@ -230,7 +230,7 @@ fn tls_terminate_reaches_a_plain_service_and_errors_in_band() {
     let r = read_tls_all(&mut s);
     assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{r}");
     assert!(
-        r.contains("Hopstack-Error: hop=0; name=yc; layer=service; reason=service-down"),
+        r.contains("Hopstack-Error: hop=1; name=yc; layer=service; reason=service-down"),
         "{r}"
     );
 

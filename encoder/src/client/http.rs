@@ -2,7 +2,7 @@
 //! (plain TCP or TLS on the SRH-carrying socket).
 //!
 //! The final hop may answer in-band instead of the service when it cannot reach it (HTTP 502
-//! or 503 with a `Hopstack-Error: hop=2; name=yc; layer=service; reason=unknown-service`
+//! or 503 with a `Hopstack-Error: hop=3; name=yc; layer=service; reason=unknown-service`
 //! header, see `hopstack_forwarder::final_hop::failure`); that becomes the matching
 //! [`ClientError`] rather than an HTTP error.
 
@@ -50,8 +50,8 @@ fn http_err(reason: impl Into<String>, message: String) -> ClientError {
     ClientError::new(ErrorLayer::Http, reason, message)
 }
 
-/// Parses a `Hopstack-Error` header value (`hop=2; name=yc; layer=service; reason=...`;
-/// `hop` counts from 0 as on the wire).
+/// Parses a `Hopstack-Error` header value (`hop=3; name=yc; layer=service; reason=...`;
+/// `hop` is the hop number, counted from 1 as people count hops).
 pub fn parse_error_header(v: &str, message: &str) -> Option<ClientError> {
     let mut hop = None;
     let mut name = String::new();
@@ -60,7 +60,7 @@ pub fn parse_error_header(v: &str, message: &str) -> Option<ClientError> {
     for part in v.split(';') {
         let (k, val) = part.trim().split_once('=')?;
         match k {
-            "hop" => hop = val.parse::<usize>().ok(),
+            "hop" => hop = val.parse::<usize>().ok().and_then(|n| n.checked_sub(1)),
             "name" => name = val.to_owned(),
             "layer" => layer = Some(val.to_owned()),
             "reason" => reason = Some(val.to_owned()),
@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn error_header_becomes_a_service_error() {
         let e = parse_error_header(
-            "hop=2; name=yc; layer=service; reason=unknown-service",
+            "hop=3; name=yc; layer=service; reason=unknown-service",
             "no service `nope`",
         )
         .unwrap();

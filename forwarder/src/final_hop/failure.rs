@@ -35,7 +35,11 @@ pub struct Failure {
     pub message: String,
 }
 
-/// Which hop failed: index along the path (0 = first hop), name and address.
+/// Which hop failed: index along the path (0 = first hop, as in stack reports), name and address.
+///
+/// Wherever a person or an HTTP client sees it (`Display`, the `Hopstack-Error` header, the JSON
+/// body) the hop is *numbered* from 1, as `hop` and `hoptrace` print it: `hop 3` is the third
+/// hop of the stack address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HopId {
     pub index: u8,
@@ -43,9 +47,16 @@ pub struct HopId {
     pub address: Option<Ipv6Addr>,
 }
 
+impl HopId {
+    /// The hop's number as people count it: 1 for the first hop of the stack address.
+    pub fn number(&self) -> usize {
+        usize::from(self.index) + 1
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "hop {} ({}", self.hop.index, self.hop.name)?;
+        write!(f, "hop {} ({}", self.hop.number(), self.hop.name)?;
         if let Some(a) = self.hop.address {
             write!(f, ", {a}")?;
         }
@@ -63,11 +74,12 @@ impl fmt::Display for Failure {
 pub const ERROR_HEADER: &str = "Hopstack-Error";
 
 impl Failure {
-    /// `hop=2; name=yc; layer=service; reason=unknown-service` — easy to grep and to split.
+    /// `hop=3; name=yc; layer=service; reason=unknown-service` — easy to grep and to split.
+    /// `hop` is the hop number, counted from 1.
     pub fn header_value(&self) -> String {
         format!(
             "hop={}; name={}; layer={}; reason={}",
-            self.hop.index,
+            self.hop.number(),
             self.hop.name,
             self.layer.as_str(),
             self.reason.name()
@@ -77,7 +89,7 @@ impl Failure {
     /// The complete HTTP/1.1 response hopd writes for this failure.
     pub fn http_response(&self) -> Vec<u8> {
         let (code, text) = http_status(self.reason);
-        let mut hop = serde_json::json!({ "index": self.hop.index, "name": self.hop.name });
+        let mut hop = serde_json::json!({ "number": self.hop.number(), "name": self.hop.name });
         if let Some(a) = self.hop.address {
             hop["address"] = serde_json::Value::String(a.to_string());
         }
@@ -142,12 +154,12 @@ mod tests {
     fn http_response_golden() {
         let r = String::from_utf8(f(Reason::UnknownService).http_response()).unwrap();
         let body = "{\"error\":{\"code\":769,\
-                    \"hop\":{\"address\":\"fd00:3::2\",\"index\":2,\"name\":\"yc\"},\
+                    \"hop\":{\"address\":\"fd00:3::2\",\"name\":\"yc\",\"number\":3},\
                     \"layer\":\"service\",\"message\":\"no service `nope` on this host\",\
                     \"reason\":\"unknown-service\"}}\n";
         let expected = format!(
             "HTTP/1.1 502 Bad Gateway\r\nContent-Type: application/json\r\n\
-             Hopstack-Error: hop=2; name=yc; layer=service; reason=unknown-service\r\n\
+             Hopstack-Error: hop=3; name=yc; layer=service; reason=unknown-service\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
@@ -160,7 +172,7 @@ mod tests {
         assert!(r.starts_with(b"HTTP/1.1 503 Service Unavailable\r\n"));
         assert_eq!(
             f(Reason::ServiceDown).to_string(),
-            "hop 2 (yc, fd00:3::2), layer service, service-down: no service `nope` on this host"
+            "hop 3 (yc, fd00:3::2), layer service, service-down: no service `nope` on this host"
         );
     }
 }
