@@ -215,13 +215,19 @@ fn run_encode(args: &EncodeArgs) -> Result<(), Failure> {
         };
         write().map_err(|e| failed(format!("hop: writing {}: {e}", path.display())))?;
         if !args.hex_only {
+            // The IPv6 destination is the active segment; the final hop is Segment List[0].
+            let first_hop = srh.segments[usize::from(srh.segments_left)];
+            let final_hop = srh.segments[0];
             let _ = writeln!(
                 out,
-                "Wrote {} ({} octets, {} {}) to {}",
+                "Wrote {} ({} octets: [{}]:{} -> [{}]:{}, final hop {}) to {}",
                 if udp { "UDP datagram" } else { "TCP SYN" },
                 n,
                 args.source,
-                if udp { "-> UDP" } else { "-> TCP" },
+                args.sport,
+                first_hop,
+                args.port,
+                final_hop,
                 path.display()
             );
         }
