@@ -22,6 +22,7 @@ pub mod probe;
 #[doc(hidden)]
 pub mod supervisor;
 pub mod topology;
+pub mod userns;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
