@@ -15,11 +15,16 @@ use hopstack_encoder::wire::tlv::{LayerDescriptor, TlvRepr, Trace};
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn6};
 
 /// Moves the calling thread into a fresh network namespace with `lo` up and SRv6 accepted
-/// on it. Returns false (after saying why, loudly) when the process may not do that.
+/// on it. Returns false when the test body must not run here: after saying why, loudly, when
+/// the process may not create a namespace, or after a rootless re-run of the test passed.
 ///
 /// Only the calling thread moves; everything it starts afterwards (threads, child
-/// processes) is created inside the namespace.
+/// processes) is created inside the namespace. Call it on the test's own thread: a non-root
+/// caller re-runs the test (found by its thread name) as root of a user namespace.
 pub fn enter_netns() -> bool {
+    if hopstack_testbed::userns::rerun_in_userns() {
+        return false;
+    }
     if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
         eprintln!(
             "\n*** SKIPPED: cannot create a network namespace ({e}); run the final-hop tests as root ***\n"
