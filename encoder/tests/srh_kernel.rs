@@ -4,7 +4,11 @@
 //! missing one is dropped, and an SRH ending in a lone Pad1 is refused by the kernel's
 //! `seg6_validate_srh` (which is why we pad with PadN).
 //!
-//! Needs root (network namespaces). Without it every test prints `SKIPPED` and passes.
+//! Needs root (network namespaces). The Pad1 test runs as any user by re-running itself as
+//! root of a user namespace (`hopstack_testbed::userns`). The HMAC test needs real root: the
+//! kernel's SEG6 generic-netlink commands (`ip sr hmac set`) are `GENL_ADMIN_PERM`, i.e.
+//! `CAP_NET_ADMIN` in the initial user namespace, which no user namespace grants. Where a
+//! test cannot run it prints `SKIPPED` and passes.
 //!
 //! ```text
 //!  netns S (sender)            netns R (End node)               netns D (receiver)
@@ -49,9 +53,34 @@ fn skip_reason() -> Option<String> {
     }
 }
 
+/// Why `ip sr hmac set` will fail here: the HMAC key table takes `CAP_NET_ADMIN` in the
+/// initial user namespace, and root of any other user namespace (whose uid map is not the
+/// full identity map) lacks it.
+fn hmac_skip_reason() -> Option<String> {
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    let initial = map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !(root && initial) {
+        let who = if root {
+            "root of a user namespace"
+        } else {
+            "not root"
+        };
+        return Some(format!(
+            "{who}: `ip sr hmac set` needs CAP_NET_ADMIN in the initial user namespace \
+             (SEG6 genl GENL_ADMIN_PERM); run as real root"
+        ));
+    }
+    skip_reason()
+}
+
 macro_rules! require_root {
     () => {
-        if let Some(why) = skip_reason() {
+        require_root!(skip_reason())
+    };
+    ($reason:expr) => {
+        if let Some(why) = $reason {
             eprintln!("SKIPPED {}: {why}", module_path!());
             return;
         }
@@ -97,7 +126,8 @@ struct Topo {
 }
 
 impl Topo {
-    fn new(tag: &str) -> Topo {
+    /// `hmac`: install the End node's HMAC key (real root only, see the module comment).
+    fn new(tag: &str, hmac: bool) -> Topo {
         let id = std::process::id();
         let t = Topo {
             s: format!("hsk-{tag}-s-{id}"),
@@ -140,6 +170,9 @@ impl Topo {
             (d, "veth-d.seg6_require_hmac=-1"),
         ] {
             ip(&format!("netns exec {ns} sysctl -qw net.ipv6.conf.{key}"));
+        }
+        if !hmac {
+            return t;
         }
         // `ip sr hmac set` reads the secret with getpass(3): stdin when there is no tty.
         let mut secret = KEY.to_vec();
@@ -283,8 +316,8 @@ fn warm_up(topo: &Topo, rx: &mpsc::Receiver<Vec<u8>>) {
 
 #[test]
 fn kernel_end_node_accepts_our_hmac_and_drops_bad_ones() {
-    require_root!();
-    let topo = Topo::new("hmac");
+    require_root!(hmac_skip_reason());
+    let topo = Topo::new("hmac", true);
     let rx = receiver(&topo, Duration::from_secs(3));
     warm_up(&topo, &rx);
     // Wrong key, then no HMAC at all: both must be dropped by the End node.
@@ -301,8 +334,12 @@ fn kernel_end_node_accepts_our_hmac_and_drops_bad_ones() {
 
 #[test]
 fn kernel_refuses_a_trailing_pad1_but_takes_our_padn() {
+    if hopstack_testbed::userns::rerun_in_userns() {
+        return;
+    }
     require_root!();
-    let topo = Topo::new("pad");
+    // setsockopt validates the SRH on S; the End node's HMAC key plays no part here.
+    let topo = Topo::new("pad", false);
     // 18-octet descriptor + PadN of 5 + Pad1 = 24: aligned, RFC-valid, and yet the kernel
     // walks the Pad1 as a 2-octet TLV header and refuses the whole SRH.
     let mut r = our_srh(false);
