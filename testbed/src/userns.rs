@@ -107,3 +107,38 @@ pub fn rerun_in_userns() -> bool {
     );
     true
 }
+
+/// Why `hopd`'s border role (which opens `/dev/net/tun`) cannot run for this user, if it
+/// cannot. Root of a user namespace gets no further than its owner here: opening the device
+/// node checks the host uid against its mode, and it is often `0600 root`.
+pub fn tun_unavailable() -> Option<String> {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+    {
+        Ok(_) => None,
+        Err(e) => {
+            use std::os::unix::fs::MetadataExt;
+            let mode = std::fs::metadata("/dev/net/tun")
+                .map(|m| format!("mode {:04o}, uid {}", m.mode() & 0o7777, m.uid()))
+                .unwrap_or_else(|e| format!("stat: {e}"));
+            Some(format!(
+                "hopd's border role needs /dev/net/tun: open: {e} ({mode}); run as root \
+                 or give this user access to the device"
+            ))
+        }
+    }
+}
+
+/// Says loudly that the calling test is skipped, and returns `true`, when `hopd`'s border
+/// role cannot run here ([`tun_unavailable`]). The test is named by its thread's name.
+pub fn skip_without_tun() -> bool {
+    let Some(why) = tun_unavailable() else {
+        return false;
+    };
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("test");
+    eprintln!("\n*** SKIPPED {test}: {why} ***\n");
+    true
+}
