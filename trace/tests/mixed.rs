@@ -1,7 +1,8 @@
 //! hoptrace on testbed/topologies/mixed.toml: Linux kernel `seg6local End` nodes (legacy SRv6
 //! hops that ignore the trace TLV) and a plain router between them. They must appear through
 //! hop-limit probing, each pinned to its hop, with constant flow identifiers on the wire.
-//! Needs root and `cargo build --workspace --bins`.
+//! Needs `cargo build --workspace --bins`, tshark and dumpcap; runs as root and as any other
+//! user (the testbed is rootless; nothing here needs hopd's border role).
 
 mod support;
 
@@ -80,16 +81,18 @@ fn repeat_mode_counts_every_round_and_flow_identifiers_stay_constant() {
     let tb = start();
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("k1.pcap");
-    // tcpdump from the host's user namespace inside k1's network namespace: inside the
-    // testbed's user namespace it cannot drop privileges (setgroups is denied there).
-    let pid = tb.node_pid("k1").unwrap().to_string();
-    let mut cap = std::process::Command::new("nsenter")
-        .args(["-t", &pid, "-n", "tcpdump", "-i", "eth0", "-U", "-n", "-w"])
+    // dumpcap on k1 itself, so the capture needs no privilege outside the testbed: tcpdump
+    // would drop privileges to user `tcpdump`, which fails where setgroups is denied (the
+    // testbed of an unprivileged user), and nsenter from the host needs root. `-P`: pcap.
+    let mut cap = tb
+        .command("k1", "dumpcap")
+        .expect("dumpcap (wireshark-common)")
+        .args(["-q", "-P", "-i", "eth0", "-f", "ip6", "-w"])
         .arg(&pcap)
-        .arg("ip6")
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .expect("nsenter + tcpdump");
+        .expect("dumpcap on k1");
     std::thread::sleep(Duration::from_millis(700));
     let (code, t) = trace_text(
         &tb,
@@ -167,27 +170,26 @@ fn repeat_mode_counts_every_round_and_flow_identifiers_stay_constant() {
 #[test]
 fn hop_limit_probing_needs_no_privilege() {
     let tb = start();
-    // nobody, no capabilities at all: the error queue is an ordinary socket feature.
+    // nobody, no capabilities at all: the error queue is an ordinary socket feature. Started
+    // by an unprivileged user, the testbed maps only that user (as uid 0, itself unprivileged
+    // on the host), so there is no uid 65534 to switch to; dropping every capability leaves
+    // the same: a user with no privilege at all.
     let mut c = tb.command("client", "setpriv").unwrap();
-    c.args([
-        "--reuid",
-        "65534",
-        "--regid",
-        "65534",
-        "--clear-groups",
-        "--inh-caps=-all",
-        "--bounding-set=-all",
-    ])
-    .arg(support::hoptrace())
-    .args([
-        "--method",
-        "hop-limit",
-        "--no-layers",
-        "--json",
-        "--timeout",
-        "700",
-        PATH,
-    ]);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"]);
+    }
+    c.args(["--inh-caps=-all", "--bounding-set=-all"])
+        .arg(support::hoptrace())
+        .args([
+            "--method",
+            "hop-limit",
+            "--no-layers",
+            "--json",
+            "--timeout",
+            "700",
+            PATH,
+        ]);
     let o = c.output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
         panic!("{e}: {}", String::from_utf8_lossy(&o.stderr));
