@@ -415,8 +415,9 @@ fn launch(b: &Builder, topo: Topology, run_dir: PathBuf, daemon: bool) -> Result
         bin_dir: bin_dir.clone(),
         daemon,
         keep_run_dir: b.keep_run_dir,
-        // SAFETY: geteuid cannot fail.
-        identity_map: unsafe { libc::geteuid() } == 0,
+        // Only root of the initial user namespace may write a full identity map; root of
+        // another one (a test re-run by `userns::rerun_in_userns`) maps itself like any user.
+        identity_map: userns::initial_root(),
     };
     let plan_file = run_dir.join("plan.json");
     io(

@@ -42,6 +42,15 @@ fn runs_here() -> bool {
     euid == 0 || std::env::var_os(MARK).is_some()
 }
 
+/// Whether this process is root of the initial user namespace (euid 0 and the full
+/// identity uid map), as opposed to root of a user namespace that maps only a few ids.
+pub fn initial_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    euid == 0 && map.split_whitespace().eq(["0", "0", "4294967295"])
+}
+
 /// Runs the calling test again as root of its own user, network and mount namespaces when
 /// the process is not root. Returns `true` when it did so and the re-run passed (the caller
 /// then returns at once); panics with the re-run's output when it failed. Returns `false`
@@ -88,6 +97,7 @@ pub fn rerun_in_userns() -> bool {
         .args(["--exact", &test, "--include-ignored", "--nocapture"])
         .args(["--test-threads", "1"])
         .env(MARK, "1")
+        .envs(run_dir_env())
         .output()
         .unwrap_or_else(|e| panic!("userns: cannot run {}: {e}", unshare.display()));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -141,4 +151,16 @@ pub fn skip_without_tun() -> bool {
     let test = current.name().unwrap_or("test");
     eprintln!("\n*** SKIPPED {test}: {why} ***\n");
     true
+}
+
+/// A testbed started inside the re-run would pick `/tmp/hopbed-0` (uid 0 there), which
+/// belongs to the real root; keep the run directory this user's own.
+fn run_dir_env() -> Option<(&'static str, String)> {
+    if std::env::var_os("HOPBED_RUN_DIR").is_some() || std::env::var_os("XDG_RUNTIME_DIR").is_some()
+    {
+        return None;
+    }
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    Some(("HOPBED_RUN_DIR", format!("/tmp/hopbed-{uid}")))
 }
