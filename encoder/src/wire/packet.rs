@@ -1,6 +1,7 @@
 //! Whole IPv6 packets around an SRH: a builder that writes IPv6 + SRH + UDP (or a TCP SYN)
-//! into a caller-supplied buffer, and a walker that finds the upper-layer header behind the
-//! extension headers of a received packet.
+//! into a caller-supplied buffer, and the one extension-header walker ([`walk_chain`]) that
+//! both the border's End processing and [`locate_upper_layer`] (checksum fixes and checks)
+//! use to find the routing header and the upper-layer header of a received packet.
 //!
 //! The builder exists for `hop encode --pcap`, for probes sent over raw sockets and for tests
 //! that need complete packets; it never allocates, so the forwarder's and benchmarks' hot paths
@@ -452,13 +453,11 @@ impl UpperLayer {
     /// Offset of the checksum field from the start of the packet, for protocols whose checksum
     /// covers the IPv6 pseudo-header (UDP, TCP, ICMPv6).
     pub fn checksum_offset(&self) -> Option<usize> {
-        let rel = match self.protocol {
-            checksum::PROTO_UDP => 6,
-            checksum::PROTO_TCP => 16,
-            checksum::PROTO_ICMPV6 => 2,
-            _ => return None,
-        };
-        Some(self.offset + rel)
+        ChainEnd {
+            protocol: self.protocol,
+            offset: self.offset,
+        }
+        .checksum_offset()
     }
 }
 
@@ -520,11 +519,173 @@ const EH_MOBILITY: u8 = 135;
 const EH_HIP: u8 = 139;
 const EH_SHIM6: u8 = 140;
 
+/// The first header an extension-header walk does not step over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainEnd {
+    /// Next-header value that names it: normally the upper layer (6, 17, 58, ...), but also
+    /// whatever [`walk_chain`] does not skip — ESP (50) and No Next Header (59), which hide
+    /// what follows; Mobility (135), HIP (139), Shim6 (140); and Hop-by-Hop (0) anywhere but
+    /// directly after the IPv6 header.
+    pub protocol: u8,
+    /// Offset of that header from the start of the packet.
+    pub offset: usize,
+}
+
+impl ChainEnd {
+    /// Offset of the checksum field from the start of the packet, for protocols whose checksum
+    /// covers the IPv6 pseudo-header (UDP, TCP, ICMPv6).
+    #[inline]
+    pub const fn checksum_offset(&self) -> Option<usize> {
+        let rel = match self.protocol {
+            checksum::PROTO_UDP => 6,
+            checksum::PROTO_TCP => 16,
+            checksum::PROTO_ICMPV6 => 2,
+            _ => return None,
+        };
+        Some(self.offset + rel)
+    }
+}
+
+/// What one pass over an IPv6 extension-header chain found.
+///
+/// `routing` and `srh` are filled even when the walk later fails, because End processing
+/// only needs the routing header: a truncated header *behind* an SRH with Segments Left > 0
+/// is the next hop's business, not this one's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderChain {
+    /// Offset of the first Routing header of any Routing Type. RFC 8200 §4.4 makes an
+    /// unrecognized type with Segments Left > 0 a Parameter Problem at its offset + 2, so the
+    /// type must not filter here.
+    pub routing: Option<usize>,
+    /// Offset of the first Routing header with Routing Type 4 (SRH). Equal to `routing` in
+    /// every valid packet (RFC 8200 allows one routing header); they differ only when another
+    /// routing type comes first.
+    pub srh: Option<usize>,
+    /// Where the chain ended, or why it could not be followed: [`WalkError::Truncated`] when a
+    /// header runs past the packet, [`WalkError::Opaque`] with next header 44 at a non-first
+    /// fragment. The walker never returns [`WalkError::NotIpv6`] or [`WalkError::Srh`].
+    pub end: Result<ChainEnd, WalkError>,
+}
+
+impl HeaderChain {
+    /// The header the chain ended at, if the walk got there.
+    #[inline]
+    pub fn upper(&self) -> Option<ChainEnd> {
+        self.end.ok()
+    }
+
+    /// Whether an extension header (or the IPv6 header) runs past the packet.
+    #[inline]
+    pub fn is_truncated(&self) -> bool {
+        matches!(self.end, Err(WalkError::Truncated { .. }))
+    }
+}
+
+/// Walk the extension headers of `packet`, one IPv6 packet already cut to 40 + Payload
+/// Length octets (the caller checked the version). No allocation, one pass, never panics.
+///
+/// Skipped, as the Linux kernel's `ipv6_skip_exthdr` does: Hop-by-Hop (only as the first
+/// header, RFC 8200 §4.3), Routing (43), Destination Options (60), the first fragment of a
+/// Fragment header (44, always 8 octets) and AH (51, 4-octet units, RFC 4302 §2.2).
+/// Everything else ends the chain; see [`ChainEnd::protocol`].
+///
+/// ```text
+///     +-------------+----------+-----------+-----------+--------------+
+///     | IPv6 (40)   | HBH      | Routing   | Dest Opts | upper layer  |
+///     | NH=0        | NH=43    | NH=60     | NH=17     | (UDP here)   |
+///     +-------------+----------+-----------+-----------+--------------+
+///     0             40         routing     ...         end.offset
+/// ```
+#[inline]
+pub fn walk_chain(packet: &[u8]) -> HeaderChain {
+    if packet.len() < IPV6_HEADER_LEN {
+        return HeaderChain {
+            routing: None,
+            srh: None,
+            end: Err(WalkError::Truncated {
+                what: "IPv6 header",
+                offset: 0,
+                needed: IPV6_HEADER_LEN,
+                got: packet.len(),
+            }),
+        };
+    }
+    walk_chain_from(packet, packet[field::NEXT_HEADER], IPV6_HEADER_LEN)
+}
+
+/// [`walk_chain`] starting at the header `next_header` at `offset` instead of at the IPv6
+/// header; for resuming past a header that [`walk_chain`] stops at. Hop-by-Hop is skipped
+/// only at offset 40, where RFC 8200 allows it.
+#[inline]
+pub fn walk_chain_from(packet: &[u8], next_header: u8, offset: usize) -> HeaderChain {
+    let mut next = next_header;
+    let mut off = offset;
+    let mut routing = None;
+    let mut srh = None;
+    let end = loop {
+        match next {
+            EH_HOP_BY_HOP if off == IPV6_HEADER_LEN => {}
+            NEXT_HEADER_ROUTING | EH_DEST_OPTS | EH_FRAGMENT | EH_AH => {}
+            protocol => {
+                break Ok(ChainEnd {
+                    protocol,
+                    offset: off,
+                });
+            }
+        }
+        if packet.len() < off + 8 {
+            break Err(WalkError::Truncated {
+                what: "extension header",
+                offset: off,
+                needed: off + 8,
+                got: packet.len(),
+            });
+        }
+        let len = match next {
+            EH_FRAGMENT => 8,
+            // AH counts 4-octet units minus 2 (RFC 4302 §2.2).
+            EH_AH => 4 * (usize::from(packet[off + 1]) + 2),
+            _ => 8 * (usize::from(packet[off + 1]) + 1),
+        };
+        if packet.len() < off + len {
+            break Err(WalkError::Truncated {
+                what: "extension header (its length octet)",
+                offset: off,
+                needed: off + len,
+                got: packet.len(),
+            });
+        }
+        if next == NEXT_HEADER_ROUTING {
+            if routing.is_none() {
+                routing = Some(off);
+            }
+            if srh.is_none() && packet[off + field::SRH_ROUTING_TYPE] == ROUTING_TYPE_SRH {
+                srh = Some(off);
+            }
+        } else if next == EH_FRAGMENT
+            && u16::from_be_bytes([packet[off + 2], packet[off + 3]]) >> 3 != 0
+        {
+            // Only the first fragment carries the upper-layer header.
+            break Err(WalkError::Opaque {
+                next_header: EH_FRAGMENT,
+                offset: off,
+            });
+        }
+        next = packet[off];
+        off += len;
+    };
+    HeaderChain { routing, srh, end }
+}
+
 /// Walk the IPv6 extension-header chain of `packet` to its upper-layer header.
 ///
 /// Used by the forwarder to fix the upper-layer checksum after rewriting `Segment List[0]`,
 /// and by tests to verify checksums independently of the builder's bookkeeping. Only the
 /// first SRH determines the final destination (a second routing header is not valid IPv6).
+///
+/// Built on [`walk_chain`], and more lenient than it: it also steps over the headers
+/// RFC 7045 registers as extension headers but the kernel's chain does not skip (Mobility,
+/// HIP, Shim6, a misplaced Hop-by-Hop), so that a checksum behind them is still found.
 pub fn locate_upper_layer(packet: &[u8]) -> Result<UpperLayer, WalkError> {
     if packet.len() < IPV6_HEADER_LEN {
         return Err(WalkError::Truncated {
@@ -559,65 +720,47 @@ pub fn locate_upper_layer(packet: &[u8]) -> Result<UpperLayer, WalkError> {
     let mut final_destination = Ipv6Addr::from(a);
     let mut srh_offset = None;
 
-    let mut next = packet[field::NEXT_HEADER];
-    let mut off = IPV6_HEADER_LEN;
+    let mut chain = walk_chain(packet);
     loop {
-        match next {
-            EH_HOP_BY_HOP | NEXT_HEADER_ROUTING | EH_DEST_OPTS | EH_MOBILITY | EH_HIP
-            | EH_SHIM6 | EH_FRAGMENT | EH_AH => {
-                if packet.len() < off + 8 {
+        // The SRH precedes wherever this stretch of the chain ended, so its errors come first.
+        if let (None, Some(off)) = (srh_offset, chain.srh) {
+            let addrs = srh_addresses(&packet[off..])
+                .map_err(|error| WalkError::Srh { offset: off, error })?;
+            final_destination = addrs.final_destination;
+            srh_offset = Some(off);
+        }
+        let ChainEnd { protocol, offset } = chain.end?;
+        match protocol {
+            EH_HOP_BY_HOP | EH_MOBILITY | EH_HIP | EH_SHIM6 => {
+                if packet.len() < offset + 8 {
                     return Err(WalkError::Truncated {
                         what: "extension header",
-                        offset: off,
-                        needed: off + 8,
+                        offset,
+                        needed: offset + 8,
                         got: packet.len(),
                     });
                 }
-                let len = match next {
-                    EH_FRAGMENT => {
-                        let frag_off = u16::from_be_bytes([packet[off + 2], packet[off + 3]]) >> 3;
-                        if frag_off != 0 {
-                            return Err(WalkError::Opaque {
-                                next_header: next,
-                                offset: off,
-                            });
-                        }
-                        8
-                    }
-                    // AH counts 4-octet units minus 2 (RFC 4302 §2.2).
-                    EH_AH => 4 * (usize::from(packet[off + 1]) + 2),
-                    _ => 8 * (usize::from(packet[off + 1]) + 1),
-                };
-                if packet.len() < off + len {
+                let len = 8 * (usize::from(packet[offset + 1]) + 1);
+                if packet.len() < offset + len {
                     return Err(WalkError::Truncated {
                         what: "extension header (its length octet)",
-                        offset: off,
-                        needed: off + len,
+                        offset,
+                        needed: offset + len,
                         got: packet.len(),
                     });
                 }
-                if next == NEXT_HEADER_ROUTING
-                    && packet[off + 2] == ROUTING_TYPE_SRH
-                    && srh_offset.is_none()
-                {
-                    let addrs = srh_addresses(&packet[off..off + len])
-                        .map_err(|error| WalkError::Srh { offset: off, error })?;
-                    final_destination = addrs.final_destination;
-                    srh_offset = Some(off);
-                }
-                next = packet[off];
-                off += len;
+                chain = walk_chain_from(packet, packet[offset], offset + len);
             }
             EH_ESP | EH_NONE => {
                 return Err(WalkError::Opaque {
-                    next_header: next,
-                    offset: off,
+                    next_header: protocol,
+                    offset,
                 });
             }
             protocol => {
                 return Ok(UpperLayer {
                     protocol,
-                    offset: off,
+                    offset,
                     srh_offset,
                     source,
                     final_destination,
@@ -923,6 +1066,169 @@ pub(crate) mod tests {
         assert_eq!(verify_upper_checksum(&pkt), Ok(Some(true)));
     }
 
+    /// IPv6 header (src fd00::1, dst fd00::2) with next header `nh`, followed by `rest`;
+    /// Payload Length covers `rest`.
+    fn ipv6_then(nh: u8, rest: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&(rest.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[nh, 64]);
+        p.extend_from_slice(&a("fd00::1").octets());
+        p.extend_from_slice(&a("fd00::2").octets());
+        p.extend_from_slice(rest);
+        p
+    }
+
+    #[test]
+    fn chain_records_first_routing_header_of_any_type_and_first_srh() {
+        // IPv6 | HBH (8) | Routing type 0 (8) | AH (12: len 1 = 3 words) | SRH (24, 1 seg) | UDP
+        let mut rest = vec![43, 0, 1, 4, 0, 0, 0, 0];
+        rest.extend_from_slice(&[51, 0, 0, 1, 0, 0, 0, 0]);
+        rest.extend_from_slice(&[43, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let srh = raw_srh(&[a("2001:db8::9")], 0, &[]);
+        let mut srh17 = srh.clone();
+        srh17[0] = 17;
+        rest.extend_from_slice(&srh17);
+        rest.extend_from_slice(&[0; 8]);
+        let p = ipv6_then(0, &rest);
+        let c = walk_chain(&p);
+        assert_eq!(c.routing, Some(48));
+        assert_eq!(c.srh, Some(40 + 8 + 8 + 12));
+        assert_eq!(
+            c.end,
+            Ok(ChainEnd {
+                protocol: 17,
+                offset: 40 + 8 + 8 + 12 + 24
+            })
+        );
+        assert_eq!(c.upper().unwrap().checksum_offset(), Some(40 + 52 + 6));
+        assert!(!c.is_truncated());
+        let ul = locate_upper_layer(&p).unwrap();
+        assert_eq!((ul.protocol, ul.offset), (17, 92));
+        assert_eq!(ul.srh_offset, c.srh);
+        assert_eq!(ul.final_destination, a("2001:db8::9"));
+    }
+
+    #[test]
+    fn chain_stops_at_misplaced_hop_by_hop_and_mobility_where_locate_steps_over() {
+        // IPv6 | Dest opts (8) | HBH (8, not first: RFC 8200 §4.3 forbids) | UDP
+        let p = ipv6_then(60, &[0, 0, 0, 0, 0, 0, 0, 0, 17, 0, 1, 4, 0, 0, 0, 0, 9, 9]);
+        let c = walk_chain(&p);
+        assert_eq!(
+            c.end,
+            Ok(ChainEnd {
+                protocol: 0,
+                offset: 48
+            })
+        );
+        assert_eq!(c.upper().unwrap().checksum_offset(), None);
+        let ul = locate_upper_layer(&p).unwrap();
+        assert_eq!((ul.protocol, ul.offset), (17, 56));
+        // Resuming past the misplaced header finds the same upper layer.
+        assert_eq!(
+            walk_chain_from(&p, 17, 56).end,
+            Ok(ChainEnd {
+                protocol: 17,
+                offset: 56
+            })
+        );
+
+        // IPv6 | Mobility (8) | No Next Header
+        let p = ipv6_then(135, &[59, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            walk_chain(&p).end,
+            Ok(ChainEnd {
+                protocol: 135,
+                offset: 40
+            })
+        );
+        assert_eq!(
+            locate_upper_layer(&p),
+            Err(WalkError::Opaque {
+                next_header: 59,
+                offset: 48
+            })
+        );
+        // A truncated header behind the one walk_chain stops at is still reported with offsets.
+        let p = ipv6_then(139, &[6, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            locate_upper_layer(&p),
+            Err(WalkError::Truncated {
+                what: "extension header (its length octet)",
+                offset: 40,
+                needed: 56,
+                got: 48
+            })
+        );
+    }
+
+    #[test]
+    fn chain_keeps_routing_offset_when_a_later_header_fails() {
+        // IPv6 | SRH (24) | Fragment, offset 1 (non-first) | ...
+        let mut rest = raw_srh(&[a("2001:db8::9")], 0, &[]);
+        rest[0] = 44;
+        rest.extend_from_slice(&[17, 0, 0, 8, 0, 0, 0, 1]);
+        rest.extend_from_slice(&[0; 8]);
+        let p = ipv6_then(43, &rest);
+        let c = walk_chain(&p);
+        assert_eq!((c.routing, c.srh), (Some(40), Some(40)));
+        assert_eq!(
+            c.end,
+            Err(WalkError::Opaque {
+                next_header: 44,
+                offset: 64
+            })
+        );
+        assert!(!c.is_truncated() && c.upper().is_none());
+        // A first fragment (offset 0, M flag set) is stepped over.
+        let mut first = p.clone();
+        first[64 + 3] = 1;
+        assert_eq!(
+            walk_chain(&first).end,
+            Ok(ChainEnd {
+                protocol: 17,
+                offset: 72
+            })
+        );
+
+        // IPv6 | SRH (24) | Dest opts claiming 16 octets, 8 present
+        let mut rest = raw_srh(&[a("2001:db8::9")], 0, &[]);
+        rest[0] = 60;
+        rest.extend_from_slice(&[17, 1, 0, 0, 0, 0, 0, 0]);
+        let p = ipv6_then(43, &rest);
+        let c = walk_chain(&p);
+        assert_eq!(c.routing, Some(40));
+        assert!(c.is_truncated());
+        assert_eq!(
+            c.end,
+            Err(WalkError::Truncated {
+                what: "extension header (its length octet)",
+                offset: 64,
+                needed: 80,
+                got: 72
+            })
+        );
+        // Fewer than 8 octets of the next header.
+        let c = walk_chain(&p[..68]);
+        assert_eq!(
+            c.end,
+            Err(WalkError::Truncated {
+                what: "extension header",
+                offset: 64,
+                needed: 72,
+                got: 68
+            })
+        );
+        assert_eq!(
+            walk_chain(&p[..39]).end,
+            Err(WalkError::Truncated {
+                what: "IPv6 header",
+                offset: 0,
+                needed: 40,
+                got: 39
+            })
+        );
+    }
+
     #[test]
     fn walker_errors() {
         assert_eq!(
@@ -1009,6 +1315,30 @@ pub(crate) mod tests {
             if let Some(b) = bytes.first_mut() { *b = 0x60 | (*b & 0x0f); }
             let _ = locate_upper_layer(&bytes);
             let _ = verify_upper_checksum(&bytes);
+        }
+
+        /// `walk_chain` never panics, and where it reaches an upper layer that
+        /// `locate_upper_layer` accepts without stepping over anything more, both agree.
+        #[test]
+        fn chain_agrees_with_locate(mut bytes in proptest::collection::vec(any::<u8>(), 40..300),
+                                    nh in prop::sample::select(vec![0u8, 43, 44, 51, 60, 17, 6, 58])) {
+            bytes[0] = 0x60;
+            bytes[6] = nh;
+            let plen = (bytes.len() - 40) as u16;
+            bytes[4..6].copy_from_slice(&plen.to_be_bytes());
+            let c = walk_chain(&bytes);
+            if let (Some(r), Some(s)) = (c.routing, c.srh) {
+                prop_assert!(r <= s);
+            }
+            match (c.end, locate_upper_layer(&bytes)) {
+                (Ok(end), Ok(ul)) if ![0u8, 135, 139, 140].contains(&end.protocol) => {
+                    prop_assert_eq!((end.protocol, end.offset), (ul.protocol, ul.offset));
+                    prop_assert_eq!(end.checksum_offset(), ul.checksum_offset());
+                    prop_assert_eq!(c.srh, ul.srh_offset);
+                }
+                (Err(e), Ok(ul)) => prop_assert!(false, "chain {e:?} but locate {ul:?}"),
+                _ => {}
+            }
         }
 
         /// Every built packet verifies under etherparse's own checksum computation.

@@ -50,6 +50,7 @@ use core::time::Duration;
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
 
+use hopstack_encoder::wire::packet::{HeaderChain, IPV6_HEADER_LEN, walk_chain};
 use hopstack_encoder::wire::{checksum, srh, tlv};
 
 use super::icmp::{self, IcmpError, TokenBucket, addr_at};
@@ -59,16 +60,6 @@ use super::policy::{Policy, Prefix};
 /// Scratch space `process` needs for the packets it may originate: one ICMPv6 error and one
 /// stack report, each at most the IPv6 minimum MTU.
 pub const OUT_BUF_LEN: usize = 2 * icmp::MIN_MTU;
-
-const IPV6_HEADER_LEN: usize = 40;
-const NH_HOP_BY_HOP: u8 = 0;
-const NH_TCP: u8 = 6;
-const NH_UDP: u8 = 17;
-const NH_ROUTING: u8 = 43;
-const NH_FRAGMENT: u8 = 44;
-const NH_AH: u8 = 51;
-const NH_ICMPV6: u8 = 58;
-const NH_DEST_OPTS: u8 = 60;
 
 /// Why a packet was not forwarded. The names are stable: they label metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -459,75 +450,6 @@ pub enum Action {
     NeedResolve { name: String, segment: u8 },
 }
 
-/// Where the interesting headers are.
-#[derive(Debug, Clone, Copy)]
-struct Layout {
-    /// Offset of the first routing header, if any.
-    routing: Option<usize>,
-    /// Offset and protocol number of the upper-layer header (None past a non-first fragment
-    /// or when the chain runs out of bytes).
-    upper: Option<(usize, u8)>,
-    /// Set when an extension header runs past the packet.
-    truncated: bool,
-}
-
-fn walk_headers(pkt: &[u8]) -> Layout {
-    let mut nh = pkt[6];
-    let mut off = IPV6_HEADER_LEN;
-    let mut routing = None;
-    let mut first = true;
-    loop {
-        let len = match nh {
-            NH_HOP_BY_HOP if first => 0,
-            NH_DEST_OPTS | NH_ROUTING => 0,
-            NH_FRAGMENT => 8,
-            NH_AH => 1,
-            _ => {
-                return Layout {
-                    routing,
-                    upper: Some((off, nh)),
-                    truncated: false,
-                };
-            }
-        };
-        first = false;
-        if off + 8 > pkt.len() {
-            return Layout {
-                routing,
-                upper: None,
-                truncated: true,
-            };
-        }
-        let hdr_len = match (nh, len) {
-            (NH_FRAGMENT, _) => 8,
-            (NH_AH, _) => (usize::from(pkt[off + 1]) + 2) * 4,
-            _ => (usize::from(pkt[off + 1]) + 1) * 8,
-        };
-        if off + hdr_len > pkt.len() {
-            return Layout {
-                routing,
-                upper: None,
-                truncated: true,
-            };
-        }
-        if nh == NH_ROUTING && routing.is_none() {
-            routing = Some(off);
-        }
-        if nh == NH_FRAGMENT {
-            let frag_off = u16::from_be_bytes([pkt[off + 2], pkt[off + 3]]) >> 3;
-            if frag_off != 0 {
-                return Layout {
-                    routing,
-                    upper: None,
-                    truncated: false,
-                };
-            }
-        }
-        nh = pkt[off];
-        off += hdr_len;
-    }
-}
-
 /// A DNS name as carried in a hop-names entry: 1..=253 octets of letters, digits, `-`, `_`
 /// and `.`, not starting with a dot.
 fn valid_dns_name(name: &[u8]) -> bool {
@@ -594,11 +516,11 @@ fn drop_with_icmp(
     reason: DropReason,
     err: IcmpError,
     pkt: &[u8],
-    layout: &Layout,
+    chain: &HeaderChain,
     state: &mut State,
     out: &mut [u8],
 ) -> Action {
-    let icmp_len = if icmp::must_not_answer(pkt, layout.upper) {
+    let icmp_len = if icmp::must_not_answer(pkt, chain.upper().map(|u| (u.offset, u.protocol))) {
         state.counters.icmp_suppressed += 1;
         0
     } else if !state.icmp_bucket.take(now) {
@@ -634,21 +556,21 @@ fn decide(
     let Some(sid) = state.sid_index(&dst) else {
         return (drop_silently(DropReason::NotOurSid), None);
     };
-    let layout = walk_headers(pkt);
+    let chain = walk_chain(pkt);
     let sid = Some(sid);
     let icmp_drop = |reason, err, pkt: &[u8], state: &mut State, out: &mut [u8]| {
         (
-            drop_with_icmp(now, reason, err, pkt, &layout, state, out),
+            drop_with_icmp(now, reason, err, pkt, &chain, state, out),
             sid,
         )
     };
 
-    let Some(srh) = layout.routing else {
-        if layout.truncated {
+    let Some(srh) = chain.routing else {
+        if chain.is_truncated() {
             return (drop_silently(DropReason::Truncated), sid);
         }
         // RFC 8986 §4.1.1: a packet without SRH whose upper layer we do not serve.
-        let pointer = layout.upper.map_or(IPV6_HEADER_LEN, |(o, _)| o) as u32;
+        let pointer = chain.upper().map_or(IPV6_HEADER_LEN, |u| u.offset) as u32;
         let err = IcmpError::ParameterProblem {
             code: IcmpError::PARAM_SR_UPPER_LAYER,
             pointer,
@@ -658,12 +580,12 @@ fn decide(
     let rtype = pkt[srh + 2];
     let sl = pkt[srh + 3];
     if sl == 0 {
-        if layout.truncated {
+        if chain.is_truncated() {
             return (drop_silently(DropReason::Truncated), sid);
         }
         // RFC 8754 §4.3.1 S02-S03 then §4.3.1.1: the upper layer is next, and a border SID
         // serves no upper layer.
-        let pointer = layout.upper.map_or(srh, |(o, _)| o) as u32;
+        let pointer = chain.upper().map_or(srh, |u| u.offset) as u32;
         let err = IcmpError::ParameterProblem {
             code: IcmpError::PARAM_SR_UPPER_LAYER,
             pointer,
@@ -882,7 +804,7 @@ fn decide(
         state.counters.names_bound += 1;
         if new_sl == 0 {
             // Segment List[0] is the pseudo-header destination (RFC 8200 §8.1).
-            fix_upper_checksum(pkt, &layout, &old, &next);
+            fix_upper_checksum(pkt, &chain, &old, &next);
         }
     }
     pkt[srh + srh::SEGMENTS_LEFT_OFFSET] = new_sl;
@@ -908,24 +830,21 @@ fn decide(
     (Action::Forward { len }, sid)
 }
 
-fn fix_upper_checksum(pkt: &mut [u8], layout: &Layout, old: &Ipv6Addr, new: &Ipv6Addr) {
-    let Some((off, proto)) = layout.upper else {
+fn fix_upper_checksum(pkt: &mut [u8], chain: &HeaderChain, old: &Ipv6Addr, new: &Ipv6Addr) {
+    let Some(upper) = chain.upper() else {
         return;
     };
-    let at = match proto {
-        NH_UDP => off + 6,
-        NH_TCP => off + 16,
-        NH_ICMPV6 => off + 2,
-        _ => return,
+    let Some(at) = upper.checksum_offset() else {
+        return;
     };
     if at + 2 > pkt.len() {
         return;
     }
     let hc = u16::from_be_bytes([pkt[at], pkt[at + 1]]);
-    if proto == NH_UDP && hc == 0 {
+    if upper.protocol == checksum::PROTO_UDP && hc == 0 {
         // No checksum to fix (not legal over IPv6, but not ours to repair).
         return;
     }
-    let c = checksum::update_address_for_protocol(proto, hc, old, new);
+    let c = checksum::update_address_for_protocol(upper.protocol, hc, old, new);
     pkt[at..at + 2].copy_from_slice(&c.to_be_bytes());
 }
