@@ -539,6 +539,8 @@ async fn handle_tcp(ctx: &Ctx, stream: TcpStream, peer: SocketAddr) {
                     return fail_tcp(ctx, stream, peer, Some(&arrival), Some(service), f).await;
                 }
             };
+            // As on the service side (see `connect`): no Nagle on the proxy's sockets.
+            let _ = stream.set_nodelay(true);
             let terminate = desc.layers.contains(&Layer::Tls) && service.tls.is_some();
             if let (true, Some(acceptor)) = (terminate, &service.tls) {
                 let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
@@ -615,7 +617,14 @@ const MAX_REQUEST_HEAD: usize = 16 * 1024;
 async fn connect(target: &Target) -> std::io::Result<proxy::Stream> {
     let fut = async {
         match target {
-            Target::Tcp(a) => TcpStream::connect(a).await.map(proxy::Stream::Tcp),
+            Target::Tcp(a) => {
+                let s = TcpStream::connect(a).await?;
+                // The proxy re-sends what the endpoints wrote; Nagle here would hold a small
+                // write back until the previous one is acknowledged, adding a round trip
+                // (or a delayed-ACK wait) the endpoints did not ask for.
+                s.set_nodelay(true)?;
+                Ok(proxy::Stream::Tcp(s))
+            }
             Target::Unix(p) => UnixStream::connect(p).await.map(proxy::Stream::Unix),
         }
     };
@@ -704,6 +713,17 @@ async fn answer_http<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both of the proxy's sockets must be TCP_NODELAY; this is the service side.
+    #[tokio::test]
+    async fn proxy_connects_to_the_service_without_nagle() {
+        let l = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+        let target = Target::Tcp(l.local_addr().unwrap());
+        match connect(&target).await.unwrap() {
+            proxy::Stream::Tcp(s) => assert!(s.nodelay().unwrap()),
+            proxy::Stream::Unix(_) => panic!("a tcp target gives a tcp stream"),
+        }
+    }
 
     fn services(toml: &str) -> Services {
         build_services(&Config::from_toml(toml).unwrap()).unwrap()
