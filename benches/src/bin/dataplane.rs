@@ -307,16 +307,25 @@ impl Bench<'_> {
     /// Received throughput in Gbit/s and the sender's retransmissions.
     fn iperf(&self, host: &str) -> Result<(f64, u64)> {
         let secs = self.o.iperf_secs.to_string();
-        let o = self.run_on(
-            "client",
-            Path::new("iperf3"),
-            &["-6", "-c", host, "-t", &secs, "-J"],
-        )?;
-        let j: serde_json::Value = serde_json::from_slice(&o.stdout)
-            .with_context(|| format!("iperf3 -c {host}: {}", stderr_of(&o)))?;
-        if let Some(e) = j["error"].as_str() {
-            bail!("iperf3 -c {host}: {e}");
-        }
+        let mut tries = 0;
+        let j = loop {
+            let o = self.run_on(
+                "client",
+                Path::new("iperf3"),
+                &["-6", "-c", host, "-t", &secs, "-J"],
+            )?;
+            let j: serde_json::Value = serde_json::from_slice(&o.stdout)
+                .with_context(|| format!("iperf3 -c {host}: {}", stderr_of(&o)))?;
+            match j["error"].as_str() {
+                // The server ends the previous test a moment after the client does.
+                Some(e) if e.contains("busy") && tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Some(e) => bail!("iperf3 -c {host}: {e}"),
+                None => break j,
+            }
+        };
         let bps = j["end"]["sum_received"]["bits_per_second"]
             .as_f64()
             .ok_or_else(|| anyhow!("iperf3 -c {host}: no sum_received"))?;
