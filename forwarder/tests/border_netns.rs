@@ -1,6 +1,8 @@
 //! The real `hopd` binary as an RFC 8754 End node between Linux kernel SRv6 peers.
 //!
-//! Needs root (network namespaces); each test says SKIPPED loudly otherwise.
+//! Needs network namespaces and `/dev/net/tun`: as root directly; as another user that may open
+//! the TUN device, by re-running itself as root of a user namespace (`border_support::can_run`).
+//! Otherwise each test says SKIPPED loudly, naming what was missing.
 
 mod border_support;
 
