@@ -602,3 +602,39 @@ fn run(o: &Opts) -> Result<()> {
     println!("load average after: {}", load_after.trim());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_are_median_p90_min_of_unsorted_samples() {
+        let v: Vec<f64> = (1..=11).rev().map(f64::from).collect();
+        assert_eq!(stats(&v), (6.0, 10.0, 1.0));
+        assert_eq!(stats(&[2.5]), (2.5, 2.5, 2.5));
+    }
+
+    #[test]
+    fn timings_are_read_from_the_json_line_and_failures_say_why() {
+        use std::os::unix::process::ExitStatusExt;
+        let ok = Output {
+            status: std::process::ExitStatus::from_raw(0),
+            stdout: Vec::new(),
+            stderr: b"* path from cache\n{\"connect\":0.25,\"first_byte\":1.5}\n".to_vec(),
+        };
+        let j = timings_json(&ok).unwrap();
+        assert_eq!(ms_field(&j, "first_byte").unwrap(), 1.5);
+        assert!(
+            ms_field(&j, "tls")
+                .unwrap_err()
+                .to_string()
+                .contains("`tls`")
+        );
+        let failed = Output {
+            status: std::process::ExitStatus::from_raw(4 << 8),
+            ..ok
+        };
+        let e = timings_json(&failed).unwrap_err().to_string();
+        assert!(e.contains("exit") && e.contains("path from cache"), "{e}");
+    }
+}
