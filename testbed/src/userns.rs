@@ -75,11 +75,15 @@ pub fn rerun_in_userns() -> bool {
         return false;
     };
     let ns = ["--user", "--map-root-user", "--net", "--mount"];
-    match Command::new(&unshare).args(ns).arg("true").output() {
+    match Command::new(&unshare)
+        .args(ns)
+        .args(["--", "/bin/sh", "-c", "exit 0"])
+        .output()
+    {
         Ok(o) if o.status.success() => {}
         Ok(o) => {
             eprintln!(
-                "userns: user namespaces unavailable ({}); cannot re-run `{test}` rootless",
+                "userns: cannot create a user namespace ({}); cannot re-run `{test}` rootless",
                 String::from_utf8_lossy(&o.stderr).trim()
             );
             return false;
