@@ -158,10 +158,13 @@ pub fn skip_without_tun() -> bool {
 }
 
 /// A testbed started inside the re-run would pick `/tmp/hopbed-0` (uid 0 there), which
-/// belongs to the real root; keep the run directory this user's own.
+/// belongs to the real root; keep the run directory this user's own. `$XDG_RUNTIME_DIR`
+/// (under `/run`) stays usable unless `/run` itself is covered by [`SCRIPT`], which happens
+/// when `/run/netns` does not exist yet.
 fn run_dir_env() -> Option<(&'static str, String)> {
-    if std::env::var_os("HOPBED_RUN_DIR").is_some() || std::env::var_os("XDG_RUNTIME_DIR").is_some()
-    {
+    let xdg_usable = std::env::var_os("XDG_RUNTIME_DIR").is_some()
+        && std::path::Path::new("/run/netns").is_dir();
+    if std::env::var_os("HOPBED_RUN_DIR").is_some() || xdg_usable {
         return None;
     }
     // SAFETY: getuid has no preconditions.
