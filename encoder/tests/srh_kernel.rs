@@ -57,11 +57,9 @@ fn skip_reason() -> Option<String> {
 /// initial user namespace, and root of any other user namespace (whose uid map is not the
 /// full identity map) lacks it.
 fn hmac_skip_reason() -> Option<String> {
-    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
-    let initial = map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !(root && initial) {
+    if !hopstack_testbed::userns::initial_root() {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
         let who = if root {
             "root of a user namespace"
         } else {
