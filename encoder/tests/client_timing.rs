@@ -11,6 +11,9 @@ use client_support::{Bed, json, stderr};
 
 #[test]
 fn cached_request_neither_probes_nor_asks_dns() {
+    if hopstack_testbed::userns::skip_without_tun() {
+        return;
+    }
     let bed = Bed::start();
     let addr = "github.com>org>yc:tcp+http+web/users/list";
     let o = bed.hop(&["get", "--json", addr]);
