@@ -548,7 +548,7 @@ impl ChainEnd {
 
 /// What one pass over an IPv6 extension-header chain found.
 ///
-/// `routing` and `srh` are filled even when the walk later fails, because End processing
+/// `routing` is filled even when the walk later fails, because End processing
 /// only needs the routing header: a truncated header *behind* an SRH with Segments Left > 0
 /// is the next hop's business, not this one's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -557,10 +557,6 @@ pub struct HeaderChain {
     /// unrecognized type with Segments Left > 0 a Parameter Problem at its offset + 2, so the
     /// type must not filter here.
     pub routing: Option<usize>,
-    /// Offset of the first Routing header with Routing Type 4 (SRH). Equal to `routing` in
-    /// every valid packet (RFC 8200 allows one routing header); they differ only when another
-    /// routing type comes first.
-    pub srh: Option<usize>,
     /// Where the chain ended, or why it could not be followed: [`WalkError::Truncated`] when a
     /// header runs past the packet, [`WalkError::Opaque`] with next header 44 at a non-first
     /// fragment. The walker never returns [`WalkError::NotIpv6`] or [`WalkError::Srh`].
@@ -601,7 +597,6 @@ pub fn walk_chain(packet: &[u8]) -> HeaderChain {
     if packet.len() < IPV6_HEADER_LEN {
         return HeaderChain {
             routing: None,
-            srh: None,
             end: Err(WalkError::Truncated {
                 what: "IPv6 header",
                 offset: 0,
@@ -621,7 +616,6 @@ pub fn walk_chain_from(packet: &[u8], next_header: u8, offset: usize) -> HeaderC
     let mut next = next_header;
     let mut off = offset;
     let mut routing = None;
-    let mut srh = None;
     let end = loop {
         match next {
             EH_HOP_BY_HOP if off == IPV6_HEADER_LEN => {}
@@ -659,9 +653,6 @@ pub fn walk_chain_from(packet: &[u8], next_header: u8, offset: usize) -> HeaderC
             if routing.is_none() {
                 routing = Some(off);
             }
-            if srh.is_none() && packet[off + field::SRH_ROUTING_TYPE] == ROUTING_TYPE_SRH {
-                srh = Some(off);
-            }
         } else if next == EH_FRAGMENT
             && u16::from_be_bytes([packet[off + 2], packet[off + 3]]) >> 3 != 0
         {
@@ -674,7 +665,7 @@ pub fn walk_chain_from(packet: &[u8], next_header: u8, offset: usize) -> HeaderC
         next = packet[off];
         off += len;
     };
-    HeaderChain { routing, srh, end }
+    HeaderChain { routing, end }
 }
 
 /// Walk the IPv6 extension-header chain of `packet` to its upper-layer header.
@@ -723,7 +714,16 @@ pub fn locate_upper_layer(packet: &[u8]) -> Result<UpperLayer, WalkError> {
     let mut chain = walk_chain(packet);
     loop {
         // The SRH precedes wherever this stretch of the chain ended, so its errors come first.
-        if let (None, Some(off)) = (srh_offset, chain.srh) {
+        if let (None, Some(off)) = (srh_offset, chain.routing) {
+            // The walker checked that the whole routing header is in `packet`.
+            if packet[off + field::SRH_ROUTING_TYPE] != ROUTING_TYPE_SRH {
+                // Another routing type came first. That is not valid IPv6 if an SRH follows,
+                // but the SRH would still decide the pseudo-header: look again behind it.
+                // (Searching here, not in the walker, keeps the border's hot path free of it.)
+                let len = 8 * (usize::from(packet[off + 1]) + 1);
+                chain = walk_chain_from(packet, packet[off], off + len);
+                continue;
+            }
             let addrs = srh_addresses(&packet[off..])
                 .map_err(|error| WalkError::Srh { offset: off, error })?;
             final_destination = addrs.final_destination;
@@ -1079,7 +1079,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn chain_records_first_routing_header_of_any_type_and_first_srh() {
+    fn chain_records_first_routing_header_of_any_type_and_locate_the_first_srh() {
         // IPv6 | HBH (8) | Routing type 0 (8) | AH (12: len 1 = 3 words) | SRH (24, 1 seg) | UDP
         let mut rest = vec![43, 0, 1, 4, 0, 0, 0, 0];
         rest.extend_from_slice(&[51, 0, 0, 1, 0, 0, 0, 0]);
@@ -1092,7 +1092,6 @@ pub(crate) mod tests {
         let p = ipv6_then(0, &rest);
         let c = walk_chain(&p);
         assert_eq!(c.routing, Some(48));
-        assert_eq!(c.srh, Some(40 + 8 + 8 + 12));
         assert_eq!(
             c.end,
             Ok(ChainEnd {
@@ -1104,7 +1103,7 @@ pub(crate) mod tests {
         assert!(!c.is_truncated());
         let ul = locate_upper_layer(&p).unwrap();
         assert_eq!((ul.protocol, ul.offset), (17, 92));
-        assert_eq!(ul.srh_offset, c.srh);
+        assert_eq!(ul.srh_offset, Some(40 + 8 + 8 + 12));
         assert_eq!(ul.final_destination, a("2001:db8::9"));
     }
 
@@ -1170,7 +1169,7 @@ pub(crate) mod tests {
         rest.extend_from_slice(&[0; 8]);
         let p = ipv6_then(43, &rest);
         let c = walk_chain(&p);
-        assert_eq!((c.routing, c.srh), (Some(40), Some(40)));
+        assert_eq!(c.routing, Some(40));
         assert_eq!(
             c.end,
             Err(WalkError::Opaque {
@@ -1327,14 +1326,13 @@ pub(crate) mod tests {
             let plen = (bytes.len() - 40) as u16;
             bytes[4..6].copy_from_slice(&plen.to_be_bytes());
             let c = walk_chain(&bytes);
-            if let (Some(r), Some(s)) = (c.routing, c.srh) {
-                prop_assert!(r <= s);
-            }
             match (c.end, locate_upper_layer(&bytes)) {
                 (Ok(end), Ok(ul)) if ![0u8, 135, 139, 140].contains(&end.protocol) => {
                     prop_assert_eq!((end.protocol, end.offset), (ul.protocol, ul.offset));
                     prop_assert_eq!(end.checksum_offset(), ul.checksum_offset());
-                    prop_assert_eq!(c.srh, ul.srh_offset);
+                    if let Some(s) = ul.srh_offset {
+                        prop_assert!(c.routing.is_some_and(|r| r <= s));
+                    }
                 }
                 (Err(e), Ok(ul)) => prop_assert!(false, "chain {e:?} but locate {ul:?}"),
                 _ => {}

@@ -50,7 +50,7 @@ use core::time::Duration;
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
 
-use hopstack_encoder::wire::packet::{HeaderChain, IPV6_HEADER_LEN, walk_chain};
+use hopstack_encoder::wire::packet::{ChainEnd, IPV6_HEADER_LEN, walk_chain};
 use hopstack_encoder::wire::{checksum, srh, tlv};
 
 use super::icmp::{self, IcmpError, TokenBucket, addr_at};
@@ -516,11 +516,11 @@ fn drop_with_icmp(
     reason: DropReason,
     err: IcmpError,
     pkt: &[u8],
-    chain: &HeaderChain,
+    upper: Option<ChainEnd>,
     state: &mut State,
     out: &mut [u8],
 ) -> Action {
-    let icmp_len = if icmp::must_not_answer(pkt, chain.upper().map(|u| (u.offset, u.protocol))) {
+    let icmp_len = if icmp::must_not_answer(pkt, upper.map(|u| (u.offset, u.protocol))) {
         state.counters.icmp_suppressed += 1;
         0
     } else if !state.icmp_bucket.take(now) {
@@ -556,21 +556,25 @@ fn decide(
     let Some(sid) = state.sid_index(&dst) else {
         return (drop_silently(DropReason::NotOurSid), None);
     };
+    // Only these three leave the walk: keeping the whole `HeaderChain` (and its error
+    // details, which the border does not report) out of memory keeps the hot path as short
+    // as a hand-written walk.
     let chain = walk_chain(pkt);
+    let (routing, upper, truncated) = (chain.routing, chain.upper(), chain.is_truncated());
     let sid = Some(sid);
     let icmp_drop = |reason, err, pkt: &[u8], state: &mut State, out: &mut [u8]| {
         (
-            drop_with_icmp(now, reason, err, pkt, &chain, state, out),
+            drop_with_icmp(now, reason, err, pkt, upper, state, out),
             sid,
         )
     };
 
-    let Some(srh) = chain.routing else {
-        if chain.is_truncated() {
+    let Some(srh) = routing else {
+        if truncated {
             return (drop_silently(DropReason::Truncated), sid);
         }
         // RFC 8986 §4.1.1: a packet without SRH whose upper layer we do not serve.
-        let pointer = chain.upper().map_or(IPV6_HEADER_LEN, |u| u.offset) as u32;
+        let pointer = upper.map_or(IPV6_HEADER_LEN, |u| u.offset) as u32;
         let err = IcmpError::ParameterProblem {
             code: IcmpError::PARAM_SR_UPPER_LAYER,
             pointer,
@@ -580,12 +584,12 @@ fn decide(
     let rtype = pkt[srh + 2];
     let sl = pkt[srh + 3];
     if sl == 0 {
-        if chain.is_truncated() {
+        if truncated {
             return (drop_silently(DropReason::Truncated), sid);
         }
         // RFC 8754 §4.3.1 S02-S03 then §4.3.1.1: the upper layer is next, and a border SID
         // serves no upper layer.
-        let pointer = chain.upper().map_or(srh, |u| u.offset) as u32;
+        let pointer = upper.map_or(srh, |u| u.offset) as u32;
         let err = IcmpError::ParameterProblem {
             code: IcmpError::PARAM_SR_UPPER_LAYER,
             pointer,
@@ -804,7 +808,7 @@ fn decide(
         state.counters.names_bound += 1;
         if new_sl == 0 {
             // Segment List[0] is the pseudo-header destination (RFC 8200 §8.1).
-            fix_upper_checksum(pkt, &chain, &old, &next);
+            fix_upper_checksum(pkt, upper, &old, &next);
         }
     }
     pkt[srh + srh::SEGMENTS_LEFT_OFFSET] = new_sl;
@@ -830,8 +834,8 @@ fn decide(
     (Action::Forward { len }, sid)
 }
 
-fn fix_upper_checksum(pkt: &mut [u8], chain: &HeaderChain, old: &Ipv6Addr, new: &Ipv6Addr) {
-    let Some(upper) = chain.upper() else {
+fn fix_upper_checksum(pkt: &mut [u8], upper: Option<ChainEnd>, old: &Ipv6Addr, new: &Ipv6Addr) {
+    let Some(upper) = upper else {
         return;
     };
     let Some(at) = upper.checksum_offset() else {
