@@ -41,15 +41,15 @@ fn trace_record() -> impl Strategy<Value = TraceRecord> {
     (
         any::<u8>(),
         any::<u8>(),
-        any::<u8>(),
+        any::<u16>(),
         any::<u32>(),
         any::<u32>(),
     )
         .prop_map(
-            |(segment_index, s, flags, timestamp_us, node_id)| TraceRecord {
+            |(segment_index, s, end_function, timestamp_us, node_id)| TraceRecord {
                 segment_index,
                 status: TraceStatus::from_code(s),
-                flags,
+                end_function,
                 timestamp_us,
                 node_id,
             },
@@ -158,7 +158,7 @@ fn exercise(bytes: &[u8]) {
         let _ = m.fill_trace(&TraceRecord {
             segment_index: 1,
             status: TraceStatus::Forwarded,
-            flags: 0,
+            end_function: 0,
             timestamp_us: 1,
             node_id: 1,
         });

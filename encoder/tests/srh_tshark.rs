@@ -87,7 +87,7 @@ fn tshark_dissects_every_tlv_we_emit() {
         p.fill_trace(&TraceRecord {
             segment_index: 2,
             status: TraceStatus::Bound,
-            flags: 0,
+            end_function: 0,
             timestamp_us: 1,
             node_id: tlv::node_id_from_name("border"),
         })

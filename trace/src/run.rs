@@ -700,7 +700,7 @@ mod tests {
             t.records[k] = TraceRecord {
                 segment_index: *seg,
                 status: TraceStatus::Forwarded,
-                flags: 0,
+                end_function: 0,
                 timestamp_us: *ts,
                 node_id: 1,
             };

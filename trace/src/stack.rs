@@ -222,7 +222,7 @@ mod tests {
         TraceRecord {
             segment_index: 1,
             status: TraceStatus::Forwarded,
-            flags: 0,
+            end_function: 0,
             timestamp_us: ts,
             node_id: 7,
         }

@@ -732,8 +732,12 @@ pub struct TraceRecord {
     /// Segments Left as the hop found it (the index of the segment that named this hop).
     pub segment_index: u8,
     pub status: TraceStatus,
-    /// None defined yet: sent as 0.
-    pub flags: u8,
+    /// The hop's kernel fast path: the last 16 bits (the function) of a SID that does plain
+    /// `End` in the hop's kernel, in the same /112 as the segment this hop was reached at.
+    /// 0 = the hop offers none. A client that has resolved every segment may put that SID in
+    /// place of the hop's own (see [`kernel_end_sid`]): no late binding, trace or hopd policy
+    /// there, only the kernel's End.
+    pub end_function: u16,
     /// Microseconds of the hop's own clock, wrapping at 2^32 (~71 minutes): good for
     /// differences between consecutive records of one hop, not for comparing clocks.
     pub timestamp_us: u32,
@@ -746,7 +750,7 @@ impl TraceRecord {
     pub const EMPTY: TraceRecord = TraceRecord {
         segment_index: 0,
         status: TraceStatus::Empty,
-        flags: 0,
+        end_function: 0,
         timestamp_us: 0,
         node_id: 0,
     };
@@ -755,7 +759,7 @@ impl TraceRecord {
         TraceRecord {
             segment_index: r[0],
             status: TraceStatus::from_code(r[1]),
-            flags: r[2],
+            end_function: u16::from_be_bytes([r[2], r[3]]),
             timestamp_us: u32::from_be_bytes([r[4], r[5], r[6], r[7]]),
             node_id: u32::from_be_bytes([r[8], r[9], r[10], r[11]]),
         }
@@ -764,11 +768,22 @@ impl TraceRecord {
     fn write(&self, r: &mut [u8]) {
         r[0] = self.segment_index;
         r[1] = self.status.code();
-        r[2] = self.flags;
-        r[3] = 0;
+        r[2..4].copy_from_slice(&self.end_function.to_be_bytes());
         r[4..8].copy_from_slice(&self.timestamp_us.to_be_bytes());
         r[8..12].copy_from_slice(&self.node_id.to_be_bytes());
     }
+}
+
+/// The kernel `End` SID a trace record advertises: `reached_at` (the segment that named the
+/// hop) with its last 16 bits replaced by the record's `end_function`; `None` when the record
+/// advertises none.
+pub fn kernel_end_sid(reached_at: Ipv6Addr, end_function: u16) -> Option<Ipv6Addr> {
+    if end_function == 0 {
+        return None;
+    }
+    let mut s = reached_at.segments();
+    s[7] = end_function;
+    Some(Ipv6Addr::from(s))
 }
 
 /// Node id of a hop: the first 4 octets of SHA-256 over its node name in lower case.
@@ -806,7 +821,7 @@ pub fn node_id_from_addr(addr: &Ipv6Addr) -> u32 {
 ///
 /// Record:
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// | Segment Index |    Status     |     Flags     |   Reserved    |
+/// | Segment Index |    Status     |         End Function          |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// |            Timestamp (microseconds, hop's clock, wrapping)    |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
@@ -1107,6 +1122,20 @@ mod tests {
     }
 
     #[test]
+    fn kernel_end_sid_replaces_the_function_bits() {
+        let at: Ipv6Addr = "fc00:1::e".parse().unwrap();
+        assert_eq!(kernel_end_sid(at, 0), None);
+        assert_eq!(
+            kernel_end_sid(at, 0xee),
+            Some("fc00:1::ee".parse().unwrap())
+        );
+        assert_eq!(
+            kernel_end_sid("2001:db8:1:2:3:4:5:6".parse().unwrap(), 0xabcd),
+            Some("2001:db8:1:2:3:4:5:abcd".parse().unwrap())
+        );
+    }
+
+    #[test]
     fn placeholders() {
         assert_eq!(placeholder(7), "100::7".parse::<Ipv6Addr>().unwrap());
         assert!(is_placeholder(&placeholder(255)));
@@ -1125,7 +1154,7 @@ mod tests {
         let rec = TraceRecord {
             segment_index: 2,
             status: TraceStatus::Bound,
-            flags: 0,
+            end_function: 0xee,
             timestamp_us: 123_456,
             node_id: node_id_from_name("Border1"),
         };
@@ -1147,8 +1176,8 @@ mod tests {
         assert_eq!(t.records, vec![rec, rec]);
         assert_eq!(t.nonce, 0xdead_beef);
         assert_eq!(node_id_from_name("border1"), node_id_from_name("BORDER1"));
-        // Record bytes exactly as drawn: index, status, flags, reserved, timestamp, node id.
-        let mut rec_bytes = vec![2, 2, 0, 0, 0x00, 0x01, 0xe2, 0x40];
+        // Record bytes exactly as drawn: index, status, end function, timestamp, node id.
+        let mut rec_bytes = vec![2, 2, 0x00, 0xee, 0x00, 0x01, 0xe2, 0x40];
         rec_bytes.extend_from_slice(&node_id_from_name("border1").to_be_bytes());
         assert_eq!(&b[56 + 2 + 24..56 + 2 + 24 + 12], &rec_bytes[..]);
     }

@@ -154,7 +154,7 @@ pub(crate) fn fill_trace(
         } else {
             TraceStatus::Forwarded
         },
-        flags: 0,
+        end_function: 0,
         // Wrapping by design (see TraceRecord::timestamp_us).
         timestamp_us: now.as_micros() as u32,
         node_id,
