@@ -59,11 +59,29 @@ impl fmt::Display for Finding {
 pub fn check_config(cfg: &Config) -> Vec<Finding> {
     let mut out = Vec::new();
     match cfg.validate() {
-        Ok(()) => out.push(Finding::ok(format!(
-            "configuration: {} SID(s) on TUN {}",
-            cfg.sids.len(),
-            cfg.tun
-        ))),
+        Ok(()) => {
+            out.push(Finding::ok(format!(
+                "configuration: {} SID(s) on TUN {}",
+                cfg.sids.len(),
+                cfg.tun
+            )));
+            if !cfg.kernel_end_sids.is_empty() {
+                let list: Vec<String> = cfg.kernel_end_sids.iter().map(|k| k.to_string()).collect();
+                out.push(Finding::ok(format!(
+                    "kernel fast path: {} (seg6local End on {}{}); packets sent there bypass \
+                     hopd: no late binding, no trace, and policy.max_segments = {} is not \
+                     enforced there",
+                    list.join(", "),
+                    cfg.tun,
+                    if cfg.install_routes {
+                        ""
+                    } else {
+                        ", install_routes = false: install the routes yourself"
+                    },
+                    cfg.policy.max_segments
+                )));
+            }
+        }
         Err(e) => out.push(Finding::bad(
             Level::Error,
             format!("configuration: {e}"),

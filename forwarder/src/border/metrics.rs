@@ -123,6 +123,21 @@ pub fn render(state: &State, pending_names: usize, queued_packets: usize) -> Str
         "Packets waiting for a name.",
         queued_packets,
     );
+    // Packets the kernel forwarded there never reach hopd: their counters are the kernel's
+    // (`ip -s -6 route show SID`), this only says which SIDs hopd advertises.
+    let _ = writeln!(
+        s,
+        "# HELP hopd_border_kernel_end_sid Kernel fast path SIDs (seg6local End) advertised in \
+         trace records; their packet counters are in `ip -s -6 route show`.\n\
+         # TYPE hopd_border_kernel_end_sid gauge"
+    );
+    for k in &state.settings().kernel_end_sids {
+        let _ = writeln!(
+            s,
+            "hopd_border_kernel_end_sid{{sid=\"{k}\",function=\"{:#06x}\"}} 1",
+            k.segments()[7]
+        );
+    }
     s
 }
 
@@ -203,6 +218,7 @@ mod tests {
         let mut st = State::new(
             Settings {
                 sids: vec!["fd00::1".parse().unwrap()],
+                kernel_end_sids: vec!["fd00::ee".parse().unwrap()],
                 ..Settings::default()
             },
             Duration::ZERO,
@@ -215,6 +231,10 @@ mod tests {
             "hopd_border_sid_packets_total{sid=\"fd00::1/128\",result=\"forwarded\"} 0\n"
         ));
         assert!(text.contains("hopd_border_pending_names 2\n"));
+        assert!(
+            text.contains("hopd_border_kernel_end_sid{sid=\"fd00::ee\",function=\"0x00ee\"} 1\n"),
+            "{text}"
+        );
         // Every sample line is `name{labels} value` with a numeric value.
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             let v = l.rsplit(' ').next().unwrap();

@@ -16,11 +16,34 @@
 //! resolv_conf = "/etc/resolv.conf"
 //! timeout_ms = 2000
 //!
+//! # kernel_end_sids = ["fd00:1::ee"] # kernel fast path: `seg6local End` SIDs (see below)
+//!
 //! [border.policy]
 //! max_segments = 16
 //! allowed_next_hops = ["fd00::/8"]
 //! require_hmac = false
 //! ```
+//!
+//! # Kernel fast path
+//!
+//! Each `kernel_end_sids` entry K is a second SID for this hop that the kernel serves itself
+//! (`ip -6 route replace K/128 encap seg6local action End count dev <tun>`), so packets to
+//! it never reach hopd. hopd advertises K in the trace records it fills, as the last 16 bits
+//! (the *End Function*) of the segment the hop was reached at:
+//!
+//! ```text
+//!  0                            112            128
+//! +------------------------------+---------------+
+//! |  first 112 bits of the SID   | End Function  |  K = tlv::kernel_end_sid(reached_at, f)
+//! |  the hop was reached at      |  (16 bits)    |
+//! +------------------------------+---------------+
+//! ```
+//!
+//! So K must share its first 112 bits with a configured SID, and its function is never 0
+//! (0 means "none" on the wire). The kernel's End applies none of hopd's policy: no late
+//! binding, no trace record, no `allowed_next_hops`, no hopd HMAC keys, no `max_segments`;
+//! a configuration that asks for the first two of those policies together with kernel End
+//! SIDs is refused, and `max_segments` is documented as not enforced on the fast path.
 
 pub mod check;
 pub mod icmp;
@@ -64,6 +87,10 @@ pub struct Config {
     pub hop_limit: HopLimitMode,
     pub resolver: ResolverConfig,
     pub policy: Policy,
+    /// Kernel fast path: single addresses (/128) the kernel answers at with plain
+    /// `seg6local End`, each sharing its first 112 bits with an entry of `sids`. See the
+    /// module documentation and [`Config::validate`].
+    pub kernel_end_sids: Vec<Prefix>,
 }
 
 impl Default for Config {
@@ -77,6 +104,7 @@ impl Default for Config {
             hop_limit: HopLimitMode::End,
             resolver: ResolverConfig::default(),
             policy: Policy::default(),
+            kernel_end_sids: Vec::new(),
         }
     }
 }
@@ -122,6 +150,87 @@ impl Config {
         if self.resolver.queue_per_name == 0 || self.resolver.max_pending_names == 0 {
             return Err("resolver.queue_per_name and max_pending_names must be at least 1".into());
         }
+        self.validate_kernel_end_sids()
+    }
+
+    /// `kernel_end_sids`: each entry a /128 whose first 112 bits are those of a configured
+    /// SID (for a prefix entry: the prefix and the /112 overlap, i.e. a packet reaching hopd
+    /// inside that prefix can be in the same /112), with a non-zero function, listed once,
+    /// not a hopd SID itself, and at most one per /112 (a trace record advertises one
+    /// function). And no policy only hopd enforces.
+    fn validate_kernel_end_sids(&self) -> Result<(), String> {
+        if self.kernel_end_sids.is_empty() {
+            return Ok(());
+        }
+        for (i, k) in self.kernel_end_sids.iter().enumerate() {
+            let at = format!("kernel_end_sids[{i}] = \"{k}\"");
+            if k.prefix_len() != 128 {
+                return Err(format!(
+                    "{at}: a kernel End SID is a single address (/128), not a prefix"
+                ));
+            }
+            let addr = k.addr();
+            let discard = Prefix::new(tlv::UNRESOLVED_PREFIX, tlv::UNRESOLVED_PREFIX_LEN)
+                .expect("valid prefix");
+            if discard.contains(&addr) || addr.is_multicast() || addr.is_unspecified() {
+                return Err(format!("{at}: not a usable unicast address"));
+            }
+            if addr.segments()[7] == 0 {
+                return Err(format!(
+                    "{at}: the last 16 bits (the End Function a trace record carries) are 0, \
+                     which on the wire means \"no kernel fast path\"; use e.g. {}",
+                    tlv::kernel_end_sid(addr, 0xee).expect("non-zero function")
+                ));
+            }
+            if let Some(s) = self.sids.iter().find(|s| **s == *k) {
+                return Err(format!(
+                    "{at}: equals the hopd SID {s} in `sids`; the kernel End SID must be a \
+                     different address in the same /112"
+                ));
+            }
+            if !self.sids.iter().any(|s| shares_112(s, &addr)) {
+                let sids: Vec<String> = self.sids.iter().map(|s| s.to_string()).collect();
+                return Err(format!(
+                    "{at}: its first 112 bits ({}/112) match no entry of `sids` ({}); trace \
+                     records advertise only the last 16 bits, so a client finds the kernel \
+                     SID from the hopd SID it reached in the same /112",
+                    Prefix::new(addr, 112).expect("valid").addr(),
+                    sids.join(", ")
+                ));
+            }
+            if let Some(j) = self.kernel_end_sids[..i]
+                .iter()
+                .position(|o| u128::from(o.addr()) >> 16 == u128::from(addr) >> 16)
+            {
+                let what = if self.kernel_end_sids[j] == *k {
+                    "is listed twice".to_string()
+                } else {
+                    format!(
+                        "is in the same /112 as kernel_end_sids[{j}] = \"{}\"; a trace record \
+                         advertises one End Function per /112",
+                        self.kernel_end_sids[j]
+                    )
+                };
+                return Err(format!("{at}: {what}"));
+            }
+        }
+        if !self.policy.allowed_next_hops.is_empty() {
+            return Err(
+                "kernel_end_sids with policy.allowed_next_hops: the kernel's seg6local End \
+                 forwards to whatever the next segment is, so packets sent to a kernel End SID \
+                 would bypass the next-hop policy; remove one of the two"
+                    .into(),
+            );
+        }
+        if self.policy.require_hmac {
+            return Err(
+                "kernel_end_sids with policy.require_hmac = true: the kernel's seg6local End \
+                 checks HMAC only against its own keys (`ip sr hmac`) and the ingress \
+                 interface's seg6_require_hmac sysctl, never hopd's policy.hmac_keys, so \
+                 unauthenticated packets would pass there; remove one of the two"
+                    .into(),
+            );
+        }
         Ok(())
     }
 
@@ -135,12 +244,23 @@ impl Config {
             node_id: tlv::node_id_from_name(node_name),
             cache_max_entries: self.resolver.cache_entries,
             tun_hop_limit: self.hop_limit == HopLimitMode::Node,
+            kernel_end_sids: self.kernel_end_sids.iter().map(|k| k.addr()).collect(),
         }
     }
 
     fn route_targets(&self) -> Vec<String> {
         self.sids.iter().map(|p| p.to_string()).collect()
     }
+
+    fn kernel_end_targets(&self) -> Vec<String> {
+        self.kernel_end_sids.iter().map(|p| p.to_string()).collect()
+    }
+}
+
+/// Whether some address of `sid` has the same first 112 bits as `k`.
+fn shares_112(sid: &Prefix, k: &std::net::Ipv6Addr) -> bool {
+    let bits = sid.prefix_len().min(112);
+    Prefix::new(*k, bits) == Prefix::new(sid.addr(), bits)
 }
 
 /// How the Hop Limit is decremented; see [`Config::hop_limit`].
@@ -178,6 +298,13 @@ impl Reloader {
             tun::install_routes(&new.tun, &fresh).map_err(|e| e.to_string())?;
             let gone: Vec<String> = old.into_iter().filter(|p| !fresh.contains(p)).collect();
             tun::remove_routes(&new.tun, &gone);
+            // Only the added ones: replacing a kept route would zero its kernel counters.
+            let old = cur.kernel_end_targets();
+            let fresh = new.kernel_end_targets();
+            let added: Vec<String> = fresh.iter().filter(|k| !old.contains(k)).cloned().collect();
+            tun::install_kernel_end_routes(&new.tun, &added).map_err(|e| e.to_string())?;
+            let gone: Vec<String> = old.into_iter().filter(|k| !fresh.contains(k)).collect();
+            tun::remove_routes(&new.tun, &gone);
         }
         self.shared
             .state
@@ -210,6 +337,7 @@ impl Border {
         let dev = tun::Tun::open(&cfg.tun)?;
         if cfg.install_routes {
             tun::install_routes(&cfg.tun, &cfg.route_targets())?;
+            tun::install_kernel_end_routes(&cfg.tun, &cfg.kernel_end_targets())?;
         }
         let shared = Shared::new(State::new(cfg.settings(node_name), run::now()));
         let (tx, rx) = mpsc::unbounded_channel();
@@ -236,8 +364,23 @@ impl Border {
         self.shared.clone()
     }
 
-    /// Forward until `shutdown` completes.
+    /// Forward until `shutdown` completes. On a clean shutdown the kernel End routes of the
+    /// configuration then running are removed while the TUN still exists (they would go with
+    /// the TUN anyway; removing them first makes the log say so and keeps a persistent TUN
+    /// created outside hopd clean).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let current = self.reloader.current.clone();
+        let shutdown = async move {
+            shutdown.await;
+            let cfg = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if cfg.install_routes && !cfg.kernel_end_sids.is_empty() {
+                tun::remove_routes(&cfg.tun, &cfg.kernel_end_targets());
+                tracing::info!(
+                    sids = ?cfg.kernel_end_targets(),
+                    "kernel End routes removed"
+                );
+            }
+        };
         run::run_with(self.tun, self.cfg, self.shared, self.rx, shutdown).await
     }
 }

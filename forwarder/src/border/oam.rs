@@ -139,11 +139,13 @@ pub(crate) fn error_report(
 }
 
 /// Fill this hop's record in the first trace TLV with room, in place. `segment` is Segments
-/// Left as the packet arrived. Returns whether a record was written.
+/// Left as the packet arrived; `end_function` the hop's kernel fast path in the /112 it was
+/// reached at (0: none). Returns whether a record was written.
 pub(crate) fn fill_trace(
     srh_bytes: &mut [u8],
     segment: u8,
     bound: bool,
+    end_function: u16,
     now: Duration,
     node_id: u32,
 ) -> bool {
@@ -154,7 +156,7 @@ pub(crate) fn fill_trace(
         } else {
             TraceStatus::Forwarded
         },
-        end_function: 0,
+        end_function,
         // Wrapping by design (see TraceRecord::timestamp_us).
         timestamp_us: now.as_micros() as u32,
         node_id,

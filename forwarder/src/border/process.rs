@@ -358,6 +358,10 @@ pub struct Settings {
     /// Limit check is then the kernel's, on ingress. Without it `process` is a literal
     /// RFC 8754 End node over the packet it is given.
     pub tun_hop_limit: bool,
+    /// Kernel fast path SIDs (`[border] kernel_end_sids`, validated there): a trace record
+    /// filled for a packet that reached us in the /112 of one of them carries its last 16
+    /// bits as `end_function`.
+    pub kernel_end_sids: Vec<Ipv6Addr>,
 }
 
 impl Default for Settings {
@@ -370,6 +374,7 @@ impl Default for Settings {
             node_id: 0,
             cache_max_entries: 4096,
             tun_hop_limit: false,
+            kernel_end_sids: Vec::new(),
         }
     }
 }
@@ -378,6 +383,9 @@ impl Default for Settings {
 #[derive(Debug, Clone)]
 pub struct State {
     settings: Settings,
+    /// `settings.kernel_end_sids` as (first 112 bits, function), so that filling a trace
+    /// record looks its function up without converting or allocating.
+    kernel_end: Box<[(u128, u16)]>,
     sid_counters: Vec<SidCounters>,
     icmp_bucket: TokenBucket,
     pub cache: NameCache,
@@ -387,6 +395,7 @@ pub struct State {
 impl State {
     pub fn new(settings: Settings, now: Duration) -> State {
         State {
+            kernel_end: kernel_end_table(&settings),
             sid_counters: vec![SidCounters::default(); settings.sids.len()],
             icmp_bucket: TokenBucket::new(settings.icmp_rate, settings.icmp_burst, now),
             cache: NameCache::new(settings.cache_max_entries),
@@ -416,6 +425,7 @@ impl State {
         {
             self.icmp_bucket = TokenBucket::new(settings.icmp_rate, settings.icmp_burst, now);
         }
+        self.kernel_end = kernel_end_table(&settings);
         self.settings = settings;
     }
 
@@ -431,6 +441,24 @@ impl State {
     fn sid_index(&self, addr: &Ipv6Addr) -> Option<usize> {
         self.settings.sids.iter().position(|p| p.contains(addr))
     }
+
+    /// The End Function a trace record filled for a packet that reached us at `reached_at`
+    /// advertises: that of the kernel End SID in the same /112, 0 when there is none.
+    pub fn end_function(&self, reached_at: &Ipv6Addr) -> u16 {
+        let net = u128::from(*reached_at) >> 16;
+        self.kernel_end
+            .iter()
+            .find(|(k, _)| *k == net)
+            .map_or(0, |&(_, f)| f)
+    }
+}
+
+fn kernel_end_table(settings: &Settings) -> Box<[(u128, u16)]> {
+    settings
+        .kernel_end_sids
+        .iter()
+        .map(|k| (u128::from(*k) >> 16, k.segments()[7]))
+        .collect()
 }
 
 /// What the shell must do with the packet.
@@ -830,6 +858,7 @@ fn decide(
             &mut pkt[srh..srh_end],
             sl,
             bound,
+            state.end_function(&dst),
             now,
             state.settings.node_id,
         )

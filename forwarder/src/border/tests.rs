@@ -745,6 +745,163 @@ fn oam_flag_fills_the_first_empty_trace_record_in_place() {
     );
 }
 
+/// The raw 12 octets of trace record `i` of the forwarded packet `pkt` (UDP payload of
+/// `payload_len` octets behind the SRH).
+fn trace_record_bytes(pkt: &[u8], payload_len: usize, i: usize) -> [u8; 12] {
+    let view =
+        hopstack_encoder::wire::srh::Packet::new_checked(&pkt[40..pkt.len() - 8 - payload_len])
+            .unwrap();
+    let t = view.find_tlv(252).unwrap();
+    let at = 24 + 12 * i;
+    t.value[at..at + 12].try_into().unwrap()
+}
+
+#[test]
+fn trace_records_advertise_the_kernel_end_sid_of_the_reached_112() {
+    let mut st = state_with(|s| {
+        s.sids.push("fd00:5::/64".parse().unwrap());
+        s.sids.push("fd00:6::6".parse().unwrap());
+        s.node_id = 0x0102_0304;
+        s.kernel_end_sids = vec![a("fd00:1::ee"), a("fd00:5::1:ab")];
+    });
+    // (reached at, End Function the record must carry)
+    let cases = [
+        (SID, 0x00ee_u16),
+        // Inside the /64 locator and in the /112 of fd00:5::1:ab.
+        ("fd00:5::1:7", 0x00ab),
+        // Inside the /64 locator, another /112: no kernel SID there.
+        ("fd00:5::2:7", 0),
+        // A SID without a kernel fast path.
+        ("fd00:6::6", 0),
+    ];
+    for (reached, function) in cases {
+        let mut b = Pkt::srh(&["fd00:3::1", reached], 1);
+        b.flags = 0x20;
+        b.tlvs = trace_tlv(SRC, 40000, 7, 1);
+        let mut pkt = b.build();
+        assert!(
+            matches!(run(&mut st, &mut pkt).0, Action::Forward { .. }),
+            "{reached}"
+        );
+        let mut want = [1u8, 1, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4];
+        want[2..4].copy_from_slice(&function.to_be_bytes());
+        want[4..8].copy_from_slice(&(NOW.as_micros() as u32).to_be_bytes());
+        // Segment Index, Status (1 forwarded), End Function, Timestamp, Node ID.
+        assert_eq!(
+            trace_record_bytes(&pkt, b.payload.len(), 0),
+            want,
+            "reached at {reached}"
+        );
+        assert_eq!(st.end_function(&a(reached)), function);
+        if function != 0 {
+            // What a client does with it: the kernel SID, from the segment it listed.
+            assert_eq!(
+                hopstack_encoder::wire::tlv::kernel_end_sid(a(reached), function),
+                st.settings()
+                    .kernel_end_sids
+                    .iter()
+                    .copied()
+                    .find(|k| u128::from(*k) >> 16 == u128::from(a(reached)) >> 16)
+            );
+        }
+    }
+    // A reload without kernel End SIDs stops advertising them.
+    let mut s = st.settings().clone();
+    s.kernel_end_sids.clear();
+    st.reconfigure(s, NOW);
+    let mut b = Pkt::srh(&["fd00:3::1", SID], 1);
+    b.flags = 0x20;
+    b.tlvs = trace_tlv(SRC, 40000, 7, 1);
+    let mut pkt = b.build();
+    assert!(matches!(run(&mut st, &mut pkt).0, Action::Forward { .. }));
+    assert_eq!(trace_record_bytes(&pkt, b.payload.len(), 0)[2..4], [0, 0]);
+}
+
+fn border_config(toml: &str) -> super::Config {
+    let cfg: crate::config::Config = toml::from_str(toml).unwrap();
+    cfg.border.unwrap()
+}
+
+#[test]
+fn kernel_end_sids_are_validated_with_the_key_and_the_reason() {
+    let ok = border_config(
+        "[border]\nsids = [\"fd00:1::1\", \"fd00:5::/64\", \"fd00:7::7:0/120\"]\n\
+         kernel_end_sids = [\"fd00:1::ee\", \"fd00:5::1:ee\", \"fd00:7::7:ee\"]\n",
+    );
+    ok.validate().unwrap();
+    assert_eq!(
+        ok.settings("n").kernel_end_sids,
+        vec![a("fd00:1::ee"), a("fd00:5::1:ee"), a("fd00:7::7:ee")]
+    );
+    let err = |kernel: &str, extra: &str| {
+        border_config(&format!(
+            "[border]\nsids = [\"fd00:1::1\", \"fd00:5::/64\"]\nkernel_end_sids = \
+             [{kernel}]\n{extra}"
+        ))
+        .validate()
+        .unwrap_err()
+    };
+    let cases = [
+        (
+            "\"fd00:2::ee\"",
+            "",
+            "kernel_end_sids[0] = \"fd00:2::ee/128\": its first 112 bits (fd00:2::/112) match \
+             no entry of `sids`",
+        ),
+        (
+            "\"fd00:1::ee\", \"fd00:5::1:0\"",
+            "",
+            "kernel_end_sids[1] = \"fd00:5::1:0/128\": the last 16 bits (the End Function a \
+             trace record carries) are 0",
+        ),
+        (
+            "\"fd00:1::ee\", \"fd00:1::ee\"",
+            "",
+            "kernel_end_sids[1] = \"fd00:1::ee/128\": is listed twice",
+        ),
+        (
+            "\"fd00:1::ee\", \"fd00:1::ef\"",
+            "",
+            "kernel_end_sids[1] = \"fd00:1::ef/128\": is in the same /112 as \
+             kernel_end_sids[0]",
+        ),
+        (
+            "\"fd00:1::1\"",
+            "",
+            "kernel_end_sids[0] = \"fd00:1::1/128\": equals the hopd SID fd00:1::1/128",
+        ),
+        (
+            "\"fd00:1::/112\"",
+            "",
+            "kernel_end_sids[0] = \"fd00:1::/112\": a kernel End SID is a single address",
+        ),
+        (
+            "\"fd00:1::ee\"",
+            "[border.policy]\nallowed_next_hops = [\"fd00::/8\"]\n",
+            "kernel_end_sids with policy.allowed_next_hops",
+        ),
+        (
+            "\"fd00:1::ee\"",
+            "[border.policy]\nrequire_hmac = true\n[[border.policy.hmac_keys]]\nid = 1\n\
+             algorithm = \"sha256\"\nsecret = \"s\"\n",
+            "kernel_end_sids with policy.require_hmac = true",
+        ),
+    ];
+    for (kernel, extra, want) in cases {
+        let e = err(kernel, extra);
+        assert!(e.starts_with(want), "{kernel} {extra}:\n{e}\nwant: {want}");
+    }
+    // Through the whole-file validation the table is named too.
+    let cfg: crate::config::Config =
+        toml::from_str("[border]\nsids = [\"fd00:1::1\"]\nkernel_end_sids = [\"fd00:9::ee\"]\n")
+            .unwrap();
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .starts_with("[border]: kernel_end_sids[0] = \"fd00:9::ee/128\"")
+    );
+}
+
 #[test]
 fn nxdomain_sends_a_stack_report_naming_the_unresolved_hop() {
     use hopstack_encoder::wire::report::{Reason, Report, ReportBody, ReportLayer, ReportRepr};

@@ -159,6 +159,39 @@ pub fn install_routes(dev: &str, prefixes: &[String]) -> io::Result<()> {
     Ok(())
 }
 
+/// Kernel fast path: make the kernel itself do RFC 8754 End at each of `sids` (`/128`s), with
+/// its per-route packet counters (`ip -s -6 route show`).
+///
+/// The route's device is the TUN only because a route needs one: `seg6_local_input` runs as
+/// the route's input handler for packets the kernel *forwards* to `sid` (the FIB lookup of
+/// `ip6_rcv` picks it, whatever the ingress device), advances the SRH and looks the next
+/// segment up again; nothing is ever transmitted on the TUN (net/ipv6/seg6_local.c,
+/// `input_action_end`). Tying the routes to the TUN makes them vanish with it when hopd
+/// exits: the fast path lives exactly as long as the hop that advertises it.
+pub fn install_kernel_end_routes(dev: &str, sids: &[String]) -> io::Result<()> {
+    for k in sids {
+        let base = [
+            "-6",
+            "route",
+            "replace",
+            k,
+            "encap",
+            "seg6local",
+            "action",
+            "End",
+        ];
+        let counted: Vec<&str> = base.iter().copied().chain(["count", "dev", dev]).collect();
+        if let Err(e) = ip(&counted) {
+            // Kernels before 5.14 (or iproute2 before 5.14) have no per-route counters.
+            let plain: Vec<&str> = base.iter().copied().chain(["dev", dev]).collect();
+            ip(&plain).map_err(|e2| io::Error::other(format!("{e2} (with `count`: {e})")))?;
+            tracing::warn!(sid = %k, %e, "kernel End route installed without packet counters");
+        }
+        tracing::info!(sid = %k, %dev, "kernel End route installed (seg6local End)");
+    }
+    Ok(())
+}
+
 /// Remove routes for prefixes no longer served (after a reload).
 pub fn remove_routes(dev: &str, prefixes: &[String]) {
     for p in prefixes {
