@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::address::StackAddress;
 use crate::encode::DEFAULT_SERVICE_PORT;
@@ -43,7 +43,7 @@ Exit codes:
 pub enum ClientCommand {
     /// Fetch ADDRESS's path over its layers (tcp[+tls]+http|h2) and print the response body.
     #[command(after_help = EXIT_CODES_HELP)]
-    Get(GetArgs),
+    Get(Box<GetArgs>),
     /// Pipe stdin/stdout to a raw tcp or udp service (`...:tcp+echo`, `...:udp+dns+resolver`).
     #[command(after_help = EXIT_CODES_HELP)]
     Cat(CatArgs),
@@ -73,6 +73,10 @@ pub struct CommonArgs {
     /// Cache file (default: $XDG_CACHE_HOME/hopstack/paths.json or ~/.cache/hopstack/paths.json).
     #[arg(long, value_name = "FILE")]
     pub cache_file: Option<PathBuf>,
+    /// List every hop at its own address (hopd) even where its probe record advertised a
+    /// kernel End SID (the kernel fast path: plain `seg6local End`, no hopd in the way).
+    #[arg(long)]
+    pub no_fast_path: bool,
     /// The final hop's hopd port.
     #[arg(long, default_value_t = DEFAULT_SERVICE_PORT)]
     pub port: u16,
@@ -192,7 +196,7 @@ pub fn run(cmd: ClientCommand) -> u8 {
     };
     rt.block_on(async {
         match cmd {
-            ClientCommand::Get(a) => finish(&a.common.clone(), run_get(a).await),
+            ClientCommand::Get(a) => finish(&a.common.clone(), run_get(*a).await),
             ClientCommand::Cat(a) => finish(&a.common.clone(), run_cat(a).await),
             ClientCommand::Proxy(a) => finish(&a.common.clone(), run_proxy(a).await),
             ClientCommand::Resolve(a) => finish(&a.common.clone(), run_resolve(a).await),
@@ -325,7 +329,7 @@ impl Ctx {
         force_probe: bool,
         t: &mut Timings,
     ) -> Result<ResolvedPath, ClientError> {
-        let p = resolve::resolve_path(
+        let mut p = resolve::resolve_path(
             &self.addr,
             ResolveOptions {
                 dns: &self.dns,
@@ -337,8 +341,51 @@ impl Ctx {
             t,
         )
         .await?;
+        p.fast_path = !c.no_fast_path;
         t.hops = p.hop_timings();
         Ok(p)
+    }
+
+    /// Opens the request's TCP connection over `path`. When it fails over the kernel fast
+    /// path, the hops' kernel End SIDs are the likely culprit (a route not installed, a
+    /// filter): try once more over hopd's own SIDs, and if that works keep the path cached
+    /// without the SIDs, so later requests do not pay the failed attempt again. Any other
+    /// failure goes to [`Self::explain`].
+    async fn connect(
+        &mut self,
+        c: &CommonArgs,
+        path: &mut ResolvedPath,
+        t: &mut Timings,
+    ) -> Result<TcpStream, ClientError> {
+        let first = super::open_tcp(&self.addr, path, c.port, &sock_opts(c), t).await;
+        let e = match first {
+            Ok(s) => return Ok(s),
+            Err(e) if path.uses_fast_path() => e,
+            Err(e) => return Err(self.explain(c, path, e).await),
+        };
+        if c.verbose {
+            eprintln!("* kernel fast path failed ({e}); again over hopd's SIDs");
+        }
+        path.fast_path = false;
+        t.hops = path.hop_timings();
+        match super::open_tcp(&self.addr, path, c.port, &sock_opts(c), t).await {
+            Ok(s) => {
+                for h in &mut path.hops {
+                    h.kernel_end_sid = None;
+                }
+                if let Some(cache) = self.cache.as_mut() {
+                    let now = resolve::unix_now();
+                    let _ = cache.put(
+                        &resolve::cache_key(&self.addr),
+                        &path.hops,
+                        path.expires,
+                        now,
+                    );
+                }
+                Ok(s)
+            }
+            Err(e2) => Err(self.explain(c, path, e2).await),
+        }
     }
 
     /// A failure over a path that was not just probed: forget the cached path (it may be
@@ -352,12 +399,22 @@ impl Ctx {
         if let Some(cache) = self.cache.as_mut() {
             let _ = cache.remove(&resolve::cache_key(&self.addr));
         }
-        if path.probe.is_some() {
+        // A fresh probe vouches for hopd's SIDs, not for the kernel End SIDs the request
+        // listed instead: then a probe may still explain.
+        if path.probe.is_some() && !path.uses_fast_path() {
             return e;
         }
-        super::diagnose(&self.addr, path, &probe_opts(c))
-            .await
-            .unwrap_or(e)
+        match super::diagnose(&self.addr, path, &probe_opts(c)).await {
+            Some(d) => d,
+            None if path.uses_fast_path() => ClientError {
+                message: format!(
+                    "{} (over the hops' kernel End SIDs; --no-fast-path lists hopd's instead)",
+                    e.message
+                ),
+                ..e
+            },
+            None => e,
+        }
     }
 }
 
@@ -429,11 +486,8 @@ async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError> {
         body,
         h2,
     };
-    let path = ctx.path(c, false, t).await?;
-    let stream = match super::open_tcp(&ctx.addr, &path, c.port, &sock_opts(c), t).await {
-        Ok(s) => s,
-        Err(e) => return Err(ctx.explain(c, &path, e).await),
-    };
+    let mut path = ctx.path(c, false, t).await?;
+    let stream = ctx.connect(c, &mut path, t).await?;
     let mut out: Box<dyn Write> = match &a.output {
         Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
             |e| ClientError::local(format!("cannot create {}: {e}", p.display())),
@@ -534,14 +588,11 @@ async fn pipe<IO: AsyncRead + AsyncWrite + Unpin>(
 async fn cat(a: &CatArgs, t: &mut Timings) -> Result<(), ClientError> {
     let c = &a.common;
     let mut ctx = Ctx::new(c)?;
-    let path = ctx.path(c, false, t).await?;
+    let mut path = ctx.path(c, false, t).await?;
     if ctx.addr.transport() == Layer::Udp {
-        return cat_udp(a, &ctx, &path, t).await;
+        return cat_udp(a, &mut ctx, &path, t).await;
     }
-    let stream = match super::open_tcp(&ctx.addr, &path, c.port, &sock_opts(c), t).await {
-        Ok(s) => s,
-        Err(e) => return Err(ctx.explain(c, &path, e).await),
-    };
+    let stream = ctx.connect(c, &mut path, t).await?;
     if ctx.addr.upper_layers().contains(&Layer::Tls) {
         let topts = tls_opts(&a.tls, &ctx.addr);
         if a.tls.insecure {
@@ -560,7 +611,7 @@ async fn cat(a: &CatArgs, t: &mut Timings) -> Result<(), ClientError> {
 /// awaited for `--wait` ms since the last one.
 async fn cat_udp(
     a: &CatArgs,
-    ctx: &Ctx,
+    ctx: &mut Ctx,
     path: &ResolvedPath,
     t: &mut Timings,
 ) -> Result<(), ClientError> {
@@ -628,10 +679,20 @@ async fn cat_udp(
         if let Some(e) = super::diagnose(&ctx.addr, path, &probe_opts(c)).await {
             return Err(e);
         }
+        let over = if path.uses_fast_path() {
+            // UDP cannot tell a lost datagram from a missing kernel route: forget the path,
+            // so the next try probes afresh, and say how to leave the fast path out.
+            if let Some(cache) = ctx.cache.as_mut() {
+                let _ = cache.remove(&resolve::cache_key(&ctx.addr));
+            }
+            " (over the hops' kernel End SIDs; --no-fast-path lists hopd's instead)"
+        } else {
+            ""
+        };
         return Err(ClientError::new(
             ErrorLayer::Timeout,
             "no-reply",
-            format!("no datagram came back within {} ms", a.wait),
+            format!("no datagram came back within {} ms{over}", a.wait),
         )
         .at(super::HopRef {
             index: path.hops.len() - 1,
@@ -695,7 +756,7 @@ async fn proxy(a: &ProxyArgs, t: &mut Timings) -> Result<(), ClientError> {
             }
         }
         let mut t2 = Timings::start();
-        match super::open_tcp(&ctx.addr, &path, c.port, &sock_opts(c), &mut t2).await {
+        match ctx.connect(c, &mut path, &mut t2).await {
             Ok(mut remote) => {
                 let task = tokio::spawn(async move {
                     let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
@@ -704,10 +765,7 @@ async fn proxy(a: &ProxyArgs, t: &mut Timings) -> Result<(), ClientError> {
                     tasks.push(task);
                 }
             }
-            Err(e) => {
-                let e = ctx.explain(c, &path, e).await;
-                eprintln!("hop: proxy: {peer}: {e}");
-            }
+            Err(e) => eprintln!("hop: proxy: {peer}: {e}"),
         }
     }
 }
@@ -736,6 +794,9 @@ async fn resolve_cmd(a: &ResolveArgs, t: &mut Timings) -> Result<(), ClientError
                     "name": h.name,
                     "address": h.address.to_string(),
                     "resolved_by": h.resolved_by.describe(&names),
+                    "kernel_end_sid": h.kernel_end_sid.map(|s| s.to_string()),
+                    "segment": path.segment(i).0.to_string(),
+                    "fast_path": path.segment(i).1,
                 })
             })
             .collect();
@@ -747,10 +808,23 @@ async fn resolve_cmd(a: &ResolveArgs, t: &mut Timings) -> Result<(), ClientError
         });
         let _ = writeln!(out, "{v}");
     } else {
+        // The kernel End SID column only when some hop offers one (shown even with
+        // --no-fast-path: it is what the hop offers); RESOLVED BY stays last.
+        let sids = path.hops.iter().any(|h| h.kernel_end_sid.is_some());
+        let sid_col = |s: &str| {
+            if sids {
+                format!("{s:<40} ")
+            } else {
+                String::new()
+            }
+        };
         let _ = writeln!(
             out,
-            "{:<4} {:<24} {:<40} RESOLVED BY",
-            "HOP", "NAME", "ADDRESS"
+            "{:<4} {:<24} {:<40} {}RESOLVED BY",
+            "HOP",
+            "NAME",
+            "ADDRESS",
+            sid_col("KERNEL END SID")
         );
         for (i, h) in path.hops.iter().enumerate() {
             let name = if h.name.is_empty() {
@@ -758,12 +832,16 @@ async fn resolve_cmd(a: &ResolveArgs, t: &mut Timings) -> Result<(), ClientError
             } else {
                 h.name.as_str()
             };
+            let sid = h
+                .kernel_end_sid
+                .map_or_else(|| "-".to_owned(), |s| s.to_string());
             let _ = writeln!(
                 out,
-                "{:<4} {:<24} {:<40} {}",
+                "{:<4} {:<24} {:<40} {}{}",
                 i + 1,
                 name,
                 h.address,
+                sid_col(&sid),
                 h.resolved_by.describe(&names)
             );
         }

@@ -30,7 +30,7 @@ use crate::address::{Hop, StackAddress};
 use crate::encode;
 use crate::wire::report::{Reason, ResolvedBy, ServiceStatus};
 use crate::wire::srh::SrhRepr;
-use crate::wire::tlv::TlvRepr;
+use crate::wire::tlv::{self, TlvRepr, TraceRecord, TraceStatus};
 
 use super::error::{ClientError, ErrorLayer, HopRef};
 use super::probe::{self, ProbeOptions, ProbeReply, ProbeResult};
@@ -80,6 +80,11 @@ pub struct PathHop {
     pub name: String,
     pub address: Ipv6Addr,
     pub resolved_by: Resolver,
+    /// Where the hop's kernel does plain `seg6local End` for it (the probe's trace record
+    /// advertised it, see [`kernel_end_sids`]); `None`: only hopd, at `address`. Absent in
+    /// cache files written before it existed, hence the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_end_sid: Option<Ipv6Addr>,
 }
 
 /// A fully resolved path, first hop first.
@@ -91,6 +96,10 @@ pub struct ResolvedPath {
     pub source: PathSource,
     /// The probe that produced it, if one did.
     pub probe: Option<ProbeResult>,
+    /// List hops at their kernel End SIDs where they have one (on unless `--no-fast-path`).
+    /// Only requests read it: probes and diagnostics build their own SRH from `address`,
+    /// because late binding, trace records and error reports need hopd.
+    pub fast_path: bool,
 }
 
 impl ResolvedPath {
@@ -103,13 +112,30 @@ impl ResolvedPath {
         self.hops[0].address
     }
 
-    /// The connection SRH: every segment resolved, so no hop-names TLV.
+    /// The segment hop `i` is listed at in a request's SRH, and whether that is its kernel
+    /// End SID. The final hop is always its own address: it is the `connect()` destination
+    /// (the kernel writes it into `Segment List[0]` anyway) and hopd must accept there.
+    pub fn segment(&self, i: usize) -> (Ipv6Addr, bool) {
+        let h = &self.hops[i];
+        match h.kernel_end_sid {
+            Some(sid) if self.fast_path && i + 1 < self.hops.len() => (sid, true),
+            _ => (h.address, false),
+        }
+    }
+
+    /// Whether a request's SRH lists at least one kernel End SID.
+    pub fn uses_fast_path(&self) -> bool {
+        (0..self.hops.len()).any(|i| self.segment(i).1)
+    }
+
+    /// The connection SRH: every segment resolved, so no hop-names TLV; hops that advertised
+    /// a kernel End SID are listed at it unless `fast_path` is off ([`Self::segment`]).
     pub fn srh(&self, addr: &StackAddress) -> Result<SrhRepr, ClientError> {
         let n = self.hops.len();
         let mut s = encode::build_srh(addr, &|_| Some(Ipv6Addr::LOCALHOST))
             .map_err(|e| ClientError::new(ErrorLayer::Address, "encode", e.to_string()))?;
-        for (i, h) in self.hops.iter().enumerate() {
-            s.segments[n - 1 - i] = h.address;
+        for i in 0..n {
+            s.segments[n - 1 - i] = self.segment(i).0;
         }
         s.tlvs.retain(|t| !matches!(t, TlvRepr::HopNames(_)));
         Ok(s)
@@ -131,6 +157,8 @@ impl ResolvedPath {
                 hop: i + 1,
                 name: h.name.clone(),
                 address: h.address,
+                segment: self.segment(i).0,
+                fast_path: self.segment(i).1,
                 resolved_by: match self.source {
                     PathSource::Cache => format!("{} (cached)", h.resolved_by.describe(&names)),
                     _ => h.resolved_by.describe(&names),
@@ -138,13 +166,34 @@ impl ResolvedPath {
                 trace_status: records
                     .iter()
                     .find(|r| {
-                        usize::from(r.segment_index) == n - 1 - i
-                            && r.status != crate::wire::tlv::TraceStatus::Empty
+                        usize::from(r.segment_index) == n - 1 - i && r.status != TraceStatus::Empty
                     })
                     .map(|r| format!("{:?}", r.status).to_ascii_lowercase()),
             })
             .collect()
     }
+}
+
+/// Each hop's kernel End SID, from a probe's trace records: hop `i` of `n` was reached at
+/// Segments Left `n-1-i` (a record's Segment Index), at the segment `addresses[i]`, and its
+/// record's End Function completes that segment's /112 ([`tlv::kernel_end_sid`]). Hops
+/// without a record (plain kernel End nodes, hops that wrote none) and the final hop (the
+/// `connect()` destination, see [`ResolvedPath::segment`]) get `None`.
+pub fn kernel_end_sids(addresses: &[Ipv6Addr], records: &[TraceRecord]) -> Vec<Option<Ipv6Addr>> {
+    let n = addresses.len();
+    addresses
+        .iter()
+        .enumerate()
+        .map(|(i, &at)| {
+            if i + 1 >= n {
+                return None;
+            }
+            let r = records.iter().find(|r| {
+                usize::from(r.segment_index) == n - 1 - i && r.status != TraceStatus::Empty
+            })?;
+            tlv::kernel_end_sid(at, r.end_function)
+        })
+        .collect()
 }
 
 /// The cache key of an address: its hops part, as written (`github.com>org>[fd00::1]`).
@@ -379,6 +428,7 @@ pub async fn resolve_path(
                     expires,
                     source: PathSource::Cache,
                     probe: None,
+                    fast_path: true,
                 });
             }
         }
@@ -447,6 +497,7 @@ pub async fn resolve_path(
                     name: n.clone(),
                     address,
                     resolved_by,
+                    kernel_end_sid: None,
                 }
             })
             .collect();
@@ -460,6 +511,7 @@ pub async fn resolve_path(
             expires,
             source: PathSource::Client,
             probe: None,
+            fast_path: true,
         });
     }
 
@@ -494,6 +546,8 @@ pub async fn resolve_path(
         )
         .at(final_ref(Some(res.reporter))));
     }
+    let addresses: Vec<Ipv6Addr> = answer.path.iter().map(|p| p.address).collect();
+    let sids = kernel_end_sids(&addresses, &res.trace_records());
     let hops: Vec<PathHop> = answer
         .path
         .iter()
@@ -501,6 +555,7 @@ pub async fn resolve_path(
         .map(|(i, p)| PathHop {
             name: names[i].clone(),
             address: p.address,
+            kernel_end_sid: sids[i],
             resolved_by: match (known[i], p.resolved_by) {
                 (Some((_, r)), _) => r,
                 (None, ResolvedBy::Hop(h)) => Resolver::Hop(h),
@@ -546,6 +601,7 @@ pub async fn resolve_path(
         expires,
         source: PathSource::Probe,
         probe: Some(res),
+        fast_path: true,
     })
 }
 
@@ -558,6 +614,7 @@ mod tests {
             name: name.into(),
             address: a.parse().unwrap(),
             resolved_by: r,
+            kernel_end_sid: None,
         }
     }
 
@@ -584,6 +641,169 @@ mod tests {
         assert!(PathCache::open(&f).get("github.com>org", 0).is_none());
     }
 
+    fn rec(segment_index: u8, status: TraceStatus, end_function: u16) -> TraceRecord {
+        TraceRecord {
+            segment_index,
+            status,
+            end_function,
+            timestamp_us: 7,
+            node_id: 9,
+        }
+    }
+
+    fn ip(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn records_map_to_hops_by_segment_index() {
+        let at = [ip("fc00:1::e"), ip("fc00:2::e"), ip("fd00:3::2")];
+        // In arrival order the final hop's record comes last, but order must not matter;
+        // index 2 = first hop (Segments Left 2 when it got the packet).
+        let records = [
+            rec(0, TraceStatus::Delivered, 0x99),
+            rec(1, TraceStatus::Bound, 0xef),
+            TraceRecord::EMPTY,
+            rec(2, TraceStatus::Forwarded, 0xee),
+        ];
+        assert_eq!(
+            kernel_end_sids(&at, &records),
+            vec![Some(ip("fc00:1::ee")), Some(ip("fc00:2::ef")), None],
+            "the final hop never gets one, even if its record has a function"
+        );
+        // End Function 0 (what hopd writes until configured) and missing or empty records
+        // (a plain kernel End node writes none) give no SID.
+        let records = [rec(2, TraceStatus::Forwarded, 0), TraceRecord::EMPTY];
+        assert_eq!(kernel_end_sids(&at, &records), vec![None, None, None]);
+        // An empty record claiming index 1 is not hop 2's.
+        let empty_at_1 = TraceRecord {
+            end_function: 0xef,
+            ..rec(1, TraceStatus::Empty, 0)
+        };
+        assert_eq!(kernel_end_sids(&at, &[empty_at_1]), vec![None, None, None]);
+        assert_eq!(kernel_end_sids(&[], &[]), Vec::<Option<Ipv6Addr>>::new());
+        // A one-hop path: the only hop is the final one.
+        assert_eq!(
+            kernel_end_sids(&at[..1], &[rec(0, TraceStatus::Delivered, 0xee)]),
+            vec![None]
+        );
+    }
+
+    fn fast_path_fixture() -> (StackAddress, ResolvedPath) {
+        let a = StackAddress::parse("github.com>org>yc:tcp+http+web/x").unwrap();
+        let mut hops = vec![
+            hop("github.com", "fc00:1::e", Resolver::ClientDns),
+            hop("org", "fc00:2::e", Resolver::Hop(0)),
+            hop("yc", "fd00:3::2", Resolver::Hop(1)),
+        ];
+        hops[0].kernel_end_sid = Some(ip("fc00:1::ee"));
+        hops[1].kernel_end_sid = Some(ip("fc00:2::ef"));
+        // Even if a final hop's SID got into a cache file, it must not be used.
+        hops[2].kernel_end_sid = Some(ip("fd00:3::ff"));
+        let p = ResolvedPath {
+            hops,
+            expires: 0,
+            source: PathSource::Cache,
+            probe: None,
+            fast_path: true,
+        };
+        (a, p)
+    }
+
+    #[test]
+    fn request_srh_lists_kernel_end_sids_unless_told_not_to() {
+        let (a, mut p) = fast_path_fixture();
+        let bytes = p.srh(&a).unwrap().to_bytes().unwrap();
+        // Segment List[0] at octet 8 (the final hop), [1] at 24, [2] at 40: RFC 8754 order.
+        let seg = |b: &[u8], i: usize| {
+            Ipv6Addr::from(<[u8; 16]>::try_from(&b[8 + 16 * i..24 + 16 * i]).unwrap())
+        };
+        assert_eq!(
+            [seg(&bytes, 0), seg(&bytes, 1), seg(&bytes, 2)],
+            [ip("fd00:3::2"), ip("fc00:2::ef"), ip("fc00:1::ee")]
+        );
+        assert_eq!(bytes[3], 2, "Segments Left");
+        assert!(p.uses_fast_path());
+        assert_eq!(p.segment(0), (ip("fc00:1::ee"), true));
+        assert_eq!(p.segment(2), (ip("fd00:3::2"), false));
+        assert_eq!(p.final_address(), ip("fd00:3::2"));
+        assert_eq!(p.first_address(), ip("fc00:1::e"), "the hop, not its SID");
+
+        // --no-fast-path: hopd's own SIDs, byte for byte what a path without SIDs gives.
+        p.fast_path = false;
+        let off = p.srh(&a).unwrap().to_bytes().unwrap();
+        assert_eq!(
+            [seg(&off, 0), seg(&off, 1), seg(&off, 2)],
+            [ip("fd00:3::2"), ip("fc00:2::e"), ip("fc00:1::e")]
+        );
+        assert!(!p.uses_fast_path());
+        let mut plain = p.clone();
+        plain.fast_path = true;
+        for h in &mut plain.hops {
+            h.kernel_end_sid = None;
+        }
+        assert_eq!(plain.srh(&a).unwrap().to_bytes().unwrap(), off);
+        assert!(!plain.uses_fast_path());
+        // Apart from the segments, the two SRHs are the same (descriptor and all).
+        assert_eq!(bytes.len(), off.len());
+        assert_eq!(bytes[..8], off[..8]);
+        assert_eq!(bytes[56..], off[56..]);
+    }
+
+    #[test]
+    fn hop_timings_say_where_each_hop_was_reached() {
+        let (_, mut p) = fast_path_fixture();
+        let t = p.hop_timings();
+        assert_eq!((t[0].segment, t[0].fast_path), (ip("fc00:1::ee"), true));
+        assert_eq!((t[1].segment, t[1].fast_path), (ip("fc00:2::ef"), true));
+        assert_eq!((t[2].segment, t[2].fast_path), (ip("fd00:3::2"), false));
+        assert_eq!(t[0].address, ip("fc00:1::e"));
+        let mut timings = super::super::timing::Timings::start();
+        timings.hops = t;
+        let v: serde_json::Value = serde_json::from_str(&timings.to_json()).unwrap();
+        assert_eq!(v["hops"][0]["segment"], "fc00:1::ee");
+        assert_eq!(v["hops"][0]["fast_path"], true);
+        assert_eq!(v["hops"][2]["fast_path"], false);
+        let r = timings.render();
+        assert!(r.contains("reached at fc00:1::ee (kernel End)"), "{r}");
+        assert_eq!(r.matches("(kernel End)").count(), 2, "{r}");
+        p.fast_path = false;
+        let t = p.hop_timings();
+        assert!(t.iter().all(|h| !h.fast_path && h.segment == h.address));
+    }
+
+    #[test]
+    fn cache_file_with_and_without_kernel_end_sids() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("paths.json");
+        // A file as written before the field existed still loads; its hops have no SID.
+        std::fs::write(
+            &f,
+            br#"{"version":1,"paths":{"github.com>org":{"hops":[
+                {"name":"github.com","address":"fc00:1::e","resolved_by":"client-dns"},
+                {"name":"org","address":"fd00:2::2","resolved_by":{"hop":0}}],
+                "expires":500}}}"#,
+        )
+        .unwrap();
+        let c = PathCache::open(&f);
+        let (hops, _) = c.get("github.com>org", 100).expect("old file loads");
+        assert_eq!(hops[0], hop("github.com", "fc00:1::e", Resolver::ClientDns));
+        assert_eq!(hops[1], hop("org", "fd00:2::2", Resolver::Hop(0)));
+
+        // With a SID: stored, reloaded; hops without one write no field at all.
+        let mut hops = hops;
+        hops[0].kernel_end_sid = Some(ip("fc00:1::ee"));
+        let mut c = PathCache::open(&f);
+        c.put("github.com>org", &hops, 600, 100).unwrap();
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert_eq!(text.matches("kernel_end_sid").count(), 1, "{text}");
+        assert!(text.contains(r#""kernel_end_sid": "fc00:1::ee""#), "{text}");
+        assert_eq!(
+            PathCache::open(&f).get("github.com>org", 100),
+            Some((hops, 600))
+        );
+    }
+
     #[test]
     fn key_is_the_hops_part() {
         let a = StackAddress::parse("github.com>[fd00::1]>yc:tcp+http+web/x").unwrap();
@@ -602,6 +822,7 @@ mod tests {
             expires: 0,
             source: PathSource::Probe,
             probe: None,
+            fast_path: true,
         };
         let s = p.srh(&a).unwrap();
         let want: Vec<Ipv6Addr> = ["fd00:3::2", "fd00:2::2", "fd00:1::2"]

@@ -26,6 +26,11 @@ pub struct HopTiming {
     pub hop: usize,
     pub name: String,
     pub address: Ipv6Addr,
+    /// The segment a request lists this hop at: its kernel End SID on the fast path, else
+    /// `address` (hopd).
+    pub segment: Ipv6Addr,
+    /// Whether `segment` is the hop's kernel End SID.
+    pub fast_path: bool,
     /// `client` or `hop N` (1-based), or `cache`.
     pub resolved_by: String,
     /// What this hop wrote in the probe's trace record (`forwarded`, `bound`, `delivered`), if
@@ -112,7 +117,7 @@ impl Timings {
                 h.name.clone()
             };
             s.push_str(&format!(
-                "*   hop {} {:<20} {:<39} resolved by {}{}\n",
+                "*   hop {} {:<20} {:<39} resolved by {}{}{}\n",
                 h.hop,
                 name,
                 h.address,
@@ -120,7 +125,12 @@ impl Timings {
                 h.trace_status
                     .as_deref()
                     .map(|t| format!(", trace {t}"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                if h.fast_path {
+                    format!(", reached at {} (kernel End)", h.segment)
+                } else {
+                    String::new()
+                }
             ));
         }
         let rows = [
