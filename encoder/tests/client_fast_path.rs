@@ -1,0 +1,325 @@
+//! The kernel fast path end to end, on a copy of `testbed/topologies/three-hop.toml` whose two
+//! border hopds also offer a kernel `seg6local End` SID (`[border] kernel_end_sids`):
+//!
+//! - the first `hop get` probes (through hopd's SIDs) and learns the SIDs from the trace
+//!   records; the second comes from the cache, sends no probe, and its SYN's SRH (captured on
+//!   the client) lists `fc00:2::ee`, `fc00:1::ee` instead of hopd's `fc00:2::e`, `fc00:1::e`;
+//!   the kernel End routes count the packets, and the body arrives;
+//! - `--no-fast-path` lists hopd's SIDs again;
+//! - with github.com's kernel End route gone, a cached request fails over the fast path,
+//!   retries over hopd's SIDs, succeeds, and re-caches the path without the SIDs.
+//!
+//! Needs `cargo build --workspace --bins` (hopd, hopbed next to hop), tcpdump, and access to
+//! `/dev/net/tun` for hopd's border role (else SKIPPED, see `client_three_hop.rs`).
+
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use hopstack_encoder::wire::srh::Packet;
+use hopstack_testbed::Testbed;
+
+const ADDR: &str = "github.com>org>yc:tcp+tls+http+restapiv3/users/list";
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+/// The shipped topology and its files, with both border configs extended by a kernel End SID
+/// in the /112 of their hopd SID (the shipped files stay as they are).
+fn topology(dir: &Path) -> PathBuf {
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testbed/topologies");
+    std::fs::copy(shipped.join("three-hop.toml"), dir.join("three-hop.toml")).unwrap();
+    copy_dir(&shipped.join("three-hop"), &dir.join("three-hop"));
+    for (node, sid, fast) in [
+        ("github", "fc00:1::e", "fc00:1::ee"),
+        ("org", "fc00:2::e", "fc00:2::ee"),
+    ] {
+        let name = if node == "github" { "github.com" } else { node };
+        std::fs::write(
+            dir.join(format!("three-hop/hopd-{node}.toml")),
+            format!(
+                "node_name = \"{name}\"\n\n[border]\ntun = \"hop0\"\nsids = [\"{sid}\"]\n\
+                 kernel_end_sids = [\"{fast}\"]\n"
+            ),
+        )
+        .unwrap();
+    }
+    dir.join("three-hop.toml")
+}
+
+fn timings(o: &Output) -> serde_json::Value {
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no timings JSON in: {err}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// `(segment, fast_path)` per hop, from `--json` timings.
+fn segments(j: &serde_json::Value) -> Vec<(String, bool)> {
+    j["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["segment"].as_str().unwrap().to_owned(),
+                h["fast_path"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn seg(s: &str, fast: bool) -> (String, bool) {
+    (s.to_owned(), fast)
+}
+
+/// Packets the kernel End route for `sid` on `node` has processed (`count` on the route).
+fn end_packets(tb: &Testbed, node: &str, sid: &str) -> u64 {
+    let out = tb
+        .exec_ok(node, ["ip", "-s", "-6", "route", "show", sid])
+        .unwrap();
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let i = words
+        .iter()
+        .position(|w| *w == "packets")
+        .unwrap_or_else(|| panic!("no packet counter on {node}'s route {sid}: {out}"));
+    words[i + 1].parse().unwrap()
+}
+
+/// The first packet of a pcap file (Ethernet link type), without the link header.
+fn first_ipv6_packet(pcap: &[u8]) -> &[u8] {
+    assert!(
+        pcap.len() > 24 + 16,
+        "the capture is empty ({} octets)",
+        pcap.len()
+    );
+    assert_eq!(&pcap[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian pcap");
+    assert_eq!(
+        u32::from_le_bytes(pcap[20..24].try_into().unwrap()),
+        1,
+        "Ethernet"
+    );
+    let caplen = u32::from_le_bytes(pcap[32..36].try_into().unwrap()) as usize;
+    let frame = &pcap[40..40 + caplen];
+    assert_eq!(&frame[12..14], &[0x86, 0xdd], "an IPv6 frame");
+    &frame[14..]
+}
+
+#[test]
+fn cached_requests_go_by_the_hops_kernel_end_sids() {
+    if hopstack_testbed::userns::skip_without_tun() {
+        return;
+    }
+    let hop = PathBuf::from(env!("CARGO_BIN_EXE_hop"));
+    for b in ["hopd", "hopbed"] {
+        assert!(
+            hop.with_file_name(b).exists(),
+            "{b} is missing: run `cargo build --workspace --bins` first"
+        );
+    }
+    let topo = tempfile::tempdir().unwrap();
+    let tb = Testbed::builder(topology(topo.path()))
+        .hopbed_exe(hop.with_file_name("hopbed"))
+        .bin_dir(hop.parent().unwrap())
+        .start()
+        .expect("the three-hop copy starts");
+    assert!(
+        tb.skipped().is_empty(),
+        "optional processes not started: {:?}",
+        tb.skipped()
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let ca = topo.path().join("three-hop/ca.pem");
+    let body = std::fs::read_to_string(topo.path().join("three-hop/www/users/list")).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["get", "--cacert", ca.to_str().unwrap(), "--json", "-v"];
+        args.extend_from_slice(extra);
+        args.push(ADDR);
+        tb.command("client", hop.to_str().unwrap())
+            .unwrap()
+            .args(&args)
+            .env("XDG_CACHE_HOME", cache.path())
+            .output()
+            .unwrap()
+    };
+    let ok = |o: &Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout), body);
+    };
+
+    // 1. hopd's TUNs and routes come up just after the testbed: retry briefly.
+    let t0 = Instant::now();
+    let first = loop {
+        let o = run(&[]);
+        if o.status.success() || t0.elapsed() > Duration::from_secs(10) {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    ok(&first);
+    let j = timings(&first);
+    assert_eq!(j["probed"], true, "{j}");
+    assert_eq!(
+        segments(&j),
+        [
+            seg("fc00:1::ee", true),
+            seg("fc00:2::ee", true),
+            seg("fd00:3::2", false)
+        ],
+        "the probe's records advertised the SIDs, and this request already used them: {j}"
+    );
+    let resolve = tb
+        .command("client", hop.to_str().unwrap())
+        .unwrap()
+        .args(["resolve", ADDR])
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&resolve.stdout);
+    assert!(
+        table.lines().next().unwrap().contains("KERNEL END SID"),
+        "{table}"
+    );
+    assert!(
+        table.contains("fc00:1::ee") && table.contains("fc00:2::ee"),
+        "{table}"
+    );
+
+    // 2. From the cache: no probe, and the SYN lists the kernel SIDs.
+    let iface = tb
+        .exec_ok(
+            "client",
+            ["ip", "-o", "-6", "addr", "show", "to", "fd00:1::1/128"],
+        )
+        .unwrap();
+    let iface = iface
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    let pcap = tb.run_dir().join("fast.pcap");
+    let pcap_s = pcap.to_str().unwrap().to_owned();
+    tb.spawn(
+        "client",
+        "tcpdump",
+        [
+            "tcpdump",
+            "-i",
+            &iface,
+            "-U",
+            "-c",
+            "1",
+            "-w",
+            &pcap_s,
+            "ip6 dst fc00:1::ee",
+        ],
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    while !tb.logs("client", "tcpdump").contains("listening on") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "tcpdump did not start: {}",
+            tb.logs("client", "tcpdump")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (k1, k2) = (
+        end_packets(&tb, "github.com", "fc00:1::ee"),
+        end_packets(&tb, "org", "fc00:2::ee"),
+    );
+    let second = run(&[]);
+    ok(&second);
+    let j = timings(&second);
+    assert_eq!(j["probed"], false, "{j}");
+    assert_eq!(j["path_source"], "cache", "{j}");
+    assert_eq!(
+        segments(&j),
+        [
+            seg("fc00:1::ee", true),
+            seg("fc00:2::ee", true),
+            seg("fd00:3::2", false)
+        ]
+    );
+    let v = String::from_utf8_lossy(&second.stderr);
+    assert!(v.contains("reached at fc00:1::ee (kernel End)"), "{v}");
+    let t0 = Instant::now();
+    while tb.exited("client", "tcpdump").unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "tcpdump saw no packet"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let bytes = std::fs::read(&pcap).unwrap();
+    let ip6 = first_ipv6_packet(&bytes);
+    assert_eq!(ip6[6], 43, "a routing header follows the IPv6 header");
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&ip6[24..40]).unwrap());
+    assert_eq!(dst, "fc00:1::ee".parse::<Ipv6Addr>().unwrap());
+    let srh = Packet::new_checked(&ip6[40..]).expect("a well-formed SRH");
+    let list: Vec<String> = srh.segments().map(|a| a.to_string()).collect();
+    assert_eq!(list, ["fd00:3::2", "fc00:2::ee", "fc00:1::ee"]);
+    assert_eq!(srh.segments_left(), 2);
+    // The kernels, not hopd, did End for this request (each counts every packet of it).
+    assert!(end_packets(&tb, "github.com", "fc00:1::ee") > k1);
+    assert!(end_packets(&tb, "org", "fc00:2::ee") > k2);
+
+    // 3. --no-fast-path: hopd's own SIDs, still no probe.
+    let third = run(&["--no-fast-path"]);
+    ok(&third);
+    let j = timings(&third);
+    assert_eq!(j["probed"], false, "{j}");
+    assert_eq!(
+        segments(&j),
+        [
+            seg("fc00:1::e", false),
+            seg("fc00:2::e", false),
+            seg("fd00:3::2", false)
+        ]
+    );
+
+    // 4. github.com's kernel End route disappears (hopd still runs): the cached request
+    // falls back to hopd's SIDs, and the path is re-cached without the kernel SIDs.
+    tb.exec_ok(
+        "github.com",
+        ["ip", "-6", "route", "del", "fc00:1::ee", "dev", "hop0"],
+    )
+    .unwrap();
+    let fourth = run(&["--connect-timeout", "1"]);
+    ok(&fourth);
+    let j = timings(&fourth);
+    let v = String::from_utf8_lossy(&fourth.stderr);
+    assert!(v.contains("* kernel fast path failed"), "{v}");
+    assert_eq!(j["probed"], false, "{j}");
+    assert_eq!(
+        segments(&j),
+        [
+            seg("fc00:1::e", false),
+            seg("fc00:2::e", false),
+            seg("fd00:3::2", false)
+        ]
+    );
+    let fifth = run(&["--connect-timeout", "1"]);
+    ok(&fifth);
+    let j = timings(&fifth);
+    let v = String::from_utf8_lossy(&fifth.stderr);
+    assert!(!v.contains("kernel fast path failed"), "{v}");
+    assert_eq!(j["probed"], false, "{j}");
+    assert_eq!(segments(&j)[0], seg("fc00:1::e", false), "{j}");
+}
