@@ -2,10 +2,12 @@
 //! [`ClientCommand`] into its own subcommands and calls [`run`].
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::Write;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -342,7 +344,8 @@ impl Ctx {
         )
         .await?;
         p.fast_path = !c.no_fast_path;
-        t.hops = p.hop_timings();
+        // t.hops (formatted names, trace lookups) is filled after the connect: only -v and
+        // --json read it, at the end.
         Ok(p)
     }
 
@@ -358,6 +361,7 @@ impl Ctx {
         t: &mut Timings,
     ) -> Result<TcpStream, ClientError> {
         let first = super::open_tcp(&self.addr, path, c.port, &sock_opts(c), t).await;
+        t.hops = path.hop_timings();
         let e = match first {
             Ok(s) => return Ok(s),
             Err(e) if path.uses_fast_path() => e,
@@ -452,15 +456,9 @@ async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError> {
         )));
     }
     let topts = tls_opts(&a.tls, &ctx.addr);
-    let tls_cfg = if use_tls {
-        if a.tls.insecure {
-            eprintln!("hop: warning: --insecure: the server certificate is not verified");
-        }
-        let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
-        Some(tls::client_config(&topts, alpn)?)
-    } else {
-        None
-    };
+    if use_tls && a.tls.insecure {
+        eprintln!("hop: warning: --insecure: the server certificate is not verified");
+    }
     let body = match &a.data {
         Some(d) => match d.strip_prefix('@') {
             Some(f) => {
@@ -487,7 +485,24 @@ async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError> {
         h2,
     };
     let mut path = ctx.path(c, false, t).await?;
-    let stream = ctx.connect(c, &mut path, t).await?;
+    // The TLS configuration (its root store: --cacert's PEM, or the system's roots, which
+    // takes milliseconds) is needed only once TCP is up: build it while the SYN is out. The
+    // first poll sends the SYN; a bad --cacert is still reported, just after the path.
+    let (stream, tls_cfg) = {
+        let mut conn = std::pin::pin!(ctx.connect(c, &mut path, t));
+        let early = std::future::poll_fn(|cx| Poll::Ready(conn.as_mut().poll(cx))).await;
+        let cfg = use_tls.then(|| {
+            let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
+            tls::client_config(&topts, alpn)
+        });
+        let stream = match early {
+            Poll::Ready(r) => r,
+            Poll::Pending => conn.await,
+        };
+        (stream, cfg.transpose())
+    };
+    let tls_cfg = tls_cfg?;
+    let stream = stream?;
     let mut out: Box<dyn Write> = match &a.output {
         Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
             |e| ClientError::local(format!("cannot create {}: {e}", p.display())),
@@ -627,6 +642,7 @@ async fn cat_udp(
     let sock = socket::udp_socket(Some(&srh), Some(dest), local, &opts)
         .map_err(|e| super::connect_error(path, c.port, &e))?;
     t.connect = Some(t.mark());
+    t.hops = path.hop_timings();
     let sock = Arc::new(sock);
     let mut stdin = tokio::io::stdin();
     let mut stdout = tokio::io::stdout();
@@ -781,6 +797,7 @@ async fn resolve_cmd(a: &ResolveArgs, t: &mut Timings) -> Result<(), ClientError
     let c = &a.common;
     let mut ctx = Ctx::new(c)?;
     let path = ctx.path(c, a.probe, t).await?;
+    t.hops = path.hop_timings();
     let names: Vec<String> = path.hops.iter().map(|h| h.name.clone()).collect();
     let mut out = std::io::stdout().lock();
     if c.json {
