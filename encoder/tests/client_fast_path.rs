@@ -7,7 +7,9 @@
 //!   the kernel End routes count the packets, and the body arrives;
 //! - `--no-fast-path` lists hopd's SIDs again;
 //! - with github.com's kernel End route gone, a cached request fails over the fast path,
-//!   retries over hopd's SIDs, succeeds, and re-caches the path without the SIDs.
+//!   retries over hopd's SIDs, succeeds, and re-caches the path without the SIDs;
+//! - `hop cat` over TCP and UDP (the `client_support` bed with `kernel_end_sids`) goes by the
+//!   kernel SIDs too.
 //!
 //! Needs `cargo build --workspace --bins` (hopd, hopbed next to hop), tcpdump, and access to
 //! `/dev/net/tun` for hopd's border role (else SKIPPED, see `client_three_hop.rs`).
@@ -19,6 +21,10 @@ use std::time::{Duration, Instant};
 
 use hopstack_encoder::wire::srh::Packet;
 use hopstack_testbed::Testbed;
+
+mod client_support;
+
+use client_support::{Bed, FAST_SIDS, json, stderr, stdout};
 
 const ADDR: &str = "github.com>org>yc:tcp+tls+http+restapiv3/users/list";
 
@@ -322,4 +328,81 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
     assert!(!v.contains("kernel fast path failed"), "{v}");
     assert_eq!(j["probed"], false, "{j}");
     assert_eq!(segments(&j)[0], seg("fc00:1::e", false), "{j}");
+}
+
+#[test]
+fn cat_over_tcp_and_udp_goes_by_the_kernel_end_sids() {
+    if hopstack_testbed::userns::skip_without_tun() {
+        return;
+    }
+    let bed = Bed::start_fast_path();
+    let counters = || {
+        (
+            end_packets(&bed.tb, "github.com", FAST_SIDS[0]),
+            end_packets(&bed.tb, "org", FAST_SIDS[1]),
+        )
+    };
+    let want = [
+        seg(FAST_SIDS[0], true),
+        seg(FAST_SIDS[1], true),
+        seg("fd00:3::2", false),
+    ];
+    // TCP: the first cat probes (the cache is empty), the second comes from the cache; both
+    // list the kernel SIDs, and the kernels count the packets.
+    for probed in [true, false] {
+        let before = counters();
+        let o = bed.hop_stdin(
+            &["cat", "--json", "github.com>org>yc:tcp+echo"],
+            b"over the kernel\n",
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(stdout(&o), "over the kernel\n");
+        let j = json(&o);
+        assert_eq!(j["probed"], probed, "{j}");
+        assert_eq!(segments(&j), want, "{j}");
+        let after = counters();
+        assert!(
+            after.0 > before.0 && after.1 > before.1,
+            "{before:?} -> {after:?}"
+        );
+    }
+    // UDP (same hops, so the same cached path).
+    let before = counters();
+    let o = bed.hop_stdin(
+        &[
+            "cat",
+            "--json",
+            "--wait",
+            "500",
+            "github.com>org>yc:udp+uecho",
+        ],
+        b"datagram\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "datagram\n");
+    let j = json(&o);
+    assert_eq!(j["probed"], false, "{j}");
+    assert_eq!(segments(&j), want, "{j}");
+    let after = counters();
+    assert!(
+        after.0 > before.0 && after.1 > before.1,
+        "{before:?} -> {after:?}"
+    );
+    // And --no-fast-path keeps the kernels out of it.
+    let before = counters();
+    let o = bed.hop_stdin(
+        &[
+            "cat",
+            "--json",
+            "--no-fast-path",
+            "--wait",
+            "500",
+            "github.com>org>yc:udp+uecho",
+        ],
+        b"datagram\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "datagram\n");
+    assert_eq!(segments(&json(&o))[0], seg("fc00:1::e", false));
+    assert_eq!(counters(), before);
 }

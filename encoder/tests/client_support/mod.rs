@@ -58,7 +58,10 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
 
-fn write_configs(dir: &Path) -> PathBuf {
+/// The kernel End SIDs [`Bed::start_fast_path`] has the borders offer (same /112 as their SIDs).
+pub const FAST_SIDS: [&str; 2] = ["fc00:1::ee", "fc00:2::ee"];
+
+fn write_configs(dir: &Path, fast_path: bool) -> PathBuf {
     // A CA and a server certificate for `yc` (the default SNI for a named final hop) and
     // `restapiv3` (the default for a literal final hop).
     let ca_key = rcgen::KeyPair::generate().unwrap();
@@ -83,10 +86,18 @@ fn write_configs(dir: &Path) -> PathBuf {
     std::fs::write(dir.join("www/big"), vec![b'x'; 1 << 20]).unwrap();
     std::fs::write(dir.join("tcp_echo.py"), TCP_ECHO).unwrap();
 
-    for (node, sid) in [("github", "fc00:1::e"), ("org", "fc00:2::e")] {
+    for ((node, sid), fast) in [("github", "fc00:1::e"), ("org", "fc00:2::e")]
+        .into_iter()
+        .zip(FAST_SIDS)
+    {
+        let fast = if fast_path {
+            format!("kernel_end_sids = [\"{fast}\"]\n")
+        } else {
+            String::new()
+        };
         std::fs::write(
             dir.join(format!("hopd-{node}.toml")),
-            format!("node_name = \"{node}\"\n[border]\ntun = \"hop0\"\nsids = [\"{sid}\"]\n"),
+            format!("node_name = \"{node}\"\n[border]\ntun = \"hop0\"\nsids = [\"{sid}\"]\n{fast}"),
         )
         .unwrap();
     }
@@ -131,6 +142,15 @@ layers = ["udp"]
 
 impl Bed {
     pub fn start() -> Bed {
+        Bed::start_with(false)
+    }
+
+    /// As [`Bed::start`], the borders also offering kernel End SIDs ([`FAST_SIDS`]).
+    pub fn start_fast_path() -> Bed {
+        Bed::start_with(true)
+    }
+
+    fn start_with(fast_path: bool) -> Bed {
         let (hop, hopd, hopbed) = bins();
         let topo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("tests/topologies/client-three-hop.toml");
@@ -140,7 +160,7 @@ impl Bed {
             .start()
             .unwrap_or_else(|e| panic!("starting {}: {e}", topo.display()));
         let dir = tempfile::tempdir().unwrap();
-        let ca = write_configs(dir.path());
+        let ca = write_configs(dir.path(), fast_path);
         let d = dir.path().display().to_string();
         let py = python();
         let www = format!("{d}/www");
