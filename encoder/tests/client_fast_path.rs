@@ -300,7 +300,38 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
         ]
     );
 
-    // 4. github.com's kernel End route disappears (hopd still runs): the cached request
+    // 4. yc's hopd is down: refused by the final hop, so no retry over hopd's SIDs (the
+    // kernel SIDs got the SYN there); the usual explanation follows, and the cached path is
+    // forgotten. With hopd back, the next request probes again and takes the fast path.
+    tb.kill("yc", "hopd").unwrap();
+    let down = run(&[]);
+    assert!(!down.status.success());
+    let v = String::from_utf8_lossy(&down.stderr);
+    assert!(!v.contains("kernel fast path failed"), "{v}");
+    let last = v.lines().last().unwrap();
+    assert_eq!(
+        last,
+        "hop 3 'yc' (fd00:3::2): layer tcp: connection to port 7443 refused \
+         (is hopd listening there?)",
+        "the same line as without the fast path: {v}"
+    );
+    let j = timings(&down);
+    assert_eq!(j["error"]["exit_code"], 5, "{j}");
+    tb.start_process("yc", "hopd").unwrap();
+    let t0 = Instant::now();
+    let back = loop {
+        let o = run(&[]);
+        if o.status.success() || t0.elapsed() > Duration::from_secs(10) {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    ok(&back);
+    let j = timings(&back);
+    assert_eq!(j["probed"], true, "the failure forgot the cached path: {j}");
+    assert_eq!(segments(&j)[0], seg("fc00:1::ee", true), "{j}");
+
+    // 5. github.com's kernel End route disappears (hopd still runs): the cached request
     // falls back to hopd's SIDs, and the path is re-cached without the kernel SIDs.
     tb.exec_ok(
         "github.com",

@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::address::StackAddress;
 use crate::encode::DEFAULT_SERVICE_PORT;
 use crate::layer::Layer;
+use crate::wire::report::Reason;
 
 use super::error::{ClientError, ErrorLayer};
 use super::http::{self, HttpRequest};
@@ -364,7 +365,8 @@ impl Ctx {
         t.hops = path.hop_timings();
         let e = match first {
             Ok(s) => return Ok(s),
-            Err(e) if path.uses_fast_path() => e,
+            // Refused: the final hop answered, so the kernel SIDs were not the problem.
+            Err(e) if path.uses_fast_path() && e.reason != Reason::ConnectionRefused.name() => e,
             Err(e) => return Err(self.explain(c, path, e).await),
         };
         if c.verbose {
@@ -410,13 +412,15 @@ impl Ctx {
         }
         match super::diagnose(&self.addr, path, &probe_opts(c)).await {
             Some(d) => d,
-            None if path.uses_fast_path() => ClientError {
-                message: format!(
-                    "{} (over the hops' kernel End SIDs; --no-fast-path lists hopd's instead)",
-                    e.message
-                ),
-                ..e
-            },
+            None if path.uses_fast_path() && e.reason != Reason::ConnectionRefused.name() => {
+                ClientError {
+                    message: format!(
+                        "{} (over the hops' kernel End SIDs; --no-fast-path lists hopd's instead)",
+                        e.message
+                    ),
+                    ..e
+                }
+            }
             None => e,
         }
     }
