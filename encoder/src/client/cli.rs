@@ -394,8 +394,9 @@ impl Ctx {
         }
     }
 
-    /// A failure over a path that was not just probed: forget the cached path (it may be
-    /// stale) and let a probe explain, if it can.
+    /// A failure over a path that was not just probed, or that listed kernel End SIDs (which
+    /// no probe checks): forget the cached path (it may be stale) and let a probe explain,
+    /// if it can.
     async fn explain(
         &mut self,
         c: &CommonArgs,
