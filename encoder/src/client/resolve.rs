@@ -772,6 +772,46 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever the records say: one entry per hop, none for the final hop, and every
+        /// SID shares its hop's first 112 bits and carries the function of the record at the
+        /// hop's Segment Index (the first non-empty one there).
+        #[test]
+        fn kernel_end_sids_keep_the_hops_112_bits(
+            addrs in proptest::collection::vec(proptest::prelude::any::<u128>(), 0..8),
+            recs in proptest::collection::vec(
+                (0u8..10, 0u8..5, proptest::prelude::any::<u16>()), 0..12),
+        ) {
+            let at: Vec<Ipv6Addr> = addrs.iter().map(|a| Ipv6Addr::from(*a)).collect();
+            let records: Vec<TraceRecord> = recs
+                .iter()
+                .map(|&(i, st, f)| rec(i, TraceStatus::from_code(st), f))
+                .collect();
+            let sids = kernel_end_sids(&at, &records);
+            proptest::prop_assert_eq!(sids.len(), at.len());
+            if let Some(last) = sids.last() {
+                proptest::prop_assert!(last.is_none());
+            }
+            let n = at.len();
+            for (i, sid) in sids.iter().enumerate() {
+                let want = records
+                    .iter()
+                    .find(|r| usize::from(r.segment_index) == n - 1 - i
+                        && r.status != TraceStatus::Empty)
+                    .map(|r| r.end_function)
+                    .filter(|&f| f != 0 && i + 1 < n);
+                match (sid, want) {
+                    (None, None) => {}
+                    (Some(s), Some(f)) => {
+                        proptest::prop_assert_eq!(u128::from(*s) >> 16, u128::from(at[i]) >> 16);
+                        proptest::prop_assert_eq!(s.segments()[7], f);
+                    }
+                    (s, f) => proptest::prop_assert!(false, "hop {}: {:?} vs function {:?}", i, s, f),
+                }
+            }
+        }
+    }
+
     fn fast_path_fixture() -> (StackAddress, ResolvedPath) {
         let a = StackAddress::parse("github.com>org>yc:tcp+http+web/x").unwrap();
         let mut hops = vec![
