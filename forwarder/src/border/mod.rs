@@ -40,10 +40,10 @@
 //! ```
 //!
 //! So K must share its first 112 bits with a configured SID, and its function is never 0
-//! (0 means "none" on the wire). The kernel's End applies none of hopd's policy: no late
-//! binding, no trace record, no `allowed_next_hops`, no hopd HMAC keys, no `max_segments`;
-//! a configuration that asks for the first two of those policies together with kernel End
-//! SIDs is refused, and `max_segments` is documented as not enforced on the fast path.
+//! (0 means "none" on the wire). The kernel's End does none of what hopd adds: no late
+//! binding, no trace record, no `allowed_next_hops`, no hopd HMAC keys, no `max_segments`.
+//! Kernel End SIDs together with `allowed_next_hops` or `require_hmac` are refused (packets
+//! would bypass them); `max_segments` is documented as not enforced on the fast path.
 
 pub mod check;
 pub mod icmp;
