@@ -184,6 +184,24 @@ pub fn check_host_at(cfg: &Config, sysctl_root: &Path, if_inet6: &Path) -> Vec<F
             ));
         }
     }
+    // The local table is looked up before main: a kernel End SID that is a local address
+    // is delivered to this host and never reaches its seg6local route.
+    for k in &cfg.kernel_end_sids {
+        let clash = local
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .any(|hex| u128::from_str_radix(hex, 16).is_ok_and(|v| v == u128::from(k.addr())));
+        if clash {
+            out.push(Finding::bad(
+                Level::Error,
+                format!(
+                    "kernel End SID {k} is a local address: the kernel delivers it locally \
+                     instead of doing End there"
+                ),
+                "remove the address (ip -6 addr del ...) or pick another kernel_end_sids entry",
+            ));
+        }
+    }
     out
 }
 
@@ -270,6 +288,23 @@ mod tests {
         assert!(
             f.iter()
                 .any(|f| f.level == Level::Error && f.what.contains("SID fd00:1::1/128")),
+            "{f:?}"
+        );
+        // A kernel End SID that is a local address never reaches its seg6local route.
+        std::fs::write(
+            &inet6,
+            "fd0000010000000000000000000000ee 02 80 00 80   eth0\n",
+        )
+        .unwrap();
+        let mut c = cfg();
+        c.kernel_end_sids = vec!["fd00:1::ee".parse().unwrap()];
+        let f = check_host_at(&c, d.path(), &inet6);
+        let errors: Vec<_> = f.iter().filter(|f| f.level == Level::Error).collect();
+        assert_eq!(errors.len(), 1, "{f:?}");
+        assert!(
+            errors[0]
+                .what
+                .starts_with("kernel End SID fd00:1::ee/128 is a local address"),
             "{f:?}"
         );
     }
