@@ -6,15 +6,19 @@
 //! ```
 //!
 //! It starts `benches/topologies/dataplane.toml` (client → github.com → org → yc; both routers
-//! run hopd's border role *and* the kernel's `seg6local End` on different SIDs), hopd's final
-//! hop on yc in front of a small HTTP server, and measures, interleaved round by round so that
+//! run hopd's border role, which also installs and advertises a kernel `seg6local End` SID
+//! next to its own (`kernel_end_sids`), plus a topology-configured kernel End SID for the
+//! SRH-unaware tools), hopd's final hop on yc, and one small HTTP server on yc that listens
+//! directly *and* is registered with hopd in hand-off mode (service `web`; `webproxy` is the
+//! same server behind hopd's proxy mode). It measures, interleaved round by round so that
 //! background load hits every column alike:
 //!
 //! - time to first byte of `GET /users/list`, each request a fresh process, as curl's
 //!   `time_starttransfer` counts it (from the start of the request, after process and runtime
 //!   start, to the response head):
-//!   - `hop get` of the cached `github.com>org>yc:tcp+http+web/...` (2 hopd borders, hopd
-//!     final hop: the client issue's figure) and of the literal path through the kernel End SIDs;
+//!   - `hop get` of the cached `github.com>org>yc:tcp+http+web/...`: over the hops' kernel
+//!     fast path (the client issue's figure), with `--no-fast-path` (both hopd borders in
+//!     userspace), and to `webproxy` (hopd's proxy at yc instead of the hand-off);
 //!   - the same client code (`hopstack_encoder::client`: `connect_tcp` + `http::request`, in a
 //!     process started the same way) straight to the HTTP server, no SRH, no hopd — the fair
 //!     "without hopstack" baseline;
@@ -35,8 +39,13 @@ use anyhow::{Context, Result, anyhow, bail};
 use hopstack_testbed::Testbed;
 use serde_json::json;
 
-const HOPD_ADDR: &str = "github.com>org>yc:tcp+http+web/users/list";
-const KERNEL_ADDR: &str = "[fc00:1::f]>[fc00:2::f]>[fd00:3::2]:tcp+http+web/users/list";
+/// `web` is handed off to the HTTP server (the same process that also listens directly);
+/// `webproxy` is the same server behind hopd's proxy mode.
+const HANDOFF_ADDR: &str = "github.com>org>yc:tcp+http+web/users/list";
+const PROXY_ADDR: &str = "github.com>org>yc:tcp+http+webproxy/users/list";
+/// The kernel End SIDs hopd installs next to its own SIDs (`[border] kernel_end_sids`) and
+/// advertises in probe answers; cached paths use them.
+const FAST_SIDS: [&str; 2] = ["fc00:1::ee", "fc00:2::ee"];
 /// yc's addresses: plain, behind the hopd SIDs, behind the kernel SIDs (see the topology).
 const DIRECT: &str = "fd00:3::2";
 const VIA_HOPD: &str = "fd00:3::b";
@@ -96,7 +105,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Hidden helper modes, run on testbed nodes by the harness itself.
     let r = match args.first().map(String::as_str) {
-        Some("__http") if args.len() == 3 => serve_http(&args[1], Path::new(&args[2])),
+        Some("__http") if args.len() == 3 => serve_http(&args[1], Path::new(&args[2]), None),
+        Some("__http") if args.len() == 5 => serve_http(
+            &args[1],
+            Path::new(&args[2]),
+            Some((Path::new(&args[3]), &args[4])),
+        ),
         Some("__get") if args.len() == 3 => direct_get(&args[1], &args[2]),
         _ => run(&parse_opts(&args)),
     };
@@ -112,47 +126,74 @@ fn main() -> ExitCode {
 /// The service behind every path: a static HTTP/1.1 server that writes each response in one
 /// `write` on a TCP_NODELAY socket, so the server adds no Nagle/delayed-ACK wait of its own
 /// that would blur the difference between the paths.
-fn serve_http(bind: &str, root: &Path) -> Result<()> {
-    use std::io::{BufRead, BufReader, Write};
+///
+/// With `handoff = Some((control socket, service))` the same process also registers with hopd
+/// (hand-off mode) and serves the connections hopd passes it exactly like the ones it accepts
+/// itself: one service, reachable directly and by stack address.
+fn serve_http(bind: &str, root: &Path, handoff: Option<(&Path, &str)>) -> Result<()> {
     let bind: SocketAddr = bind.parse().context("bind address")?;
     let l = std::net::TcpListener::bind(bind).with_context(|| format!("bind {bind}"))?;
-    for conn in l.incoming() {
-        let Ok(mut s) = conn else { continue };
+    if let Some((control, service)) = handoff {
+        // hopd may start after us: its control socket appears when it is ready.
+        let t0 = Instant::now();
+        let reg = loop {
+            match hopstack_forwarder::service::Listener::register_at(control, service) {
+                Ok(r) => break r,
+                Err(e) if t0.elapsed() > Duration::from_secs(15) => {
+                    bail!("registering `{service}` at {}: {e}", control.display())
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
         let root = root.to_owned();
         std::thread::spawn(move || {
-            let _ = s.set_nodelay(true);
-            let Ok(c) = s.try_clone() else { return };
-            let mut r = BufReader::new(c);
-            let mut line = String::new();
-            if r.read_line(&mut line).is_err() {
-                return;
+            for conn in &reg {
+                let Ok((s, _meta)) = conn else { break };
+                let root = root.clone();
+                std::thread::spawn(move || answer_http(s, &root));
             }
-            loop {
-                let mut h = String::new();
-                match r.read_line(&mut h) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) if h == "\r\n" || h == "\n" => break,
-                    Ok(_) => {}
-                }
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("/");
-            let (status, body) = match (
-                path.contains(".."),
-                std::fs::read(root.join(path.trim_start_matches('/'))),
-            ) {
-                (false, Ok(b)) => ("200 OK", b),
-                _ => ("404 Not Found", b"not found\n".to_vec()),
-            };
-            let mut resp = format!(
-                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            )
-            .into_bytes();
-            resp.extend_from_slice(&body);
-            let _ = s.write_all(&resp);
         });
     }
+    for conn in l.incoming() {
+        let Ok(s) = conn else { continue };
+        let root = root.to_owned();
+        std::thread::spawn(move || answer_http(s, &root));
+    }
     Ok(())
+}
+
+fn answer_http(mut s: std::net::TcpStream, root: &Path) {
+    use std::io::{BufRead, BufReader, Write};
+    let _ = s.set_nodelay(true);
+    let Ok(c) = s.try_clone() else { return };
+    let mut r = BufReader::new(c);
+    let mut line = String::new();
+    if r.read_line(&mut line).is_err() {
+        return;
+    }
+    loop {
+        let mut h = String::new();
+        match r.read_line(&mut h) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if h == "\r\n" || h == "\n" => break,
+            Ok(_) => {}
+        }
+    }
+    let path = line.split_whitespace().nth(1).unwrap_or("/");
+    let (status, body) = match (
+        path.contains(".."),
+        std::fs::read(root.join(path.trim_start_matches('/'))),
+    ) {
+        (false, Ok(b)) => ("200 OK", b),
+        _ => ("404 Not Found", b"not found\n".to_vec()),
+    };
+    let mut resp = format!(
+        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    resp.extend_from_slice(&body);
+    let _ = s.write_all(&resp);
 }
 
 /// `hop get` without hopstack: the same runtime, socket options and HTTP code as `hop get`
@@ -235,8 +276,11 @@ impl Bench<'_> {
         Ok(c.output()?)
     }
 
-    fn hop_get(&self, addr: &str) -> Result<serde_json::Value> {
-        let o = self.run_on("client", &self.hop, &["get", "--json", addr])?;
+    fn hop_get(&self, addr: &str, extra: &[&str]) -> Result<serde_json::Value> {
+        let mut args = vec!["get", "--json"];
+        args.extend_from_slice(extra);
+        args.push(addr);
+        let o = self.run_on("client", &self.hop, &args)?;
         if o.stdout != BODY {
             bail!(
                 "hop get {addr}: unexpected body {:?}",
@@ -337,10 +381,16 @@ impl Bench<'_> {
 fn write_configs(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir.join("www/users"))?;
     std::fs::write(dir.join("www/users/list"), BODY)?;
-    for (node, sid) in [("github.com", "fc00:1::e"), ("org", "fc00:2::e")] {
+    for ((node, sid), fast) in [("github.com", "fc00:1::e"), ("org", "fc00:2::e")]
+        .into_iter()
+        .zip(FAST_SIDS)
+    {
         std::fs::write(
             dir.join(format!("hopd-{node}.toml")),
-            format!("node_name = \"{node}\"\n[border]\ntun = \"hop0\"\nsids = [\"{sid}\"]\n"),
+            format!(
+                "node_name = \"{node}\"\n[border]\ntun = \"hop0\"\nsids = [\"{sid}\"]\n\
+                 kernel_end_sids = [\"{fast}\"]\n"
+            ),
         )?;
     }
     let d = dir.display();
@@ -349,9 +399,28 @@ fn write_configs(dir: &Path) -> Result<()> {
         format!(
             "node_name = \"yc\"\n\n[final_hop]\nlisten = \"[::]:7443\"\nhop_name = \"yc\"\n\
              control_socket = \"{d}/yc-control.sock\"\n\n[final_hop.services.web]\n\
+             mode = \"handoff\"\nlayers = [\"tcp+http\"]\n\n[final_hop.services.webproxy]\n\
              mode = \"proxy\"\ntarget = \"tcp:[::1]:{HTTP_PORT}\"\nlayers = [\"tcp+http\"]\n"
         ),
     )?;
+    Ok(())
+}
+
+/// The segments a request's `--json` timings say each border hop was reached at: the kernel
+/// End SIDs on the fast path, hopd's own SIDs otherwise.
+fn check_segments(j: &serde_json::Value, fast: bool) -> Result<()> {
+    let hops = j["hops"]
+        .as_array()
+        .ok_or_else(|| anyhow!("no hops in {j}"))?;
+    for (h, fast_sid) in hops.iter().zip(FAST_SIDS) {
+        let seg = h["segment"].as_str().unwrap_or_default();
+        if (seg == fast_sid) != fast {
+            bail!(
+                "hop {} went by segment {seg:?}, fast path expected: {fast}: {j}",
+                h["hop"]
+            );
+        }
+    }
     Ok(())
 }
 
@@ -407,6 +476,8 @@ fn run(o: &Opts) -> Result<()> {
             "__http",
             &format!("[::]:{HTTP_PORT}"),
             &format!("{d}/www"),
+            &format!("{d}/yc-control.sock"),
+            "web",
         ],
     )?;
     let iperf = have("iperf3");
@@ -430,46 +501,67 @@ fn run(o: &Opts) -> Result<()> {
         cache: dir.path().join("cache"),
     };
 
-    // Until the whole path answers (TUNs, routes, services); the last try leaves the path
-    // cached, found by a probe.
+    // Until the whole path answers (TUNs, routes, services, the hand-off registration); the
+    // last try leaves the path cached, found by a probe.
     let t0 = Instant::now();
-    let first = loop {
-        let _ = std::fs::remove_dir_all(&b.cache);
-        match b.hop_get(HOPD_ADDR) {
-            Ok(j) => break j,
-            Err(e) if t0.elapsed() > Duration::from_secs(15) => {
-                b.tb.print_logs();
-                return Err(e.context("the hopd path never worked"));
+    for addr in [HANDOFF_ADDR, PROXY_ADDR] {
+        let first = loop {
+            let _ = std::fs::remove_dir_all(&b.cache);
+            match b.hop_get(addr, &[]) {
+                Ok(j) => break j,
+                Err(e) if t0.elapsed() > Duration::from_secs(15) => {
+                    b.tb.print_logs();
+                    return Err(e.context(format!("{addr} never worked")));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        };
+        if first["probed"] != true {
+            bail!("the first request should resolve by probe: {first}");
         }
-    };
-    if first["probed"] != true {
-        bail!("the first request should resolve by probe: {first}");
     }
-    // Warm every path once (ARP/ND, route caches, page cache of the binaries).
-    b.hop_get(KERNEL_ADDR)?;
+    // Both addresses probed; the second loop iteration removed the first's cache entry.
+    b.hop_get(HANDOFF_ADDR, &["--no-cache"])?;
+    let _ = std::fs::remove_dir_all(&b.cache);
+    for addr in [HANDOFF_ADDR, PROXY_ADDR] {
+        b.hop_get(addr, &[])?;
+    }
+    // Warm every path once (ND, route caches, page cache of the binaries).
+    b.hop_get(HANDOFF_ADDR, &["--no-fast-path"])?;
     b.lib_direct()?;
     for h in [DIRECT, VIA_HOPD, VIA_KERNEL] {
         b.curl(h)?;
     }
 
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    const FAST_HANDOFF: usize = 0;
+    const HOPD_HANDOFF: usize = 1;
+    const FAST_PROXY: usize = 2;
+    const LIB_DIRECT: usize = 3;
+    const CURL_DIRECT: usize = 4;
+    const CURL_HOPD: usize = 5;
+    const CURL_KERNEL: usize = 6;
+    const CONNECT: usize = 7;
     let mut rows: Vec<Row> = [
         (
             "ttfb",
-            "hop get, cached path, 2 hopd borders + hopd final hop",
+            "hop get, cached: kernel fast path at both borders, hand-off",
         ),
         (
             "ttfb",
-            "hop get, literal path, 2 kernel End + hopd final hop",
+            "hop get, cached, --no-fast-path: 2 hopd borders, hand-off",
+        ),
+        (
+            "ttfb",
+            "hop get, cached: kernel fast path, hopd proxy at yc",
         ),
         ("ttfb", "hopstack client code, direct (no SRH, no hopd)"),
         ("ttfb", "curl, direct (no SRH, no hopd)"),
         ("ttfb", "curl, kernel-inserted SRH via 2 hopd borders"),
         ("ttfb", "curl, kernel-inserted SRH via 2 kernel End"),
-        ("connect", "hop get, cached path, hopd borders + final hop"),
-        ("connect", "hop get, literal path, kernel End + final hop"),
+        ("connect", "hop get, cached: kernel fast path, hand-off"),
+        ("connect", "hop get, cached, --no-fast-path, hand-off"),
+        ("connect", "hop get, cached: kernel fast path, proxy"),
         ("connect", "hopstack client code, direct"),
         ("connect", "curl, direct"),
     ]
@@ -481,24 +573,30 @@ fn run(o: &Opts) -> Result<()> {
     })
     .collect();
     for _ in 0..o.requests {
-        let j = b.hop_get(HOPD_ADDR)?;
-        // The acceptance item: a repeated request neither probes nor asks DNS.
-        if j["probed"] != false || j["path_source"] != "cache" || !j["dns"].is_null() {
-            bail!("a cached request probed or asked DNS: {j}");
+        for (row, addr, extra) in [
+            (FAST_HANDOFF, HANDOFF_ADDR, &[][..]),
+            (HOPD_HANDOFF, HANDOFF_ADDR, &["--no-fast-path"][..]),
+            (FAST_PROXY, PROXY_ADDR, &[][..]),
+        ] {
+            let j = b.hop_get(addr, extra)?;
+            // The acceptance item: a repeated request neither probes nor asks DNS, and the
+            // fast-path rows really went by the kernel End SIDs.
+            if j["probed"] != false || j["path_source"] != "cache" || !j["dns"].is_null() {
+                bail!("a cached request probed or asked DNS: {j}");
+            }
+            let fast = extra.is_empty();
+            check_segments(&j, fast)?;
+            rows[row].samples.push(ms_field(&j, "first_byte")?);
+            rows[CONNECT + row].samples.push(ms_field(&j, "connect")?);
         }
-        rows[0].samples.push(ms_field(&j, "first_byte")?);
-        rows[6].samples.push(ms_field(&j, "connect")?);
-        let j = b.hop_get(KERNEL_ADDR)?;
-        rows[1].samples.push(ms_field(&j, "first_byte")?);
-        rows[7].samples.push(ms_field(&j, "connect")?);
         let (c, f) = b.lib_direct()?;
-        rows[2].samples.push(f);
-        rows[8].samples.push(c);
+        rows[LIB_DIRECT].samples.push(f);
+        rows[CONNECT + LIB_DIRECT].samples.push(c);
         let (c, f) = b.curl(DIRECT)?;
-        rows[3].samples.push(f);
-        rows[9].samples.push(c);
-        rows[4].samples.push(b.curl(VIA_HOPD)?.1);
-        rows[5].samples.push(b.curl(VIA_KERNEL)?.1);
+        rows[CURL_DIRECT].samples.push(f);
+        rows[CONNECT + CURL_DIRECT].samples.push(c);
+        rows[CURL_HOPD].samples.push(b.curl(VIA_HOPD)?.1);
+        rows[CURL_KERNEL].samples.push(b.curl(VIA_KERNEL)?.1);
     }
     for (name, host) in [
         ("ping, 2 hopd borders", VIA_HOPD),
@@ -525,8 +623,8 @@ fn run(o: &Opts) -> Result<()> {
     let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
     let ttfb = |i: usize| stats(&rows[i].samples).0;
-    let ratio_lib = ttfb(0) / ttfb(2);
-    let ratio_curl = ttfb(0) / ttfb(3);
+    let ratio_lib = ttfb(FAST_HANDOFF) / ttfb(LIB_DIRECT);
+    let ratio_curl = ttfb(FAST_HANDOFF) / ttfb(CURL_DIRECT);
     if o.json {
         let rows_j: Vec<_> = rows
             .iter()
