@@ -743,6 +743,7 @@ mod tests {
             mode: None,
             text: String::new(),
             trace,
+            direct_port: None,
         }
     }
 

@@ -61,7 +61,7 @@
 //!     0                   1                   2                   3
 //!     0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
 //!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//!    |    Status     |     Mode      |   Seg Count   |   Reserved    |
+//!    |    Status     |     Mode      |   Seg Count   |     Flags   |P|
 //!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //!    |           Text Len            |           Trace Len           |
 //!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
@@ -70,6 +70,8 @@
 //!    |  Text (Text Len octets, UTF-8)                                |
 //!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //!    |  Trace (Trace Len octets: the trace TLV value as received)    |
+//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!    |  Direct Port (2 octets, present only if P = 1)                |
 //!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //!
 //!    Path entry:
@@ -86,6 +88,13 @@
 //! Status is a [`ServiceStatus`] code; Mode a [`ServiceMode`] code (0 = not known). The trace
 //! bytes are opaque here (parse them with `wire::tlv`), so this format does not change when
 //! the trace record layout does.
+//!
+//! Flags (octet 3, formerly Reserved and sent as zero, so older answers parse unchanged):
+//! P (0x01) says a 2-octet Direct Port in network order follows the Trace: the service also
+//! listens on that TCP port at the final hop's address, and a client with a resolved path may
+//! connect there directly (hopd is then not in the connection). Port 0 with P set is an error.
+//! The port comes after the variable fields so that the fixed part keeps its size. Other
+//! flag bits are sent as zero and ignored on receipt.
 
 use core::fmt;
 use core::net::Ipv6Addr;
@@ -133,8 +142,11 @@ mod field {
     pub const A_MODE: usize = 1;
     pub const A_SEG_COUNT: usize = 2;
     pub const A_TEXT_LEN: Range<usize> = 4..6;
+    pub const A_FLAGS: usize = 3;
     pub const A_TRACE_LEN: Range<usize> = 6..8;
     pub const A_FIXED: usize = 8;
+    pub const A_FLAG_DIRECT_PORT: u8 = 0x01;
+    pub const A_DIRECT_PORT_LEN: usize = 2;
 
     // Path entry.
     pub const P_ADDRESS: Range<usize> = 0..16;
@@ -455,6 +467,9 @@ pub struct ProbeAnswer {
     pub text: String,
     /// The probe's trace TLV value as the final hop received it; empty if not returned.
     pub trace: Vec<u8>,
+    /// The service's direct port (flag P): the service listens on it at the final hop's
+    /// address itself, so a client on a resolved path may bypass hopd. Never 0.
+    pub direct_port: Option<u16>,
 }
 
 impl ProbeAnswer {
@@ -524,6 +539,8 @@ pub enum ReportError {
     },
     /// The body ends at `offset` but Length says the report goes on for `count` more octets.
     TrailingBytes { offset: usize, count: usize },
+    /// Flag P is set but the Direct Port at `offset` is 0.
+    ZeroDirectPort { offset: usize },
 }
 
 impl fmt::Display for ReportError {
@@ -572,6 +589,10 @@ impl fmt::Display for ReportError {
                 f,
                 "{count} octets after the end of the body at offset {offset}"
             ),
+            ReportError::ZeroDirectPort { offset } => write!(
+                f,
+                "probe answer flag P is set but the Direct Port at offset {offset} is 0"
+            ),
         }
     }
 }
@@ -597,6 +618,8 @@ pub enum EmitError {
     },
     /// `ResolvedBy::Hop(255)`: 0xFF means "client" on the wire.
     HopIndexReserved,
+    /// `direct_port: Some(0)`: a receiver refuses port 0.
+    ZeroDirectPort,
 }
 
 impl fmt::Display for EmitError {
@@ -614,6 +637,9 @@ impl fmt::Display for EmitError {
             }
             EmitError::HopIndexReserved => {
                 f.write_str("hop index 255 cannot be sent: 0xFF means \"client\"")
+            }
+            EmitError::ZeroDirectPort => {
+                f.write_str("direct port 0 cannot be sent: receivers refuse it")
             }
         }
     }
@@ -838,12 +864,23 @@ impl ReportRepr {
                 }
                 let text = r.text(text_len, "answer text")?;
                 let trace = r.take(trace_len, "trace")?.to_vec();
+                let direct_port = if fixed[field::A_FLAGS] & field::A_FLAG_DIRECT_PORT != 0 {
+                    let offset = r.pos;
+                    let p = r.take(field::A_DIRECT_PORT_LEN, "direct port")?;
+                    match u16::from_be_bytes([p[0], p[1]]) {
+                        0 => return Err(ReportError::ZeroDirectPort { offset }),
+                        port => Some(port),
+                    }
+                } else {
+                    None
+                };
                 ReportBody::Answer(ProbeAnswer {
                     path,
                     status,
                     mode,
                     text,
                     trace,
+                    direct_port,
                 })
             }
         };
@@ -883,6 +920,11 @@ impl ReportRepr {
                             .sum::<usize>()
                         + a.text.len()
                         + a.trace.len()
+                        + if a.direct_port.is_some() {
+                            field::A_DIRECT_PORT_LEN
+                        } else {
+                            0
+                        }
                 }
             }
     }
@@ -910,6 +952,9 @@ impl ReportRepr {
                 }
                 max("answer text", a.text.len(), 65535)?;
                 max("trace", a.trace.len(), 65535)?;
+                if a.direct_port == Some(0) {
+                    return Err(EmitError::ZeroDirectPort);
+                }
             }
         }
         let len = self.buffer_len();
@@ -966,6 +1011,9 @@ impl ReportRepr {
                 fixed[field::A_STATUS] = a.status.code();
                 fixed[field::A_MODE] = a.mode.map_or(0, ServiceMode::code);
                 fixed[field::A_SEG_COUNT] = a.path.len() as u8;
+                if a.direct_port.is_some() {
+                    fixed[field::A_FLAGS] = field::A_FLAG_DIRECT_PORT;
+                }
                 fixed[field::A_TEXT_LEN].copy_from_slice(&(a.text.len() as u16).to_be_bytes());
                 fixed[field::A_TRACE_LEN].copy_from_slice(&(a.trace.len() as u16).to_be_bytes());
                 w.put(&fixed);
@@ -980,6 +1028,9 @@ impl ReportRepr {
                 }
                 w.put(a.text.as_bytes());
                 w.put(&a.trace);
+                if let Some(port) = a.direct_port {
+                    w.put(&port.to_be_bytes());
+                }
             }
         }
         debug_assert_eq!(w.pos, len);
@@ -1102,6 +1153,7 @@ mod tests {
                 mode: Some(ServiceMode::Handoff),
                 text: String::new(),
                 trace: vec![0xaa, 0xbb],
+                direct_port: None,
             }),
         };
         let bytes = r.to_vec().unwrap();
@@ -1121,6 +1173,94 @@ mod tests {
         expect.extend_from_slice(&[0xaa, 0xbb]);
         assert_eq!(bytes, expect);
         assert_eq!(ReportRepr::parse_bytes(&bytes), Ok(r));
+    }
+
+    /// Flag P and the Direct Port after the trace, written out by hand from the diagram.
+    #[test]
+    fn golden_probe_answer_direct_port() {
+        let r = ReportRepr {
+            nonce: 0x01020304,
+            reporter: a("fd00:3::1"),
+            body: ReportBody::Answer(ProbeAnswer {
+                path: vec![PathEntry {
+                    address: a("fd00:3::1"),
+                    resolved_by: ResolvedBy::Client,
+                    name: String::new(),
+                }],
+                status: ServiceStatus::Exists,
+                mode: Some(ServiceMode::ProxyTcp),
+                text: String::new(),
+                trace: vec![0xaa],
+                direct_port: Some(8080),
+            }),
+        };
+        let bytes = r.to_vec().unwrap();
+        let mut expect = Vec::new();
+        expect.extend_from_slice(b"HOPS");
+        let len = 28 + 8 + 18 + 1 + 2;
+        expect.extend_from_slice(&[1, 2, 0, len as u8]);
+        expect.extend_from_slice(&[1, 2, 3, 4]);
+        expect.extend_from_slice(&a("fd00:3::1").octets());
+        expect.extend_from_slice(&[1, ServiceMode::ProxyTcp.code(), 1, 0x01, 0, 0, 0, 1]);
+        expect.extend_from_slice(&a("fd00:3::1").octets());
+        expect.extend_from_slice(&[0xff, 0]);
+        expect.extend_from_slice(&[0xaa]);
+        expect.extend_from_slice(&[0x1f, 0x90]);
+        assert_eq!(bytes, expect);
+        assert_eq!(ReportRepr::parse_bytes(&bytes), Ok(r.clone()));
+
+        // Unknown flag bits are ignored: same answer.
+        let mut b = bytes.clone();
+        b[28 + 3] |= 0xfe;
+        assert_eq!(
+            ReportRepr::parse_bytes(&b).unwrap(),
+            ReportRepr::parse_bytes(&bytes).unwrap()
+        );
+        // P set, one octet of port: truncated at the port's offset.
+        let mut b = bytes[..bytes.len() - 1].to_vec();
+        b[7] -= 1;
+        assert_eq!(
+            ReportRepr::parse_bytes(&b),
+            Err(ReportError::Truncated {
+                what: "direct port",
+                offset: len - 2,
+                needed: len,
+                got: len - 1
+            })
+        );
+        // P set, port 0.
+        let mut b = bytes.clone();
+        b[len - 2..].copy_from_slice(&[0, 0]);
+        assert_eq!(
+            ReportRepr::parse_bytes(&b),
+            Err(ReportError::ZeroDirectPort { offset: len - 2 })
+        );
+        assert_eq!(
+            ReportRepr::parse_bytes(&b).unwrap_err().to_string(),
+            format!(
+                "probe answer flag P is set but the Direct Port at offset {} is 0",
+                len - 2
+            )
+        );
+        // P clear but two octets follow the trace: they are not a port, they are trailing.
+        let mut b = bytes.clone();
+        b[28 + 3] = 0;
+        assert_eq!(
+            ReportRepr::parse_bytes(&b),
+            Err(ReportError::TrailingBytes {
+                offset: len - 2,
+                count: 2
+            })
+        );
+        let ReportBody::Answer(ans) = &r.body else {
+            unreachable!()
+        };
+        let mut zero = r.clone();
+        zero.body = ReportBody::Answer(ProbeAnswer {
+            direct_port: Some(0),
+            ..ans.clone()
+        });
+        assert_eq!(zero.to_vec(), Err(EmitError::ZeroDirectPort));
     }
 
     #[test]
@@ -1146,6 +1286,7 @@ mod tests {
             mode: None,
             text: String::new(),
             trace: value,
+            direct_port: None,
         };
         assert_eq!(ans.decode_trace(), Some(Ok(tr)));
         ans.trace.truncate(10);
@@ -1330,14 +1471,16 @@ mod tests {
             any::<u8>(),
             text(40),
             proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::option::of(1u16..),
         )
-            .prop_map(|(path, st, mode, text, trace)| {
+            .prop_map(|(path, st, mode, text, trace, direct_port)| {
                 ReportBody::Answer(ProbeAnswer {
                     path,
                     status: ServiceStatus::from_code(st).unwrap(),
                     mode: ServiceMode::from_code(mode),
                     text,
                     trace,
+                    direct_port,
                 })
             });
         (any::<u32>(), any::<[u8; 16]>(), prop_oneof![err, ans]).prop_map(|(nonce, rep, body)| {
