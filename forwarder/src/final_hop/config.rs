@@ -14,7 +14,18 @@
 //! tls = "terminate"                       # passthrough (default) | terminate
 //! cert = "/etc/hopd/restapiv3.crt"
 //! key = "/etc/hopd/restapiv3.key"
+//!
+//! [final_hop.services.web]
+//! mode = "proxy"
+//! target = "tcp:[::1]:8080"
+//! layers = ["tcp+http"]
+//! direct_port = 8080                      # the service itself listens on [::]:8080 too
 //! ```
+//!
+//! `direct_port` is the service's direct port: the service process (not hopd) listens on that
+//! TCP port on the final hop's addresses, hopd advertises it in probe answers, and clients
+//! with a resolved, cached path connect there, so hopd's accept and hand-off/splice are not in
+//! the connection at all. hopd never opens the port.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -87,6 +98,10 @@ pub struct ServiceConfig {
     /// UDP mode: a client session without traffic for this long is closed.
     #[serde(default = "default_idle_timeout_secs")]
     pub idle_timeout_secs: u64,
+    /// TCP port the service itself listens on at this hop's addresses; advertised in probe
+    /// answers so resolved clients can bypass hopd. tcp modes only, not with TLS termination.
+    #[serde(default)]
+    pub direct_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -174,6 +189,20 @@ pub enum ConfigError {
     TerminateNeedsProxy { service: String, mode: &'static str },
     #[error("service name `{service}` is not valid: {why}")]
     BadName { service: String, why: &'static str },
+    #[error(
+        "service `{service}`: direct_port works only for tcp services (mode {mode}); UDP clients always go through hopd's relay"
+    )]
+    DirectPortNeedsTcp { service: String, mode: &'static str },
+    #[error(
+        "service `{service}`: direct_port cannot be used with tls = \"terminate\": clients on the direct port would talk TLS to a service that expects the plaintext hopd gives it"
+    )]
+    DirectPortWithTerminate { service: String },
+    #[error("service `{service}`: direct_port = {port}: {why}")]
+    BadDirectPort {
+        service: String,
+        port: u16,
+        why: String,
+    },
 }
 
 impl ServiceConfig {
@@ -280,6 +309,42 @@ impl Config {
                     svc.udp_target(name)?;
                 }
                 Mode::Handoff => {}
+            }
+            if let Some(port) = svc.direct_port {
+                let bad = |why: String| ConfigError::BadDirectPort {
+                    service: name.clone(),
+                    port,
+                    why,
+                };
+                if svc.mode == Mode::Udp {
+                    return Err(ConfigError::DirectPortNeedsTcp {
+                        service: name.clone(),
+                        mode: svc.mode.as_str(),
+                    });
+                }
+                if svc.tls == TlsMode::Terminate {
+                    return Err(ConfigError::DirectPortWithTerminate {
+                        service: name.clone(),
+                    });
+                }
+                if port == 0 {
+                    return Err(bad("port 0 cannot be connected to".to_owned()));
+                }
+                if port == self.listen.port() {
+                    return Err(bad(format!(
+                        "that is hopd's own final-hop port ({}); the direct port is the service's",
+                        self.listen
+                    )));
+                }
+                if let Some((other, _)) = self
+                    .services
+                    .iter()
+                    .find(|(o, s)| *o != name && s.direct_port == Some(port))
+                {
+                    return Err(bad(format!(
+                        "service `{other}` has the same direct_port; one port reaches one service"
+                    )));
+                }
             }
             if svc.tls == TlsMode::Terminate {
                 if svc.mode != Mode::Proxy {
@@ -457,5 +522,63 @@ mod tests {
         ));
 
         assert!(Config::from_toml("[services.a]\nmode = \"carrier-pigeon\"\nlayers=[]").is_err());
+    }
+
+    #[test]
+    fn direct_port_is_accepted_for_tcp_and_refused_where_it_cannot_work() {
+        let c = parse(
+            "[services.a]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:8080\"\nlayers = [\"tcp+http\", \"tcp+tls+http\"]\ndirect_port = 8080\n[services.b]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\ndirect_port = 8081\n",
+        );
+        c.validate().unwrap();
+        assert_eq!(c.services["a"].direct_port, Some(8080));
+        assert_eq!(c.services["b"].direct_port, Some(8081));
+
+        let c = parse(
+            "[services.dns1]\nmode = \"udp\"\ntarget = \"[::1]:5353\"\nlayers = [\"udp+dns\"]\ndirect_port = 5353\n",
+        );
+        let e = c.validate().unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError::DirectPortNeedsTcp {
+                service: "dns1".into(),
+                mode: "udp"
+            }
+        );
+        assert!(e.to_string().contains("only for tcp services"), "{e}");
+
+        let c = parse(
+            "[services.a]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:8080\"\nlayers = [\"tcp+tls+http\"]\ntls = \"terminate\"\ncert=\"c\"\nkey=\"k\"\ndirect_port = 8443\n",
+        );
+        let e = c.validate().unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError::DirectPortWithTerminate {
+                service: "a".into()
+            }
+        );
+        assert!(e.to_string().contains("terminate"), "{e}");
+
+        let c =
+            parse("[services.a]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\ndirect_port = 0\n");
+        assert!(matches!(
+            c.validate().unwrap_err(),
+            ConfigError::BadDirectPort { port: 0, .. }
+        ));
+        let c = parse(
+            "listen = \"[::]:7443\"\n[services.a]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\ndirect_port = 7443\n",
+        );
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("hopd's own final-hop port"), "{e}");
+        let c = parse(
+            "[services.a]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\ndirect_port = 9\n[services.b]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\ndirect_port = 9\n",
+        );
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("same direct_port"), "{e}");
+        assert!(
+            Config::from_toml(
+                "[services.a]\nmode = \"handoff\"\nlayers = []\ndirect_port = 70000\n"
+            )
+            .is_err()
+        );
     }
 }

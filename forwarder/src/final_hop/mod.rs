@@ -800,4 +800,20 @@ mod tests {
         let e = lookup(&s, &desc("tcp+dns", "resolver"), Layer::Tcp).unwrap_err();
         assert_eq!((e.0, e.1), (ReportLayer::Service, Reason::LayerMismatch));
     }
+
+    /// The probe answer's Direct Port: only for the service that has one, only for layers it
+    /// accepts, never for UDP stacks.
+    #[test]
+    fn direct_port_is_advertised_only_for_matching_tcp_requests() {
+        let s = services(
+            "[services.web]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:80\"\nlayers = [\"tcp+http\"]\ndirect_port = 8080\n\
+             [services.plain]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\n\
+             [services.resolver]\nmode = \"udp\"\ntarget = \"[::1]:53\"\nlayers = [\"udp+dns\"]\n",
+        );
+        assert_eq!(udp::direct_port(&s, &desc("tcp+http", "web")), Some(8080));
+        assert_eq!(udp::direct_port(&s, &desc("tcp+h2", "web")), None);
+        assert_eq!(udp::direct_port(&s, &desc("tcp+http", "plain")), None);
+        assert_eq!(udp::direct_port(&s, &desc("tcp+http", "nope")), None);
+        assert_eq!(udp::direct_port(&s, &desc("udp+dns", "resolver")), None);
+    }
 }

@@ -29,7 +29,7 @@ use hopstack_encoder::wire::tlv::LayerDescriptor;
 
 use super::config::{Mode, Target};
 use super::sockopt::{self, Datagram};
-use super::{Arrival, Ctx, Failure, HopId, Reason, ReportLayer, lookup};
+use super::{Arrival, Ctx, Failure, HopId, Reason, ReportLayer, Services, lookup};
 
 /// Largest datagram relayed (the IPv6 maximum without jumbograms).
 const MAX_DATAGRAM: usize = 65535;
@@ -320,6 +320,10 @@ async fn answer_probe(ctx: &Ctx, d: &Datagram, arrival: &Arrival) {
         ),
         Some(desc) => probe_status(ctx, desc).await,
     };
+    let direct_port = match (&arrival.descriptor, status) {
+        (Some(desc), ServiceStatus::Exists) => direct_port(&ctx.services, desc),
+        _ => None,
+    };
     let reporter = arrival
         .segments
         .first()
@@ -339,6 +343,7 @@ async fn answer_probe(ctx: &Ctx, d: &Datagram, arrival: &Arrival) {
             mode,
             text,
             trace: arrival.trace_value.clone(),
+            direct_port,
         }),
     };
     match answer.to_vec() {
@@ -424,6 +429,18 @@ pub async fn probe_status(
             ),
         ),
     }
+}
+
+/// The direct port to advertise for `desc`: only a TCP request for a service that has one and
+/// accepts the requested layers. Existence of the listener is not probed here (hopd does not
+/// own it); a client whose connect there fails falls back to hopd's port.
+pub fn direct_port(services: &Services, desc: &LayerDescriptor) -> Option<u16> {
+    let transport = desc.layers.first().copied().unwrap_or(Layer::Tcp);
+    if transport != Layer::Tcp {
+        return None;
+    }
+    let l = lookup(services, desc, transport).ok()?;
+    l.service.cfg.direct_port
 }
 
 const PROBE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
