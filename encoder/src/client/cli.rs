@@ -80,9 +80,10 @@ pub struct CommonArgs {
     /// kernel End SID (the kernel fast path: plain `seg6local End`, no hopd in the way).
     #[arg(long)]
     pub no_fast_path: bool,
-    /// The final hop's hopd port.
-    #[arg(long, default_value_t = DEFAULT_SERVICE_PORT)]
-    pub port: u16,
+    /// The final hop's hopd port (default 7443). Given explicitly, TCP requests also go to
+    /// it when the service advertises a direct port.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
     /// Give up connecting after SECONDS (decimals allowed).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub connect_timeout: f64,
@@ -278,6 +279,13 @@ fn parse_overrides(list: &[String]) -> Result<HashMap<String, Ipv6Addr>, ClientE
     Ok(map)
 }
 
+impl CommonArgs {
+    /// hopd's port at the final hop: `--port` or 7443.
+    pub fn hopd_port(&self) -> u16 {
+        self.port.unwrap_or(DEFAULT_SERVICE_PORT)
+    }
+}
+
 fn sock_opts(c: &CommonArgs) -> SocketOptions {
     SocketOptions {
         connect_timeout: (c.connect_timeout > 0.0)
@@ -292,7 +300,7 @@ fn sock_opts(c: &CommonArgs) -> SocketOptions {
 fn probe_opts(c: &CommonArgs) -> ProbeOptions {
     ProbeOptions {
         timeout: Duration::from_millis(c.probe_timeout.max(1)),
-        port: c.port,
+        port: c.hopd_port(),
         sock: sock_opts(c),
         ..ProbeOptions::default()
     }
@@ -350,18 +358,63 @@ impl Ctx {
         Ok(p)
     }
 
-    /// Opens the request's TCP connection over `path`. When it fails over the kernel fast
-    /// path, the hops' kernel End SIDs are the likely culprit (a route not installed, a
-    /// filter): try once more over hopd's own SIDs, and if that works keep the path cached
-    /// without the SIDs, so later requests do not pay the failed attempt again. Any other
-    /// failure goes to [`Self::explain`].
+    /// Opens the request's TCP connection over `path`. On the fast path with a direct port
+    /// for the service, it goes there (hopd not in the connection); any failure there
+    /// (nothing listening, a filter) forgets the port, re-caches the path without it, and
+    /// goes on via hopd's port ([`Self::connect_hopd`]).
     async fn connect(
         &mut self,
         c: &CommonArgs,
         path: &mut ResolvedPath,
         t: &mut Timings,
     ) -> Result<TcpStream, ClientError> {
-        let first = super::open_tcp(&self.addr, path, c.port, &sock_opts(c), t).await;
+        let (port, direct) = path.connect_port(c.hopd_port(), c.port.is_some());
+        if !direct {
+            return self.connect_hopd(c, path, t).await;
+        }
+        t.port = Some(port);
+        t.direct_port = true;
+        let e = match super::open_tcp(&self.addr, path, port, &sock_opts(c), t).await {
+            Ok(s) => {
+                t.hops = path.hop_timings();
+                return Ok(s);
+            }
+            Err(e) => e,
+        };
+        if c.verbose {
+            eprintln!(
+                "* service's direct port {port} failed ({e}); again via hopd's port {}",
+                c.hopd_port()
+            );
+        }
+        path.forget_direct_port(&self.addr);
+        if let Some(cache) = self.cache.as_mut() {
+            let now = resolve::unix_now();
+            let _ = cache.put(
+                &resolve::cache_key(&self.addr),
+                &path.hops,
+                path.expires,
+                now,
+            );
+        }
+        self.connect_hopd(c, path, t).await
+    }
+
+    /// Opens the request's TCP connection to hopd's port. When it fails over the kernel fast
+    /// path, the hops' kernel End SIDs are the likely culprit (a route not installed, a
+    /// filter): try once more over hopd's own SIDs, and if that works keep the path cached
+    /// without the SIDs, so later requests do not pay the failed attempt again. Any other
+    /// failure goes to [`Self::explain`].
+    async fn connect_hopd(
+        &mut self,
+        c: &CommonArgs,
+        path: &mut ResolvedPath,
+        t: &mut Timings,
+    ) -> Result<TcpStream, ClientError> {
+        let port = c.hopd_port();
+        t.port = Some(port);
+        t.direct_port = false;
+        let first = super::open_tcp(&self.addr, path, port, &sock_opts(c), t).await;
         t.hops = path.hop_timings();
         let e = match first {
             Ok(s) => return Ok(s),
@@ -374,7 +427,7 @@ impl Ctx {
         }
         path.fast_path = false;
         t.hops = path.hop_timings();
-        match super::open_tcp(&self.addr, path, c.port, &sock_opts(c), t).await {
+        match super::open_tcp(&self.addr, path, port, &sock_opts(c), t).await {
             Ok(s) => {
                 for h in &mut path.hops {
                     h.kernel_end_sid = None;
@@ -642,10 +695,12 @@ async fn cat_udp(
         .map_err(|e| ClientError::new(ErrorLayer::Address, "encode", e.to_string()))?;
     let opts = sock_opts(c);
     let local = socket::source_towards(path.first_address(), &opts)
-        .map_err(|e| super::connect_error(path, c.port, &e))?;
-    let dest = std::net::SocketAddrV6::new(path.final_address(), c.port, 0, 0);
+        .map_err(|e| super::connect_error(path, c.hopd_port(), &e))?;
+    // No direct port for UDP: hopd's relay is the only way in (direct ports are TCP only).
+    let dest = std::net::SocketAddrV6::new(path.final_address(), c.hopd_port(), 0, 0);
+    t.port = Some(dest.port());
     let sock = socket::udp_socket(Some(&srh), Some(dest), local, &opts)
-        .map_err(|e| super::connect_error(path, c.port, &e))?;
+        .map_err(|e| super::connect_error(path, c.hopd_port(), &e))?;
     t.connect = Some(t.mark());
     t.hops = path.hop_timings();
     let sock = Arc::new(sock);
@@ -665,7 +720,7 @@ async fn cat_udp(
             } else {
                 "udp-error"
             },
-            format!("datagram exchange with port {}: {e}", c.port),
+            format!("datagram exchange with port {}: {e}", c.hopd_port()),
         )
         .at(super::HopRef {
             index: last,
@@ -744,12 +799,17 @@ async fn proxy(a: &ProxyArgs, t: &mut Timings) -> Result<(), ClientError> {
     let listener = TcpListener::bind(a.listen)
         .await
         .map_err(|e| ClientError::local(format!("cannot listen on {}: {e}", a.listen)))?;
+    let (port, direct) = path.connect_port(c.hopd_port(), c.port.is_some());
     eprintln!(
-        "hop: proxy {} -> {} (final hop {} port {})",
+        "hop: proxy {} -> {} (final hop {} port {port}{})",
         a.listen,
         c.address,
         path.final_address(),
-        c.port
+        if direct {
+            ", the service's direct port"
+        } else {
+            ""
+        }
     );
     let mut served = 0u64;
     let mut tasks = Vec::new();
@@ -822,11 +882,15 @@ async fn resolve_cmd(a: &ResolveArgs, t: &mut Timings) -> Result<(), ClientError
                 })
             })
             .collect();
+        let (port, direct) = path.connect_port(c.hopd_port(), c.port.is_some());
         let v = serde_json::json!({
             "address": c.address,
             "source": path.source,
             "expires": path.expires,
             "hops": hops,
+            "advertised_direct_port": path.direct_port,
+            "port": port,
+            "direct_port": direct,
         });
         let _ = writeln!(out, "{v}");
     } else {
@@ -877,6 +941,16 @@ async fn resolve_cmd(a: &ResolveArgs, t: &mut Timings) -> Result<(), ClientError
             "path from {src}; valid for {} s",
             path.expires.saturating_sub(resolve::unix_now())
         );
+        if ctx.addr.transport() == Layer::Tcp {
+            let (port, direct) = path.connect_port(c.hopd_port(), c.port.is_some());
+            let how = match path.direct_port {
+                _ if direct => "the service's direct port: hopd is not in the connection",
+                Some(_) if c.no_fast_path => "hopd; --no-fast-path leaves the direct port out",
+                Some(_) => "hopd; --port was given",
+                None => "hopd",
+            };
+            let _ = writeln!(out, "tcp requests connect to port {port} ({how})");
+        }
     }
     Ok(())
 }

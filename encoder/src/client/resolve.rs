@@ -85,6 +85,12 @@ pub struct PathHop {
     /// cache files written before it existed, hence the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_end_sid: Option<Ipv6Addr>,
+    /// Final hop only: services' direct ports (the service itself listens there, see
+    /// [`direct_port_key`]), by `layers/service`, as advertised in probe answers. A map
+    /// because the cache key is the hops part only: every service behind this final hop
+    /// shares the entry. Absent in older cache files, hence the default.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub direct_ports: BTreeMap<String, u16>,
 }
 
 /// A fully resolved path, first hop first.
@@ -100,6 +106,10 @@ pub struct ResolvedPath {
     /// Only requests read it: probes and diagnostics build their own SRH from `address`,
     /// because late binding, trace records and error reports need hopd.
     pub fast_path: bool,
+    /// The requested service's direct port at the final hop, from a probe answer or the
+    /// cache; requests connect there instead of hopd's port while `fast_path` is on
+    /// ([`Self::connect_port`]).
+    pub direct_port: Option<u16>,
 }
 
 impl ResolvedPath {
@@ -120,6 +130,24 @@ impl ResolvedPath {
         match h.kernel_end_sid {
             Some(sid) if self.fast_path && i + 1 < self.hops.len() => (sid, true),
             _ => (h.address, false),
+        }
+    }
+
+    /// The port a request connects to at the final hop, and whether it is the service's
+    /// direct port (hopd not in the connection). An explicit `--port` (`explicit`) wins.
+    pub fn connect_port(&self, hopd_port: u16, explicit: bool) -> (u16, bool) {
+        match self.direct_port {
+            Some(p) if self.fast_path && !explicit => (p, true),
+            _ => (hopd_port, false),
+        }
+    }
+
+    /// Forgets the direct port for `addr` (after a failed connect there), in the path and in
+    /// its final hop's map, so that caching the path keeps the other services' ports.
+    pub fn forget_direct_port(&mut self, addr: &StackAddress) {
+        self.direct_port = None;
+        if let Some(h) = self.hops.last_mut() {
+            h.direct_ports.remove(&direct_port_key(addr));
         }
     }
 
@@ -194,6 +222,14 @@ pub fn kernel_end_sids(addresses: &[Ipv6Addr], records: &[TraceRecord]) -> Vec<O
             tlv::kernel_end_sid(at, r.end_function)
         })
         .collect()
+}
+
+/// The key of `addr`'s service in [`PathHop::direct_ports`]: `layers/service`
+/// (`tcp+http/web`), because the final hop advertises a direct port only for layers the
+/// service accepts.
+pub fn direct_port_key(addr: &StackAddress) -> String {
+    let layers: Vec<&str> = addr.layers().iter().map(|l| l.as_str()).collect();
+    format!("{}/{}", layers.join("+"), addr.service())
 }
 
 /// The cache key of an address: its hops part, as written (`github.com>org>[fd00::1]`).
@@ -506,12 +542,16 @@ pub async fn resolve_path(
         if let Some((hops, expires)) = cache.as_deref().and_then(|c| c.get(&key, now)) {
             if hops.len() == addr.hops().len() {
                 timings.path_source = Some(PathSource::Cache);
+                let direct_port = hops
+                    .last()
+                    .and_then(|h| h.direct_ports.get(&direct_port_key(addr)).copied());
                 return Ok(ResolvedPath {
                     hops,
                     expires,
                     source: PathSource::Cache,
                     probe: None,
                     fast_path: true,
+                    direct_port,
                 });
             }
         }
@@ -581,6 +621,7 @@ pub async fn resolve_path(
                     address,
                     resolved_by,
                     kernel_end_sid: None,
+                    direct_ports: BTreeMap::new(),
                 }
             })
             .collect();
@@ -595,6 +636,7 @@ pub async fn resolve_path(
             source: PathSource::Client,
             probe: None,
             fast_path: true,
+            direct_port: None,
         });
     }
 
@@ -631,7 +673,7 @@ pub async fn resolve_path(
     }
     let addresses: Vec<Ipv6Addr> = answer.path.iter().map(|p| p.address).collect();
     let sids = kernel_end_sids(&addresses, &res.trace_records());
-    let hops: Vec<PathHop> = answer
+    let mut hops: Vec<PathHop> = answer
         .path
         .iter()
         .enumerate()
@@ -639,6 +681,7 @@ pub async fn resolve_path(
             name: names[i].clone(),
             address: p.address,
             kernel_end_sid: sids[i],
+            direct_ports: BTreeMap::new(),
             resolved_by: match (known[i], p.resolved_by) {
                 (Some((_, r)), _) => r,
                 (None, ResolvedBy::Hop(h)) => Resolver::Hop(h),
@@ -674,6 +717,19 @@ pub async fn resolve_path(
         .at(final_ref(Some(hops[n - 1].address))));
     }
     timings.path_source = Some(PathSource::Probe);
+    // Other services' direct ports behind the same final hop stay; this one's is what the
+    // answer says now.
+    let dkey = direct_port_key(addr);
+    let last = &mut hops[n - 1];
+    if let Some((old, _)) = cache.as_deref().and_then(|c| c.get(&key, now)) {
+        if let Some(h) = old.last().filter(|h| h.address == last.address) {
+            last.direct_ports = h.direct_ports.clone();
+        }
+    }
+    last.direct_ports.remove(&dkey);
+    if let Some(p) = answer.direct_port {
+        last.direct_ports.insert(dkey, p);
+    }
     let ttl = ttl.map_or(PROBE_TTL, |t| t.min(PROBE_TTL));
     let expires = now + ttl.as_secs();
     if let Some(c) = cache {
@@ -685,6 +741,7 @@ pub async fn resolve_path(
         source: PathSource::Probe,
         probe: Some(res),
         fast_path: true,
+        direct_port: answer.direct_port,
     })
 }
 
@@ -698,6 +755,7 @@ mod tests {
             address: a.parse().unwrap(),
             resolved_by: r,
             kernel_end_sid: None,
+            direct_ports: BTreeMap::new(),
         }
     }
 
@@ -829,8 +887,36 @@ mod tests {
             source: PathSource::Cache,
             probe: None,
             fast_path: true,
+            direct_port: None,
         };
         (a, p)
+    }
+
+    #[test]
+    fn direct_port_is_used_on_the_fast_path_unless_port_is_explicit() {
+        let (a, mut p) = fast_path_fixture();
+        assert_eq!(p.connect_port(7443, false), (7443, false));
+        p.direct_port = Some(8080);
+        p.hops[2].direct_ports.insert(direct_port_key(&a), 8080);
+        assert_eq!(p.connect_port(7443, false), (8080, true));
+        assert_eq!(p.connect_port(9000, true), (9000, false), "--port wins");
+        p.fast_path = false;
+        assert_eq!(p.connect_port(7443, false), (7443, false), "--no-fast-path");
+        p.fast_path = true;
+        p.hops[2].direct_ports.insert("tcp+http/other".into(), 9090);
+        p.forget_direct_port(&a);
+        assert_eq!(p.connect_port(7443, false), (7443, false));
+        assert_eq!(
+            p.hops[2].direct_ports.iter().collect::<Vec<_>>(),
+            vec![(&"tcp+http/other".to_owned(), &9090)],
+            "other services' ports stay"
+        );
+    }
+
+    #[test]
+    fn direct_port_key_names_layers_and_service() {
+        let a = StackAddress::parse("a>b:tcp+tls+http+restapiv3/users").unwrap();
+        assert_eq!(direct_port_key(&a), "tcp+tls+http/restapiv3");
     }
 
     #[test]
@@ -923,6 +1009,22 @@ mod tests {
         assert!(text.contains(r#""kernel_end_sid":"fc00:1::ee""#), "{text}");
         assert_eq!(
             PathCache::open(&f).get("github.com>org", 100),
+            Some((hops.clone(), 600))
+        );
+
+        // Direct ports: on the final hop, by layers/service; the old file had none.
+        assert!(hops[1].direct_ports.is_empty());
+        hops[1].direct_ports.insert("tcp+http/web".into(), 8080);
+        let mut c = PathCache::open(&f);
+        c.put("github.com>org", &hops, 600, 100).unwrap();
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert_eq!(text.matches("direct_ports").count(), 1, "{text}");
+        assert!(
+            text.contains(r#""direct_ports":{"tcp+http/web":8080}"#),
+            "{text}"
+        );
+        assert_eq!(
+            PathCache::open(&f).get("github.com>org", 100),
             Some((hops, 600))
         );
     }
@@ -993,6 +1095,7 @@ mod tests {
             source: PathSource::Probe,
             probe: None,
             fast_path: true,
+            direct_port: None,
         };
         let s = p.srh(&a).unwrap();
         let want: Vec<Ipv6Addr> = ["fd00:3::2", "fd00:2::2", "fd00:1::2"]

@@ -63,6 +63,10 @@ pub struct Timings {
     pub bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    /// The port the connection went to at the final hop (`None` before a connect).
+    pub port: Option<u16>,
+    /// Whether `port` is the service's direct port (hopd not in the connection).
+    pub direct_port: bool,
     pub hops: Vec<HopTiming>,
 }
 
@@ -87,6 +91,8 @@ impl Timings {
             total: None,
             bytes: 0,
             http_status: None,
+            port: None,
+            direct_port: false,
             hops: Vec::new(),
         }
     }
@@ -130,6 +136,16 @@ impl Timings {
                     format!(", reached at {} (kernel End)", h.segment)
                 } else {
                     String::new()
+                }
+            ));
+        }
+        if let Some(p) = self.port {
+            s.push_str(&format!(
+                "* port {p}{}\n",
+                if self.direct_port {
+                    " (the service's direct port: hopd not in the connection)"
+                } else {
+                    ""
                 }
             ));
         }
@@ -179,5 +195,20 @@ mod tests {
         let r = t.render();
         assert!(r.contains("* path from cache (no probe)"), "{r}");
         assert!(r.contains("* time dns              1.500 ms"), "{r}");
+        assert_eq!(v["port"], serde_json::Value::Null);
+        assert_eq!(v["direct_port"], false);
+        t.port = Some(8080);
+        t.direct_port = true;
+        let v: serde_json::Value = serde_json::from_str(&t.to_json()).unwrap();
+        assert_eq!(
+            (v["port"].clone(), v["direct_port"].clone()),
+            (8080.into(), true.into())
+        );
+        assert!(
+            t.render()
+                .contains("* port 8080 (the service's direct port"),
+            "{}",
+            t.render()
+        );
     }
 }
