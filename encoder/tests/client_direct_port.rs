@@ -1,0 +1,306 @@
+//! A service's direct port end to end, on a copy of `testbed/topologies/three-hop.toml` whose
+//! final hop (yc) gives the plain-HTTP service `web` a `direct_port = 8081`, with a second
+//! copy of the web server actually listening on `[::]:8081` (hopd never opens it):
+//!
+//! - the first `hop get` probes; the answer carries the port, the request already goes there
+//!   (`--json` `"port": 8081, "direct_port": true`) and the body arrives;
+//! - the second comes from the cache, sends no probe, and its SYN (captured on the client,
+//!   SRH parsed) is for TCP port 8081, with yc's address in the SRH;
+//! - `--no-fast-path` and an explicit `--port 7443` go through hopd (port 7443);
+//! - `hop resolve --json` shows the advertised and the chosen port;
+//! - with the 8081 server gone, a cached request falls back to hopd's port, still gets the
+//!   body, and re-caches the path without the direct port (the next request goes to 7443
+//!   directly, without a failed attempt first).
+//!
+//! Needs `cargo build --workspace --bins` (hopd, hopbed next to hop), tcpdump, and access to
+//! `/dev/net/tun` for hopd's border role (else SKIPPED, see `client_three_hop.rs`).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use hopstack_encoder::wire::srh::Packet;
+use hopstack_testbed::Testbed;
+
+const ADDR: &str = "github.com>org>yc:tcp+http+web/users/list";
+const DIRECT: u16 = 8081;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+/// The shipped topology with `direct_port` on yc's `web` service and a second web server on
+/// yc listening there on all addresses (the shipped files stay as they are).
+fn topology(dir: &Path) -> PathBuf {
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testbed/topologies");
+    copy_dir(&shipped.join("three-hop"), &dir.join("three-hop"));
+    let yc = dir.join("three-hop/hopd-yc.toml");
+    let cfg = std::fs::read_to_string(&yc).unwrap();
+    let web = "[final_hop.services.web]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:8080\"\n";
+    assert!(cfg.contains(web), "the shipped hopd-yc.toml changed: {cfg}");
+    std::fs::write(
+        &yc,
+        cfg.replace(web, &format!("{web}direct_port = {DIRECT}\n")),
+    )
+    .unwrap();
+    let topo = std::fs::read_to_string(shipped.join("three-hop.toml")).unwrap();
+    let web_proc = "name = \"web\"\ncmd = [\"{bin:hopbed}\", \"__http\", \"[::1]:8080\", \"{dir}/three-hop/www\"]\n";
+    assert!(
+        topo.contains(web_proc),
+        "the shipped three-hop.toml changed"
+    );
+    let topo = topo.replace(
+        web_proc,
+        &format!(
+            "{web_proc}[[nodes.process]]\nname = \"direct\"\n\
+             cmd = [\"{{bin:hopbed}}\", \"__http\", \"[::]:{DIRECT}\", \"{{dir}}/three-hop/www\"]\n"
+        ),
+    );
+    std::fs::write(dir.join("three-hop.toml"), topo).unwrap();
+    dir.join("three-hop.toml")
+}
+
+fn timings(o: &Output) -> serde_json::Value {
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no timings JSON in: {err}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// `(port, direct_port)` from `--json` timings.
+fn port(j: &serde_json::Value) -> (u64, bool) {
+    (
+        j["port"].as_u64().unwrap_or_else(|| panic!("no port: {j}")),
+        j["direct_port"].as_bool().unwrap(),
+    )
+}
+
+/// The first packet of a pcap file (Ethernet link type), without the link header.
+fn first_ipv6_packet(pcap: &[u8]) -> &[u8] {
+    assert!(
+        pcap.len() > 24 + 16,
+        "the capture is empty ({} octets)",
+        pcap.len()
+    );
+    assert_eq!(&pcap[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian pcap");
+    assert_eq!(
+        u32::from_le_bytes(pcap[20..24].try_into().unwrap()),
+        1,
+        "Ethernet"
+    );
+    let caplen = u32::from_le_bytes(pcap[32..36].try_into().unwrap()) as usize;
+    let frame = &pcap[40..40 + caplen];
+    assert_eq!(&frame[12..14], &[0x86, 0xdd], "an IPv6 frame");
+    &frame[14..]
+}
+
+#[test]
+fn cached_requests_connect_to_the_services_direct_port() {
+    if hopstack_testbed::userns::skip_without_tun() {
+        return;
+    }
+    let hop = PathBuf::from(env!("CARGO_BIN_EXE_hop"));
+    for b in ["hopd", "hopbed"] {
+        assert!(
+            hop.with_file_name(b).exists(),
+            "{b} is missing: run `cargo build --workspace --bins` first"
+        );
+    }
+    let topo = tempfile::tempdir().unwrap();
+    let tb = Testbed::builder(topology(topo.path()))
+        .hopbed_exe(hop.with_file_name("hopbed"))
+        .bin_dir(hop.parent().unwrap())
+        .start()
+        .expect("the three-hop copy starts");
+    assert!(
+        tb.skipped().is_empty(),
+        "optional processes not started: {:?}",
+        tb.skipped()
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let body = std::fs::read_to_string(topo.path().join("three-hop/www/users/list")).unwrap();
+    let hop_cmd = |args: &[&str]| {
+        tb.command("client", hop.to_str().unwrap())
+            .unwrap()
+            .args(args)
+            .env("XDG_CACHE_HOME", cache.path())
+            .output()
+            .unwrap()
+    };
+    let run = |extra: &[&str]| {
+        let mut args = vec!["get", "--json", "-v", "--connect-timeout", "2"];
+        args.extend_from_slice(extra);
+        args.push(ADDR);
+        hop_cmd(&args)
+    };
+    let ok = |o: &Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout), body);
+    };
+
+    // 1. hopd's TUNs and routes come up just after the testbed: retry briefly.
+    let t0 = Instant::now();
+    let first = loop {
+        let o = run(&[]);
+        if o.status.success() || t0.elapsed() > Duration::from_secs(10) {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    ok(&first);
+    let j = timings(&first);
+    assert_eq!(j["probed"], true, "{j}");
+    assert_eq!(port(&j), (u64::from(DIRECT), true), "{j}");
+    let v = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        v.contains("* port 8081 (the service's direct port"),
+        "-v names the port: {v}"
+    );
+
+    // 2. From the cache: no probe; the SYN the client sends is for port 8081.
+    let iface = tb
+        .exec_ok(
+            "client",
+            ["ip", "-o", "-6", "addr", "show", "to", "fd00:1::1/128"],
+        )
+        .unwrap();
+    let iface = iface
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    let pcap = tb.run_dir().join("direct.pcap");
+    let pcap_s = pcap.to_str().unwrap().to_owned();
+    tb.spawn(
+        "client",
+        "tcpdump",
+        [
+            "tcpdump",
+            "-i",
+            &iface,
+            "-U",
+            "-c",
+            "1",
+            "-w",
+            &pcap_s,
+            "ip6 dst fc00:1::e",
+        ],
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    while !tb.logs("client", "tcpdump").contains("listening on") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "tcpdump did not start: {}",
+            tb.logs("client", "tcpdump")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = run(&[]);
+    ok(&second);
+    let j = timings(&second);
+    assert_eq!(j["probed"], false, "{j}");
+    assert_eq!(j["path_source"], "cache", "{j}");
+    assert_eq!(port(&j), (u64::from(DIRECT), true), "{j}");
+    let t0 = Instant::now();
+    while tb.exited("client", "tcpdump").unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "tcpdump saw no packet"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let bytes = std::fs::read(&pcap).unwrap();
+    let ip6 = first_ipv6_packet(&bytes);
+    assert_eq!(ip6[6], 43, "a routing header follows the IPv6 header");
+    let srh = Packet::new_checked(&ip6[40..]).expect("a well-formed SRH");
+    let list: Vec<String> = srh.segments().map(|a| a.to_string()).collect();
+    assert_eq!(list, ["fd00:3::2", "fc00:2::e", "fc00:1::e"]);
+    assert_eq!(srh.next_header(), 6, "TCP after the SRH");
+    let tcp = &ip6[40 + (usize::from(ip6[41]) + 1) * 8..];
+    assert_eq!(
+        u16::from_be_bytes([tcp[2], tcp[3]]),
+        DIRECT,
+        "the SYN's destination port"
+    );
+    assert_eq!(tcp[13] & 0x02, 0x02, "a SYN");
+
+    // 3. --no-fast-path and an explicit --port go through hopd.
+    for extra in [&["--no-fast-path"][..], &["--port", "7443"][..]] {
+        let o = run(extra);
+        ok(&o);
+        let j = timings(&o);
+        assert_eq!(j["probed"], false, "{extra:?}: {j}");
+        assert_eq!(port(&j), (7443, false), "{extra:?}: {j}");
+    }
+
+    // 4. hop resolve shows what was advertised and what a request would use.
+    let r = hop_cmd(&["resolve", "--json", ADDR]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(j["advertised_direct_port"], DIRECT, "{j}");
+    assert_eq!(
+        (j["port"].clone(), j["direct_port"].clone()),
+        (DIRECT.into(), true.into()),
+        "{j}"
+    );
+    let r = hop_cmd(&["resolve", ADDR]);
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        text.contains("tcp requests connect to port 8081 (the service's direct port"),
+        "{text}"
+    );
+
+    // 5. Nothing listens on 8081 any more: refused there, one retry via hopd's port, the
+    // body arrives, and the cached path forgets the direct port.
+    tb.kill("yc", "direct").unwrap();
+    let fallback = run(&[]);
+    ok(&fallback);
+    let j = timings(&fallback);
+    let v = String::from_utf8_lossy(&fallback.stderr);
+    assert!(
+        v.contains("* service's direct port 8081 failed"),
+        "-v says why it went via hopd: {v}"
+    );
+    assert_eq!(j["probed"], false, "{j}");
+    assert_eq!(port(&j), (7443, false), "{j}");
+    let next = run(&[]);
+    ok(&next);
+    let j = timings(&next);
+    let v = String::from_utf8_lossy(&next.stderr);
+    assert!(!v.contains("direct port 8081 failed"), "{v}");
+    assert_eq!(j["probed"], false, "{j}");
+    assert_eq!(port(&j), (7443, false), "re-cached without the port: {j}");
+    let cached = std::fs::read_to_string(cache.path().join("hopstack/paths.json")).unwrap();
+    assert!(!cached.contains("direct_ports"), "{cached}");
+
+    // 6. A fresh probe learns the port again, and with the server back it is used.
+    tb.start_process("yc", "direct").unwrap();
+    let t0 = Instant::now();
+    let (o, j) = loop {
+        let o = run(&["--no-cache"]);
+        ok(&o);
+        let j = timings(&o);
+        if port(&j).1 || t0.elapsed() > Duration::from_secs(5) {
+            break (o, j);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = o;
+    assert_eq!(j["probed"], true, "{j}");
+    assert_eq!(port(&j), (u64::from(DIRECT), true), "{j}");
+}
