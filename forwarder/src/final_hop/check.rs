@@ -39,9 +39,72 @@ impl std::fmt::Display for Finding {
     }
 }
 
-/// Checks the host against `cfg` by reading `/proc/sys`.
+/// Checks the host against `cfg` by reading `/proc/sys` and, for direct ports, the listening
+/// sockets in `/proc/net/tcp6` and `/proc/net/tcp` (this network namespace).
 pub fn check_host(cfg: &Config) -> Vec<Finding> {
-    check_host_at(cfg, Path::new("/proc/sys/net/ipv6/conf"))
+    let mut out = check_host_at(cfg, Path::new("/proc/sys/net/ipv6/conf"));
+    let tables: Vec<String> = ["/proc/net/tcp6", "/proc/net/tcp"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect();
+    out.extend(direct_port_findings(cfg, &tables));
+    out
+}
+
+/// Ports with a socket in state LISTEN (`0A`) in `/proc/net/tcp{,6}` text.
+fn listening_ports(tables: &[String]) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for t in tables {
+        // "  sl  local_address rem_address   st ...": skip the header line.
+        for line in t.lines().skip(1) {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(st)) = (w.get(1), w.get(3)) else {
+                continue;
+            };
+            if *st != "0A" {
+                continue;
+            }
+            if let Some(port) = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+            {
+                ports.push(port);
+            }
+        }
+    }
+    ports
+}
+
+/// A direct port nothing listens on is a warning, not an error: the service may start after
+/// hopd, and clients fall back to hopd's port. But the fallback costs each client one failed
+/// connect per probe, so say it.
+pub fn direct_port_findings(cfg: &Config, tcp_tables: &[String]) -> Vec<Finding> {
+    let listening = listening_ports(tcp_tables);
+    cfg.services
+        .iter()
+        .filter_map(|(name, s)| s.direct_port.map(|p| (name, p)))
+        .map(|(name, port)| {
+            if listening.contains(&port) {
+                Finding {
+                    severity: Severity::Ok,
+                    what: format!(
+                        "service `{name}`: something listens on its direct port {port} (hopd advertises it; clients bypass hopd there)"
+                    ),
+                    fix: None,
+                }
+            } else {
+                Finding {
+                    severity: Severity::Warning,
+                    what: format!(
+                        "service `{name}`: nothing listens on its direct port {port}; clients that try it fall back to hopd's port after a refused connect"
+                    ),
+                    fix: Some(format!(
+                        "have the service also listen on [::]:{port}, or remove direct_port"
+                    )),
+                }
+            }
+        })
+        .collect()
 }
 
 /// As [`check_host`], with the sysctl tree rooted elsewhere (tests).
@@ -140,6 +203,40 @@ pub fn check_host_at(cfg: &Config, conf: &Path) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn direct_port_without_a_listener_is_a_warning() {
+        let cfg = Config::from_toml(
+            "[services.a]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\ndirect_port = 8080\n\
+             [services.b]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\ndirect_port = 8081\n\
+             [services.c]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\n",
+        )
+        .unwrap();
+        // /proc/net/tcp6 format: 8080 (0x1F90) listening, 8081 (0x1F91) only as an
+        // established connection's local port.
+        let tcp6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
+   1: 0000000000000000FFFF00000100007F:1F91 0000000000000000FFFF00000100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1
+";
+        let f = direct_port_findings(&cfg, &[tcp6.to_owned()]);
+        assert_eq!(f.len(), 2, "{f:#?}");
+        assert_eq!(f[0].severity, Severity::Ok, "{f:#?}");
+        assert!(f[0].what.contains("`a`") && f[0].what.contains("8080"));
+        assert_eq!(f[1].severity, Severity::Warning, "{f:#?}");
+        assert!(
+            f[1].what
+                .contains("nothing listens on its direct port 8081")
+        );
+        assert!(f[1].fix.as_deref().unwrap().contains("[::]:8081"));
+        // A real listener in this namespace is found in the real tables.
+        let l = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let tables: Vec<String> = ["/proc/net/tcp6", "/proc/net/tcp"]
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .collect();
+        assert!(listening_ports(&tables).contains(&port));
+    }
 
     #[test]
     fn seg6_disabled_is_an_error_with_the_fix() {
