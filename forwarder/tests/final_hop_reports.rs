@@ -168,3 +168,44 @@ fn probe_without_trace_is_answered_to_its_source() {
     };
     assert_eq!(a.status, ServiceStatus::Unknown);
 }
+
+/// The Direct Port (flag P) from the real hopd: only for the service that has one, when it
+/// exists and the layers match; never for services without one.
+#[test]
+fn probes_advertise_a_direct_port_only_when_the_service_exists() {
+    if !enter_netns() {
+        return;
+    }
+    let _svc = std::net::TcpListener::bind("[::1]:8080").unwrap();
+    let hopd = Hopd::start(
+        PORT,
+        r#"
+[final_hop.services.web]
+mode = "proxy"
+target = "tcp:[::1]:8080"
+layers = ["tcp+http"]
+direct_port = 8090
+[final_hop.services.gone]
+mode = "proxy"
+target = "unix:/nonexistent/gone.sock"
+layers = ["tcp+http"]
+direct_port = 8091
+[final_hop.services.plain]
+mode = "proxy"
+target = "tcp:[::1]:8080"
+layers = ["tcp+http"]
+"#,
+    );
+    let a = probe(&hopd, "tcp+http", "web");
+    assert_eq!(a.status, ServiceStatus::Exists, "{}", a.text);
+    assert_eq!(a.direct_port, Some(8090));
+    let a = probe(&hopd, "tcp+h2", "web");
+    assert_eq!(
+        (a.status, a.direct_port),
+        (ServiceStatus::LayerMismatch, None)
+    );
+    let a = probe(&hopd, "tcp+http", "gone");
+    assert_eq!((a.status, a.direct_port), (ServiceStatus::Down, None));
+    let a = probe(&hopd, "tcp+http", "plain");
+    assert_eq!((a.status, a.direct_port), (ServiceStatus::Exists, None));
+}
