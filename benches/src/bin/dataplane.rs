@@ -9,16 +9,19 @@
 //! run hopd's border role, which also installs and advertises a kernel `seg6local End` SID
 //! next to its own (`kernel_end_sids`), plus a topology-configured kernel End SID for the
 //! SRH-unaware tools), hopd's final hop on yc, and one small HTTP server on yc that listens
-//! directly *and* is registered with hopd in hand-off mode (service `web`; `webproxy` is the
-//! same server behind hopd's proxy mode). It measures, interleaved round by round so that
-//! background load hits every column alike:
+//! on port 8080 *and* is registered with hopd in hand-off mode (service `web`, which
+//! advertises 8080 as its `direct_port`; `webproxy` is the same server behind hopd's proxy
+//! mode). It measures, interleaved round by round so that background load hits every column
+//! alike:
 //!
 //! - time to first byte of `GET /users/list`, each request a fresh process, as curl's
 //!   `time_starttransfer` counts it (from the start of the request, after process and runtime
 //!   start, to the response head):
-//!   - `hop get` of the cached `github.com>org>yc:tcp+http+web/...`: over the hops' kernel
-//!     fast path (the client issue's figure), with `--no-fast-path` (both hopd borders in
-//!     userspace), and to `webproxy` (hopd's proxy at yc instead of the hand-off);
+//!   - `hop get` of the cached `github.com>org>yc:tcp+http+web/...` over the hops' kernel End
+//!     SIDs and the service's direct port (the client issue's figure: hopstack's fast path);
+//!     the same with `--port 7443` (hopd's final hop hands the connection off), to
+//!     `webproxy` (hopd's proxy), and with `--no-fast-path` (both hopd borders in userspace
+//!     and the hand-off); every sample is checked to have gone the way its row says;
 //!   - the same client code (`hopstack_encoder::client`: `connect_tcp` + `http::request`, in a
 //!     process started the same way) straight to the HTTP server, no SRH, no hopd — the fair
 //!     "without hopstack" baseline;
@@ -399,7 +402,8 @@ fn write_configs(dir: &Path) -> Result<()> {
         format!(
             "node_name = \"yc\"\n\n[final_hop]\nlisten = \"[::]:7443\"\nhop_name = \"yc\"\n\
              control_socket = \"{d}/yc-control.sock\"\n\n[final_hop.services.web]\n\
-             mode = \"handoff\"\nlayers = [\"tcp+http\"]\n\n[final_hop.services.webproxy]\n\
+             mode = \"handoff\"\nlayers = [\"tcp+http\"]\ndirect_port = {HTTP_PORT}\n\n\
+             [final_hop.services.webproxy]\n\
              mode = \"proxy\"\ntarget = \"tcp:[::1]:{HTTP_PORT}\"\nlayers = [\"tcp+http\"]\n"
         ),
     )?;
@@ -528,40 +532,58 @@ fn run(o: &Opts) -> Result<()> {
     }
     // Warm every path once (ND, route caches, page cache of the binaries).
     b.hop_get(HANDOFF_ADDR, &["--no-fast-path"])?;
+    b.hop_get(HANDOFF_ADDR, &["--port", "7443"])?;
     b.lib_direct()?;
     for h in [DIRECT, VIA_HOPD, VIA_KERNEL] {
         b.curl(h)?;
     }
 
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    const FAST_HANDOFF: usize = 0;
-    const HOPD_HANDOFF: usize = 1;
+    // Rows 0..4 are `hop get` of a cached path, each sample checked for what it went by.
+    const FAST_DIRECT: usize = 0;
+    const FAST_HANDOFF: usize = 1;
     const FAST_PROXY: usize = 2;
-    const LIB_DIRECT: usize = 3;
-    const CURL_DIRECT: usize = 4;
-    const CURL_HOPD: usize = 5;
-    const CURL_KERNEL: usize = 6;
-    const CONNECT: usize = 7;
+    const HOPD_HANDOFF: usize = 3;
+    const LIB_DIRECT: usize = 4;
+    const CURL_DIRECT: usize = 5;
+    const CURL_HOPD: usize = 6;
+    const CURL_KERNEL: usize = 7;
+    const CONNECT: usize = 8;
+    let hop_rows: [(usize, &str, &[&str], bool, bool); 4] = [
+        // (row, address, extra arguments, kernel End SIDs expected, direct port expected)
+        (FAST_DIRECT, HANDOFF_ADDR, &[], true, true),
+        (FAST_HANDOFF, HANDOFF_ADDR, &["--port", "7443"], true, false),
+        (FAST_PROXY, PROXY_ADDR, &[], true, false),
+        (
+            HOPD_HANDOFF,
+            HANDOFF_ADDR,
+            &["--no-fast-path"],
+            false,
+            false,
+        ),
+    ];
     let mut rows: Vec<Row> = [
         (
             "ttfb",
-            "hop get, cached: kernel fast path at both borders, hand-off",
+            "hop get, cached: kernel End SIDs + the service's direct port",
         ),
         (
             "ttfb",
-            "hop get, cached, --no-fast-path: 2 hopd borders, hand-off",
+            "hop get, cached: kernel End SIDs + hopd hand-off (--port 7443)",
         ),
+        ("ttfb", "hop get, cached: kernel End SIDs + hopd proxy"),
         (
             "ttfb",
-            "hop get, cached: kernel fast path, hopd proxy at yc",
+            "hop get, cached, --no-fast-path: hopd borders + hand-off",
         ),
         ("ttfb", "hopstack client code, direct (no SRH, no hopd)"),
         ("ttfb", "curl, direct (no SRH, no hopd)"),
         ("ttfb", "curl, kernel-inserted SRH via 2 hopd borders"),
         ("ttfb", "curl, kernel-inserted SRH via 2 kernel End"),
-        ("connect", "hop get, cached: kernel fast path, hand-off"),
-        ("connect", "hop get, cached, --no-fast-path, hand-off"),
-        ("connect", "hop get, cached: kernel fast path, proxy"),
+        ("connect", "hop get, cached: kernel End SIDs + direct port"),
+        ("connect", "hop get, cached: kernel End SIDs + hand-off"),
+        ("connect", "hop get, cached: kernel End SIDs + proxy"),
+        ("connect", "hop get, cached, --no-fast-path + hand-off"),
         ("connect", "hopstack client code, direct"),
         ("connect", "curl, direct"),
     ]
@@ -573,19 +595,17 @@ fn run(o: &Opts) -> Result<()> {
     })
     .collect();
     for _ in 0..o.requests {
-        for (row, addr, extra) in [
-            (FAST_HANDOFF, HANDOFF_ADDR, &[][..]),
-            (HOPD_HANDOFF, HANDOFF_ADDR, &["--no-fast-path"][..]),
-            (FAST_PROXY, PROXY_ADDR, &[][..]),
-        ] {
+        for (row, addr, extra, fast, direct) in hop_rows {
             let j = b.hop_get(addr, extra)?;
-            // The acceptance item: a repeated request neither probes nor asks DNS, and the
-            // fast-path rows really went by the kernel End SIDs.
+            // The acceptance item: a repeated request neither probes nor asks DNS; and each
+            // row really went the way it is named.
             if j["probed"] != false || j["path_source"] != "cache" || !j["dns"].is_null() {
                 bail!("a cached request probed or asked DNS: {j}");
             }
-            let fast = extra.is_empty();
             check_segments(&j, fast)?;
+            if j["direct_port"] != direct {
+                bail!("direct port expected: {direct}: {j}");
+            }
             rows[row].samples.push(ms_field(&j, "first_byte")?);
             rows[CONNECT + row].samples.push(ms_field(&j, "connect")?);
         }
@@ -623,8 +643,8 @@ fn run(o: &Opts) -> Result<()> {
     let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
     let ttfb = |i: usize| stats(&rows[i].samples).0;
-    let ratio_lib = ttfb(FAST_HANDOFF) / ttfb(LIB_DIRECT);
-    let ratio_curl = ttfb(FAST_HANDOFF) / ttfb(CURL_DIRECT);
+    let ratio_lib = ttfb(FAST_DIRECT) / ttfb(LIB_DIRECT);
+    let ratio_curl = ttfb(FAST_DIRECT) / ttfb(CURL_DIRECT);
     if o.json {
         let rows_j: Vec<_> = rows
             .iter()
