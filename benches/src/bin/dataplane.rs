@@ -279,8 +279,14 @@ impl Bench<'_> {
         Ok(c.output()?)
     }
 
+    /// `hop get --json -v`: the timings, and the `-v` lines (printed after the request, so
+    /// they cost nothing before the first byte) for a failure message.
     fn hop_get(&self, addr: &str, extra: &[&str]) -> Result<serde_json::Value> {
-        let mut args = vec!["get", "--json"];
+        self.hop_get_verbose(addr, extra).map(|(j, _)| j)
+    }
+
+    fn hop_get_verbose(&self, addr: &str, extra: &[&str]) -> Result<(serde_json::Value, String)> {
+        let mut args = vec!["get", "--json", "-v"];
         args.extend_from_slice(extra);
         args.push(addr);
         let o = self.run_on("client", &self.hop, &args)?;
@@ -290,7 +296,8 @@ impl Bench<'_> {
                 String::from_utf8_lossy(&o.stdout)
             );
         }
-        timings_json(&o).with_context(|| format!("hop get {addr}"))
+        let j = timings_json(&o).with_context(|| format!("hop get {addr}"))?;
+        Ok((j, stderr_of(&o)))
     }
 
     fn curl(&self, host: &str) -> Result<(f64, f64)> {
@@ -596,16 +603,20 @@ fn run(o: &Opts) -> Result<()> {
     .collect();
     for _ in 0..o.requests {
         for (row, addr, extra, fast, direct) in hop_rows {
-            let j = b.hop_get(addr, extra)?;
+            let (j, verbose) = b.hop_get_verbose(addr, extra)?;
             // The acceptance item: a repeated request neither probes nor asks DNS; and each
             // row really went the way it is named.
             if j["probed"] != false || j["path_source"] != "cache" || !j["dns"].is_null() {
                 bail!("a cached request probed or asked DNS: {j}");
             }
-            check_segments(&j, fast)?;
-            if j["direct_port"] != direct {
-                bail!("direct port expected: {direct}: {j}");
-            }
+            check_segments(&j, fast)
+                .and_then(|()| {
+                    if j["direct_port"] != direct {
+                        bail!("direct port expected: {direct}: {j}");
+                    }
+                    Ok(())
+                })
+                .with_context(|| format!("hop get {extra:?} {addr}:\n{verbose}"))?;
             rows[row].samples.push(ms_field(&j, "first_byte")?);
             rows[CONNECT + row].samples.push(ms_field(&j, "connect")?);
         }
