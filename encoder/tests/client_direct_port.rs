@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+mod client_support;
+
 use hopstack_encoder::wire::srh::Packet;
 use hopstack_testbed::Testbed;
 
@@ -169,47 +171,7 @@ fn cached_requests_connect_to_the_services_direct_port() {
     );
 
     // 2. From the cache: no probe; the SYN the client sends is for port 8081.
-    let iface = tb
-        .exec_ok(
-            "client",
-            ["ip", "-o", "-6", "addr", "show", "to", "fd00:1::1/128"],
-        )
-        .unwrap();
-    let iface = iface
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .split('@')
-        .next()
-        .unwrap()
-        .to_owned();
-    let pcap = tb.run_dir().join("direct.pcap");
-    let pcap_s = pcap.to_str().unwrap().to_owned();
-    tb.spawn(
-        "client",
-        "tcpdump",
-        [
-            "tcpdump",
-            "-i",
-            &iface,
-            "-U",
-            "-c",
-            "1",
-            "-w",
-            &pcap_s,
-            "ip6 dst fc00:1::e",
-        ],
-    )
-    .unwrap();
-    let t0 = Instant::now();
-    while !tb.logs("client", "tcpdump").contains("listening on") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "tcpdump did not start: {}",
-            tb.logs("client", "tcpdump")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let pcap = client_support::capture_first(&tb, "direct.pcap", "ip6 dst fc00:1::e");
     let second = run(&[]);
     ok(&second);
     let j = timings(&second);

@@ -205,47 +205,7 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
     );
 
     // 2. From the cache: no probe, and the SYN lists the kernel SIDs.
-    let iface = tb
-        .exec_ok(
-            "client",
-            ["ip", "-o", "-6", "addr", "show", "to", "fd00:1::1/128"],
-        )
-        .unwrap();
-    let iface = iface
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .split('@')
-        .next()
-        .unwrap()
-        .to_owned();
-    let pcap = tb.run_dir().join("fast.pcap");
-    let pcap_s = pcap.to_str().unwrap().to_owned();
-    tb.spawn(
-        "client",
-        "tcpdump",
-        [
-            "tcpdump",
-            "-i",
-            &iface,
-            "-U",
-            "-c",
-            "1",
-            "-w",
-            &pcap_s,
-            "ip6 dst fc00:1::ee",
-        ],
-    )
-    .unwrap();
-    let t0 = Instant::now();
-    while !tb.logs("client", "tcpdump").contains("listening on") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "tcpdump did not start: {}",
-            tb.logs("client", "tcpdump")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let pcap = client_support::capture_first(&tb, "fast.pcap", "ip6 dst fc00:1::ee");
     let (k1, k2) = (
         end_packets(&tb, "github.com", "fc00:1::ee"),
         end_packets(&tb, "org", "fc00:2::ee"),

@@ -358,6 +358,20 @@ impl Ctx {
         Ok(p)
     }
 
+    /// Writes `path` back to the cache after a fallback dropped part of the fast path from
+    /// it, so later requests do not pay the failed attempt again. Best effort: a cache that
+    /// cannot be written only costs that attempt next time.
+    fn recache(&mut self, path: &ResolvedPath) {
+        if let Some(cache) = self.cache.as_mut() {
+            let _ = cache.put(
+                &resolve::cache_key(&self.addr),
+                &path.hops,
+                path.expires,
+                resolve::unix_now(),
+            );
+        }
+    }
+
     /// Opens the request's TCP connection over `path`. On the fast path with a direct port
     /// for the service, it goes there (hopd not in the connection); any failure there
     /// (nothing listening, a filter) forgets the port, re-caches the path without it, and
@@ -388,15 +402,7 @@ impl Ctx {
             );
         }
         path.forget_direct_port(&self.addr);
-        if let Some(cache) = self.cache.as_mut() {
-            let now = resolve::unix_now();
-            let _ = cache.put(
-                &resolve::cache_key(&self.addr),
-                &path.hops,
-                path.expires,
-                now,
-            );
-        }
+        self.recache(path);
         self.connect_hopd(c, path, t).await
     }
 
@@ -432,15 +438,7 @@ impl Ctx {
                 for h in &mut path.hops {
                     h.kernel_end_sid = None;
                 }
-                if let Some(cache) = self.cache.as_mut() {
-                    let now = resolve::unix_now();
-                    let _ = cache.put(
-                        &resolve::cache_key(&self.addr),
-                        &path.hops,
-                        path.expires,
-                        now,
-                    );
-                }
+                self.recache(path);
                 Ok(s)
             }
             Err(e2) => Err(self.explain(c, path, e2).await),

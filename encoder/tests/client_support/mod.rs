@@ -260,6 +260,45 @@ impl Bed {
     }
 }
 
+/// Starts tcpdump on the client's link capturing the first packet that matches `filter` into
+/// `file` in the run directory, and waits until it listens. Returns the pcap's path.
+pub fn capture_first(tb: &Testbed, file: &str, filter: &str) -> PathBuf {
+    let iface = tb
+        .exec_ok(
+            "client",
+            ["ip", "-o", "-6", "addr", "show", "to", "fd00:1::1/128"],
+        )
+        .unwrap();
+    let iface = iface
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    let pcap = tb.run_dir().join(file);
+    let pcap_s = pcap.to_str().unwrap().to_owned();
+    tb.spawn(
+        "client",
+        "tcpdump",
+        [
+            "tcpdump", "-i", &iface, "-U", "-c", "1", "-w", &pcap_s, filter,
+        ],
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    while !tb.logs("client", "tcpdump").contains("listening on") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "tcpdump did not start: {}",
+            tb.logs("client", "tcpdump")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pcap
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
