@@ -25,6 +25,8 @@
 //!   - the same client code (`hopstack_encoder::client`: `connect_tcp` + `http::request`, in a
 //!     process started the same way) straight to the HTTP server, no SRH, no hopd — the fair
 //!     "without hopstack" baseline;
+//!   - the same, and curl, to the server by name (`yc-direct.example` in the client's DNS
+//!     view): a direct request as people type it, DNS lookup included;
 //!   - curl straight to the server, and curl with the client kernel inserting the SRH towards
 //!     the hopd SIDs / the kernel SIDs (borders only, no final hop);
 //! - ping RTT (ICMPv6 echo) through the hopd borders, the kernel End nodes, and directly;
@@ -53,6 +55,8 @@ const FAST_SIDS: [&str; 2] = ["fc00:1::ee", "fc00:2::ee"];
 const DIRECT: &str = "fd00:3::2";
 const VIA_HOPD: &str = "fd00:3::b";
 const VIA_KERNEL: &str = "fd00:3::c";
+/// yc's plain address by name in the client's DNS view, for direct requests by name.
+const DIRECT_NAME: &str = "yc-direct.example";
 const HTTP_PORT: u16 = 8080;
 const BODY: &[u8] = b"[{\"id\":1,\"name\":\"ada\"},{\"id\":2,\"name\":\"linus\"}]\n";
 
@@ -205,12 +209,28 @@ fn answer_http(mut s: std::net::TcpStream, root: &Path) {
 fn direct_get(dest: &str, path: &str) -> Result<()> {
     use hopstack_encoder::client::http::{self, HttpRequest};
     use hopstack_encoder::client::{SocketOptions, Timings, socket};
-    let dest: std::net::SocketAddrV6 = dest.parse().context("destination [ADDR]:PORT")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let mut t = Timings::start();
+        // `NAME:PORT` asks the node's DNS (AAAA, the client library's resolver) first, as a
+        // direct request by name does.
+        let dest: std::net::SocketAddrV6 = match dest.parse() {
+            Ok(d) => d,
+            Err(_) => {
+                let (name, port) = dest
+                    .rsplit_once(':')
+                    .context("destination [ADDR]:PORT or NAME:PORT")?;
+                let dns = hopstack_encoder::client::resolve::DnsResolver::new(None);
+                let (ip, _ttl) = dns
+                    .lookup(name)
+                    .await
+                    .map_err(|f| anyhow!("cannot resolve {name}: {}", f.detail))?;
+                t.dns = Some(t.mark());
+                std::net::SocketAddrV6::new(ip, port.parse().context("port")?, 0, 0)
+            }
+        };
         let opts = SocketOptions {
             connect_timeout: Some(Duration::from_secs(10)),
             nodelay: true,
@@ -301,7 +321,11 @@ impl Bench<'_> {
     }
 
     fn curl(&self, host: &str) -> Result<(f64, f64)> {
-        let url = format!("http://[{host}]:{HTTP_PORT}/users/list");
+        let url = if host.contains(':') {
+            format!("http://[{host}]:{HTTP_PORT}/users/list")
+        } else {
+            format!("http://{host}:{HTTP_PORT}/users/list")
+        };
         let o = self.run_on(
             "client",
             Path::new("curl"),
@@ -329,8 +353,11 @@ impl Bench<'_> {
     }
 
     fn lib_direct(&self) -> Result<(f64, f64)> {
-        let dest = format!("[{DIRECT}]:{HTTP_PORT}");
-        let o = self.run_on("client", &self.me, &["__get", &dest, "/users/list"])?;
+        self.lib_direct_to(&format!("[{DIRECT}]:{HTTP_PORT}"))
+    }
+
+    fn lib_direct_to(&self, dest: &str) -> Result<(f64, f64)> {
+        let o = self.run_on("client", &self.me, &["__get", dest, "/users/list"])?;
         if o.stdout != BODY {
             bail!("__get: unexpected body: {}", stderr_of(&o));
         }
@@ -541,9 +568,10 @@ fn run(o: &Opts) -> Result<()> {
     b.hop_get(HANDOFF_ADDR, &["--no-fast-path"])?;
     b.hop_get(HANDOFF_ADDR, &["--port", "7443"])?;
     b.lib_direct()?;
-    for h in [DIRECT, VIA_HOPD, VIA_KERNEL] {
+    for h in [DIRECT, VIA_HOPD, VIA_KERNEL, DIRECT_NAME] {
         b.curl(h)?;
     }
+    b.lib_direct_to(&format!("{DIRECT_NAME}:{HTTP_PORT}"))?;
 
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     // Rows 0..4 are `hop get` of a cached path, each sample checked for what it went by.
@@ -555,7 +583,9 @@ fn run(o: &Opts) -> Result<()> {
     const CURL_DIRECT: usize = 5;
     const CURL_HOPD: usize = 6;
     const CURL_KERNEL: usize = 7;
-    const CONNECT: usize = 8;
+    const LIB_DNS: usize = 8;
+    const CURL_DNS: usize = 9;
+    const CONNECT: usize = 10;
     let hop_rows: [(usize, &str, &[&str], bool, bool); 4] = [
         // (row, address, extra arguments, kernel End SIDs expected, direct port expected)
         (FAST_DIRECT, HANDOFF_ADDR, &[], true, true),
@@ -587,6 +617,11 @@ fn run(o: &Opts) -> Result<()> {
         ("ttfb", "curl, direct (no SRH, no hopd)"),
         ("ttfb", "curl, kernel-inserted SRH via 2 hopd borders"),
         ("ttfb", "curl, kernel-inserted SRH via 2 kernel End"),
+        (
+            "ttfb",
+            "hopstack client code, direct by name (client's DNS, AAAA)",
+        ),
+        ("ttfb", "curl, direct by name (client's DNS)"),
         ("connect", "hop get, cached: kernel End SIDs + direct port"),
         ("connect", "hop get, cached: kernel End SIDs + hand-off"),
         ("connect", "hop get, cached: kernel End SIDs + proxy"),
@@ -628,6 +663,10 @@ fn run(o: &Opts) -> Result<()> {
         rows[CONNECT + CURL_DIRECT].samples.push(c);
         rows[CURL_HOPD].samples.push(b.curl(VIA_HOPD)?.1);
         rows[CURL_KERNEL].samples.push(b.curl(VIA_KERNEL)?.1);
+        rows[LIB_DNS]
+            .samples
+            .push(b.lib_direct_to(&format!("{DIRECT_NAME}:{HTTP_PORT}"))?.1);
+        rows[CURL_DNS].samples.push(b.curl(DIRECT_NAME)?.1);
     }
     for (name, host) in [
         ("ping, 2 hopd borders", VIA_HOPD),
@@ -656,6 +695,7 @@ fn run(o: &Opts) -> Result<()> {
     let ttfb = |i: usize| stats(&rows[i].samples).0;
     let ratio_lib = ttfb(FAST_DIRECT) / ttfb(LIB_DIRECT);
     let ratio_curl = ttfb(FAST_DIRECT) / ttfb(CURL_DIRECT);
+    let ratio_lib_dns = ttfb(FAST_DIRECT) / ttfb(LIB_DNS);
     if o.json {
         let rows_j: Vec<_> = rows
             .iter()
@@ -676,6 +716,7 @@ fn run(o: &Opts) -> Result<()> {
             json!({"latency": rows_j, "throughput": tput_j,
                    "ttfb_ratio_hop_vs_client_direct": ratio_lib,
                    "ttfb_ratio_hop_vs_curl_direct": ratio_curl,
+                   "ttfb_ratio_hop_vs_client_direct_by_name": ratio_lib_dns,
                    "loadavg_before": load_before.trim(), "loadavg_after": load_after.trim()})
         );
         return Ok(());
@@ -722,11 +763,12 @@ fn run(o: &Opts) -> Result<()> {
         println!("TCP throughput: iperf3 not installed, skipped");
     }
     println!(
-        "cached hop get vs direct, median TTFB: {:.2}x the same client code, {:.2}x curl \
-         (within 10%: {})",
+        "cached hop get vs direct, median TTFB: {:.2}x the same client code to the address \
+         (within 10%: {}), {:.2}x curl to the address; {:.2}x the same client code by name",
         ratio_lib,
+        if ratio_lib <= 1.10 { "yes" } else { "no" },
         ratio_curl,
-        if ratio_lib <= 1.10 { "yes" } else { "no" }
+        ratio_lib_dns
     );
     println!("load average after: {}", load_after.trim());
     Ok(())
