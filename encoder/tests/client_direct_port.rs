@@ -22,29 +22,15 @@ use std::time::{Duration, Instant};
 mod client_support;
 
 use hopstack_encoder::wire::srh::Packet;
-use hopstack_testbed::Testbed;
 
 const ADDR: &str = "github.com>org>yc:tcp+http+web/users/list";
 const DIRECT: u16 = 8081;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
-    }
-}
 
 /// The shipped topology with `direct_port` on yc's `web` service and a second web server on
 /// yc listening there on all addresses (the shipped files stay as they are).
 fn topology(dir: &Path) -> PathBuf {
     let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testbed/topologies");
-    copy_dir(&shipped.join("three-hop"), &dir.join("three-hop"));
+    client_support::copy_dir(&shipped.join("three-hop"), &dir.join("three-hop"));
     let yc = dir.join("three-hop/hopd-yc.toml");
     let cfg = std::fs::read_to_string(&yc).unwrap();
     let web = "[final_hop.services.web]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:8080\"\n";
@@ -71,15 +57,6 @@ fn topology(dir: &Path) -> PathBuf {
     dir.join("three-hop.toml")
 }
 
-fn timings(o: &Output) -> serde_json::Value {
-    let err = String::from_utf8_lossy(&o.stderr);
-    let line = err
-        .lines()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no timings JSON in: {err}"));
-    serde_json::from_str(line).unwrap()
-}
-
 /// `(port, direct_port)` from `--json` timings.
 fn port(j: &serde_json::Value) -> (u64, bool) {
     (
@@ -88,48 +65,14 @@ fn port(j: &serde_json::Value) -> (u64, bool) {
     )
 }
 
-/// The first packet of a pcap file (Ethernet link type), without the link header.
-fn first_ipv6_packet(pcap: &[u8]) -> &[u8] {
-    assert!(
-        pcap.len() > 24 + 16,
-        "the capture is empty ({} octets)",
-        pcap.len()
-    );
-    assert_eq!(&pcap[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian pcap");
-    assert_eq!(
-        u32::from_le_bytes(pcap[20..24].try_into().unwrap()),
-        1,
-        "Ethernet"
-    );
-    let caplen = u32::from_le_bytes(pcap[32..36].try_into().unwrap()) as usize;
-    let frame = &pcap[40..40 + caplen];
-    assert_eq!(&frame[12..14], &[0x86, 0xdd], "an IPv6 frame");
-    &frame[14..]
-}
-
 #[test]
 fn cached_requests_connect_to_the_services_direct_port() {
     if hopstack_testbed::userns::skip_without_tun() {
         return;
     }
     let hop = PathBuf::from(env!("CARGO_BIN_EXE_hop"));
-    for b in ["hopd", "hopbed"] {
-        assert!(
-            hop.with_file_name(b).exists(),
-            "{b} is missing: run `cargo build --workspace --bins` first"
-        );
-    }
     let topo = tempfile::tempdir().unwrap();
-    let tb = Testbed::builder(topology(topo.path()))
-        .hopbed_exe(hop.with_file_name("hopbed"))
-        .bin_dir(hop.parent().unwrap())
-        .start()
-        .expect("the three-hop copy starts");
-    assert!(
-        tb.skipped().is_empty(),
-        "optional processes not started: {:?}",
-        tb.skipped()
-    );
+    let tb = client_support::start_copy(&hop, &topology(topo.path()));
     let cache = tempfile::tempdir().unwrap();
     let body = std::fs::read_to_string(topo.path().join("three-hop/www/users/list")).unwrap();
     let hop_cmd = |args: &[&str]| {
@@ -152,16 +95,9 @@ fn cached_requests_connect_to_the_services_direct_port() {
     };
 
     // 1. hopd's TUNs and routes come up just after the testbed: retry briefly.
-    let t0 = Instant::now();
-    let first = loop {
-        let o = run(&[]);
-        if o.status.success() || t0.elapsed() > Duration::from_secs(10) {
-            break o;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let first = client_support::until_up(|| run(&[]));
     ok(&first);
-    let j = timings(&first);
+    let j = client_support::json(&first);
     assert_eq!(j["probed"], true, "{j}");
     assert_eq!(port(&j), (u64::from(DIRECT), true), "{j}");
     let v = String::from_utf8_lossy(&first.stderr);
@@ -174,7 +110,7 @@ fn cached_requests_connect_to_the_services_direct_port() {
     let pcap = client_support::capture_first(&tb, "direct.pcap", "ip6 dst fc00:1::e");
     let second = run(&[]);
     ok(&second);
-    let j = timings(&second);
+    let j = client_support::json(&second);
     assert_eq!(j["probed"], false, "{j}");
     assert_eq!(j["path_source"], "cache", "{j}");
     assert_eq!(port(&j), (u64::from(DIRECT), true), "{j}");
@@ -187,7 +123,7 @@ fn cached_requests_connect_to_the_services_direct_port() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let bytes = std::fs::read(&pcap).unwrap();
-    let ip6 = first_ipv6_packet(&bytes);
+    let ip6 = client_support::first_ipv6_packet(&bytes);
     assert_eq!(ip6[6], 43, "a routing header follows the IPv6 header");
     let srh = Packet::new_checked(&ip6[40..]).expect("a well-formed SRH");
     let list: Vec<String> = srh.segments().map(|a| a.to_string()).collect();
@@ -205,7 +141,7 @@ fn cached_requests_connect_to_the_services_direct_port() {
     for extra in [&["--no-fast-path"][..], &["--port", "7443"][..]] {
         let o = run(extra);
         ok(&o);
-        let j = timings(&o);
+        let j = client_support::json(&o);
         assert_eq!(j["probed"], false, "{extra:?}: {j}");
         assert_eq!(port(&j), (7443, false), "{extra:?}: {j}");
     }
@@ -232,7 +168,7 @@ fn cached_requests_connect_to_the_services_direct_port() {
     tb.kill("yc", "direct").unwrap();
     let fallback = run(&[]);
     ok(&fallback);
-    let j = timings(&fallback);
+    let j = client_support::json(&fallback);
     let v = String::from_utf8_lossy(&fallback.stderr);
     assert!(
         v.contains("* service's direct port 8081 failed"),
@@ -242,7 +178,7 @@ fn cached_requests_connect_to_the_services_direct_port() {
     assert_eq!(port(&j), (7443, false), "{j}");
     let next = run(&[]);
     ok(&next);
-    let j = timings(&next);
+    let j = client_support::json(&next);
     let v = String::from_utf8_lossy(&next.stderr);
     assert!(!v.contains("direct port 8081 failed"), "{v}");
     assert_eq!(j["probed"], false, "{j}");
@@ -256,7 +192,7 @@ fn cached_requests_connect_to_the_services_direct_port() {
     let (o, j) = loop {
         let o = run(&["--no-cache"]);
         ok(&o);
-        let j = timings(&o);
+        let j = client_support::json(&o);
         if port(&j).1 || t0.elapsed() > Duration::from_secs(5) {
             break (o, j);
         }

@@ -28,25 +28,12 @@ use client_support::{Bed, FAST_SIDS, json, stderr, stdout};
 
 const ADDR: &str = "github.com>org>yc:tcp+tls+http+restapiv3/users/list";
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
-    }
-}
-
 /// The shipped topology and its files, with both border configs extended by a kernel End SID
 /// in the /112 of their hopd SID (the shipped files stay as they are).
 fn topology(dir: &Path) -> PathBuf {
     let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testbed/topologies");
     std::fs::copy(shipped.join("three-hop.toml"), dir.join("three-hop.toml")).unwrap();
-    copy_dir(&shipped.join("three-hop"), &dir.join("three-hop"));
+    client_support::copy_dir(&shipped.join("three-hop"), &dir.join("three-hop"));
     for (node, sid, fast) in [
         ("github", "fc00:1::e", "fc00:1::ee"),
         ("org", "fc00:2::e", "fc00:2::ee"),
@@ -62,15 +49,6 @@ fn topology(dir: &Path) -> PathBuf {
         .unwrap();
     }
     dir.join("three-hop.toml")
-}
-
-fn timings(o: &Output) -> serde_json::Value {
-    let err = String::from_utf8_lossy(&o.stderr);
-    let line = err
-        .lines()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no timings JSON in: {err}"));
-    serde_json::from_str(line).unwrap()
 }
 
 /// `(segment, fast_path)` per hop, from `--json` timings.
@@ -105,48 +83,14 @@ fn end_packets(tb: &Testbed, node: &str, sid: &str) -> u64 {
     words[i + 1].parse().unwrap()
 }
 
-/// The first packet of a pcap file (Ethernet link type), without the link header.
-fn first_ipv6_packet(pcap: &[u8]) -> &[u8] {
-    assert!(
-        pcap.len() > 24 + 16,
-        "the capture is empty ({} octets)",
-        pcap.len()
-    );
-    assert_eq!(&pcap[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian pcap");
-    assert_eq!(
-        u32::from_le_bytes(pcap[20..24].try_into().unwrap()),
-        1,
-        "Ethernet"
-    );
-    let caplen = u32::from_le_bytes(pcap[32..36].try_into().unwrap()) as usize;
-    let frame = &pcap[40..40 + caplen];
-    assert_eq!(&frame[12..14], &[0x86, 0xdd], "an IPv6 frame");
-    &frame[14..]
-}
-
 #[test]
 fn cached_requests_go_by_the_hops_kernel_end_sids() {
     if hopstack_testbed::userns::skip_without_tun() {
         return;
     }
     let hop = PathBuf::from(env!("CARGO_BIN_EXE_hop"));
-    for b in ["hopd", "hopbed"] {
-        assert!(
-            hop.with_file_name(b).exists(),
-            "{b} is missing: run `cargo build --workspace --bins` first"
-        );
-    }
     let topo = tempfile::tempdir().unwrap();
-    let tb = Testbed::builder(topology(topo.path()))
-        .hopbed_exe(hop.with_file_name("hopbed"))
-        .bin_dir(hop.parent().unwrap())
-        .start()
-        .expect("the three-hop copy starts");
-    assert!(
-        tb.skipped().is_empty(),
-        "optional processes not started: {:?}",
-        tb.skipped()
-    );
+    let tb = client_support::start_copy(&hop, &topology(topo.path()));
     let cache = tempfile::tempdir().unwrap();
     let ca = topo.path().join("three-hop/ca.pem");
     let body = std::fs::read_to_string(topo.path().join("three-hop/www/users/list")).unwrap();
@@ -167,16 +111,9 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
     };
 
     // 1. hopd's TUNs and routes come up just after the testbed: retry briefly.
-    let t0 = Instant::now();
-    let first = loop {
-        let o = run(&[]);
-        if o.status.success() || t0.elapsed() > Duration::from_secs(10) {
-            break o;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let first = client_support::until_up(|| run(&[]));
     ok(&first);
-    let j = timings(&first);
+    let j = client_support::json(&first);
     assert_eq!(j["probed"], true, "{j}");
     assert_eq!(
         segments(&j),
@@ -212,7 +149,7 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
     );
     let second = run(&[]);
     ok(&second);
-    let j = timings(&second);
+    let j = client_support::json(&second);
     assert_eq!(j["probed"], false, "{j}");
     assert_eq!(j["path_source"], "cache", "{j}");
     assert_eq!(
@@ -234,7 +171,7 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let bytes = std::fs::read(&pcap).unwrap();
-    let ip6 = first_ipv6_packet(&bytes);
+    let ip6 = client_support::first_ipv6_packet(&bytes);
     assert_eq!(ip6[6], 43, "a routing header follows the IPv6 header");
     let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&ip6[24..40]).unwrap());
     assert_eq!(dst, "fc00:1::ee".parse::<Ipv6Addr>().unwrap());
@@ -249,7 +186,7 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
     // 3. --no-fast-path: hopd's own SIDs, still no probe.
     let third = run(&["--no-fast-path"]);
     ok(&third);
-    let j = timings(&third);
+    let j = client_support::json(&third);
     assert_eq!(j["probed"], false, "{j}");
     assert_eq!(
         segments(&j),
@@ -275,7 +212,7 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
          (is hopd listening there?)",
         "the same line as without the fast path: {v}"
     );
-    let j = timings(&down);
+    let j = client_support::json(&down);
     assert_eq!(j["error"]["exit_code"], 5, "{j}");
     tb.start_process("yc", "hopd").unwrap();
     let t0 = Instant::now();
@@ -287,7 +224,7 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
         std::thread::sleep(Duration::from_millis(200));
     };
     ok(&back);
-    let j = timings(&back);
+    let j = client_support::json(&back);
     assert_eq!(j["probed"], true, "the failure forgot the cached path: {j}");
     assert_eq!(segments(&j)[0], seg("fc00:1::ee", true), "{j}");
 
@@ -300,7 +237,7 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
     .unwrap();
     let fourth = run(&["--connect-timeout", "1"]);
     ok(&fourth);
-    let j = timings(&fourth);
+    let j = client_support::json(&fourth);
     let v = String::from_utf8_lossy(&fourth.stderr);
     assert!(v.contains("* kernel fast path failed"), "{v}");
     assert_eq!(j["probed"], false, "{j}");
@@ -314,7 +251,7 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
     );
     let fifth = run(&["--connect-timeout", "1"]);
     ok(&fifth);
-    let j = timings(&fifth);
+    let j = client_support::json(&fifth);
     let v = String::from_utf8_lossy(&fifth.stderr);
     assert!(!v.contains("kernel fast path failed"), "{v}");
     assert_eq!(j["probed"], false, "{j}");

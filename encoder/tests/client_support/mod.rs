@@ -299,6 +299,74 @@ pub fn capture_first(tb: &Testbed, file: &str, filter: &str) -> PathBuf {
     pcap
 }
 
+/// hopd's TUNs and routes come up just after the testbed: runs `f` until it succeeds, for
+/// at most 10 s, and returns the last run.
+pub fn until_up(f: impl Fn() -> Output) -> Output {
+    let t0 = Instant::now();
+    loop {
+        let o = f();
+        if o.status.success() || t0.elapsed() > Duration::from_secs(10) {
+            return o;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Copies a directory tree (a shipped topology's files, before a test edits its copy).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+/// Starts a testbed topology file written by a test (a copy of three-hop.toml with its own
+/// hopd configurations), with the workspace binaries next to `hop`; every process must start.
+pub fn start_copy(hop: &Path, topology: &Path) -> Testbed {
+    for b in ["hopd", "hopbed"] {
+        assert!(
+            hop.with_file_name(b).exists(),
+            "{b} is missing: run `cargo build --workspace --bins` first"
+        );
+    }
+    let tb = Testbed::builder(topology)
+        .hopbed_exe(hop.with_file_name("hopbed"))
+        .bin_dir(hop.parent().unwrap())
+        .start()
+        .expect("the three-hop copy starts");
+    assert!(
+        tb.skipped().is_empty(),
+        "optional processes not started: {:?}",
+        tb.skipped()
+    );
+    tb
+}
+
+/// The first packet of a pcap file (Ethernet link type), without the link header.
+pub fn first_ipv6_packet(pcap: &[u8]) -> &[u8] {
+    assert!(
+        pcap.len() > 24 + 16,
+        "the capture is empty ({} octets)",
+        pcap.len()
+    );
+    assert_eq!(&pcap[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian pcap");
+    assert_eq!(
+        u32::from_le_bytes(pcap[20..24].try_into().unwrap()),
+        1,
+        "Ethernet"
+    );
+    let caplen = u32::from_le_bytes(pcap[32..36].try_into().unwrap()) as usize;
+    let frame = &pcap[40..40 + caplen];
+    assert_eq!(&frame[12..14], &[0x86, 0xdd], "an IPv6 frame");
+    &frame[14..]
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
