@@ -191,15 +191,19 @@ impl ResolvedPath {
                     PathSource::Cache => format!("{} (cached)", h.resolved_by.describe(&names)),
                     _ => h.resolved_by.describe(&names),
                 },
-                trace_status: records
-                    .iter()
-                    .find(|r| {
-                        usize::from(r.segment_index) == n - 1 - i && r.status != TraceStatus::Empty
-                    })
+                trace_status: hop_record(&records, n, i)
                     .map(|r| format!("{:?}", r.status).to_ascii_lowercase()),
             })
             .collect()
     }
+}
+
+/// The record hop `i` of an `n`-hop path wrote: hops record Segments Left as they found it,
+/// and hop `i` is named by segment `n - 1 - i` (the SRH lists the path backwards).
+fn hop_record(records: &[TraceRecord], n: usize, i: usize) -> Option<&TraceRecord> {
+    records
+        .iter()
+        .find(|r| usize::from(r.segment_index) == n - 1 - i && r.status != TraceStatus::Empty)
 }
 
 /// Each hop's kernel End SID, from a probe's trace records: hop `i` of `n` was reached at
@@ -216,9 +220,7 @@ pub fn kernel_end_sids(addresses: &[Ipv6Addr], records: &[TraceRecord]) -> Vec<O
             if i + 1 >= n {
                 return None;
             }
-            let r = records.iter().find(|r| {
-                usize::from(r.segment_index) == n - 1 - i && r.status != TraceStatus::Empty
-            })?;
+            let r = hop_record(records, n, i)?;
             tlv::kernel_end_sid(at, r.end_function)
         })
         .collect()
