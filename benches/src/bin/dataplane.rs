@@ -65,12 +65,15 @@ struct Opts {
     pings: usize,
     iperf_secs: u32,
     json: bool,
+    /// After set-up and warm-up, run each stdin line with `sh -c` on the client node instead
+    /// of measuring: for profiling `hop` on the warm testbed (perf, strace).
+    shell: bool,
     bin_dir: PathBuf,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: dataplane [--requests N] [--pings N] [--iperf-secs S] [--json] [--bin-dir DIR]\n\
+        "usage: dataplane [--requests N] [--pings N] [--iperf-secs S] [--json] [--shell] [--bin-dir DIR]\n\
          (needs root for network namespaces and the release binaries:\n \
          cargo build --release --workspace --bins && target/release/dataplane)"
     );
@@ -84,6 +87,7 @@ fn parse_opts(args: &[String]) -> Opts {
         pings: 200,
         iperf_secs: 5,
         json: false,
+        shell: false,
         bin_dir: exe.parent().expect("an executable has a directory").into(),
     };
     let mut it = args.iter();
@@ -99,6 +103,7 @@ fn parse_opts(args: &[String]) -> Opts {
             "--pings" => o.pings = num("--pings").max(1),
             "--iperf-secs" => o.iperf_secs = u32::try_from(num("--iperf-secs")).unwrap_or(5),
             "--json" => o.json = true,
+            "--shell" => o.shell = true,
             "--bin-dir" => {
                 o.bin_dir = it.next().map(PathBuf::from).unwrap_or_else(|| usage());
             }
@@ -312,8 +317,10 @@ impl Bench<'_> {
         let o = self.run_on("client", &self.hop, &args)?;
         if o.stdout != BODY {
             bail!(
-                "hop get {addr}: unexpected body {:?}",
-                String::from_utf8_lossy(&o.stdout)
+                "hop get {addr}: {}, unexpected body {:?}: {}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout),
+                stderr_of(&o)
             );
         }
         let j = timings_json(&o).with_context(|| format!("hop get {addr}"))?;
@@ -350,6 +357,28 @@ impl Bench<'_> {
             (Some(Ok(c)), Some(Ok(f))) => Ok((c, f)),
             _ => bail!("curl -w printed {s:?}"),
         }
+    }
+
+    /// `--shell`: each stdin line runs on the client node (`$HOP`:
+    /// the hop binary, `$ADDR`: the hand-off address, the cache primed) until stdin ends.
+    fn shell(&self) -> Result<()> {
+        eprintln!(
+            "dataplane: testbed up; each stdin line runs with sh -c on the client ($HOP, $ADDR, \
+             $DIRECT set); end stdin to tear down"
+        );
+        for line in std::io::stdin().lines() {
+            let line = line?;
+            let mut c = self.tb.command("client", "sh")?;
+            c.args(["-c", &line])
+                .env("XDG_CACHE_HOME", &self.cache)
+                .env("HOP", &self.hop)
+                .env("ADDR", HANDOFF_ADDR)
+                .env("DIRECT", format!("[{DIRECT}]:{HTTP_PORT}"))
+                .stdin(Stdio::null());
+            let st = c.status()?;
+            eprintln!("dataplane: `{line}`: {st}");
+        }
+        Ok(())
     }
 
     fn lib_direct(&self) -> Result<(f64, f64)> {
@@ -572,6 +601,10 @@ fn run(o: &Opts) -> Result<()> {
         b.curl(h)?;
     }
     b.lib_direct_to(&format!("{DIRECT_NAME}:{HTTP_PORT}"))?;
+
+    if o.shell {
+        return b.shell();
+    }
 
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     // Rows 0..4 are `hop get` of a cached path, each sample checked for what it went by.
