@@ -417,7 +417,10 @@ fn hop_id(ctx: &Ctx, arrival: Option<&Arrival>, local: Option<SocketAddr>) -> Ho
 
 async fn handle_tcp(ctx: &Ctx, stream: TcpStream, peer: SocketAddr) {
     let local = stream.local_addr().ok();
-    let rthdr = sockopt::tcp_syn_rthdr(stream.as_fd());
+    let rthdr = match sockopt::tcp_syn_rthdr(stream.as_fd()) {
+        Ok(None) => rthdr_of_first_segment(&stream).await,
+        r => r,
+    };
     let fail = |arrival: Option<&Arrival>, layer, reason, message| Failure {
         hop: hop_id(ctx, arrival, local),
         layer,
@@ -605,6 +608,27 @@ async fn handle_tcp(ctx: &Ctx, stream: TcpStream, peer: SocketAddr) {
             );
             fail_tcp(ctx, stream, peer, Some(&arrival), Some(service), f).await
         }
+    }
+}
+
+/// How long a connection accepted without its SYN's options may take to send its first
+/// segment ([`rthdr_of_first_segment`]).
+const FIRST_SEGMENT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The Routing header of the connection's first data segment, for a connection accepted
+/// without its SYN's options. That happens when the SYN reuses the 4-tuple of a connection
+/// still in TIME_WAIT here (we closed first, the client picked the same source port again):
+/// the time-wait socket lets the SYN through with `tw_isn` set, and `tcp_v6_init_req` then
+/// keeps no `pktopts` for it. The client's SRH is on every segment it sends (the socket
+/// option is sticky), and each in-order data segment with options replaces `np->pktoptions`
+/// (`tcp_v6_do_rcv`), so the first one tells. `None` when the client sends nothing in time
+/// or closes.
+async fn rthdr_of_first_segment(stream: &TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    let mut one = [0u8; 1];
+    match tokio::time::timeout(FIRST_SEGMENT_TIMEOUT, stream.peek(&mut one)).await {
+        Ok(Ok(n)) if n > 0 => sockopt::tcp_syn_rthdr(stream.as_fd()),
+        Ok(Err(e)) => Err(e),
+        _ => Ok(None),
     }
 }
 

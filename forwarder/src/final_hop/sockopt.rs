@@ -74,7 +74,8 @@ pub fn set_linger_zero(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// An SRH is at most 2048 octets ((255 + 1) * 8); the rest is room for the other messages.
 const CMSG_BUF: usize = 4096;
 
-/// The Routing header the connection's SYN carried, if any (accepted TCP socket).
+/// The Routing header the connection's SYN carried, if any (accepted TCP socket); or, once
+/// data has arrived, the latest in-order data segment's (`np->pktoptions` follows them).
 pub fn tcp_syn_rthdr(fd: BorrowedFd<'_>) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; CMSG_BUF];
     let mut len = buf.len() as libc::socklen_t;

@@ -89,7 +89,7 @@ pub fn srh_flags(
     buf
 }
 
-fn set_rthdr(fd: &OwnedFd, srh: &[u8]) {
+pub fn set_rthdr(fd: &OwnedFd, srh: &[u8]) {
     // SAFETY: fd is open; srh is a valid buffer of the given length.
     let rc = unsafe {
         libc::setsockopt(
