@@ -32,8 +32,9 @@
 //! - ping RTT (ICMPv6 echo) through the hopd borders, the kernel End nodes, and directly;
 //! - TCP throughput (iperf3, when installed) on the same three paths.
 //!
-//! The binaries it runs (`hop`, `hopd`, `hopbed`) are taken from its own directory, so a
-//! release harness measures release binaries.
+//! The binaries it runs (`hop`, `hopd`, `hopbed`) are taken from its own directory (or
+//! `--bin-dir`), so a release harness measures release binaries; they and the harness itself
+//! run from copies in a temporary directory, as installed binaries would.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -515,8 +516,6 @@ struct Row {
 }
 
 fn run(o: &Opts) -> Result<()> {
-    let me = std::env::current_exe()?;
-    let hop = o.bin_dir.join("hop");
     for b in ["hop", "hopd", "hopbed"] {
         if !o.bin_dir.join(b).exists() {
             bail!(
@@ -525,13 +524,26 @@ fn run(o: &Opts) -> Result<()> {
             );
         }
     }
+    let dir = tempfile::tempdir()?;
+    // Every binary runs from a copy, as installed (`cargo install`, packages copy them), the
+    // harness itself (the direct client) included: how a file came into the page cache
+    // (written by the linker, or copied) changed how fast the same binary started its
+    // request by tens of microseconds here, so both sides of a comparison are copied alike.
+    let bin_dir = dir.path().join("bin");
+    std::fs::create_dir_all(&bin_dir)?;
+    let me = bin_dir.join("dataplane");
+    std::fs::copy(std::env::current_exe()?, &me)?;
+    for b in ["hop", "hopd", "hopbed"] {
+        std::fs::copy(o.bin_dir.join(b), bin_dir.join(b))
+            .with_context(|| format!("copying {b}"))?;
+    }
+    let hop = bin_dir.join("hop");
     let topo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("topologies/dataplane.toml");
     let tb = Testbed::builder(&topo)
-        .hopbed_exe(o.bin_dir.join("hopbed"))
-        .bin_dir(&o.bin_dir)
+        .hopbed_exe(bin_dir.join("hopbed"))
+        .bin_dir(&bin_dir)
         .start()
         .with_context(|| format!("starting {}", topo.display()))?;
-    let dir = tempfile::tempdir()?;
     write_configs(dir.path())?;
     let d = dir.path().display().to_string();
     let me_s = me.to_str().context("utf-8 path")?;
@@ -551,7 +563,7 @@ fn run(o: &Opts) -> Result<()> {
     if iperf {
         tb.spawn("yc", "iperf3", ["iperf3", "-s", "-6"])?;
     }
-    let hopd = o.bin_dir.join("hopd");
+    let hopd = bin_dir.join("hopd");
     let hopd = hopd.to_str().context("utf-8 path")?;
     for node in ["github.com", "org", "yc"] {
         tb.spawn(
