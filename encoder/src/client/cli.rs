@@ -358,6 +358,26 @@ impl Ctx {
         Ok(p)
     }
 
+    /// The path for a request: the cached one when there is one, else [`Self::path`]. The
+    /// cache is asked before any future is built, and the resolving one is boxed: with
+    /// DNS and the probe in it, that future is large, and building (copying) it cost a
+    /// cached request microseconds before its SYN.
+    async fn request_path(
+        &mut self,
+        c: &CommonArgs,
+        t: &mut Timings,
+    ) -> Result<ResolvedPath, ClientError> {
+        if let Some(mut p) = self
+            .cache
+            .as_ref()
+            .and_then(|cache| resolve::cached_path(&self.addr, cache, t))
+        {
+            p.fast_path = !c.no_fast_path;
+            return Ok(p);
+        }
+        Box::pin(self.path(c, false, t)).await
+    }
+
     /// Writes `path` back to the cache after a fallback dropped part of the fast path from
     /// it, so later requests do not pay the failed attempt again. Best effort: a cache that
     /// cannot be written only costs that attempt next time.
@@ -375,7 +395,9 @@ impl Ctx {
     /// Opens the request's TCP connection over `path`. On the fast path with a direct port
     /// for the service, it goes there (hopd not in the connection); any failure there
     /// (nothing listening, a filter) forgets the port, re-caches the path without it, and
-    /// goes on via hopd's port ([`Self::connect_hopd`]).
+    /// goes on via hopd's port ([`Self::connect_hopd`]). A failure fills `t.hops`; after a
+    /// success the caller does ([`ResolvedPath::hop_timings`]), once nothing waits on it: only
+    /// `-v` and `--json` read it, at the end.
     async fn connect(
         &mut self,
         c: &CommonArgs,
@@ -389,10 +411,7 @@ impl Ctx {
         t.port = Some(port);
         t.direct_port = true;
         let e = match super::open_tcp(&self.addr, path, port, &sock_opts(c), t).await {
-            Ok(s) => {
-                t.hops = path.hop_timings();
-                return Ok(s);
-            }
+            Ok(s) => return Ok(s),
             Err(e) => e,
         };
         if c.verbose {
@@ -421,6 +440,9 @@ impl Ctx {
         t.port = Some(port);
         t.direct_port = false;
         let first = super::open_tcp(&self.addr, path, port, &sock_opts(c), t).await;
+        if first.is_ok() {
+            return first;
+        }
         t.hops = path.hop_timings();
         let e = match first {
             Ok(s) => return Ok(s),
@@ -462,7 +484,8 @@ impl Ctx {
         if path.probe.is_some() && !path.uses_fast_path() {
             return e;
         }
-        match super::diagnose(&self.addr, path, &probe_opts(c)).await {
+        // Boxed: the probe's future is large, and every request's future would carry it.
+        match Box::pin(super::diagnose(&self.addr, path, &probe_opts(c))).await {
             Some(d) => d,
             None if path.uses_fast_path() && e.reason != Reason::ConnectionRefused.name() => {
                 ClientError {
@@ -540,7 +563,7 @@ async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError> {
         body,
         h2,
     };
-    let mut path = ctx.path(c, false, t).await?;
+    let mut path = ctx.request_path(c, t).await?;
     // The TLS configuration (its root store: --cacert's PEM, or the system's roots, which
     // takes milliseconds) is needed only once TCP is up: build it while the SYN is out. The
     // first poll sends the SYN; a bad --cacert is still reported, just after the path.
@@ -557,52 +580,58 @@ async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError> {
         };
         (stream, cfg.transpose())
     };
-    let tls_cfg = tls_cfg?;
-    let stream = stream?;
-    let mut out: Box<dyn Write> = match &a.output {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
-            |e| ClientError::local(format!("cannot create {}: {e}", p.display())),
-        )?)),
-        None => Box::new(std::io::stdout().lock()),
-    };
-    let progress = a.output.is_some();
-    let res = match tls_cfg {
-        Some(cfg) => {
-            let s = match tls::handshake(stream, &sni, cfg).await {
-                Ok(s) => s,
-                Err(e) => {
-                    let e = e.at(super::HopRef {
-                        index: path.hops.len() - 1,
-                        name: path.hops[path.hops.len() - 1].name.clone(),
-                        address: Some(path.final_address()),
-                    });
-                    // A handshake cut short (not a certificate verdict) is how the final
-                    // hop says "no such service" over TLS it cannot terminate: ask a probe.
-                    return Err(if e.reason == "tls-handshake" {
-                        ctx.explain(c, &path, e).await
-                    } else {
-                        e
-                    });
-                }
-            };
-            t.tls = Some(t.mark());
-            http::request(s, &req, &mut out, !a.no_fail, progress, t).await
-        }
-        None => http::request(stream, &req, &mut out, !a.no_fail, progress, t).await,
-    };
-    match res {
-        Ok(o) => {
-            if a.include {
-                eprintln!("HTTP {} {}", o.status, o.reason);
-                for (k, v) in &o.headers {
-                    eprintln!("{k}: {v}");
-                }
+    // -v and --json's per-hop lines, filled once the response (or the failure) is in.
+    let res: Result<(), ClientError> = async {
+        let tls_cfg = tls_cfg?;
+        let stream = stream?;
+        let mut out: Box<dyn Write> = match &a.output {
+            Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
+                |e| ClientError::local(format!("cannot create {}: {e}", p.display())),
+            )?)),
+            None => Box::new(std::io::stdout().lock()),
+        };
+        let progress = a.output.is_some();
+        let res = match tls_cfg {
+            Some(cfg) => {
+                let s = match tls::handshake(stream, &sni, cfg).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let e = e.at(super::HopRef {
+                            index: path.hops.len() - 1,
+                            name: path.hops[path.hops.len() - 1].name.clone(),
+                            address: Some(path.final_address()),
+                        });
+                        // A handshake cut short (not a certificate verdict) is how the final
+                        // hop says "no such service" over TLS it cannot terminate: ask a probe.
+                        return Err(if e.reason == "tls-handshake" {
+                            ctx.explain(c, &path, e).await
+                        } else {
+                            e
+                        });
+                    }
+                };
+                t.tls = Some(t.mark());
+                http::request(s, &req, &mut out, !a.no_fail, progress, t).await
             }
-            Ok(())
+            None => http::request(stream, &req, &mut out, !a.no_fail, progress, t).await,
+        };
+        match res {
+            Ok(o) => {
+                if a.include {
+                    eprintln!("HTTP {} {}", o.status, o.reason);
+                    for (k, v) in &o.headers {
+                        eprintln!("{k}: {v}");
+                    }
+                }
+                Ok(())
+            }
+            Err(e) if e.reason == "no-response" => Err(ctx.explain(c, &path, e).await),
+            Err(e) => Err(e),
         }
-        Err(e) if e.reason == "no-response" => Err(ctx.explain(c, &path, e).await),
-        Err(e) => Err(e),
     }
+    .await;
+    t.hops = path.hop_timings();
+    res
 }
 
 async fn run_cat(a: CatArgs) -> (Timings, Result<(), ClientError>) {
@@ -659,11 +688,12 @@ async fn pipe<IO: AsyncRead + AsyncWrite + Unpin>(
 async fn cat(a: &CatArgs, t: &mut Timings) -> Result<(), ClientError> {
     let c = &a.common;
     let mut ctx = Ctx::new(c)?;
-    let mut path = ctx.path(c, false, t).await?;
+    let mut path = ctx.request_path(c, t).await?;
     if ctx.addr.transport() == Layer::Udp {
         return cat_udp(a, &mut ctx, &path, t).await;
     }
     let stream = ctx.connect(c, &mut path, t).await?;
+    t.hops = path.hop_timings();
     if ctx.addr.upper_layers().contains(&Layer::Tls) {
         let topts = tls_opts(&a.tls, &ctx.addr);
         if a.tls.insecure {
@@ -793,7 +823,7 @@ async fn proxy(a: &ProxyArgs, t: &mut Timings) -> Result<(), ClientError> {
         ));
     }
     // Resolve once up front so configuration errors show before anyone connects.
-    let mut path = ctx.path(c, false, t).await?;
+    let mut path = ctx.request_path(c, t).await?;
     let listener = TcpListener::bind(a.listen)
         .await
         .map_err(|e| ClientError::local(format!("cannot listen on {}: {e}", a.listen)))?;
@@ -837,6 +867,7 @@ async fn proxy(a: &ProxyArgs, t: &mut Timings) -> Result<(), ClientError> {
         let mut t2 = Timings::start();
         match ctx.connect(c, &mut path, &mut t2).await {
             Ok(mut remote) => {
+                t2.hops = path.hop_timings();
                 let task = tokio::spawn(async move {
                     let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
                 });

@@ -553,6 +553,30 @@ pub fn unix_now() -> u64 {
         .as_secs()
 }
 
+/// `addr`'s path from `cache`, if it has an unexpired one that fits the address.
+pub fn cached_path(
+    addr: &StackAddress,
+    cache: &PathCache,
+    timings: &mut Timings,
+) -> Option<ResolvedPath> {
+    let (hops, expires) = cache.get(&cache_key(addr), unix_now())?;
+    if hops.len() != addr.hops().len() {
+        return None;
+    }
+    timings.path_source = Some(PathSource::Cache);
+    let direct_port = hops
+        .last()
+        .and_then(|h| h.direct_ports.get(&direct_port_key(addr)).copied());
+    Some(ResolvedPath {
+        hops,
+        expires,
+        source: PathSource::Cache,
+        probe: None,
+        fast_path: true,
+        direct_port,
+    })
+}
+
 /// Resolves `addr`'s hops: cache, then literals/overrides/client DNS, then a probe if any
 /// name is left. Fills `timings.dns`, `timings.probe` and `timings.path_source`.
 pub async fn resolve_path(
@@ -560,8 +584,6 @@ pub async fn resolve_path(
     opts: ResolveOptions<'_>,
     timings: &mut Timings,
 ) -> Result<ResolvedPath, ClientError> {
-    let key = cache_key(addr);
-    let now = unix_now();
     let ResolveOptions {
         dns,
         overrides,
@@ -570,23 +592,12 @@ pub async fn resolve_path(
         force_probe,
     } = opts;
     if !force_probe {
-        if let Some((hops, expires)) = cache.as_deref().and_then(|c| c.get(&key, now)) {
-            if hops.len() == addr.hops().len() {
-                timings.path_source = Some(PathSource::Cache);
-                let direct_port = hops
-                    .last()
-                    .and_then(|h| h.direct_ports.get(&direct_port_key(addr)).copied());
-                return Ok(ResolvedPath {
-                    hops,
-                    expires,
-                    source: PathSource::Cache,
-                    probe: None,
-                    fast_path: true,
-                    direct_port,
-                });
-            }
+        if let Some(p) = cache.as_deref().and_then(|c| cached_path(addr, c, timings)) {
+            return Ok(p);
         }
     }
+    let key = cache_key(addr);
+    let now = unix_now();
     let names: Vec<String> = addr
         .hops()
         .iter()
