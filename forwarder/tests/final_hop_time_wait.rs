@@ -5,40 +5,14 @@
 mod final_hop_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv6Addr, SocketAddrV6, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::{Ipv6Addr, SocketAddrV6};
 use std::time::Duration;
 
 use final_hop_support::*;
-use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn6, sockopt};
 
 const LO: Ipv6Addr = Ipv6Addr::LOCALHOST;
 const CLIENT_PORT: u16 = 45000;
 const UPSTREAM_PORT: u16 = 8081;
-
-/// A connection from [::1]:CLIENT_PORT (SO_REUSEADDR, so that the port can be taken again at
-/// once) whose segments carry `srh`.
-fn connect_from_fixed_port(srh: &[u8]) -> std::io::Result<TcpStream> {
-    let fd = socket::socket(
-        AddressFamily::Inet6,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-    set_rthdr(&fd, srh);
-    socket::bind(
-        fd.as_raw_fd(),
-        &SockaddrIn6::from(SocketAddrV6::new(LO, CLIENT_PORT, 0, 0)),
-    )?;
-    socket::connect(
-        fd.as_raw_fd(),
-        &SockaddrIn6::from(SocketAddrV6::new(LO, PORT, 0, 0)),
-    )?;
-    let s = TcpStream::from(fd);
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    Ok(s)
-}
 
 /// Whether hopd's end of the connection from CLIENT_PORT is in TIME_WAIT (state 06 in the
 /// namespace's tcp6 table, ports in hex).
@@ -88,7 +62,9 @@ fn srh_is_taken_from_the_first_segment_when_the_syn_reused_a_time_wait_tuple() {
     let mut reused = 0;
     for i in 0..6 {
         let was_time_wait = hopd_side_in_time_wait();
-        let mut s = connect_from_fixed_port(&srh).unwrap_or_else(|e| panic!("connect {i}: {e}"));
+        let from = SocketAddrV6::new(LO, CLIENT_PORT, 0, 0);
+        let mut s = tcp_connect_from(Some(from), hopd.addr, &srh)
+            .unwrap_or_else(|e| panic!("connect {i}: {e}"));
         s.write_all(b"GET / HTTP/1.1\r\nhost: yc\r\n\r\n").unwrap();
         let mut r = String::new();
         s.read_to_string(&mut r)

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::net::{Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -89,7 +89,7 @@ pub fn srh_flags(
     buf
 }
 
-pub fn set_rthdr(fd: &OwnedFd, srh: &[u8]) {
+fn set_rthdr(fd: &OwnedFd, srh: &[u8]) {
     // SAFETY: fd is open; srh is a valid buffer of the given length.
     let rc = unsafe {
         libc::setsockopt(
@@ -110,6 +110,16 @@ pub fn set_rthdr(fd: &OwnedFd, srh: &[u8]) {
 
 /// A kernel TCP connection that carries `srh` on every segment (the SYN included).
 pub fn tcp_connect(to: SocketAddr, srh: &[u8]) -> std::io::Result<TcpStream> {
+    tcp_connect_from(None, to, srh)
+}
+
+/// [`tcp_connect`] from a given source address and port (SO_REUSEADDR, so that the same port
+/// can be taken again right after a connection from it).
+pub fn tcp_connect_from(
+    from: Option<SocketAddrV6>,
+    to: SocketAddr,
+    srh: &[u8],
+) -> std::io::Result<TcpStream> {
     let SocketAddr::V6(to6) = to else {
         panic!("ipv6 only")
     };
@@ -120,6 +130,10 @@ pub fn tcp_connect(to: SocketAddr, srh: &[u8]) -> std::io::Result<TcpStream> {
         None,
     )?;
     set_rthdr(&fd, srh);
+    if let Some(from) = from {
+        socket::setsockopt(&fd, socket::sockopt::ReuseAddr, &true)?;
+        socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(from))?;
+    }
     socket::connect(fd.as_raw_fd(), &SockaddrIn6::from(to6))?;
     let s = TcpStream::from(fd);
     s.set_read_timeout(Some(Duration::from_secs(20)))?;
