@@ -11,8 +11,8 @@
 //! SRH-unaware tools), hopd's final hop on yc, and one small HTTP server on yc that listens
 //! on port 8080 *and* is registered with hopd in hand-off mode (service `web`, which
 //! advertises 8080 as its `direct_port`; `webproxy` is the same server behind hopd's proxy
-//! mode). It measures, interleaved round by round so that background load hits every column
-//! alike:
+//! mode). It measures in rounds, each round every row once in a freshly shuffled order (so that
+//! background load hits every row alike and no row always follows the same other one):
 //!
 //! - time to first byte of `GET /users/list`, each request a fresh process, as curl's
 //!   `time_starttransfer` counts it (from the start of the request, after process and runtime
@@ -69,12 +69,14 @@ struct Opts {
     /// After set-up and warm-up, run each stdin line with `sh -c` on the client node instead
     /// of measuring: for profiling `hop` on the warm testbed (perf, strace).
     shell: bool,
+    /// Seeds the order of each round's requests (default: from the clock; printed).
+    seed: u64,
     bin_dir: PathBuf,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: dataplane [--requests N] [--pings N] [--iperf-secs S] [--json] [--shell] [--bin-dir DIR]\n\
+        "usage: dataplane [--requests N] [--pings N] [--iperf-secs S] [--json] [--shell] [--seed N] [--bin-dir DIR]\n\
          (needs root for network namespaces and the release binaries:\n \
          cargo build --release --workspace --bins && target/release/dataplane)"
     );
@@ -89,6 +91,10 @@ fn parse_opts(args: &[String]) -> Opts {
         iperf_secs: 5,
         json: false,
         shell: false,
+        seed: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1,
         bin_dir: exe.parent().expect("an executable has a directory").into(),
     };
     let mut it = args.iter();
@@ -105,6 +111,7 @@ fn parse_opts(args: &[String]) -> Opts {
             "--iperf-secs" => o.iperf_secs = u32::try_from(num("--iperf-secs")).unwrap_or(5),
             "--json" => o.json = true,
             "--shell" => o.shell = true,
+            "--seed" => o.seed = (num("--seed") as u64).max(1),
             "--bin-dir" => {
                 o.bin_dir = it.next().map(PathBuf::from).unwrap_or_else(|| usage());
             }
@@ -501,6 +508,27 @@ fn have(prog: &str) -> bool {
         .is_ok()
 }
 
+/// Requests per round: the four `hop get` rows, the direct client, curl direct / via hopd /
+/// via kernel End, the direct client and curl by name.
+const JOBS: usize = 10;
+
+/// xorshift64: the round order needs no statistical quality, only no fixed pattern, and a
+/// seed that reproduces it (`--seed`).
+fn next_random(s: &mut u64) -> u64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    *s
+}
+
+/// Fisher-Yates.
+fn shuffle(v: &mut [usize], rng: &mut u64) {
+    for i in (1..v.len()).rev() {
+        let j = (next_random(rng) % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+}
+
 /// Sorted samples → (median, p90, min).
 fn stats(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
@@ -682,53 +710,68 @@ fn run(o: &Opts) -> Result<()> {
     })
     .collect();
     let mut fallbacks: Vec<String> = Vec::new();
+    // Each round runs every row once, in an order shuffled afresh: a fixed order made each row
+    // always follow the same other row (and its processes, caches and daemons), which moved
+    // the rows against each other by more than the effects measured.
+    let mut rng = o.seed;
+    let mut order: Vec<usize> = (0..JOBS).collect();
     for _ in 0..o.requests {
-        for (row, addr, extra, fast, direct) in hop_rows {
-            let (j, verbose) = b.hop_get_verbose(addr, extra)?;
-            // The acceptance item: a repeated request neither probes nor asks DNS; and each
-            // row really went the way it is named.
-            if j["probed"] != false || j["path_source"] != "cache" || !j["dns"].is_null() {
-                bail!("a cached request probed or asked DNS: {j}");
+        shuffle(&mut order, &mut rng);
+        for &job in &order {
+            match job {
+                0..=3 => {
+                    let (row, addr, extra, fast, direct) = hop_rows[job];
+                    let (j, verbose) = b.hop_get_verbose(addr, extra)?;
+                    // The acceptance item: a repeated request neither probes nor asks DNS; and each
+                    // row really went the way it is named.
+                    if j["probed"] != false || j["path_source"] != "cache" || !j["dns"].is_null() {
+                        bail!("a cached request probed or asked DNS: {j}");
+                    }
+                    let went = check_segments(&j, fast).and_then(|()| {
+                        if j["direct_port"] != direct {
+                            bail!("direct port expected: {direct}: {j}");
+                        }
+                        Ok(())
+                    });
+                    if let Err(e) = went {
+                        // The client fell back (to hopd's SIDs or port) and re-cached the path without
+                        // the fast path: not a sample of its row. Count it with the client's reason
+                        // (`-v`), probe again so the cache has the fast path back, and go on.
+                        let why = verbose
+                            .lines()
+                            .find(|l| l.contains("failed ("))
+                            .map_or_else(|| e.to_string(), str::to_owned);
+                        fallbacks.push(format!("{extra:?} {addr}: {why}"));
+                        if fallbacks.len() > o.requests / 10 + 1 {
+                            bail!("too many fallbacks: {fallbacks:#?}");
+                        }
+                        let _ = std::fs::remove_dir_all(&b.cache);
+                        for a in [HANDOFF_ADDR, PROXY_ADDR] {
+                            b.hop_get(a, &[])?;
+                        }
+                        continue;
+                    }
+                    rows[row].samples.push(ms_field(&j, "first_byte")?);
+                    rows[CONNECT + row].samples.push(ms_field(&j, "connect")?);
+                }
+                4 => {
+                    let (c, f) = b.lib_direct()?;
+                    rows[LIB_DIRECT].samples.push(f);
+                    rows[CONNECT + LIB_DIRECT].samples.push(c);
+                }
+                5 => {
+                    let (c, f) = b.curl(DIRECT)?;
+                    rows[CURL_DIRECT].samples.push(f);
+                    rows[CONNECT + CURL_DIRECT].samples.push(c);
+                }
+                6 => rows[CURL_HOPD].samples.push(b.curl(VIA_HOPD)?.1),
+                7 => rows[CURL_KERNEL].samples.push(b.curl(VIA_KERNEL)?.1),
+                8 => rows[LIB_DNS]
+                    .samples
+                    .push(b.lib_direct_to(&format!("{DIRECT_NAME}:{HTTP_PORT}"))?.1),
+                _ => rows[CURL_DNS].samples.push(b.curl(DIRECT_NAME)?.1),
             }
-            let went = check_segments(&j, fast).and_then(|()| {
-                if j["direct_port"] != direct {
-                    bail!("direct port expected: {direct}: {j}");
-                }
-                Ok(())
-            });
-            if let Err(e) = went {
-                // The client fell back (to hopd's SIDs or port) and re-cached the path without
-                // the fast path: not a sample of its row. Count it with the client's reason
-                // (`-v`), probe again so the cache has the fast path back, and go on.
-                let why = verbose
-                    .lines()
-                    .find(|l| l.contains("failed ("))
-                    .map_or_else(|| e.to_string(), str::to_owned);
-                fallbacks.push(format!("{extra:?} {addr}: {why}"));
-                if fallbacks.len() > o.requests / 10 + 1 {
-                    bail!("too many fallbacks: {fallbacks:#?}");
-                }
-                let _ = std::fs::remove_dir_all(&b.cache);
-                for a in [HANDOFF_ADDR, PROXY_ADDR] {
-                    b.hop_get(a, &[])?;
-                }
-                continue;
-            }
-            rows[row].samples.push(ms_field(&j, "first_byte")?);
-            rows[CONNECT + row].samples.push(ms_field(&j, "connect")?);
         }
-        let (c, f) = b.lib_direct()?;
-        rows[LIB_DIRECT].samples.push(f);
-        rows[CONNECT + LIB_DIRECT].samples.push(c);
-        let (c, f) = b.curl(DIRECT)?;
-        rows[CURL_DIRECT].samples.push(f);
-        rows[CONNECT + CURL_DIRECT].samples.push(c);
-        rows[CURL_HOPD].samples.push(b.curl(VIA_HOPD)?.1);
-        rows[CURL_KERNEL].samples.push(b.curl(VIA_KERNEL)?.1);
-        rows[LIB_DNS]
-            .samples
-            .push(b.lib_direct_to(&format!("{DIRECT_NAME}:{HTTP_PORT}"))?.1);
-        rows[CURL_DNS].samples.push(b.curl(DIRECT_NAME)?.1);
     }
     for (name, host) in [
         ("ping, 2 hopd borders", VIA_HOPD),
@@ -779,15 +822,16 @@ fn run(o: &Opts) -> Result<()> {
                    "ttfb_ratio_hop_vs_client_direct": ratio_lib,
                    "ttfb_ratio_hop_vs_curl_direct": ratio_curl,
                    "ttfb_ratio_hop_vs_client_direct_by_name": ratio_lib_dns,
-                   "fallbacks": fallbacks,
+                   "fallbacks": fallbacks, "seed": o.seed,
                    "loadavg_before": load_before.trim(), "loadavg_after": load_after.trim()})
         );
         return Ok(());
     }
     println!(
-        "dataplane: {} interleaved requests per TTFB row, {} pings per path, iperf3 {} s; \
-         load average before: {}",
+        "dataplane: {} requests per TTFB row in rounds of every row in shuffled order (--seed {}), \
+         {} pings per path, iperf3 {} s; load average before: {}",
         o.requests,
+        o.seed,
         o.pings,
         o.iperf_secs,
         load_before.trim()
