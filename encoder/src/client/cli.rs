@@ -62,7 +62,9 @@ pub enum ClientCommand {
 /// Options every client subcommand takes.
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
-    /// The stack address, e.g. 'github.com>org>yc:tcp+tls+http+restapiv3/users/list'.
+    /// The stack address, e.g. 'github.com>org>yc:tcp+tls+http+restapiv3/users/list'. `hop
+    /// get` also takes a plain http:// or https:// URL: the same client, straight to the
+    /// server, without hopstack (for comparing).
     pub address: String,
     /// DNS server for the first hop (default: the system's resolv.conf).
     #[arg(long, value_name = "IP")]
@@ -518,6 +520,9 @@ fn tls_opts(a: &TlsArgs, addr: &StackAddress) -> TlsOptions {
 
 async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError> {
     let c = &a.common;
+    if let Some(url) = PlainUrl::parse(&c.address)? {
+        return get_plain(a, &url, t).await;
+    }
     let mut ctx = Ctx::new(c)?;
     let layers = ctx.addr.upper_layers().to_vec();
     let use_tls = layers.contains(&Layer::Tls);
@@ -538,29 +543,13 @@ async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError> {
     if use_tls && a.tls.insecure {
         eprintln!("hop: warning: --insecure: the server certificate is not verified");
     }
-    let body = match &a.data {
-        Some(d) => match d.strip_prefix('@') {
-            Some(f) => {
-                std::fs::read(f).map_err(|e| ClientError::usage(format!("--data @{f}: {e}")))?
-            }
-            None => d.clone().into_bytes(),
-        },
-        None => Vec::new(),
-    };
-    let mut headers = Vec::new();
-    for h in &a.headers {
-        let (k, v) = h
-            .split_once(':')
-            .ok_or_else(|| ClientError::usage(format!("--header {h:?}: expected 'Name: value'")))?;
-        headers.push((k.trim().to_owned(), v.trim().to_owned()));
-    }
     let sni = topts.sni.clone().unwrap_or_default();
     let req = HttpRequest {
         method: a.method.clone(),
         path: ctx.addr.path().unwrap_or("/").to_owned(),
         host: sni.clone(),
-        headers,
-        body,
+        headers: parse_headers(&a.headers)?,
+        body: request_body(a)?,
         h2,
     };
     let mut path = ctx.request_path(c, t).await?;
@@ -632,6 +621,157 @@ async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError> {
     .await;
     t.hops = path.hop_timings();
     res
+}
+
+/// `--data`: the string, or `@FILE`'s bytes.
+fn request_body(a: &GetArgs) -> Result<Vec<u8>, ClientError> {
+    match &a.data {
+        Some(d) => match d.strip_prefix('@') {
+            Some(f) => {
+                std::fs::read(f).map_err(|e| ClientError::usage(format!("--data @{f}: {e}")))
+            }
+            None => Ok(d.clone().into_bytes()),
+        },
+        None => Ok(Vec::new()),
+    }
+}
+
+/// `--header 'Name: value'`s.
+fn parse_headers(list: &[String]) -> Result<Vec<(String, String)>, ClientError> {
+    list.iter()
+        .map(|h| {
+            let (k, v) = h.split_once(':').ok_or_else(|| {
+                ClientError::usage(format!("--header {h:?}: expected 'Name: value'"))
+            })?;
+            Ok((k.trim().to_owned(), v.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// A plain `http://` or `https://` URL given to `hop get` instead of a stack address: the same
+/// client (socket options, TLS, HTTP, timings, exit codes) straight to the server, with no
+/// SRH and no hopstack, like curl. For comparing a path with and without hopstack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PlainUrl {
+    tls: bool,
+    /// A name (looked up as AAAA, like a first hop) or an IPv6 literal.
+    host: String,
+    port: u16,
+    /// Path and query, with the leading `/`.
+    path: String,
+}
+
+impl PlainUrl {
+    /// `None` when `s` is not a plain URL (then it is a stack address).
+    fn parse(s: &str) -> Result<Option<PlainUrl>, ClientError> {
+        let tls = match s.split_once("://") {
+            Some(("http", _)) => false,
+            Some(("https", _)) => true,
+            _ => return Ok(None),
+        };
+        let bad = |why: &str| ClientError::usage(format!("URL {s:?}: {why}"));
+        let uri: hyper::Uri = s.parse().map_err(|e| bad(&format!("{e}")))?;
+        let host = uri.host().ok_or_else(|| bad("no host"))?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if host.parse::<std::net::Ipv4Addr>().is_ok() {
+            return Err(bad("hop speaks IPv6 only; give an IPv6 literal or a name"));
+        }
+        // `http` reads a port it cannot parse as none at all.
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        let port_given = authority
+            .rsplit_once(']')
+            .map_or(authority, |(_, p)| p)
+            .contains(':');
+        let port = match uri.port_u16() {
+            Some(p) => p,
+            None if port_given => return Err(bad("the port is not a number 0-65535")),
+            None if tls => 443,
+            None => 80,
+        };
+        Ok(Some(PlainUrl {
+            tls,
+            host: host.to_owned(),
+            port,
+            path: uri
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+        }))
+    }
+}
+
+/// `hop get` of a [`PlainUrl`].
+async fn get_plain(a: &GetArgs, url: &PlainUrl, t: &mut Timings) -> Result<(), ClientError> {
+    let c = &a.common;
+    if c.port.is_some() {
+        return Err(ClientError::usage(
+            "--port is hopd's port at a stack address's final hop; a URL carries its own port",
+        ));
+    }
+    t.path_source = Some(super::PathSource::Direct);
+    let ip = match url.host.parse::<Ipv6Addr>() {
+        Ok(ip) => ip,
+        Err(_) => {
+            let dns = DnsResolver::new(c.dns);
+            let r = dns.lookup(&url.host).await;
+            t.dns = Some(t.mark());
+            r.map_err(|f| {
+                ClientError::new(
+                    ErrorLayer::Route,
+                    f.reason.name(),
+                    format!("cannot resolve '{}': {}", url.host, f.detail),
+                )
+            })?
+            .0
+        }
+    };
+    let dest = std::net::SocketAddrV6::new(ip, url.port, 0, 0);
+    t.port = Some(url.port);
+    let stream = socket::connect_tcp(dest, &[], &sock_opts(c))
+        .await
+        .map_err(|e| {
+            let (layer, reason) = match e.raw_os_error() {
+                Some(libc::ECONNREFUSED) => (ErrorLayer::Tcp, Reason::ConnectionRefused.name()),
+                Some(libc::ENETUNREACH | libc::EHOSTUNREACH) => {
+                    (ErrorLayer::Route, Reason::Unreachable.name())
+                }
+                _ if e.kind() == std::io::ErrorKind::TimedOut => {
+                    (ErrorLayer::Timeout, Reason::ConnectionTimeout.name())
+                }
+                _ => (ErrorLayer::Tcp, "connect-failed"),
+            };
+            ClientError::new(layer, reason, format!("connect to {dest}: {e}"))
+        })?;
+    t.connect = Some(t.mark());
+    let req = HttpRequest {
+        method: a.method.clone(),
+        path: url.path.clone(),
+        host: url.host.clone(),
+        headers: parse_headers(&a.headers)?,
+        body: request_body(a)?,
+        h2: false,
+    };
+    let mut out = std::io::stdout().lock();
+    let fail = !a.no_fail;
+    if url.tls {
+        let topts = TlsOptions {
+            cacert: a.tls.cacert.clone(),
+            insecure: a.tls.insecure,
+            sni: Some(a.tls.sni.clone().unwrap_or_else(|| url.host.clone())),
+        };
+        if a.tls.insecure {
+            eprintln!("hop: warning: --insecure: the server certificate is not verified");
+        }
+        let cfg = tls::client_config(&topts, &[b"http/1.1"])?;
+        let s = tls::handshake(stream, topts.sni.as_deref().unwrap_or_default(), cfg).await?;
+        t.tls = Some(t.mark());
+        http::request(s, &req, &mut out, fail, false, t).await?;
+    } else {
+        http::request(stream, &req, &mut out, fail, false, t).await?;
+    }
+    Ok(())
 }
 
 async fn run_cat(a: CatArgs) -> (Timings, Result<(), ClientError>) {
@@ -964,6 +1104,7 @@ async fn resolve_cmd(a: &ResolveArgs, t: &mut Timings) -> Result<(), ClientError
             super::PathSource::Client => "client (no probe needed)",
             super::PathSource::Probe => "probe",
             super::PathSource::Cache => "cache",
+            super::PathSource::Direct => "nowhere (a plain URL)",
         };
         let _ = writeln!(
             out,
@@ -996,6 +1137,48 @@ mod tests {
                 EXIT_CODES_HELP.contains(line),
                 "--help lacks {line:?}:\n{EXIT_CODES_HELP}"
             );
+        }
+    }
+
+    #[test]
+    fn plain_urls_are_told_from_stack_addresses() {
+        let p = |s: &str| PlainUrl::parse(s).unwrap();
+        assert_eq!(
+            p("http://[fd00:3::2]:8080/users/list?x=1"),
+            Some(PlainUrl {
+                tls: false,
+                host: "fd00:3::2".into(),
+                port: 8080,
+                path: "/users/list?x=1".into(),
+            })
+        );
+        assert_eq!(
+            p("https://yc.example"),
+            Some(PlainUrl {
+                tls: true,
+                host: "yc.example".into(),
+                port: 443,
+                path: "/".into(),
+            })
+        );
+        assert_eq!(p("http://yc/").map(|u| u.port), Some(80));
+        // Stack addresses, including ones whose service path looks like a URL's.
+        for s in [
+            "github.com>org>yc:tcp+tls+http+restapiv3/users/list",
+            "[fd00::1]>yc:tcp+http+web/http://x",
+            "yc:tcp+http+web",
+        ] {
+            assert_eq!(p(s), None, "{s}");
+        }
+        for (bad, why) in [
+            ("http://192.0.2.1/", "IPv6 only"),
+            ("http://[fd00::1]:99999/", "port"),
+            ("http://yc:x/", "URL"),
+            ("https:///x", "URL"),
+        ] {
+            let e = PlainUrl::parse(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+            assert!(e.message.contains(why), "{bad}: {}", e.message);
         }
     }
 }

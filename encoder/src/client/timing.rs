@@ -17,6 +17,8 @@ pub enum PathSource {
     Probe,
     /// The resolved-path cache had it (no DNS, no probe).
     Cache,
+    /// No path: `hop get` of a plain `http(s)://` URL, straight to the server (no SRH).
+    Direct,
 }
 
 /// One hop of the resolved path, as shown with `-v` and `--json`.
@@ -113,6 +115,7 @@ impl Timings {
             Some(PathSource::Client) => "client (no probe)",
             Some(PathSource::Probe) => "probe",
             Some(PathSource::Cache) => "cache (no probe)",
+            Some(PathSource::Direct) => "nowhere: a plain URL, no SRH, no hopstack",
             None => "-",
         };
         s.push_str(&format!("* path from {src}\n"));
