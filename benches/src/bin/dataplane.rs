@@ -22,9 +22,9 @@
 //!     the same with `--port 7443` (hopd's final hop hands the connection off), to
 //!     `webproxy` (hopd's proxy), and with `--no-fast-path` (both hopd borders in userspace
 //!     and the hand-off); every sample is checked to have gone the way its row says;
-//!   - the same client code (`hopstack_encoder::client`: `connect_tcp` + `http::request`, in a
-//!     process started the same way) straight to the HTTP server, no SRH, no hopd — the fair
-//!     "without hopstack" baseline;
+//!   - `hop get` of the plain URL `http://[fd00:3::2]:8080/users/list`: the same binary and
+//!     client code straight to the HTTP server, no SRH, no hopd — the fair "without hopstack"
+//!     baseline;
 //!   - the same, and curl, to the server by name (`yc-direct.example` in the client's DNS
 //!     view): a direct request as people type it, DNS lookup included;
 //!   - curl straight to the server, and curl with the client kernel inserting the SRH towards
@@ -131,7 +131,6 @@ fn main() -> ExitCode {
             Path::new(&args[2]),
             Some((Path::new(&args[3]), &args[4])),
         ),
-        Some("__get") if args.len() == 3 => direct_get(&args[1], &args[2]),
         _ => run(&parse_opts(&args)),
     };
     match r {
@@ -216,65 +215,11 @@ fn answer_http(mut s: std::net::TcpStream, root: &Path) {
     let _ = s.write_all(&resp);
 }
 
-/// `hop get` without hopstack: the same runtime, socket options and HTTP code as `hop get`
-/// (`hopstack_encoder::client`), to a plain address, no SRH. Prints the timings JSON on
-/// stderr like `hop get --json`, the body on stdout.
-fn direct_get(dest: &str, path: &str) -> Result<()> {
-    use hopstack_encoder::client::http::{self, HttpRequest};
-    use hopstack_encoder::client::{SocketOptions, Timings, socket};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut t = Timings::start();
-        // `NAME:PORT` asks the node's DNS (AAAA, the client library's resolver) first, as a
-        // direct request by name does.
-        let dest: std::net::SocketAddrV6 = match dest.parse() {
-            Ok(d) => d,
-            Err(_) => {
-                let (name, port) = dest
-                    .rsplit_once(':')
-                    .context("destination [ADDR]:PORT or NAME:PORT")?;
-                let dns = hopstack_encoder::client::resolve::DnsResolver::new(None);
-                let (ip, _ttl) = dns
-                    .lookup(name)
-                    .await
-                    .map_err(|f| anyhow!("cannot resolve {name}: {}", f.detail))?;
-                t.dns = Some(t.mark());
-                std::net::SocketAddrV6::new(ip, port.parse().context("port")?, 0, 0)
-            }
-        };
-        let opts = SocketOptions {
-            connect_timeout: Some(Duration::from_secs(10)),
-            nodelay: true,
-            ..SocketOptions::default()
-        };
-        // An empty routing header option: the socket carries no SRH.
-        let s = socket::connect_tcp(dest, &[], &opts).await?;
-        t.connect = Some(t.mark());
-        let req = HttpRequest {
-            method: "GET".into(),
-            path: path.into(),
-            host: dest.ip().to_string(),
-            headers: Vec::new(),
-            body: Vec::new(),
-            h2: false,
-        };
-        let mut out = std::io::stdout().lock();
-        http::request(s, &req, &mut out, true, false, &mut t)
-            .await
-            .map_err(|e| anyhow!("{e}"))?;
-        t.finish();
-        eprintln!("{}", t.to_json());
-        Ok(())
-    })
-}
-
 fn stderr_of(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// The timings object `hop get --json` (and `__get`) print on stderr.
+/// The timings object `hop get --json` prints on stderr.
 fn timings_json(o: &Output) -> Result<serde_json::Value> {
     let err = stderr_of(o);
     if !o.status.success() {
@@ -294,7 +239,6 @@ fn ms_field(j: &serde_json::Value, k: &str) -> Result<f64> {
 struct Bench<'a> {
     tb: Testbed,
     o: &'a Opts,
-    me: PathBuf,
     hop: PathBuf,
     cache: PathBuf,
 }
@@ -389,16 +333,19 @@ impl Bench<'_> {
         Ok(())
     }
 
-    fn lib_direct(&self) -> Result<(f64, f64)> {
-        self.lib_direct_to(&format!("[{DIRECT}]:{HTTP_PORT}"))
-    }
-
-    fn lib_direct_to(&self, dest: &str) -> Result<(f64, f64)> {
-        let o = self.run_on("client", &self.me, &["__get", dest, "/users/list"])?;
+    /// `hop get` of the plain URL `http://HOST:8080/users/list`: the same binary and client
+    /// code as the stack-address rows, straight to the server (no SRH, no hopstack); `host`
+    /// a literal (`[fd00:3::2]`) or a name the client's DNS view has.
+    fn plain_get(&self, host: &str) -> Result<(f64, f64)> {
+        let url = format!("http://{host}:{HTTP_PORT}/users/list");
+        let o = self.run_on("client", &self.hop, &["get", "--json", &url])?;
         if o.stdout != BODY {
-            bail!("__get: unexpected body: {}", stderr_of(&o));
+            bail!("hop get {url}: unexpected body: {}", stderr_of(&o));
         }
         let j = timings_json(&o)?;
+        if j["path_source"] != "direct" {
+            bail!("hop get {url} went some other way: {j}");
+        }
         Ok((ms_field(&j, "connect")?, ms_field(&j, "first_byte")?))
     }
 
@@ -603,7 +550,6 @@ fn run(o: &Opts) -> Result<()> {
     let b = Bench {
         tb,
         o,
-        me: me.clone(),
         hop,
         cache: dir.path().join("cache"),
     };
@@ -636,11 +582,11 @@ fn run(o: &Opts) -> Result<()> {
     // Warm every path once (ND, route caches, page cache of the binaries).
     b.hop_get(HANDOFF_ADDR, &["--no-fast-path"])?;
     b.hop_get(HANDOFF_ADDR, &["--port", "7443"])?;
-    b.lib_direct()?;
+    b.plain_get(&format!("[{DIRECT}]"))?;
     for h in [DIRECT, VIA_HOPD, VIA_KERNEL, DIRECT_NAME] {
         b.curl(h)?;
     }
-    b.lib_direct_to(&format!("{DIRECT_NAME}:{HTTP_PORT}"))?;
+    b.plain_get(DIRECT_NAME)?;
 
     if o.shell {
         return b.shell();
@@ -652,11 +598,11 @@ fn run(o: &Opts) -> Result<()> {
     const FAST_HANDOFF: usize = 1;
     const FAST_PROXY: usize = 2;
     const HOPD_HANDOFF: usize = 3;
-    const LIB_DIRECT: usize = 4;
+    const PLAIN_DIRECT: usize = 4;
     const CURL_DIRECT: usize = 5;
     const CURL_HOPD: usize = 6;
     const CURL_KERNEL: usize = 7;
-    const LIB_DNS: usize = 8;
+    const PLAIN_DNS: usize = 8;
     const CURL_DNS: usize = 9;
     const CONNECT: usize = 10;
     let hop_rows: [(usize, &str, &[&str], bool, bool); 4] = [
@@ -686,20 +632,23 @@ fn run(o: &Opts) -> Result<()> {
             "ttfb",
             "hop get, cached, --no-fast-path: hopd borders + hand-off",
         ),
-        ("ttfb", "hopstack client code, direct (no SRH, no hopd)"),
+        (
+            "ttfb",
+            "hop get http://[addr]:8080/..., direct (no SRH, no hopd)",
+        ),
         ("ttfb", "curl, direct (no SRH, no hopd)"),
         ("ttfb", "curl, kernel-inserted SRH via 2 hopd borders"),
         ("ttfb", "curl, kernel-inserted SRH via 2 kernel End"),
         (
             "ttfb",
-            "hopstack client code, direct by name (client's DNS, AAAA)",
+            "hop get http://name:8080/..., direct by name (client's DNS, AAAA)",
         ),
         ("ttfb", "curl, direct by name (client's DNS)"),
         ("connect", "hop get, cached: kernel End SIDs + direct port"),
         ("connect", "hop get, cached: kernel End SIDs + hand-off"),
         ("connect", "hop get, cached: kernel End SIDs + proxy"),
         ("connect", "hop get, cached, --no-fast-path + hand-off"),
-        ("connect", "hopstack client code, direct"),
+        ("connect", "hop get http://[addr]:8080/..., direct"),
         ("connect", "curl, direct"),
     ]
     .into_iter()
@@ -755,9 +704,9 @@ fn run(o: &Opts) -> Result<()> {
                     rows[CONNECT + row].samples.push(ms_field(&j, "connect")?);
                 }
                 4 => {
-                    let (c, f) = b.lib_direct()?;
-                    rows[LIB_DIRECT].samples.push(f);
-                    rows[CONNECT + LIB_DIRECT].samples.push(c);
+                    let (c, f) = b.plain_get(&format!("[{DIRECT}]"))?;
+                    rows[PLAIN_DIRECT].samples.push(f);
+                    rows[CONNECT + PLAIN_DIRECT].samples.push(c);
                 }
                 5 => {
                     let (c, f) = b.curl(DIRECT)?;
@@ -766,9 +715,7 @@ fn run(o: &Opts) -> Result<()> {
                 }
                 6 => rows[CURL_HOPD].samples.push(b.curl(VIA_HOPD)?.1),
                 7 => rows[CURL_KERNEL].samples.push(b.curl(VIA_KERNEL)?.1),
-                8 => rows[LIB_DNS]
-                    .samples
-                    .push(b.lib_direct_to(&format!("{DIRECT_NAME}:{HTTP_PORT}"))?.1),
+                8 => rows[PLAIN_DNS].samples.push(b.plain_get(DIRECT_NAME)?.1),
                 _ => rows[CURL_DNS].samples.push(b.curl(DIRECT_NAME)?.1),
             }
         }
@@ -798,9 +745,9 @@ fn run(o: &Opts) -> Result<()> {
     let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
     let ttfb = |i: usize| stats(&rows[i].samples).0;
-    let ratio_lib = ttfb(FAST_DIRECT) / ttfb(LIB_DIRECT);
+    let ratio_plain = ttfb(FAST_DIRECT) / ttfb(PLAIN_DIRECT);
     let ratio_curl = ttfb(FAST_DIRECT) / ttfb(CURL_DIRECT);
-    let ratio_lib_dns = ttfb(FAST_DIRECT) / ttfb(LIB_DNS);
+    let ratio_plain_dns = ttfb(FAST_DIRECT) / ttfb(PLAIN_DNS);
     if o.json {
         let rows_j: Vec<_> = rows
             .iter()
@@ -819,9 +766,9 @@ fn run(o: &Opts) -> Result<()> {
         println!(
             "{}",
             json!({"latency": rows_j, "throughput": tput_j,
-                   "ttfb_ratio_hop_vs_client_direct": ratio_lib,
+                   "ttfb_ratio_hop_vs_plain_url": ratio_plain,
                    "ttfb_ratio_hop_vs_curl_direct": ratio_curl,
-                   "ttfb_ratio_hop_vs_client_direct_by_name": ratio_lib_dns,
+                   "ttfb_ratio_hop_vs_plain_url_by_name": ratio_plain_dns,
                    "fallbacks": fallbacks, "seed": o.seed,
                    "loadavg_before": load_before.trim(), "loadavg_after": load_after.trim()})
         );
@@ -870,12 +817,12 @@ fn run(o: &Opts) -> Result<()> {
         println!("TCP throughput: iperf3 not installed, skipped");
     }
     println!(
-        "cached hop get vs direct, median TTFB: {:.2}x the same client code to the address \
-         (within 10%: {}), {:.2}x curl to the address; {:.2}x the same client code by name",
-        ratio_lib,
-        if ratio_lib <= 1.10 { "yes" } else { "no" },
+        "cached hop get vs direct, median TTFB: {:.2}x hop get of the plain URL to the address \
+         (within 10%: {}), {:.2}x curl to the address; {:.2}x hop get of the plain URL by name",
+        ratio_plain,
+        if ratio_plain <= 1.10 { "yes" } else { "no" },
         ratio_curl,
-        ratio_lib_dns
+        ratio_plain_dns
     );
     println!(
         "requests that fell back from the fast path (not counted in their rows): {}",
