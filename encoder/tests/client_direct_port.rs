@@ -114,16 +114,7 @@ fn cached_requests_connect_to_the_services_direct_port() {
     assert_eq!(j["probed"], false, "{j}");
     assert_eq!(j["path_source"], "cache", "{j}");
     assert_eq!(port(&j), (u64::from(DIRECT), true), "{j}");
-    let t0 = Instant::now();
-    while tb.exited("client", "tcpdump").unwrap().is_none() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "tcpdump saw no packet"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let bytes = std::fs::read(&pcap).unwrap();
-    let ip6 = client_support::first_ipv6_packet(&bytes);
+    let ip6 = client_support::captured_packet(&tb, &pcap);
     assert_eq!(ip6[6], 43, "a routing header follows the IPv6 header");
     let srh = Packet::new_checked(&ip6[40..]).expect("a well-formed SRH");
     let list: Vec<String> = srh.segments().map(|a| a.to_string()).collect();

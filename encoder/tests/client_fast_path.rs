@@ -162,16 +162,7 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
     );
     let v = String::from_utf8_lossy(&second.stderr);
     assert!(v.contains("reached at fc00:1::ee (kernel End)"), "{v}");
-    let t0 = Instant::now();
-    while tb.exited("client", "tcpdump").unwrap().is_none() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "tcpdump saw no packet"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let bytes = std::fs::read(&pcap).unwrap();
-    let ip6 = client_support::first_ipv6_packet(&bytes);
+    let ip6 = client_support::captured_packet(&tb, &pcap);
     assert_eq!(ip6[6], 43, "a routing header follows the IPv6 header");
     let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&ip6[24..40]).unwrap());
     assert_eq!(dst, "fc00:1::ee".parse::<Ipv6Addr>().unwrap());
@@ -275,62 +266,43 @@ fn cat_over_tcp_and_udp_goes_by_the_kernel_end_sids() {
         seg(FAST_SIDS[1], true),
         seg("fd00:3::2", false),
     ];
+    // One `hop cat`: echoed, probed or not, the segments it went by, and the kernels'
+    // counters before and after.
+    let cat = |args: &[&str], input: &str| {
+        let before = counters();
+        let o = bed.hop_stdin(args, input.as_bytes());
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(stdout(&o), input);
+        (json(&o), before, counters())
+    };
+    let moved = |b: (u64, u64), a: (u64, u64)| a.0 > b.0 && a.1 > b.1;
     // TCP: the first cat probes (the cache is empty), the second comes from the cache; both
     // list the kernel SIDs, and the kernels count the packets.
     for probed in [true, false] {
-        let before = counters();
-        let o = bed.hop_stdin(
+        let (j, before, after) = cat(
             &["cat", "--json", "github.com>org>yc:tcp+echo"],
-            b"over the kernel\n",
+            "over the kernel\n",
         );
-        assert!(o.status.success(), "{}", stderr(&o));
-        assert_eq!(stdout(&o), "over the kernel\n");
-        let j = json(&o);
         assert_eq!(j["probed"], probed, "{j}");
         assert_eq!(segments(&j), want, "{j}");
-        let after = counters();
-        assert!(
-            after.0 > before.0 && after.1 > before.1,
-            "{before:?} -> {after:?}"
-        );
+        assert!(moved(before, after), "{before:?} -> {after:?}");
     }
     // UDP (same hops, so the same cached path).
-    let before = counters();
-    let o = bed.hop_stdin(
-        &[
-            "cat",
-            "--json",
-            "--wait",
-            "500",
-            "github.com>org>yc:udp+uecho",
-        ],
-        b"datagram\n",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "datagram\n");
-    let j = json(&o);
+    let udp = [
+        "cat",
+        "--json",
+        "--wait",
+        "500",
+        "github.com>org>yc:udp+uecho",
+    ];
+    let (j, before, after) = cat(&udp, "datagram\n");
     assert_eq!(j["probed"], false, "{j}");
     assert_eq!(segments(&j), want, "{j}");
-    let after = counters();
-    assert!(
-        after.0 > before.0 && after.1 > before.1,
-        "{before:?} -> {after:?}"
-    );
+    assert!(moved(before, after), "{before:?} -> {after:?}");
     // And --no-fast-path keeps the kernels out of it.
-    let before = counters();
-    let o = bed.hop_stdin(
-        &[
-            "cat",
-            "--json",
-            "--no-fast-path",
-            "--wait",
-            "500",
-            "github.com>org>yc:udp+uecho",
-        ],
-        b"datagram\n",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "datagram\n");
-    assert_eq!(segments(&json(&o))[0], seg("fc00:1::e", false));
-    assert_eq!(counters(), before);
+    let mut no_fast = udp.to_vec();
+    no_fast.insert(2, "--no-fast-path");
+    let (j, before, after) = cat(&no_fast, "datagram\n");
+    assert_eq!(segments(&j)[0], seg("fc00:1::e", false));
+    assert_eq!(after, before);
 }

@@ -348,8 +348,22 @@ pub fn start_copy(hop: &Path, topology: &Path) -> Testbed {
     tb
 }
 
+/// Waits for [`capture_first`]'s tcpdump to have its packet, and returns that packet from the
+/// IPv6 header on.
+pub fn captured_packet(tb: &Testbed, pcap: &Path) -> Vec<u8> {
+    let t0 = Instant::now();
+    while tb.exited("client", "tcpdump").unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "tcpdump saw no packet"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    first_ipv6_packet(&std::fs::read(pcap).unwrap()).to_vec()
+}
+
 /// The first packet of a pcap file (Ethernet link type), without the link header.
-pub fn first_ipv6_packet(pcap: &[u8]) -> &[u8] {
+fn first_ipv6_packet(pcap: &[u8]) -> &[u8] {
     assert!(
         pcap.len() > 24 + 16,
         "the capture is empty ({} octets)",
