@@ -732,17 +732,11 @@ async fn get_plain(a: &GetArgs, url: &PlainUrl, t: &mut Timings) -> Result<(), C
     let stream = socket::connect_tcp(dest, &[], &sock_opts(c))
         .await
         .map_err(|e| {
-            let (layer, reason) = match e.raw_os_error() {
-                Some(libc::ECONNREFUSED) => (ErrorLayer::Tcp, Reason::ConnectionRefused.name()),
-                Some(libc::ENETUNREACH | libc::EHOSTUNREACH) => {
-                    (ErrorLayer::Route, Reason::Unreachable.name())
-                }
-                _ if e.kind() == std::io::ErrorKind::TimedOut => {
-                    (ErrorLayer::Timeout, Reason::ConnectionTimeout.name())
-                }
-                _ => (ErrorLayer::Tcp, "connect-failed"),
-            };
-            ClientError::new(layer, reason, format!("connect to {dest}: {e}"))
+            let (err, _) = super::connect_failure(url.port, &e);
+            ClientError {
+                message: format!("{dest}: {}", err.message),
+                ..err
+            }
         })?;
     t.connect = Some(t.mark());
     let req = HttpRequest {

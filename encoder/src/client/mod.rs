@@ -49,34 +49,54 @@ fn hop_ref(path: &ResolvedPath, index: usize) -> HopRef {
 /// A connect error as a client error: refused or reset at the final hop (tcp), no route at
 /// the first hop (route), or a timeout.
 pub fn connect_error(path: &ResolvedPath, port: u16, e: &io::Error) -> ClientError {
-    let last = path.hops.len() - 1;
+    let (mut err, at_first_hop) = connect_failure(port, e);
+    if err.reason == Reason::ConnectionRefused.name() {
+        err.message.push_str(" (is hopd listening there?)");
+    }
+    let index = if at_first_hop { 0 } else { path.hops.len() - 1 };
+    err.at(hop_ref(path, index))
+}
+
+/// [`connect_error`] without a path (a plain URL): the error, and whether it is the first
+/// hop's (no route towards it) rather than the destination's.
+pub fn connect_failure(port: u16, e: &io::Error) -> (ClientError, bool) {
     match e.raw_os_error() {
-        Some(libc::ECONNREFUSED) => ClientError::new(
-            ErrorLayer::Tcp,
-            Reason::ConnectionRefused.name(),
-            format!("connection to port {port} refused (is hopd listening there?)"),
-        )
-        .at(hop_ref(path, last)),
-        Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EADDRNOTAVAIL) => ClientError::new(
-            ErrorLayer::Route,
-            Reason::Unreachable.name(),
-            format!("cannot send towards the first hop: {e}"),
-        )
-        .at(hop_ref(path, 0)),
-        Some(libc::ETIMEDOUT) => ClientError::new(
-            ErrorLayer::Timeout,
-            Reason::ConnectionTimeout.name(),
-            format!("TCP connection to port {port} timed out"),
-        )
-        .at(hop_ref(path, last)),
-        _ if e.kind() == io::ErrorKind::TimedOut => ClientError::new(
-            ErrorLayer::Timeout,
-            Reason::ConnectionTimeout.name(),
-            format!("TCP connection to port {port} not established in time"),
-        )
-        .at(hop_ref(path, last)),
-        _ => ClientError::new(ErrorLayer::Tcp, "connect-failed", format!("connect: {e}"))
-            .at(hop_ref(path, last)),
+        Some(libc::ECONNREFUSED) => (
+            ClientError::new(
+                ErrorLayer::Tcp,
+                Reason::ConnectionRefused.name(),
+                format!("connection to port {port} refused"),
+            ),
+            false,
+        ),
+        Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EADDRNOTAVAIL) => (
+            ClientError::new(
+                ErrorLayer::Route,
+                Reason::Unreachable.name(),
+                format!("cannot send towards the first hop: {e}"),
+            ),
+            true,
+        ),
+        Some(libc::ETIMEDOUT) => (
+            ClientError::new(
+                ErrorLayer::Timeout,
+                Reason::ConnectionTimeout.name(),
+                format!("TCP connection to port {port} timed out"),
+            ),
+            false,
+        ),
+        _ if e.kind() == io::ErrorKind::TimedOut => (
+            ClientError::new(
+                ErrorLayer::Timeout,
+                Reason::ConnectionTimeout.name(),
+                format!("TCP connection to port {port} not established in time"),
+            ),
+            false,
+        ),
+        _ => (
+            ClientError::new(ErrorLayer::Tcp, "connect-failed", format!("connect: {e}")),
+            false,
+        ),
     }
 }
 
