@@ -75,14 +75,7 @@ fn cached_requests_connect_to_the_services_direct_port() {
     let tb = client_support::start_copy(&hop, &topology(topo.path()));
     let cache = tempfile::tempdir().unwrap();
     let body = std::fs::read_to_string(topo.path().join("three-hop/www/users/list")).unwrap();
-    let hop_cmd = |args: &[&str]| {
-        tb.command("client", hop.to_str().unwrap())
-            .unwrap()
-            .args(args)
-            .env("XDG_CACHE_HOME", cache.path())
-            .output()
-            .unwrap()
-    };
+    let hop_cmd = |args: &[&str]| client_support::hop_on_client(&tb, &hop, cache.path(), args, b"");
     let run = |extra: &[&str]| {
         let mut args = vec!["get", "--json", "-v", "--connect-timeout", "2"];
         args.extend_from_slice(extra);

@@ -98,12 +98,7 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
         let mut args = vec!["get", "--cacert", ca.to_str().unwrap(), "--json", "-v"];
         args.extend_from_slice(extra);
         args.push(ADDR);
-        tb.command("client", hop.to_str().unwrap())
-            .unwrap()
-            .args(&args)
-            .env("XDG_CACHE_HOME", cache.path())
-            .output()
-            .unwrap()
+        client_support::hop_on_client(&tb, &hop, cache.path(), &args, b"")
     };
     let ok = |o: &Output| {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

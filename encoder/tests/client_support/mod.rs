@@ -237,27 +237,35 @@ impl Bed {
     }
 
     pub fn hop_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
-        use std::io::Write;
-        use std::process::Stdio;
-        let mut c = self
-            .tb
-            .command("client", self.hop.to_str().unwrap())
-            .unwrap();
-        c.args(args)
-            .env("XDG_CACHE_HOME", self.cache_home())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        let mut si = child.stdin.take().unwrap();
-        si.write_all(stdin).unwrap();
-        drop(si);
-        child.wait_with_output().unwrap()
+        hop_on_client(&self.tb, &self.hop, &self.cache_home(), args, stdin)
     }
 
     pub fn ca(&self) -> &str {
         self.ca.to_str().unwrap()
     }
+}
+
+/// Runs `hop ARGS` on `tb`'s client node with `cache` as its cache home and `stdin` as input.
+pub fn hop_on_client(
+    tb: &Testbed,
+    hop: &Path,
+    cache: &Path,
+    args: &[&str],
+    stdin: &[u8],
+) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut c = tb.command("client", hop.to_str().unwrap()).unwrap();
+    c.args(args)
+        .env("XDG_CACHE_HOME", cache)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut si = child.stdin.take().unwrap();
+    si.write_all(stdin).unwrap();
+    drop(si);
+    child.wait_with_output().unwrap()
 }
 
 /// Starts tcpdump on the client's link capturing the first packet that matches `filter` into
