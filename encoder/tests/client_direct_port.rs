@@ -6,11 +6,17 @@
 //!   (`--json` `"port": 8081, "direct_port": true`) and the body arrives;
 //! - the second comes from the cache, sends no probe, and its SYN (captured on the client,
 //!   SRH parsed) is for TCP port 8081, with yc's address in the SRH;
-//! - `--no-fast-path` and an explicit `--port 7443` go through hopd (port 7443);
+//! - that request connected from the address's connect record (`--json`
+//!   `"connect_record": true`); a change of `paths.json` retires the record (after the one
+//!   request that finds out), and a record that no longer connects gives way to the cached
+//!   path;
+//! - `--no-fast-path` and an explicit `--port 7443` go through hopd (port 7443), each with a
+//!   record of its own;
 //! - `hop resolve --json` shows the advertised and the chosen port;
 //! - with the 8081 server gone, a cached request falls back to hopd's port, still gets the
 //!   body, and re-caches the path without the direct port (the next request goes to 7443
-//!   directly, without a failed attempt first).
+//!   directly, without a failed attempt first); the failed connection is made once, by the
+//!   connect record, not again from the cached path (the SYNs captured say so).
 //!
 //! Needs `cargo build --workspace --bins` (hopd, hopbed next to hop), tcpdump, and access to
 //! `/dev/net/tun` for hopd's border role (else SKIPPED, see `client_three_hop.rs`).
@@ -21,6 +27,8 @@ use std::time::{Duration, Instant};
 
 mod client_support;
 
+use hopstack_encoder::address::StackAddress;
+use hopstack_encoder::client::record::{RecordStore, record_key};
 use hopstack_encoder::wire::srh::Packet;
 
 const ADDR: &str = "github.com>org>yc:tcp+http+web/users/list";
@@ -120,14 +128,66 @@ fn cached_requests_connect_to_the_services_direct_port() {
         "the SYN's destination port"
     );
     assert_eq!(tcp[13] & 0x02, 0x02, "a SYN");
+    // The probing request left the connection as its connect record; this one used it.
+    assert_eq!(j["connect_record"], true, "{j}");
+    let v = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        v.contains("* connected from the path's connect record"),
+        "{v}"
+    );
+    // -v's and --json's per-hop lines come from paths.json, read after the response.
+    assert_eq!(j["hops"][2]["address"], "fd00:3::2", "{j}");
 
-    // 3. --no-fast-path and an explicit --port go through hopd.
-    for extra in [&["--no-fast-path"][..], &["--port", "7443"][..]] {
-        let o = run(extra);
+    // 2b. What retires a record. paths.json changed (here: touched): the request that finds
+    // out (after its response) deletes the record and -v says why; the next reads the cache
+    // and writes a new record, which the one after uses.
+    let paths = cache.path().join("hopstack/paths.json");
+    let t = std::fs::File::options().append(true).open(&paths).unwrap();
+    t.set_modified(std::time::SystemTime::now() + Duration::from_secs(1))
+        .unwrap();
+    let o = run(&[]);
+    ok(&o);
+    let v = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        v.contains("* connect record deleted: the path cache changed since it was made"),
+        "{v}"
+    );
+    for used_record in [false, true] {
+        let o = run(&[]);
         ok(&o);
-        let j = client_support::json(&o);
-        assert_eq!(j["probed"], false, "{extra:?}: {j}");
-        assert_eq!(port(&j), (7443, false), "{extra:?}: {j}");
+        assert_eq!(client_support::json(&o)["connect_record"], used_record);
+    }
+    // A record whose connection fails (rewritten to port 9, where nothing listens) is
+    // deleted, the request goes on over the cached path and writes the record anew.
+    let record = RecordStore::for_cache(&paths).file(&record_key(
+        &StackAddress::parse(ADDR).unwrap(),
+        None,
+        true,
+    ));
+    let mut bytes = std::fs::read(&record).unwrap();
+    assert_eq!(&bytes[..4], b"hopr", "the record is where the key names it");
+    bytes[6..8].copy_from_slice(&9u16.to_be_bytes());
+    std::fs::write(&record, &bytes).unwrap();
+    let o = run(&[]);
+    ok(&o);
+    let v = String::from_utf8_lossy(&o.stderr);
+    assert!(v.contains("* connect record: [fd00:3::2]:9 failed"), "{v}");
+    let j = client_support::json(&o);
+    assert_eq!(j["connect_record"], false, "{j}");
+    assert_eq!(port(&j), (u64::from(DIRECT), true), "{j}");
+    assert_eq!(std::fs::read(&record).unwrap()[6..8], DIRECT.to_be_bytes());
+
+    // 3. --no-fast-path and an explicit --port go through hopd; each has a record of its own
+    // (the second request uses it).
+    for extra in [&["--no-fast-path"][..], &["--port", "7443"][..]] {
+        for used_record in [false, true] {
+            let o = run(extra);
+            ok(&o);
+            let j = client_support::json(&o);
+            assert_eq!(j["probed"], false, "{extra:?}: {j}");
+            assert_eq!(port(&j), (7443, false), "{extra:?}: {j}");
+            assert_eq!(j["connect_record"], used_record, "{extra:?}: {j}");
+        }
     }
 
     // 4. hop resolve shows what was advertised and what a request would use.
@@ -150,12 +210,24 @@ fn cached_requests_connect_to_the_services_direct_port() {
     // 5. Nothing listens on 8081 any more: refused there, one retry via hopd's port, the
     // body arrives, and the cached path forgets the direct port.
     tb.kill("yc", "direct").unwrap();
+    let pcap = client_support::capture_all(&tb, "syns", "syns.pcap", "ip6 dst fc00:1::e");
     let fallback = run(&[]);
+    let packets = client_support::stop_capture(&tb, "syns", &pcap);
+    let syns: Vec<u16> = packets
+        .iter()
+        .filter_map(|p| client_support::srh_syn_port(p))
+        .collect();
+    assert_eq!(
+        syns,
+        [DIRECT, 7443],
+        "one SYN to the direct port, then hopd's"
+    );
     ok(&fallback);
     let j = client_support::json(&fallback);
     let v = String::from_utf8_lossy(&fallback.stderr);
     assert!(
-        v.contains("* service's direct port 8081 failed"),
+        v.contains("* connect record: [fd00:3::2]:8081 failed")
+            && v.contains("* service's direct port 8081 failed"),
         "-v says why it went via hopd: {v}"
     );
     assert_eq!(j["probed"], false, "{j}");

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::Poll;
@@ -19,12 +19,14 @@ use crate::encode::DEFAULT_SERVICE_PORT;
 use crate::layer::Layer;
 use crate::wire::report::Reason;
 
+use super::error::HopRef;
 use super::error::{ClientError, ErrorLayer};
 use super::http::{self, HttpRequest};
 use super::probe::ProbeOptions;
+use super::record::{ConnectRecord, LoadedRecord, Miss, RecordStore};
 use super::resolve::{self, DnsResolver, PathCache, ResolveOptions, ResolvedPath};
 use super::socket::{self, SocketOptions};
-use super::timing::Timings;
+use super::timing::{PathSource, Timings};
 use super::tls::{self, TlsOptions};
 
 /// Exit codes, for `--help` (kept equal to `ErrorLayer::table()` by a test).
@@ -312,25 +314,41 @@ fn probe_opts(c: &CommonArgs) -> ProbeOptions {
 struct Ctx {
     addr: StackAddress,
     cache: Option<PathCache>,
+    /// The cache's connect records (`None` with `--no-cache`).
+    records: Option<RecordStore>,
     dns: DnsResolver,
     overrides: HashMap<String, Ipv6Addr>,
+}
+
+/// How a request's connection was made.
+enum Via {
+    /// Over a path resolved for it (cache, DNS, probe).
+    Path(ResolvedPath),
+    /// From the address's connect record: `paths.json` has not been read.
+    Record(LoadedRecord),
+}
+
+/// A connect record's connection that failed: when the path from the cache would make the
+/// very same one first, it is not made again.
+struct Tried {
+    dest: SocketAddrV6,
+    srh: Vec<u8>,
+    err: std::io::Error,
 }
 
 impl Ctx {
     fn new(c: &CommonArgs) -> Result<Ctx, ClientError> {
         let addr = parse_address(&c.address)?;
         let overrides = parse_overrides(&c.resolve)?;
-        let cache = if c.no_cache {
+        let cache_file = if c.no_cache {
             None
         } else {
-            c.cache_file
-                .clone()
-                .or_else(resolve::default_cache_file)
-                .map(PathCache::open)
+            c.cache_file.clone().or_else(resolve::default_cache_file)
         };
         Ok(Ctx {
             addr,
-            cache,
+            records: cache_file.as_deref().map(RecordStore::for_cache),
+            cache: cache_file.map(PathCache::open),
             dns: DnsResolver::new(c.dns),
             overrides,
         })
@@ -369,15 +387,134 @@ impl Ctx {
         c: &CommonArgs,
         t: &mut Timings,
     ) -> Result<ResolvedPath, ClientError> {
-        if let Some(mut p) = self
-            .cache
-            .as_ref()
-            .and_then(|cache| resolve::cached_path(&self.addr, cache, t))
-        {
-            p.fast_path = !c.no_fast_path;
+        if let Some(p) = self.cached_path(c) {
+            t.path_source = Some(PathSource::Cache);
             return Ok(p);
         }
         Box::pin(self.path(c, false, t)).await
+    }
+
+    /// The address's unexpired path from the cache, as a request lists it.
+    fn cached_path(&self, c: &CommonArgs) -> Option<ResolvedPath> {
+        let mut p = resolve::cached_path(&self.addr, self.cache.as_ref()?)?;
+        p.fast_path = !c.no_fast_path;
+        Some(p)
+    }
+
+    fn record_key(&self, c: &CommonArgs) -> String {
+        super::record::record_key(&self.addr, c.port, !c.no_fast_path)
+    }
+
+    /// Opens a request's TCP connection: from the address's connect record when it has a
+    /// good one (`client::record`: no JSON, no SRH to build before the SYN), else over
+    /// [`Self::request_path`]'s path ([`Self::connect`]). A record whose connection fails is
+    /// deleted, and the path from the cache takes over where that connection left off.
+    async fn open_request(
+        &mut self,
+        c: &CommonArgs,
+        t: &mut Timings,
+    ) -> Result<(TcpStream, Via), ClientError> {
+        let mut tried = None;
+        if let Some(records) = &self.records {
+            let key = self.record_key(c);
+            match records.load(&key, resolve::unix_now()) {
+                Ok(loaded) => {
+                    let rec = &loaded.record;
+                    t.path_source = Some(PathSource::Cache);
+                    t.port = Some(rec.dest.port());
+                    t.direct_port = rec.direct_port;
+                    match socket::connect_tcp(rec.dest, &rec.srh, &sock_opts(c)).await {
+                        Ok(s) => {
+                            t.connect = Some(t.mark());
+                            t.connect_record = true;
+                            return Ok((s, Via::Record(loaded)));
+                        }
+                        Err(err) => {
+                            records.remove(&key);
+                            if c.verbose {
+                                eprintln!(
+                                    "* connect record: {} failed ({err}); again from the path cache",
+                                    rec.dest
+                                );
+                            }
+                            tried = Some(Tried {
+                                dest: rec.dest,
+                                srh: loaded.record.srh,
+                                err,
+                            });
+                        }
+                    }
+                }
+                Err(Miss::Absent) => {}
+                Err(m) => {
+                    if c.verbose {
+                        eprintln!("* connect record not used: {m}");
+                    }
+                }
+            }
+        }
+        let mut path = self.request_path(c, t).await?;
+        let stream = self.connect(c, &mut path, t, tried).await?;
+        Ok((stream, Via::Path(path)))
+    }
+
+    /// Keeps the connection a request made over `path` as the address's connect record, for
+    /// the next request; only for a path the cache holds (it came from there, or this process
+    /// just put it there), stamped with that cache file. Best effort.
+    fn store_record(&self, c: &CommonArgs, path: &ResolvedPath) {
+        let (Some(cache), Some(records)) = (&self.cache, &self.records) else {
+            return;
+        };
+        if path.source != PathSource::Cache && !cache.written() {
+            return;
+        }
+        let Some(stamp) = cache.stamp() else {
+            return;
+        };
+        let Some(srh) = path.srh(&self.addr).ok().and_then(|s| s.to_bytes().ok()) else {
+            return;
+        };
+        let (port, direct_port) = path.connect_port(c.hopd_port(), c.port.is_some());
+        let rec = ConnectRecord {
+            dest: SocketAddrV6::new(path.final_address(), port, 0, 0),
+            direct_port,
+            expires: path.expires,
+            srh,
+        };
+        let _ = records.store(&self.record_key(c), stamp, &rec);
+    }
+
+    /// The final hop, for an error after the connection is up.
+    fn final_hop(&self, via: &Via) -> HopRef {
+        let hops = self.addr.hops();
+        HopRef {
+            index: hops.len() - 1,
+            name: hops[hops.len() - 1]
+                .name()
+                .map(|n| n.as_str().to_owned())
+                .unwrap_or_default(),
+            address: Some(match via {
+                Via::Path(p) => p.final_address(),
+                Via::Record(r) => *r.record.dest.ip(),
+            }),
+        }
+    }
+
+    /// [`Self::explain`] for a connection made either way; a record's path is looked up in
+    /// the cache (without it there is nothing to probe along, and `e` stands).
+    async fn explain_via(&mut self, c: &CommonArgs, via: &Via, e: ClientError) -> ClientError {
+        match via {
+            Via::Path(p) => self.explain(c, p, e).await,
+            Via::Record(_) => match self.cached_path(c) {
+                Some(p) => self.explain(c, &p, e).await,
+                None => {
+                    if let Some(r) = &self.records {
+                        r.remove(&self.record_key(c));
+                    }
+                    e
+                }
+            },
+        }
     }
 
     /// Writes `path` back to the cache after a fallback dropped part of the fast path from
@@ -405,14 +542,15 @@ impl Ctx {
         c: &CommonArgs,
         path: &mut ResolvedPath,
         t: &mut Timings,
+        tried: Option<Tried>,
     ) -> Result<TcpStream, ClientError> {
         let (port, direct) = path.connect_port(c.hopd_port(), c.port.is_some());
         if !direct {
-            return self.connect_hopd(c, path, t).await;
+            return self.connect_hopd(c, path, t, tried).await;
         }
         t.port = Some(port);
         t.direct_port = true;
-        let e = match super::open_tcp(&self.addr, path, port, &sock_opts(c), t).await {
+        let e = match self.first_attempt(c, path, port, t, tried).await {
             Ok(s) => return Ok(s),
             Err(e) => e,
         };
@@ -424,7 +562,28 @@ impl Ctx {
         }
         path.forget_direct_port(&self.addr);
         self.recache(path);
-        self.connect_hopd(c, path, t).await
+        self.connect_hopd(c, path, t, None).await
+    }
+
+    /// [`super::open_tcp`] over `path` to `port`, unless `tried` is that very connection,
+    /// failed already (made from a connect record): then its error, without a second wait.
+    async fn first_attempt(
+        &self,
+        c: &CommonArgs,
+        path: &ResolvedPath,
+        port: u16,
+        t: &mut Timings,
+        tried: Option<Tried>,
+    ) -> Result<TcpStream, ClientError> {
+        if let Some(tr) = tried {
+            let srh = path.srh(&self.addr).ok().and_then(|s| s.to_bytes().ok());
+            if tr.dest == SocketAddrV6::new(path.final_address(), port, 0, 0)
+                && srh.as_deref() == Some(&tr.srh[..])
+            {
+                return Err(super::connect_error(path, port, &tr.err));
+            }
+        }
+        super::open_tcp(&self.addr, path, port, &sock_opts(c), t).await
     }
 
     /// Opens the request's TCP connection to hopd's port. When it fails over the kernel fast
@@ -437,11 +596,12 @@ impl Ctx {
         c: &CommonArgs,
         path: &mut ResolvedPath,
         t: &mut Timings,
+        tried: Option<Tried>,
     ) -> Result<TcpStream, ClientError> {
         let port = c.hopd_port();
         t.port = Some(port);
         t.direct_port = false;
-        let first = super::open_tcp(&self.addr, path, port, &sock_opts(c), t).await;
+        let first = self.first_attempt(c, path, port, t, tried).await;
         if first.is_ok() {
             return first;
         }
@@ -480,6 +640,9 @@ impl Ctx {
     ) -> ClientError {
         if let Some(cache) = self.cache.as_mut() {
             let _ = cache.remove(&resolve::cache_key(&self.addr));
+        }
+        if let Some(r) = &self.records {
+            r.remove(&self.record_key(c));
         }
         // A fresh probe vouches for hopd's SIDs, not for the kernel End SIDs the request
         // listed instead: then a probe may still explain.
@@ -552,27 +715,29 @@ async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError> {
         body: request_body(a)?,
         h2,
     };
-    let mut path = ctx.request_path(c, t).await?;
     // The TLS configuration (its root store: --cacert's PEM, or the system's roots, which
     // takes milliseconds) is needed only once TCP is up: build it while the SYN is out. The
-    // first poll sends the SYN; a bad --cacert is still reported, just after the path.
-    let (stream, tls_cfg) = {
-        let mut conn = std::pin::pin!(ctx.connect(c, &mut path, t));
+    // first poll sends the SYN (or the DNS query, the probe); a bad --cacert is still
+    // reported, just after the path.
+    let (conn, tls_cfg) = {
+        let mut conn = std::pin::pin!(ctx.open_request(c, t));
         let early = std::future::poll_fn(|cx| Poll::Ready(conn.as_mut().poll(cx))).await;
         let cfg = use_tls.then(|| {
             let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
             tls::client_config(&topts, alpn)
         });
-        let stream = match early {
+        let conn = match early {
             Poll::Ready(r) => r,
             Poll::Pending => conn.await,
         };
-        (stream, cfg.transpose())
+        (conn, cfg.transpose())
     };
-    // -v and --json's per-hop lines, filled once the response (or the failure) is in.
+    // How the connection was made, once it is up: what the lines below and -v need.
+    let mut via = None;
     let res: Result<(), ClientError> = async {
         let tls_cfg = tls_cfg?;
-        let stream = stream?;
+        let (stream, v) = conn?;
+        let via = &*via.insert(v);
         let mut out: Box<dyn Write> = match &a.output {
             Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
                 |e| ClientError::local(format!("cannot create {}: {e}", p.display())),
@@ -585,15 +750,11 @@ async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError> {
                 let s = match tls::handshake(stream, &sni, cfg).await {
                     Ok(s) => s,
                     Err(e) => {
-                        let e = e.at(super::HopRef {
-                            index: path.hops.len() - 1,
-                            name: path.hops[path.hops.len() - 1].name.clone(),
-                            address: Some(path.final_address()),
-                        });
+                        let e = e.at(ctx.final_hop(via));
                         // A handshake cut short (not a certificate verdict) is how the final
                         // hop says "no such service" over TLS it cannot terminate: ask a probe.
                         return Err(if e.reason == "tls-handshake" {
-                            ctx.explain(c, &path, e).await
+                            ctx.explain_via(c, via, e).await
                         } else {
                             e
                         });
@@ -614,12 +775,50 @@ async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError> {
                 }
                 Ok(())
             }
-            Err(e) if e.reason == "no-response" => Err(ctx.explain(c, &path, e).await),
+            Err(e) if e.reason == "no-response" => Err(ctx.explain_via(c, via, e).await),
             Err(e) => Err(e),
         }
     }
     .await;
-    t.hops = path.hop_timings();
+    // After the response: the next request's connect record, and -v's and --json's per-hop
+    // lines (a failed connect filled them already).
+    let connection_worked = match &res {
+        Ok(()) => true,
+        Err(e) => {
+            e.layer == ErrorLayer::Http
+                && e.reason.starts_with("http-")
+                && e.reason[5..].parse::<u16>().is_ok()
+        }
+    };
+    match via {
+        Some(Via::Path(path)) => {
+            if connection_worked {
+                ctx.store_record(c, &path);
+            }
+            t.hops = path.hop_timings();
+        }
+        Some(Via::Record(loaded)) => {
+            // Still the cache's record? Asked now, off the way to the first byte: a record
+            // is used at most once after paths.json changed by hand (hop's own changes
+            // delete every record).
+            if let Some(records) = &ctx.records {
+                if let Err(m) = records.check(loaded.stamp) {
+                    records.remove(&ctx.record_key(c));
+                    if c.verbose {
+                        eprintln!(
+                            "* connect record deleted: {m}; the next request reads the path cache"
+                        );
+                    }
+                }
+            }
+            if c.verbose || c.json {
+                if let Some(path) = ctx.cached_path(c) {
+                    t.hops = path.hop_timings();
+                }
+            }
+        }
+        _ => {}
+    }
     res
 }
 
@@ -826,7 +1025,7 @@ async fn cat(a: &CatArgs, t: &mut Timings) -> Result<(), ClientError> {
     if ctx.addr.transport() == Layer::Udp {
         return cat_udp(a, &mut ctx, &path, t).await;
     }
-    let stream = ctx.connect(c, &mut path, t).await?;
+    let stream = ctx.connect(c, &mut path, t, None).await?;
     t.hops = path.hop_timings();
     if ctx.addr.upper_layers().contains(&Layer::Tls) {
         let topts = tls_opts(&a.tls, &ctx.addr);
@@ -999,7 +1198,7 @@ async fn proxy(a: &ProxyArgs, t: &mut Timings) -> Result<(), ClientError> {
             }
         }
         let mut t2 = Timings::start();
-        match ctx.connect(c, &mut path, &mut t2).await {
+        match ctx.connect(c, &mut path, &mut t2, None).await {
             Ok(mut remote) => {
                 t2.hops = path.hop_timings();
                 let task = tokio::spawn(async move {

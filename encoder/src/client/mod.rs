@@ -18,6 +18,7 @@ pub mod cli;
 pub mod error;
 pub mod http;
 pub mod probe;
+pub mod record;
 pub mod resolve;
 pub mod socket;
 pub mod timing;

@@ -34,6 +34,7 @@ use crate::wire::tlv::{self, TlvRepr, TraceRecord, TraceStatus};
 
 use super::error::{ClientError, ErrorLayer, HopRef};
 use super::probe::{self, ProbeOptions, ProbeReply, ProbeResult};
+use super::record::{CacheStamp, RecordStore};
 use super::timing::{HopTiming, PathSource, Timings};
 
 /// How long a path with hop-resolved names stays cached: probe answers carry no TTL, so
@@ -269,33 +270,66 @@ struct CacheFile {
 /// saves time); writes go to a temporary file renamed over the old one, so a concurrent
 /// reader never sees half a file.
 ///
-/// A request reads one entry, before it can connect: so `open` only reads the bytes and
+/// The file is read on first use, not on `open`: a request that connects from its connect
+/// record ([`super::record`]) reads it only after the response, for `-v`/`--json`. A request
+/// reads one entry, before it can connect: so the first use only reads the bytes and
 /// [`PathCache::get`] deserialises that one entry, skipping the others without building
 /// them (with 51 cached paths that took the pre-connect time of a cached `hop get` from
 /// ~280 µs to ~100 µs). The whole file is parsed only to change it (`put`, `remove`).
 #[derive(Debug)]
 pub struct PathCache {
     file: PathBuf,
-    /// The file as read; `None` once parsed into `data` (or if it could not be read).
-    raw: Option<Vec<u8>>,
+    loaded: std::cell::OnceCell<Loaded>,
     data: Option<CacheFile>,
-    /// The open file, closed when the cache is dropped (after the request): see [`read_small`].
-    _handle: Option<std::fs::File>,
+    /// The stamp of the file this process last wrote.
+    written: Option<CacheStamp>,
+}
+
+/// The cache file as read.
+#[derive(Debug)]
+struct Loaded {
+    /// `None` once parsed into [`PathCache::data`] (or if it could not be read).
+    raw: Option<Vec<u8>>,
+    /// The open file, closed when the cache is dropped (after the request): see
+    /// [`read_small`]. Also what [`PathCache::stamp`] asks for the file's identity.
+    handle: Option<std::fs::File>,
 }
 
 impl PathCache {
     pub fn open(file: impl Into<PathBuf>) -> PathCache {
-        let file = file.into();
-        let (raw, handle) = match read_small(&file) {
-            Ok((raw, handle)) => (Some(raw), Some(handle)),
-            Err(_) => (None, None),
-        };
         PathCache {
-            file,
-            raw,
+            file: file.into(),
+            loaded: std::cell::OnceCell::new(),
             data: None,
-            _handle: handle,
+            written: None,
         }
+    }
+
+    fn loaded(&self) -> &Loaded {
+        self.loaded.get_or_init(|| match read_small(&self.file) {
+            Ok((raw, handle)) => Loaded {
+                raw: Some(raw),
+                handle: Some(handle),
+            },
+            Err(_) => Loaded {
+                raw: None,
+                handle: None,
+            },
+        })
+    }
+
+    /// Which file the paths this cache handed out came from: the one this process wrote
+    /// last, else the one it read (`None` if it read none). A connect record carries it.
+    pub fn stamp(&self) -> Option<CacheStamp> {
+        self.written.or_else(|| {
+            let handle = self.loaded.get()?.handle.as_ref()?;
+            handle.metadata().ok().map(|m| CacheStamp::of(&m))
+        })
+    }
+
+    /// Whether this process wrote the file (so it holds the paths it put).
+    pub fn written(&self) -> bool {
+        self.written.is_some()
     }
 
     pub fn file(&self) -> &Path {
@@ -304,7 +338,7 @@ impl PathCache {
 
     /// The cached path for `key` if it has not expired at `now` (Unix seconds).
     pub fn get(&self, key: &str, now: u64) -> Option<(Vec<PathHop>, u64)> {
-        let entry = match (&self.data, &self.raw) {
+        let entry = match (&self.data, &self.loaded().raw) {
             (Some(d), _) => d.paths.get(key).cloned(),
             (None, Some(raw)) => one_entry(raw, key),
             (None, None) => None,
@@ -315,7 +349,8 @@ impl PathCache {
     }
 
     fn data(&mut self) -> &mut CacheFile {
-        let raw = self.raw.take();
+        self.loaded();
+        let raw = self.loaded.get_mut().and_then(|l| l.raw.take());
         self.data.get_or_insert_with(|| {
             raw.and_then(|b| serde_json::from_slice::<CacheFile>(&b).ok())
                 .filter(|d| d.version == 1)
@@ -362,8 +397,14 @@ impl PathCache {
         let tmp = self
             .file
             .with_extension(format!("json.{}", std::process::id()));
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, &self.file)
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &bytes)?;
+        // Renaming keeps the inode and the modification time: this is the new file's stamp.
+        let stamp = CacheStamp::of(&f.metadata()?);
+        std::fs::rename(&tmp, &self.file)?;
+        self.written = Some(stamp);
+        RecordStore::for_cache(&self.file).clear();
+        Ok(())
     }
 }
 
@@ -554,16 +595,11 @@ pub fn unix_now() -> u64 {
 }
 
 /// `addr`'s path from `cache`, if it has an unexpired one that fits the address.
-pub fn cached_path(
-    addr: &StackAddress,
-    cache: &PathCache,
-    timings: &mut Timings,
-) -> Option<ResolvedPath> {
+pub fn cached_path(addr: &StackAddress, cache: &PathCache) -> Option<ResolvedPath> {
     let (hops, expires) = cache.get(&cache_key(addr), unix_now())?;
     if hops.len() != addr.hops().len() {
         return None;
     }
-    timings.path_source = Some(PathSource::Cache);
     let direct_port = hops
         .last()
         .and_then(|h| h.direct_ports.get(&direct_port_key(addr)).copied());
@@ -592,7 +628,8 @@ pub async fn resolve_path(
         force_probe,
     } = opts;
     if !force_probe {
-        if let Some(p) = cache.as_deref().and_then(|c| cached_path(addr, c, timings)) {
+        if let Some(p) = cache.as_deref().and_then(|c| cached_path(addr, c)) {
+            timings.path_source = Some(PathSource::Cache);
             return Ok(p);
         }
     }

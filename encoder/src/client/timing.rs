@@ -69,6 +69,10 @@ pub struct Timings {
     pub port: Option<u16>,
     /// Whether `port` is the service's direct port (hopd not in the connection).
     pub direct_port: bool,
+    /// Whether the connection was made from the path's connect record (`client::record`):
+    /// destination, port and SRH as a previous request made them, `paths.json` not read
+    /// before the response.
+    pub connect_record: bool,
     pub hops: Vec<HopTiming>,
 }
 
@@ -95,6 +99,7 @@ impl Timings {
             http_status: None,
             port: None,
             direct_port: false,
+            connect_record: false,
             hops: Vec::new(),
         }
     }
@@ -119,6 +124,9 @@ impl Timings {
             None => "-",
         };
         s.push_str(&format!("* path from {src}\n"));
+        if self.connect_record {
+            s.push_str("* connected from the path's connect record (destination, port, SRH)\n");
+        }
         for h in &self.hops {
             let name = if h.name.is_empty() {
                 "-".to_owned()
@@ -196,7 +204,17 @@ mod tests {
         assert_eq!(v["path_source"], "cache");
         assert_eq!(v["probed"], false);
         let r = t.render();
-        assert!(r.contains("* path from cache (no probe)"), "{r}");
+        assert!(r.contains("* path from cache (no probe)\n"), "{r}");
+        assert_eq!(v["connect_record"], false);
+        t.connect_record = true;
+        let r = t.render();
+        assert!(
+            r.contains(
+                "* path from cache (no probe)\n\
+                 * connected from the path's connect record (destination, port, SRH)\n"
+            ),
+            "{r}"
+        );
         assert!(r.contains("* time dns              1.500 ms"), "{r}");
         assert_eq!(v["port"], serde_json::Value::Null);
         assert_eq!(v["direct_port"], false);

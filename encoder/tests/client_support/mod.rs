@@ -271,6 +271,28 @@ pub fn hop_on_client(
 /// Starts tcpdump on the client's link capturing the first packet that matches `filter` into
 /// `file` in the run directory, and waits until it listens. Returns the pcap's path.
 pub fn capture_first(tb: &Testbed, file: &str, filter: &str) -> PathBuf {
+    start_tcpdump(tb, "tcpdump", file, filter, &["-c", "1"])
+}
+
+/// As [`capture_first`], every matching packet, until [`stop_capture`]; `name` names the
+/// tcpdump process (one per capture).
+pub fn capture_all(tb: &Testbed, name: &str, file: &str, filter: &str) -> PathBuf {
+    // Without immediate mode libpcap hands packets over in blocks, up to a second late.
+    start_tcpdump(tb, name, file, filter, &["--immediate-mode"])
+}
+
+/// Ends [`capture_all`]'s capture (after a moment for the last packets to be written: in
+/// immediate mode with `-U` tcpdump writes each one as it comes) and returns its packets, from the IPv6 header on.
+pub fn stop_capture(tb: &Testbed, name: &str, pcap: &Path) -> Vec<Vec<u8>> {
+    std::thread::sleep(Duration::from_millis(300));
+    tb.kill("client", name).unwrap();
+    ipv6_packets(&std::fs::read(pcap).unwrap())
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn start_tcpdump(tb: &Testbed, name: &str, file: &str, filter: &str, extra: &[&str]) -> PathBuf {
     let iface = tb
         .exec_ok(
             "client",
@@ -287,20 +309,16 @@ pub fn capture_first(tb: &Testbed, file: &str, filter: &str) -> PathBuf {
         .to_owned();
     let pcap = tb.run_dir().join(file);
     let pcap_s = pcap.to_str().unwrap().to_owned();
-    tb.spawn(
-        "client",
-        "tcpdump",
-        [
-            "tcpdump", "-i", &iface, "-U", "-c", "1", "-w", &pcap_s, filter,
-        ],
-    )
-    .unwrap();
+    let mut argv = vec!["tcpdump", "-i", &iface, "-U"];
+    argv.extend_from_slice(extra);
+    argv.extend_from_slice(&["-w", &pcap_s, filter]);
+    tb.spawn("client", name, argv).unwrap();
     let t0 = Instant::now();
-    while !tb.logs("client", "tcpdump").contains("listening on") {
+    while !tb.logs("client", name).contains("listening on") {
         assert!(
             t0.elapsed() < Duration::from_secs(10),
             "tcpdump did not start: {}",
-            tb.logs("client", "tcpdump")
+            tb.logs("client", name)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -372,21 +390,46 @@ pub fn captured_packet(tb: &Testbed, pcap: &Path) -> Vec<u8> {
 
 /// The first packet of a pcap file (Ethernet link type), without the link header.
 fn first_ipv6_packet(pcap: &[u8]) -> &[u8] {
+    let packets = ipv6_packets(pcap);
     assert!(
-        pcap.len() > 24 + 16,
+        !packets.is_empty(),
         "the capture is empty ({} octets)",
         pcap.len()
     );
+    packets[0]
+}
+
+/// The packets of a pcap file (Ethernet link type, IPv6 frames), without the link header.
+fn ipv6_packets(pcap: &[u8]) -> Vec<&[u8]> {
+    assert!(pcap.len() >= 24, "not a pcap file ({} octets)", pcap.len());
     assert_eq!(&pcap[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian pcap");
     assert_eq!(
         u32::from_le_bytes(pcap[20..24].try_into().unwrap()),
         1,
         "Ethernet"
     );
-    let caplen = u32::from_le_bytes(pcap[32..36].try_into().unwrap()) as usize;
-    let frame = &pcap[40..40 + caplen];
-    assert_eq!(&frame[12..14], &[0x86, 0xdd], "an IPv6 frame");
-    &frame[14..]
+    let mut out = Vec::new();
+    let mut at = 24;
+    // A record header is 16 octets (caplen at 8); a record cut short by the kill is skipped.
+    while at + 16 <= pcap.len() {
+        let caplen = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
+        let Some(frame) = pcap.get(at + 16..at + 16 + caplen) else {
+            break;
+        };
+        assert_eq!(&frame[12..14], &[0x86, 0xdd], "an IPv6 frame");
+        out.push(&frame[14..]);
+        at += 16 + caplen;
+    }
+    out
+}
+
+/// The TCP destination port of `ip6` if it is a SYN (no ACK) after an SRH.
+pub fn srh_syn_port(ip6: &[u8]) -> Option<u16> {
+    if ip6.get(6) != Some(&43) || ip6.get(40) != Some(&6) {
+        return None;
+    }
+    let tcp = ip6.get(40 + (usize::from(ip6[41]) + 1) * 8..)?;
+    (tcp.len() >= 20 && tcp[13] & 0x12 == 0x02).then(|| u16::from_be_bytes([tcp[2], tcp[3]]))
 }
 
 pub fn stderr(o: &Output) -> String {
