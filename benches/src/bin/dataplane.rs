@@ -382,8 +382,9 @@ impl Bench<'_> {
             let j: serde_json::Value = serde_json::from_slice(&o.stdout)
                 .with_context(|| format!("iperf3 -c {host}: {}", stderr_of(&o)))?;
             match j["error"].as_str() {
-                // The server ends the previous test a moment after the client does.
-                Some(e) if e.contains("busy") && tries < 20 => {
+                // The server ends the previous test a moment after the client does, and
+                // reopens its listening socket after that.
+                Some(e) if (e.contains("busy") || e.contains("refused")) && tries < 20 => {
                     tries += 1;
                     std::thread::sleep(Duration::from_millis(250));
                 }
@@ -659,6 +660,9 @@ fn run(o: &Opts) -> Result<()> {
     })
     .collect();
     let mut fallbacks: Vec<String> = Vec::new();
+    // Cached samples whose connection was not made from the address's connect record (the
+    // first of each row, and the first after a fallback's new probe, write it).
+    let mut without_record = 0usize;
     // Each round runs every row once, in an order shuffled afresh: a fixed order made each row
     // always follow the same other row (and its processes, caches and daemons), which moved
     // the rows against each other by more than the effects measured.
@@ -699,6 +703,9 @@ fn run(o: &Opts) -> Result<()> {
                             b.hop_get(a, &[])?;
                         }
                         continue;
+                    }
+                    if j["connect_record"] != true {
+                        without_record += 1;
                     }
                     rows[row].samples.push(ms_field(&j, "first_byte")?);
                     rows[CONNECT + row].samples.push(ms_field(&j, "connect")?);
@@ -770,6 +777,7 @@ fn run(o: &Opts) -> Result<()> {
                    "ttfb_ratio_hop_vs_curl_direct": ratio_curl,
                    "ttfb_ratio_hop_vs_plain_url_by_name": ratio_plain_dns,
                    "fallbacks": fallbacks, "seed": o.seed,
+                   "cached_samples_without_connect_record": without_record,
                    "loadavg_before": load_before.trim(), "loadavg_after": load_after.trim()})
         );
         return Ok(());
@@ -827,6 +835,10 @@ fn run(o: &Opts) -> Result<()> {
     println!(
         "requests that fell back from the fast path (not counted in their rows): {}",
         fallbacks.len()
+    );
+    println!(
+        "cached requests not connected from their connect record (the first of each row \
+         writes it): {without_record}"
     );
     for f in &fallbacks {
         println!("  {f}");
