@@ -471,7 +471,7 @@ impl Ctx {
         let Some(stamp) = cache.stamp() else {
             return;
         };
-        let Some(srh) = path.srh(&self.addr).ok().and_then(|s| s.to_bytes().ok()) else {
+        let Ok(srh) = path.srh_bytes(&self.addr) else {
             return;
         };
         let (port, direct_port) = path.connect_port(c.hopd_port(), c.port.is_some());
@@ -576,9 +576,8 @@ impl Ctx {
         tried: Option<Tried>,
     ) -> Result<TcpStream, ClientError> {
         if let Some(tr) = tried {
-            let srh = path.srh(&self.addr).ok().and_then(|s| s.to_bytes().ok());
             if tr.dest == SocketAddrV6::new(path.final_address(), port, 0, 0)
-                && srh.as_deref() == Some(&tr.srh[..])
+                && path.srh_bytes(&self.addr).ok() == Some(tr.srh)
             {
                 return Err(super::connect_error(path, port, &tr.err));
             }
@@ -1050,10 +1049,7 @@ async fn cat_udp(
     t: &mut Timings,
 ) -> Result<(), ClientError> {
     let c = &a.common;
-    let srh = path
-        .srh(&ctx.addr)?
-        .to_bytes()
-        .map_err(|e| ClientError::new(ErrorLayer::Address, "encode", e.to_string()))?;
+    let srh = path.srh_bytes(&ctx.addr)?;
     let opts = sock_opts(c);
     let local = socket::source_towards(path.first_address(), &opts)
         .map_err(|e| super::connect_error(path, c.hopd_port(), &e))?;

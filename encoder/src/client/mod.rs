@@ -109,10 +109,7 @@ pub async fn open_tcp(
     opts: &SocketOptions,
     timings: &mut Timings,
 ) -> Result<TcpStream, ClientError> {
-    let srh = path
-        .srh(addr)?
-        .to_bytes()
-        .map_err(|e| ClientError::new(ErrorLayer::Address, "encode", e.to_string()))?;
+    let srh = path.srh_bytes(addr)?;
     let dest = SocketAddrV6::new(path.final_address(), port, 0, 0);
     let s = socket::connect_tcp(dest, &srh, opts)
         .await

@@ -170,6 +170,13 @@ impl ResolvedPath {
         Ok(s)
     }
 
+    /// [`Self::srh`]'s octets, as `setsockopt(IPV6_RTHDR)` takes them.
+    pub fn srh_bytes(&self, addr: &StackAddress) -> Result<Vec<u8>, ClientError> {
+        self.srh(addr)?
+            .to_bytes()
+            .map_err(|e| ClientError::new(ErrorLayer::Address, "encode", e.to_string()))
+    }
+
     /// Per-hop lines for `-v`/`--json`, with the probe's trace records when there was one.
     pub fn hop_timings(&self) -> Vec<HopTiming> {
         let names: Vec<String> = self.hops.iter().map(|h| h.name.clone()).collect();
