@@ -19,8 +19,7 @@ use crate::encode::DEFAULT_SERVICE_PORT;
 use crate::layer::Layer;
 use crate::wire::report::Reason;
 
-use super::error::HopRef;
-use super::error::{ClientError, ErrorLayer};
+use super::error::{ClientError, ErrorLayer, HopRef};
 use super::http::{self, HttpRequest};
 use super::probe::ProbeOptions;
 use super::record::{ConnectRecord, LoadedRecord, Miss, RecordStore};
@@ -600,17 +599,15 @@ impl Ctx {
         let port = c.hopd_port();
         t.port = Some(port);
         t.direct_port = false;
-        let first = self.first_attempt(c, path, port, t, tried).await;
-        if first.is_ok() {
-            return first;
-        }
-        t.hops = path.hop_timings();
-        let e = match first {
+        let e = match self.first_attempt(c, path, port, t, tried).await {
             Ok(s) => return Ok(s),
-            // Refused: the final hop answered, so the kernel SIDs were not the problem.
-            Err(e) if path.uses_fast_path() && e.reason != Reason::ConnectionRefused.name() => e,
-            Err(e) => return Err(self.explain(c, path, e).await),
+            Err(e) => e,
         };
+        t.hops = path.hop_timings();
+        // Refused: the final hop answered, so the kernel SIDs were not the problem.
+        if !path.uses_fast_path() || e.reason == Reason::ConnectionRefused.name() {
+            return Err(self.explain(c, path, e).await);
+        }
         if c.verbose {
             eprintln!("* kernel fast path failed ({e}); again over hopd's SIDs");
         }
@@ -779,19 +776,12 @@ async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError> {
         }
     }
     .await;
-    // After the response: the next request's connect record, and -v's and --json's per-hop
-    // lines (a failed connect filled them already).
-    let connection_worked = match &res {
-        Ok(()) => true,
-        Err(e) => {
-            e.layer == ErrorLayer::Http
-                && e.reason.starts_with("http-")
-                && e.reason[5..].parse::<u16>().is_ok()
-        }
-    };
+    // After the response: the next request's connect record (when a response came over the
+    // connection, whatever its status), and -v's and --json's per-hop lines (a failed connect
+    // filled them already).
     match via {
         Some(Via::Path(path)) => {
-            if connection_worked {
+            if t.http_status.is_some() {
                 ctx.store_record(c, &path);
             }
             t.hops = path.hop_timings();
@@ -930,7 +920,7 @@ async fn get_plain(a: &GetArgs, url: &PlainUrl, t: &mut Timings) -> Result<(), C
     let stream = socket::connect_tcp(dest, &[], &sock_opts(c))
         .await
         .map_err(|e| {
-            let (err, _) = super::connect_failure(url.port, &e);
+            let err = super::connect_failure(url.port, &e);
             ClientError {
                 message: format!("{dest}: {}", err.message),
                 ..err

@@ -50,54 +50,43 @@ fn hop_ref(path: &ResolvedPath, index: usize) -> HopRef {
 /// A connect error as a client error: refused or reset at the final hop (tcp), no route at
 /// the first hop (route), or a timeout.
 pub fn connect_error(path: &ResolvedPath, port: u16, e: &io::Error) -> ClientError {
-    let (mut err, at_first_hop) = connect_failure(port, e);
+    let mut err = connect_failure(port, e);
     if err.reason == Reason::ConnectionRefused.name() {
         err.message.push_str(" (is hopd listening there?)");
     }
-    let index = if at_first_hop { 0 } else { path.hops.len() - 1 };
+    // No route towards the first hop is the first hop's; the rest is the destination's.
+    let index = if err.reason == Reason::Unreachable.name() {
+        0
+    } else {
+        path.hops.len() - 1
+    };
     err.at(hop_ref(path, index))
 }
 
-/// [`connect_error`] without a path (a plain URL): the error, and whether it is the first
-/// hop's (no route towards it) rather than the destination's.
-pub fn connect_failure(port: u16, e: &io::Error) -> (ClientError, bool) {
+/// [`connect_error`] without a path (a plain URL).
+pub fn connect_failure(port: u16, e: &io::Error) -> ClientError {
     match e.raw_os_error() {
-        Some(libc::ECONNREFUSED) => (
-            ClientError::new(
-                ErrorLayer::Tcp,
-                Reason::ConnectionRefused.name(),
-                format!("connection to port {port} refused"),
-            ),
-            false,
+        Some(libc::ECONNREFUSED) => ClientError::new(
+            ErrorLayer::Tcp,
+            Reason::ConnectionRefused.name(),
+            format!("connection to port {port} refused"),
         ),
-        Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EADDRNOTAVAIL) => (
-            ClientError::new(
-                ErrorLayer::Route,
-                Reason::Unreachable.name(),
-                format!("cannot send towards the first hop: {e}"),
-            ),
-            true,
+        Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EADDRNOTAVAIL) => ClientError::new(
+            ErrorLayer::Route,
+            Reason::Unreachable.name(),
+            format!("cannot send towards the first hop: {e}"),
         ),
-        Some(libc::ETIMEDOUT) => (
-            ClientError::new(
-                ErrorLayer::Timeout,
-                Reason::ConnectionTimeout.name(),
-                format!("TCP connection to port {port} timed out"),
-            ),
-            false,
+        Some(libc::ETIMEDOUT) => ClientError::new(
+            ErrorLayer::Timeout,
+            Reason::ConnectionTimeout.name(),
+            format!("TCP connection to port {port} timed out"),
         ),
-        _ if e.kind() == io::ErrorKind::TimedOut => (
-            ClientError::new(
-                ErrorLayer::Timeout,
-                Reason::ConnectionTimeout.name(),
-                format!("TCP connection to port {port} not established in time"),
-            ),
-            false,
+        _ if e.kind() == io::ErrorKind::TimedOut => ClientError::new(
+            ErrorLayer::Timeout,
+            Reason::ConnectionTimeout.name(),
+            format!("TCP connection to port {port} not established in time"),
         ),
-        _ => (
-            ClientError::new(ErrorLayer::Tcp, "connect-failed", format!("connect: {e}")),
-            false,
-        ),
+        _ => ClientError::new(ErrorLayer::Tcp, "connect-failed", format!("connect: {e}")),
     }
 }
 

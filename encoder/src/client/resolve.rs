@@ -313,15 +313,9 @@ impl PathCache {
     }
 
     fn loaded(&self) -> &Loaded {
-        self.loaded.get_or_init(|| match read_small(&self.file) {
-            Ok((raw, handle)) => Loaded {
-                raw: Some(raw),
-                handle: Some(handle),
-            },
-            Err(_) => Loaded {
-                raw: None,
-                handle: None,
-            },
+        self.loaded.get_or_init(|| {
+            let (raw, handle) = read_small(&self.file).ok().unzip();
+            Loaded { raw, handle }
         })
     }
 
