@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hopstack_testbed::Testbed;
+mod client_support;
 
 #[test]
 fn hop_get_the_design_example_on_three_hop_toml() {
@@ -18,22 +18,7 @@ fn hop_get_the_design_example_on_three_hop_toml() {
     }
     let hop = PathBuf::from(env!("CARGO_BIN_EXE_hop"));
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testbed/topologies");
-    for b in ["hopd", "hopbed"] {
-        assert!(
-            hop.with_file_name(b).exists(),
-            "{b} is missing: run `cargo build --workspace --bins` first"
-        );
-    }
-    let tb = Testbed::builder(dir.join("three-hop.toml"))
-        .hopbed_exe(hop.with_file_name("hopbed"))
-        .bin_dir(hop.parent().unwrap())
-        .start()
-        .expect("three-hop.toml starts");
-    assert!(
-        tb.skipped().is_empty(),
-        "optional processes not started: {:?}",
-        tb.skipped()
-    );
+    let tb = client_support::start_copy(&hop, &dir.join("three-hop.toml"));
     let cache = tempfile::tempdir().unwrap();
     let ca = dir.join("three-hop/ca.pem");
     let run = |args: &[&str]| {

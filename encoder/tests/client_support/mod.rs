@@ -352,8 +352,8 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Starts a testbed topology file written by a test (a copy of three-hop.toml with its own
-/// hopd configurations), with the workspace binaries next to `hop`; every process must start.
+/// Starts a three-hop topology file (the shipped one, or a copy a test wrote with its own hopd
+/// configurations), with the workspace binaries next to `hop`; every process must start.
 pub fn start_copy(hop: &Path, topology: &Path) -> Testbed {
     for b in ["hopd", "hopbed"] {
         assert!(
@@ -365,7 +365,7 @@ pub fn start_copy(hop: &Path, topology: &Path) -> Testbed {
         .hopbed_exe(hop.with_file_name("hopbed"))
         .bin_dir(hop.parent().unwrap())
         .start()
-        .expect("the three-hop copy starts");
+        .expect("the three-hop topology starts");
     assert!(
         tb.skipped().is_empty(),
         "optional processes not started: {:?}",
