@@ -34,6 +34,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub use dns::DnsFault;
+/// The kernel feature probe ([`kernel::Features::get`]), shared with hopd.
+pub use hopstack_kernel as kernel;
 pub use supervisor::State;
 pub use topology::{Topology, TopologyError};
 

@@ -481,7 +481,16 @@ pub fn supervise(plan_file: &Path) -> i32 {
                 s.push_str(&format!("route add {r}\n"));
             }
             for (j, r) in n.srv6.iter().enumerate() {
-                let args = srv6_route_args(&format!("{}.srv6[{j}]", n.name), r, &first_if)?;
+                let at = format!("{}.srv6[{j}]", n.name);
+                let args = srv6_route_args(&at, r, &first_if)?;
+                // A kernel without the feature would refuse the route and fail the whole
+                // testbed; leave it out and say so (tests about it skip on the same probe).
+                if let Some(why) = crate::kernel::Features::get().missing(r.kernel_feature()) {
+                    state
+                        .skipped
+                        .push(format!("{at} `{args}` not installed: {why}"));
+                    continue;
+                }
                 s.push_str(&format!("route add {args}\n"));
             }
             if s.is_empty() {

@@ -119,6 +119,25 @@ pub struct Srv6Route {
     pub dev: Option<String>,
 }
 
+impl Srv6Route {
+    /// The kernel feature this route needs ([`crate::kernel`]); seg6local actions without a
+    /// probe of their own count as `seg6local End` (same kernel option).
+    pub fn kernel_feature(&self) -> crate::kernel::Feature {
+        use crate::kernel::Feature;
+        match (
+            self.sid.is_some(),
+            self.action.as_deref(),
+            self.mode.as_deref(),
+        ) {
+            (true, Some("End.DX6"), _) => Feature::Seg6LocalEndDx6,
+            (true, Some("End.BPF"), _) => Feature::Seg6LocalEndBpf,
+            (true, _, _) => Feature::Seg6LocalEnd,
+            (false, _, Some("inline")) => Feature::Seg6Inline,
+            (false, _, _) => Feature::Seg6Encap,
+        }
+    }
+}
+
 /// A process to start on a node.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]

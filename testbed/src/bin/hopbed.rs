@@ -65,6 +65,13 @@ enum Cmd {
         /// up | down
         state: String,
     },
+    /// Which kernel SRv6 features this machine has (tried in a throw-away namespace), with
+    /// HOPSTACK_KERNEL_FEATURES applied. Exit 0 when every feature is there, 1 otherwise.
+    Features {
+        /// One `name=yes|no` line per feature, for scripts.
+        #[arg(long)]
+        short: bool,
+    },
     /// Start three-hop.toml, run `hop get` and `hoptrace` on github.com>org>yc from the client,
     /// then tear down.
     Demo {
@@ -319,6 +326,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tb.down()?;
             println!("testbed `{n}` is down");
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Features { short } => {
+            use hopstack_testbed::kernel::{Feature, Features};
+            let f = Features::get();
+            if short {
+                for feature in Feature::ALL {
+                    let yes = if f.has(feature) { "yes" } else { "no" };
+                    println!("{}={yes}", feature.name());
+                }
+            } else {
+                print!("{f}");
+            }
+            if Feature::ALL.into_iter().all(|x| f.has(x)) {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Ok(ExitCode::from(1))
+            }
         }
         Cmd::Status => {
             let r = running();
