@@ -4,6 +4,8 @@
 use std::fmt;
 use std::path::Path;
 
+use hopstack_kernel::{Feature, Features};
+
 use super::Config;
 use super::tun::PacketIo as _;
 
@@ -205,9 +207,40 @@ pub fn check_host_at(cfg: &Config, sysctl_root: &Path, if_inet6: &Path) -> Vec<F
     out
 }
 
-/// All border checks against this host: configuration, sysctls, TUN availability.
+/// Kernel features the configuration would use, against what `features` says this kernel has.
+/// A missing one is a warning, not an error: hopd then starts without what needs it.
+pub fn check_kernel(cfg: &Config, features: &Features) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if cfg.kernel_end_sids.is_empty() {
+        return out;
+    }
+    let list: Vec<String> = cfg.kernel_end_sids.iter().map(|k| k.to_string()).collect();
+    match features.missing(Feature::Seg6LocalEnd) {
+        None => out.push(Finding::ok(
+            "kernel fast path: this kernel has seg6local End (tried in a scratch namespace)",
+        )),
+        Some(why) => out.push(Finding::bad(
+            Level::Warning,
+            format!(
+                "kernel fast path unavailable: {why}. hopd starts without it: kernel_end_sids \
+                 ({}) are not installed, trace records advertise End Function 0, and clients \
+                 keep using hopd's SIDs (hopd_border_kernel_fast_path_active 0)",
+                list.join(", ")
+            ),
+            format!(
+                "run hopd on a kernel built with {}=y (most distribution kernels are), or \
+                 remove kernel_end_sids from [border]",
+                Feature::Seg6LocalEnd.kernel_option()
+            ),
+        )),
+    }
+    out
+}
+
+/// All border checks against this host: configuration, sysctls, kernel features, TUN.
 pub fn check(cfg: &Config) -> Vec<Finding> {
     let mut out = check_config(cfg);
+    out.extend(check_kernel(cfg, Features::get()));
     out.extend(check_host_at(
         cfg,
         Path::new("/proc/sys/net/ipv6"),
@@ -239,6 +272,7 @@ pub fn check(cfg: &Config) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hopstack_kernel::Status;
 
     fn tree(forwarding: &str, seg6: &str) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
@@ -306,6 +340,35 @@ mod tests {
                 .what
                 .starts_with("kernel End SID fd00:1::ee/128 is a local address"),
             "{f:?}"
+        );
+    }
+
+    #[test]
+    fn a_kernel_without_seg6local_is_a_warning_with_the_kernel_option() {
+        let mut c = cfg();
+        assert!(check_kernel(&c, &Features::all(Status::Present)).is_empty());
+        c.kernel_end_sids = vec!["fd00:1::ee".parse().unwrap()];
+        let f = check_kernel(&c, &Features::all(Status::Present));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].level, Level::Ok);
+        let lacking = Features::all(Status::Absent {
+            said: "Error: lwt encapsulation type not supported.".into(),
+        });
+        let f = check_kernel(&c, &lacking);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].level, Level::Warning, "{f:?}");
+        let text = f[0].to_string();
+        assert!(
+            text.starts_with(
+                "warning: border: kernel fast path unavailable: kernel lacks seg6local End \
+                 (CONFIG_IPV6_SEG6_LWTUNNEL; Error: lwt encapsulation type not supported.)."
+            ),
+            "{text}"
+        );
+        assert!(text.contains("End Function 0"), "{text}");
+        assert!(
+            text.contains("\n  fix: run hopd on a kernel built with CONFIG_IPV6_SEG6_LWTUNNEL=y"),
+            "{text}"
         );
     }
 

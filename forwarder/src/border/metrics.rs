@@ -10,10 +10,16 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use super::FastPath;
 use super::process::{DropReason, State};
 
 /// Render the border's counters. `pending_names` and `queued_packets` come from the shell.
-pub fn render(state: &State, pending_names: usize, queued_packets: usize) -> String {
+pub fn render(
+    state: &State,
+    pending_names: usize,
+    queued_packets: usize,
+    fast_path: &FastPath,
+) -> String {
     let c = &state.counters;
     let mut s = String::new();
     let counter = |s: &mut String, name: &str, help: &str, v: u64| {
@@ -138,6 +144,21 @@ pub fn render(state: &State, pending_names: usize, queued_packets: usize) -> Str
             k.segments()[7]
         );
     }
+    if *fast_path != FastPath::NotConfigured {
+        let (active, reason) = match fast_path {
+            FastPath::Unavailable(why) => (0, why.as_str()),
+            _ => (1, ""),
+        };
+        let _ = writeln!(
+            s,
+            "# HELP hopd_border_kernel_fast_path_active Whether the configured kernel fast path \
+             (kernel_end_sids) is offered: 0 when this kernel cannot do it (reason label); trace \
+             records then advertise End Function 0 and clients keep using hopd's SIDs.\n\
+             # TYPE hopd_border_kernel_fast_path_active gauge\n\
+             hopd_border_kernel_fast_path_active{{reason=\"{}\"}} {active}",
+            reason.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+    }
     s
 }
 
@@ -224,7 +245,7 @@ mod tests {
             Duration::ZERO,
         );
         st.counters.count_drop(DropReason::Nxdomain);
-        let text = render(&st, 2, 5);
+        let text = render(&st, 2, 5, &FastPath::Active);
         assert!(text.contains("hopd_border_packets_dropped_total{reason=\"nxdomain\"} 1\n"));
         assert!(text.contains("hopd_border_packets_dropped_total{reason=\"loop-detected\"} 0\n"));
         assert!(text.contains(
@@ -235,10 +256,40 @@ mod tests {
             text.contains("hopd_border_kernel_end_sid{sid=\"fd00::ee\",function=\"0x00ee\"} 1\n"),
             "{text}"
         );
+        assert!(
+            text.contains("hopd_border_kernel_fast_path_active{reason=\"\"} 1\n"),
+            "{text}"
+        );
         // Every sample line is `name{labels} value` with a numeric value.
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             let v = l.rsplit(' ').next().unwrap();
             assert!(v.parse::<u64>().is_ok(), "bad sample line: {l}");
         }
+    }
+
+    #[test]
+    fn an_unavailable_fast_path_says_why_and_advertises_no_sid() {
+        let st = State::new(
+            Settings {
+                sids: vec!["fd00::1".parse().unwrap()],
+                ..Settings::default()
+            },
+            Duration::ZERO,
+        );
+        let why = "kernel lacks seg6local End (CONFIG_IPV6_SEG6_LWTUNNEL; \"quoted\")";
+        let text = render(&st, 0, 0, &FastPath::Unavailable(why.into()));
+        assert!(
+            text.contains(
+                "hopd_border_kernel_fast_path_active{reason=\"kernel lacks seg6local End \
+                 (CONFIG_IPV6_SEG6_LWTUNNEL; \\\"quoted\\\")\"} 0\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("hopd_border_kernel_end_sid{"), "{text}");
+        let plain = render(&st, 0, 0, &FastPath::NotConfigured);
+        assert!(
+            !plain.contains("hopd_border_kernel_fast_path_active"),
+            "{plain}"
+        );
     }
 }

@@ -40,7 +40,11 @@
 //! ```
 //!
 //! So K must share its first 112 bits with a configured SID, and its function is never 0
-//! (0 means "none" on the wire). The kernel's End does none of what hopd adds: no late
+//! (0 means "none" on the wire). On a kernel without `seg6local` (built without
+//! `CONFIG_IPV6_SEG6_LWTUNNEL`, or `HOPSTACK_KERNEL_FEATURES` says so) or when the route cannot
+//! be installed, the border starts without the fast path ([`FastPath::Unavailable`]): one
+//! warning, End Function 0 in every trace record (so clients keep using hopd's SIDs) and
+//! `hopd_border_kernel_fast_path_active 0`. The kernel's End does none of what hopd adds: no late
 //! binding, no trace record, no `allowed_next_hops`, no hopd HMAC keys, no `max_segments`.
 //! Kernel End SIDs together with `allowed_next_hops` or `require_hmac` are refused (packets
 //! would bypass them); `max_segments` is documented as not enforced on the fast path.
@@ -60,6 +64,7 @@ use std::io;
 use std::sync::Arc;
 
 use hopstack_encoder::wire::tlv;
+use hopstack_kernel::{Feature, Features};
 use tokio::sync::mpsc;
 
 pub use policy::{Policy, Prefix};
@@ -257,6 +262,56 @@ impl Config {
     }
 }
 
+/// What became of `kernel_end_sids` on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FastPath {
+    /// No `kernel_end_sids`.
+    NotConfigured,
+    /// The kernel End routes are in place (or left to the operator with `install_routes =
+    /// false`) and trace records advertise them.
+    Active,
+    /// Configured, but this kernel cannot do it (or the routes could not be installed): why.
+    /// Trace records advertise End Function 0, so clients keep using hopd's SIDs.
+    Unavailable(String),
+}
+
+impl FastPath {
+    /// Whether `cfg`'s fast path can be offered on this kernel at all (before installing).
+    pub fn for_config(cfg: &Config) -> FastPath {
+        if cfg.kernel_end_sids.is_empty() {
+            return FastPath::NotConfigured;
+        }
+        match Features::get().missing(Feature::Seg6LocalEnd) {
+            None => FastPath::Active,
+            Some(why) => FastPath::Unavailable(why),
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        *self == FastPath::Active
+    }
+
+    /// The settings `process` runs with: `cfg`'s, advertising kernel End SIDs only when the
+    /// fast path is active.
+    fn settings(&self, cfg: &Config, node_name: &str) -> Settings {
+        let mut s = cfg.settings(node_name);
+        if !self.is_active() {
+            s.kernel_end_sids.clear();
+        }
+        s
+    }
+
+    fn warn(&self, cfg: &Config) {
+        if let FastPath::Unavailable(why) = self {
+            tracing::warn!(
+                sids = ?cfg.kernel_end_targets(),
+                "kernel fast path off: {why}; kernel_end_sids are not installed and trace \
+                 records advertise End Function 0, so clients keep using hopd's SIDs"
+            );
+        }
+    }
+}
+
 /// Whether some address of `sid` has the same first 112 bits as `k`.
 fn shares_112(sid: &Prefix, k: &std::net::Ipv6Addr) -> bool {
     let bits = sid.prefix_len().min(112);
@@ -292,6 +347,8 @@ impl Reloader {
                 cur.tun, new.tun
             ));
         }
+        let was_active = self.fast_path().is_active();
+        let mut fast_path = FastPath::for_config(&new);
         if new.install_routes {
             let old = cur.route_targets();
             let fresh = new.route_targets();
@@ -299,18 +356,35 @@ impl Reloader {
             let gone: Vec<String> = old.into_iter().filter(|p| !fresh.contains(p)).collect();
             tun::remove_routes(&new.tun, &gone);
             // Only the added ones: replacing a kept route would zero its kernel counters.
-            let old = cur.kernel_end_targets();
-            let fresh = new.kernel_end_targets();
+            let old = if was_active {
+                cur.kernel_end_targets()
+            } else {
+                Vec::new()
+            };
+            let mut fresh = if fast_path.is_active() {
+                new.kernel_end_targets()
+            } else {
+                Vec::new()
+            };
             let added: Vec<String> = fresh.iter().filter(|k| !old.contains(k)).cloned().collect();
-            tun::install_kernel_end_routes(&new.tun, &added).map_err(|e| e.to_string())?;
+            if let Err(e) = tun::install_kernel_end_routes(&new.tun, &added) {
+                fast_path = FastPath::Unavailable(e.to_string());
+                fresh.clear();
+            }
             let gone: Vec<String> = old.into_iter().filter(|k| !fresh.contains(k)).collect();
             tun::remove_routes(&new.tun, &gone);
         }
+        fast_path.warn(&new);
         self.shared
             .state
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .reconfigure(new.settings(&self.node_name), run::now());
+            .reconfigure(fast_path.settings(&new, &self.node_name), run::now());
+        *self
+            .shared
+            .fast_path
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = fast_path;
         let _ = self.tx.send(new.clone());
         *cur = new;
         Ok(())
@@ -318,6 +392,14 @@ impl Reloader {
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    fn fast_path(&self) -> FastPath {
+        self.shared
+            .fast_path
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -335,11 +417,18 @@ impl Border {
     pub fn start(cfg: Config, node_name: &str) -> io::Result<Border> {
         cfg.validate().map_err(io::Error::other)?;
         let dev = tun::Tun::open(&cfg.tun)?;
+        let mut fast_path = FastPath::for_config(&cfg);
         if cfg.install_routes {
             tun::install_routes(&cfg.tun, &cfg.route_targets())?;
-            tun::install_kernel_end_routes(&cfg.tun, &cfg.kernel_end_targets())?;
+            if fast_path.is_active()
+                && let Err(e) = tun::install_kernel_end_routes(&cfg.tun, &cfg.kernel_end_targets())
+            {
+                fast_path = FastPath::Unavailable(e.to_string());
+            }
         }
-        let shared = Shared::new(State::new(cfg.settings(node_name), run::now()));
+        fast_path.warn(&cfg);
+        let shared = Shared::new(State::new(fast_path.settings(&cfg, node_name), run::now()));
+        *shared.fast_path.lock().unwrap_or_else(|p| p.into_inner()) = fast_path;
         let (tx, rx) = mpsc::unbounded_channel();
         let reloader = Reloader {
             shared: shared.clone(),
@@ -370,10 +459,16 @@ impl Border {
     /// created outside hopd clean).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let current = self.reloader.current.clone();
+        let shared = self.shared.clone();
         let shutdown = async move {
             shutdown.await;
             let cfg = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if cfg.install_routes && !cfg.kernel_end_sids.is_empty() {
+            let active = shared
+                .fast_path
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_active();
+            if cfg.install_routes && active {
                 tun::remove_routes(&cfg.tun, &cfg.kernel_end_targets());
                 tracing::info!(
                     sids = ?cfg.kernel_end_targets(),

@@ -30,10 +30,10 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
-use super::Config;
 use super::process::{Action, DropReason, OUT_BUF_LEN, State, process};
 use super::resolve::{Answer, NameResolver};
 use super::tun::PacketIo;
+use super::{Config, FastPath};
 
 /// Packets handled per wake-up before yielding to the other branches of the loop.
 const BATCH: usize = 64;
@@ -54,6 +54,8 @@ pub struct Shared {
     pub state: Mutex<State>,
     pub pending_names: AtomicUsize,
     pub queued_packets: AtomicUsize,
+    /// What became of `kernel_end_sids` (off the packet path: read for metrics only).
+    pub fast_path: Mutex<FastPath>,
 }
 
 impl Shared {
@@ -62,16 +64,23 @@ impl Shared {
             state: Mutex::new(state),
             pending_names: AtomicUsize::new(0),
             queued_packets: AtomicUsize::new(0),
+            fast_path: Mutex::new(FastPath::NotConfigured),
         })
     }
 
     /// Prometheus text for the border.
     pub fn render_metrics(&self) -> String {
+        let fast_path = self
+            .fast_path
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         super::metrics::render(
             &st,
             self.pending_names.load(Ordering::Relaxed),
             self.queued_packets.load(Ordering::Relaxed),
+            &fast_path,
         )
     }
 }

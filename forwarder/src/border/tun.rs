@@ -168,8 +168,10 @@ pub fn install_routes(dev: &str, prefixes: &[String]) -> io::Result<()> {
 /// segment up again; nothing is ever transmitted on the TUN (net/ipv6/seg6_local.c,
 /// `input_action_end`). Tying the routes to the TUN makes them vanish with it when hopd
 /// exits: the fast path lives exactly as long as the hop that advertises it.
+///
+/// On failure the routes this call installed are removed again, so none is left half-done.
 pub fn install_kernel_end_routes(dev: &str, sids: &[String]) -> io::Result<()> {
-    for k in sids {
+    for (i, k) in sids.iter().enumerate() {
         let base = [
             "-6",
             "route",
@@ -184,7 +186,10 @@ pub fn install_kernel_end_routes(dev: &str, sids: &[String]) -> io::Result<()> {
         if let Err(e) = ip(&counted) {
             // Kernels before 5.14 (or iproute2 before 5.14) have no per-route counters.
             let plain: Vec<&str> = base.iter().copied().chain(["dev", dev]).collect();
-            ip(&plain).map_err(|e2| io::Error::other(format!("{e2} (with `count`: {e})")))?;
+            if let Err(e2) = ip(&plain) {
+                remove_routes(dev, &sids[..i]);
+                return Err(io::Error::other(format!("{e2} (with `count`: {e})")));
+            }
             tracing::warn!(sid = %k, %e, "kernel End route installed without packet counters");
         }
         tracing::info!(sid = %k, %dev, "kernel End route installed (seg6local End)");
