@@ -73,11 +73,7 @@ fn port(j: &serde_json::Value) -> (u64, bool) {
     )
 }
 
-#[test]
 fn cached_requests_connect_to_the_services_direct_port() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let hop = PathBuf::from(env!("CARGO_BIN_EXE_hop"));
     let topo = tempfile::tempdir().unwrap();
     let tb = client_support::start_copy(&hop, &topology(topo.path()));
@@ -257,4 +253,8 @@ fn cached_requests_connect_to_the_services_direct_port() {
     let _ = o;
     assert_eq!(j["probed"], true, "{j}");
     assert_eq!(port(&j), (u64::from(DIRECT), true), "{j}");
+}
+
+hopstack_testbed::tests! {
+    cached_requests_connect_to_the_services_direct_port needs [Tun, Program("tcpdump")],
 }

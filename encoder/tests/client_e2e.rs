@@ -12,11 +12,7 @@ use client_support::{BODY, Bed, error_line, json, stderr, stdout};
 
 const ADDR: &str = "github.com>org>yc:tcp+tls+http+restapiv3/users/list";
 
-#[test]
 fn get_over_three_hops_with_late_binding_then_from_cache() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let bed = Bed::start();
     // The client's DNS view has no `org` and no `yc`: only the hops can resolve them.
     assert!(bed.tb.resolve("client", "org").is_err());
@@ -69,11 +65,7 @@ fn get_over_three_hops_with_late_binding_then_from_cache() {
     assert!(out.contains("path from probe"), "{out}");
 }
 
-#[test]
 fn literal_hops_through_linux_kernel_end_nodes() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let bed = Bed::start();
     // fc00:1::f and fc00:2::f are the kernel's own `seg6local End` SIDs; no probe is needed
     // (every hop is a literal) and the default SNI for a literal final hop is the service.
@@ -115,11 +107,7 @@ fn literal_hops_through_linux_kernel_end_nodes() {
     }
 }
 
-#[test]
 fn cat_tcp_and_udp_and_proxy_for_curl() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let bed = Bed::start();
     let o = bed.hop_stdin(
         &["cat", "github.com>org>yc:tcp+echo"],
@@ -180,11 +168,7 @@ fn cat_tcp_and_udp_and_proxy_for_curl() {
     assert!(status.success());
 }
 
-#[test]
 fn failures_print_one_line_and_the_documented_exit_code() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let bed = Bed::start();
     let ca = bed.ca();
 
@@ -265,4 +249,11 @@ fn failures_print_one_line_and_the_documented_exit_code() {
         l.starts_with("hop: layer route: the probe did not get through: fd00:1::2 answered ICMPv6 destination unreachable (no route)"),
         "{l}"
     );
+}
+
+hopstack_testbed::tests! {
+    get_over_three_hops_with_late_binding_then_from_cache needs [Tun],
+    literal_hops_through_linux_kernel_end_nodes needs [Tun, Kernel(Seg6LocalEnd)],
+    cat_tcp_and_udp_and_proxy_for_curl needs [Tun, Program("curl")],
+    failures_print_one_line_and_the_documented_exit_code needs [Tun],
 }

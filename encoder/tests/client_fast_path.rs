@@ -31,6 +31,12 @@ const ADDR: &str = "github.com>org>yc:tcp+tls+http+restapiv3/users/list";
 /// The shipped topology and its files, with both border configs extended by a kernel End SID
 /// in the /112 of their hopd SID (the shipped files stay as they are).
 fn topology(dir: &Path) -> PathBuf {
+    topology_with_border_env(dir, "")
+}
+
+/// As [`topology`], the borders' hopd processes started with `env` (a TOML inline table's
+/// body, e.g. `HOPSTACK_KERNEL_FEATURES = "none"`).
+fn topology_with_border_env(dir: &Path, env: &str) -> PathBuf {
     let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testbed/topologies");
     std::fs::copy(shipped.join("three-hop.toml"), dir.join("three-hop.toml")).unwrap();
     client_support::copy_dir(&shipped.join("three-hop"), &dir.join("three-hop"));
@@ -47,6 +53,18 @@ fn topology(dir: &Path) -> PathBuf {
             ),
         )
         .unwrap();
+    }
+    if !env.is_empty() {
+        let file = dir.join("three-hop.toml");
+        let mut text = std::fs::read_to_string(&file).unwrap();
+        for node in ["github", "org"] {
+            let cmd = format!(
+                "cmd = [\"{{bin:hopd}}\", \"--config\", \"{{dir}}/three-hop/hopd-{node}.toml\"]\n"
+            );
+            assert!(text.contains(&cmd), "three-hop.toml starts hopd on {node}");
+            text = text.replace(&cmd, &format!("{cmd}env = {{ {env} }}\n"));
+        }
+        std::fs::write(&file, text).unwrap();
     }
     dir.join("three-hop.toml")
 }
@@ -83,11 +101,7 @@ fn end_packets(tb: &Testbed, node: &str, sid: &str) -> u64 {
     words[i + 1].parse().unwrap()
 }
 
-#[test]
 fn cached_requests_go_by_the_hops_kernel_end_sids() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let hop = PathBuf::from(env!("CARGO_BIN_EXE_hop"));
     let topo = tempfile::tempdir().unwrap();
     let tb = client_support::start_copy(&hop, &topology(topo.path()));
@@ -244,11 +258,7 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
     assert_eq!(segments(&j)[0], seg("fc00:1::e", false), "{j}");
 }
 
-#[test]
 fn cat_over_tcp_and_udp_goes_by_the_kernel_end_sids() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let bed = Bed::start_fast_path();
     let counters = || {
         (
@@ -300,4 +310,96 @@ fn cat_over_tcp_and_udp_goes_by_the_kernel_end_sids() {
     let (j, before, after) = cat(&no_fast, "datagram\n");
     assert_eq!(segments(&j)[0], seg("fc00:1::e", false));
     assert_eq!(after, before);
+}
+
+/// On a kernel without seg6local (forced here with `HOPSTACK_KERNEL_FEATURES`, so this runs on
+/// every kernel) a border configured with `kernel_end_sids` starts anyway: one warning naming
+/// the kernel option, `hopd check` says so with the fix (exit 0), its trace records advertise
+/// End Function 0, and requests, cached ones included, go by hopd's SIDs and get their body.
+fn without_seg6local_the_borders_start_without_their_fast_path() {
+    let hop = PathBuf::from(env!("CARGO_BIN_EXE_hop"));
+    let topo = tempfile::tempdir().unwrap();
+    let forced = "HOPSTACK_KERNEL_FEATURES = \"-seg6local-end\"";
+    let tb = client_support::start_copy(&hop, &topology_with_border_env(topo.path(), forced));
+    let cache = tempfile::tempdir().unwrap();
+    let ca = topo.path().join("three-hop/ca.pem");
+    let body = std::fs::read_to_string(topo.path().join("three-hop/www/users/list")).unwrap();
+    let run = || {
+        let args = [
+            "get",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--json",
+            "-v",
+            ADDR,
+        ];
+        client_support::hop_on_client(&tb, &hop, cache.path(), &args, b"")
+    };
+    let ok = |o: &Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout), body);
+    };
+    let hopd_segments = [
+        seg("fc00:1::e", false),
+        seg("fc00:2::e", false),
+        seg("fd00:3::2", false),
+    ];
+
+    // 1. The first request probes through hopd's SIDs; the records carry End Function 0.
+    let first = client_support::until_up(run);
+    ok(&first);
+    let j = client_support::json(&first);
+    assert_eq!(j["probed"], true, "{j}");
+    assert_eq!(segments(&j), hopd_segments, "{j}");
+    for h in 0..2 {
+        assert!(
+            j["hops"][h]["kernel_end_sid"].is_null(),
+            "hop {h}'s trace record advertised no kernel End SID: {j}"
+        );
+    }
+    // 2. From the cache: no probe, hopd's SIDs, the body.
+    let second = run();
+    ok(&second);
+    let j = client_support::json(&second);
+    assert_eq!(j["probed"], false, "{j}");
+    assert_eq!(j["path_source"], "cache", "{j}");
+    assert_eq!(segments(&j), hopd_segments, "{j}");
+
+    // Each border said why, once, naming the kernel option; no kernel End route exists.
+    for (node, fast) in [("github.com", "fc00:1::ee"), ("org", "fc00:2::ee")] {
+        let log = tb.logs(node, "hopd");
+        assert_eq!(log.matches("kernel fast path off").count(), 1, "{log}");
+        // Forced here; on a kernel that really lacks it the parenthesis has the kernel option.
+        assert!(log.contains("kernel lacks seg6local End ("), "{log}");
+        let routes = tb
+            .exec_ok(node, ["ip", "-6", "route", "show", fast])
+            .unwrap();
+        assert_eq!(routes.trim(), "", "{node}: {routes}");
+    }
+    // `hopd check` warns with the fix and still passes (warnings do not fail it).
+    let cfg = topo.path().join("three-hop/hopd-github.toml");
+    let check = tb
+        .command("github.com", hop.with_file_name("hopd").to_str().unwrap())
+        .unwrap()
+        .args(["check", "--config", cfg.to_str().unwrap()])
+        .env("HOPSTACK_KERNEL_FEATURES", "-seg6local-end")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("warning: border: kernel fast path unavailable: kernel lacks seg6local End ("),
+        "{out}"
+    );
+    assert!(
+        out.contains("fix: run hopd on a kernel built with CONFIG_IPV6_SEG6_LWTUNNEL=y"),
+        "{out}"
+    );
+    assert!(out.contains("0 error(s), 1 warning(s)"), "{out}");
+}
+
+hopstack_testbed::tests! {
+    cached_requests_go_by_the_hops_kernel_end_sids needs [Tun, Kernel(Seg6LocalEnd), Program("tcpdump")],
+    cat_over_tcp_and_udp_goes_by_the_kernel_end_sids needs [Tun, Kernel(Seg6LocalEnd)],
+    without_seg6local_the_borders_start_without_their_fast_path needs [Tun],
 }

@@ -11,11 +11,7 @@ use std::time::{Duration, Instant};
 
 mod client_support;
 
-#[test]
 fn hop_get_the_design_example_on_three_hop_toml() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let hop = PathBuf::from(env!("CARGO_BIN_EXE_hop"));
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testbed/topologies");
     let tb = client_support::start_copy(&hop, &dir.join("three-hop.toml"));
@@ -62,4 +58,8 @@ fn hop_get_the_design_example_on_three_hop_toml() {
     // And that view could not have answered for org or yc anyway.
     assert!(tb.resolve("client", "org").is_err());
     assert!(tb.resolve("client", "yc").is_err());
+}
+
+hopstack_testbed::tests! {
+    hop_get_the_design_example_on_three_hop_toml needs [Tun],
 }

@@ -9,11 +9,7 @@ mod client_support;
 
 use client_support::{Bed, json, stderr};
 
-#[test]
 fn cached_request_neither_probes_nor_asks_dns() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let bed = Bed::start();
     let addr = "github.com>org>yc:tcp+http+web/users/list";
     let o = bed.hop(&["get", "--json", addr]);
@@ -52,4 +48,8 @@ fn cached_request_neither_probes_nor_asks_dns() {
             "a cached request shows no {phase} time: {v}"
         );
     }
+}
+
+hopstack_testbed::tests! {
+    cached_request_neither_probes_nor_asks_dns needs [Tun],
 }

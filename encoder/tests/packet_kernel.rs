@@ -30,18 +30,16 @@ fn sh(cmd: &str) -> std::process::Output {
     Command::new("sh").arg("-c").arg(cmd).output().expect("sh")
 }
 
-/// Move this test's thread into a new network namespace. `false` (with a loud message) when
-/// not permitted.
-fn enter_fresh_netns() -> bool {
+/// Move this test's thread into a new network namespace; skips the test when not permitted.
+fn enter_fresh_netns() {
     // SAFETY: unshare has no memory-safety preconditions; CLONE_NEWNET affects only the
     // calling thread, which is this test's own thread.
     let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
     if rc != 0 {
-        eprintln!(
-            "\n\n*** SKIPPING kernel check: unshare(CLONE_NEWNET) failed ({}); run as root ***\n",
+        hopstack_testbed::harness::skip(format!(
+            "unshare(CLONE_NEWNET) failed ({}); run as root",
             std::io::Error::last_os_error()
-        );
-        return false;
+        ));
     }
     for c in [
         "ip link set lo up",
@@ -58,7 +56,6 @@ fn enter_fresh_netns() -> bool {
             String::from_utf8_lossy(&o.stderr)
         );
     }
-    true
 }
 
 /// A counter from /proc/net/snmp{,6} as seen by a child in this namespace.
@@ -138,15 +135,12 @@ fn checksum_with_inflight_da(packet: &[u8]) -> u16 {
     checksum::upper_layer(&ul.source, &da, ul.protocol, &upper)
 }
 
-#[test]
 fn kernel_delivers_our_udp_and_rejects_wrong_pseudo_header() {
     if hopstack_testbed::userns::rerun_in_userns() {
         return;
     }
     let handle = std::thread::spawn(|| {
-        if !enter_fresh_netns() {
-            return;
-        }
+        enter_fresh_netns();
         let sock = UdpSocket::bind(SocketAddrV6::new(FINAL, PORT, 0, 0)).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(700)))
             .unwrap();
@@ -231,18 +225,18 @@ fn kernel_delivers_our_udp_and_rejects_wrong_pseudo_header() {
         assert_eq!(from.port(), 40001);
         assert_eq!(counter("snmp6", "Udp6InCsumErrors"), 2);
     });
-    handle.join().unwrap();
+    // A skip (or failure) on the namespace thread is the test's own.
+    handle
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p));
 }
 
-#[test]
 fn kernel_accepts_our_tcp_syn() {
     if hopstack_testbed::userns::rerun_in_userns() {
         return;
     }
     let handle = std::thread::spawn(|| {
-        if !enter_fresh_netns() {
-            return;
-        }
+        enter_fresh_netns();
         let _listener = std::net::TcpListener::bind(SocketAddrV6::new(FINAL, PORT, 0, 0)).unwrap();
         let mut buf = [0u8; 512];
         let n = build(
@@ -276,5 +270,13 @@ fn kernel_accepts_our_tcp_syn() {
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(counter("snmp", "Tcp.InCsumErrors"), 1);
     });
-    handle.join().unwrap();
+    // A skip (or failure) on the namespace thread is the test's own.
+    handle
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p));
+}
+
+hopstack_testbed::tests! {
+    kernel_delivers_our_udp_and_rejects_wrong_pseudo_header,
+    kernel_accepts_our_tcp_syn,
 }

@@ -8,18 +8,6 @@ use std::process::Command;
 use hopstack_encoder::pcap::{LinkType, PcapWriter, Timestamp};
 use hopstack_encoder::wire::packet::{Ipv6Fields, TcpSyn, Upper, build};
 
-fn tshark_available() -> bool {
-    match Command::new("tshark").arg("-v").output() {
-        Ok(o) if o.status.success() => true,
-        _ => {
-            eprintln!(
-                "\n\n*** SKIPPING: tshark is not installed; packets were NOT cross-checked ***\n"
-            );
-            false
-        }
-    }
-}
-
 /// A hand-written SRH: 3 segments, SL = 2, no TLVs.
 fn srh() -> Vec<u8> {
     let mut v = vec![59, 6, 4, 2, 2, 0, 0, 0];
@@ -56,11 +44,7 @@ fn fields(file: &std::path::Path, fields: &[&str]) -> Vec<String> {
         .collect()
 }
 
-#[test]
 fn tshark_reads_udp_and_tcp_with_good_checksums() {
-    if !tshark_available() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     for link in [LinkType::Raw, LinkType::Ethernet] {
         let path = dir.path().join(format!("{link:?}.pcap"));
@@ -136,4 +120,8 @@ fn tshark_reads_udp_and_tcp_with_good_checksums() {
         assert_eq!(tcp[6], "1");
         assert_eq!(tcp[7], "1360");
     }
+}
+
+hopstack_testbed::tests! {
+    tshark_reads_udp_and_tcp_with_good_checksums needs [Program("tshark")],
 }

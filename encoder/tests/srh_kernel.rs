@@ -8,7 +8,8 @@
 //! root of a user namespace (`hopstack_testbed::userns`). The HMAC test needs real root: the
 //! kernel's SEG6 generic-netlink commands (`ip sr hmac set`) are `GENL_ADMIN_PERM`, i.e.
 //! `CAP_NET_ADMIN` in the initial user namespace, which no user namespace grants. Where a
-//! test cannot run it prints `SKIPPED` and passes.
+//! test cannot run it is skipped, saying why (`hopstack_testbed::harness`); the HMAC test
+//! also needs the kernel's `seg6local End` and SRH HMAC, which not every kernel has.
 //!
 //! ```text
 //!  netns S (sender)            netns R (End node)               netns D (receiver)
@@ -79,8 +80,7 @@ macro_rules! require_root {
     };
     ($reason:expr) => {
         if let Some(why) = $reason {
-            eprintln!("SKIPPED {}: {why}", module_path!());
-            return;
+            hopstack_testbed::harness::skip(why);
         }
     };
 }
@@ -124,8 +124,9 @@ struct Topo {
 }
 
 impl Topo {
-    /// `hmac`: install the End node's HMAC key (real root only, see the module comment).
-    fn new(tag: &str, hmac: bool) -> Topo {
+    /// `kernel_end`: R does End for fc00:e::1 (`seg6local`, not on every kernel); `hmac`: also
+    /// install its HMAC key (real root only, see the module comment).
+    fn new(tag: &str, kernel_end: bool, hmac: bool) -> Topo {
         let id = std::process::id();
         let t = Topo {
             s: format!("hsk-{tag}-s-{id}"),
@@ -155,9 +156,11 @@ impl Topo {
         }
         ip(&format!("-n {s} -6 route add fc00:e::/64 via fc00:a::2"));
         ip(&format!("-n {s} -6 route add fc00:c::/64 via fc00:a::2"));
-        ip(&format!(
-            "-n {r} -6 route add fc00:e::1/128 encap seg6local action End dev veth-r"
-        ));
+        if kernel_end {
+            ip(&format!(
+                "-n {r} -6 route add fc00:e::1/128 encap seg6local action End dev veth-r"
+            ));
+        }
         for (ns, key) in [
             (r, "all.seg6_enabled=1"),
             (r, "veth-r.seg6_enabled=1"),
@@ -312,10 +315,9 @@ fn warm_up(topo: &Topo, rx: &mpsc::Receiver<Vec<u8>>) {
     panic!("the topology never delivered a plain datagram from S to D");
 }
 
-#[test]
 fn kernel_end_node_accepts_our_hmac_and_drops_bad_ones() {
     require_root!(hmac_skip_reason());
-    let topo = Topo::new("hmac", true);
+    let topo = Topo::new("hmac", true, true);
     let rx = receiver(&topo, Duration::from_secs(3));
     warm_up(&topo, &rx);
     // Wrong key, then no HMAC at all: both must be dropped by the End node.
@@ -330,14 +332,14 @@ fn kernel_end_node_accepts_our_hmac_and_drops_bad_ones() {
     );
 }
 
-#[test]
 fn kernel_refuses_a_trailing_pad1_but_takes_our_padn() {
     if hopstack_testbed::userns::rerun_in_userns() {
         return;
     }
     require_root!();
-    // setsockopt validates the SRH on S; the End node's HMAC key plays no part here.
-    let topo = Topo::new("pad", false);
+    // setsockopt validates the SRH on S (`seg6_validate_srh`, on every kernel); neither the
+    // End node nor its HMAC key plays a part here.
+    let topo = Topo::new("pad", false, false);
     // 18-octet descriptor + PadN of 5 + Pad1 = 24: aligned, RFC-valid, and yet the kernel
     // walks the Pad1 as a 2-octet TLV header and refuses the whole SRH.
     let mut r = our_srh(false);
@@ -355,4 +357,9 @@ fn kernel_refuses_a_trailing_pad1_but_takes_our_padn() {
     let mut r = our_srh(false);
     r.tlvs.truncate(1);
     send(&topo, r.to_bytes().unwrap(), b"padn").unwrap();
+}
+
+hopstack_testbed::tests! {
+    kernel_end_node_accepts_our_hmac_and_drops_bad_ones needs [Kernel(Seg6LocalEnd), Kernel(Seg6Hmac)],
+    kernel_refuses_a_trailing_pad1_but_takes_our_padn,
 }

@@ -111,9 +111,8 @@ fn send_to_h2(line: &Line, pkt: &[u8], payload: &'static [u8]) -> Option<Vec<u8>
     captured.filter(|_| got.is_some())
 }
 
-#[test]
 fn kernel_end_sid_is_advertised_and_bypasses_hopd() {
-    if !can_run("kernel_end_sid_is_advertised_and_bypasses_hopd") {
+    if !can_run() {
         return;
     }
     let mut line = Line::new("ke");
@@ -224,9 +223,8 @@ fn kernel_end_sid_is_advertised_and_bypasses_hopd() {
     assert_eq!(kernel_route(&line, second).trim(), "");
 }
 
-#[test]
 fn hopd_refuses_a_kernel_end_sid_outside_its_sids() {
-    if !can_run("hopd_refuses_a_kernel_end_sid_outside_its_sids") {
+    if !can_run() {
         return;
     }
     let line = Line::new("kc");
@@ -276,4 +274,9 @@ fn hopd_refuses_a_kernel_end_sid_outside_its_sids() {
             && out.contains("max_segments = 16 is not enforced there"),
         "{out}"
     );
+}
+
+hopstack_testbed::tests! {
+    kernel_end_sid_is_advertised_and_bypasses_hopd needs [Kernel(Seg6LocalEnd)],
+    hopd_refuses_a_kernel_end_sid_outside_its_sids,
 }

@@ -53,16 +53,15 @@ fn bin(name: &str) -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_hopd")).with_file_name(name)
 }
 
-fn ready(test: &str) -> bool {
-    if !can_run(test) {
+fn ready() -> bool {
+    if !can_run() {
         return false;
     }
     for b in ["hop", "hopbed"] {
         if !bin(b).exists() {
-            eprintln!(
-                "SKIPPED {test}: `{b}` is not built (cargo build -p hopstack-testbed -p hopstack-encoder)"
-            );
-            return false;
+            hopstack_testbed::harness::skip(format!(
+                "`{b}` is not built (cargo build -p hopstack-testbed -p hopstack-encoder)"
+            ));
         }
     }
     true
@@ -134,30 +133,26 @@ fn srh_of(pkt: &[u8]) -> srh::Packet<&[u8]> {
     srh::Packet::new_checked(&pkt[40..40 + len]).expect("a valid SRH")
 }
 
-#[test]
 fn three_hop_probe_is_bound_hop_by_hop() {
-    if ready("three_hop_probe_is_bound_hop_by_hop") {
+    if ready() {
         probe_is_bound_hop_by_hop_and_arrives_with_a_valid_checksum(THREE_HOP);
     }
 }
 
-#[test]
 fn border_three_hop_probe_is_bound_hop_by_hop() {
-    if ready("border_three_hop_probe_is_bound_hop_by_hop") {
+    if ready() {
         probe_is_bound_hop_by_hop_and_arrives_with_a_valid_checksum(BORDER_THREE_HOP);
     }
 }
 
-#[test]
 fn three_hop_nxdomain_at_org_reports_hop_2_layer_route() {
-    if ready("three_hop_nxdomain_at_org_reports_hop_2_layer_route") {
+    if ready() {
         nxdomain_at_org_reports_hop_2_layer_route(THREE_HOP);
     }
 }
 
-#[test]
 fn border_three_hop_nxdomain_at_org_reports_hop_2_layer_route() {
-    if ready("border_three_hop_nxdomain_at_org_reports_hop_2_layer_route") {
+    if ready() {
         nxdomain_at_org_reports_hop_2_layer_route(BORDER_THREE_HOP);
     }
 }
@@ -272,4 +267,11 @@ fn nxdomain_at_org_reports_hop_2_layer_route(t: Topo) {
         (1, 3),
         "Destination Unreachable, address unreachable"
     );
+}
+
+hopstack_testbed::tests! {
+    three_hop_probe_is_bound_hop_by_hop,
+    border_three_hop_probe_is_bound_hop_by_hop,
+    three_hop_nxdomain_at_org_reports_hop_2_layer_route,
+    border_three_hop_nxdomain_at_org_reports_hop_2_layer_route,
 }

@@ -85,9 +85,8 @@ fn tcp_transfer(line: &Line, server: &str, server_addr: &str, client: &str, len:
     len as f64 * 8.0 / secs / 1e6
 }
 
-#[test]
 fn kernel_headend_inline_and_encap_cross_hopd_and_kernel_end() {
-    if !can_run("kernel_headend_inline_and_encap_cross_hopd_and_kernel_end") {
+    if !can_run() {
         return;
     }
     let mut line = Line::new("k");
@@ -186,17 +185,13 @@ fn kernel_headend_inline_and_encap_cross_hopd_and_kernel_end() {
     );
 }
 
-#[test]
 fn hop_encode_packets_cross_hopd_and_kernel_end() {
-    if !can_run("hop_encode_packets_cross_hopd_and_kernel_end") {
+    if !can_run() {
         return;
     }
     let hop = std::path::Path::new(env!("CARGO_BIN_EXE_hopd")).with_file_name("hop");
     if !hop.exists() {
-        eprintln!(
-            "SKIPPED hop_encode_packets_cross_hopd_and_kernel_end: build `hop` first (cargo build -p hopstack-encoder)"
-        );
-        return;
+        hopstack_testbed::harness::skip("build `hop` first (cargo build -p hopstack-encoder)");
     }
     let mut line = Line::new("e");
     line.start_hopd("");
@@ -295,9 +290,8 @@ fn encoded(hop_limit: u8) -> Vec<u8> {
     buf
 }
 
-#[test]
 fn rfc8754_errors_from_the_real_binary() {
-    if !can_run("rfc8754_errors_from_the_real_binary") {
+    if !can_run() {
         return;
     }
     let mut line = Line::new("i");
@@ -425,43 +419,68 @@ fn rfc8754_errors_from_the_real_binary() {
     assert_eq!(line.counter("hopd_border_icmp_sent_total"), 6);
 }
 
-#[test]
 fn sighup_reload_adds_a_sid_without_dropping_packets() {
-    if !can_run("sighup_reload_adds_a_sid_without_dropping_packets") {
+    if !can_run() {
         return;
     }
     let mut line = Line::new("r");
     line.start_hopd("");
-    let p = line.prefix.clone();
-    line.exec_ok(
-        "h1",
-        &[
-            "ip",
-            "-6",
-            "route",
-            "add",
-            H2,
-            "encap",
-            "seg6",
-            "mode",
-            "inline",
-            "segs",
-            &format!("{SID},{KERNEL_END}"),
-            "dev",
-            &format!("{p}-a1"),
-        ],
-    );
-    // 60 echo requests over ~3 s; the reloads happen in the middle.
-    let ns_h1 = line.ns("h1");
-    let pinger = std::thread::spawn(move || {
-        std::process::Command::new("ip")
-            .args([
-                "netns", "exec", &ns_h1, "ping", "-c", "60", "-i", "0.05", "-W", "2", H2,
-            ])
-            .output()
-            .unwrap()
+    // 60 datagrams over ~3 s, through hopd's SID; the reloads happen in the middle.
+    let received = udp_receiver(&line, "h2", 9998, 60, Duration::from_secs(10));
+    std::thread::scope(|s| {
+        let send = s.spawn(|| {
+            send_udp_srh(
+                &line,
+                "h1",
+                &[a(SID)],
+                a(H2),
+                9998,
+                60,
+                Duration::from_millis(50),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(800));
+        reload_twice(&line);
+        send.join().unwrap();
     });
-    std::thread::sleep(Duration::from_millis(800));
+    let got = received.join().unwrap();
+    assert_eq!(got.len(), 60, "no datagram lost across reloads");
+    let log = line.hopd_log();
+    assert!(line.hopd_alive(), "{log}");
+    assert!(log.contains("border configuration reloaded"), "{log}");
+    assert!(log.contains("keeping the running configuration"), "{log}");
+
+    // The new SID is routed into the TUN and served; the old SID's counters survived.
+    let second = "fd00:1::2";
+    let routes = line.exec_ok("r1", &["ip", "-6", "route", "show", second]);
+    assert!(routes.contains("dev hop0"), "{routes}");
+    assert!(
+        line.counter(&format!(
+            "hopd_border_sid_packets_total{{sid=\"{SID}/128\",result=\"forwarded\"}}"
+        )) >= 60,
+        "per-SID counters kept across reload (60 datagrams crossed hopd)"
+    );
+    let received = udp_receiver(&line, "h2", 9998, 3, Duration::from_secs(5));
+    send_udp_srh(
+        &line,
+        "h1",
+        &[a(second)],
+        a(H2),
+        9998,
+        3,
+        Duration::from_millis(50),
+    );
+    assert_eq!(received.join().unwrap().len(), 3);
+    assert!(
+        line.counter(&format!(
+            "hopd_border_sid_packets_total{{sid=\"{second}/128\",result=\"forwarded\"}}"
+        )) >= 3
+    );
+}
+
+/// Mid-traffic: add a second SID by SIGHUP, then send SIGHUP with a broken file (refused,
+/// the running configuration stays); the good file is restored afterwards.
+fn reload_twice(line: &Line) {
     let second = "fd00:1::2";
     let cfg = std::fs::read_to_string(line.config_path()).unwrap();
     std::fs::write(
@@ -475,62 +494,16 @@ fn sighup_reload_adds_a_sid_without_dropping_packets() {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(line.hopd_pid() as i32, libc::SIGHUP) };
     std::thread::sleep(Duration::from_millis(800));
-    // A broken file is refused and the running configuration stays.
     let good = std::fs::read_to_string(line.config_path()).unwrap();
     std::fs::write(line.config_path(), "[border]\nsids = []\n").unwrap();
     // SAFETY: as above.
     unsafe { libc::kill(line.hopd_pid() as i32, libc::SIGHUP) };
-    let out = pinger.join().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("60 received"),
-        "no echo lost across reloads:\n{text}"
-    );
+    std::thread::sleep(Duration::from_millis(300));
     std::fs::write(line.config_path(), good).unwrap();
-    assert!(line.hopd_alive(), "{}", line.hopd_log());
-    let log = line.hopd_log();
-    assert!(log.contains("border configuration reloaded"), "{log}");
-    assert!(log.contains("keeping the running configuration"), "{log}");
-
-    // The new SID is routed into the TUN and served; the old SID's counters survived.
-    let routes = line.exec_ok("r1", &["ip", "-6", "route", "show", second]);
-    assert!(routes.contains("dev hop0"), "{routes}");
-    assert!(
-        line.counter(&format!(
-            "hopd_border_sid_packets_total{{sid=\"{SID}/128\",result=\"forwarded\"}}"
-        )) >= 60,
-        "per-SID counters kept across reload (60 echo requests crossed hopd)"
-    );
-    line.exec_ok("h1", &["ip", "-6", "route", "del", H2]);
-    line.exec_ok(
-        "h1",
-        &[
-            "ip",
-            "-6",
-            "route",
-            "add",
-            H2,
-            "encap",
-            "seg6",
-            "mode",
-            "inline",
-            "segs",
-            &format!("{second},{KERNEL_END}"),
-            "dev",
-            &format!("{p}-a1"),
-        ],
-    );
-    ping(&line, "h1", H2);
-    assert!(
-        line.counter(&format!(
-            "hopd_border_sid_packets_total{{sid=\"{second}/128\",result=\"forwarded\"}}"
-        )) >= 3
-    );
 }
 
-#[test]
 fn hopd_check_says_what_to_fix() {
-    if !can_run("hopd_check_says_what_to_fix") {
+    if !can_run() {
         return;
     }
     let line = Line::new("c");
@@ -577,66 +550,45 @@ fn hopd_check_says_what_to_fix() {
     assert!(!ok && out.contains("covers the local address"), "{out}");
 }
 
-/// The Hop Limit an echo reply arrives with at h1 after crossing r2 (kernel End) and r1
-/// (hopd) from h2, which sends with 64.
-fn reply_hop_limit(line: &Line) -> u8 {
-    let (_, out) = line.exec("h1", &["ping", "-c", "3", "-i", "0.2", "-W", "2", H2]);
-    out.split("ttl=")
-        .nth(1)
-        .and_then(|t| t.split_whitespace().next())
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| panic!("no ttl in: {out}"))
+/// The Hop Limit datagrams from h1 (sent with 64) arrive with at h2 after crossing r1 (hopd,
+/// by its SID) and r2 (plain forwarding).
+fn arrival_hop_limit(line: &Line) -> u8 {
+    let received = udp_receiver(line, "h2", 9997, 3, Duration::from_secs(5));
+    send_udp_srh(
+        line,
+        "h1",
+        &[a(SID)],
+        a(H2),
+        9997,
+        3,
+        Duration::from_millis(100),
+    );
+    let got = received.join().unwrap();
+    assert_eq!(got.len(), 3, "{}", line.hopd_log());
+    assert!(got.iter().all(|h| *h == got[0]), "{got:?}");
+    got[0]
 }
 
-#[test]
 fn hop_limit_modes_end_and_node() {
-    if !can_run("hop_limit_modes_end_and_node") {
+    if !can_run() {
         return;
     }
     let mut line = Line::new("h");
-    let p = line.prefix.clone();
-    line.exec_ok(
-        "h1",
-        &[
-            "ip",
-            "-6",
-            "route",
-            "add",
-            H2,
-            "encap",
-            "seg6",
-            "mode",
-            "inline",
-            "segs",
-            &format!("{SID},{KERNEL_END}"),
-            "dev",
-            &format!("{p}-a1"),
-        ],
-    );
-    line.exec_ok(
-        "h2",
-        &[
-            "ip",
-            "-6",
-            "route",
-            "add",
-            H1,
-            "encap",
-            "seg6",
-            "mode",
-            "inline",
-            "segs",
-            &format!("{KERNEL_END},{SID}"),
-            "dev",
-            &format!("{p}-c2"),
-        ],
-    );
     // "end": hopd decrements as an End node, the kernel's passes into and out of the TUN
-    // add two: 64 - 1 (r2) - 3 (r1).
+    // add two: 64 - 3 (r1) - 1 (r2).
     line.start_hopd("hop_limit = \"end\"");
-    assert_eq!(reply_hop_limit(&line), 60, "{}", line.hopd_log());
+    assert_eq!(arrival_hop_limit(&line), 60, "{}", line.hopd_log());
     assert_eq!(line.stop_hopd(), Some(0));
-    // "node": r1 as a whole decrements once, like r2.
+    // "node": r1 as a whole decrements once, like r2 (and like a kernel seg6local End).
     line.start_hopd("hop_limit = \"node\"");
-    assert_eq!(reply_hop_limit(&line), 62, "{}", line.hopd_log());
+    assert_eq!(arrival_hop_limit(&line), 62, "{}", line.hopd_log());
+}
+
+hopstack_testbed::tests! {
+    kernel_headend_inline_and_encap_cross_hopd_and_kernel_end needs [Kernel(Seg6Inline), Kernel(Seg6Encap), Kernel(Seg6LocalEnd), Kernel(Seg6LocalEndDx6)],
+    hop_encode_packets_cross_hopd_and_kernel_end needs [Kernel(Seg6LocalEnd)],
+    rfc8754_errors_from_the_real_binary,
+    sighup_reload_adds_a_sid_without_dropping_packets,
+    hopd_check_says_what_to_fix,
+    hop_limit_modes_end_and_node,
 }

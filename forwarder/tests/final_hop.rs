@@ -51,7 +51,6 @@ fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: restapiv3\r\nConnection: close\r\n\r\n").into_bytes()
 }
 
-#[test]
 fn proxy_mode_reaches_a_real_http_server() {
     if !enter_netns() {
         return;
@@ -81,7 +80,6 @@ fn error_of(r: &str) -> &str {
         .unwrap_or_else(|| panic!("no Hopstack-Error header in {r:?}"))
 }
 
-#[test]
 fn per_layer_errors_are_told_in_http_and_by_rst() {
     if !enter_netns() {
         return;
@@ -160,7 +158,6 @@ fn per_layer_errors_are_told_in_http_and_by_rst() {
     assert!(log.contains("without a Segment Routing Header"), "{log}");
 }
 
-#[test]
 fn udp_service_is_reached_as_udp_dns_name() {
     if !enter_netns() {
         return;
@@ -202,7 +199,6 @@ fn udp_service_is_reached_as_udp_dns_name() {
 
 /// `hopd check` (the real binary) finds seg6_enabled off on an ingress interface, says how to
 /// fix it and exits non-zero; once fixed, the line turns to ok.
-#[test]
 fn hopd_check_reports_seg6_disabled_with_the_fix() {
     if !enter_netns() {
         return;
@@ -254,7 +250,6 @@ fn hopd_check_reports_seg6_disabled_with_the_fix() {
 
 /// Proxy mode to a `unix:` service, with half-close: the service sees EOF after the request
 /// and its answer, sent after that EOF, still reaches the client.
-#[test]
 fn proxy_mode_to_a_unix_socket_with_half_close() {
     if !enter_netns() {
         return;
@@ -289,7 +284,6 @@ fn proxy_mode_to_a_unix_socket_with_half_close() {
 
 /// Per-client UDP sessions: each client gets its own socket towards the service, kept while
 /// traffic flows and closed after `idle_timeout_secs` of silence.
-#[test]
 fn udp_sessions_are_per_client_and_expire_when_idle() {
     if !enter_netns() {
         return;
@@ -331,7 +325,6 @@ fn udp_sessions_are_per_client_and_expire_when_idle() {
 
 /// `max_connections` bounds the connections hopd serves at once; beyond it, new ones are
 /// reset immediately instead of queueing.
-#[test]
 fn connections_beyond_the_limit_are_reset() {
     if !enter_netns() {
         return;
@@ -357,4 +350,14 @@ fn connections_beyond_the_limit_are_reset() {
         .expect_err("the second connection must be reset");
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
     assert!(hopd.log_text().contains("connection limit reached"));
+}
+
+hopstack_testbed::tests! {
+    proxy_mode_reaches_a_real_http_server,
+    per_layer_errors_are_told_in_http_and_by_rst,
+    udp_service_is_reached_as_udp_dns_name,
+    hopd_check_reports_seg6_disabled_with_the_fix,
+    proxy_mode_to_a_unix_socket_with_half_close,
+    udp_sessions_are_per_client_and_expire_when_idle,
+    connections_beyond_the_limit_are_reset,
 }

@@ -55,7 +55,6 @@ c.sendall(f"{n} {h.hexdigest()} {exp.hexdigest()}\n".encode())
 c.close()
 "#;
 
-#[test]
 fn one_gib_through_proxy_mode_is_byte_identical() {
     if !enter_netns() {
         return;
@@ -106,4 +105,8 @@ fn one_gib_through_proxy_mode_is_byte_identical() {
         mib_s * 8.0 * 1.048576 / 1000.0,
         f[1]
     );
+}
+
+hopstack_testbed::tests! {
+    one_gib_through_proxy_mode_is_byte_identical,
 }

@@ -33,7 +33,6 @@ target = "tcp:[::1]:1"
 layers = ["tcp+http"]
 "#;
 
-#[test]
 fn handed_off_connection_survives_hopd() {
     if !enter_netns() {
         return;
@@ -139,7 +138,6 @@ fn handed_off_connection_survives_hopd() {
     assert_eq!(meta.local.port(), PORT);
 }
 
-#[test]
 fn unregistering_makes_the_service_down_again() {
     if !enter_netns() {
         return;
@@ -178,7 +176,6 @@ fn unregistering_makes_the_service_down_again() {
 }
 
 /// The tokio flavour of the service API.
-#[test]
 fn async_listener_serves_with_tokio() {
     if !enter_netns() {
         return;
@@ -215,7 +212,6 @@ fn async_listener_serves_with_tokio() {
 
 /// A registered process that never calls `accept` does not make hopd hang: once its queue is
 /// full, further connections are answered `service-down` after a bounded wait.
-#[test]
 fn a_process_that_does_not_accept_makes_the_service_down() {
     if !enter_netns() {
         return;
@@ -246,4 +242,11 @@ fn a_process_that_does_not_accept_makes_the_service_down() {
     assert!(refused > 0, "no connection was refused: {answers:?}");
     assert_eq!(refused + queued, 300, "{answers:?}");
     assert!(t0.elapsed() < Duration::from_secs(15));
+}
+
+hopstack_testbed::tests! {
+    handed_off_connection_survives_hopd,
+    unregistering_makes_the_service_down_again,
+    async_listener_serves_with_tokio,
+    a_process_that_does_not_accept_makes_the_service_down,
 }

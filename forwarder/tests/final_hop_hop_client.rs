@@ -38,13 +38,11 @@ fn hop(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
     )
 }
 
-#[test]
 fn hop_get_and_cat_reach_services_through_hopd() {
     if hop_exe().is_none() {
-        eprintln!(
-            "\n*** SKIPPED: no `hop` binary next to hopd; cargo build -p hopstack-encoder --bin hop ***\n"
+        hopstack_testbed::harness::skip(
+            "no `hop` binary next to hopd; cargo build -p hopstack-encoder --bin hop",
         );
-        return;
     }
     if !enter_netns() {
         return;
@@ -136,4 +134,8 @@ fn hop_get_and_cat_reach_services_through_hopd() {
     drop(hopd);
     let _ = py.kill();
     let _ = py.wait();
+}
+
+hopstack_testbed::tests! {
+    hop_get_and_cat_reach_services_through_hopd,
 }

@@ -43,7 +43,6 @@ fn recv_report(s: &UdpSocket) -> ReportRepr {
     ReportRepr::parse_bytes(&b[..n]).expect("a well-formed report")
 }
 
-#[test]
 fn tcp_failures_are_reported_to_the_trace_report_address() {
     if !enter_netns() {
         return;
@@ -104,7 +103,6 @@ fn probe(hopd: &Hopd, stack: &str, name: &str) -> ProbeAnswer {
     }
 }
 
-#[test]
 fn probes_are_answered_with_path_and_service_status() {
     if !enter_netns() {
         return;
@@ -148,7 +146,6 @@ fn probes_are_answered_with_path_and_service_status() {
     );
 }
 
-#[test]
 fn probe_without_trace_is_answered_to_its_source() {
     if !enter_netns() {
         return;
@@ -171,7 +168,6 @@ fn probe_without_trace_is_answered_to_its_source() {
 
 /// The Direct Port (flag P) from the real hopd: only for the service that has one, when it
 /// exists and the layers match; never for services without one.
-#[test]
 fn probes_advertise_a_direct_port_only_when_the_service_exists() {
     if !enter_netns() {
         return;
@@ -208,4 +204,11 @@ layers = ["tcp+http"]
     assert_eq!((a.status, a.direct_port), (ServiceStatus::Down, None));
     let a = probe(&hopd, "tcp+http", "plain");
     assert_eq!((a.status, a.direct_port), (ServiceStatus::Exists, None));
+}
+
+hopstack_testbed::tests! {
+    tcp_failures_are_reported_to_the_trace_report_address,
+    probes_are_answered_with_path_and_service_status,
+    probe_without_trace_is_answered_to_its_source,
+    probes_advertise_a_direct_port_only_when_the_service_exists,
 }

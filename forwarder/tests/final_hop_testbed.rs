@@ -1,6 +1,8 @@
-//! Final hop on a multi-node path (testbed `final_hop_testbed.toml`): client → Linux kernel
-//! `seg6local End` node → final host running the real `hopd`. The client is this test's own
-//! thread moved into the client node's network namespace, using kernel sockets with the SRH.
+//! Final hop on a multi-node path (testbed `final_hop_testbed.toml`): client → transit End
+//! node k1 → final host running the real `hopd`. The transit is the Linux kernel's
+//! `seg6local End` where the kernel has it (interop), and hopd's border role on every kernel;
+//! the final hop must not care which. The client is this test's own thread moved into the
+//! client node's network namespace, using kernel sockets with the SRH.
 
 mod final_hop_support;
 
@@ -25,21 +27,28 @@ fn enter(tb: &Testbed, node: &str) {
     nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
 }
 
-fn start() -> Option<(Testbed, tempfile::TempDir)> {
+/// What does End for K1 on node k1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transit {
+    /// The kernel's `seg6local End` route from the topology.
+    KernelEnd,
+    /// hopd's border role, started by the test (it replaces a kernel route for K1).
+    HopdBorder,
+}
+
+fn start(transit: Transit) -> (Testbed, tempfile::TempDir) {
     // Root of a user namespace is enough (the test joins the testbed's namespaces, which a
     // non-root caller does as root of their parent: see `rerun_in_userns` in the test).
     if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "\n*** SKIPPED: the final-hop testbed test joins node namespaces; run as root or \
-             enable user namespaces ***\n"
+        hopstack_testbed::harness::skip(
+            "the final-hop testbed test joins node namespaces; run as root or enable user \
+             namespaces",
         );
-        return None;
     }
     let Some(hopbed) = hopstack_testbed::hopbed_exe() else {
-        eprintln!(
-            "\n*** SKIPPED: no hopbed binary; run `cargo build -p hopstack-testbed` first ***\n"
+        hopstack_testbed::harness::skip(
+            "no hopbed binary; run `cargo build -p hopstack-testbed` first",
         );
-        return None;
     };
     let topo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/final_hop_testbed.toml");
     let tb = Testbed::builder(topo)
@@ -47,7 +56,64 @@ fn start() -> Option<(Testbed, tempfile::TempDir)> {
         .start()
         .unwrap_or_else(|e| panic!("testbed: {e}"));
     let dir = tempfile::tempdir().unwrap();
-    Some((tb, dir))
+    if transit == Transit::HopdBorder {
+        let cfg = dir.path().join("hopd-k1.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "node_name = \"k1\"\n[metrics]\nlisten = \"[::1]:9470\"\n[border]\n\
+                 tun = \"hop0\"\nsids = [\"{K1}\"]\n"
+            ),
+        )
+        .unwrap();
+        tb.spawn(
+            "k1",
+            "hopd",
+            [
+                env!("CARGO_BIN_EXE_hopd"),
+                "--config",
+                &cfg.display().to_string(),
+            ],
+        )
+        .unwrap();
+        wait_for("hopd's route for K1 on k1", || {
+            tb.exec_ok("k1", ["ip", "-6", "route", "show", "fc00:1::e"])
+                .is_ok_and(|r| r.contains("dev hop0"))
+        });
+    }
+    (tb, dir)
+}
+
+/// Packets End was done for at K1: the kernel route's counter, or hopd's per-SID one.
+fn transit_packets(tb: &Testbed, dir: &std::path::Path, transit: Transit) -> u64 {
+    let (text, key) = match transit {
+        Transit::KernelEnd => (
+            tb.exec_ok("k1", ["ip", "-s", "-6", "route", "show", "fc00:1::e"])
+                .unwrap(),
+            "packets",
+        ),
+        Transit::HopdBorder => {
+            let cfg = dir.join("hopd-k1.toml").display().to_string();
+            let stats = tb
+                .exec_ok(
+                    "k1",
+                    [env!("CARGO_BIN_EXE_hopd"), "stats", "--config", &cfg],
+                )
+                .unwrap();
+            (
+                stats.replace(
+                    "hopd_border_sid_packets_total{sid=\"fc00:1::e/128\",result=\"forwarded\"}",
+                    "forwarded",
+                ),
+                "forwarded",
+            )
+        }
+    };
+    text.split_whitespace()
+        .skip_while(|w| *w != key)
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no End counter in {text:?}"))
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -61,15 +127,22 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-#[test]
 fn final_hop_behind_a_kernel_end_node() {
+    final_hop_behind(Transit::KernelEnd);
+}
+
+fn final_hop_behind_a_hopd_border() {
+    final_hop_behind(Transit::HopdBorder);
+}
+
+fn final_hop_behind(transit: Transit) {
     // Joining a node's network namespace (owned by the testbed's user namespace) from a test
     // thread takes CAP_SYS_ADMIN over it. Not root: re-run this test as root of a user
     // namespace; the testbed's own then nests inside it, and its owner may join.
     if hopstack_testbed::userns::rerun_in_userns() {
         return;
     }
-    let Some((tb, dir)) = start() else { return };
+    let (tb, dir) = start(transit);
     let control = dir.path().join("control.sock");
     let cfg = dir.path().join("hopd.toml");
     std::fs::write(
@@ -218,18 +291,15 @@ layers = ["udp+dns"]
     );
     assert_eq!(meta.layers, vec![Layer::Tcp, Layer::Http]);
 
-    // The kernel End node really processed the SRHs.
-    let routes = tb
-        .exec_ok("k1", ["ip", "-s", "-6", "route", "show", "fc00:1::e"])
-        .unwrap();
-    let packets: u64 = routes
-        .split_whitespace()
-        .skip_while(|w| *w != "packets")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no End counter in {routes:?}"));
+    // The transit End node really processed the SRHs.
+    let packets = transit_packets(&tb, dir.path(), transit);
     assert!(
         packets >= 10,
-        "End node saw only {packets} packets: {routes}"
+        "{transit:?} End node saw only {packets} packets"
     );
+}
+
+hopstack_testbed::tests! {
+    final_hop_behind_a_kernel_end_node needs [Kernel(Seg6LocalEnd)],
+    final_hop_behind_a_hopd_border needs [Tun],
 }

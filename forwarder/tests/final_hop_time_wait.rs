@@ -27,7 +27,6 @@ fn hopd_side_in_time_wait() -> bool {
     })
 }
 
-#[test]
 fn srh_is_taken_from_the_first_segment_when_the_syn_reused_a_time_wait_tuple() {
     if !enter_netns() {
         return;
@@ -79,4 +78,8 @@ fn srh_is_taken_from_the_first_segment_when_the_syn_reused_a_time_wait_tuple() {
     // The case under test did happen (every connection after the first, normally).
     assert!(reused >= 3, "only {reused} SYNs met a TIME_WAIT connection");
     assert!(!hopd.log_text().contains("without a Segment Routing Header"));
+}
+
+hopstack_testbed::tests! {
+    srh_is_taken_from_the_first_segment_when_the_syn_reused_a_time_wait_tuple,
 }

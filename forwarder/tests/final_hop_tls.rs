@@ -134,7 +134,6 @@ fn plain_http_server(port: u16, body: &'static str) {
     });
 }
 
-#[test]
 fn tls_passthrough_is_end_to_end_and_verified() {
     if !enter_netns() {
         return;
@@ -176,7 +175,6 @@ fn tls_passthrough_is_end_to_end_and_verified() {
     assert!(e.to_string().contains("invalid peer certificate"), "{e}");
 }
 
-#[test]
 fn tls_terminate_reaches_a_plain_service_and_errors_in_band() {
     if !enter_netns() {
         return;
@@ -266,4 +264,9 @@ fn tls_terminate_reaches_a_plain_service_and_errors_in_band() {
     assert!(e.text.starts_with("handshake: "), "{}", e.text);
     let mut rest = Vec::new();
     let _ = t.read_to_end(&mut rest);
+}
+
+hopstack_testbed::tests! {
+    tls_passthrough_is_end_to_end_and_verified,
+    tls_terminate_reaches_a_plain_service_and_errors_in_band,
 }

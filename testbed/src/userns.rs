@@ -63,7 +63,10 @@ pub fn rerun_in_userns() -> bool {
     if runs_here() {
         return false;
     }
-    let Some(test) = std::thread::current().name().map(str::to_owned) else {
+    let Some(test) = crate::harness::current_test()
+        .map(str::to_owned)
+        .or_else(|| std::thread::current().name().map(str::to_owned))
+    else {
         return false;
     };
     if test == "main" {
@@ -114,6 +117,13 @@ pub fn rerun_in_userns() -> bool {
         "userns: `{test}` failed as root of a user namespace ({}); its output is above",
         out.status
     );
+    // Skipped in there (e.g. a kernel feature the namespace cannot use): skipped here too.
+    if let Some(why) = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("SKIP {test}: ")))
+    {
+        crate::harness::skip(why.to_owned());
+    }
     // A filter that matched nothing would also exit 0.
     assert!(
         stdout.contains("test result: ok. 1 passed"),
@@ -145,16 +155,30 @@ pub fn tun_unavailable() -> Option<String> {
     }
 }
 
-/// Says loudly that the calling test is skipped, and returns `true`, when `hopd`'s border
-/// role cannot run here ([`tun_unavailable`]). The test is named by its thread's name.
-pub fn skip_without_tun() -> bool {
-    let Some(why) = tun_unavailable() else {
-        return false;
+/// Why this process can neither make network namespaces itself (it is not root) nor re-run a
+/// test as root of a user namespace ([`rerun_in_userns`]), if it can do neither.
+pub fn netns_unavailable() -> Option<String> {
+    if runs_here() {
+        return None;
+    }
+    let Some(unshare) = find_program("unshare") else {
+        return Some("not root, and `unshare` (util-linux) is not installed to re-run as root of a user namespace".into());
     };
-    let current = std::thread::current();
-    let test = current.name().unwrap_or("test");
-    eprintln!("\n*** SKIPPED {test}: {why} ***\n");
-    true
+    match Command::new(&unshare)
+        .args(["--user", "--map-root-user", "--net", "--mount"])
+        .args(["--", "/bin/sh", "-c", "exit 0"])
+        .output()
+    {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
+            "not root, and no user namespace to re-run as root in: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Some(format!(
+            "not root, and {} cannot run: {e}",
+            unshare.display()
+        )),
+    }
 }
 
 /// A testbed started inside the re-run would pick `/tmp/hopbed-0` (uid 0 there), which

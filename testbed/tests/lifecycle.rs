@@ -21,7 +21,6 @@ fn wait_gone(pids: &[u32]) {
     }
 }
 
-#[test]
 fn a_panicking_test_tears_down_and_shows_logs() {
     let mut pids = Vec::new();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -61,8 +60,6 @@ fn a_panicking_test_tears_down_and_shows_logs() {
 
 /// Helper run in a child copy of this test binary: start a testbed, print its pids, wait
 /// to be killed.
-#[test]
-#[ignore = "helper: run by the_test_process_dying_takes_the_testbed_with_it"]
 fn helper_start_and_hang() {
     if std::env::var_os("HOPBED_HELPER").is_none() {
         return;
@@ -134,7 +131,6 @@ fn assert_all_gone(pids: &[u32], run_dir: &std::path::Path) {
     }
 }
 
-#[test]
 fn the_test_process_dying_takes_the_testbed_with_it() {
     let (mut child, pids, run_dir) = start_helper();
     // SIGKILL: no destructor runs, no signal handler; only the kernel's bookkeeping.
@@ -143,7 +139,6 @@ fn the_test_process_dying_takes_the_testbed_with_it() {
     assert_all_gone(&pids, &run_dir);
 }
 
-#[test]
 fn ctrl_c_takes_the_testbed_with_it() {
     let (mut child, pids, run_dir) = start_helper();
     // What a terminal's Ctrl-C does: SIGINT to every process of the foreground group (the
@@ -165,7 +160,6 @@ fn hopbed(args: &[&str], run_base: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
 fn cli_up_exec_down() {
     let base = std::env::temp_dir().join(format!("hopbed-cli-{}", std::process::id()));
     // A failing assertion must not leave the background testbed running.
@@ -255,18 +249,18 @@ fn cli_up_exec_down() {
 }
 
 /// The acceptance checks, run by `rootless_as_nobody` as uid 65534.
-#[test]
-#[ignore = "helper: run by rootless_as_nobody as an unprivileged user"]
 fn helper_rootless_acceptance() {
-    if std::env::var_os("HOPBED_HELPER").is_none() {
+    let Some(part) = std::env::var_os("HOPBED_HELPER") else {
         return;
-    }
+    };
     assert!(!nix_is_root(), "this helper must run unprivileged");
-    let tb = common::start("three-hop");
-    common::check_dns_views(&tb);
-    common::check_traffic(&tb);
-    drop(tb);
-    common::check_srh_through_end(&common::start("mixed"));
+    if part == "mixed" {
+        common::check_srh_through_end(&common::start("mixed"));
+    } else {
+        let tb = common::start("three-hop");
+        common::check_dns_views(&tb);
+        common::check_traffic(&tb);
+    }
     println!("rootless acceptance passed");
 }
 
@@ -275,16 +269,28 @@ fn helper_rootless_acceptance() {
 /// and the topologies are copied to a world-readable directory first, since the checkout may
 /// sit under a private home. Run as a non-root user, every test here is rootless already and
 /// this one has nothing to add.
-#[test]
 fn rootless_as_nobody() {
+    as_nobody("three-hop");
+}
+
+/// The same for kernel SRv6 inside a rootless testbed (the mixed topology's headend and End
+/// nodes), where the kernel has it.
+fn rootless_kernel_srv6_as_nobody() {
+    as_nobody("mixed");
+}
+
+fn as_nobody(part: &str) {
     if !nix_is_root() {
-        return;
+        // Every other test here already runs as this unprivileged user.
+        hopstack_testbed::harness::skip(
+            "not root: nothing to drop to (the other tests run rootless as they are)",
+        );
     }
     let Some(setpriv) = hopstack_testbed::supervisor::find_program("setpriv") else {
         panic!("setpriv (util-linux) is needed to run the rootless check as root");
     };
     use std::os::unix::fs::PermissionsExt;
-    let dir = std::env::temp_dir().join(format!("hopbed-nobody-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("hopbed-nobody-{part}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("topologies")).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -309,7 +315,7 @@ fn rootless_as_nobody() {
             "--ignored",
             "--nocapture",
         ])
-        .env("HOPBED_HELPER", "1")
+        .env("HOPBED_HELPER", part)
         .env("HOPBED_EXE", dir.join("hopbed"))
         .env("HOPBED_TEST_TOPOLOGIES", dir.join("topologies"))
         .env("HOPBED_RUN_DIR", dir.join("run"))
@@ -332,7 +338,6 @@ fn nix_is_root() -> bool {
 
 /// `hopbed demo` builds three-hop, shows the DNS views, runs `hop get` and `hoptrace` and tears
 /// down; the body and every hoptrace row must be there.
-#[test]
 fn demo_shows_the_dns_views_and_tears_down() {
     let base = std::env::temp_dir().join(format!("hopbed-demo-{}", std::process::id()));
     let out = hopbed(&["demo"], &base);
@@ -382,4 +387,16 @@ fn demo_shows_the_dns_views_and_tears_down() {
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
     let _ = std::fs::remove_dir_all(&base);
+}
+
+hopstack_testbed::tests! {
+    a_panicking_test_tears_down_and_shows_logs,
+    helper_start_and_hang ignored = "helper: run by the_test_process_dying_takes_the_testbed_with_it",
+    the_test_process_dying_takes_the_testbed_with_it,
+    ctrl_c_takes_the_testbed_with_it,
+    cli_up_exec_down,
+    helper_rootless_acceptance ignored = "helper: run by rootless_as_nobody as an unprivileged user",
+    rootless_as_nobody,
+    rootless_kernel_srv6_as_nobody needs [Kernel(Seg6Inline), Kernel(Seg6LocalEnd)],
+    demo_shows_the_dns_views_and_tears_down,
 }

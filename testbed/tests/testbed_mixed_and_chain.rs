@@ -2,13 +2,11 @@
 
 mod common;
 
-#[test]
 fn srh_packet_crosses_kernel_end_nodes_and_arrives_at_the_final_node() {
     common::check_srh_through_end(&common::start("mixed"));
 }
 
-#[test]
-fn kernel_srv6_and_tun_inside_a_node() {
+fn kernel_srv6_inside_a_node() {
     let tb = common::start("mixed");
     // encap seg6 mode encap and other seg6local actions can be added at run time, too.
     tb.exec_ok(
@@ -58,6 +56,11 @@ fn kernel_srv6_and_tun_inside_a_node() {
         r.contains("encap seg6local action End.DT6 table main"),
         "{r}"
     );
+}
+
+/// TUN inside a node (hopd's border role needs it), on every kernel.
+fn tun_inside_a_node() {
+    let tb = common::start("mixed");
     // TUN needs /dev/net/tun to be openable by the caller on the host: true for root, and
     // for other users only where the device is world-accessible (often 0666; 0600 here).
     let tun = tb
@@ -76,7 +79,6 @@ fn kernel_srv6_and_tun_inside_a_node() {
     );
 }
 
-#[test]
 fn eight_hop_chain_resolves_hop_by_hop_and_routes_end_to_end() {
     let tb = common::start("chain8");
     assert_eq!(tb.topology().nodes.len(), 9);
@@ -100,4 +102,11 @@ fn eight_hop_chain_resolves_hop_by_hop_and_routes_end_to_end() {
     assert!(tb.resolve("h0", "h2").is_err());
     tb.ping("h0", "fd00:8:7::2").unwrap();
     tb.ping("h8", "fd00:8:0::1").unwrap();
+}
+
+hopstack_testbed::tests! {
+    srh_packet_crosses_kernel_end_nodes_and_arrives_at_the_final_node needs [Kernel(Seg6Inline), Kernel(Seg6LocalEnd)],
+    kernel_srv6_inside_a_node needs [Kernel(Seg6Encap), Kernel(Seg6LocalEnd)],
+    tun_inside_a_node,
+    eight_hop_chain_resolves_hop_by_hop_and_routes_end_to_end,
 }

@@ -2,7 +2,11 @@
 //! hops that ignore the trace TLV) and a plain router between them. They must appear through
 //! hop-limit probing, each pinned to its hop, with constant flow identifiers on the wire.
 //! Needs `cargo build --workspace --bins`, tshark and dumpcap; runs as root and as any other
-//! user (the testbed is rootless; nothing here needs hopd's border role).
+//! user (the testbed is rootless).
+//!
+//! Only the first test is about the kernel's End itself. On a kernel without seg6local the
+//! others run with hopd standing in for k1 and k3 (`hopd-end`: border role, Hop Limit
+//! decremented once per node like the kernel's End), which needs `/dev/net/tun`.
 
 mod support;
 
@@ -10,6 +14,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hopstack_testbed::Testbed;
+use hopstack_testbed::harness::{self, Need};
+use hopstack_testbed::kernel::{Feature, Features};
 use serde_json::json as j;
 use support::{hop, layer, sibling, trace_json, trace_text};
 
@@ -18,14 +24,32 @@ const PATH: &str = "[fc00:1::e]>[fc00:3::e]>[fd00:13::2]:udp+echo";
 fn start() -> Testbed {
     let topo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testbed/topologies/mixed.toml");
     let hopbed = sibling("hopbed");
-    Testbed::builder(&topo)
+    let tb = Testbed::builder(&topo)
         .hopbed_exe(&hopbed)
         .bin_dir(hopbed.parent().unwrap())
         .start()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", topo.display()))
+        .unwrap_or_else(|e| panic!("starting {}: {e}", topo.display()));
+    if !Features::get().has(Feature::Seg6LocalEnd) {
+        harness::require(Need::Tun);
+        for (node, sid) in [("k1", "fc00:1::e"), ("k3", "fc00:3::e")] {
+            tb.start_process(node, "hopd-end").unwrap();
+            let t0 = std::time::Instant::now();
+            while !tb
+                .exec_ok(node, ["ip", "-6", "route", "show", sid])
+                .is_ok_and(|r| r.contains("dev hop0"))
+            {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "hopd-end on {node} did not route {sid}: {}",
+                    tb.logs(node, "hopd-end")
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    tb
 }
 
-#[test]
 fn kernel_end_nodes_appear_through_hop_limit_probing_with_their_addresses() {
     let tb = start();
     let (code, v, _) = trace_json(&tb, "client", &["--timeout", "700", PATH]);
@@ -76,7 +100,6 @@ fn kernel_end_nodes_appear_through_hop_limit_probing_with_their_addresses() {
     }
 }
 
-#[test]
 fn repeat_mode_counts_every_round_and_flow_identifiers_stay_constant() {
     let tb = start();
     let dir = tempfile::tempdir().unwrap();
@@ -167,7 +190,6 @@ fn repeat_mode_counts_every_round_and_flow_identifiers_stay_constant() {
     assert_eq!(hl, ["1", "2", "3", "4"].repeat(3), "{text}");
 }
 
-#[test]
 fn hop_limit_probing_needs_no_privilege() {
     let tb = start();
     // nobody, no capabilities at all: the error queue is an ordinary socket feature. Started
@@ -206,4 +228,10 @@ fn hop_limit_probing_needs_no_privilege() {
         addrs,
         ["fd00:10::2", "fd00:11::2", "fd00:12::2", "fd00:13::2"]
     );
+}
+
+hopstack_testbed::tests! {
+    kernel_end_nodes_appear_through_hop_limit_probing_with_their_addresses needs [Kernel(Seg6LocalEnd)],
+    repeat_mode_counts_every_round_and_flow_identifiers_stay_constant needs [Program("dumpcap"), Program("tshark")],
+    hop_limit_probing_needs_no_privilege,
 }

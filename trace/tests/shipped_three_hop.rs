@@ -12,11 +12,7 @@ use std::time::{Duration, Instant};
 use hopstack_testbed::Testbed;
 use support::{hop, layer, sibling, trace_json};
 
-#[test]
 fn healthy_three_hop_toml() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testbed/topologies");
     let hopbed = sibling("hopbed");
     sibling("hopd");
@@ -56,4 +52,8 @@ fn healthy_three_hop_toml() {
     }
     assert_eq!(layer(&v, "tls")["tls"]["verified"], true);
     assert_eq!(layer(&v, "http")["http"]["status"], 200);
+}
+
+hopstack_testbed::tests! {
+    healthy_three_hop_toml needs [Tun],
 }

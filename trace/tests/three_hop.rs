@@ -10,11 +10,7 @@ use support::{Bed, hop, layer, trace_json, trace_text};
 
 const API: &str = "github.com>org>yc:tcp+tls+http+restapiv3/users/list";
 
-#[test]
 fn healthy_path_reports_every_hop_and_layer_with_who_resolved_it() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let bed = Bed::start();
     let ca = bed.ca("ca.pem");
     let (code, v, _) = trace_json(&bed.tb, "client", &["--cacert", &ca, API]);
@@ -74,11 +70,7 @@ fn healthy_path_reports_every_hop_and_layer_with_who_resolved_it() {
     assert!(t.ends_with("OK: every hop and layer answered\n"), "{t}");
 }
 
-#[test]
 fn nxdomain_is_pinned_to_hop_2() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let bed = Bed::start();
     bed.tb
         .dns_fault("github", "org", Some(DnsFault::Nxdomain))
@@ -99,11 +91,7 @@ fn nxdomain_is_pinned_to_hop_2() {
     assert_eq!(hop(&v, 3)["status"], "skipped");
 }
 
-#[test]
 fn link_down_between_hops_2_and_3_is_pinned_there() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let bed = Bed::start();
     bed.tb.link_down("org", "yc").unwrap();
     let (code, v, _) = trace_json(&bed.tb, "client", &["--timeout", "1000", API]);
@@ -121,11 +109,7 @@ fn link_down_between_hops_2_and_3_is_pinned_there() {
     assert!(text.contains("yc") || text.contains("fd00:3::2"), "{text}");
 }
 
-#[test]
 fn a_too_small_hop_limit_is_pinned_where_it_ran_out_and_moves_out_as_it_grows() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let bed = Bed::start();
     let mut seen = Vec::new();
     for hl in 1..=12u8 {
@@ -175,11 +159,7 @@ fn a_too_small_hop_limit_is_pinned_where_it_ran_out_and_moves_out_as_it_grows() 
     );
 }
 
-#[test]
 fn unknown_service_is_a_service_layer_failure_at_the_final_hop() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let bed = Bed::start();
     let (code, v, _) = trace_json(&bed.tb, "client", &["github.com>org>yc:tcp+http+nosuch/"]);
     eprintln!("{v:#}");
@@ -194,11 +174,7 @@ fn unknown_service_is_a_service_layer_failure_at_the_final_hop() {
     assert_eq!(layer(&v, "service")["service"]["status"], "unknown");
 }
 
-#[test]
 fn tls_handshake_failure_and_unverified_certificates_are_tls_layer_failures() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let bed = Bed::start();
     let (code, v, _) = trace_json(
         &bed.tb,
@@ -229,11 +205,7 @@ fn tls_handshake_failure_and_unverified_certificates_are_tls_layer_failures() {
     );
 }
 
-#[test]
 fn http_5xx_is_an_http_layer_failure() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let bed = Bed::start();
     let (code, v, _) = trace_json(&bed.tb, "client", &["github.com>org>yc:tcp+http+broken/x"]);
     eprintln!("{v:#}");
@@ -245,11 +217,7 @@ fn http_5xx_is_an_http_layer_failure() {
     assert_eq!(layer(&v, "service")["status"], "ok");
 }
 
-#[test]
 fn a_kernel_end_hop_before_hopd_hops_is_found_by_hop_limit_probing() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let bed = Bed::start();
     // Hop 1 is the kernel's End on github.com (no trace record), hop 2 hopd on org, which
     // resolves yc; the answer fills in the path and hop-limit probing finds hop 1.
@@ -277,11 +245,7 @@ fn a_kernel_end_hop_before_hopd_hops_is_found_by_hop_limit_probing() {
     assert_eq!(layer(&v, "http")["http"]["status"], 200);
 }
 
-#[test]
 fn final_hop_without_hopd_is_a_service_failure_not_a_route_failure() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let bed = Bed::start();
     bed.tb.kill("yc", "hopd").unwrap();
     let (code, v, _) = trace_json(&bed.tb, "client", &["--timeout", "700", API]);
@@ -297,11 +261,7 @@ fn final_hop_without_hopd_is_a_service_failure_not_a_route_failure() {
     assert_eq!(f["problem"]["reason"], "no-hopd");
 }
 
-#[test]
 fn hop_limit_probing_through_hopd_hops_uses_the_path_a_probe_learnt() {
-    if hopstack_testbed::userns::skip_without_tun() {
-        return;
-    }
     let bed = Bed::start();
     let (code, v, _) = trace_json(
         &bed.tb,
@@ -337,4 +297,17 @@ fn hop_limit_probing_through_hopd_hops_uses_the_path_a_probe_learnt() {
         (Some(3), Some("fd00:3::2"))
     );
     assert_eq!(last["resolved_by"], "hop 2 (org)");
+}
+
+hopstack_testbed::tests! {
+    healthy_path_reports_every_hop_and_layer_with_who_resolved_it needs [Tun],
+    nxdomain_is_pinned_to_hop_2 needs [Tun],
+    link_down_between_hops_2_and_3_is_pinned_there needs [Tun],
+    a_too_small_hop_limit_is_pinned_where_it_ran_out_and_moves_out_as_it_grows needs [Tun],
+    unknown_service_is_a_service_layer_failure_at_the_final_hop needs [Tun],
+    tls_handshake_failure_and_unverified_certificates_are_tls_layer_failures needs [Tun],
+    http_5xx_is_an_http_layer_failure needs [Tun],
+    a_kernel_end_hop_before_hopd_hops_is_found_by_hop_limit_probing needs [Tun, Kernel(Seg6LocalEnd)],
+    final_hop_without_hopd_is_a_service_failure_not_a_route_failure needs [Tun],
+    hop_limit_probing_through_hopd_hops_uses_the_path_a_probe_learnt needs [Tun],
 }

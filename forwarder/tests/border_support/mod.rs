@@ -7,7 +7,10 @@
 //!                                          seg6local End.DX6  fd00:2::6 (nh6 fd00:c::2)
 //! ```
 //!
-//! hopd's TUN (`hop0`) gets the route for its SID from hopd itself.
+//! hopd's TUN (`hop0`) gets the route for its SID from hopd itself. r2's kernel SIDs exist only
+//! where the kernel has `seg6local` (`hopstack_testbed::kernel`); tests that cross them need
+//! that feature, the others put an SRH on traffic with [`send_udp_srh`] (a kernel socket with
+//! `IPV6_RTHDR`, on every kernel) instead of a kernel headend route.
 
 #![allow(dead_code)]
 
@@ -48,20 +51,18 @@ for n in h1 r2 h2; do
   x $n sysctl -qw net.ipv6.conf.all.seg6_enabled=1
   for i in $(x $n ls /sys/class/net); do x $n sysctl -qw net.ipv6.conf.$i.seg6_enabled=1 2>/dev/null || true; done
 done
-x r2 ip -6 route add fd00:2::1/128 encap seg6local action End dev $P-b2
-x r2 ip -6 route add fd00:2::6/128 encap seg6local action End.DX6 nh6 fd00:c::2 dev $P-c1
+if [ "$KERNEL_END" = 1 ]; then x r2 ip -6 route add fd00:2::1/128 encap seg6local action End dev $P-b2; fi
+if [ "$KERNEL_DX6" = 1 ]; then x r2 ip -6 route add fd00:2::6/128 encap seg6local action End.DX6 nh6 fd00:c::2 dev $P-c1; fi
 "#;
 
-/// Whether this test should run here; says why not, loudly, when it cannot. Call it on the
-/// test's own thread: a non-root caller that may open `/dev/net/tun` re-runs the test as root
-/// of a user namespace (and gets `false` once that run passed).
-pub fn can_run(test: &str) -> bool {
+/// Whether this test should run here: skips it ([`hopstack_testbed::harness::skip`]) with the
+/// reason when it cannot. Call it on the test's own thread: a non-root caller that may open
+/// `/dev/net/tun` re-runs the test as root of a user namespace (and gets `false` once that
+/// run passed).
+pub fn can_run() -> bool {
     // hopd's border role opens /dev/net/tun; root of a user namespace is no help when the
     // device's mode shuts this user out (it is 0600 root on many machines).
-    if let Some(why) = hopstack_testbed::userns::tun_unavailable() {
-        eprintln!("SKIPPED {test}: {why}");
-        return false;
-    }
+    hopstack_testbed::harness::require(hopstack_testbed::harness::Need::Tun);
     if hopstack_testbed::userns::rerun_in_userns() {
         return false;
     }
@@ -70,11 +71,10 @@ pub fn can_run(test: &str) -> bool {
     let ip = Command::new("ip").arg("-V").output().is_ok();
     let ping = Command::new("ping").arg("-V").output().is_ok();
     if !root || !ip || !ping {
-        eprintln!(
-            "SKIPPED {test}: needs root, iproute2 and ping (root: {root}, ip: {ip}, ping: \
-             {ping}) to build network namespaces with kernel SRv6 (.ci/setup installs them)"
-        );
-        return false;
+        hopstack_testbed::harness::skip(format!(
+            "needs root, iproute2 and ping (root: {root}, ip: {ip}, ping: {ping}) to build \
+             network namespaces (.ci/setup installs them)"
+        ));
     }
     true
 }
@@ -89,10 +89,14 @@ impl Line {
     /// Build the namespaces. `tag` keeps concurrent tests apart (≤ 3 characters).
     pub fn new(tag: &str) -> Line {
         let prefix = format!("b{tag}{}", std::process::id() % 10_000);
+        use hopstack_testbed::kernel::{Feature, Features};
+        let has = |f| if Features::get().has(f) { "1" } else { "0" };
         let out = Command::new("bash")
             .arg("-c")
             .arg(SETUP)
             .env("P", &prefix)
+            .env("KERNEL_END", has(Feature::Seg6LocalEnd))
+            .env("KERNEL_DX6", has(Feature::Seg6LocalEndDx6))
             .output()
             .expect("bash");
         let line = Line {
@@ -423,4 +427,150 @@ pub fn capture_ipv6(wait: Duration, want: impl Fn(&[u8]) -> bool) -> Option<Vec<
         }
     }
     None
+}
+
+/// The SRH of a datagram sent to `to` by way of the `via` segments (travel order), as the
+/// kernel takes it in `IPV6_RTHDR`: Segment List[0] is `to`, Segments Left the first of `via`.
+fn srh_via(via: &[Ipv6Addr], to: Ipv6Addr) -> Vec<u8> {
+    use hopstack_encoder::wire::srh::SrhRepr;
+    let mut segments = vec![to];
+    segments.extend(via.iter().rev());
+    SrhRepr {
+        next_header: 17,
+        segments_left: via.len() as u8,
+        flags: 0,
+        tag: 0,
+        segments,
+        tlvs: Vec::new(),
+    }
+    .to_bytes()
+    .expect("a valid SRH")
+}
+
+fn set_int_option(fd: i32, level: i32, name: i32, value: i32) {
+    // SAFETY: an int option of the right size on a socket we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as u32,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setsockopt {name}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// From `node`, `count` UDP datagrams ("0", "1", ...) to `to`:`port` by way of `via`, `gap`
+/// apart, sent with Hop Limit 64 by an unprivileged kernel socket carrying the SRH
+/// (`IPV6_RTHDR`): traffic through hopd without a kernel SRv6 headend.
+pub fn send_udp_srh(
+    line: &Line,
+    node: &str,
+    via: &[Ipv6Addr],
+    to: Ipv6Addr,
+    port: u16,
+    count: usize,
+    gap: Duration,
+) {
+    let srh = srh_via(via, to);
+    in_ns(&line.ns(node), move || {
+        let s = std::net::UdpSocket::bind("[::]:0").unwrap();
+        // SAFETY: the SRH buffer is valid for its length.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                libc::IPV6_RTHDR,
+                srh.as_ptr().cast(),
+                srh.len() as u32,
+            )
+        };
+        assert_eq!(rc, 0, "IPV6_RTHDR: {}", std::io::Error::last_os_error());
+        set_int_option(
+            s.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_UNICAST_HOPS,
+            64,
+        );
+        for i in 0..count {
+            s.send_to(i.to_string().as_bytes(), (to, port)).unwrap();
+            std::thread::sleep(gap);
+        }
+    });
+}
+
+/// A UDP receiver in `node` on `port`, ready when this returns: the Hop Limit of each
+/// datagram that arrives until `count` have or `wait` passes.
+pub fn udp_receiver(
+    line: &Line,
+    node: &str,
+    port: u16,
+    count: usize,
+    wait: Duration,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    let ns = line.ns(node);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        in_ns(&ns, move || {
+            let s = std::net::UdpSocket::bind(("::", port)).unwrap();
+            set_int_option(
+                s.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                libc::IPV6_RECVHOPLIMIT,
+                1,
+            );
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let start = Instant::now();
+            let mut limits = Vec::new();
+            while limits.len() < count && start.elapsed() < wait {
+                if let Some(hl) = recv_hop_limit(&s) {
+                    limits.push(hl);
+                }
+            }
+            limits
+        })
+    });
+    ready_rx.recv().expect("receiver ready");
+    h
+}
+
+/// One datagram's Hop Limit (`IPV6_HOPLIMIT` control message), or `None` on timeout.
+fn recv_hop_limit(s: &std::net::UdpSocket) -> Option<u8> {
+    let mut data = [0u8; 2048];
+    let mut control = [0u64; 16];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is valid before the fields are set.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: msg points at buffers valid for the lengths it states.
+    let n = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return None;
+    }
+    // SAFETY: walking the control buffer the kernel filled, with the libc CMSG macros.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_HOPLIMIT {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>());
+                return Some(v as u8);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    panic!("a datagram without its IPV6_HOPLIMIT control message");
 }

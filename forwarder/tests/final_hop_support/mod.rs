@@ -15,8 +15,8 @@ use hopstack_encoder::wire::tlv::{LayerDescriptor, TlvRepr, Trace};
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn6};
 
 /// Moves the calling thread into a fresh network namespace with `lo` up and SRv6 accepted
-/// on it. Returns false when the test body must not run here: after saying why, loudly, when
-/// the process may not create a namespace, or after a rootless re-run of the test passed.
+/// on it. Returns false when the test body must not run here because a rootless re-run of
+/// the test passed; skips the test when the process may not create a namespace.
 ///
 /// Only the calling thread moves; everything it starts afterwards (threads, child
 /// processes) is created inside the namespace. Call it on the test's own thread: a non-root
@@ -26,10 +26,9 @@ pub fn enter_netns() -> bool {
         return false;
     }
     if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
-        eprintln!(
-            "\n*** SKIPPED: cannot create a network namespace ({e}); run the final-hop tests as root ***\n"
-        );
-        return false;
+        hopstack_testbed::harness::skip(format!(
+            "cannot create a network namespace ({e}); run the final-hop tests as root"
+        ));
     }
     // Loopback's default MTU (65536) leaves room for segments whose IPv6 payload with the SRH
     // reaches the 65535-octet limit. On the 6.18 kernel here, a TCP sender with a sticky SRH then
