@@ -3,6 +3,8 @@
 //! The inputs are the ones the rest of the project uses as its running example, so the figures
 //! describe the common case rather than a best case.
 
+pub mod traffic;
+
 use std::net::Ipv6Addr;
 
 use hopstack_encoder::address::StackAddress;

@@ -29,20 +29,28 @@
 //!     view): a direct request as people type it, DNS lookup included;
 //!   - curl straight to the server, and curl with the client kernel inserting the SRH towards
 //!     the hopd SIDs / the kernel SIDs (borders only, no final hop);
-//! - ping RTT (ICMPv6 echo) through the hopd borders, the kernel End nodes, and directly;
-//! - TCP throughput (iperf3, when installed) on the same three paths.
+//! - ICMPv6 echo RTT through the hopd borders, the kernel End nodes, and by plain forwarding
+//!   over the same routers, all with the harness's own echo (`__ping`: the SRH on its socket);
+//! - TCP throughput with the harness's own sender (`__tcp-send`, SRH on its sockets; 1 and 4
+//!   streams) through the hopd borders, the kernel End nodes and plain forwarding, and iperf3
+//!   (when installed) on the kernel headend's paths.
+//!
+//! Kernels differ: rows that need a kernel SRv6 feature this kernel lacks (the kernel End SIDs,
+//! the client's headend routes; `hopstack_testbed::kernel`, `HOPSTACK_KERNEL_FEATURES`) print
+//! `n/a (kernel lacks …)`; every other row is measured, hopd's against plain forwarding.
 //!
 //! The binaries it runs (`hop`, `hopd`, `hopbed`) are taken from its own directory (or
 //! `--bin-dir`), so a release harness measures release binaries; they and the harness itself
 //! run from copies in a temporary directory, as installed binaries would.
 
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use hopstack_testbed::Testbed;
+use hopstack_testbed::kernel::{Feature, Features};
 use serde_json::json;
 
 /// `web` is handed off to the HTTP server (the same process that also listens directly);
@@ -131,6 +139,12 @@ fn main() -> ExitCode {
             Path::new(&args[2]),
             Some((Path::new(&args[3]), &args[4])),
         ),
+        Some("__ping") if args.len() == 5 => helper_ping(&args[1..]),
+        Some("__tcp-sink") if args.len() == 2 => args[1]
+            .parse()
+            .context("port")
+            .and_then(hopstack_benches::traffic::tcp_sink),
+        Some("__tcp-send") if args.len() == 6 => helper_tcp_send(&args[1..]),
         _ => run(&parse_opts(&args)),
     };
     match r {
@@ -140,6 +154,43 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `via` on the helper command lines: comma-separated segments, `-` for none.
+fn parse_via(s: &str) -> Result<Vec<Ipv6Addr>> {
+    if s == "-" {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|a| a.parse().with_context(|| format!("segment {a:?}")))
+        .collect()
+}
+
+/// `__ping DST VIA COUNT GAP_MS`: one RTT in ms per line.
+fn helper_ping(a: &[String]) -> Result<()> {
+    let rtts = hopstack_benches::traffic::ping(
+        a[0].parse().context("destination")?,
+        &parse_via(&a[1])?,
+        a[2].parse().context("count")?,
+        Duration::from_millis(a[3].parse().context("gap")?),
+    )?;
+    for r in rtts {
+        println!("{r:.4}");
+    }
+    Ok(())
+}
+
+/// `__tcp-send DST PORT VIA SECS STREAMS`: prints the goodput in Gbit/s.
+fn helper_tcp_send(a: &[String]) -> Result<()> {
+    let g = hopstack_benches::traffic::tcp_send(
+        a[0].parse().context("destination")?,
+        a[1].parse().context("port")?,
+        &parse_via(&a[2])?,
+        a[3].parse().context("seconds")?,
+        a[4].parse().context("streams")?,
+    )?;
+    println!("{g:.4}");
+    Ok(())
 }
 
 /// The service behind every path: a static HTTP/1.1 server that writes each response in one
@@ -240,6 +291,8 @@ struct Bench<'a> {
     tb: Testbed,
     o: &'a Opts,
     hop: PathBuf,
+    /// The harness's own copy, for its helper modes on the nodes.
+    me: PathBuf,
     cache: PathBuf,
 }
 
@@ -349,24 +402,37 @@ impl Bench<'_> {
         Ok((ms_field(&j, "connect")?, ms_field(&j, "first_byte")?))
     }
 
-    /// Per-echo RTTs in ms, from ping's own lines (`time=0.123 ms`).
-    fn ping(&self, host: &str) -> Result<Vec<f64>> {
+    /// Per-echo RTTs in ms to yc's plain address, by way of `via` (the harness's own ICMPv6
+    /// echo with the SRH on its socket: no kernel headend needed).
+    fn ping(&self, via: &str) -> Result<Vec<f64>> {
         let count = self.o.pings.to_string();
-        let o = self.run_on(
-            "client",
-            Path::new("ping"),
-            &["-6", "-n", "-c", &count, "-i", "0.01", "-W", "1", host],
-        )?;
+        let o = self.run_on("client", &self.me, &["__ping", DIRECT, via, &count, "10"])?;
         let out = String::from_utf8_lossy(&o.stdout);
-        let v: Vec<f64> = out
-            .lines()
-            .filter_map(|l| l.split("time=").nth(1))
-            .filter_map(|t| t.split_whitespace().next()?.parse().ok())
-            .collect();
-        if v.is_empty() {
-            bail!("ping {host} got no reply: {out}{}", stderr_of(&o));
+        let v: Vec<f64> = out.lines().filter_map(|l| l.parse().ok()).collect();
+        if !o.status.success() || v.is_empty() {
+            bail!(
+                "ping {DIRECT} via {via} got no reply: {out}{}",
+                stderr_of(&o)
+            );
         }
         Ok(v)
+    }
+
+    /// Bulk TCP goodput in Gbit/s to yc's sink by way of `via`, with the harness's own sender.
+    fn tcp(&self, via: &str, streams: usize) -> Result<f64> {
+        let secs = self.o.iperf_secs.to_string();
+        let streams = streams.to_string();
+        let port = TCP_SINK_PORT.to_string();
+        let o = self.run_on(
+            "client",
+            &self.me,
+            &["__tcp-send", DIRECT, &port, via, &secs, &streams],
+        )?;
+        let out = String::from_utf8_lossy(&o.stdout);
+        match out.trim().parse() {
+            Ok(g) if o.status.success() => Ok(g),
+            _ => bail!("tcp via {via}: {out}{}", stderr_of(&o)),
+        }
     }
 
     /// Received throughput in Gbit/s and the sender's retransmissions.
@@ -478,7 +544,11 @@ fn shuffle(v: &mut [usize], rng: &mut u64) {
 }
 
 /// Sorted samples → (median, p90, min).
+/// Median, p90 and minimum; NaN for a row that was not measured.
 fn stats(v: &[f64]) -> (f64, f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let at = |q: f64| s[((s.len() - 1) as f64 * q).round() as usize];
@@ -489,7 +559,34 @@ struct Row {
     group: &'static str,
     name: &'static str,
     samples: Vec<f64>,
+    /// Why the row is not measured on this machine (a kernel feature it lacks).
+    na: Option<String>,
 }
+
+/// Why a row that needs `features` cannot be measured here: the first missing one, as
+/// `kernel lacks <feature>` (the details are in the features line at the top).
+fn lacking(kernel: &Features, features: &[Feature]) -> Option<String> {
+    features.iter().find_map(|f| {
+        kernel.missing(*f).map(|m| {
+            let cut = m.find(" (CONFIG_").or_else(|| m.find(" (forced:"));
+            cut.map_or(m.clone(), |i| m[..i].to_string())
+        })
+    })
+}
+
+/// One throughput row.
+struct Tput {
+    name: &'static str,
+    gbit: Option<f64>,
+    retransmits: Option<u64>,
+    na: Option<String>,
+}
+
+/// hopd's SIDs on github.com and org, and the kernel End SIDs of the topology, as `via`.
+const SEGS_HOPD: &str = "fc00:1::e,fc00:2::e";
+const SEGS_KERNEL: &str = "fc00:1::f,fc00:2::f";
+/// yc's bulk TCP sink (`__tcp-sink`).
+const TCP_SINK_PORT: u16 = 5202;
 
 fn run(o: &Opts) -> Result<()> {
     for b in ["hop", "hopd", "hopbed"] {
@@ -535,10 +632,22 @@ fn run(o: &Opts) -> Result<()> {
             "web",
         ],
     )?;
+    tb.spawn(
+        "yc",
+        "tcp-sink",
+        [me_s, "__tcp-sink", &TCP_SINK_PORT.to_string()],
+    )?;
     let iperf = have("iperf3");
     if iperf {
         tb.spawn("yc", "iperf3", ["iperf3", "-s", "-6"])?;
     }
+    // The topology's kernel SRv6 routes (client headends, kernel End SIDs) exist where this
+    // kernel has them; rows that need one say `n/a` otherwise. hopd runs either way (on a
+    // kernel without seg6local its border starts without the fast path).
+    let kernel = Features::get();
+    let fast_path = lacking(kernel, &[Feature::Seg6LocalEnd]);
+    let headend_hopd = lacking(kernel, &[Feature::Seg6Inline]);
+    let headend_kernel = lacking(kernel, &[Feature::Seg6Inline, Feature::Seg6LocalEnd]);
     let hopd = bin_dir.join("hopd");
     let hopd = hopd.to_str().context("utf-8 path")?;
     for node in ["github.com", "org", "yc"] {
@@ -552,6 +661,7 @@ fn run(o: &Opts) -> Result<()> {
         tb,
         o,
         hop,
+        me: me.clone(),
         cache: dir.path().join("cache"),
     };
 
@@ -584,8 +694,15 @@ fn run(o: &Opts) -> Result<()> {
     b.hop_get(HANDOFF_ADDR, &["--no-fast-path"])?;
     b.hop_get(HANDOFF_ADDR, &["--port", "7443"])?;
     b.plain_get(&format!("[{DIRECT}]"))?;
-    for h in [DIRECT, VIA_HOPD, VIA_KERNEL, DIRECT_NAME] {
-        b.curl(h)?;
+    for (h, na) in [
+        (DIRECT, &None),
+        (VIA_HOPD, &headend_hopd),
+        (VIA_KERNEL, &headend_kernel),
+        (DIRECT_NAME, &None),
+    ] {
+        if na.is_none() {
+            b.curl(h)?;
+        }
     }
     b.plain_get(DIRECT_NAME)?;
 
@@ -619,44 +736,79 @@ fn run(o: &Opts) -> Result<()> {
             false,
         ),
     ];
+    let fast = || fast_path.clone();
     let mut rows: Vec<Row> = [
         (
             "ttfb",
             "hop get, cached: kernel End SIDs + the service's direct port",
+            fast(),
         ),
         (
             "ttfb",
             "hop get, cached: kernel End SIDs + hopd hand-off (--port 7443)",
+            fast(),
         ),
-        ("ttfb", "hop get, cached: kernel End SIDs + hopd proxy"),
+        (
+            "ttfb",
+            "hop get, cached: kernel End SIDs + hopd proxy",
+            fast(),
+        ),
         (
             "ttfb",
             "hop get, cached, --no-fast-path: hopd borders + hand-off",
+            None,
         ),
         (
             "ttfb",
             "hop get http://[addr]:8080/..., direct (no SRH, no hopd)",
+            None,
         ),
-        ("ttfb", "curl, direct (no SRH, no hopd)"),
-        ("ttfb", "curl, kernel-inserted SRH via 2 hopd borders"),
-        ("ttfb", "curl, kernel-inserted SRH via 2 kernel End"),
+        ("ttfb", "curl, direct (no SRH, no hopd)", None),
+        (
+            "ttfb",
+            "curl, kernel-inserted SRH via 2 hopd borders",
+            headend_hopd.clone(),
+        ),
+        (
+            "ttfb",
+            "curl, kernel-inserted SRH via 2 kernel End",
+            headend_kernel.clone(),
+        ),
         (
             "ttfb",
             "hop get http://name:8080/..., direct by name (client's DNS, AAAA)",
+            None,
         ),
-        ("ttfb", "curl, direct by name (client's DNS)"),
-        ("connect", "hop get, cached: kernel End SIDs + direct port"),
-        ("connect", "hop get, cached: kernel End SIDs + hand-off"),
-        ("connect", "hop get, cached: kernel End SIDs + proxy"),
-        ("connect", "hop get, cached, --no-fast-path + hand-off"),
-        ("connect", "hop get http://[addr]:8080/..., direct"),
-        ("connect", "curl, direct"),
+        ("ttfb", "curl, direct by name (client's DNS)", None),
+        (
+            "connect",
+            "hop get, cached: kernel End SIDs + direct port",
+            fast(),
+        ),
+        (
+            "connect",
+            "hop get, cached: kernel End SIDs + hand-off",
+            fast(),
+        ),
+        (
+            "connect",
+            "hop get, cached: kernel End SIDs + proxy",
+            fast(),
+        ),
+        (
+            "connect",
+            "hop get, cached, --no-fast-path + hand-off",
+            None,
+        ),
+        ("connect", "hop get http://[addr]:8080/..., direct", None),
+        ("connect", "curl, direct", None),
     ]
     .into_iter()
-    .map(|(group, name)| Row {
+    .map(|(group, name, na)| Row {
         group,
         name,
         samples: Vec::with_capacity(o.requests),
+        na,
     })
     .collect();
     let mut fallbacks: Vec<String> = Vec::new();
@@ -667,7 +819,15 @@ fn run(o: &Opts) -> Result<()> {
     // always follow the same other row (and its processes, caches and daemons), which moved
     // the rows against each other by more than the effects measured.
     let mut rng = o.seed;
-    let mut order: Vec<usize> = (0..JOBS).collect();
+    // Jobs whose row cannot be measured here are left out of the rounds.
+    let mut order: Vec<usize> = (0..JOBS)
+        .filter(|&job| match job {
+            0..=2 => fast_path.is_none(),
+            6 => headend_hopd.is_none(),
+            7 => headend_kernel.is_none(),
+            _ => true,
+        })
+        .collect();
     for _ in 0..o.requests {
         shuffle(&mut order, &mut rng);
         for &job in &order {
@@ -727,26 +887,71 @@ fn run(o: &Opts) -> Result<()> {
             }
         }
     }
-    for (name, host) in [
-        ("ping, 2 hopd borders", VIA_HOPD),
-        ("ping, 2 kernel End", VIA_KERNEL),
-        ("ping, direct", DIRECT),
+    for (name, via, na) in [
+        ("ping, 2 hopd borders (SRH on the socket)", SEGS_HOPD, None),
+        (
+            "ping, 2 kernel End (SRH on the socket)",
+            SEGS_KERNEL,
+            fast_path.clone(),
+        ),
+        ("ping, plain forwarding (same routers)", "-", None),
     ] {
         rows.push(Row {
             group: "rtt",
             name,
-            samples: b.ping(host)?,
+            samples: if na.is_none() {
+                b.ping(via)?
+            } else {
+                Vec::new()
+            },
+            na,
         });
     }
-    let mut tput = Vec::new();
+    // Throughput: the harness's own sender (the same for every row, SRH on its sockets), then
+    // iperf3 where the client's kernel can insert the SRH for it.
+    let mut tput: Vec<Tput> = Vec::new();
+    for (name, via, streams, na) in [
+        ("TCP, 1 stream, 2 hopd borders", SEGS_HOPD, 1, None),
+        ("TCP, 1 stream, plain forwarding", "-", 1, None),
+        (
+            "TCP, 1 stream, 2 kernel End",
+            SEGS_KERNEL,
+            1,
+            fast_path.clone(),
+        ),
+        ("TCP, 4 streams, 2 hopd borders", SEGS_HOPD, 4, None),
+        ("TCP, 4 streams, plain forwarding", "-", 4, None),
+    ] {
+        let gbit = match na {
+            None => Some(b.tcp(via, streams)?),
+            Some(_) => None,
+        };
+        tput.push(Tput {
+            name,
+            gbit,
+            retransmits: None,
+            na,
+        });
+    }
     if iperf {
-        for (name, host) in [
-            ("iperf3, 2 hopd borders", VIA_HOPD),
-            ("iperf3, 2 kernel End", VIA_KERNEL),
-            ("iperf3, direct", DIRECT),
+        for (name, host, na) in [
+            ("iperf3, 2 hopd borders", VIA_HOPD, headend_hopd.clone()),
+            ("iperf3, 2 kernel End", VIA_KERNEL, headend_kernel.clone()),
+            ("iperf3, direct", DIRECT, None),
         ] {
-            let (g, r) = b.iperf(host)?;
-            tput.push((name, g, r));
+            let (gbit, retransmits) = match na {
+                None => {
+                    let (g, r) = b.iperf(host)?;
+                    (Some(g), Some(r))
+                }
+                Some(_) => (None, None),
+            };
+            tput.push(Tput {
+                name,
+                gbit,
+                retransmits,
+                na,
+            });
         }
     }
     let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -755,36 +960,69 @@ fn run(o: &Opts) -> Result<()> {
     let ratio_plain = ttfb(FAST_DIRECT) / ttfb(PLAIN_DIRECT);
     let ratio_curl = ttfb(FAST_DIRECT) / ttfb(CURL_DIRECT);
     let ratio_plain_dns = ttfb(FAST_DIRECT) / ttfb(PLAIN_DNS);
+    let ratio_hopd_ttfb = ttfb(HOPD_HANDOFF) / ttfb(PLAIN_DIRECT);
+    let median = |name: &str| {
+        rows.iter()
+            .find(|r| r.name == name)
+            .map_or(f64::NAN, |r| stats(&r.samples).0)
+    };
+    let ratio_ping = median("ping, 2 hopd borders (SRH on the socket)")
+        / median("ping, plain forwarding (same routers)");
+    let gbit = |name: &str| {
+        tput.iter()
+            .find(|t| t.name == name)
+            .and_then(|t| t.gbit)
+            .unwrap_or(f64::NAN)
+    };
+    let ratio_tcp1 =
+        gbit("TCP, 1 stream, 2 hopd borders") / gbit("TCP, 1 stream, plain forwarding");
+    let ratio_tcp4 =
+        gbit("TCP, 4 streams, 2 hopd borders") / gbit("TCP, 4 streams, plain forwarding");
+    let features: serde_json::Map<String, serde_json::Value> = Feature::ALL
+        .iter()
+        .map(|f| (f.name().to_string(), json!(kernel.has(*f))))
+        .collect();
     if o.json {
         let rows_j: Vec<_> = rows
             .iter()
             .map(|r| {
                 let (m, p, mn) = stats(&r.samples);
                 json!({"group": r.group, "name": r.name, "n": r.samples.len(),
-                       "median_ms": m, "p90_ms": p, "min_ms": mn})
+                       "median_ms": m, "p90_ms": p, "min_ms": mn, "na": r.na})
             })
             .collect();
         let tput_j: Vec<_> = tput
             .iter()
-            .map(
-                |(n, g, r)| json!({"name": n, "gbit_s": g, "retransmits": r, "secs": o.iperf_secs}),
-            )
+            .map(|t| {
+                json!({"name": t.name, "gbit_s": t.gbit, "retransmits": t.retransmits,
+                       "secs": o.iperf_secs, "na": t.na})
+            })
             .collect();
         println!(
             "{}",
-            json!({"latency": rows_j, "throughput": tput_j,
+            json!({"kernel_features": features,
+                   "latency": rows_j, "throughput": tput_j,
                    "ttfb_ratio_hop_vs_plain_url": ratio_plain,
                    "ttfb_ratio_hop_vs_curl_direct": ratio_curl,
                    "ttfb_ratio_hop_vs_plain_url_by_name": ratio_plain_dns,
+                   "ttfb_ratio_hopd_borders_vs_plain_url": ratio_hopd_ttfb,
+                   "rtt_ratio_hopd_borders_vs_plain_forwarding": ratio_ping,
+                   "tcp_ratio_hopd_borders_vs_plain_forwarding_1_stream": ratio_tcp1,
+                   "tcp_ratio_hopd_borders_vs_plain_forwarding_4_streams": ratio_tcp4,
                    "fallbacks": fallbacks, "seed": o.seed,
                    "cached_samples_without_connect_record": without_record,
                    "loadavg_before": load_before.trim(), "loadavg_after": load_after.trim()})
         );
         return Ok(());
     }
+    let have: Vec<String> = Feature::ALL
+        .iter()
+        .map(|f| format!("{} {}", f.name(), if kernel.has(*f) { "yes" } else { "no" }))
+        .collect();
+    println!("kernel SRv6 features: {}", have.join(", "));
     println!(
         "dataplane: {} requests per TTFB row in rounds of every row in shuffled order (--seed {}), \
-         {} pings per path, iperf3 {} s; load average before: {}",
+         {} pings per path, TCP {} s per row; load average before: {}",
         o.requests,
         o.seed,
         o.pings,
@@ -806,6 +1044,10 @@ fn run(o: &Opts) -> Result<()> {
             println!("{title}");
             last = r.group;
         }
+        if let Some(why) = &r.na {
+            println!("  {:<60}   n/a ({why})", r.name);
+            continue;
+        }
         let (m, p, mn) = stats(&r.samples);
         println!(
             "  {:<60} {:>5} {:>9.3} {:>9.3} {:>9.3}",
@@ -816,21 +1058,51 @@ fn run(o: &Opts) -> Result<()> {
             mn
         );
     }
-    if !tput.is_empty() {
-        println!("TCP throughput (iperf3, {} s, one stream)", o.iperf_secs);
-        for (n, g, r) in &tput {
-            println!("  {n:<60} {g:>8.2} Gbit/s  {r} retransmits");
+    println!("TCP throughput ({} s per row)", o.iperf_secs);
+    for t in &tput {
+        match (&t.na, t.gbit) {
+            (Some(why), _) => println!("  {:<60}   n/a ({why})", t.name),
+            (None, Some(g)) => {
+                let retr = t
+                    .retransmits
+                    .map(|r| format!("  {r} retransmits"))
+                    .unwrap_or_default();
+                println!("  {:<60} {g:>8.2} Gbit/s{retr}", t.name);
+            }
+            (None, None) => println!("  {:<60}   not measured", t.name),
         }
-    } else {
-        println!("TCP throughput: iperf3 not installed, skipped");
     }
+    if !iperf {
+        println!("  iperf3 rows: iperf3 not installed, skipped");
+    }
+    let x = |r: f64| {
+        if r.is_nan() {
+            "n/a".to_string()
+        } else {
+            format!("{r:.2}x")
+        }
+    };
     println!(
-        "cached hop get vs direct, median TTFB: {:.2}x hop get of the plain URL to the address \
-         (within 10%: {}), {:.2}x curl to the address; {:.2}x hop get of the plain URL by name",
-        ratio_plain,
-        if ratio_plain <= 1.10 { "yes" } else { "no" },
-        ratio_curl,
-        ratio_plain_dns
+        "hopd borders vs plain kernel forwarding over the same routers: TTFB (--no-fast-path vs \
+         plain URL) {}, ICMPv6 RTT {}, TCP 1 stream {}, 4 streams {}",
+        x(ratio_hopd_ttfb),
+        x(ratio_ping),
+        x(ratio_tcp1),
+        x(ratio_tcp4)
+    );
+    println!(
+        "cached hop get vs direct, median TTFB: {} hop get of the plain URL to the address \
+         (within 10%: {}), {} curl to the address; {} hop get of the plain URL by name",
+        x(ratio_plain),
+        if ratio_plain.is_nan() {
+            "n/a"
+        } else if ratio_plain <= 1.10 {
+            "yes"
+        } else {
+            "no"
+        },
+        x(ratio_curl),
+        x(ratio_plain_dns)
     );
     println!(
         "requests that fell back from the fast path (not counted in their rows): {}",

@@ -1,0 +1,239 @@
+//! The dataplane harness's own traffic: ICMPv6 echo and bulk TCP that carry an SRH from an
+//! ordinary kernel socket (`IPV6_RTHDR`), so the hopd borders and the kernel's End nodes are
+//! measured on every kernel, with the same sender as the plain path beside them. (A kernel
+//! SRv6 headend route would do for SRH-unaware tools such as iperf3, but not every kernel has
+//! one: `hopstack_testbed::kernel`.)
+//!
+//! Run on testbed nodes as the harness's hidden modes (`dataplane __ping`, `__tcp-sink`,
+//! `__tcp-send`).
+
+use std::io::{Read, Write};
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv6Addr, SocketAddrV6, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use hopstack_encoder::wire::srh::SrhRepr;
+
+/// The SRH for reaching `dst` by way of `via` (travel order), as `IPV6_RTHDR` takes it: the
+/// kernel puts `dst` in Segment List[0] and sends to the first of `via`.
+pub fn srh_via(via: &[Ipv6Addr], dst: Ipv6Addr, next_header: u8) -> Result<Vec<u8>> {
+    let mut segments = vec![dst];
+    segments.extend(via.iter().rev());
+    Ok(SrhRepr {
+        next_header,
+        segments_left: u8::try_from(via.len()).context("too many segments")?,
+        flags: 0,
+        tag: 0,
+        segments,
+        tlvs: Vec::new(),
+    }
+    .to_bytes()?)
+}
+
+fn set_rthdr(fd: RawFd, srh: &[u8]) -> Result<()> {
+    // SAFETY: the buffer is valid for its length.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_RTHDR,
+            srh.as_ptr().cast(),
+            srh.len() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("setsockopt(IPV6_RTHDR)");
+    }
+    Ok(())
+}
+
+fn sockaddr(a: Ipv6Addr, port: u16) -> libc::sockaddr_in6 {
+    // SAFETY: sockaddr_in6 is plain data; all-zero is valid.
+    let mut sa: libc::sockaddr_in6 = unsafe { zeroed() };
+    sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    sa.sin6_port = port.to_be();
+    sa.sin6_addr.s6_addr = a.octets();
+    sa
+}
+
+/// `count` ICMPv6 echoes to `dst` (by way of `via`), `gap` apart; the RTT in ms of each that
+/// was answered within a second.
+pub fn ping(dst: Ipv6Addr, via: &[Ipv6Addr], count: usize, gap: Duration) -> Result<Vec<f64>> {
+    // SAFETY: plain socket call; the fd is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET6,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_ICMPV6,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("raw ICMPv6 socket");
+    }
+    // SAFETY: fd is fresh and owned only here.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    if !via.is_empty() {
+        set_rthdr(sock.as_raw_fd(), &srh_via(via, dst, 58)?)?;
+    }
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 20_000,
+    };
+    // SAFETY: SO_RCVTIMEO with a valid timeval.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    let id = (std::process::id() & 0xffff) as u16;
+    let sa = sockaddr(dst, 0);
+    let mut rtts = Vec::with_capacity(count);
+    let mut buf = [0u8; 1500];
+    for seq in 0..count as u16 {
+        // Echo Request: type 128, code 0, checksum (the kernel's, over the final destination),
+        // identifier, sequence, payload.
+        let mut pkt = vec![128u8, 0, 0, 0];
+        pkt.extend_from_slice(&id.to_be_bytes());
+        pkt.extend_from_slice(&seq.to_be_bytes());
+        pkt.extend_from_slice(b"hopstack-dataplane");
+        let t0 = Instant::now();
+        // SAFETY: pkt and sa are valid for their lengths.
+        let n = unsafe {
+            libc::sendto(
+                sock.as_raw_fd(),
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                0,
+                (&sa as *const libc::sockaddr_in6).cast(),
+                size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error()).context("sendto");
+        }
+        while t0.elapsed() < Duration::from_secs(1) {
+            // SAFETY: reading into a valid buffer.
+            let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            // Echo Reply (129) with our identifier and this sequence number.
+            if n >= 8
+                && buf[0] == 129
+                && buf[4..6] == id.to_be_bytes()
+                && buf[6..8] == seq.to_be_bytes()
+            {
+                rtts.push(t0.elapsed().as_secs_f64() * 1e3);
+                break;
+            }
+        }
+        std::thread::sleep(gap.saturating_sub(t0.elapsed()));
+    }
+    Ok(rtts)
+}
+
+/// Accept connections on `port` forever; read each to its end and close it.
+pub fn tcp_sink(port: u16) -> Result<()> {
+    let l = TcpListener::bind(("::", port)).with_context(|| format!("bind [::]:{port}"))?;
+    for c in l.incoming() {
+        let Ok(mut c) = c else { continue };
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 18];
+            while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
+        });
+    }
+    Ok(())
+}
+
+/// `streams` TCP connections to `dst`:`port` (by way of `via`), each writing for `secs`;
+/// returns the goodput in Gbit/s, timed until the sink has read everything (its close).
+pub fn tcp_send(
+    dst: Ipv6Addr,
+    port: u16,
+    via: &[Ipv6Addr],
+    secs: f64,
+    streams: usize,
+) -> Result<f64> {
+    let srh = if via.is_empty() {
+        None
+    } else {
+        Some(srh_via(via, dst, 6)?)
+    };
+    let mut conns = Vec::new();
+    for _ in 0..streams {
+        // std's connect cannot take a socket option first: make the socket by hand.
+        // SAFETY: plain socket call; the fd is owned below.
+        let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("socket");
+        }
+        // SAFETY: fd is fresh; the stream owns it from here.
+        let s = unsafe { TcpStream::from_raw_fd(fd) };
+        if let Some(srh) = &srh {
+            set_rthdr(s.as_raw_fd(), srh)?;
+        }
+        let sa = sockaddr(dst, port);
+        // SAFETY: sa is a valid sockaddr_in6.
+        let rc = unsafe {
+            libc::connect(
+                s.as_raw_fd(),
+                (&sa as *const libc::sockaddr_in6).cast(),
+                size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("connect {}", SocketAddrV6::new(dst, port, 0, 0)));
+        }
+        conns.push(s);
+    }
+    let t0 = Instant::now();
+    let deadline = Duration::from_secs_f64(secs);
+    let total: u64 = std::thread::scope(|sc| {
+        let workers: Vec<_> = conns
+            .into_iter()
+            .map(|mut s| {
+                sc.spawn(move || -> Result<u64> {
+                    let buf = vec![0x5au8; 1 << 18];
+                    let mut sent = 0u64;
+                    while t0.elapsed() < deadline {
+                        sent += s.write(&buf).context("write")? as u64;
+                    }
+                    s.shutdown(std::net::Shutdown::Write)?;
+                    // The sink closes once it has read everything: wait for that.
+                    let mut b = [0u8; 1];
+                    let _ = s.read(&mut b);
+                    Ok(sent)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("sender thread"))
+            .sum::<Result<u64>>()
+    })?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    if total == 0 {
+        bail!("nothing was sent");
+    }
+    Ok(total as f64 * 8.0 / elapsed / 1e9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_srh_lists_the_destination_first_and_points_at_the_first_hop() {
+        let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let srh = srh_via(&[a("fc00:1::e"), a("fc00:2::e")], a("fd00:3::2"), 6).unwrap();
+        // Next Header, Hdr Ext Len (3 segments: 6), Routing Type 4, Segments Left 2.
+        assert_eq!(srh[..4], [6, 6, 4, 2]);
+        assert_eq!(srh[8..24], a("fd00:3::2").octets());
+        assert_eq!(srh[24..40], a("fc00:2::e").octets());
+        assert_eq!(srh[40..56], a("fc00:1::e").octets());
+    }
+}
