@@ -5,7 +5,8 @@
 //! kernel lacks (kernels differ: see [`crate::kernel`]), or they need `/dev/net/tun`, real
 //! root, or a program that is not installed. libtest can only pass such a test, which would
 //! report something that did not run as checked. Under this harness a test declares what it
-//! needs; when something is missing it prints one line
+//! needs; when something is missing it is reported `ignored (<why>)` and, after the summary,
+//! in one line
 //!
 //! ```text
 //! SKIP <test>: kernel lacks seg6local End (CONFIG_IPV6_SEG6_LWTUNNEL; ...)
@@ -136,8 +137,15 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Skips of this run, printed after the summary: tests run on several threads, and a line
+/// printed while another test's result line is half written would be cut in two.
+static SKIPPED: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
 fn skipped(name: &str, why: String) -> Result<Completion, Failed> {
-    println!("SKIP {name}: {why}");
+    SKIPPED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((name.to_owned(), why.clone()));
     Ok(Completion::ignored_with(why))
 }
 
@@ -178,7 +186,11 @@ pub fn run(tests: Vec<Test>) -> ExitCode {
             Trial::ignorable_test(t.name, move || run_one(&t)).with_ignored_flag(ignored)
         })
         .collect();
-    libtest_mimic::run(&args, trials).exit_code()
+    let conclusion = libtest_mimic::run(&args, trials);
+    for (name, why) in SKIPPED.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        println!("SKIP {name}: {why}");
+    }
+    conclusion.exit_code()
 }
 
 /// The `main` of a test file run by this harness; see the module documentation.
