@@ -253,12 +253,38 @@ pub fn check(cfg: &Config) -> Vec<Finding> {
             "modprobe tun (and in a container: pass --device /dev/net/tun)",
         ));
     } else {
-        // Opening a scratch device shows both that the driver works and that we may use it.
-        match super::tun::Tun::open("hopdchk0") {
-            Ok(t) => out.push(Finding::ok(format!(
-                "TUN devices can be created ({})",
-                t.name()
-            ))),
+        // Opening a scratch device shows both that the driver works and that we may use it,
+        // and which queues and offloads the kernel grants the real one.
+        let workers = cfg.worker_count();
+        match super::tun::Tun::open_queues("hopdchk0", workers, cfg.offload) {
+            Ok((t, off)) => {
+                out.push(Finding::ok(format!(
+                    "TUN devices can be created ({}): {} queue(s) for {workers} worker(s), \
+                     offloads {}",
+                    t[0].name(),
+                    off.queues,
+                    off.describe()
+                )));
+                if off.queues < workers {
+                    out.push(Finding::bad(
+                        Level::Warning,
+                        format!(
+                            "the kernel gave the TUN {} queue(s) for {workers} workers: one \
+                             worker per queue runs",
+                            off.queues
+                        ),
+                        "a kernel with IFF_MULTI_QUEUE (3.8 and later), or set workers",
+                    ));
+                }
+                if cfg.offload && !off.tso {
+                    out.push(Finding::bad(
+                        Level::Warning,
+                        "the kernel refused TUN segmentation offload: every packet of a TCP \
+                         stream crosses hopd on its own (hopd_border_tun_offload_info)",
+                        "a kernel with TUNSETOFFLOAD TSO6 (2.6.27 and later)",
+                    ));
+                }
+            }
             Err(e) => out.push(Finding::bad(
                 Level::Error,
                 format!("cannot create a TUN device: {e}"),

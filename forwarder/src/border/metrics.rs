@@ -11,16 +11,34 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::FastPath;
-use super::process::{DropReason, State};
+use super::process::{Counters, DropReason, State};
+use super::tun::Offloads;
 
-/// Render the border's counters. `pending_names` and `queued_packets` come from the shell.
-pub fn render(
-    state: &State,
-    pending_names: usize,
-    queued_packets: usize,
-    fast_path: &FastPath,
-) -> String {
-    let c = &state.counters;
+/// What the metrics endpoint shows of a running border: every worker's state (summed: the
+/// workers share settings, each counts its own packets) and what the shell knows.
+pub struct View<'a> {
+    pub workers: &'a [&'a State],
+    pub pending_names: usize,
+    pub queued_packets: usize,
+    pub fast_path: &'a FastPath,
+    pub offloads: Offloads,
+    /// Frames read as GSO super-packets, and with a partial checksum.
+    pub gso_frames: u64,
+    pub partial_csum_frames: u64,
+}
+
+/// Render the border's counters.
+pub fn render(v: &View<'_>) -> String {
+    let Some(state) = v.workers.first() else {
+        return String::new();
+    };
+    let mut sum = Counters::default();
+    for w in v.workers {
+        sum.add(&w.counters);
+    }
+    let c = &sum;
+    let (pending_names, queued_packets, fast_path) =
+        (v.pending_names, v.queued_packets, v.fast_path);
     let mut s = String::new();
     let counter = |s: &mut String, name: &str, help: &str, v: u64| {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -96,7 +114,15 @@ pub fn render(
         "# HELP hopd_border_sid_packets_total Packets per SID, by result.\n\
          # TYPE hopd_border_sid_packets_total counter"
     );
-    for (sid, sc) in state.sid_counters() {
+    for (i, (sid, _)) in state.sid_counters().enumerate() {
+        let mut sc = super::process::SidCounters::default();
+        for w in v.workers {
+            if let Some((_, c)) = w.sid_counters().nth(i) {
+                sc.received += c.received;
+                sc.forwarded += c.forwarded;
+                sc.dropped += c.dropped;
+            }
+        }
         for (result, v) in [
             ("received", sc.received),
             ("forwarded", sc.forwarded),
@@ -114,8 +140,8 @@ pub fn render(
     gauge(
         &mut s,
         "hopd_border_name_cache_entries",
-        "Hop names in the answer cache (positive and negative).",
-        state.cache.len(),
+        "Hop names in the answer caches of all workers (positive and negative).",
+        v.workers.iter().map(|w| w.cache.len()).sum(),
     );
     gauge(
         &mut s,
@@ -144,6 +170,35 @@ pub fn render(
             k.segments()[7]
         );
     }
+    let off = v.offloads;
+    gauge(
+        &mut s,
+        "hopd_border_workers",
+        "Packet workers, one per TUN queue.",
+        v.workers.len(),
+    );
+    let _ = writeln!(
+        s,
+        "# HELP hopd_border_tun_offload_info Offloads the kernel accepted on the TUN device \
+         (1 each); with none, every packet crosses the TUN on its own.\n\
+         # TYPE hopd_border_tun_offload_info gauge"
+    );
+    for (name, on) in [("csum", off.csum), ("tso", off.tso), ("uso", off.uso)] {
+        let _ = writeln!(
+            s,
+            "hopd_border_tun_offload_info{{offload=\"{name}\"}} {}",
+            u8::from(on)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "# HELP hopd_border_offload_frames_total Frames read with offload metadata: GSO \
+         super-packets (one End for many segments), and partial checksums.\n\
+         # TYPE hopd_border_offload_frames_total counter\n\
+         hopd_border_offload_frames_total{{kind=\"gso\"}} {}\n\
+         hopd_border_offload_frames_total{{kind=\"csum_partial\"}} {}",
+        v.gso_frames, v.partial_csum_frames
+    );
     if *fast_path != FastPath::NotConfigured {
         let (active, reason) = match fast_path {
             FastPath::Unavailable(why) => (0, why.as_str()),
@@ -245,7 +300,15 @@ mod tests {
             Duration::ZERO,
         );
         st.counters.count_drop(DropReason::Nxdomain);
-        let text = render(&st, 2, 5, &FastPath::Active);
+        let text = render(&View {
+            workers: &[&st],
+            pending_names: 2,
+            queued_packets: 5,
+            fast_path: &FastPath::Active,
+            offloads: Offloads::default(),
+            gso_frames: 0,
+            partial_csum_frames: 0,
+        });
         assert!(text.contains("hopd_border_packets_dropped_total{reason=\"nxdomain\"} 1\n"));
         assert!(text.contains("hopd_border_packets_dropped_total{reason=\"loop-detected\"} 0\n"));
         assert!(text.contains(
@@ -277,7 +340,15 @@ mod tests {
             Duration::ZERO,
         );
         let why = "kernel lacks seg6local End (CONFIG_IPV6_SEG6_LWTUNNEL; \"quoted\")";
-        let text = render(&st, 0, 0, &FastPath::Unavailable(why.into()));
+        let text = render(&View {
+            workers: &[&st],
+            pending_names: 0,
+            queued_packets: 0,
+            fast_path: &FastPath::Unavailable(why.into()),
+            offloads: Offloads::default(),
+            gso_frames: 0,
+            partial_csum_frames: 0,
+        });
         assert!(
             text.contains(
                 "hopd_border_kernel_fast_path_active{reason=\"kernel lacks seg6local End \
@@ -286,10 +357,53 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("hopd_border_kernel_end_sid{"), "{text}");
-        let plain = render(&st, 0, 0, &FastPath::NotConfigured);
+        let plain = render(&View {
+            workers: &[&st],
+            pending_names: 0,
+            queued_packets: 0,
+            fast_path: &FastPath::NotConfigured,
+            offloads: Offloads::default(),
+            gso_frames: 0,
+            partial_csum_frames: 0,
+        });
         assert!(
             !plain.contains("hopd_border_kernel_fast_path_active"),
             "{plain}"
         );
+    }
+
+    #[test]
+    fn workers_are_summed_and_offloads_shown() {
+        let settings = Settings {
+            sids: vec!["fd00::1".parse().unwrap()],
+            ..Settings::default()
+        };
+        let mut a = State::new(settings.clone(), Duration::ZERO);
+        let mut b = State::new(settings, Duration::ZERO);
+        a.counters.forwarded = 3;
+        b.counters.forwarded = 4;
+        a.counters.count_drop(DropReason::Nxdomain);
+        b.counters.count_drop(DropReason::Nxdomain);
+        let text = render(&View {
+            workers: &[&a, &b],
+            pending_names: 0,
+            queued_packets: 0,
+            fast_path: &FastPath::NotConfigured,
+            offloads: Offloads {
+                queues: 2,
+                csum: true,
+                tso: true,
+                uso: false,
+            },
+            gso_frames: 7,
+            partial_csum_frames: 9,
+        });
+        assert!(text.contains("hopd_border_packets_forwarded_total 7\n"), "{text}");
+        assert!(text.contains("hopd_border_packets_dropped_total{reason=\"nxdomain\"} 2\n"));
+        assert!(text.contains("hopd_border_workers 2\n"));
+        assert!(text.contains("hopd_border_tun_offload_info{offload=\"tso\"} 1\n"));
+        assert!(text.contains("hopd_border_tun_offload_info{offload=\"uso\"} 0\n"));
+        assert!(text.contains("hopd_border_offload_frames_total{kind=\"gso\"} 7\n"));
+        assert!(text.contains("hopd_border_offload_frames_total{kind=\"csum_partial\"} 9\n"));
     }
 }

@@ -65,7 +65,7 @@ use std::sync::Arc;
 
 use hopstack_encoder::wire::tlv;
 use hopstack_kernel::{Feature, Features};
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 
 pub use policy::{Policy, Prefix};
 pub use process::{Action, DropReason, Settings, State, process};
@@ -96,6 +96,26 @@ pub struct Config {
     /// `seg6local End`, each sharing its first 112 bits with an entry of `sids`. See the
     /// module documentation and [`Config::validate`].
     pub kernel_end_sids: Vec<Prefix>,
+    /// Packet workers, one per TUN queue (`IFF_MULTI_QUEUE`); 0: one per CPU, at most 8.
+    pub workers: usize,
+    /// TUN offloads (virtio-net header, checksum, TSO, USO): a TCP stream crosses hopd as
+    /// 64 KiB super-packets instead of one packet per read and write. Off only to compare.
+    pub offload: bool,
+}
+
+/// Workers when `workers = 0`: one per CPU the process may run on, at most this many.
+const MAX_AUTO_WORKERS: usize = 8;
+
+impl Config {
+    /// The number of packet workers to start.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_AUTO_WORKERS)
+    }
 }
 
 impl Default for Config {
@@ -110,6 +130,8 @@ impl Default for Config {
             resolver: ResolverConfig::default(),
             policy: Policy::default(),
             kernel_end_sids: Vec::new(),
+            workers: 0,
+            offload: true,
         }
     }
 }
@@ -151,6 +173,12 @@ impl Config {
                 "policy.require_hmac = true but no [[border.policy.hmac_keys]] are configured"
                     .into(),
             );
+        }
+        if self.workers > 64 {
+            return Err(format!(
+                "workers = {}: at most 64 (0 means one per CPU)",
+                self.workers
+            ));
         }
         if self.resolver.queue_per_name == 0 || self.resolver.max_pending_names == 0 {
             return Err("resolver.queue_per_name and max_pending_names must be at least 1".into());
@@ -330,7 +358,7 @@ pub enum HopLimitMode {
 #[derive(Debug, Clone)]
 pub struct Reloader {
     shared: Arc<Shared>,
-    tx: mpsc::UnboundedSender<Config>,
+    tx: Arc<watch::Sender<Config>>,
     current: Arc<std::sync::Mutex<Config>>,
     node_name: String,
 }
@@ -346,6 +374,13 @@ impl Reloader {
                 "tun cannot change on reload ({} -> {}); restart hopd",
                 cur.tun, new.tun
             ));
+        }
+        if new.worker_count() != cur.worker_count() || new.offload != cur.offload {
+            return Err(
+                "workers and offload cannot change on reload (the TUN queues are open); \
+                 restart hopd"
+                    .into(),
+            );
         }
         let was_active = self.fast_path().is_active();
         let mut fast_path = FastPath::for_config(&new);
@@ -376,16 +411,13 @@ impl Reloader {
         }
         fast_path.warn(&new);
         self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .reconfigure(fast_path.settings(&new, &self.node_name), run::now());
+            .reconfigure(&fast_path.settings(&new, &self.node_name), run::now());
         *self
             .shared
             .fast_path
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = fast_path;
-        let _ = self.tx.send(new.clone());
+        self.tx.send_replace(new.clone());
         *cur = new;
         Ok(())
     }
@@ -405,10 +437,10 @@ impl Reloader {
 
 /// A border ready to run: the TUN is open and the routes are in place.
 pub struct Border {
-    tun: tun::Tun,
+    queues: Vec<tun::Tun>,
     cfg: Config,
     shared: Arc<Shared>,
-    rx: mpsc::UnboundedReceiver<Config>,
+    rx: watch::Receiver<Config>,
     reloader: Reloader,
 }
 
@@ -416,7 +448,13 @@ impl Border {
     /// Open the TUN device and install the routes. Fails with a message that says what to fix.
     pub fn start(cfg: Config, node_name: &str) -> io::Result<Border> {
         cfg.validate().map_err(io::Error::other)?;
-        let dev = tun::Tun::open(&cfg.tun)?;
+        let (queues, offloads) = tun::Tun::open_queues(&cfg.tun, cfg.worker_count(), cfg.offload)?;
+        if cfg.offload && !offloads.tso {
+            tracing::warn!(
+                offloads = %offloads.describe(),
+                "the kernel refused TUN segmentation offload: every packet crosses hopd on its own"
+            );
+        }
         let mut fast_path = FastPath::for_config(&cfg);
         if cfg.install_routes {
             tun::install_routes(&cfg.tun, &cfg.route_targets())?;
@@ -427,17 +465,30 @@ impl Border {
             }
         }
         fast_path.warn(&cfg);
-        let shared = Shared::new(State::new(fast_path.settings(&cfg, node_name), run::now()));
+        let settings = fast_path.settings(&cfg, node_name);
+        let n = queues.len();
+        let shared = Shared::with_workers(
+            (0..n)
+                .map(|_| State::new(settings.for_worker_of(n), run::now()))
+                .collect(),
+        );
         *shared.fast_path.lock().unwrap_or_else(|p| p.into_inner()) = fast_path;
-        let (tx, rx) = mpsc::unbounded_channel();
+        *shared.offloads.lock().unwrap_or_else(|p| p.into_inner()) = offloads;
+        tracing::info!(
+            dev = %cfg.tun,
+            workers = n,
+            offloads = %offloads.describe(),
+            "TUN queues open"
+        );
+        let (tx, rx) = watch::channel(cfg.clone());
         let reloader = Reloader {
             shared: shared.clone(),
-            tx,
+            tx: Arc::new(tx),
             current: Arc::new(std::sync::Mutex::new(cfg.clone())),
             node_name: node_name.to_string(),
         };
         Ok(Border {
-            tun: dev,
+            queues,
             cfg,
             shared,
             rx,
@@ -476,7 +527,7 @@ impl Border {
                 );
             }
         };
-        run::run_with(self.tun, self.cfg, self.shared, self.rx, shutdown).await
+        run::run_with(self.queues, self.cfg, self.shared, self.rx, shutdown).await
     }
 }
 

@@ -337,6 +337,22 @@ impl Counters {
     pub fn count_drop(&mut self, reason: DropReason) {
         self.dropped[reason.index()] += 1;
     }
+
+    /// Add `other`'s counts (another worker's) to these.
+    pub fn add(&mut self, other: &Counters) {
+        self.received += other.received;
+        self.forwarded += other.forwarded;
+        for (a, b) in self.dropped.iter_mut().zip(other.dropped) {
+            *a += b;
+        }
+        self.icmp_sent += other.icmp_sent;
+        self.icmp_rate_limited += other.icmp_rate_limited;
+        self.icmp_suppressed += other.icmp_suppressed;
+        self.reports_sent += other.reports_sent;
+        self.names_bound += other.names_bound;
+        self.resolve_requests += other.resolve_requests;
+        self.traces_filled += other.traces_filled;
+    }
 }
 
 /// Everything `process` needs to know that is not in the packet.
@@ -376,6 +392,19 @@ impl Default for Settings {
             tun_hop_limit: false,
             kernel_end_sids: Vec::new(),
         }
+    }
+}
+
+impl Settings {
+    /// The settings of one of `workers` packet workers: the same, with its share of the
+    /// ICMPv6 rate and burst (rounded up, so the node as a whole sends at most the configured
+    /// rate plus one per worker and second).
+    pub fn for_worker_of(&self, workers: usize) -> Settings {
+        let n = u32::try_from(workers.max(1)).unwrap_or(u32::MAX);
+        let mut s = self.clone();
+        s.icmp_rate = self.icmp_rate.div_ceil(n);
+        s.icmp_burst = self.icmp_burst.div_ceil(n);
+        s
     }
 }
 
@@ -489,13 +518,36 @@ fn valid_dns_name(name: &[u8]) -> bool {
             .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
 }
 
+/// What the packet device says about a packet beside its bytes (its offload metadata),
+/// which the bytes alone cannot tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PacketMeta {
+    /// Checksum offload: the upper-layer checksum field holds only the pseudo-header sum
+    /// (not complemented) and the kernel completes it later. Late binding that rewrites
+    /// Segment List[0] (the pseudo-header destination) must then update that sum instead of
+    /// a full checksum.
+    pub checksum_partial: bool,
+}
+
 /// Decide what to do with `pkt` (one whole IPv6 packet). See the module documentation.
 ///
 /// `out` must hold at least [`OUT_BUF_LEN`] octets for error packets; a smaller buffer
 /// only means fewer or shorter errors, never a panic.
 pub fn process(now: Duration, pkt: &mut [u8], state: &mut State, out: &mut [u8]) -> Action {
+    process_with(now, pkt, PacketMeta::default(), state, out)
+}
+
+/// [`process`] for a packet with offload metadata (a GSO super-packet from the TUN device,
+/// say: one End for every segment it will become).
+pub fn process_with(
+    now: Duration,
+    pkt: &mut [u8],
+    meta: PacketMeta,
+    state: &mut State,
+    out: &mut [u8],
+) -> Action {
     state.counters.received += 1;
-    let (action, sid) = decide(now, pkt, state, out);
+    let (action, sid) = decide(now, pkt, meta, state, out);
     match &action {
         Action::Forward { .. } => {
             state.counters.forwarded += 1;
@@ -568,6 +620,7 @@ fn drop_with_icmp(
 fn decide(
     now: Duration,
     buf: &mut [u8],
+    meta: PacketMeta,
     state: &mut State,
     out: &mut [u8],
 ) -> (Action, Option<usize>) {
@@ -841,7 +894,7 @@ fn decide(
         state.counters.names_bound += 1;
         if new_sl == 0 {
             // Segment List[0] is the pseudo-header destination (RFC 8200 §8.1).
-            fix_upper_checksum(pkt, upper, &old, &next);
+            fix_upper_checksum(pkt, upper, meta, &old, &next);
         }
     }
     pkt[srh + srh::SEGMENTS_LEFT_OFFSET] = new_sl;
@@ -868,7 +921,13 @@ fn decide(
     (Action::Forward { len }, sid)
 }
 
-fn fix_upper_checksum(pkt: &mut [u8], upper: Option<ChainEnd>, old: &Ipv6Addr, new: &Ipv6Addr) {
+fn fix_upper_checksum(
+    pkt: &mut [u8],
+    upper: Option<ChainEnd>,
+    meta: PacketMeta,
+    old: &Ipv6Addr,
+    new: &Ipv6Addr,
+) {
     let Some(upper) = upper else {
         return;
     };
@@ -879,6 +938,13 @@ fn fix_upper_checksum(pkt: &mut [u8], upper: Option<ChainEnd>, old: &Ipv6Addr, n
         return;
     }
     let hc = u16::from_be_bytes([pkt[at], pkt[at + 1]]);
+    if meta.checksum_partial {
+        // The field is the pseudo-header sum S itself; the full checksum would be !S, so
+        // update that and complement back (RFC 1624 eqn. 3 with HC = !S).
+        let s = !checksum::update_for_address_change(!hc, old, new);
+        pkt[at..at + 2].copy_from_slice(&s.to_be_bytes());
+        return;
+    }
     if upper.protocol == checksum::PROTO_UDP && hc == 0 {
         // No checksum to fix (not legal over IPv6, but not ours to repair).
         return;

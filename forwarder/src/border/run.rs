@@ -16,29 +16,34 @@
 //!   +---- answer: cache.insert(name, binding, ttl); re-run --+
 //! ```
 //!
-//! The state sits behind a mutex shared with the metrics endpoint and the reload path; the
-//! packet task holds it for one batch at a time and never across an `.await`.
+//! One worker task per TUN queue (the kernel keeps a flow on one queue, so no packet is
+//! reordered), each with a `State` of its own: no lock is shared between workers on the
+//! packet path. A worker's state sits behind a mutex only the metrics endpoint and the reload
+//! path also take; the worker holds it for one batch at a time and never across an `.await`.
+//! Name answers go back to the worker that asked; each worker caches its own (a flow, and so
+//! a probe and the connection after it, stays with one worker).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use super::process::{Action, DropReason, OUT_BUF_LEN, State, process};
+use super::process::{
+    Action, Counters, DropReason, OUT_BUF_LEN, PacketMeta, Settings, State, process_with,
+};
 use super::resolve::{Answer, NameResolver};
-use super::tun::PacketIo;
+use super::tun::{Offloads, PacketIo, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
 use super::{Config, FastPath};
 
-/// Packets handled per wake-up before yielding to the other branches of the loop.
-const BATCH: usize = 64;
-/// Larger than any packet a TUN device with a 64 KiB MTU can hand us.
-const MAX_PACKET: usize = 65_536;
+/// Larger than any frame a TUN device hands us: a 64 KiB packet (or GSO super-packet) and
+/// its virtio-net header.
+const MAX_FRAME: usize = 65_536 + VNET_HDR_LEN + 64;
 
 /// The wall clock as `process` wants it. Trace timestamps use it; the token bucket
 /// tolerates steps.
@@ -48,69 +53,180 @@ pub fn now() -> Duration {
         .unwrap_or_default()
 }
 
+/// One packet worker's share: its own state (no lock shared with another worker on the
+/// packet path) and what it has waiting for names.
+#[derive(Debug)]
+pub struct Worker {
+    pub state: Mutex<State>,
+    pending_names: AtomicUsize,
+    queued_packets: AtomicUsize,
+    /// Frames that were GSO super-packets, and frames with a partial checksum.
+    gso_frames: AtomicU64,
+    partial_csum_frames: AtomicU64,
+}
+
 /// What the running border shares with the metrics endpoint and the reload path.
 #[derive(Debug)]
 pub struct Shared {
-    pub state: Mutex<State>,
-    pub pending_names: AtomicUsize,
-    pub queued_packets: AtomicUsize,
+    /// One per TUN queue. Each worker decides on its own packets with its own state;
+    /// metrics sum them, a reload reconfigures each.
+    pub workers: Vec<Worker>,
     /// What became of `kernel_end_sids` (off the packet path: read for metrics only).
     pub fast_path: Mutex<FastPath>,
+    /// What the TUN device accepted (set once at start).
+    pub offloads: Mutex<Offloads>,
 }
 
 impl Shared {
+    /// A border with one worker.
     pub fn new(state: State) -> Arc<Shared> {
+        Shared::with_workers(vec![state])
+    }
+
+    /// A border with one worker per state.
+    pub fn with_workers(states: Vec<State>) -> Arc<Shared> {
         Arc::new(Shared {
-            state: Mutex::new(state),
-            pending_names: AtomicUsize::new(0),
-            queued_packets: AtomicUsize::new(0),
+            workers: states
+                .into_iter()
+                .map(|s| Worker {
+                    state: Mutex::new(s),
+                    pending_names: AtomicUsize::new(0),
+                    queued_packets: AtomicUsize::new(0),
+                    gso_frames: AtomicU64::new(0),
+                    partial_csum_frames: AtomicU64::new(0),
+                })
+                .collect(),
             fast_path: Mutex::new(FastPath::NotConfigured),
+            offloads: Mutex::new(Offloads::default()),
         })
+    }
+
+    /// Apply new settings to every worker (each gets its share of the ICMPv6 rate).
+    pub fn reconfigure(&self, settings: &Settings, now: Duration) {
+        let n = self.workers.len();
+        for w in &self.workers {
+            lock(&w.state).reconfigure(settings.for_worker_of(n), now);
+        }
+    }
+
+    /// Every worker's counters, summed.
+    pub fn counters(&self) -> Counters {
+        let mut sum = Counters::default();
+        for w in &self.workers {
+            sum.add(&lock(&w.state).counters);
+        }
+        sum
+    }
+
+    /// Entries in every worker's name cache.
+    pub fn cache_entries(&self) -> usize {
+        self.workers
+            .iter()
+            .map(|w| lock(&w.state).cache.len())
+            .sum()
     }
 
     /// Prometheus text for the border.
     pub fn render_metrics(&self) -> String {
-        let fast_path = self
-            .fast_path
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        super::metrics::render(
-            &st,
-            self.pending_names.load(Ordering::Relaxed),
-            self.queued_packets.load(Ordering::Relaxed),
-            &fast_path,
-        )
+        let fast_path = lock(&self.fast_path).clone();
+        let offloads = *lock(&self.offloads);
+        let guards: Vec<_> = self.workers.iter().map(|w| lock(&w.state)).collect();
+        let states: Vec<&State> = guards.iter().map(|g| &**g).collect();
+        let sum = |f: fn(&Worker) -> &AtomicUsize| -> usize {
+            self.workers
+                .iter()
+                .map(|w| f(w).load(Ordering::Relaxed))
+                .sum()
+        };
+        let sum64 = |f: fn(&Worker) -> &AtomicU64| -> u64 {
+            self.workers
+                .iter()
+                .map(|w| f(w).load(Ordering::Relaxed))
+                .sum()
+        };
+        super::metrics::render(&super::metrics::View {
+            workers: &states,
+            pending_names: sum(|w| &w.pending_names),
+            queued_packets: sum(|w| &w.queued_packets),
+            fast_path: &fast_path,
+            offloads,
+            gso_frames: sum64(|w| &w.gso_frames),
+            partial_csum_frames: sum64(|w| &w.partial_csum_frames),
+        })
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug)]
 struct Pending {
+    /// Name → the packets waiting for it, each with its offload metadata in front.
     queues: HashMap<String, Vec<Vec<u8>>>,
     queued: usize,
 }
 
 struct Shell<'a, P: PacketIo> {
     io: &'a P,
-    shared: &'a Shared,
+    worker: &'a Worker,
     resolver: NameResolver,
     answers: mpsc::UnboundedSender<(String, Answer)>,
     pending: Pending,
     cfg: Config,
     out: Vec<u8>,
+    /// A virtio-net header of zeros and then an error packet, when the device takes headers.
+    err: Vec<u8>,
 }
 
 impl<P: PacketIo> Shell<'_, P> {
-    fn send(&self, st: &mut State, pkt: &[u8]) {
-        if let Err(e) = self.io.send(pkt) {
+    fn send(&self, st: &mut State, frame: &[u8]) {
+        if let Err(e) = self.io.send(frame) {
             st.counters.count_drop(DropReason::WriteFailed);
-            tracing::debug!(%e, len = pkt.len(), "write to {} failed", self.io.name());
+            tracing::debug!(%e, len = frame.len(), "write to {} failed", self.io.name());
         }
     }
 
-    fn handle(&mut self, st: &mut State, pkt: &mut [u8]) {
-        match process(now(), pkt, st, &mut self.out) {
-            Action::Forward { len } => self.send(st, &pkt[..len]),
+    /// Send a packet `process` built (an ICMPv6 error, a stack report): no offloads.
+    fn send_built(&mut self, st: &mut State, pkt_at: std::ops::Range<usize>) {
+        let meta = self.io.meta_len();
+        if meta == 0 {
+            let out = std::mem::take(&mut self.out);
+            self.send(st, &out[pkt_at]);
+            self.out = out;
+            return;
+        }
+        let mut err = std::mem::take(&mut self.err);
+        err.clear();
+        err.resize(meta, 0);
+        err.extend_from_slice(&self.out[pkt_at]);
+        self.send(st, &err);
+        self.err = err;
+    }
+
+    /// One frame as read from the device: offload metadata, then the packet.
+    fn handle(&mut self, st: &mut State, now: Duration, frame: &mut [u8]) {
+        let meta_len = self.io.meta_len();
+        if frame.len() < meta_len {
+            st.counters.count_drop(DropReason::Malformed);
+            return;
+        }
+        let meta = PacketMeta {
+            checksum_partial: meta_len > 0 && frame[0] & VNET_F_NEEDS_CSUM != 0,
+        };
+        if meta_len > 0 {
+            if frame[1] != 0 {
+                self.worker.gso_frames.fetch_add(1, Ordering::Relaxed);
+            }
+            if meta.checksum_partial {
+                self.worker
+                    .partial_csum_frames
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let (_, pkt) = frame.split_at_mut(meta_len);
+        match process_with(now, pkt, meta, st, &mut self.out) {
+            Action::Forward { len } => self.send(st, &frame[..meta_len + len]),
             Action::Drop {
                 reason,
                 icmp_len,
@@ -122,24 +238,22 @@ impl<P: PacketIo> Shell<'_, P> {
                     let dst = super::icmp::addr_at(pkt, 24);
                     tracing::debug!(%reason, %src, %dst, icmp_len, report_len, "drop");
                 }
-                let out = std::mem::take(&mut self.out);
                 if icmp_len > 0 {
-                    self.send(st, &out[..icmp_len]);
+                    self.send_built(st, 0..icmp_len);
                 }
                 if report_len > 0 {
-                    self.send(st, &out[icmp_len..icmp_len + report_len]);
+                    self.send_built(st, icmp_len..icmp_len + report_len);
                 }
-                self.out = out;
             }
-            Action::NeedResolve { name, segment } => self.queue(st, name, segment, pkt),
+            Action::NeedResolve { name, segment } => self.queue(st, name, segment, frame),
         }
     }
 
-    fn queue(&mut self, st: &mut State, name: String, segment: u8, pkt: &[u8]) {
+    fn queue(&mut self, st: &mut State, name: String, segment: u8, frame: &[u8]) {
         let rc = &self.cfg.resolver;
         if let Some(q) = self.pending.queues.get_mut(&name) {
             if q.len() < rc.queue_per_name {
-                q.push(pkt.to_vec());
+                q.push(frame.to_vec());
                 self.pending.queued += 1;
             } else {
                 st.counters.count_drop(DropReason::ResolveQueueFull);
@@ -148,7 +262,9 @@ impl<P: PacketIo> Shell<'_, P> {
             st.counters.count_drop(DropReason::ResolveQueueFull);
         } else {
             tracing::debug!(%name, segment, "resolving");
-            self.pending.queues.insert(name.clone(), vec![pkt.to_vec()]);
+            self.pending
+                .queues
+                .insert(name.clone(), vec![frame.to_vec()]);
             self.pending.queued += 1;
             let resolver = self.resolver.clone();
             let tx = self.answers.clone();
@@ -164,36 +280,75 @@ impl<P: PacketIo> Shell<'_, P> {
         tracing::info!(%name, detail = %ans.detail, ttl_s = ans.ttl.as_secs(), "hop name answered");
         let queued = self.pending.queues.remove(&name).unwrap_or_default();
         self.pending.queued -= queued.len();
-        let shared = self.shared;
-        let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        let worker = self.worker;
+        let mut st = lock(&worker.state);
+        let t = now();
         st.cache
-            .insert_with_detail(name.as_bytes(), ans.binding, ans.ttl, now(), &ans.detail);
-        for mut pkt in queued {
-            self.handle(&mut st, &mut pkt);
+            .insert_with_detail(name.as_bytes(), ans.binding, ans.ttl, t, &ans.detail);
+        for mut frame in queued {
+            self.handle(&mut st, t, &mut frame);
         }
         drop(st);
         self.publish();
     }
 
     fn publish(&self) {
-        self.shared
+        self.worker
             .pending_names
             .store(self.pending.queues.len(), Ordering::Relaxed);
-        self.shared
+        self.worker
             .queued_packets
             .store(self.pending.queued, Ordering::Relaxed);
     }
 }
 
-/// Run the border on `io` until `shutdown` completes. New configurations arriving on
-/// `reload` replace SIDs, policy and limits without losing counters, cached names or
-/// queued packets.
-pub async fn run_with<P: PacketIo>(
-    io: P,
+/// Run the border on `queues` (one worker task each, `shared.workers[i]` for queue `i`)
+/// until `shutdown` completes. New configurations arriving on `reload` replace resolver
+/// settings and limits; SIDs, policy and rates are applied to the workers' states by the
+/// reload path ([`Shared::reconfigure`]) without losing counters, cached names or queued
+/// packets.
+pub async fn run_with<P: PacketIo + 'static>(
+    queues: Vec<P>,
     cfg: Config,
     shared: Arc<Shared>,
-    mut reload: mpsc::UnboundedReceiver<Config>,
+    reload: watch::Receiver<Config>,
     shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    assert_eq!(queues.len(), shared.workers.len(), "one worker per queue");
+    let mut tasks = tokio::task::JoinSet::new();
+    let name = queues
+        .first()
+        .map(|q| q.name().to_owned())
+        .unwrap_or_default();
+    for (i, io) in queues.into_iter().enumerate() {
+        tasks.spawn(worker(io, i, cfg.clone(), shared.clone(), reload.clone()));
+    }
+    tracing::info!(dev = %name, workers = shared.workers.len(), "border running");
+    tokio::pin!(shutdown);
+    let result = tokio::select! {
+        _ = &mut shutdown => Ok(()),
+        Some(done) = tasks.join_next() => match done {
+            Ok(r) => r,
+            Err(e) => Err(io::Error::other(format!("a packet worker failed: {e}"))),
+        },
+    };
+    // Workers hold no lock across an await: stopping them there loses nothing but the
+    // packets still waiting for a name.
+    tasks.shutdown().await;
+    tracing::info!("border stopped");
+    result
+}
+
+/// Packets handled per wake-up at most, before giving the other tasks a turn; a worker
+/// otherwise drains its queue until it would block.
+const BATCH: usize = 256;
+
+async fn worker<P: PacketIo>(
+    io: P,
+    index: usize,
+    cfg: Config,
+    shared: Arc<Shared>,
+    mut reload: watch::Receiver<Config>,
 ) -> io::Result<()> {
     let resolver = NameResolver::new(&cfg.resolver).map_err(io::Error::other)?;
     // SAFETY: `PacketIo` implementors own their descriptor (Tun holds an OwnedFd) and
@@ -201,9 +356,10 @@ pub async fn run_with<P: PacketIo>(
     let afd = unsafe { AsyncFd::register_with_interest(io, Interest::READABLE) }
         .map_err(|e| io::Error::other(e.to_string()))?;
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let worker = &shared.workers[index];
     let mut shell = Shell {
         io: afd.get_ref(),
-        shared: &shared,
+        worker,
         resolver,
         answers: tx,
         pending: Pending {
@@ -212,14 +368,16 @@ pub async fn run_with<P: PacketIo>(
         },
         cfg,
         out: vec![0u8; OUT_BUF_LEN],
+        err: Vec::with_capacity(VNET_HDR_LEN + OUT_BUF_LEN),
     };
-    let mut buf = vec![0u8; MAX_PACKET];
-    tokio::pin!(shutdown);
-    tracing::info!(dev = shell.io.name(), "border running");
+    let mut buf = vec![0u8; MAX_FRAME];
     loop {
         tokio::select! {
-            _ = &mut shutdown => break,
-            Some(new) = reload.recv() => {
+            changed = reload.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                let new = reload.borrow_and_update().clone();
                 match NameResolver::new(&new.resolver) {
                     Ok(r) => shell.resolver = r,
                     Err(e) => tracing::warn!(%e, "keeping the previous resolver"),
@@ -229,10 +387,12 @@ pub async fn run_with<P: PacketIo>(
             Some((name, ans)) = rx.recv() => shell.answer(name, ans),
             guard = afd.readable() => {
                 let mut guard = guard?;
-                let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+                let mut st = lock(&worker.state);
+                // One clock read per batch: a batch takes microseconds, TTLs are seconds.
+                let t = now();
                 for _ in 0..BATCH {
                     match guard.try_io(|fd| fd.get_ref().recv(&mut buf)) {
-                        Ok(Ok(n)) => shell.handle(&mut st, &mut buf[..n]),
+                        Ok(Ok(n)) => shell.handle(&mut st, t, &mut buf[..n]),
                         Ok(Err(e)) => {
                             tracing::warn!(%e, "read from {} failed", shell.io.name());
                             break;
@@ -243,8 +403,6 @@ pub async fn run_with<P: PacketIo>(
             }
         }
     }
-    tracing::info!("border stopped");
-    Ok(())
 }
 
 #[cfg(test)]
@@ -324,10 +482,10 @@ mod tests {
         theirs.set_nonblocking(true).unwrap();
         ours.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let shared = Shared::new(State::new(cfg.settings("test"), now()));
-        let (_reload_tx, reload_rx) = mpsc::unbounded_channel();
+        let (_reload_tx, reload_rx) = watch::channel(cfg.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(run_with(
-            Pair(theirs),
+            vec![Pair(theirs)],
             cfg,
             shared.clone(),
             reload_rx,
@@ -361,8 +519,8 @@ mod tests {
         let _ = stop_tx.send(());
         task.await.unwrap().unwrap();
 
-        let st = shared.state.lock().unwrap();
-        assert_eq!(st.counters.dropped(DropReason::ResolveQueueFull), 6);
+        let counters = shared.counters();
+        assert_eq!(counters.dropped(DropReason::ResolveQueueFull), 6);
         let failed: u64 = [
             DropReason::Nxdomain,
             DropReason::Servfail,
@@ -370,14 +528,14 @@ mod tests {
             DropReason::NoAaaa,
         ]
         .iter()
-        .map(|r| st.counters.dropped(*r))
+        .map(|r| counters.dropped(*r))
         .sum();
-        assert_eq!(failed, 4, "{:?}", st.counters);
+        assert_eq!(failed, 4, "{counters:?}");
         assert_eq!(
-            st.counters.resolve_requests, 10,
+            counters.resolve_requests, 10,
             "every packet found the name uncached"
         );
-        assert_eq!(st.cache.len(), 1, "the failure is cached");
-        assert_eq!(shared.queued_packets.load(Ordering::Relaxed), 0);
+        assert_eq!(shared.cache_entries(), 1, "the failure is cached");
+        assert_eq!(shared.workers[0].queued_packets.load(Ordering::Relaxed), 0);
     }
 }

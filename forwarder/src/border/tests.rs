@@ -7,7 +7,8 @@ use std::net::Ipv6Addr;
 use super::icmp::upper_layer_checksum;
 use super::policy::Prefix;
 use super::process::{
-    Action, Binding, DropReason, OUT_BUF_LEN, ResolveFailure, Settings, State, process,
+    Action, Binding, DropReason, OUT_BUF_LEN, PacketMeta, ResolveFailure, Settings, State, process,
+    process_with,
 };
 
 const NOW: Duration = Duration::from_secs(1_000);
@@ -459,6 +460,51 @@ fn late_binding_of_the_final_segment_fixes_the_udp_checksum() {
     want[udp_at + 6..udp_at + 8].copy_from_slice(&pkt[udp_at + 6..udp_at + 8]);
     assert_eq!(pkt, want);
     assert_eq!(st.counters.names_bound, 1);
+}
+
+/// Checksum offload: a packet from the TUN with a partial checksum (`NEEDS_CSUM`) holds only
+/// the pseudo-header sum in its checksum field. Binding Segment List[0] must update that sum,
+/// so that the kernel, completing the checksum over the payload later, gets one that verifies
+/// against the bound address. Checked over many addresses, completed here as the kernel does.
+#[test]
+fn late_binding_updates_a_partial_checksum_for_the_bound_final_destination() {
+    use hopstack_encoder::wire::checksum;
+    for k in 0u32..300 {
+        let ph = placeholder((k % 7) as u8);
+        let mut b = Pkt::srh(&[&ph, SID], 1);
+        b.tlvs = hop_names(&[(0, "h")]);
+        b.payload = k.to_be_bytes().repeat((k % 5 + 1) as usize);
+        let mut pkt = b.build();
+        let udp_at = pkt.len() - 8 - b.payload.len();
+        let udp_len = (pkt.len() - udp_at) as u32;
+        // What the sender's kernel leaves in the field: the pseudo-header sum, uncomplemented.
+        let partial = checksum::pseudo_header(&a(SRC), &a(&ph), 17, udp_len);
+        pkt[udp_at + 6..udp_at + 8].copy_from_slice(&partial.to_be_bytes());
+        let addr =
+            Ipv6Addr::from(u128::from(k).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
+        if addr == a(SID) {
+            continue;
+        }
+        let mut st = state();
+        st.cache
+            .insert(b"h", Binding::Addr(addr), Duration::from_secs(60), NOW);
+        let mut out = vec![0u8; OUT_BUF_LEN];
+        let meta = PacketMeta {
+            checksum_partial: true,
+        };
+        let act = process_with(NOW, &mut pkt, meta, &mut st, &mut out);
+        assert!(matches!(act, Action::Forward { .. }), "{act:?}");
+        let field = u16::from_be_bytes([pkt[udp_at + 6], pkt[udp_at + 7]]);
+        assert_eq!(
+            checksum::combine(&[field]),
+            checksum::combine(&[checksum::pseudo_header(&a(SRC), &addr, 17, udp_len)]),
+            "k = {k}: the field holds the pseudo-header sum over the bound address"
+        );
+        // Complete it as the kernel does (sum from the UDP header on, field included).
+        let full = !checksum::data(&pkt[udp_at..]);
+        pkt[udp_at + 6..udp_at + 8].copy_from_slice(&full.to_be_bytes());
+        verify_udp_checksum(&pkt, udp_at, addr);
+    }
 }
 
 #[test]
@@ -1068,4 +1114,23 @@ fn tun_hop_limit_mode_makes_the_router_decrement_once() {
             ..
         }
     ));
+}
+
+#[test]
+fn each_worker_gets_its_share_of_the_icmp_rate_rounded_up() {
+    let s = Settings {
+        icmp_rate: 100,
+        icmp_burst: 20,
+        ..Settings::default()
+    };
+    let w = s.for_worker_of(3);
+    assert_eq!((w.icmp_rate, w.icmp_burst), (34, 7));
+    let one = s.for_worker_of(1);
+    assert_eq!((one.icmp_rate, one.icmp_burst), (100, 20));
+    let off = Settings {
+        icmp_rate: 0,
+        icmp_burst: 0,
+        ..Settings::default()
+    };
+    assert_eq!(off.for_worker_of(4).icmp_rate, 0, "disabled stays disabled");
 }

@@ -2,6 +2,21 @@
 //! packet and every write injects one), behind the [`PacketIo`] trait so that another backend
 //! (AF_PACKET, AF_XDP) can replace it without touching the packet loop.
 //!
+//! Opened for the fast path ([`Tun::open_queues`]) the device has one queue per worker
+//! (`IFF_MULTI_QUEUE`: the kernel keeps a flow on one queue) and offloads (`IFF_VNET_HDR` +
+//! `TUNSETOFFLOAD`): a TCP stream crosses as GSO super-packets of up to 64 KiB with a partial
+//! checksum, End-processed once, written back with the same header so that the kernel
+//! segments late or not at all. Every read and write then starts with a virtio-net header:
+//!
+//! ```text
+//!  0       1        2               4               6               8              10
+//! +-------+--------+---------------+---------------+---------------+---------------+---------
+//! | flags |gso_type|    hdr_len    |   gso_size    |  csum_start   |  csum_offset  | IPv6 ...
+//! +-------+--------+---------------+---------------+---------------+---------------+---------
+//!   flags bit 0 NEEDS_CSUM: the upper-layer checksum field holds only the pseudo-header sum
+//!   (little-endian u16 fields; hopd never changes them: End keeps every header length)
+//! ```
+//!
 //! The kernel routes the SIDs into the device (`ip -6 route replace SID/128 dev hop0`);
 //! `hopd` reads them, rewrites them in place, and writes them back to the same device, where
 //! the kernel receives them as if they had arrived on `hop0` and forwards them by their new
@@ -13,18 +28,66 @@ use std::process::Command;
 
 /// A non-blocking source and sink of whole IPv6 packets.
 pub trait PacketIo: AsRawFd + Send + Sync {
-    /// Read one packet into `buf`; `WouldBlock` when none is waiting.
+    /// Read one packet (after [`PacketIo::meta_len`] octets of offload metadata) into `buf`;
+    /// `WouldBlock` when none is waiting.
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Inject one packet; `WouldBlock` when the device queue is full.
+    /// Inject one packet (after its metadata); `WouldBlock` when the device queue is full.
     fn send(&self, pkt: &[u8]) -> io::Result<usize>;
     /// Interface name, for logs and routes.
     fn name(&self) -> &str;
+    /// Octets of offload metadata before every packet read and written (a virtio-net header,
+    /// [`VNET_HDR_LEN`]); 0 without offloads.
+    fn meta_len(&self) -> usize {
+        0
+    }
 }
 
 const IFF_TUN: libc::c_short = 0x0001;
 const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
 /// `_IOW('T', 202, int)` from `linux/if_tun.h`.
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+/// `_IOW('T', 208, unsigned int)`.
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
+const TUN_F_USO4: libc::c_uint = 0x20;
+const TUN_F_USO6: libc::c_uint = 0x40;
+
+/// Size of `struct virtio_net_hdr`, the TUN default with `IFF_VNET_HDR`.
+pub const VNET_HDR_LEN: usize = 10;
+/// `VIRTIO_NET_HDR_F_NEEDS_CSUM` in the header's first octet.
+pub const VNET_F_NEEDS_CSUM: u8 = 0x01;
+
+/// The offloads the kernel accepted for a device (reported by `hopd check` and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Offloads {
+    /// Queues opened (`IFF_MULTI_QUEUE` when more than one).
+    pub queues: usize,
+    /// Checksum offload: packets may arrive with a partial checksum.
+    pub csum: bool,
+    /// TCP segmentation offload (GSO super-packets), IPv4 and IPv6.
+    pub tso: bool,
+    /// UDP segmentation offload (kernel 6.2 and later).
+    pub uso: bool,
+}
+
+impl Offloads {
+    /// `csum,tso,uso`-style list for logs and labels; `none` when there is none.
+    pub fn describe(&self) -> String {
+        let on: Vec<&str> = [("csum", self.csum), ("tso", self.tso), ("uso", self.uso)]
+            .into_iter()
+            .filter_map(|(n, on)| on.then_some(n))
+            .collect();
+        if on.is_empty() {
+            "none".into()
+        } else {
+            on.join(",")
+        }
+    }
+}
 
 #[repr(C)]
 struct IfReq {
@@ -40,11 +103,80 @@ struct IfReq {
 pub struct Tun {
     fd: OwnedFd,
     name: String,
+    meta_len: usize,
 }
 
 impl Tun {
-    /// Open (or create) the TUN device `name`. Needs CAP_NET_ADMIN.
+    /// Open (or create) the TUN device `name`, one queue, no offloads. Needs CAP_NET_ADMIN.
     pub fn open(name: &str) -> io::Result<Tun> {
+        Tun::open_flags(name, 0)
+    }
+
+    /// Open (or create) `name` with `queues` queues (one descriptor each) and, with
+    /// `offload`, a virtio-net header on every packet and as many offloads as the kernel
+    /// takes. Falls back to one queue where the kernel or an existing device refuses
+    /// `IFF_MULTI_QUEUE`; which offloads hold is returned (none: today's one-packet path).
+    pub fn open_queues(
+        name: &str,
+        queues: usize,
+        offload: bool,
+    ) -> io::Result<(Vec<Tun>, Offloads)> {
+        let vnet = if offload { IFF_VNET_HDR } else { 0 };
+        let queues = queues.max(1);
+        let mut devs = Vec::with_capacity(queues);
+        if queues > 1 {
+            match Tun::open_flags(name, vnet | IFF_MULTI_QUEUE) {
+                Ok(first) => {
+                    devs.push(first);
+                    for _ in 1..queues {
+                        devs.push(Tun::open_flags(name, vnet | IFF_MULTI_QUEUE)?);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%e, "{name}: no multi-queue TUN here; one queue");
+                }
+            }
+        }
+        if devs.is_empty() {
+            devs.push(Tun::open_flags(name, vnet)?);
+        }
+        let mut off = Offloads {
+            queues: devs.len(),
+            ..Offloads::default()
+        };
+        if offload {
+            // Newest first: USO needs kernel 6.2, TSO and checksum offload are older.
+            let tries = [
+                TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6,
+                TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6,
+                TUN_F_CSUM,
+            ];
+            if let Some(f) = tries.into_iter().find(|f| devs[0].set_offload(*f).is_ok()) {
+                off.csum = true;
+                off.tso = f & TUN_F_TSO6 != 0;
+                off.uso = f & TUN_F_USO6 != 0;
+            }
+        }
+        Ok((devs, off))
+    }
+
+    fn set_offload(&self, flags: libc::c_uint) -> io::Result<()> {
+        // SAFETY: TUNSETOFFLOAD takes the flags by value.
+        let rc = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                TUNSETOFFLOAD as _,
+                flags as libc::c_ulong,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn open_flags(name: &str, extra: libc::c_short) -> io::Result<Tun> {
         if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('/') {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -72,7 +204,7 @@ impl Tun {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut req = IfReq {
             name: [0; libc::IFNAMSIZ],
-            flags: IFF_TUN | IFF_NO_PI,
+            flags: IFF_TUN | IFF_NO_PI | extra,
             _pad: [0; 22],
         };
         for (d, s) in req.name.iter_mut().zip(name.bytes()) {
@@ -91,6 +223,11 @@ impl Tun {
         Ok(Tun {
             fd,
             name: name.to_string(),
+            meta_len: if extra & IFF_VNET_HDR != 0 {
+                VNET_HDR_LEN
+            } else {
+                0
+            },
         })
     }
 }
@@ -124,6 +261,10 @@ impl PacketIo for Tun {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn meta_len(&self) -> usize {
+        self.meta_len
     }
 }
 
