@@ -18,6 +18,7 @@ use hopstack_encoder::wire::checksum;
 use hopstack_encoder::wire::report::{Reason, Report, ReportBody, ReportLayer, ReportRepr};
 use hopstack_encoder::wire::srh;
 use hopstack_encoder::wire::tlv::{self, Trace, TraceStatus};
+use hopstack_forwarder::border::tun::VNET_HDR_LEN;
 use hopstack_testbed::Testbed;
 
 const CLIENT: &str = "fd00:1::1";
@@ -159,6 +160,12 @@ fn border_three_hop_nxdomain_at_org_reports_hop_2_layer_route() {
 
 fn probe_is_bound_hop_by_hop_and_arrives_with_a_valid_checksum(t: Topo) {
     let tb = start(t);
+    probe_is_bound_on(t, &tb);
+}
+
+/// A probe sent from the client is bound hop by hop, arrives at yc with a valid checksum,
+/// and carries both borders' trace records.
+fn probe_is_bound_on(t: Topo, tb: &Testbed) {
     let dir = tempfile::tempdir().unwrap();
     let pkt = probe(t, "github.com>org>yc:udp+dns+echo", "0a0b0c0d", dir.path());
     {
@@ -175,18 +182,19 @@ fn probe_is_bound_hop_by_hop_and_arrives_with_a_valid_checksum(t: Topo) {
     }
 
     let capture = std::thread::spawn({
-        let ns = netns(&tb, "yc");
+        let ns = netns(tb, "yc");
         move || {
             in_netns_path(ns, || {
+                // UDP after the SRH: the probe, not other traffic to yc (bulk TCP under load).
                 capture_ipv6(Duration::from_secs(8), |p| {
-                    p.len() > 40 && p[6] == 43 && p[24..40] == a(YC).octets()
+                    p.len() > 41 && p[6] == 43 && p[40] == 17 && p[24..40] == a(YC).octets()
                 })
             })
         }
     });
     std::thread::sleep(Duration::from_millis(300));
     let sent = pkt.clone();
-    in_netns_path(netns(&tb, "client"), move || send_raw(&sent));
+    in_netns_path(netns(tb, "client"), move || send_raw(&sent));
     let got = capture.join().unwrap().unwrap_or_else(|| {
         panic!(
             "the probe never reached yc\ngithub.com:\n{}\norg:\n{}",
@@ -269,9 +277,384 @@ fn nxdomain_at_org_reports_hop_2_layer_route(t: Topo) {
     );
 }
 
+/// From github.com (call it in its network namespace): UDP toward the placeholder that org
+/// binds to yc, written into a TUN of the test's own as [`UDP_SENDS`] GSO super-packets of
+/// [`UDP_SEGMENTS_PER_SEND`] datagrams with a partial checksum (virtio-net header
+/// `NEEDS_CSUM`, `GSO_UDP_L4`), after one plain datagram that makes org resolve `yc`.
+/// Returns the sha256 of the super-packets' payload, in order.
+fn inject_udp_gso(t: Topo) -> Vec<u8> {
+    use hopstack_encoder::wire::srh::SrhRepr;
+    use hopstack_encoder::wire::tlv::{HopName, HopNames};
+    use hopstack_forwarder::border::tun::{PacketIo, Tun};
+    use sha2::{Digest, Sha256};
+    let (tuns, off) = Tun::open_queues("inj0", 1, true).expect("a TUN with offloads");
+    assert!(
+        off.uso,
+        "this kernel's TUN takes no UDP segmentation offload"
+    );
+    let tun = &tuns[0];
+    for cmd in [
+        "ip link set inj0 up",
+        "sysctl -qw net.ipv6.conf.inj0.seg6_enabled=1",
+    ] {
+        let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
+        assert!(st.success(), "{cmd}");
+    }
+    let yc_ph = tlv::placeholder(0);
+    let srh = SrhRepr {
+        next_header: 17,
+        segments_left: 1,
+        flags: 0,
+        tag: 0,
+        segments: vec![yc_ph, a(t.org_sid)],
+        tlvs: HopNames::split(&[HopName {
+            index: 0,
+            name: "yc".into(),
+        }]),
+    }
+    .to_bytes()
+    .unwrap();
+    // virtio-net header, IPv6 (client -> org's SID), SRH, UDP; `segments` of the payload.
+    let frame = |first: u32, segments: u32| -> (Vec<u8>, Vec<u8>) {
+        let payload: Vec<u8> = (0..segments)
+            .flat_map(|k| chunk(first + k, UDP_SEGMENT))
+            .collect();
+        let udp_len = 8 + payload.len();
+        let csum_start = 40 + srh.len();
+        let mut f = vec![0u8; VNET_HDR_LEN];
+        if segments > 1 {
+            f[0] = 1; // NEEDS_CSUM
+            f[1] = 5; // GSO_UDP_L4
+            f[2..4].copy_from_slice(&((csum_start + 8) as u16).to_le_bytes());
+            f[4..6].copy_from_slice(&(UDP_SEGMENT as u16).to_le_bytes());
+            f[6..8].copy_from_slice(&(csum_start as u16).to_le_bytes());
+            f[8..10].copy_from_slice(&6u16.to_le_bytes());
+        }
+        f.extend_from_slice(&[0x60, 0, 0, 0]);
+        f.extend_from_slice(&((srh.len() + udp_len) as u16).to_be_bytes());
+        f.extend_from_slice(&[43, 64]);
+        f.extend_from_slice(&a(CLIENT).octets());
+        f.extend_from_slice(&a(t.org_sid).octets());
+        f.extend_from_slice(&srh);
+        let udp_at = f.len();
+        f.extend_from_slice(&40000u16.to_be_bytes());
+        f.extend_from_slice(&GSO_UDP_PORT.to_be_bytes());
+        f.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(&payload);
+        let sum = if segments > 1 {
+            // Partial: the pseudo-header sum alone, as a sender's kernel leaves it.
+            checksum::pseudo_header(&a(CLIENT), &yc_ph, 17, udp_len as u32)
+        } else {
+            checksum::upper_layer(&a(CLIENT), &yc_ph, 17, &f[udp_at..])
+        };
+        f[udp_at + 6..udp_at + 8].copy_from_slice(&sum.to_be_bytes());
+        (f, payload)
+    };
+    tun.send(&frame(u32::MAX, 1).0).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut h = Sha256::new();
+    for send in 0..UDP_SENDS {
+        let (f, payload) = frame(send * UDP_SEGMENTS_PER_SEND, UDP_SEGMENTS_PER_SEND);
+        h.update(&payload);
+        tun.send(&f).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.finalize().to_vec()
+}
+
+/// The interface of `node` that has `addr`.
+fn iface_with(tb: &Testbed, node: &str, addr: &str) -> String {
+    let out = tb
+        .exec_ok(
+            node,
+            [
+                "ip",
+                "-o",
+                "-6",
+                "addr",
+                "show",
+                "to",
+                &format!("{addr}/128"),
+            ],
+        )
+        .unwrap();
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|i| i.split('@').next())
+        .unwrap_or_else(|| panic!("no interface with {addr} on {node}: {out}"))
+        .to_owned()
+}
+
+/// `Udp6InCsumErrors` plus TCP's `InCsumErrors` as yc's kernel counted them.
+fn checksum_errors(tb: &Testbed, node: &str) -> u64 {
+    let snmp6 = tb.exec_ok(node, ["cat", "/proc/net/snmp6"]).unwrap();
+    let udp: u64 = snmp6
+        .lines()
+        .find_map(|l| l.strip_prefix("Udp6InCsumErrors"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let snmp = tb.exec_ok(node, ["cat", "/proc/net/snmp"]).unwrap();
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next().unwrap_or(""), tcp.next().unwrap_or(""));
+    let tcp_errors = names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "InCsumErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    udp + tcp_errors
+}
+
+const BULK_TCP_PORT: u16 = 9101;
+const GSO_UDP_PORT: u16 = 9102;
+const TCP_CHUNK: usize = 65_536;
+const TCP_CHUNKS: u32 = 1024;
+const UDP_SEGMENT: usize = 1000;
+const UDP_SENDS: u32 = 40;
+const UDP_SEGMENTS_PER_SEND: u32 = 25;
+
+/// With the borders' TUN offloads on (GSO super-packets with partial checksums, one End each),
+/// bulk TCP runs through both borders while what hopd adds still happens: a probe is bound hop
+/// by hop with its trace records, a malformed packet gets its RFC 8754 error, and a UDP GSO
+/// stream whose final segment org late-binds (Segment List[0] is the pseudo-header
+/// destination: hopd updates a partial checksum there) arrives whole. org's
+/// link to yc offloads no checksum, so the kernel completes every checksum before yc and yc's
+/// kernel verifies it: none fails, tshark finds none bad in a capture at yc, and both streams
+/// arrive byte for byte (sha256).
+fn bulk_under_load_keeps_binding_trace_errors_checksums_and_bytes() {
+    use sha2::{Digest, Sha256};
+    let t = THREE_HOP;
+    let tb = start(t);
+    let yc_if = iface_with(&tb, "yc", YC);
+    let org_to_yc = iface_with(&tb, "org", "fd00:3::1");
+    tb.exec_ok("org", ["ethtool", "-K", &org_to_yc, "tx", "off"])
+        .unwrap();
+    let errors_before = checksum_errors(&tb, "yc");
+
+    // yc: the TCP sink hashes what it reads; the UDP sink keeps each datagram by its index.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let tcp_sink = std::thread::spawn({
+        let ns = netns(&tb, "yc");
+        let ready = ready_tx.clone();
+        move || {
+            in_netns_path(ns, move || {
+                use std::io::Read;
+                let l = std::net::TcpListener::bind(("::", BULK_TCP_PORT)).unwrap();
+                ready.send(()).unwrap();
+                let (mut c, _) = l.accept().unwrap();
+                let mut h = Sha256::new();
+                let mut buf = vec![0u8; 1 << 18];
+                let mut total = 0usize;
+                loop {
+                    let n = c.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    total += n;
+                    h.update(&buf[..n]);
+                }
+                (total, h.finalize().to_vec())
+            })
+        }
+    });
+    let udp_sink = std::thread::spawn({
+        let ns = netns(&tb, "yc");
+        move || {
+            in_netns_path(ns, move || {
+                let s = UdpSocket::bind(("::", GSO_UDP_PORT)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                ready_tx.send(()).unwrap();
+                let mut got = std::collections::BTreeMap::new();
+                let mut buf = [0u8; 2048];
+                while let Ok(n) = s.recv(&mut buf) {
+                    let i = u32::from_be_bytes(buf[..4].try_into().unwrap());
+                    got.insert(i, buf[..n].to_vec());
+                }
+                got
+            })
+        }
+    });
+    ready_rx.recv().unwrap();
+    ready_rx.recv().unwrap();
+    let capture = tb.run_dir().join("yc-udp.pcap");
+    tb.spawn(
+        "yc",
+        "dumpcap",
+        [
+            "dumpcap",
+            "-q",
+            "-P",
+            "-i",
+            &yc_if,
+            // UDP after the SRH (libpcap's `udp` sees no UDP behind an extension header).
+            "-f",
+            "ip6[6] == 43 and ip6[40] == 17",
+            "-w",
+            capture.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+
+    // The client: bulk TCP through both borders (their SIDs, resolved), in the background.
+    let bulk = std::thread::spawn({
+        let ns = netns(&tb, "client");
+        move || {
+            in_netns_path(ns, move || {
+                use std::io::{Read, Write};
+                let mut s = tcp_connect_via(&[a(t.github_sid), a(t.org_sid)], a(YC), BULK_TCP_PORT);
+                let mut h = Sha256::new();
+                for i in 0..TCP_CHUNKS {
+                    let c = chunk(i, TCP_CHUNK);
+                    h.update(&c);
+                    s.write_all(&c).unwrap();
+                }
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+                let _ = s.read(&mut [0u8; 1]);
+                h.finalize().to_vec()
+            })
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+
+    // While it runs: a probe is bound and traced ...
+    probe_is_bound_on(t, &tb);
+    // ... a malformed packet (Segments Left beyond Last Entry) gets Parameter Problem ...
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = probe(t, "github.com>org>yc:udp+dns+echo", "0badbad0", dir.path());
+    bad[43] = 9;
+    let err = in_netns_path(netns(&tb, "client"), move || {
+        let icmp = IcmpSock::open();
+        send_raw(&bad);
+        icmp.next_error(Duration::from_secs(3))
+    });
+    let (from, msg) = err.expect("an ICMPv6 error for the malformed packet, under load");
+    assert_eq!(from, a(t.github_sid));
+    assert_eq!(
+        (msg[0], msg[1]),
+        (4, 0),
+        "Parameter Problem, erroneous header field"
+    );
+    assert_eq!(
+        u32::from_be_bytes(msg[4..8].try_into().unwrap()),
+        43,
+        "points at Segments Left"
+    );
+
+    // ... and a UDP GSO stream whose final segment org binds arrives whole. It enters at
+    // github.com through a TUN of the test's own, as GSO super-packets with a partial
+    // checksum (what a local sender's kernel hands a device with checksum offload), so org
+    // reads it as such and must update the partial sum when it binds Segment List[0].
+    let org_stats = |tb: &Testbed| {
+        let cfg = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../testbed/topologies/three-hop/hopd-org.toml");
+        let stats = tb
+            .exec_ok(
+                "org",
+                [
+                    env!("CARGO_BIN_EXE_hopd"),
+                    "stats",
+                    "--config",
+                    cfg.to_str().unwrap(),
+                ],
+            )
+            .unwrap();
+        let get = |name: &str| -> u64 {
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or(0)
+        };
+        (
+            get("hopd_border_offload_frames_total{kind=\"gso\"}"),
+            get("hopd_border_names_bound_total"),
+        )
+    };
+    let (gso_before, bound_before) = org_stats(&tb);
+    let sent_udp = in_netns_path(netns(&tb, "github.com"), move || inject_udp_gso(t));
+    let (gso_after, bound_after) = org_stats(&tb);
+    assert!(
+        gso_after - gso_before >= u64::from(UDP_SENDS)
+            && bound_after - bound_before >= u64::from(UDP_SENDS),
+        "org End-processed the super-packets as such and bound each: gso {gso_before} -> \
+         {gso_after}, bound {bound_before} -> {bound_after}"
+    );
+
+    let sent_tcp = bulk.join().unwrap();
+    let (received, got_tcp) = tcp_sink.join().unwrap();
+    assert_eq!(
+        received,
+        TCP_CHUNK * TCP_CHUNKS as usize,
+        "every TCP octet arrived"
+    );
+    assert_eq!(got_tcp, sent_tcp, "TCP stream byte-identical (sha256)");
+    let got = udp_sink.join().unwrap();
+    assert!(
+        got.contains_key(&u32::MAX),
+        "the first datagram was bound and arrived"
+    );
+    let total = UDP_SENDS * UDP_SEGMENTS_PER_SEND;
+    let mut h = Sha256::new();
+    for i in 0..total {
+        let d = got.get(&i).unwrap_or_else(|| {
+            panic!(
+                "datagram {i} of {total} missing ({} arrived)\ngithub.com:\n{}\norg:\n{}",
+                got.len(),
+                tb.logs("github.com", "hopd"),
+                tb.logs("org", "hopd")
+            )
+        });
+        h.update(d);
+    }
+    assert_eq!(
+        h.finalize().to_vec(),
+        sent_udp,
+        "UDP stream byte-identical (sha256)"
+    );
+    assert_eq!(
+        checksum_errors(&tb, "yc"),
+        errors_before,
+        "yc's kernel found no bad checksum"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    tb.kill("yc", "dumpcap").unwrap();
+    let tshark = |filter: &str| {
+        let o = Command::new("tshark")
+            .args([
+                "-r",
+                capture.to_str().unwrap(),
+                "-o",
+                "udp.check_checksum:TRUE",
+            ])
+            .args(["-Y", filter])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).lines().count()
+    };
+    let seen = tshark(&format!("udp.dstport == {GSO_UDP_PORT}"));
+    assert!(
+        seen >= total as usize,
+        "tshark saw {seen} of {total} datagrams at yc"
+    );
+    assert_eq!(
+        tshark("udp.checksum.status == \"Bad\""),
+        0,
+        "tshark: a bad UDP checksum at yc"
+    );
+    assert_eq!(
+        tshark(&format!(
+            "udp.checksum.status == \"Good\" && udp.dstport == {GSO_UDP_PORT} && ipv6.dst == {YC}"
+        )),
+        seen,
+        "tshark verified every checksum against yc"
+    );
+}
+
 hopstack_testbed::tests! {
     three_hop_probe_is_bound_hop_by_hop,
     border_three_hop_probe_is_bound_hop_by_hop,
     three_hop_nxdomain_at_org_reports_hop_2_layer_route,
     border_three_hop_nxdomain_at_org_reports_hop_2_layer_route,
+    bulk_under_load_keeps_binding_trace_errors_checksums_and_bytes needs [Program("ethtool"), Program("dumpcap"), Program("tshark")],
 }

@@ -574,3 +574,49 @@ fn recv_hop_limit(s: &std::net::UdpSocket) -> Option<u8> {
     }
     panic!("a datagram without its IPV6_HOPLIMIT control message");
 }
+
+/// The `i`-th chunk of a deterministic byte stream (what bulk senders send and receivers
+/// check): 4 octets of `i`, then a pattern that depends on `i`.
+pub fn chunk(i: u32, len: usize) -> Vec<u8> {
+    let mut v = i.to_be_bytes().to_vec();
+    v.extend((0..len.saturating_sub(4)).map(|k| (k as u32).wrapping_mul(31).wrapping_add(i) as u8));
+    v
+}
+
+/// A TCP socket connected to `to`:`port` by way of `via` (SRH on the socket), from the
+/// current namespace.
+pub fn tcp_connect_via(via: &[Ipv6Addr], to: Ipv6Addr, port: u16) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let srh = srh_via(via, to);
+    // SAFETY: plain socket(2); the stream owns the descriptor from here.
+    let s = unsafe {
+        std::net::TcpStream::from_raw_fd(libc::socket(libc::AF_INET6, libc::SOCK_STREAM, 0))
+    };
+    // SAFETY: the SRH buffer is valid for its length.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_RTHDR,
+            srh.as_ptr().cast(),
+            srh.len() as u32,
+        )
+    };
+    assert_eq!(rc, 0, "IPV6_RTHDR: {}", std::io::Error::last_os_error());
+    let sa = sockaddr(to, port);
+    // SAFETY: sa is a valid sockaddr_in6.
+    let rc = unsafe {
+        libc::connect(
+            s.as_raw_fd(),
+            (&sa as *const libc::sockaddr_in6).cast(),
+            std::mem::size_of::<libc::sockaddr_in6>() as u32,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "connect [{to}]:{port}: {}",
+        std::io::Error::last_os_error()
+    );
+    s
+}
