@@ -80,11 +80,14 @@ struct Opts {
     /// Seeds the order of each round's requests (default: from the clock; printed).
     seed: u64,
     bin_dir: PathBuf,
+    /// Lines added to both border hopds' `[border]` table (`--border 'workers = 1'`), to
+    /// compare settings in otherwise equal runs.
+    border: Vec<String>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: dataplane [--requests N] [--pings N] [--iperf-secs S] [--json] [--shell] [--seed N] [--bin-dir DIR]\n\
+        "usage: dataplane [--requests N] [--pings N] [--iperf-secs S] [--json] [--shell] [--seed N] [--bin-dir DIR] [--border 'KEY = VALUE']...\n\
          (needs root for network namespaces and the release binaries:\n \
          cargo build --release --workspace --bins && target/release/dataplane)"
     );
@@ -104,6 +107,7 @@ fn parse_opts(args: &[String]) -> Opts {
             .map_or(1, |d| d.as_nanos() as u64)
             | 1,
         bin_dir: exe.parent().expect("an executable has a directory").into(),
+        border: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -123,6 +127,7 @@ fn parse_opts(args: &[String]) -> Opts {
             "--bin-dir" => {
                 o.bin_dir = it.next().map(PathBuf::from).unwrap_or_else(|| usage());
             }
+            "--border" => o.border.push(it.next().cloned().unwrap_or_else(|| usage())),
             _ => usage(),
         }
     }
@@ -466,7 +471,7 @@ impl Bench<'_> {
     }
 }
 
-fn write_configs(dir: &Path) -> Result<()> {
+fn write_configs(dir: &Path, border: &[String]) -> Result<()> {
     std::fs::create_dir_all(dir.join("www/users"))?;
     std::fs::write(dir.join("www/users/list"), BODY)?;
     for ((node, sid), fast) in [("github.com", "fc00:1::e"), ("org", "fc00:2::e")]
@@ -477,7 +482,8 @@ fn write_configs(dir: &Path) -> Result<()> {
             dir.join(format!("hopd-{node}.toml")),
             format!(
                 "node_name = \"{node}\"\n[border]\ntun = \"hop0\"\nsids = [\"{sid}\"]\n\
-                 kernel_end_sids = [\"{fast}\"]\n"
+                 kernel_end_sids = [\"{fast}\"]\n{}\n",
+                border.join("\n")
             ),
         )?;
     }
@@ -580,6 +586,34 @@ struct Tput {
     gbit: Option<f64>,
     retransmits: Option<u64>,
     na: Option<String>,
+    /// CPU the two border hopds used while the row ran, in cores (rows through them).
+    hopd_cores: Option<f64>,
+}
+
+/// CPU seconds (user + system) process `pid` has used, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    f.iter().sum::<f64>() / hz
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS`).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// hopd's SIDs on github.com and org, and the kernel End SIDs of the topology, as `via`.
@@ -617,7 +651,7 @@ fn run(o: &Opts) -> Result<()> {
         .bin_dir(&bin_dir)
         .start()
         .with_context(|| format!("starting {}", topo.display()))?;
-    write_configs(dir.path())?;
+    write_configs(dir.path(), &o.border)?;
     let d = dir.path().display().to_string();
     let me_s = me.to_str().context("utf-8 path")?;
     tb.spawn(
@@ -650,13 +684,18 @@ fn run(o: &Opts) -> Result<()> {
     let headend_kernel = lacking(kernel, &[Feature::Seg6Inline, Feature::Seg6LocalEnd]);
     let hopd = bin_dir.join("hopd");
     let hopd = hopd.to_str().context("utf-8 path")?;
+    let mut border_pids = Vec::new();
     for node in ["github.com", "org", "yc"] {
-        tb.spawn(
+        let pid = tb.spawn(
             node,
             "hopd",
             [hopd, "--config", &format!("{d}/hopd-{node}.toml")],
         )?;
+        if node != "yc" {
+            border_pids.push(pid);
+        }
     }
+    let rss_start: Vec<u64> = border_pids.iter().map(|p| rss_kib(*p)).collect();
     let b = Bench {
         tb,
         o,
@@ -922,15 +961,18 @@ fn run(o: &Opts) -> Result<()> {
         ("TCP, 4 streams, 2 hopd borders", SEGS_HOPD, 4, None),
         ("TCP, 4 streams, plain forwarding", "-", 4, None),
     ] {
+        let cpu0: f64 = border_pids.iter().map(|p| cpu_seconds(*p)).sum();
         let gbit = match na {
             None => Some(b.tcp(via, streams)?),
             Some(_) => None,
         };
+        let cpu = border_pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cpu0;
         tput.push(Tput {
             name,
             gbit,
             retransmits: None,
             na,
+            hopd_cores: (via == SEGS_HOPD).then(|| cpu / f64::from(o.iperf_secs)),
         });
     }
     if iperf {
@@ -951,6 +993,7 @@ fn run(o: &Opts) -> Result<()> {
                 gbit,
                 retransmits,
                 na,
+                hopd_cores: None,
             });
         }
     }
@@ -995,7 +1038,7 @@ fn run(o: &Opts) -> Result<()> {
             .iter()
             .map(|t| {
                 json!({"name": t.name, "gbit_s": t.gbit, "retransmits": t.retransmits,
-                       "secs": o.iperf_secs, "na": t.na})
+                       "secs": o.iperf_secs, "na": t.na, "hopd_cores": t.hopd_cores})
             })
             .collect();
         println!(
@@ -1067,7 +1110,11 @@ fn run(o: &Opts) -> Result<()> {
                     .retransmits
                     .map(|r| format!("  {r} retransmits"))
                     .unwrap_or_default();
-                println!("  {:<60} {g:>8.2} Gbit/s{retr}", t.name);
+                let cpu = t
+                    .hopd_cores
+                    .map(|c| format!("  hopd {c:.2} cores, {:.3} per Gbit/s", c / g))
+                    .unwrap_or_default();
+                println!("  {:<60} {g:>8.2} Gbit/s{retr}{cpu}", t.name);
             }
             (None, None) => println!("  {:<60}   not measured", t.name),
         }
@@ -1115,6 +1162,11 @@ fn run(o: &Opts) -> Result<()> {
     for f in &fallbacks {
         println!("  {f}");
     }
+    let rss_end: Vec<u64> = border_pids.iter().map(|p| rss_kib(*p)).collect();
+    println!(
+        "border hopd resident memory (github.com, org): {:?} KiB at start, {:?} KiB at the end",
+        rss_start, rss_end
+    );
     println!("load average after: {}", load_after.trim());
     Ok(())
 }
