@@ -193,6 +193,7 @@ struct Proc {
     argv: Vec<String>,
     env: BTreeMap<String, String>,
     cwd: Option<PathBuf>,
+    privileged: bool,
 }
 
 /// A running testbed. Dropping it tears everything down (processes, nodes, links, DNS).
@@ -666,7 +667,7 @@ impl Testbed {
     /// The child gets PR_SET_PDEATHSIG(SIGKILL): it dies with the *thread* that spawns it.
     /// [`Testbed::spawn`] therefore spawns from a thread owned by the testbed.
     pub fn command(&self, node: &str, program: impl AsRef<str>) -> Result<Command, Error> {
-        self.command_in(node, program, None)
+        self.command_in(node, program, None, true)
     }
 
     fn command_in(
@@ -674,6 +675,7 @@ impl Testbed {
         node: &str,
         program: impl AsRef<str>,
         cwd: Option<&Path>,
+        join_user: bool,
     ) -> Result<Command, Error> {
         let holder = self.node_pid(node)?;
         let prog = program.as_ref();
@@ -690,7 +692,7 @@ impl Testbed {
         let mut cmd = Command::new(path);
         io(
             format!("enter node `{node}`"),
-            ns::enter_in(&mut cmd, holder, true, cwd),
+            ns::enter_in(&mut cmd, holder, join_user, cwd),
         )?;
         Ok(cmd)
     }
@@ -747,7 +749,21 @@ impl Testbed {
         S: AsRef<str>,
     {
         let argv: Vec<String> = argv.into_iter().map(|s| s.as_ref().to_owned()).collect();
-        self.spawn_full(node, name, argv, BTreeMap::new(), None)
+        self.spawn_full(node, name, argv, BTreeMap::new(), None, false)
+    }
+
+    /// As [`Testbed::spawn`], but when this process is root of the initial user namespace the
+    /// child keeps that root: it joins the node's network, mount and UTS namespaces and not
+    /// its user namespace. For what no user namespace grants (loading an eBPF program, the
+    /// kernel's SRH HMAC keys). Anyone else gets [`Testbed::spawn`].
+    pub fn spawn_privileged<I, S>(&self, node: &str, name: &str, argv: I) -> Result<u32, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let argv: Vec<String> = argv.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        let privileged = userns::initial_root();
+        self.spawn_full(node, name, argv, BTreeMap::new(), None, privileged)
     }
 
     fn spawn_full(
@@ -757,6 +773,7 @@ impl Testbed {
         argv: Vec<String>,
         env: BTreeMap<String, String>,
         cwd: Option<PathBuf>,
+        privileged: bool,
     ) -> Result<u32, Error> {
         let dir = node_dir(&self.run_dir, node);
         let argv: Vec<String> = argv
@@ -782,7 +799,7 @@ impl Testbed {
             });
         }
         let mut cmd = self
-            .command_in(node, prog, cwd.as_deref())
+            .command_in(node, prog, cwd.as_deref(), !privileged)
             .map_err(|e| match e {
                 Error::MissingProgram { program, .. } => Error::MissingProgram {
                     context: format!("process `{name}` on node `{node}`"),
@@ -815,6 +832,7 @@ impl Testbed {
                 argv,
                 env,
                 cwd,
+                privileged,
             },
         );
         Ok(pid)
@@ -850,7 +868,7 @@ impl Testbed {
                 .map(ex)
                 .unwrap_or_else(|| dir.to_string_lossy().into_owned()),
         );
-        self.spawn_full(node, name, p.cmd.clone(), env, Some(cwd))
+        self.spawn_full(node, name, p.cmd.clone(), env, Some(cwd), false)
     }
 
     /// Kill (SIGKILL) the process `name` on `node` and reap it.
@@ -881,12 +899,12 @@ impl Testbed {
     /// (its log is appended to). Returns the new pid.
     pub fn restart(&self, node: &str, name: &str) -> Result<u32, Error> {
         self.kill(node, name)?;
-        let (argv, env, cwd) = {
+        let (argv, env, cwd, privileged) = {
             let procs = self.procs.lock().unwrap_or_else(|p| p.into_inner());
             let p = &procs[&(node.to_owned(), name.to_owned())];
-            (p.argv.clone(), p.env.clone(), p.cwd.clone())
+            (p.argv.clone(), p.env.clone(), p.cwd.clone(), p.privileged)
         };
-        self.spawn_full(node, name, argv, env, cwd)
+        self.spawn_full(node, name, argv, env, cwd, privileged)
     }
 
     /// Has the process `name` on `node` exited? Returns its status if so.
