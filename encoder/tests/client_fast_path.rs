@@ -395,7 +395,9 @@ fn without_seg6local_the_borders_start_without_their_fast_path() {
         out.contains("fix: run hopd on a kernel built with CONFIG_IPV6_SEG6_LWTUNNEL=y"),
         "{out}"
     );
-    assert!(out.contains("0 error(s), 1 warning(s)"), "{out}");
+    // Warnings only (the in-kernel End may warn too: the testbed's hopd is root of a user
+    // namespace, which cannot load eBPF).
+    assert!(out.contains("\n0 error(s), "), "{out}");
 }
 
 hopstack_testbed::tests! {

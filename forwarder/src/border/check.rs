@@ -237,10 +237,39 @@ pub fn check_kernel(cfg: &Config, features: &Features) -> Vec<Finding> {
     out
 }
 
+/// The in-kernel End: can this host load its program (the kernel's verifier runs here; the
+/// program is not attached)?
+pub fn check_ebpf_end(cfg: &Config) -> Vec<Finding> {
+    if !cfg.ebpf_end || cfg.validate().is_err() {
+        return Vec::new();
+    }
+    if let Some(why) = super::bpf::KernelEnd::unsupported_by(cfg) {
+        return vec![Finding::ok(format!(
+            "in-kernel End off ({why}): every packet to the SIDs goes through hopd"
+        ))];
+    }
+    match super::bpf::Program::load(cfg) {
+        Ok(_) => vec![Finding::ok(
+            "in-kernel End: the kernel verified the eBPF program; hopd attaches it at the \
+             ingress of every Ethernet interface (TCX, kernel 6.6 and later)",
+        )],
+        Err(e) => vec![Finding::bad(
+            Level::Warning,
+            format!(
+                "in-kernel End unavailable ({e}): every packet to the SIDs goes through the TUN, \
+                 a fraction of the speed"
+            ),
+            "run hopd as root of the host (CAP_BPF, CAP_NET_ADMIN; a user namespace cannot load \
+             eBPF) on a kernel with CONFIG_BPF_SYSCALL and TCX (6.6), or set ebpf_end = false",
+        )],
+    }
+}
+
 /// All border checks against this host: configuration, sysctls, kernel features, TUN.
 pub fn check(cfg: &Config) -> Vec<Finding> {
     let mut out = check_config(cfg);
     out.extend(check_kernel(cfg, Features::get()));
+    out.extend(check_ebpf_end(cfg));
     out.extend(check_host_at(
         cfg,
         Path::new("/proc/sys/net/ipv6"),

@@ -25,6 +25,8 @@ pub struct View<'a> {
     /// Frames read as GSO super-packets, and with a partial checksum.
     pub gso_frames: u64,
     pub partial_csum_frames: u64,
+    /// Packets and octets the in-kernel End forwarded per SID, while it is attached.
+    pub ebpf_end: Option<Vec<(u64, u64)>>,
 }
 
 /// Render the border's counters.
@@ -36,6 +38,13 @@ pub fn render(v: &View<'_>) -> String {
     for w in v.workers {
         sum.add(&w.counters);
     }
+    // What the in-kernel End forwarded was decided on and forwarded by this border too.
+    let in_kernel = v.ebpf_end.as_deref().unwrap_or(&[]);
+    let (kernel_packets, kernel_octets) = in_kernel
+        .iter()
+        .fold((0, 0), |(p, o), (cp, co)| (p + cp, o + co));
+    sum.received += kernel_packets;
+    sum.forwarded += kernel_packets;
     let c = &sum;
     let (pending_names, queued_packets, fast_path) =
         (v.pending_names, v.queued_packets, v.fast_path);
@@ -123,6 +132,10 @@ pub fn render(v: &View<'_>) -> String {
                 sc.dropped += c.dropped;
             }
         }
+        if let Some((p, _)) = in_kernel.get(i) {
+            sc.received += p;
+            sc.forwarded += p;
+        }
         for (result, v) in [
             ("received", sc.received),
             ("forwarded", sc.forwarded),
@@ -198,6 +211,24 @@ pub fn render(v: &View<'_>) -> String {
          hopd_border_offload_frames_total{{kind=\"gso\"}} {}\n\
          hopd_border_offload_frames_total{{kind=\"csum_partial\"}} {}",
         v.gso_frames, v.partial_csum_frames
+    );
+    let (active, packets, octets) = (
+        u8::from(v.ebpf_end.is_some()),
+        kernel_packets,
+        kernel_octets,
+    );
+    let _ = writeln!(
+        s,
+        "# HELP hopd_border_ebpf_end_active Whether hopd's in-kernel End (eBPF) is attached.\n\
+         # TYPE hopd_border_ebpf_end_active gauge\n\
+         hopd_border_ebpf_end_active {active}\n\
+         # HELP hopd_border_ebpf_end_packets_total Packets the in-kernel End forwarded (counted \
+         in the received, forwarded and per-SID totals too).\n\
+         # TYPE hopd_border_ebpf_end_packets_total counter\n\
+         hopd_border_ebpf_end_packets_total {packets}\n\
+         # HELP hopd_border_ebpf_end_octets_total Octets of those packets.\n\
+         # TYPE hopd_border_ebpf_end_octets_total counter\n\
+         hopd_border_ebpf_end_octets_total {octets}"
     );
     if *fast_path != FastPath::NotConfigured {
         let (active, reason) = match fast_path {
@@ -308,6 +339,7 @@ mod tests {
             offloads: Offloads::default(),
             gso_frames: 0,
             partial_csum_frames: 0,
+            ebpf_end: None,
         });
         assert!(text.contains("hopd_border_packets_dropped_total{reason=\"nxdomain\"} 1\n"));
         assert!(text.contains("hopd_border_packets_dropped_total{reason=\"loop-detected\"} 0\n"));
@@ -348,6 +380,7 @@ mod tests {
             offloads: Offloads::default(),
             gso_frames: 0,
             partial_csum_frames: 0,
+            ebpf_end: None,
         });
         assert!(
             text.contains(
@@ -365,6 +398,7 @@ mod tests {
             offloads: Offloads::default(),
             gso_frames: 0,
             partial_csum_frames: 0,
+            ebpf_end: None,
         });
         assert!(
             !plain.contains("hopd_border_kernel_fast_path_active"),
@@ -397,13 +431,19 @@ mod tests {
             },
             gso_frames: 7,
             partial_csum_frames: 9,
+            ebpf_end: Some(vec![(5, 6000)]),
         });
-        assert!(text.contains("hopd_border_packets_forwarded_total 7\n"), "{text}");
+        assert!(
+            text.contains("hopd_border_packets_forwarded_total 12\n"),
+            "{text}"
+        );
         assert!(text.contains("hopd_border_packets_dropped_total{reason=\"nxdomain\"} 2\n"));
         assert!(text.contains("hopd_border_workers 2\n"));
         assert!(text.contains("hopd_border_tun_offload_info{offload=\"tso\"} 1\n"));
         assert!(text.contains("hopd_border_tun_offload_info{offload=\"uso\"} 0\n"));
         assert!(text.contains("hopd_border_offload_frames_total{kind=\"gso\"} 7\n"));
         assert!(text.contains("hopd_border_offload_frames_total{kind=\"csum_partial\"} 9\n"));
+        assert!(text.contains("hopd_border_ebpf_end_active 1\n"));
+        assert!(text.contains("hopd_border_ebpf_end_packets_total 5\n"));
     }
 }

@@ -49,6 +49,7 @@
 //! Kernel End SIDs together with `allowed_next_hops` or `require_hmac` are refused (packets
 //! would bypass them); `max_segments` is documented as not enforced on the fast path.
 
+pub mod bpf;
 pub mod check;
 pub mod icmp;
 pub mod metrics;
@@ -101,6 +102,9 @@ pub struct Config {
     /// TUN offloads (virtio-net header, checksum, TSO, USO): a TCP stream crosses hopd as
     /// 64 KiB super-packets instead of one packet per read and write. Off only to compare.
     pub offload: bool,
+    /// In-kernel End ([`bpf`]): hopd attaches an eBPF program that does the plain End of
+    /// resolved packets in the kernel; everything else still comes to hopd through the TUN.
+    pub ebpf_end: bool,
 }
 
 /// Workers when `workers = 0`: one per CPU the process may run on, at most this many.
@@ -132,6 +136,7 @@ impl Default for Config {
             kernel_end_sids: Vec::new(),
             workers: 0,
             offload: true,
+            ebpf_end: true,
         }
     }
 }
@@ -340,6 +345,29 @@ impl FastPath {
     }
 }
 
+/// The in-kernel End for `cfg`, attached, or `None` (said why in the log).
+fn attach_ebpf_end(cfg: &Config) -> Option<bpf::KernelEnd> {
+    if !cfg.ebpf_end {
+        return None;
+    }
+    if let Some(why) = bpf::KernelEnd::unsupported_by(cfg) {
+        tracing::info!("in-kernel End off: {why}; every packet to the SIDs goes through hopd");
+        return None;
+    }
+    match bpf::KernelEnd::attach(cfg) {
+        Ok(k) => {
+            tracing::info!(interfaces = ?k.interfaces, "in-kernel End attached (eBPF, TCX ingress)");
+            Some(k)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "in-kernel End unavailable: {e}; every packet to the SIDs goes through the TUN"
+            );
+            None
+        }
+    }
+}
+
 /// Whether some address of `sid` has the same first 112 bits as `k`.
 fn shares_112(sid: &Prefix, k: &std::net::Ipv6Addr) -> bool {
     let bits = sid.prefix_len().min(112);
@@ -417,6 +445,30 @@ impl Reloader {
             .fast_path
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = fast_path;
+        // The program carries the SIDs and policy: a new one, attached before the old one
+        // detaches (both see a packet only until then, and the first rewrite hides it from
+        // the second).
+        let ebpf = attach_ebpf_end(&new);
+        let old = std::mem::replace(
+            &mut *self
+                .shared
+                .ebpf_end
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+            ebpf,
+        );
+        // Its counters go with it: keep what it counted in the (first) worker's state.
+        if let Some(old) = old {
+            let counts = old.counters();
+            drop(old);
+            let mut st = self.shared.workers[0]
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for (sid, (packets, _)) in cur.sids.iter().zip(counts) {
+                st.count_forwarded_elsewhere(sid, packets);
+            }
+        }
         self.tx.send_replace(new.clone());
         *cur = new;
         Ok(())
@@ -474,6 +526,7 @@ impl Border {
         );
         *shared.fast_path.lock().unwrap_or_else(|p| p.into_inner()) = fast_path;
         *shared.offloads.lock().unwrap_or_else(|p| p.into_inner()) = offloads;
+        *shared.ebpf_end.lock().unwrap_or_else(|p| p.into_inner()) = attach_ebpf_end(&cfg);
         tracing::info!(
             dev = %cfg.tun,
             workers = n,

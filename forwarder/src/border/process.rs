@@ -462,6 +462,17 @@ impl State {
         &self.settings
     }
 
+    /// Count `packets` End-processed and forwarded at `sid` outside `process` (by the
+    /// in-kernel End), so totals and per-SID counters include them.
+    pub fn count_forwarded_elsewhere(&mut self, sid: &Prefix, packets: u64) {
+        self.counters.received += packets;
+        self.counters.forwarded += packets;
+        if let Some(i) = self.settings.sids.iter().position(|p| p == sid) {
+            self.sid_counters[i].received += packets;
+            self.sid_counters[i].forwarded += packets;
+        }
+    }
+
     /// Counters per SID, in the order of `settings().sids`.
     pub fn sid_counters(&self) -> impl Iterator<Item = (&Prefix, &SidCounters)> {
         self.settings.sids.iter().zip(self.sid_counters.iter())

@@ -75,6 +75,8 @@ pub struct Shared {
     pub fast_path: Mutex<FastPath>,
     /// What the TUN device accepted (set once at start).
     pub offloads: Mutex<Offloads>,
+    /// The in-kernel End program while it is attached (it detaches when dropped).
+    pub ebpf_end: Mutex<Option<super::bpf::KernelEnd>>,
 }
 
 impl Shared {
@@ -98,6 +100,7 @@ impl Shared {
                 .collect(),
             fast_path: Mutex::new(FastPath::NotConfigured),
             offloads: Mutex::new(Offloads::default()),
+            ebpf_end: Mutex::new(None),
         })
     }
 
@@ -130,6 +133,7 @@ impl Shared {
     pub fn render_metrics(&self) -> String {
         let fast_path = lock(&self.fast_path).clone();
         let offloads = *lock(&self.offloads);
+        let ebpf_end = lock(&self.ebpf_end).as_ref().map(|k| k.counters());
         let guards: Vec<_> = self.workers.iter().map(|w| lock(&w.state)).collect();
         let states: Vec<&State> = guards.iter().map(|g| &**g).collect();
         let sum = |f: fn(&Worker) -> &AtomicUsize| -> usize {
@@ -152,6 +156,7 @@ impl Shared {
             offloads,
             gso_frames: sum64(|w| &w.gso_frames),
             partial_csum_frames: sum64(|w| &w.partial_csum_frames),
+            ebpf_end,
         })
     }
 }
