@@ -222,6 +222,106 @@ pub fn tcp_send(
     Ok(total as f64 * 8.0 / elapsed / 1e9)
 }
 
+/// Small-packet load: `flows` UDP sockets (one source port each, so the flows spread over
+/// queues and CPUs) send `payload`-octet datagrams to `dst`:`port` by way of `via` for `secs`,
+/// 64 per `sendmmsg`. Returns the datagrams the kernel accepted.
+pub fn udp_flood(
+    dst: Ipv6Addr,
+    port: u16,
+    via: &[Ipv6Addr],
+    secs: f64,
+    flows: usize,
+    payload: usize,
+) -> Result<u64> {
+    const BATCH: usize = 64;
+    let srh = if via.is_empty() {
+        None
+    } else {
+        Some(srh_via(via, dst, 17)?)
+    };
+    let mut socks = Vec::new();
+    for _ in 0..flows.max(1) {
+        let s = std::net::UdpSocket::bind("[::]:0")?;
+        if let Some(srh) = &srh {
+            set_rthdr(s.as_raw_fd(), srh)?;
+        }
+        s.connect(SocketAddrV6::new(dst, port, 0, 0))?;
+        s.set_nonblocking(true)?;
+        socks.push(s);
+    }
+    let data = vec![0x42u8; payload];
+    // SAFETY: iovec and mmsghdr are plain data; the pointers set below stay valid while used.
+    let mut iov: libc::iovec = unsafe { zeroed() };
+    iov.iov_base = data.as_ptr() as *mut libc::c_void;
+    iov.iov_len = data.len();
+    // SAFETY: as above.
+    let mut msgs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { zeroed() }).collect();
+    for m in &mut msgs {
+        m.msg_hdr.msg_iov = &mut iov;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    let t0 = Instant::now();
+    let deadline = Duration::from_secs_f64(secs);
+    let mut sent = 0u64;
+    while t0.elapsed() < deadline {
+        for s in &socks {
+            // SAFETY: msgs holds BATCH valid headers pointing at `iov`.
+            let n = unsafe { libc::sendmmsg(s.as_raw_fd(), msgs.as_mut_ptr(), BATCH as u32, 0) };
+            if n > 0 {
+                sent += n as u64;
+            }
+        }
+    }
+    Ok(sent)
+}
+
+/// Counts the datagrams arriving on `port` for `secs` (then stops by itself).
+pub fn udp_count(port: u16, secs: f64) -> Result<u64> {
+    const BATCH: usize = 256;
+    let s = std::net::UdpSocket::bind(("::", port))?;
+    let big: libc::c_int = 16 << 20;
+    // SAFETY: SO_RCVBUF takes an int.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&big as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    s.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut bufs = vec![[0u8; 256]; BATCH];
+    // SAFETY: plain data, filled below.
+    let mut iovs: Vec<libc::iovec> = (0..BATCH).map(|_| unsafe { zeroed() }).collect();
+    // SAFETY: plain data, filled below.
+    let mut msgs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { zeroed() }).collect();
+    for i in 0..BATCH {
+        iovs[i].iov_base = bufs[i].as_mut_ptr().cast();
+        iovs[i].iov_len = bufs[i].len();
+        msgs[i].msg_hdr.msg_iov = &mut iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    let t0 = Instant::now();
+    let mut got = 0u64;
+    while t0.elapsed() < Duration::from_secs_f64(secs) {
+        // SAFETY: msgs holds BATCH valid headers over `bufs`.
+        let n = unsafe {
+            libc::recvmmsg(
+                s.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                BATCH as u32,
+                0,
+                std::ptr::null_mut(),
+            )
+        };
+        if n > 0 {
+            got += n as u64;
+        }
+    }
+    Ok(got)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -150,6 +150,14 @@ fn main() -> ExitCode {
             .context("port")
             .and_then(hopstack_benches::traffic::tcp_sink),
         Some("__tcp-send") if args.len() == 6 => helper_tcp_send(&args[1..]),
+        Some("__udp-flood") if args.len() == 6 => helper_udp_flood(&args[1..]),
+        Some("__udp-count") if args.len() == 3 => {
+            args[1].parse().context("port").and_then(|port| {
+                let secs: f64 = args[2].parse().context("seconds")?;
+                println!("{}", hopstack_benches::traffic::udp_count(port, secs)?);
+                Ok(())
+            })
+        }
         _ => run(&parse_opts(&args)),
     };
     match r {
@@ -197,6 +205,27 @@ fn helper_tcp_send(a: &[String]) -> Result<()> {
     println!("{g:.4}");
     Ok(())
 }
+
+/// `__udp-flood DST PORT VIA SECS FLOWS`: 64-octet datagrams; prints how many were sent.
+fn helper_udp_flood(a: &[String]) -> Result<()> {
+    let sent = hopstack_benches::traffic::udp_flood(
+        a[0].parse().context("destination")?,
+        a[1].parse().context("port")?,
+        &parse_via(&a[2])?,
+        a[3].parse().context("seconds")?,
+        a[4].parse().context("flows")?,
+        SMALL_PAYLOAD,
+    )?;
+    println!("{sent}");
+    Ok(())
+}
+
+/// Payload of the small-packet rows: 64 octets.
+const SMALL_PAYLOAD: usize = 64;
+/// Flows (source ports) of the small-packet rows.
+const SMALL_FLOWS: usize = 4;
+/// yc's datagram counter (`__udp-count`).
+const UDP_COUNT_PORT: u16 = 5203;
 
 /// The service behind every path: a static HTTP/1.1 server that writes each response in one
 /// `write` on a TCP_NODELAY socket, so the server adds no Nagle/delayed-ACK wait of its own
@@ -421,6 +450,42 @@ impl Bench<'_> {
             );
         }
         Ok(v)
+    }
+
+    /// 64-octet UDP by way of `via` for `--iperf-secs`: (datagrams/s received at yc, sent,
+    /// received).
+    fn small_packets(&self, via: &str) -> Result<(f64, u64, u64)> {
+        let secs = self.o.iperf_secs;
+        let count_secs = (secs + 1).to_string();
+        let counter = std::thread::scope(|s| -> Result<(u64, u64)> {
+            let me = self.me.clone();
+            let port = UDP_COUNT_PORT.to_string();
+            let count =
+                s.spawn(move || self.run_on("yc", &me, &["__udp-count", &port, &count_secs]));
+            std::thread::sleep(Duration::from_millis(300));
+            let flood = self.run_on(
+                "client",
+                &self.me,
+                &[
+                    "__udp-flood",
+                    DIRECT,
+                    &UDP_COUNT_PORT.to_string(),
+                    via,
+                    &secs.to_string(),
+                    &SMALL_FLOWS.to_string(),
+                ],
+            )?;
+            let count = count.join().expect("counter thread")?;
+            let num = |o: &Output, what: &str| -> Result<u64> {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("{what}: {}", stderr_of(o)))
+            };
+            Ok((num(&flood, "udp flood")?, num(&count, "udp count")?))
+        })?;
+        let (sent, received) = counter;
+        Ok((received as f64 / f64::from(secs), sent, received))
     }
 
     /// Bulk TCP goodput in Gbit/s to yc's sink by way of `via`, with the harness's own sender.
@@ -686,7 +751,9 @@ fn run(o: &Opts) -> Result<()> {
     let hopd = hopd.to_str().context("utf-8 path")?;
     let mut border_pids = Vec::new();
     for node in ["github.com", "org", "yc"] {
-        let pid = tb.spawn(
+        // As root, the borders keep root of the host (not only of the testbed's user
+        // namespace): the in-kernel End needs it to load its eBPF program.
+        let pid = tb.spawn_privileged(
             node,
             "hopd",
             [hopd, "--config", &format!("{d}/hopd-{node}.toml")],
@@ -997,6 +1064,15 @@ fn run(o: &Opts) -> Result<()> {
             });
         }
     }
+    // Small packets through one border: the path to yc by way of github.com's SID only.
+    let mut small: Vec<(&str, f64, u64, u64)> = Vec::new();
+    for (name, via) in [
+        ("UDP 64 B, 1 hopd border (github.com)", "fc00:1::e"),
+        ("UDP 64 B, plain forwarding", "-"),
+    ] {
+        let (pps, sent, received) = b.small_packets(via)?;
+        small.push((name, pps, sent, received));
+    }
     let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
     let ttfb = |i: usize| stats(&rows[i].samples).0;
@@ -1063,6 +1139,22 @@ fn run(o: &Opts) -> Result<()> {
         .map(|f| format!("{} {}", f.name(), if kernel.has(*f) { "yes" } else { "no" }))
         .collect();
     println!("kernel SRv6 features: {}", have.join(", "));
+    let ebpf = if b
+        .tb
+        .logs("github.com", "hopd")
+        .contains("in-kernel End attached")
+    {
+        "attached".to_string()
+    } else {
+        let log = b.tb.logs("github.com", "hopd");
+        let why = log
+            .lines()
+            .find(|l| l.contains("in-kernel End"))
+            .unwrap_or("(no log line)")
+            .to_string();
+        format!("not attached: {why}")
+    };
+    println!("border hopds' in-kernel End (eBPF): {ebpf}");
     println!(
         "dataplane: {} requests per TTFB row in rounds of every row in shuffled order (--seed {}), \
          {} pings per path, TCP {} s per row; load average before: {}",
@@ -1122,6 +1214,18 @@ fn run(o: &Opts) -> Result<()> {
     if !iperf {
         println!("  iperf3 rows: iperf3 not installed, skipped");
     }
+    println!(
+        "small packets ({SMALL_PAYLOAD}-octet UDP payload, {SMALL_FLOWS} flows, sendmmsg, {} s)",
+        o.iperf_secs
+    );
+    for (name, pps, sent, received) in &small {
+        let lost = sent.saturating_sub(*received);
+        println!(
+            "  {name:<60} {:>8.0} kpackets/s  sent {sent}, lost {lost} ({:.1}%)",
+            pps / 1e3,
+            100.0 * lost as f64 / (*sent).max(1) as f64
+        );
+    }
     let x = |r: f64| {
         if r.is_nan() {
             "n/a".to_string()
@@ -1131,11 +1235,13 @@ fn run(o: &Opts) -> Result<()> {
     };
     println!(
         "hopd borders vs plain kernel forwarding over the same routers: TTFB (--no-fast-path vs \
-         plain URL) {}, ICMPv6 RTT {}, TCP 1 stream {}, 4 streams {}",
+         plain URL) {}, ICMPv6 RTT {}, TCP 1 stream {}, 4 streams {}, 64-octet UDP packets/s \
+         (1 border) {}",
         x(ratio_hopd_ttfb),
         x(ratio_ping),
         x(ratio_tcp1),
-        x(ratio_tcp4)
+        x(ratio_tcp4),
+        x(small[0].1 / small[1].1)
     );
     println!(
         "cached hop get vs direct, median TTFB: {} hop get of the plain URL to the address \
