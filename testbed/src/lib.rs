@@ -670,6 +670,16 @@ impl Testbed {
         self.command_in(node, program, None, true)
     }
 
+    /// As [`Testbed::command`], keeping the caller's privileges when it is root of the initial
+    /// user namespace (see [`Testbed::spawn_privileged`]).
+    pub fn command_privileged(
+        &self,
+        node: &str,
+        program: impl AsRef<str>,
+    ) -> Result<Command, Error> {
+        self.command_in(node, program, None, !userns::initial_root())
+    }
+
     fn command_in(
         &self,
         node: &str,
