@@ -151,6 +151,7 @@ fn main() -> ExitCode {
             .and_then(hopstack_benches::traffic::tcp_sink),
         Some("__tcp-send") if args.len() == 6 => helper_tcp_send(&args[1..]),
         Some("__udp-flood") if args.len() == 6 => helper_udp_flood(&args[1..]),
+        Some("__frame-flood") if args.len() == 4 => helper_frame_flood(&args[1..]),
         Some("__udp-count") if args.len() == 3 => {
             args[1].parse().context("port").and_then(|port| {
                 let secs: f64 = args[2].parse().context("seconds")?;
@@ -218,6 +219,57 @@ fn helper_udp_flood(a: &[String]) -> Result<()> {
     )?;
     println!("{sent}");
     Ok(())
+}
+
+/// `__frame-flood IFNAME FILE SECS`: the frames in FILE (one hex line each) round-robin;
+/// prints how many were sent.
+fn helper_frame_flood(a: &[String]) -> Result<()> {
+    let text = std::fs::read_to_string(&a[1])?;
+    let frames: Vec<Vec<u8>> = text
+        .lines()
+        .map(|l| {
+            (0..l.len() / 2)
+                .map(|i| u8::from_str_radix(&l[2 * i..2 * i + 2], 16).context("hex"))
+                .collect()
+        })
+        .collect::<Result<_>>()?;
+    let sent = hopstack_benches::traffic::frame_flood(&a[0], &frames, a[2].parse()?)?;
+    println!("{sent}");
+    Ok(())
+}
+
+/// One small-packet frame: Ethernet, IPv6 fd00:1::1 → yc (by way of github.com's hopd SID
+/// when `border`), UDP from `src_port` to yc's counter, 64 octets of payload, checksums right.
+fn small_frame(dst_mac: &[u8], src_mac: &[u8], src_port: u16, border: bool) -> Result<Vec<u8>> {
+    use hopstack_encoder::wire::checksum;
+    let (src, dst): (Ipv6Addr, Ipv6Addr) = ("fd00:1::1".parse()?, DIRECT.parse()?);
+    let payload = [0x42u8; SMALL_PAYLOAD];
+    let mut udp = Vec::with_capacity(8 + SMALL_PAYLOAD);
+    udp.extend_from_slice(&src_port.to_be_bytes());
+    udp.extend_from_slice(&UDP_COUNT_PORT.to_be_bytes());
+    udp.extend_from_slice(&((8 + SMALL_PAYLOAD) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(&payload);
+    let c = checksum::upper_layer(&src, &dst, 17, &udp);
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    let srh = if border {
+        hopstack_benches::traffic::srh_via(&["fc00:1::e".parse()?], dst, 17)?
+    } else {
+        Vec::new()
+    };
+    let mut f = Vec::new();
+    f.extend_from_slice(dst_mac);
+    f.extend_from_slice(src_mac);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&((srh.len() + udp.len()) as u16).to_be_bytes());
+    f.push(if border { 43 } else { 17 });
+    f.push(64);
+    f.extend_from_slice(&src.octets());
+    let first: Ipv6Addr = if border { "fc00:1::e".parse()? } else { dst };
+    f.extend_from_slice(&first.octets());
+    f.extend_from_slice(&srh);
+    f.extend_from_slice(&udp);
+    Ok(f)
 }
 
 /// Payload of the small-packet rows: 64 octets.
@@ -450,6 +502,121 @@ impl Bench<'_> {
             );
         }
         Ok(v)
+    }
+
+    /// Packets sent (`tx`) or received (`rx`) by `node`'s interface that has `addr`, from
+    /// netlink (a node's `/sys` is the host's).
+    fn if_counter(&self, node: &str, addr: &str, dir: &str) -> Result<u64> {
+        let ifname = self.ifname(node, addr)?;
+        let out = self
+            .tb
+            .exec_ok(node, ["ip", "-j", "-s", "link", "show", "dev", &ifname])?;
+        let j: serde_json::Value = serde_json::from_str(&out)?;
+        j[0]["stats64"][dir]["packets"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("no {dir} packets for {ifname} on {node}: {out}"))
+    }
+
+    fn ifname(&self, node: &str, addr: &str) -> Result<String> {
+        let out = self.tb.exec_ok(
+            node,
+            [
+                "ip",
+                "-o",
+                "-6",
+                "addr",
+                "show",
+                "to",
+                &format!("{addr}/128"),
+            ],
+        )?;
+        out.split_whitespace()
+            .nth(1)
+            .and_then(|i| i.split('@').next())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no interface with {addr} on {node}"))
+    }
+
+    /// 64-octet UDP as pre-built frames from a packet socket (`__frame-flood`, pinned to CPU
+    /// 0) while github.com's receive work is steered to CPU 1 (RPS), so that the sender is not
+    /// the bottleneck: the packets/s that left org toward yc (forwarded by both
+    /// routers), sent and forwarded. `border`: through github.com's hopd SID; otherwise plain.
+    fn small_packets_frames(&self, border: bool, dir: &Path) -> Result<(f64, u64, u64)> {
+        let client_if = self.ifname("client", "fd00:1::1")?;
+        let github_if = self.ifname("github.com", "fd00:1::2")?;
+        // From netlink: a node's `/sys` is the host's.
+        let mac = |node: &str, ifname: &str| -> Result<Vec<u8>> {
+            let out = self
+                .tb
+                .exec_ok(node, ["ip", "-j", "link", "show", "dev", ifname])?;
+            let j: serde_json::Value = serde_json::from_str(&out)?;
+            j[0]["address"]
+                .as_str()
+                .ok_or_else(|| anyhow!("no MAC for {ifname} on {node}: {out}"))?
+                .split(':')
+                .map(|h| u8::from_str_radix(h, 16).context("MAC"))
+                .collect()
+        };
+        let (src_mac, dst_mac) = (mac("client", &client_if)?, mac("github.com", &github_if)?);
+        // Steer github.com's receive processing (and so the forwarding after it) to CPU 1: a
+        // sysfs write no user namespace may make, so as root of the host, through a sysfs of
+        // the node's own network namespace (its `/sys` is the host's) in a mount namespace of
+        // its own.
+        let o = self
+            .tb
+            .command_privileged("github.com", "unshare")?
+            .args([
+                "-m",
+                "sh",
+                "-c",
+                &format!(
+                    "mount -t sysfs sysfs /sys && \
+                     echo 2 > /sys/class/net/{github_if}/queues/rx-0/rps_cpus"
+                ),
+            ])
+            .output()?;
+        if !o.status.success() {
+            bail!("RPS on github.com {github_if}: {}", stderr_of(&o));
+        }
+        let mut frames = String::new();
+        for flow in 0..SMALL_FLOWS as u16 {
+            let f = small_frame(&dst_mac, &src_mac, 40000 + flow, border)?;
+            let hex: String = f.iter().map(|b| format!("{b:02x}")).collect();
+            frames.push_str(&hex);
+            frames.push('\n');
+        }
+        let file = dir.join(if border {
+            "small-border.hex"
+        } else {
+            "small-plain.hex"
+        });
+        std::fs::write(&file, frames)?;
+        let sent0 = self.if_counter("client", "fd00:1::1", "tx")?;
+        let fwd0 = self.if_counter("org", "fd00:3::1", "tx")?;
+        let secs = self.o.iperf_secs.to_string();
+        let o = self.run_on(
+            "client",
+            Path::new("taskset"),
+            &[
+                "-c",
+                "0",
+                self.me.to_str().context("utf-8 path")?,
+                "__frame-flood",
+                &client_if,
+                file.to_str().context("utf-8 path")?,
+                &secs,
+            ],
+        )?;
+        if !o.status.success() {
+            bail!("frame flood: {}", stderr_of(&o));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let sent = self.if_counter("client", "fd00:1::1", "tx")? - sent0;
+        let fwd = self.if_counter("org", "fd00:3::1", "tx")? - fwd0;
+        if sent < 1000 {
+            bail!("the frame flood sent {sent} packets: {}", stderr_of(&o));
+        }
+        Ok((fwd as f64 / f64::from(self.o.iperf_secs), sent, fwd))
     }
 
     /// 64-octet UDP by way of `via` for `--iperf-secs`: (datagrams/s received at yc, sent,
@@ -1073,6 +1240,17 @@ fn run(o: &Opts) -> Result<()> {
         let (pps, sent, received) = b.small_packets(via)?;
         small.push((name, pps, sent, received));
     }
+    // The same with a sender that is not the bottleneck.
+    let mut small_trafgen: Vec<(&str, f64, u64, u64)> = Vec::new();
+    {
+        for (name, border) in [
+            ("frames 64 B, 1 hopd border (github.com), forwarded", true),
+            ("frames 64 B, plain forwarding, forwarded", false),
+        ] {
+            let (pps, sent, fwd) = b.small_packets_frames(border, dir.path())?;
+            small_trafgen.push((name, pps, sent, fwd));
+        }
+    }
     let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
     let ttfb = |i: usize| stats(&rows[i].samples).0;
@@ -1218,12 +1396,19 @@ fn run(o: &Opts) -> Result<()> {
         "small packets ({SMALL_PAYLOAD}-octet UDP payload, {SMALL_FLOWS} flows, sendmmsg, {} s)",
         o.iperf_secs
     );
-    for (name, pps, sent, received) in &small {
+    for (name, pps, sent, received) in small.iter().chain(&small_trafgen) {
         let lost = sent.saturating_sub(*received);
         println!(
             "  {name:<60} {:>8.0} kpackets/s  sent {sent}, lost {lost} ({:.1}%)",
             pps / 1e3,
             100.0 * lost as f64 / (*sent).max(1) as f64
+        );
+    }
+    if small_trafgen.len() == 2 {
+        println!(
+            "  frame rows: pre-built frames from a packet socket on CPU 0, the routers' work \
+             steered to CPU 1 (RPS); forwarded = left org toward yc: {:.2}x of plain forwarding",
+            small_trafgen[0].1 / small_trafgen[1].1
         );
     }
     let x = |r: f64| {
