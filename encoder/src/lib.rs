@@ -13,6 +13,7 @@ pub mod client;
 pub mod encode;
 pub mod layer;
 pub mod pcap;
+pub mod probe;
 pub mod wire;
 
 pub use address::StackAddress;

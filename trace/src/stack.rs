@@ -3,11 +3,10 @@
 //! the resolved path, the service's status and the trace as it arrived. A failing hop sends
 //! an error report instead. Both come back to the probe's own socket.
 //!
-//! Unlike `hop`'s probe (`hopstack_encoder::client::probe`, which stops at the first report
-//! and retries), this one also listens to the socket's error queue, because a hop that does
-//! not speak hopstack can still say something with ICMPv6 (Time Exceeded when the hop limit
-//! is too small, Destination Unreachable when a link is down), and it lets the caller set
-//! the hop limit.
+//! The logic is `hop`'s (`hopstack_encoder::probe::ProbeMachine`), in its collecting mode:
+//! one send, and an error report does not end the probe, since a hop that does not speak
+//! hopstack can still say something with ICMPv6 (Time Exceeded when the hop limit is too
+//! small, Destination Unreachable when a link is down); the caller sets the hop limit.
 
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
@@ -16,7 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hopstack_encoder::StackAddress;
 use hopstack_encoder::encode::{self, EncodeError};
-use hopstack_encoder::wire::report::{ErrorReport, ProbeAnswer, ReportBody, ReportRepr};
+use hopstack_encoder::probe::{self as machine, Mode, ProbeMachine};
+use hopstack_encoder::wire::report::{ErrorReport, ProbeAnswer};
 use hopstack_encoder::wire::tlv::{Tlv, TlvRepr, TraceRecord};
 
 use crate::sock::{self, QueuedError};
@@ -144,63 +144,59 @@ pub fn probe(
     if let Some(h) = opts.hop_limit {
         sock::set_hop_limit(fd, h).map_err(io("IPV6_UNICAST_HOPS"))?;
     }
-    let mut out = Outcome {
-        nonce,
-        sent_unix_us: 0,
-        answer: None,
-        errors: Vec::new(),
-        icmp: Vec::new(),
-        sent_segments: hops.iter().map(|h| h.0).collect(),
-    };
     let to = SocketAddr::V6(SocketAddrV6::new(final_dst, opts.port, 0, 0));
-    out.sent_unix_us = SystemTime::now()
+    // hop's probe logic, collecting: an error report does not end the probe (another hop may
+    // add an ICMPv6 error or a report), and there is one send.
+    let mut m = ProbeMachine::new(
+        nonce,
+        machine::Options {
+            mode: Mode::Collect,
+            timeout: opts.timeout,
+            tries: 1,
+            grace: opts.grace,
+        },
+    );
+    let sent_unix_us = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_micros() as u64;
-    let t0 = Instant::now();
-    s.send_to(b"hoptrace probe", to)
-        .map_err(io("cannot send the probe"))?;
-    let mut deadline = t0 + opts.timeout;
     let mut buf = vec![0u8; 65535];
     loop {
+        if m.poll_transmit(Instant::now()) {
+            s.send_to(b"hoptrace probe", to)
+                .map_err(io("cannot send the probe"))?;
+        }
+        let Some(deadline) = m.poll_timeout() else {
+            break;
+        };
         let (readable, err) = sock::wait(fd, deadline).map_err(io("poll"))?;
         if !readable && !err {
-            break;
+            m.handle_timeout(Instant::now());
+            continue;
         }
         while let Some(e) = sock::recv_error(fd).map_err(io("error queue"))? {
             if e.icmp_type != 0 {
-                let at = e.at.duration_since(t0);
-                out.icmp.push((e, at));
-                // A stack report, if the hop sends one, follows the ICMPv6 error closely.
-                deadline = deadline.min(Instant::now() + opts.grace);
+                // Stamped by the kernel when it queued the error.
+                let at = e.at;
+                m.on_icmp(at, e);
             }
         }
         if readable {
-            let n = match s.recv_from(&mut buf) {
-                Ok((n, _)) => n,
-                // An ICMP error can surface here as the socket's pending error.
-                Err(_) => continue,
-            };
-            let at = t0.elapsed();
-            let Ok(rep) = ReportRepr::parse_bytes(&buf[..n]) else {
-                continue;
-            };
-            if rep.nonce != nonce {
-                continue;
-            }
-            match rep.body {
-                ReportBody::Answer(a) => {
-                    out.answer = Some((a, rep.reporter, at));
-                    break;
-                }
-                ReportBody::Error(e) => {
-                    out.errors.push((e, rep.reporter, at));
-                    deadline = deadline.min(Instant::now() + opts.grace);
-                }
+            // An ICMP error can surface here as the socket's pending error: then no datagram.
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                m.on_datagram(Instant::now(), &buf[..n]);
             }
         }
     }
-    Ok(out)
+    let o = m.outcome();
+    Ok(Outcome {
+        nonce,
+        sent_unix_us,
+        answer: o.answer,
+        errors: o.errors,
+        icmp: o.icmp,
+        sent_segments: hops.iter().map(|h| h.0).collect(),
+    })
 }
 
 /// Milliseconds from the send to a trace record's timestamp, when the two clocks agree well

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use crate::address::StackAddress;
 use crate::encode::{self, DEFAULT_SERVICE_PORT};
-use crate::wire::report::{ErrorReport, ProbeAnswer, Reason, ReportBody, ReportRepr};
+use crate::probe::{self as machine, Mode, ProbeMachine};
+use crate::wire::report::{ErrorReport, ProbeAnswer, Reason};
 use crate::wire::tlv::{Tlv, TlvRepr, TraceRecord};
 
 use super::error::{ClientError, ErrorLayer, HopRef};
@@ -176,72 +177,72 @@ pub async fn probe(
     }
     let dest = SocketAddrV6::new(final_dst, opts.port, 0, 0);
     let mut buf = vec![0u8; 65535];
-    let mut sent = 0;
-    let mut icmp_seen: Option<socket::IcmpError> = None;
-    for _ in 0..opts.tries.max(1) {
-        let t0 = Instant::now();
-        sock.send_to(b"hopstack probe", SocketAddr::V6(dest))
-            .await
-            .map_err(|e| {
-                at_first(ClientError::new(
-                    ErrorLayer::Route,
-                    "send-failed",
-                    format!("cannot send the probe: {e}"),
-                ))
-            })?;
-        sent += 1;
-        let deadline = t0 + opts.timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
+    let mut m = ProbeMachine::new(
+        nonce,
+        machine::Options {
+            mode: Mode::FirstReport,
+            timeout: opts.timeout,
+            tries: opts.tries,
+            grace: ICMP_GRACE,
+        },
+    );
+    // The machine decides; this loop only sends, waits and reads.
+    loop {
+        if m.poll_transmit(Instant::now()) {
+            sock.send_to(b"hopstack probe", SocketAddr::V6(dest))
+                .await
+                .map_err(|e| {
+                    at_first(ClientError::new(
+                        ErrorLayer::Route,
+                        "send-failed",
+                        format!("cannot send the probe: {e}"),
+                    ))
+                })?;
+        }
+        let Some(deadline) = m.poll_timeout() else {
+            break;
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            m.handle_timeout(Instant::now());
+            continue;
+        }
+        // An ICMPv6 error queued by IPV6_RECVERR raises only EPOLLERR, which tokio does not
+        // clear like readability; so look at the error queue every ERRQUEUE_POLL as well.
+        let ready = tokio::time::timeout(left.min(ERRQUEUE_POLL), sock.readable()).await;
+        {
+            use std::os::fd::AsFd;
+            if let Some(icmp) = socket::read_icmp_error(sock.as_fd()) {
+                m.on_icmp(Instant::now(), icmp);
             }
-            if icmp_seen.is_some() && t0.elapsed() > ICMP_GRACE {
-                break;
-            }
-            let left = if icmp_seen.is_some() {
-                left.min(ICMP_GRACE)
-            } else {
-                left
-            };
-            // Readable also when only an ICMPv6 error is queued (IPV6_RECVERR): look at the
-            // error queue first, then at data; WouldBlock clears the readiness.
-            // An ICMPv6 error queued by IPV6_RECVERR raises only EPOLLERR, which tokio does not
-            // clear like readability; so look at the error queue every ERRQUEUE_POLL instead.
-            let ready = tokio::time::timeout(left.min(ERRQUEUE_POLL), sock.readable()).await;
-            {
-                use std::os::fd::AsFd;
-                if let Some(icmp) = socket::read_icmp_error(sock.as_fd()) {
-                    icmp_seen.get_or_insert(icmp);
-                }
-            }
-            if ready.is_err() {
-                continue;
-            }
-            let (n, _from) = match sock.try_recv_from(&mut buf) {
-                Ok(x) => x,
-                Err(_) => continue,
-            };
-            let Ok(rep) = ReportRepr::parse_bytes(&buf[..n]) else {
-                continue;
-            };
-            if rep.nonce != nonce {
-                continue;
-            }
-            let reply = match rep.body {
-                ReportBody::Answer(a) => ProbeReply::Answer(a),
-                ReportBody::Error(e) => ProbeReply::Error(e),
-            };
-            return Ok(ProbeResult {
-                reporter: rep.reporter,
-                reply,
-                rtt: t0.elapsed(),
-                nonce,
-                sent,
-            });
+        }
+        if ready.is_ok()
+            && let Ok((n, _from)) = sock.try_recv_from(&mut buf)
+        {
+            m.on_datagram(Instant::now(), &buf[..n]);
         }
     }
-    if let Some(icmp) = icmp_seen {
+    let o = m.outcome();
+    let (sent, nonce) = (o.sent, o.nonce);
+    if let Some((a, reporter, rtt)) = o.answer {
+        return Ok(ProbeResult {
+            reporter,
+            reply: ProbeReply::Answer(a),
+            rtt,
+            nonce,
+            sent,
+        });
+    }
+    if let Some((e, reporter, rtt)) = o.errors.into_iter().next() {
+        return Ok(ProbeResult {
+            reporter,
+            reply: ProbeReply::Error(e),
+            rtt,
+            nonce,
+            sent,
+        });
+    }
+    if let Some((icmp, _)) = o.icmp.into_iter().next() {
         return Err(icmp_error(addr, &hops, icmp, opts.port));
     }
     Err(at_first(ClientError::new(
@@ -256,7 +257,7 @@ pub async fn probe(
 }
 
 /// After an ICMPv6 error, how long to keep listening for a hop's stack report (which names
-/// the hop and the reason better) before reporting the ICMPv6 error itself.
+/// the hop and the reason better) before trying again or reporting the ICMPv6 error itself.
 const ICMP_GRACE: Duration = Duration::from_millis(300);
 
 /// How often the probe looks at the socket's error queue while waiting.

@@ -1,0 +1,406 @@
+//! The probe as a state machine with no sockets and no clock: what to do with a probe's
+//! replies, decided apart from how they are received, so that `hop` (tokio) and `hoptrace`
+//! (blocking `poll`) drive the same logic and it is tested from crafted reports.
+//!
+//! ```text
+//!            poll_transmit(now) ── true ──▶ driver sends the probe datagram
+//!                   │
+//!   on_datagram(now, bytes) ─┐   (stack reports with our nonce: answer or error)
+//!   on_icmp(now, error)     ─┼──▶ ProbeMachine ──▶ poll_timeout() ─▶ driver waits until then
+//!   handle_timeout(now)     ─┘          │
+//!                                       └── is_done() ──▶ outcome()
+//! ```
+//!
+//! Rules, the same for both drivers but for [`Mode`]:
+//! - a report counts only with this probe's nonce; anything else (garbage, other probes'
+//!   reports) is ignored, and so is everything once the machine is done (late duplicates);
+//! - an **answer** ends the probe;
+//! - an **error report** ends it in [`Mode::FirstReport`] (`hop`); in [`Mode::Collect`]
+//!   (`hoptrace`) the probe listens on for `grace` (another hop may also say something);
+//! - an **ICMPv6 error** shortens the current wait to `grace` after it: a hopd hop sends its
+//!   stack report (which names the hop and the reason better) right after its ICMPv6 error;
+//! - when a wait runs out, the probe is sent again while `tries` last; then it is done.
+
+use std::net::Ipv6Addr;
+use std::time::{Duration, Instant};
+
+use crate::wire::report::{ErrorReport, ProbeAnswer, ReportBody, ReportRepr};
+
+/// How the probe treats an error report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The first report, answer or error, ends the probe (`hop`).
+    FirstReport,
+    /// Error reports are collected, for `grace` after each; only an answer ends the probe
+    /// early (`hoptrace`).
+    Collect,
+}
+
+/// Timing of a probe.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    /// How long to wait for a report after each send.
+    pub timeout: Duration,
+    /// How many times to send before giving up (a lost datagram is retried).
+    pub tries: u32,
+    /// After an ICMPv6 error (and in [`Mode::Collect`] after an error report), how long to
+    /// wait for a report that says more.
+    pub grace: Duration,
+}
+
+/// What came back, each with its time after the send it answered.
+#[derive(Debug, Clone)]
+pub struct Outcome<I> {
+    pub nonce: u32,
+    /// Probes sent.
+    pub sent: u32,
+    /// The final hop's answer and who sent it.
+    pub answer: Option<(ProbeAnswer, Ipv6Addr, Duration)>,
+    /// Error reports, with their reporter.
+    pub errors: Vec<(ErrorReport, Ipv6Addr, Duration)>,
+    /// ICMPv6 errors about the probe, as the driver read them.
+    pub icmp: Vec<(I, Duration)>,
+}
+
+impl<I> Outcome<I> {
+    /// Nothing came back at all.
+    pub fn is_silent(&self) -> bool {
+        self.answer.is_none() && self.errors.is_empty() && self.icmp.is_empty()
+    }
+}
+
+/// One probe's logic; `I` is whatever the driver reads an ICMPv6 error as.
+#[derive(Debug)]
+pub struct ProbeMachine<I> {
+    opts: Options,
+    out: Outcome<I>,
+    /// When the current send left; `None` before the first.
+    sent_at: Option<Instant>,
+    /// When the current wait ends.
+    deadline: Option<Instant>,
+    /// A send is due (at start, and after a wait ran out with tries left).
+    send_due: bool,
+    done: bool,
+}
+
+impl<I> ProbeMachine<I> {
+    /// A probe that will carry `nonce` in its trace TLV.
+    pub fn new(nonce: u32, opts: Options) -> Self {
+        ProbeMachine {
+            opts,
+            out: Outcome {
+                nonce,
+                sent: 0,
+                answer: None,
+                errors: Vec::new(),
+                icmp: Vec::new(),
+            },
+            sent_at: None,
+            deadline: None,
+            send_due: true,
+            done: false,
+        }
+    }
+
+    pub fn nonce(&self) -> u32 {
+        self.out.nonce
+    }
+
+    /// Whether the driver must send the probe datagram now; the machine counts it as sent
+    /// at `now`.
+    pub fn poll_transmit(&mut self, now: Instant) -> bool {
+        if self.done || !self.send_due {
+            return false;
+        }
+        self.send_due = false;
+        self.out.sent += 1;
+        self.sent_at = Some(now);
+        self.deadline = Some(now + self.opts.timeout);
+        true
+    }
+
+    /// When the driver must call [`ProbeMachine::handle_timeout`] at the latest; `None` when
+    /// done (or before the first send).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.done { None } else { self.deadline }
+    }
+
+    fn since_send(&self, now: Instant) -> Duration {
+        self.sent_at
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+    }
+
+    /// Shorten the current wait to `grace` from `now`.
+    fn grace_from(&mut self, now: Instant) {
+        let end = now + self.opts.grace;
+        self.deadline = Some(self.deadline.map_or(end, |d| d.min(end)));
+    }
+
+    /// A datagram arrived at the probe's socket.
+    pub fn on_datagram(&mut self, now: Instant, bytes: &[u8]) {
+        if self.done {
+            return;
+        }
+        let Ok(rep) = ReportRepr::parse_bytes(bytes) else {
+            return;
+        };
+        if rep.nonce != self.out.nonce {
+            return;
+        }
+        let at = self.since_send(now);
+        match rep.body {
+            ReportBody::Answer(a) => {
+                self.out.answer = Some((a, rep.reporter, at));
+                self.done = true;
+            }
+            ReportBody::Error(e) => {
+                let seen = self
+                    .out
+                    .errors
+                    .iter()
+                    .any(|(f, by, _)| *f == e && *by == rep.reporter);
+                if !seen {
+                    self.out.errors.push((e, rep.reporter, at));
+                }
+                match self.opts.mode {
+                    Mode::FirstReport => self.done = true,
+                    Mode::Collect => self.grace_from(now),
+                }
+            }
+        }
+    }
+
+    /// The socket reported an ICMPv6 error about the probe.
+    pub fn on_icmp(&mut self, now: Instant, icmp: I) {
+        if self.done {
+            return;
+        }
+        let at = self.since_send(now);
+        self.out.icmp.push((icmp, at));
+        self.grace_from(now);
+    }
+
+    /// The driver's wait reached [`ProbeMachine::poll_timeout`] (calling it earlier does
+    /// nothing).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.done || self.deadline.is_none_or(|d| now < d) {
+            return;
+        }
+        // In Collect mode an error report or ICMPv6 error already said what there is to say:
+        // sending again would only collect the same.
+        let heard = !self.out.errors.is_empty() && self.opts.mode == Mode::Collect;
+        if self.out.sent < self.opts.tries.max(1) && !heard {
+            self.send_due = true;
+            self.deadline = None;
+        } else {
+            self.done = true;
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// What came back (call when done; earlier it is what came back so far).
+    pub fn outcome(self) -> Outcome<I> {
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::report::{
+        PathEntry, Reason, ReportLayer, ResolvedBy, ServiceMode, ServiceStatus,
+    };
+
+    const NONCE: u32 = 0x0a0b_0c0d;
+
+    fn a(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    fn opts(mode: Mode) -> Options {
+        Options {
+            mode,
+            timeout: Duration::from_millis(1500),
+            tries: 2,
+            grace: Duration::from_millis(300),
+        }
+    }
+
+    fn bytes(nonce: u32, reporter: &str, body: ReportBody) -> Vec<u8> {
+        let r = ReportRepr {
+            nonce,
+            reporter: a(reporter),
+            body,
+        };
+        let mut buf = vec![0u8; r.buffer_len()];
+        let n = r.emit(&mut buf).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn answer() -> ReportBody {
+        ReportBody::Answer(ProbeAnswer {
+            path: vec![PathEntry {
+                address: a("fd00:3::2"),
+                resolved_by: ResolvedBy::Client,
+                name: "yc".into(),
+            }],
+            status: ServiceStatus::Exists,
+            mode: Some(ServiceMode::ProxyTcp),
+            text: String::new(),
+            trace: Vec::new(),
+            direct_port: None,
+        })
+    }
+
+    fn error(reason: Reason, hop: u8) -> ReportBody {
+        ReportBody::Error(ErrorReport {
+            hop_index: hop,
+            hop_name: "org".into(),
+            hop_address: None,
+            layer: ReportLayer::Route,
+            reason,
+            text: String::new(),
+        })
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn an_answer_ends_the_probe_with_its_reporter_and_time() {
+        let t0 = Instant::now();
+        let mut m = ProbeMachine::<()>::new(NONCE, opts(Mode::FirstReport));
+        assert!(m.poll_transmit(t0));
+        assert!(!m.poll_transmit(t0), "one send at a time");
+        assert_eq!(m.poll_timeout(), Some(t0 + ms(1500)));
+        m.on_datagram(t0 + ms(3), &bytes(NONCE, "fd00:3::2", answer()));
+        assert!(m.is_done());
+        assert_eq!(m.poll_timeout(), None);
+        let o = m.outcome();
+        let (ans, by, at) = o.answer.unwrap();
+        assert_eq!(
+            (ans.status, by, at, o.sent),
+            (ServiceStatus::Exists, a("fd00:3::2"), ms(3), 1)
+        );
+    }
+
+    #[test]
+    fn every_error_reason_ends_a_first_report_probe_and_is_kept_as_sent() {
+        for &reason in Reason::ALL {
+            let t0 = Instant::now();
+            let mut m = ProbeMachine::<()>::new(NONCE, opts(Mode::FirstReport));
+            m.poll_transmit(t0);
+            m.on_datagram(t0 + ms(9), &bytes(NONCE, "fc00:2::e", error(reason, 2)));
+            assert!(m.is_done(), "{reason:?}");
+            let o = m.outcome();
+            assert_eq!(o.errors.len(), 1);
+            let (e, by, at) = &o.errors[0];
+            assert_eq!(
+                (e.reason, e.hop_index, *by, *at),
+                (reason, 2, a("fc00:2::e"), ms(9))
+            );
+            assert!(o.answer.is_none());
+        }
+    }
+
+    #[test]
+    fn in_collect_mode_an_error_report_waits_grace_for_more_and_is_not_resent() {
+        let t0 = Instant::now();
+        let mut m = ProbeMachine::<()>::new(NONCE, opts(Mode::Collect));
+        m.poll_transmit(t0);
+        m.on_datagram(
+            t0 + ms(10),
+            &bytes(NONCE, "fc00:2::e", error(Reason::Nxdomain, 2)),
+        );
+        assert!(!m.is_done());
+        assert_eq!(m.poll_timeout(), Some(t0 + ms(310)));
+        // The same report again (a retransmission somewhere) is not a second error.
+        m.on_datagram(
+            t0 + ms(20),
+            &bytes(NONCE, "fc00:2::e", error(Reason::Nxdomain, 2)),
+        );
+        m.handle_timeout(t0 + ms(310));
+        assert!(m.is_done());
+        assert!(
+            !m.poll_transmit(t0 + ms(311)),
+            "no second send after an error report"
+        );
+        assert_eq!(m.outcome().errors.len(), 1);
+    }
+
+    #[test]
+    fn an_icmp_error_shortens_the_wait_and_a_report_after_it_still_counts() {
+        let t0 = Instant::now();
+        let mut m = ProbeMachine::new(NONCE, opts(Mode::FirstReport));
+        m.poll_transmit(t0);
+        m.on_icmp(t0 + ms(5), "time exceeded from fd00:2::1");
+        assert_eq!(m.poll_timeout(), Some(t0 + ms(305)));
+        m.on_datagram(
+            t0 + ms(6),
+            &bytes(NONCE, "fc00:1::e", error(Reason::HopLimitExceeded, 1)),
+        );
+        let o = m.outcome();
+        assert_eq!(o.icmp, vec![("time exceeded from fd00:2::1", ms(5))]);
+        assert_eq!(o.errors[0].0.reason, Reason::HopLimitExceeded);
+    }
+
+    #[test]
+    fn silence_is_retried_then_given_up_and_early_timeouts_do_nothing() {
+        let t0 = Instant::now();
+        let mut m = ProbeMachine::<()>::new(NONCE, opts(Mode::FirstReport));
+        assert!(m.poll_transmit(t0));
+        m.handle_timeout(t0 + ms(1000));
+        assert!(!m.is_done() && !m.poll_transmit(t0 + ms(1000)), "not yet");
+        m.handle_timeout(t0 + ms(1500));
+        assert!(m.poll_transmit(t0 + ms(1500)), "second try");
+        assert_eq!(m.poll_timeout(), Some(t0 + ms(3000)));
+        m.handle_timeout(t0 + ms(3000));
+        assert!(m.is_done());
+        assert!(!m.poll_transmit(t0 + ms(3000)));
+        let o = m.outcome();
+        assert_eq!(o.sent, 2);
+        assert!(o.is_silent());
+    }
+
+    #[test]
+    fn an_answer_to_the_first_try_arriving_during_the_second_is_taken() {
+        let t0 = Instant::now();
+        let mut m = ProbeMachine::<()>::new(NONCE, opts(Mode::FirstReport));
+        m.poll_transmit(t0);
+        m.handle_timeout(t0 + ms(1500));
+        m.poll_transmit(t0 + ms(1500));
+        m.on_datagram(t0 + ms(1600), &bytes(NONCE, "fd00:3::2", answer()));
+        let o = m.outcome();
+        assert_eq!(o.sent, 2);
+        assert_eq!(o.answer.unwrap().2, ms(100), "timed from the latest send");
+    }
+
+    #[test]
+    fn late_duplicates_other_nonces_and_garbage_change_nothing() {
+        let t0 = Instant::now();
+        let mut m = ProbeMachine::<()>::new(NONCE, opts(Mode::FirstReport));
+        m.poll_transmit(t0);
+        m.on_datagram(t0 + ms(1), b"not a report");
+        m.on_datagram(t0 + ms(2), &bytes(NONCE ^ 1, "fd00:9::9", answer()));
+        assert!(!m.is_done(), "ignored");
+        m.on_datagram(t0 + ms(3), &bytes(NONCE, "fd00:3::2", answer()));
+        // After the outcome: a duplicate answer, a late error, an ICMPv6 error.
+        m.on_datagram(t0 + ms(4), &bytes(NONCE, "fd00:3::3", answer()));
+        m.on_datagram(
+            t0 + ms(5),
+            &bytes(NONCE, "fc00:2::e", error(Reason::Nxdomain, 2)),
+        );
+        m.on_icmp(t0 + ms(6), ());
+        m.handle_timeout(t0 + ms(5000));
+        let o = m.outcome();
+        assert_eq!(o.answer.unwrap().1, a("fd00:3::2"));
+        assert!(o.errors.is_empty() && o.icmp.is_empty());
+        assert_eq!(o.sent, 1);
+    }
+}
