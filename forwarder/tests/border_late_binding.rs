@@ -368,29 +368,6 @@ fn inject_udp_gso(t: Topo) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-/// The interface of `node` that has `addr`.
-fn iface_with(tb: &Testbed, node: &str, addr: &str) -> String {
-    let out = tb
-        .exec_ok(
-            node,
-            [
-                "ip",
-                "-o",
-                "-6",
-                "addr",
-                "show",
-                "to",
-                &format!("{addr}/128"),
-            ],
-        )
-        .unwrap();
-    out.split_whitespace()
-        .nth(1)
-        .and_then(|i| i.split('@').next())
-        .unwrap_or_else(|| panic!("no interface with {addr} on {node}: {out}"))
-        .to_owned()
-}
-
 /// `Udp6InCsumErrors` plus TCP's `InCsumErrors` as yc's kernel counted them.
 fn checksum_errors(tb: &Testbed, node: &str) -> u64 {
     let snmp6 = tb.exec_ok(node, ["cat", "/proc/net/snmp6"]).unwrap();
@@ -431,8 +408,8 @@ fn bulk_under_load_keeps_binding_trace_errors_checksums_and_bytes() {
     use sha2::{Digest, Sha256};
     let t = THREE_HOP;
     let tb = start(t);
-    let yc_if = iface_with(&tb, "yc", YC);
-    let org_to_yc = iface_with(&tb, "org", "fd00:3::1");
+    let yc_if = tb.interface_with("yc", YC).unwrap();
+    let org_to_yc = tb.interface_with("org", "fd00:3::1").unwrap();
     tb.exec_ok("org", ["ethtool", "-K", &org_to_yc, "tx", "off"])
         .unwrap();
     let errors_before = checksum_errors(&tb, "yc");

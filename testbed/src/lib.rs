@@ -650,6 +650,34 @@ impl Testbed {
         v
     }
 
+    /// The name of `node`'s interface that has the IPv6 address `addr` (asked of the node's
+    /// kernel: interface names are chosen there).
+    pub fn interface_with(&self, node: &str, addr: &str) -> Result<String, Error> {
+        let out = self.exec_ok(
+            node,
+            [
+                "ip",
+                "-o",
+                "-6",
+                "addr",
+                "show",
+                "to",
+                &format!("{addr}/128"),
+            ],
+        )?;
+        out.split_whitespace()
+            .nth(1)
+            .and_then(|i| i.split('@').next())
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Io {
+                what: format!("interface with {addr} on node `{node}`"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no interface has it: {out:?}"),
+                ),
+            })
+    }
+
     /// The address of a node's interface facing `peer` (first address of that link end).
     pub fn address_towards(&self, node: &str, peer: &str) -> Option<String> {
         self.topo

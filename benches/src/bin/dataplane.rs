@@ -518,23 +518,7 @@ impl Bench<'_> {
     }
 
     fn ifname(&self, node: &str, addr: &str) -> Result<String> {
-        let out = self.tb.exec_ok(
-            node,
-            [
-                "ip",
-                "-o",
-                "-6",
-                "addr",
-                "show",
-                "to",
-                &format!("{addr}/128"),
-            ],
-        )?;
-        out.split_whitespace()
-            .nth(1)
-            .and_then(|i| i.split('@').next())
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("no interface with {addr} on {node}"))
+        Ok(self.tb.interface_with(node, addr)?)
     }
 
     /// 64-octet UDP as pre-built frames from a packet socket (`__frame-flood`, pinned to CPU

@@ -293,20 +293,7 @@ pub fn stop_capture(tb: &Testbed, name: &str, pcap: &Path) -> Vec<Vec<u8>> {
 }
 
 fn start_tcpdump(tb: &Testbed, name: &str, file: &str, filter: &str, extra: &[&str]) -> PathBuf {
-    let iface = tb
-        .exec_ok(
-            "client",
-            ["ip", "-o", "-6", "addr", "show", "to", "fd00:1::1/128"],
-        )
-        .unwrap();
-    let iface = iface
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .split('@')
-        .next()
-        .unwrap()
-        .to_owned();
+    let iface = tb.interface_with("client", "fd00:1::1").unwrap();
     let pcap = tb.run_dir().join(file);
     let pcap_s = pcap.to_str().unwrap().to_owned();
     let mut argv = vec!["tcpdump", "-i", &iface, "-U"];
