@@ -10,7 +10,7 @@
 use std::io::{Read, Write};
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv6Addr, SocketAddrV6, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -32,21 +32,9 @@ pub fn srh_via(via: &[Ipv6Addr], dst: Ipv6Addr, next_header: u8) -> Result<Vec<u
     .to_bytes()?)
 }
 
-fn set_rthdr(fd: RawFd, srh: &[u8]) -> Result<()> {
-    // SAFETY: the buffer is valid for its length.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_IPV6,
-            libc::IPV6_RTHDR,
-            srh.as_ptr().cast(),
-            srh.len() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).context("setsockopt(IPV6_RTHDR)");
-    }
-    Ok(())
+/// The SRH on every packet the socket sends (the client's own setter).
+fn set_rthdr(fd: BorrowedFd<'_>, srh: &[u8]) -> Result<()> {
+    hopstack_encoder::client::socket::set_rthdr(fd, srh).context("setsockopt(IPV6_RTHDR)")
 }
 
 fn sockaddr(a: Ipv6Addr, port: u16) -> libc::sockaddr_in6 {
@@ -75,7 +63,7 @@ pub fn ping(dst: Ipv6Addr, via: &[Ipv6Addr], count: usize, gap: Duration) -> Res
     // SAFETY: fd is fresh and owned only here.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     if !via.is_empty() {
-        set_rthdr(sock.as_raw_fd(), &srh_via(via, dst, 58)?)?;
+        set_rthdr(sock.as_fd(), &srh_via(via, dst, 58)?)?;
     }
     let tv = libc::timeval {
         tv_sec: 0,
@@ -173,7 +161,7 @@ pub fn tcp_send(
         // SAFETY: fd is fresh; the stream owns it from here.
         let s = unsafe { TcpStream::from_raw_fd(fd) };
         if let Some(srh) = &srh {
-            set_rthdr(s.as_raw_fd(), srh)?;
+            set_rthdr(s.as_fd(), srh)?;
         }
         let sa = sockaddr(dst, port);
         // SAFETY: sa is a valid sockaddr_in6.
@@ -243,7 +231,7 @@ pub fn udp_flood(
     for _ in 0..flows.max(1) {
         let s = std::net::UdpSocket::bind("[::]:0")?;
         if let Some(srh) = &srh {
-            set_rthdr(s.as_raw_fd(), srh)?;
+            set_rthdr(s.as_fd(), srh)?;
         }
         s.connect(SocketAddrV6::new(dst, port, 0, 0))?;
         s.set_nonblocking(true)?;

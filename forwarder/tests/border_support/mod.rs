@@ -447,19 +447,9 @@ fn srh_via(via: &[Ipv6Addr], to: Ipv6Addr) -> Vec<u8> {
     .expect("a valid SRH")
 }
 
-/// Attach `srh` to every packet socket `fd` sends (`IPV6_RTHDR`).
-fn set_rthdr(fd: i32, srh: &[u8]) {
-    // SAFETY: the SRH buffer is valid for its length.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_IPV6,
-            libc::IPV6_RTHDR,
-            srh.as_ptr().cast(),
-            srh.len() as u32,
-        )
-    };
-    assert_eq!(rc, 0, "IPV6_RTHDR: {}", std::io::Error::last_os_error());
+/// Attach `srh` to every packet the socket sends (the client's own setter).
+fn set_rthdr(fd: std::os::fd::BorrowedFd<'_>, srh: &[u8]) {
+    hopstack_encoder::client::socket::set_rthdr(fd, srh).expect("IPV6_RTHDR");
 }
 
 fn set_int_option(fd: i32, level: i32, name: i32, value: i32) {
@@ -496,7 +486,7 @@ pub fn send_udp_srh(
     let srh = srh_via(via, to);
     in_ns(&line.ns(node), move || {
         let s = std::net::UdpSocket::bind("[::]:0").unwrap();
-        set_rthdr(s.as_raw_fd(), &srh);
+        set_rthdr(std::os::fd::AsFd::as_fd(&s), &srh);
         set_int_option(
             s.as_raw_fd(),
             libc::IPPROTO_IPV6,
@@ -597,7 +587,7 @@ pub fn tcp_connect_via(via: &[Ipv6Addr], to: Ipv6Addr, port: u16) -> std::net::T
     let s = unsafe {
         std::net::TcpStream::from_raw_fd(libc::socket(libc::AF_INET6, libc::SOCK_STREAM, 0))
     };
-    set_rthdr(s.as_raw_fd(), &srh);
+    set_rthdr(std::os::fd::AsFd::as_fd(&s), &srh);
     let sa = sockaddr(to, port);
     // SAFETY: sa is a valid sockaddr_in6.
     let rc = unsafe {
