@@ -34,7 +34,7 @@ pub fn srh_via(via: &[Ipv6Addr], dst: Ipv6Addr, next_header: u8) -> Result<Vec<u
 
 /// The SRH on every packet the socket sends (the client's own setter).
 fn set_rthdr(fd: BorrowedFd<'_>, srh: &[u8]) -> Result<()> {
-    hopstack_encoder::client::socket::set_rthdr(fd, srh).context("setsockopt(IPV6_RTHDR)")
+    hopstack_client::socket::set_rthdr(fd, srh).context("setsockopt(IPV6_RTHDR)")
 }
 
 fn sockaddr(a: Ipv6Addr, port: u16) -> libc::sockaddr_in6 {

@@ -1,15 +1,12 @@
 //! hopstack encoder: the stack-address grammar, the SRv6 Segment Routing Header wire format
 //! (RFC 8754) with hopstack's TLVs, the stack report message, and a packet builder.
 //!
-//! Everything in this crate's library is sans-IO: functions take bytes (and `now` where time
-//! matters) and return values or decisions. Sockets, DNS and clocks live in the binaries and in
-//! the forwarder. The exception is the `client` module (cargo feature `client`, on by default):
-//! the `hop` client's DNS, sockets, TLS and HTTP, shared with `hoptrace`; build with
-//! `--no-default-features` for the sans-IO core alone.
+//! Everything in this crate is sans-IO: functions take bytes (and `now` where time matters)
+//! and return values or decisions. Sockets, DNS and clocks live in `hopstack-client` (the
+//! `hop` client, shared with `hoptrace`), in the forwarder and in the binaries; this crate
+//! depends on nothing but the HMAC and hash crates.
 
 pub mod address;
-#[cfg(feature = "client")]
-pub mod client;
 pub mod encode;
 pub mod layer;
 pub mod pcap;

@@ -4,7 +4,7 @@
 //! `tests/topologies/border-three-hop.toml` (border hops only, SIDs fd00:11::1, fd00:22::1).
 //!
 //! Needs root (the test enters the testbed's namespaces to send and capture) and the
-//! `hopbed` and `hop` binaries (`cargo build -p hopstack-testbed -p hopstack-encoder`).
+//! `hopbed` and `hop` binaries (`cargo build -p hopstack-testbed -p hopstack-client`).
 
 mod border_support;
 
@@ -61,7 +61,7 @@ fn ready() -> bool {
     for b in ["hop", "hopbed"] {
         if !bin(b).exists() {
             hopstack_testbed::harness::skip(format!(
-                "`{b}` is not built (cargo build -p hopstack-testbed -p hopstack-encoder)"
+                "`{b}` is not built (cargo build -p hopstack-testbed -p hopstack-client)"
             ));
         }
     }

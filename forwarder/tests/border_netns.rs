@@ -191,7 +191,7 @@ fn hop_encode_packets_cross_hopd_and_kernel_end() {
     }
     let hop = std::path::Path::new(env!("CARGO_BIN_EXE_hopd")).with_file_name("hop");
     if !hop.exists() {
-        hopstack_testbed::harness::skip("build `hop` first (cargo build -p hopstack-encoder)");
+        hopstack_testbed::harness::skip("build `hop` first (cargo build -p hopstack-client)");
     }
     let mut line = Line::new("e");
     line.start_hopd("");

@@ -1,7 +1,7 @@
 //! The real client against the real final hop: `hop get` / `hop cat` (encoder crate) talking to
 //! `hopd` over kernel sockets with the SRH, on loopback inside a private network namespace.
 //! `hop` is taken from the same target directory as `hopd`; the test skips loudly if it has
-//! not been built (`cargo build -p hopstack-encoder --bin hop`).
+//! not been built (`cargo build -p hopstack-client --bin hop`).
 
 mod final_hop_support;
 
@@ -41,7 +41,7 @@ fn hop(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
 fn hop_get_and_cat_reach_services_through_hopd() {
     if hop_exe().is_none() {
         hopstack_testbed::harness::skip(
-            "no `hop` binary next to hopd; cargo build -p hopstack-encoder --bin hop",
+            "no `hop` binary next to hopd; cargo build -p hopstack-client --bin hop",
         );
     }
     if !enter_netns() {

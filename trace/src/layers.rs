@@ -1,16 +1,16 @@
 //! Layer checks at the final hop: the service mapping the final hop reported, then a real tcp
 //! connect, tls handshake and http request over a kernel socket carrying the resolved SRH —
-//! the same client code `hop` uses (`hopstack_encoder::client::{socket, tls, http}`), so a
+//! the same client code `hop` uses (`hopstack_client::{socket, tls, http}`), so a
 //! check passes exactly when `hop get` would.
 
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
-use hopstack_encoder::client::error::ClientError;
-use hopstack_encoder::client::http::{self, HttpRequest};
-use hopstack_encoder::client::socket::{self, SocketOptions};
-use hopstack_encoder::client::timing::Timings;
-use hopstack_encoder::client::tls::{self, TlsOptions};
+use hopstack_client::error::ClientError;
+use hopstack_client::http::{self, HttpRequest};
+use hopstack_client::socket::{self, SocketOptions};
+use hopstack_client::timing::Timings;
+use hopstack_client::tls::{self, TlsOptions};
 use hopstack_encoder::encode;
 use hopstack_encoder::wire::report::{ProbeAnswer, Reason, ServiceStatus};
 use hopstack_encoder::{Layer, StackAddress};
@@ -311,7 +311,7 @@ where
         Ok(r) => r?,
         Err(_) => {
             return Err(ClientError::new(
-                hopstack_encoder::client::ErrorLayer::Tls,
+                hopstack_client::ErrorLayer::Tls,
                 "tls-timeout",
                 format!("no TLS handshake with '{sni}' within {timeout:?}"),
             ));

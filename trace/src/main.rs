@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use hopstack_encoder::client::tls::TlsOptions;
+use hopstack_client::tls::TlsOptions;
 use hopstack_trace::run::{self, Method};
 use hopstack_trace::{RenderOptions, hoplimit, layers, render, stack};
 

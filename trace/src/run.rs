@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
+use hopstack_client::resolve::DnsResolver;
 use hopstack_encoder::StackAddress;
 use hopstack_encoder::address::Hop;
-use hopstack_encoder::client::resolve::DnsResolver;
 use hopstack_encoder::encode;
 use hopstack_encoder::wire::report::{ReportLayer, ResolvedBy, ServiceStatus};
 use hopstack_encoder::wire::tlv::{self, TraceStatus};

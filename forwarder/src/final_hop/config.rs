@@ -38,7 +38,7 @@ use serde::Deserialize;
 /// Default port of the final-hop listener (TCP and UDP).
 pub const DEFAULT_PORT: u16 = 7443;
 /// Default path of the hand-off control socket.
-pub const DEFAULT_CONTROL_SOCKET: &str = "/run/hopd/control.sock";
+pub use hopstack_service::DEFAULT_CONTROL_SOCKET;
 
 /// The `[final_hop]` section.
 #[derive(Debug, Clone, Deserialize)]

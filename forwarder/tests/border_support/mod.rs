@@ -449,7 +449,7 @@ fn srh_via(via: &[Ipv6Addr], to: Ipv6Addr) -> Vec<u8> {
 
 /// Attach `srh` to every packet the socket sends (the client's own setter).
 fn set_rthdr(fd: std::os::fd::BorrowedFd<'_>, srh: &[u8]) {
-    hopstack_encoder::client::socket::set_rthdr(fd, srh).expect("IPV6_RTHDR");
+    hopstack_client::socket::set_rthdr(fd, srh).expect("IPV6_RTHDR");
 }
 
 fn set_int_option(fd: i32, level: i32, name: i32, value: i32) {

@@ -26,11 +26,11 @@ use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use serde::{Deserialize, Serialize};
 
-use crate::address::{Hop, StackAddress};
-use crate::encode;
-use crate::wire::report::{Reason, ResolvedBy, ServiceStatus};
-use crate::wire::srh::SrhRepr;
-use crate::wire::tlv::{self, TlvRepr, TraceRecord, TraceStatus};
+use hopstack_encoder::address::{Hop, StackAddress};
+use hopstack_encoder::encode;
+use hopstack_encoder::wire::report::{Reason, ResolvedBy, ServiceStatus};
+use hopstack_encoder::wire::srh::SrhRepr;
+use hopstack_encoder::wire::tlv::{self, TlvRepr, TraceRecord, TraceStatus};
 
 use super::error::{ClientError, ErrorLayer, HopRef};
 use super::probe::{self, ProbeOptions, ProbeReply, ProbeResult};

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 mod client_support;
 
+use hopstack_client::record::{RecordStore, record_key};
 use hopstack_encoder::address::StackAddress;
-use hopstack_encoder::client::record::{RecordStore, record_key};
 use hopstack_encoder::wire::srh::Packet;
 
 const ADDR: &str = "github.com>org>yc:tcp+http+web/users/list";
@@ -37,7 +37,7 @@ const DIRECT: u16 = 8081;
 /// The shipped topology with `direct_port` on yc's `web` service and a second web server on
 /// yc listening there on all addresses (the shipped files stay as they are).
 fn topology(dir: &Path) -> PathBuf {
-    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testbed/topologies");
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testbed/topologies");
     client_support::copy_dir(&shipped.join("three-hop"), &dir.join("three-hop"));
     let yc = dir.join("three-hop/hopd-yc.toml");
     let cfg = std::fs::read_to_string(&yc).unwrap();

@@ -59,7 +59,7 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::path::{Path, PathBuf};
 
-use crate::address::StackAddress;
+use hopstack_encoder::address::StackAddress;
 
 const MAGIC: &[u8; 4] = b"hopr";
 const VERSION: u8 = 1;

@@ -17,7 +17,7 @@ use hopstack_encoder::wire::packet::{self, Ipv6Fields, TcpSyn, Upper};
 
 /// hop: reach services by stack address (`hops:layers+service/path`).
 #[derive(Parser, Debug)]
-#[command(name = "hop", version, about, after_help = hopstack_encoder::client::cli::EXIT_CODES_HELP)]
+#[command(name = "hop", version, about, after_help = hopstack_client::cli::EXIT_CODES_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,7 +29,7 @@ enum Command {
     /// without sending anything.
     Encode(EncodeArgs),
     #[command(flatten)]
-    Client(hopstack_encoder::client::cli::ClientCommand),
+    Client(hopstack_client::cli::ClientCommand),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -83,7 +83,7 @@ struct EncodeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Client(c) => ExitCode::from(hopstack_encoder::client::cli::run(c)),
+        Command::Client(c) => ExitCode::from(hopstack_client::cli::run(c)),
         Command::Encode(args) => match run_encode(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(Failure { message, code }) => {

@@ -13,7 +13,7 @@ mod client_support;
 
 fn hop_get_the_design_example_on_three_hop_toml() {
     let hop = PathBuf::from(env!("CARGO_BIN_EXE_hop"));
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testbed/topologies");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testbed/topologies");
     let tb = client_support::start_copy(&hop, &dir.join("three-hop.toml"));
     let cache = tempfile::tempdir().unwrap();
     let ca = dir.join("three-hop/ca.pem");

@@ -14,10 +14,10 @@ use clap::{Args, Subcommand};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::address::StackAddress;
-use crate::encode::DEFAULT_SERVICE_PORT;
-use crate::layer::Layer;
-use crate::wire::report::Reason;
+use hopstack_encoder::address::StackAddress;
+use hopstack_encoder::encode::DEFAULT_SERVICE_PORT;
+use hopstack_encoder::layer::Layer;
+use hopstack_encoder::wire::report::Reason;
 
 use super::error::{ClientError, ErrorLayer, HopRef};
 use super::http::{self, HttpRequest};

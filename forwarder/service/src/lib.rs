@@ -1,4 +1,9 @@
-//! Service-side API for hand-off mode.
+//! hopstack's service SDK: the service side of hopd's hand-off mode, and the control protocol
+//! both sides speak.
+//!
+//! It needs only `nix`, `serde` and the wire core (for [`Layer`]); the tokio listener is the
+//! cargo feature `tokio` (on by default). hopd re-exports this crate as
+//! `hopstack_forwarder::service`.
 //!
 //! A service process registers its name with the local `hopd` over a Unix control socket and
 //! from then on receives every connection addressed to that name as an already-accepted TCP
@@ -8,7 +13,7 @@
 //! service only, and the service keeps serving if `hopd` stops.
 //!
 //! ```no_run
-//! use hopstack_forwarder::service::Listener;
+//! use hopstack_service::Listener;
 //! use std::io::Write;
 //!
 //! let listener = Listener::register("restapiv3")?;
@@ -17,7 +22,7 @@
 //!     eprintln!("{} via {:?} asking {:?}", meta.client, meta.path, meta.layers);
 //!     stream.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")?;
 //! }
-//! # Ok::<(), hopstack_forwarder::service::Error>(())
+//! # Ok::<(), hopstack_service::Error>(())
 //! ```
 //!
 //! # Control protocol
@@ -53,6 +58,10 @@ use serde::{Deserialize, Serialize};
 
 /// Environment variable that overrides the control socket path for [`Listener::register`].
 pub const CONTROL_SOCKET_ENV: &str = "HOPD_CONTROL_SOCKET";
+
+/// Where hopd listens for registrations unless its `[final_hop] control_socket` says
+/// otherwise.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/hopd/control.sock";
 
 /// Version of the control protocol spoken by this crate.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -105,14 +114,14 @@ mod layer_words {
 
 /// Registration request (service -> hopd).
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Register {
+pub struct Register {
     pub register: String,
     pub version: u32,
 }
 
 /// Registration answer (hopd -> service).
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct RegisterReply {
+pub struct RegisterReply {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -148,11 +157,11 @@ pub struct Listener {
 
 impl Listener {
     /// Registers `service` with hopd at `$HOPD_CONTROL_SOCKET`, or at
-    /// [`crate::final_hop::DEFAULT_CONTROL_SOCKET`].
+    /// [`DEFAULT_CONTROL_SOCKET`].
     pub fn register(service: &str) -> Result<Listener, Error> {
         let path = std::env::var_os(CONTROL_SOCKET_ENV)
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(crate::final_hop::DEFAULT_CONTROL_SOCKET));
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET));
         Listener::register_at(&path, service)
     }
 
@@ -215,6 +224,7 @@ impl Listener {
 
     /// The same registration for a tokio service: [`AsyncListener::accept`] yields
     /// `tokio::net::TcpStream`s. Must be called inside a tokio runtime.
+    #[cfg(feature = "tokio")]
     pub fn into_async(self) -> Result<AsyncListener, Error> {
         nix::fcntl::fcntl(
             &self.fd,
@@ -231,12 +241,14 @@ impl Listener {
 }
 
 /// A hand-off registration for tokio services (see [`Listener::into_async`]).
+#[cfg(feature = "tokio")]
 #[derive(Debug)]
 pub struct AsyncListener {
     fd: tokio::io::unix::AsyncFd<OwnedFd>,
     service: String,
 }
 
+#[cfg(feature = "tokio")]
 impl AsyncListener {
     /// Registers `service` at the control socket `path` (the registration exchange itself
     /// blocks briefly; it is one local round trip).

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::address::StackAddress;
+use hopstack_encoder::address::StackAddress;
 
 use super::error::{ClientError, ErrorLayer};
 

@@ -19,11 +19,11 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
-use crate::address::StackAddress;
-use crate::encode::{self, DEFAULT_SERVICE_PORT};
-use crate::probe::{self as machine, Mode, ProbeMachine};
-use crate::wire::report::{ErrorReport, ProbeAnswer, Reason};
-use crate::wire::tlv::{Tlv, TlvRepr, TraceRecord};
+use hopstack_encoder::address::StackAddress;
+use hopstack_encoder::encode::{self, DEFAULT_SERVICE_PORT};
+use hopstack_encoder::probe::{self as machine, Mode, ProbeMachine};
+use hopstack_encoder::wire::report::{ErrorReport, ProbeAnswer, Reason};
+use hopstack_encoder::wire::tlv::{Tlv, TlvRepr, TraceRecord};
 
 use super::error::{ClientError, ErrorLayer, HopRef};
 use super::socket::{self, SocketOptions};
@@ -87,7 +87,7 @@ impl ProbeResult {
 pub fn trace_records(value: &[u8]) -> Vec<TraceRecord> {
     let t = Tlv {
         at: 0,
-        tlv_type: crate::wire::tlv::TYPE_TRACE,
+        tlv_type: hopstack_encoder::wire::tlv::TYPE_TRACE,
         value,
     };
     match TlvRepr::parse(&t) {

@@ -37,7 +37,7 @@ fn topology(dir: &Path) -> PathBuf {
 /// As [`topology`], the borders' hopd processes started with `env` (a TOML inline table's
 /// body, e.g. `HOPSTACK_KERNEL_FEATURES = "none"`).
 fn topology_with_border_env(dir: &Path, env: &str) -> PathBuf {
-    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testbed/topologies");
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testbed/topologies");
     std::fs::copy(shipped.join("three-hop.toml"), dir.join("three-hop.toml")).unwrap();
     client_support::copy_dir(&shipped.join("three-hop"), &dir.join("three-hop"));
     for (node, sid, fast) in [

@@ -14,7 +14,7 @@
 use core::fmt;
 use std::net::Ipv6Addr;
 
-use crate::wire::report::{ErrorReport, Reason, ReportLayer};
+use hopstack_encoder::wire::report::{ErrorReport, Reason, ReportLayer};
 
 /// The layer a failure belongs to; each has its own exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,7 +88,7 @@ impl ErrorLayer {
 
     /// The layer of a stack report's layer code.
     pub fn from_report(layer: ReportLayer) -> ErrorLayer {
-        use crate::layer::Layer;
+        use hopstack_encoder::layer::Layer;
         match layer {
             ReportLayer::Route => ErrorLayer::Route,
             ReportLayer::Service => ErrorLayer::Service,

@@ -15,7 +15,7 @@ use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::wire::report::{Reason, ReportLayer};
+use hopstack_encoder::wire::report::{Reason, ReportLayer};
 
 use super::error::{ClientError, ErrorLayer, HopRef};
 use super::timing::Timings;

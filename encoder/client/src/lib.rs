@@ -1,4 +1,4 @@
-//! The `hop` client as a library (feature `client`), so `hop` and `hoptrace` share it:
+//! `hopstack-client`: the `hop` client as a library, so `hop` and `hoptrace` share it:
 //!
 //! - [`resolve`]: first-hop DNS, the resolved-path cache, [`resolve::resolve_path`];
 //! - [`probe`]: the O-flag probe and its answer or error report;
@@ -29,8 +29,8 @@ use std::net::{Ipv6Addr, SocketAddrV6};
 
 use tokio::net::TcpStream;
 
-use crate::address::StackAddress;
-use crate::wire::report::{Reason, ServiceStatus};
+use hopstack_encoder::address::StackAddress;
+use hopstack_encoder::wire::report::{Reason, ServiceStatus};
 
 pub use error::{ClientError, ErrorLayer, HopRef};
 pub use probe::{ProbeOptions, ProbeReply, ProbeResult};
