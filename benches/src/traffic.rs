@@ -46,9 +46,80 @@ fn sockaddr(a: Ipv6Addr, port: u16) -> libc::sockaddr_in6 {
     sa
 }
 
-/// `count` ICMPv6 echoes to `dst` (by way of `via`), `gap` apart; the RTT in ms of each that
-/// was answered within a second.
-pub fn ping(dst: Ipv6Addr, via: &[Ipv6Addr], count: usize, gap: Duration) -> Result<Vec<f64>> {
+/// `count` rounds of ICMPv6 echoes to `dst`, one echo by way of each of `paths` per round in
+/// turn, starting with another path each round (an empty path is plain forwarding), rounds
+/// `gap` apart: per path, the RTT in ms of
+/// each echo answered within a second. Interleaving puts every path under the same
+/// background load; the paths' RTTs are single microseconds on veth, which one noisy second
+/// would otherwise move by half.
+pub fn ping(
+    dst: Ipv6Addr,
+    paths: &[Vec<Ipv6Addr>],
+    count: usize,
+    gap: Duration,
+) -> Result<Vec<Vec<f64>>> {
+    let socks = paths
+        .iter()
+        .map(|via| echo_socket(dst, via))
+        .collect::<Result<Vec<_>>>()?;
+    // One identifier per path: a raw ICMPv6 socket receives every reply, so each socket
+    // also sees the other paths' replies to the same sequence number.
+    let base = (std::process::id() & 0xffff) as u16;
+    let sa = sockaddr(dst, 0);
+    let mut rtts = vec![Vec::with_capacity(count); paths.len()];
+    let mut buf = [0u8; 1500];
+    for seq in 0..count as u16 {
+        let round = Instant::now();
+        // The first echo of a round meets a machine that slept through the gap (caches and
+        // CPU clocks cold): each path goes first in turn.
+        for k in 0..socks.len() {
+            let i = (usize::from(seq) + k) % socks.len();
+            let (sock, rtts) = (&socks[i], &mut rtts[i]);
+            let id = base.wrapping_add(i as u16);
+            // Echo Request: type 128, code 0, checksum (the kernel's, over the final
+            // destination), identifier, sequence, payload.
+            let mut pkt = vec![128u8, 0, 0, 0];
+            pkt.extend_from_slice(&id.to_be_bytes());
+            pkt.extend_from_slice(&seq.to_be_bytes());
+            pkt.extend_from_slice(b"hopstack-dataplane");
+            let t0 = Instant::now();
+            // SAFETY: pkt and sa are valid for their lengths.
+            let n = unsafe {
+                libc::sendto(
+                    sock.as_raw_fd(),
+                    pkt.as_ptr().cast(),
+                    pkt.len(),
+                    0,
+                    (&sa as *const libc::sockaddr_in6).cast(),
+                    size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            };
+            if n < 0 {
+                return Err(std::io::Error::last_os_error()).context("sendto");
+            }
+            while t0.elapsed() < Duration::from_secs(1) {
+                // SAFETY: reading into a valid buffer.
+                let n =
+                    unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                // Echo Reply (129) with this path's identifier and this sequence number.
+                if n >= 8
+                    && buf[0] == 129
+                    && buf[4..6] == id.to_be_bytes()
+                    && buf[6..8] == seq.to_be_bytes()
+                {
+                    rtts.push(t0.elapsed().as_secs_f64() * 1e3);
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(gap.saturating_sub(round.elapsed()));
+    }
+    Ok(rtts)
+}
+
+/// A raw ICMPv6 socket that sends by way of `via` (the SRH on the socket) and gives up a
+/// receive after 20 ms.
+fn echo_socket(dst: Ipv6Addr, via: &[Ipv6Addr]) -> Result<OwnedFd> {
     // SAFETY: plain socket call; the fd is owned below.
     let fd = unsafe {
         libc::socket(
@@ -79,48 +150,7 @@ pub fn ping(dst: Ipv6Addr, via: &[Ipv6Addr], count: usize, gap: Duration) -> Res
             size_of::<libc::timeval>() as libc::socklen_t,
         )
     };
-    let id = (std::process::id() & 0xffff) as u16;
-    let sa = sockaddr(dst, 0);
-    let mut rtts = Vec::with_capacity(count);
-    let mut buf = [0u8; 1500];
-    for seq in 0..count as u16 {
-        // Echo Request: type 128, code 0, checksum (the kernel's, over the final destination),
-        // identifier, sequence, payload.
-        let mut pkt = vec![128u8, 0, 0, 0];
-        pkt.extend_from_slice(&id.to_be_bytes());
-        pkt.extend_from_slice(&seq.to_be_bytes());
-        pkt.extend_from_slice(b"hopstack-dataplane");
-        let t0 = Instant::now();
-        // SAFETY: pkt and sa are valid for their lengths.
-        let n = unsafe {
-            libc::sendto(
-                sock.as_raw_fd(),
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                (&sa as *const libc::sockaddr_in6).cast(),
-                size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-            )
-        };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error()).context("sendto");
-        }
-        while t0.elapsed() < Duration::from_secs(1) {
-            // SAFETY: reading into a valid buffer.
-            let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            // Echo Reply (129) with our identifier and this sequence number.
-            if n >= 8
-                && buf[0] == 129
-                && buf[4..6] == id.to_be_bytes()
-                && buf[6..8] == seq.to_be_bytes()
-            {
-                rtts.push(t0.elapsed().as_secs_f64() * 1e3);
-                break;
-            }
-        }
-        std::thread::sleep(gap.saturating_sub(t0.elapsed()));
-    }
-    Ok(rtts)
+    Ok(sock)
 }
 
 /// Accept connections on `port` forever; read each to its end and close it.

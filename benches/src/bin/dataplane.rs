@@ -30,7 +30,8 @@
 //!   - curl straight to the server, and curl with the client kernel inserting the SRH towards
 //!     the hopd SIDs / the kernel SIDs (borders only, no final hop);
 //! - ICMPv6 echo RTT through the hopd borders, the kernel End nodes, and by plain forwarding
-//!   over the same routers, all with the harness's own echo (`__ping`: the SRH on its socket);
+//!   over the same routers, all with the harness's own echo (`__ping`: the SRH on its socket;
+//!   one echo per path in turn, so every path meets the same background load);
 //! - TCP throughput with the harness's own sender (`__tcp-send`, SRH on its sockets; 1 and 4
 //!   streams) through the hopd borders, the kernel End nodes and plain forwarding, and iperf3
 //!   (when installed) on the kernel headend's paths.
@@ -144,7 +145,7 @@ fn main() -> ExitCode {
             Path::new(&args[2]),
             Some((Path::new(&args[3]), &args[4])),
         ),
-        Some("__ping") if args.len() == 5 => helper_ping(&args[1..]),
+        Some("__ping") if args.len() >= 5 => helper_ping(&args[1..]),
         Some("__tcp-sink") if args.len() == 2 => args[1]
             .parse()
             .context("port")
@@ -180,16 +181,23 @@ fn parse_via(s: &str) -> Result<Vec<Ipv6Addr>> {
         .collect()
 }
 
-/// `__ping DST VIA COUNT GAP_MS`: one RTT in ms per line.
+/// `__ping DST COUNT GAP_MS VIA...`: rounds of one echo by way of each VIA in turn; one line
+/// per answered echo, `PATH_INDEX RTT_MS`.
 fn helper_ping(a: &[String]) -> Result<()> {
+    let paths = a[3..]
+        .iter()
+        .map(|v| parse_via(v))
+        .collect::<Result<Vec<_>>>()?;
     let rtts = hopstack_benches::traffic::ping(
         a[0].parse().context("destination")?,
-        &parse_via(&a[1])?,
-        a[2].parse().context("count")?,
-        Duration::from_millis(a[3].parse().context("gap")?),
+        &paths,
+        a[1].parse().context("count")?,
+        Duration::from_millis(a[2].parse().context("gap")?),
     )?;
-    for r in rtts {
-        println!("{r:.4}");
+    for (i, path) in rtts.iter().enumerate() {
+        for r in path {
+            println!("{i} {r:.4}");
+        }
     }
     Ok(())
 }
@@ -488,20 +496,33 @@ impl Bench<'_> {
         Ok((ms_field(&j, "connect")?, ms_field(&j, "first_byte")?))
     }
 
-    /// Per-echo RTTs in ms to yc's plain address, by way of `via` (the harness's own ICMPv6
-    /// echo with the SRH on its socket: no kernel headend needed).
-    fn ping(&self, via: &str) -> Result<Vec<f64>> {
+    /// Per-echo RTTs in ms to yc's plain address, by way of each of `vias`, interleaved (the
+    /// harness's own ICMPv6 echo with the SRH on its socket: no kernel headend needed).
+    fn ping(&self, vias: &[&str]) -> Result<Vec<Vec<f64>>> {
         let count = self.o.pings.to_string();
-        let o = self.run_on("client", &self.me, &["__ping", DIRECT, via, &count, "10"])?;
+        let mut args = vec!["__ping", DIRECT, &count, "10"];
+        args.extend_from_slice(vias);
+        let o = self.run_on("client", &self.me, &args)?;
         let out = String::from_utf8_lossy(&o.stdout);
-        let v: Vec<f64> = out.lines().filter_map(|l| l.parse().ok()).collect();
-        if !o.status.success() || v.is_empty() {
+        let mut rtts = vec![Vec::new(); vias.len()];
+        for l in out.lines() {
+            if let Some((i, r)) = l.split_once(' ') {
+                if let (Ok(i), Ok(r)) = (i.parse::<usize>(), r.parse::<f64>()) {
+                    rtts[i].push(r);
+                }
+            }
+        }
+        if let Some(i) = rtts.iter().position(Vec::is_empty) {
             bail!(
-                "ping {DIRECT} via {via} got no reply: {out}{}",
+                "ping {DIRECT} via {} got no reply: {out}{}",
+                vias[i],
                 stderr_of(&o)
             );
         }
-        Ok(v)
+        if !o.status.success() {
+            bail!("ping {DIRECT}: {out}{}", stderr_of(&o));
+        }
+        Ok(rtts)
     }
 
     /// Packets sent (`tx`) or received (`rx`) by `node`'s interface that has `addr`, from
@@ -1144,7 +1165,8 @@ fn run(o: &Opts) -> Result<()> {
             }
         }
     }
-    for (name, via, na) in [
+    // The echo rows are measured together, one echo of each per round (`traffic::ping`).
+    let echo_rows = [
         ("ping, 2 hopd borders (SRH on the socket)", SEGS_HOPD, None),
         (
             "ping, 2 kernel End (SRH on the socket)",
@@ -1152,12 +1174,19 @@ fn run(o: &Opts) -> Result<()> {
             fast_path.clone(),
         ),
         ("ping, plain forwarding (same routers)", "-", None),
-    ] {
+    ];
+    let vias: Vec<&str> = echo_rows
+        .iter()
+        .filter(|(_, _, na)| na.is_none())
+        .map(|(_, via, _)| *via)
+        .collect();
+    let mut echoes = b.ping(&vias)?.into_iter();
+    for (name, _, na) in echo_rows {
         rows.push(Row {
             group: "rtt",
             name,
             samples: if na.is_none() {
-                b.ping(via)?
+                echoes.next().unwrap_or_default()
             } else {
                 Vec::new()
             },
