@@ -6,7 +6,7 @@
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
-use hopstack_client::error::ClientError;
+use hopstack_client::error::{ClientError, ClientReason};
 use hopstack_client::http::{self, HttpRequest};
 use hopstack_client::socket::{self, SocketOptions};
 use hopstack_client::timing::Timings;
@@ -115,7 +115,7 @@ pub fn service_row(answer: &ProbeAnswer, rtt: Duration, service: &str) -> LayerR
 }
 
 fn client_problem(layer: &str, e: &ClientError) -> Option<Problem> {
-    problem(layer, &e.reason, e.message.clone())
+    problem(layer, &e.reason.name(), e.message.clone())
 }
 
 /// Rows for `tcp`, `tls` and `http` (those the address names), run over `path` (the
@@ -208,7 +208,7 @@ pub async fn check(addr: &StackAddress, path: &[Ipv6Addr], opts: &Options) -> Ve
         let took = start.elapsed();
         let (stream, info, err) = match verified {
             Ok((s, info)) => (Some(s), Some(info), None),
-            Err(e) if e.reason == "tls-certificate" => {
+            Err(e) if e.reason == ClientReason::TlsCertificate => {
                 // The handshake works but the certificate does not verify: say so, and
                 // still show what the server presented (a second, unverified handshake).
                 let insecure = TlsOptions {
@@ -262,7 +262,7 @@ pub async fn check(addr: &StackAddress, path: &[Ipv6Addr], opts: &Options) -> Ve
                 if tr.detail.is_empty() {
                     tr.detail = e.message.clone();
                 }
-                let reason = if e.reason == "tls-certificate" {
+                let reason = if e.reason == ClientReason::TlsCertificate {
                     "tls-certificate"
                 } else {
                     Reason::TlsFailure.name()
@@ -312,7 +312,7 @@ where
         Err(_) => {
             return Err(ClientError::new(
                 hopstack_client::ErrorLayer::Tls,
-                "tls-timeout",
+                ClientReason::TlsTimeout,
                 format!("no TLS handshake with '{sni}' within {timeout:?}"),
             ));
         }

@@ -19,7 +19,7 @@ use hopstack_encoder::encode::DEFAULT_SERVICE_PORT;
 use hopstack_encoder::layer::Layer;
 use hopstack_encoder::wire::report::Reason;
 
-use super::error::{ClientError, ErrorLayer, HopRef};
+use super::error::{ClientError, ClientReason, ErrorLayer, HopRef};
 use super::http::{self, HttpRequest};
 use super::probe::ProbeOptions;
 use super::record::{ConnectRecord, LoadedRecord, Miss, RecordStore};
@@ -258,7 +258,11 @@ fn finish(c: &CommonArgs, r: (Timings, Result<(), ClientError>)) -> u8 {
 fn parse_address(s: &str) -> Result<StackAddress, ClientError> {
     StackAddress::parse(s).map_err(|e| {
         // The one line; `finish` prints the caret diagram above it.
-        ClientError::new(ErrorLayer::Address, "address-syntax", e.to_string())
+        ClientError::new(
+            ErrorLayer::Address,
+            ClientReason::AddressSyntax,
+            e.to_string(),
+        )
     })
 }
 
@@ -605,7 +609,7 @@ impl Ctx {
         };
         t.hops = path.hop_timings();
         // Refused: the final hop answered, so the kernel SIDs were not the problem.
-        if !path.uses_fast_path() || e.reason == Reason::ConnectionRefused.name() {
+        if !path.uses_fast_path() || e.reason == ClientReason::Wire(Reason::ConnectionRefused) {
             return Err(self.explain(c, path, e).await);
         }
         if c.verbose {
@@ -648,7 +652,9 @@ impl Ctx {
         // Boxed: the probe's future is large, and every request's future would carry it.
         match Box::pin(super::diagnose(&self.addr, path, &probe_opts(c))).await {
             Some(d) => d,
-            None if path.uses_fast_path() && e.reason != Reason::ConnectionRefused.name() => {
+            None if path.uses_fast_path()
+                && e.reason != ClientReason::Wire(Reason::ConnectionRefused) =>
+            {
                 ClientError {
                     message: format!(
                         "{} (over the hops' kernel End SIDs; --no-fast-path lists hopd's instead)",
@@ -749,7 +755,7 @@ async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError> {
                         let e = e.at(ctx.final_hop(via));
                         // A handshake cut short (not a certificate verdict) is how the final
                         // hop says "no such service" over TLS it cannot terminate: ask a probe.
-                        return Err(if e.reason == "tls-handshake" {
+                        return Err(if e.reason == ClientReason::TlsHandshake {
                             ctx.explain_via(c, via, e).await
                         } else {
                             e
@@ -771,7 +777,7 @@ async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError> {
                 }
                 Ok(())
             }
-            Err(e) if e.reason == "no-response" => Err(ctx.explain_via(c, via, e).await),
+            Err(e) if e.reason == ClientReason::NoResponse => Err(ctx.explain_via(c, via, e).await),
             Err(e) => Err(e),
         }
     }
@@ -908,7 +914,7 @@ async fn get_plain(a: &GetArgs, url: &PlainUrl, t: &mut Timings) -> Result<(), C
             r.map_err(|f| {
                 ClientError::new(
                     ErrorLayer::Route,
-                    f.reason.name(),
+                    f.reason,
                     format!("cannot resolve '{}': {}", url.host, f.detail),
                 )
             })?
@@ -997,13 +1003,19 @@ async fn pipe<IO: AsyncRead + AsyncWrite + Unpin>(
     let (total, first) = d.map_err(|e| {
         ClientError::new(
             ErrorLayer::Tcp,
-            "connection-reset",
+            ClientReason::ConnectionReset,
             format!("receiving: {e}"),
         )
     })?;
     t.bytes = total;
     t.first_byte = first;
-    u.map_err(|e| ClientError::new(ErrorLayer::Tcp, "send-failed", format!("sending: {e}")))?;
+    u.map_err(|e| {
+        ClientError::new(
+            ErrorLayer::Tcp,
+            ClientReason::SendFailed,
+            format!("sending: {e}"),
+        )
+    })?;
     Ok(())
 }
 
@@ -1063,9 +1075,9 @@ async fn cat_udp(
         ClientError::new(
             ErrorLayer::Udp,
             if e.raw_os_error() == Some(libc::ECONNREFUSED) {
-                "port-unreachable"
+                ClientReason::PortUnreachable
             } else {
-                "udp-error"
+                ClientReason::UdpError
             },
             format!("datagram exchange with port {}: {e}", c.hopd_port()),
         )
@@ -1114,7 +1126,7 @@ async fn cat_udp(
         };
         return Err(ClientError::new(
             ErrorLayer::Timeout,
-            "no-reply",
+            ClientReason::NoReply,
             format!("no datagram came back within {} ms{over}", a.wait),
         )
         .at(super::HopRef {

@@ -140,6 +140,132 @@ impl fmt::Display for ErrorLayer {
     }
 }
 
+macro_rules! client_reasons {
+    ($( $(#[$m:meta])* $variant:ident = $name:literal, )*) => {
+        /// Why a request failed, as a type: a reason the wire defines (stack reports, the
+        /// `Hopstack-Error` header, and the client's own connect failures that the wire names
+        /// the same way), an HTTP status, or one the client met by itself. Control flow
+        /// matches on this; [`ClientReason::name`] is the stable, greppable string for
+        /// people, `--json` and scripts.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum ClientReason {
+            /// A reason of the wire's ([`Reason`]).
+            Wire(Reason),
+            /// An HTTP status of 400 or more (`http-404`).
+            HttpStatus(u16),
+            /// A reason name a peer sent that this version does not know.
+            Unknown(String),
+            $( $(#[$m])* $variant, )*
+        }
+
+        impl ClientReason {
+            /// The client's own reasons.
+            pub const OWN: &'static [ClientReason] = &[$( ClientReason::$variant, )*];
+
+            /// The stable name (`nxdomain`, `tls-certificate`, `http-404`).
+            pub fn name(&self) -> std::borrow::Cow<'static, str> {
+                match self {
+                    ClientReason::Wire(r) => r.name().into(),
+                    ClientReason::HttpStatus(s) => format!("http-{s}").into(),
+                    ClientReason::Unknown(n) => n.clone().into(),
+                    $( ClientReason::$variant => $name.into(), )*
+                }
+            }
+
+            /// The reason a name stands for (a `Hopstack-Error` header's, say): the wire's,
+            /// an HTTP status, the client's own, or [`ClientReason::Unknown`].
+            pub fn from_name(name: &str) -> ClientReason {
+                if let Some(r) = Reason::from_name(name) {
+                    return ClientReason::Wire(r);
+                }
+                if let Some(s) = name.strip_prefix("http-").and_then(|s| s.parse().ok()) {
+                    return ClientReason::HttpStatus(s);
+                }
+                match name {
+                    $( $name => ClientReason::$variant, )*
+                    other => ClientReason::Unknown(other.to_owned()),
+                }
+            }
+        }
+    };
+}
+
+client_reasons! {
+    /// Bad command line.
+    Usage = "usage",
+    /// Local trouble (an output file, ...).
+    Local = "local",
+    /// The stack address does not parse.
+    AddressSyntax = "address-syntax",
+    /// The address parses but cannot be encoded (too many segments, ...).
+    Encode = "encode",
+    /// The client's DNS has no address for the first hop.
+    FirstHopUnresolved = "first-hop-unresolved",
+    /// A name the client resolved itself (a plain URL's host) does not resolve.
+    NoRoute = "no-route",
+    /// The kernel refused to send (probe or datagram).
+    SendFailed = "send-failed",
+    /// A probe got no answer in time.
+    ProbeTimeout = "probe-timeout",
+    /// The final hop answered the probe's port with ICMPv6 port unreachable.
+    HopdNotListening = "hopd-not-listening",
+    /// A probe answer or cached entry that does not fit the address.
+    BadAnswer = "bad-answer",
+    /// `connect` failed for another reason.
+    ConnectFailed = "connect-failed",
+    /// The peer reset the connection.
+    ConnectionReset = "connection-reset",
+    /// ICMPv6 port unreachable for a datagram.
+    PortUnreachable = "port-unreachable",
+    /// Another error on a UDP socket.
+    UdpError = "udp-error",
+    /// No datagram came back in time.
+    NoReply = "no-reply",
+    /// The TLS configuration (roots, certificate files) is unusable.
+    TlsConfig = "tls-config",
+    /// The server's certificate does not verify (name, issuer, dates).
+    TlsCertificate = "tls-certificate",
+    /// The TLS handshake failed otherwise.
+    TlsHandshake = "tls-handshake",
+    /// The TLS handshake did not finish in time.
+    TlsTimeout = "tls-timeout",
+    /// The HTTP/1.1 handshake failed.
+    HttpHandshake = "http-handshake",
+    /// The HTTP/2 handshake failed.
+    H2Handshake = "h2-handshake",
+    /// The connection closed before a response head.
+    NoResponse = "no-response",
+    /// No response head in time.
+    HttpTimeout = "http-timeout",
+    /// Reading the response body failed.
+    Body = "body",
+}
+
+impl From<Reason> for ClientReason {
+    fn from(r: Reason) -> Self {
+        ClientReason::Wire(r)
+    }
+}
+
+impl fmt::Display for ClientReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// Tests and logs compare with the stable name.
+impl PartialEq<&str> for ClientReason {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
+}
+
+impl serde::Serialize for ClientReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
 /// Which hop a failure is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HopRef {
@@ -169,14 +295,19 @@ impl fmt::Display for HopRef {
 pub struct ClientError {
     pub hop: Option<HopRef>,
     pub layer: ErrorLayer,
-    /// Stable, greppable reason (`nxdomain`, `connection-refused`, `http-404`, ...).
-    pub reason: String,
+    /// Why, typed; its [`ClientReason::name`] is the stable, greppable string
+    /// (`nxdomain`, `connection-refused`, `http-404`, ...).
+    pub reason: ClientReason,
     /// What went wrong, for humans.
     pub message: String,
 }
 
 impl ClientError {
-    pub fn new(layer: ErrorLayer, reason: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        layer: ErrorLayer,
+        reason: impl Into<ClientReason>,
+        message: impl Into<String>,
+    ) -> Self {
         ClientError {
             hop: None,
             layer,
@@ -195,11 +326,11 @@ impl ClientError {
     }
 
     pub fn usage(message: impl Into<String>) -> Self {
-        Self::new(ErrorLayer::Usage, "usage", message)
+        Self::new(ErrorLayer::Usage, ClientReason::Usage, message)
     }
 
     pub fn local(message: impl Into<String>) -> Self {
-        Self::new(ErrorLayer::Local, "local", message)
+        Self::new(ErrorLayer::Local, ClientReason::Local, message)
     }
 
     /// A stack report turned into a client error. `names` are the stack address's hop names
@@ -241,7 +372,7 @@ impl ClientError {
                     address: (!reporter.is_unspecified()).then_some(reporter),
                 }),
                 layer,
-                reason: r.reason.name().to_owned(),
+                reason: r.reason.into(),
                 message: format!(
                     "cannot resolve '{target}': {} ({}){detail}",
                     r.reason,
@@ -263,7 +394,7 @@ impl ClientError {
                     .or((!reporter.is_unspecified()).then_some(reporter)),
             }),
             layer,
-            reason: r.reason.name().to_owned(),
+            reason: r.reason.into(),
             message: format!("{} ({}){detail}", r.reason, r.reason.sentence()),
         }
     }
@@ -325,6 +456,27 @@ mod tests {
              is registered at the final hop) [no service `nope`]"
         );
         assert_eq!(e.exit_code(), 8);
+    }
+
+    #[test]
+    fn reason_names_round_trip() {
+        for r in Reason::ALL {
+            let c = ClientReason::from(*r);
+            assert_eq!(ClientReason::from_name(&c.name()), c, "{r:?}");
+        }
+        for c in ClientReason::OWN.iter().chain([&ClientReason::HttpStatus(404)]) {
+            assert_eq!(&ClientReason::from_name(&c.name()), c);
+        }
+        assert_eq!(ClientReason::HttpStatus(503).name(), "http-503");
+        // A reason a newer hopd sends is kept by name, not mistaken for a known one.
+        assert_eq!(
+            ClientReason::from_name("quantum-decoherence"),
+            ClientReason::Unknown("quantum-decoherence".into())
+        );
+        assert_eq!(
+            serde_json::to_string(&ClientReason::Wire(Reason::Nxdomain)).unwrap(),
+            "\"nxdomain\""
+        );
     }
 
     #[test]

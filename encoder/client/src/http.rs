@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use hopstack_encoder::wire::report::{Reason, ReportLayer};
 
-use super::error::{ClientError, ErrorLayer, HopRef};
+use super::error::{ClientError, ClientReason, ErrorLayer, HopRef};
 use super::timing::Timings;
 
 /// Name of the header the final hop puts on in-band errors.
@@ -46,7 +46,7 @@ pub struct HttpOutcome {
     pub bytes: u64,
 }
 
-fn http_err(reason: impl Into<String>, message: String) -> ClientError {
+fn http_err(reason: ClientReason, message: String) -> ClientError {
     ClientError::new(ErrorLayer::Http, reason, message)
 }
 
@@ -87,7 +87,7 @@ pub fn parse_error_header(v: &str, message: &str) -> Option<ClientError> {
     };
     let mut e = ClientError::new(
         layer,
-        reason_s.clone(),
+        ClientReason::from_name(&reason_s),
         format!("{reason_s}{sentence}{extra}"),
     );
     if let Some(index) = hop {
@@ -179,19 +179,19 @@ where
     let resp = if req.h2 {
         let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
             .await
-            .map_err(|e| http_err("h2-handshake", format!("HTTP/2 handshake: {e}")))?;
+            .map_err(|e| http_err(ClientReason::H2Handshake, format!("HTTP/2 handshake: {e}")))?;
         tokio::spawn(conn);
         sender.send_request(hreq).await
     } else {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
             .await
-            .map_err(|e| http_err("http-handshake", format!("HTTP/1.1: {e}")))?;
+            .map_err(|e| http_err(ClientReason::HttpHandshake, format!("HTTP/1.1: {e}")))?;
         tokio::spawn(conn);
         sender.send_request(hreq).await
     }
     .map_err(|e| {
         http_err(
-            "no-response",
+            ClientReason::NoResponse,
             format!("no HTTP response: {e} (the connection closed before a response)"),
         )
     })?;
@@ -225,8 +225,12 @@ where
     let start = Instant::now();
     let mut err_body = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|e| http_err("body", format!("reading the response body: {e}")))?;
+        let frame = frame.map_err(|e| {
+            http_err(
+                ClientReason::Body,
+                format!("reading the response body: {e}"),
+            )
+        })?;
         if let Ok(data) = frame.into_data() {
             bytes += data.len() as u64;
             if failing || hop_err.is_some() {
@@ -256,7 +260,7 @@ where
     let reason = status.canonical_reason().unwrap_or("").to_owned();
     if failing {
         return Err(http_err(
-            format!("http-{}", status.as_u16()),
+            ClientReason::HttpStatus(status.as_u16()),
             format!(
                 "HTTP {} {reason} for {} {}",
                 status.as_u16(),

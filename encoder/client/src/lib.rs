@@ -32,7 +32,7 @@ use tokio::net::TcpStream;
 use hopstack_encoder::address::StackAddress;
 use hopstack_encoder::wire::report::{Reason, ServiceStatus};
 
-pub use error::{ClientError, ErrorLayer, HopRef};
+pub use error::{ClientError, ClientReason, ErrorLayer, HopRef};
 pub use probe::{ProbeOptions, ProbeReply, ProbeResult};
 pub use resolve::{DnsResolver, PathCache, PathHop, ResolveOptions, ResolvedPath, Resolver};
 pub use socket::SocketOptions;
@@ -51,11 +51,11 @@ fn hop_ref(path: &ResolvedPath, index: usize) -> HopRef {
 /// the first hop (route), or a timeout.
 pub fn connect_error(path: &ResolvedPath, port: u16, e: &io::Error) -> ClientError {
     let mut err = connect_failure(port, e);
-    if err.reason == Reason::ConnectionRefused.name() {
+    if err.reason == ClientReason::Wire(Reason::ConnectionRefused) {
         err.message.push_str(" (is hopd listening there?)");
     }
     // No route towards the first hop is the first hop's; the rest is the destination's.
-    let index = if err.reason == Reason::Unreachable.name() {
+    let index = if err.reason == ClientReason::Wire(Reason::Unreachable) {
         0
     } else {
         path.hops.len() - 1
@@ -68,25 +68,29 @@ pub fn connect_failure(port: u16, e: &io::Error) -> ClientError {
     match e.raw_os_error() {
         Some(libc::ECONNREFUSED) => ClientError::new(
             ErrorLayer::Tcp,
-            Reason::ConnectionRefused.name(),
+            Reason::ConnectionRefused,
             format!("connection to port {port} refused"),
         ),
         Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EADDRNOTAVAIL) => ClientError::new(
             ErrorLayer::Route,
-            Reason::Unreachable.name(),
+            Reason::Unreachable,
             format!("cannot send towards the first hop: {e}"),
         ),
         Some(libc::ETIMEDOUT) => ClientError::new(
             ErrorLayer::Timeout,
-            Reason::ConnectionTimeout.name(),
+            Reason::ConnectionTimeout,
             format!("TCP connection to port {port} timed out"),
         ),
         _ if e.kind() == io::ErrorKind::TimedOut => ClientError::new(
             ErrorLayer::Timeout,
-            Reason::ConnectionTimeout.name(),
+            Reason::ConnectionTimeout,
             format!("TCP connection to port {port} not established in time"),
         ),
-        _ => ClientError::new(ErrorLayer::Tcp, "connect-failed", format!("connect: {e}")),
+        _ => ClientError::new(
+            ErrorLayer::Tcp,
+            ClientReason::ConnectFailed,
+            format!("connect: {e}"),
+        ),
     }
 }
 
@@ -138,7 +142,7 @@ pub async fn diagnose(
             Some(
                 ClientError::new(
                     ErrorLayer::Service,
-                    reason.name(),
+                    reason,
                     format!(
                         "service '{}': {reason} ({}){text}",
                         addr.service(),

@@ -25,7 +25,7 @@ use hopstack_encoder::probe::{self as machine, Mode, ProbeMachine};
 use hopstack_encoder::wire::report::{ErrorReport, ProbeAnswer, Reason};
 use hopstack_encoder::wire::tlv::{Tlv, TlvRepr, TraceRecord};
 
-use super::error::{ClientError, ErrorLayer, HopRef};
+use super::error::{ClientError, ClientReason, ErrorLayer, HopRef};
 use super::socket::{self, SocketOptions};
 
 /// Probe settings.
@@ -137,7 +137,12 @@ pub async fn probe(
     opts: &ProbeOptions,
 ) -> Result<ProbeResult, ClientError> {
     let hops = encode::resolve_hops(addr, resolve).map_err(|e| {
-        ClientError::new(ErrorLayer::Route, "first-hop-unresolved", e.to_string()).at(HopRef {
+        ClientError::new(
+            ErrorLayer::Route,
+            ClientReason::FirstHopUnresolved,
+            e.to_string(),
+        )
+        .at(HopRef {
             index: 0,
             name: hop_names(addr).swap_remove(0),
             address: None,
@@ -149,7 +154,7 @@ pub async fn probe(
     let local = socket::source_towards(first, &opts.sock).map_err(|e| {
         at_first(ClientError::new(
             ErrorLayer::Route,
-            "no-route",
+            ClientReason::NoRoute,
             format!("no route to the first hop: {e}"),
         ))
     })?;
@@ -163,7 +168,7 @@ pub async fn probe(
         .port();
     let srh = encode::build_probe_srh(addr, resolve, local, port, nonce)
         .and_then(|s| s.to_bytes().map_err(encode::EncodeError::Srh))
-        .map_err(|e| ClientError::new(ErrorLayer::Address, "encode", e.to_string()))?;
+        .map_err(|e| ClientError::new(ErrorLayer::Address, ClientReason::Encode, e.to_string()))?;
     {
         use std::os::fd::AsFd;
         socket::set_rthdr(sock.as_fd(), &srh)
@@ -194,7 +199,7 @@ pub async fn probe(
                 .map_err(|e| {
                     at_first(ClientError::new(
                         ErrorLayer::Route,
-                        "send-failed",
+                        ClientReason::SendFailed,
                         format!("cannot send the probe: {e}"),
                     ))
                 })?;
@@ -247,7 +252,7 @@ pub async fn probe(
     }
     Err(at_first(ClientError::new(
         ErrorLayer::Timeout,
-        "probe-timeout",
+        ClientReason::ProbeTimeout,
         format!(
             "no answer to {sent} probe(s) within {} ms each: the path breaks after this hop, \
              or a hop does not run hopd",
@@ -283,7 +288,7 @@ fn icmp_error(
     if (icmp.icmp_type, icmp.icmp_code) == (1, 4) {
         return ClientError::new(
             ErrorLayer::Service,
-            "hopd-not-listening",
+            ClientReason::HopdNotListening,
             format!(
                 "nothing listens on UDP port {port} at the final hop (is hopd running there?): \
                  {} from {}",
@@ -300,7 +305,7 @@ fn icmp_error(
     }
     let e = ClientError::new(
         ErrorLayer::Route,
-        Reason::Unreachable.name(),
+        Reason::Unreachable,
         format!(
             "the probe did not get through: {by} {} ({})",
             icmp.describe(),

@@ -32,7 +32,7 @@ use hopstack_encoder::wire::report::{Reason, ResolvedBy, ServiceStatus};
 use hopstack_encoder::wire::srh::SrhRepr;
 use hopstack_encoder::wire::tlv::{self, TlvRepr, TraceRecord, TraceStatus};
 
-use super::error::{ClientError, ErrorLayer, HopRef};
+use super::error::{ClientError, ClientReason, ErrorLayer, HopRef};
 use super::probe::{self, ProbeOptions, ProbeReply, ProbeResult};
 use super::record::{CacheStamp, RecordStore};
 use super::timing::{HopTiming, PathSource, Timings};
@@ -161,8 +161,9 @@ impl ResolvedPath {
     /// a kernel End SID are listed at it unless `fast_path` is off ([`Self::segment`]).
     pub fn srh(&self, addr: &StackAddress) -> Result<SrhRepr, ClientError> {
         let n = self.hops.len();
-        let mut s = encode::build_srh(addr, &|_| Some(Ipv6Addr::LOCALHOST))
-            .map_err(|e| ClientError::new(ErrorLayer::Address, "encode", e.to_string()))?;
+        let mut s = encode::build_srh(addr, &|_| Some(Ipv6Addr::LOCALHOST)).map_err(|e| {
+            ClientError::new(ErrorLayer::Address, ClientReason::Encode, e.to_string())
+        })?;
         for i in 0..n {
             s.segments[n - 1 - i] = self.segment(i).0;
         }
@@ -174,7 +175,7 @@ impl ResolvedPath {
     pub fn srh_bytes(&self, addr: &StackAddress) -> Result<Vec<u8>, ClientError> {
         self.srh(addr)?
             .to_bytes()
-            .map_err(|e| ClientError::new(ErrorLayer::Address, "encode", e.to_string()))
+            .map_err(|e| ClientError::new(ErrorLayer::Address, ClientReason::Encode, e.to_string()))
     }
 
     /// Per-hop lines for `-v`/`--json`, with the probe's trace records when there was one.
@@ -665,7 +666,7 @@ pub async fn resolve_path(
                             };
                             return Err(ClientError::new(
                                 ErrorLayer::Route,
-                                f.reason.name(),
+                                f.reason,
                                 format!(
                                     "cannot resolve '{}' in {view}: {} ({}) [{}]",
                                     n.as_str(),
@@ -743,7 +744,7 @@ pub async fn resolve_path(
     if answer.path.len() != n {
         return Err(ClientError::new(
             ErrorLayer::Route,
-            "bad-answer",
+            ClientReason::BadAnswer,
             format!(
                 "the probe answer lists {} hops, the address has {n}",
                 answer.path.len()
@@ -782,7 +783,7 @@ pub async fn resolve_path(
         };
         return Err(ClientError::new(
             ErrorLayer::Service,
-            reason.name(),
+            reason,
             format!(
                 "service '{}' over {}: {reason} ({}){text}",
                 addr.service(),

@@ -21,7 +21,7 @@ use tokio_rustls::client::TlsStream;
 
 use hopstack_encoder::address::StackAddress;
 
-use super::error::{ClientError, ErrorLayer};
+use super::error::{ClientError, ClientReason, ErrorLayer};
 
 /// The default SNI for an address (see the module docs).
 pub fn default_sni(addr: &StackAddress) -> String {
@@ -43,7 +43,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn tls_err(reason: &str, message: String) -> ClientError {
+fn tls_err(reason: ClientReason, message: String) -> ClientError {
     ClientError::new(ErrorLayer::Tls, reason, message)
 }
 
@@ -72,7 +72,7 @@ fn load_pem_roots(path: &Path) -> Result<RootCertStore, ClientError> {
 pub fn client_config(opts: &TlsOptions, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, ClientError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| tls_err("tls-config", e.to_string()))?;
+        .map_err(|e| tls_err(ClientReason::TlsConfig, e.to_string()))?;
     let mut cfg = if opts.insecure {
         builder
             .dangerous()
@@ -117,10 +117,16 @@ where
                 .cloned();
             match inner {
                 Some(rustls::Error::InvalidCertificate(c)) => {
-                    tls_err("tls-certificate", certificate_problem(sni, &c))
+                    tls_err(ClientReason::TlsCertificate, certificate_problem(sni, &c))
                 }
-                Some(other) => tls_err("tls-handshake", format!("handshake with '{sni}': {other}")),
-                None => tls_err("tls-handshake", format!("handshake with '{sni}': {e}")),
+                Some(other) => tls_err(
+                    ClientReason::TlsHandshake,
+                    format!("handshake with '{sni}': {other}"),
+                ),
+                None => tls_err(
+                    ClientReason::TlsHandshake,
+                    format!("handshake with '{sni}': {e}"),
+                ),
             }
         })
 }
