@@ -85,15 +85,16 @@ use std::net::Ipv6Addr;
 use crate::layer::Layer;
 
 /// An SRH is at most `(255 + 1) * 8` octets: Hdr Ext Len is one octet of 8-octet units.
-pub const SRH_MAX_LEN: usize = (u8::MAX as usize + 1) * 8;
+/// (These sizes are the wire module's, named here as the budget arithmetic uses them.)
+pub const SRH_MAX_LEN: usize = crate::wire::srh::MAX_LEN;
 /// Next Header, Hdr Ext Len, Routing Type, Segments Left, Last Entry, Flags, Tag.
-pub const SRH_FIXED_LEN: usize = 8;
+pub const SRH_FIXED_LEN: usize = crate::wire::srh::HEADER_LEN;
 /// One segment is one IPv6 address.
-pub const SEGMENT_LEN: usize = 16;
+pub const SEGMENT_LEN: usize = crate::wire::srh::SEGMENT_LEN;
 /// Type and length octets in front of every SRH TLV (except Pad1).
 pub const TLV_HEADER_LEN: usize = 2;
 /// The TLV length field is one octet.
-pub const TLV_MAX_VALUE_LEN: usize = u8::MAX as usize;
+pub const TLV_MAX_VALUE_LEN: usize = crate::wire::tlv::MAX_VALUE_LEN;
 
 /// Longest DNS label (RFC 1035 §2.3.4).
 pub const MAX_LABEL_LEN: usize = 63;
@@ -115,12 +116,12 @@ pub const MAX_DESCRIPTOR_TLV_LEN: usize =
 /// Hop-names entry overhead: segment index and name length.
 pub const HOP_NAME_ENTRY_OVERHEAD: usize = 2;
 /// Trace TLV header: `version(1) | flags(1) | report port(2) | nonce(4) | report address(16)`.
-pub const TRACE_HEADER_LEN: usize = 24;
+pub const TRACE_HEADER_LEN: usize = crate::wire::tlv::Trace::HEADER_LEN;
 /// One pre-allocated trace record: `index(1) | status(1) | flags(1) | reserved(1) |
 /// timestamp(4) | node id(4)`.
-pub const TRACE_RECORD_LEN: usize = 12;
+pub const TRACE_RECORD_LEN: usize = crate::wire::tlv::TraceRecord::LEN;
 /// Records that fit one trace TLV: `(255 - 24) / 12 = 19`.
-pub const TRACE_RECORDS_PER_TLV: usize = (TLV_MAX_VALUE_LEN - TRACE_HEADER_LEN) / TRACE_RECORD_LEN;
+pub const TRACE_RECORDS_PER_TLV: usize = crate::wire::tlv::Trace::MAX_RECORDS;
 
 /// Most hops an address may have: the largest N whose all-literal probe SRH with the largest
 /// layer descriptor fits [`SRH_MAX_LEN`] (66; arithmetic in the module docs).

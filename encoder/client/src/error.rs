@@ -464,7 +464,10 @@ mod tests {
             let c = ClientReason::from(*r);
             assert_eq!(ClientReason::from_name(&c.name()), c, "{r:?}");
         }
-        for c in ClientReason::OWN.iter().chain([&ClientReason::HttpStatus(404)]) {
+        for c in ClientReason::OWN
+            .iter()
+            .chain([&ClientReason::HttpStatus(404)])
+        {
             assert_eq!(&ClientReason::from_name(&c.name()), c);
         }
         assert_eq!(ClientReason::HttpStatus(503).name(), "http-503");

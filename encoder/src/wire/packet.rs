@@ -44,9 +44,9 @@ use super::checksum;
 /// IPv6 next-header value of a Routing header.
 pub const NEXT_HEADER_ROUTING: u8 = 43;
 /// Routing Type of the Segment Routing Header (RFC 8754).
-pub const ROUTING_TYPE_SRH: u8 = 4;
+pub const ROUTING_TYPE_SRH: u8 = super::srh::ROUTING_TYPE;
 /// Length of the fixed IPv6 header.
-pub const IPV6_HEADER_LEN: usize = 40;
+pub const IPV6_HEADER_LEN: usize = super::ipv6::HEADER_LEN;
 /// Length of a UDP header.
 pub const UDP_HEADER_LEN: usize = 8;
 /// Length of a TCP header without options.
@@ -56,20 +56,16 @@ mod field {
     use core::ops::Range;
 
     // IPv6 fixed header.
-    pub const VER_TC_FLOW: Range<usize> = 0..4;
-    pub const PAYLOAD_LEN: Range<usize> = 4..6;
-    pub const NEXT_HEADER: usize = 6;
-    pub const HOP_LIMIT: usize = 7;
-    pub const SRC: Range<usize> = 8..24;
-    pub const DST: Range<usize> = 24..40;
+    pub use crate::wire::ipv6::field::{
+        DST, HOP_LIMIT, NEXT_HEADER, PAYLOAD_LEN, SRC, VER_TC_FLOW,
+    };
 
     // SRH fixed part (offsets inside the SRH).
-    pub const SRH_NEXT_HEADER: usize = 0;
-    pub const SRH_HDR_EXT_LEN: usize = 1;
-    pub const SRH_ROUTING_TYPE: usize = 2;
-    pub const SRH_SEGMENTS_LEFT: usize = 3;
-    pub const SRH_LAST_ENTRY: usize = 4;
-    pub const SRH_SEGMENTS: usize = 8;
+    pub use crate::wire::srh::field::{
+        HDR_EXT_LEN as SRH_HDR_EXT_LEN, LAST_ENTRY as SRH_LAST_ENTRY,
+        NEXT_HEADER as SRH_NEXT_HEADER, ROUTING_TYPE as SRH_ROUTING_TYPE, SEGMENTS as SRH_SEGMENTS,
+        SEGMENTS_LEFT as SRH_SEGMENTS_LEFT,
+    };
 
     // UDP.
     pub const UDP_SRC_PORT: Range<usize> = 0..2;

@@ -966,6 +966,36 @@ impl Trace {
     }
 }
 
+/// Where a probe wants its stack reports: the report address, port and nonce of a trace
+/// TLV, read in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportTarget {
+    pub addr: Ipv6Addr,
+    pub port: u16,
+    pub nonce: u32,
+}
+
+impl ReportTarget {
+    /// The target in a trace TLV value, if it is this version's and names a place a hop may
+    /// send to: a non-zero port and an address that is neither unspecified, multicast nor
+    /// loopback (a hop must not be made to report to itself or to a group).
+    pub fn of_trace_value(v: &[u8]) -> Option<ReportTarget> {
+        if v.len() < Trace::HEADER_LEN || v[0] != Trace::VERSION {
+            return None;
+        }
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&v[8..24]);
+        let t = ReportTarget {
+            addr: Ipv6Addr::from(a),
+            port: u16::from_be_bytes([v[2], v[3]]),
+            nonce: u32::from_be_bytes([v[4], v[5], v[6], v[7]]),
+        };
+        let unusable =
+            t.port == 0 || t.addr.is_unspecified() || t.addr.is_multicast() || t.addr.is_loopback();
+        (!unusable).then_some(t)
+    }
+}
+
 /// Outcome of [`super::srh::Packet::fill_trace`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TraceFill {

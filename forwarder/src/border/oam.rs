@@ -1,7 +1,8 @@
-//! The parts of border processing that read hopstack's own TLVs: the trace record a hop fills
-//! (type 252), the stack report sent to the probe's report address when the packet is
-//! dropped, and HMAC verification (type 5). The layouts themselves are defined in
-//! `hopstack_encoder::wire::{tlv, hmac, report}`; this module only applies them.
+//! The packets border processing originates besides ICMPv6 errors, and the SRH HMAC check:
+//! the stack report sent to a probe's report address (from its trace TLV, type 252) when the
+//! packet is dropped, and HMAC verification (type 5). The layouts are
+//! `hopstack_encoder::wire::{tlv, hmac, report}`'s; the packet's own bytes are read through
+//! the wire views in `process.rs`.
 //!
 //! A stack report leaves as a complete IPv6/UDP packet written to the TUN device, so the
 //! border needs no socket for it:
@@ -13,50 +14,18 @@
 //! +-----------------------------+----------------------+---------------------------+
 //! ```
 
-use core::time::Duration;
 use std::net::Ipv6Addr;
 
 use hopstack_encoder::wire::checksum;
 use hopstack_encoder::wire::hmac::{self, Algorithm};
+use hopstack_encoder::wire::packet::{IPV6_HEADER_LEN, UDP_HEADER_LEN};
 use hopstack_encoder::wire::report::{ErrorReport, Reason, ReportBody, ReportLayer, ReportRepr};
 use hopstack_encoder::wire::srh;
-use hopstack_encoder::wire::tlv::{self, Trace, TraceRecord, TraceStatus};
+use hopstack_encoder::wire::tlv::ReportTarget;
 
 use super::icmp::{ERROR_HOP_LIMIT, MIN_MTU};
 use super::policy::{HmacAlgorithm, Policy};
 use super::process::DropReason;
-
-const IPV6_HEADER_LEN: usize = 40;
-const UDP_HEADER_LEN: usize = 8;
-
-/// Where and how to report, from the probe's first trace TLV.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ReportTo {
-    pub addr: Ipv6Addr,
-    pub port: u16,
-    pub nonce: u32,
-}
-
-/// The report target of the first well-formed trace TLV, if the probe asked for reports
-/// (a unicast report address and a non-zero port).
-pub(crate) fn report_target<T: AsRef<[u8]>>(view: &srh::Packet<T>) -> Option<ReportTo> {
-    let t = view
-        .tlvs()
-        .find(|t| t.tlv_type == tlv::TYPE_TRACE && t.value.len() >= Trace::HEADER_LEN)?;
-    let v = t.value;
-    if v[0] != Trace::VERSION {
-        return None;
-    }
-    let port = u16::from_be_bytes([v[2], v[3]]);
-    let nonce = u32::from_be_bytes([v[4], v[5], v[6], v[7]]);
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&v[8..24]);
-    let addr = Ipv6Addr::from(a);
-    if port == 0 || addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
-        return None;
-    }
-    Some(ReportTo { addr, port, nonce })
-}
 
 /// The report reason for a drop, or `None` for drops that must not trigger a report: an
 /// unauthenticated packet must not make us send anything to an address it names.
@@ -80,7 +49,7 @@ pub(crate) fn report_reason(reason: DropReason) -> Option<Reason> {
 /// returns its length, 0 if it does not fit in `out` or in the minimum MTU.
 pub(crate) fn build_report_packet(
     reporter: Ipv6Addr,
-    to: &ReportTo,
+    to: &ReportTarget,
     report: ErrorReport,
     out: &mut [u8],
 ) -> usize {
@@ -138,35 +107,6 @@ pub(crate) fn error_report(
     }
 }
 
-/// Fill this hop's record in the first trace TLV with room, in place. `segment` is Segments
-/// Left as the packet arrived; `end_function` the hop's kernel fast path in the /112 it was
-/// reached at (0: none). Returns whether a record was written.
-pub(crate) fn fill_trace(
-    srh_bytes: &mut [u8],
-    segment: u8,
-    bound: bool,
-    end_function: u16,
-    now: Duration,
-    node_id: u32,
-) -> bool {
-    let record = TraceRecord {
-        segment_index: segment,
-        status: if bound {
-            TraceStatus::Bound
-        } else {
-            TraceStatus::Forwarded
-        },
-        end_function,
-        // Wrapping by design (see TraceRecord::timestamp_us).
-        timestamp_us: now.as_micros() as u32,
-        node_id,
-    };
-    matches!(
-        srh::Packet::new_unchecked(srh_bytes).fill_trace(&record),
-        Ok(tlv::TraceFill::Filled { .. })
-    )
-}
-
 /// Verify the SRH's HMAC TLV against the policy's keys, like the kernel's
 /// `seg6_hmac_validate_skb` with `seg6_require_hmac = 1`.
 pub(crate) fn verify_hmac<T: AsRef<[u8]>>(
@@ -183,38 +123,6 @@ pub(crate) fn verify_hmac<T: AsRef<[u8]>>(
     hmac::verify(alg, key.secret.as_bytes(), key_id, src, view).map_err(|_| DropReason::HmacInvalid)
 }
 
-/// The name for Segment List[`index`] in the hop-names TLVs, as `(offset, len)` relative to
-/// the SRH. `Err(offset)` when an entry overruns its TLV.
-///
-/// ```text
-/// +---------------+---------------+---------------+-----------+--------+
-/// |  Type = 125   |    Length     | segment index | name len  |  name  | (entries repeat)
-/// +---------------+---------------+---------------+-----------+--------+
-/// ```
-pub(crate) fn hop_name<T: AsRef<[u8]>>(
-    view: &srh::Packet<T>,
-    index: u8,
-) -> Result<Option<(usize, usize)>, usize> {
-    for t in view.tlvs().filter(|t| t.tlv_type == tlv::TYPE_HOP_NAMES) {
-        let v = t.value;
-        let mut o = 0;
-        while o < v.len() {
-            let Some(&nlen) = v.get(o + 1) else {
-                return Err(t.at + 2 + o);
-            };
-            let nlen = usize::from(nlen);
-            if o + 2 + nlen > v.len() {
-                return Err(t.at + 2 + o);
-            }
-            if v[o] == index {
-                return Ok(Some((t.at + 2 + o + 2, nlen)));
-            }
-            o += 2 + nlen;
-        }
-    }
-    Ok(None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,7 +130,7 @@ mod tests {
 
     #[test]
     fn report_packet_is_valid_udp_with_a_parsable_report() {
-        let to = ReportTo {
+        let to = ReportTarget {
             addr: "2001:db8::100".parse().unwrap(),
             port: 40000,
             nonce: 0xdead_beef,

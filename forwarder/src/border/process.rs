@@ -50,10 +50,11 @@ use core::time::Duration;
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
 
-use hopstack_encoder::wire::packet::{ChainEnd, IPV6_HEADER_LEN, WalkError, walk_chain};
-use hopstack_encoder::wire::{checksum, srh, tlv};
+use hopstack_encoder::wire::packet::{ChainEnd, WalkError, walk_chain};
+use hopstack_encoder::wire::tlv::{TraceRecord, TraceStatus};
+use hopstack_encoder::wire::{checksum, ipv6, srh, tlv};
 
-use super::icmp::{self, IcmpError, TokenBucket, addr_at};
+use super::icmp::{self, IcmpError, TokenBucket};
 use super::oam;
 use super::policy::{Policy, Prefix};
 
@@ -619,7 +620,8 @@ fn drop_with_icmp(
         0
     } else {
         let limit = out.len().min(icmp::MIN_MTU);
-        icmp::build_error(err, addr_at(pkt, 24), pkt, &mut out[..limit])
+        let sid = ipv6::Packet::new_unchecked(pkt).dst_addr();
+        icmp::build_error(err, sid, pkt, &mut out[..limit])
     };
     Action::Drop {
         reason,
@@ -628,6 +630,18 @@ fn drop_with_icmp(
     }
 }
 
+/// End processing in four steps, each in this file and each reading the packet only through
+/// the wire views (`ipv6::Packet`, `srh::Packet`):
+///
+/// ```text
+///  validate ──► check_policy ──► bind_next ──► commit ──► Forward
+///  header, SID,    segments,       next segment:   SL−1, DA, Hop Limit,
+///  chain, SRH      HMAC,           address, or     late-bound segment and
+///  (RFC 8754       Hop Limit       name → cache    its checksum, trace
+///  S09–S13)                        (or NeedResolve) record
+///     │                │               │
+///     └─ Refused ──────┴── Failed ─────┘──► Drop (+ ICMPv6 error, + stack report)
+/// ```
 fn decide(
     now: Duration,
     buf: &mut [u8],
@@ -635,18 +649,86 @@ fn decide(
     state: &mut State,
     out: &mut [u8],
 ) -> (Action, Option<usize>) {
-    if buf.len() < IPV6_HEADER_LEN || buf[0] >> 4 != 6 {
-        return (drop_silently(DropReason::Malformed), None);
+    let end = match validate(buf, state) {
+        Ok(end) => end,
+        Err(Refused::Silently(reason, sid)) => return (drop_silently(reason), sid),
+        Err(Refused::WithIcmp(reason, err, upper, sid)) => {
+            let pkt = &buf[..ipv6::Packet::new_unchecked(&*buf).total_len()];
+            return (
+                drop_with_icmp(now, reason, err, pkt, upper, state, out),
+                Some(sid),
+            );
+        }
+    };
+    let sid = Some(end.sid);
+    let pkt = &mut buf[..end.len];
+    let next = match check_policy(&end, pkt, state).and_then(|()| bind_next(now, &end, pkt, state))
+    {
+        Ok(next) => next,
+        Err(Stop::Failed(f)) => return (f.into_action(now, &end, pkt, state, out), sid),
+        Err(Stop::Resolve { name, segment }) => {
+            return (Action::NeedResolve { name, segment }, sid);
+        }
+        Err(Stop::Silently(reason)) => return (drop_silently(reason), sid),
+    };
+    commit(now, &end, next, meta, pkt, state);
+    (Action::Forward { len: end.len }, sid)
+}
+
+/// A packet that passed [`validate`]: where its parts are and what End needs of them.
+struct EndPacket {
+    /// Octets of the packet (Payload Length's; link padding cut off).
+    len: usize,
+    /// Index of the SID it was sent to.
+    sid: usize,
+    /// The destination: the SID it reached. Addresses that cross the steps are kept as
+    /// `u128` (16-aligned): an `Ipv6Addr` inside a `Result` is moved in pieces and reloaded
+    /// whole, a store-forwarding stall of ~4 ns per packet.
+    dst: u128,
+    /// Offset of the SRH, and of the first octet after it.
+    srh: usize,
+    srh_end: usize,
+    /// Segments Left as it arrived (≥ 1).
+    segments_left: u8,
+    segment_count: usize,
+    upper: Option<ChainEnd>,
+}
+
+impl EndPacket {
+    fn dst(&self) -> Ipv6Addr {
+        Ipv6Addr::from(self.dst)
     }
-    let len = IPV6_HEADER_LEN + usize::from(u16::from_be_bytes([buf[4], buf[5]]));
-    if len > buf.len() {
-        return (drop_silently(DropReason::Malformed), None);
+
+    #[inline(always)]
+    fn srh<'a>(&self, pkt: &'a [u8]) -> srh::Packet<&'a [u8]> {
+        srh::Packet::new_unchecked(&pkt[self.srh..self.srh_end])
     }
-    // Anything after Payload Length is link padding, not packet.
-    let pkt = &mut buf[..len];
-    let dst = addr_at(pkt, 24);
+
+    #[inline(always)]
+    fn srh_mut<'a>(&self, pkt: &'a mut [u8]) -> srh::Packet<&'a mut [u8]> {
+        srh::Packet::new_unchecked(&mut pkt[self.srh..self.srh_end])
+    }
+}
+
+/// Why [`validate`] refused a packet.
+enum Refused {
+    /// Dropped without an answer (`None`: not sent to one of our SIDs).
+    Silently(DropReason, Option<usize>),
+    /// Answered with an ICMPv6 error (RFC 8754 §4.3.1, RFC 8200 §4.4).
+    WithIcmp(DropReason, IcmpError, Option<ChainEnd>, usize),
+}
+
+/// The IPv6 header, the SID, the extension-header chain and the SRH: RFC 8754 §4.3.1
+/// S01–S13 for a border SID.
+#[inline(always)]
+fn validate(buf: &[u8], state: &State) -> Result<EndPacket, Refused> {
+    let Ok(len) = ipv6::Packet::<&[u8]>::total_len_of(buf) else {
+        return Err(Refused::Silently(DropReason::Malformed, None));
+    };
+    let pkt = &buf[..len];
+    let dst = ipv6::Packet::new_unchecked(pkt).dst_addr();
     let Some(sid) = state.sid_index(&dst) else {
-        return (drop_silently(DropReason::NotOurSid), None);
+        return Err(Refused::Silently(DropReason::NotOurSid, None));
     };
     // Only routing, upper and truncated leave the walk, read with one match: keeping the
     // whole `HeaderChain` (and its error details, which the border does not report) out of
@@ -657,279 +739,339 @@ fn decide(
         Ok(end) => (Some(end), false),
         Err(e) => (None, matches!(e, WalkError::Truncated { .. })),
     };
-    let routing = chain.routing;
-    let sid = Some(sid);
-    let icmp_drop = |reason, err, pkt: &[u8], state: &mut State, out: &mut [u8]| {
-        (
-            drop_with_icmp(now, reason, err, pkt, upper, state, out),
-            sid,
-        )
+    let param_problem = |code, pointer: usize| IcmpError::ParameterProblem {
+        code,
+        pointer: pointer as u32,
     };
-
-    let Some(srh) = routing else {
+    let Some(at) = chain.routing else {
         if truncated {
-            return (drop_silently(DropReason::Truncated), sid);
+            return Err(Refused::Silently(DropReason::Truncated, Some(sid)));
         }
         // RFC 8986 §4.1.1: a packet without SRH whose upper layer we do not serve.
-        let pointer = upper.map_or(IPV6_HEADER_LEN, |u| u.offset) as u32;
-        let err = IcmpError::ParameterProblem {
-            code: IcmpError::PARAM_SR_UPPER_LAYER,
-            pointer,
-        };
-        return icmp_drop(DropReason::NoSrh, err, pkt, state, out);
+        let pointer = upper.map_or(ipv6::HEADER_LEN, |u| u.offset);
+        let err = param_problem(IcmpError::PARAM_SR_UPPER_LAYER, pointer);
+        return Err(Refused::WithIcmp(DropReason::NoSrh, err, upper, sid));
     };
-    let rtype = pkt[srh + 2];
-    let sl = pkt[srh + 3];
-    if sl == 0 {
+    // The walk saw the whole routing header in the packet, so its fixed part is there.
+    let view = srh::Packet::new_unchecked(&pkt[at..]);
+    let segments_left = view.segments_left();
+    if segments_left == 0 {
         if truncated {
-            return (drop_silently(DropReason::Truncated), sid);
+            return Err(Refused::Silently(DropReason::Truncated, Some(sid)));
         }
         // RFC 8754 §4.3.1 S02-S03 then §4.3.1.1: the upper layer is next, and a border SID
         // serves no upper layer.
-        let pointer = upper.map_or(srh, |u| u.offset) as u32;
-        let err = IcmpError::ParameterProblem {
-            code: IcmpError::PARAM_SR_UPPER_LAYER,
-            pointer,
-        };
-        return icmp_drop(DropReason::SegmentsLeftZero, err, pkt, state, out);
+        let pointer = upper.map_or(at, |u| u.offset);
+        let err = param_problem(IcmpError::PARAM_SR_UPPER_LAYER, pointer);
+        return Err(Refused::WithIcmp(
+            DropReason::SegmentsLeftZero,
+            err,
+            upper,
+            sid,
+        ));
     }
-    if rtype != srh::ROUTING_TYPE {
-        // RFC 8200 §4.4: unrecognized Routing Type with Segments Left > 0.
-        let err = IcmpError::ParameterProblem {
-            code: IcmpError::PARAM_HEADER_FIELD,
-            pointer: (srh + 2) as u32,
-        };
-        return icmp_drop(DropReason::UnknownRoutingType, err, pkt, state, out);
+    let sl_problem = param_problem(
+        IcmpError::PARAM_HEADER_FIELD,
+        at + srh::SEGMENTS_LEFT_OFFSET,
+    );
+    match view.check_header() {
+        Ok(()) => {}
+        Err(srh::Error::BadRoutingType { at: field, .. }) => {
+            // RFC 8200 §4.4: unrecognized Routing Type with Segments Left > 0.
+            let err = param_problem(IcmpError::PARAM_HEADER_FIELD, at + field);
+            return Err(Refused::WithIcmp(
+                DropReason::UnknownRoutingType,
+                err,
+                upper,
+                sid,
+            ));
+        }
+        Err(srh::Error::LastEntryExceedsHdrExtLen { .. }) => {
+            return Err(Refused::WithIcmp(
+                DropReason::LastEntryExceedsHdrLen,
+                sl_problem,
+                upper,
+                sid,
+            ));
+        }
+        Err(_) => return Err(Refused::Silently(DropReason::Truncated, Some(sid))),
     }
-    let hdr_ext_len = pkt[srh + 1];
-    let last_entry = pkt[srh + 4];
-    // S09-S13. Hdr Ext Len counts 8-octet units after the first 8; each segment is two.
-    let max_last_entry = i16::from(hdr_ext_len / 2) - 1;
-    let param_problem = IcmpError::ParameterProblem {
-        code: IcmpError::PARAM_HEADER_FIELD,
-        pointer: (srh + srh::SEGMENTS_LEFT_OFFSET) as u32,
-    };
-    if i16::from(last_entry) > max_last_entry {
-        return icmp_drop(
-            DropReason::LastEntryExceedsHdrLen,
-            param_problem,
-            pkt,
-            state,
-            out,
-        );
-    }
-    if u16::from(sl) > u16::from(last_entry) + 1 {
-        return icmp_drop(
+    // S11.
+    if usize::from(segments_left) > view.segment_count() {
+        return Err(Refused::WithIcmp(
             DropReason::SegmentsLeftExceedsLastEntry,
-            param_problem,
-            pkt,
-            state,
-            out,
-        );
+            sl_problem,
+            upper,
+            sid,
+        ));
     }
-    let srh_end = srh + (usize::from(hdr_ext_len) + 1) * 8;
-    if srh_end > pkt.len() {
-        return (drop_silently(DropReason::Truncated), sid);
+    let srh_end = at + view.total_len();
+    let view = srh::Packet::new_unchecked(&pkt[at..srh_end]);
+    if view.check_tlvs().is_err() {
+        return Err(Refused::Silently(DropReason::BadTlv, Some(sid)));
     }
-    // From here the SRH is known to be well formed, TLV area included.
-    let Ok(view) = srh::Packet::new_checked(&pkt[srh..srh_end]) else {
-        return (drop_silently(DropReason::BadTlv), sid);
-    };
-    let segment_count = view.segment_count();
-    let report_to = oam::report_target(&view);
-    let src = addr_at(pkt, 8);
-    // Drop with an ICMPv6 error and, when the probe asked for reports, a stack report
-    // naming the failing hop (by segment index).
-    let fail = |reason: DropReason,
-                err: IcmpError,
-                segment: u8,
-                name: &[u8],
-                address: Option<Ipv6Addr>,
-                pkt: &[u8],
-                state: &mut State,
-                out: &mut [u8]| {
-        let (action, sid) = icmp_drop(reason, err, pkt, state, out);
-        let Action::Drop { icmp_len, .. } = action else {
-            return (action, sid);
+    Ok(EndPacket {
+        len,
+        sid,
+        dst: u128::from(dst),
+        srh: at,
+        srh_end,
+        segments_left,
+        segment_count: view.segment_count(),
+        upper,
+    })
+}
+
+/// A drop after validation: the ICMPv6 error and, when the probe asked for reports, a stack
+/// report naming the failing hop (by segment index).
+struct Failed {
+    reason: DropReason,
+    err: IcmpError,
+    segment: u8,
+    /// The hop name, as a range of packet offsets (empty: none).
+    name: core::ops::Range<usize>,
+    address: Option<Ipv6Addr>,
+}
+
+impl Failed {
+    fn into_action(
+        self,
+        now: Duration,
+        end: &EndPacket,
+        pkt: &[u8],
+        state: &mut State,
+        out: &mut [u8],
+    ) -> Action {
+        let reason = self.reason;
+        let Action::Drop { icmp_len, .. } =
+            drop_with_icmp(now, reason, self.err, pkt, end.upper, state, out)
+        else {
+            unreachable!("drop_with_icmp drops");
         };
         let mut report_len = 0;
-        if let (Some(to), Some(why)) = (report_to, oam::report_reason(reason)) {
+        let to =
+            oam::report_reason(reason).and_then(|why| Some((why, end.srh(pkt).report_target()?)));
+        if let Some((why, to)) = to {
             if state.icmp_bucket.take(now) {
+                let name = &pkt[self.name];
                 let detail = state.cache.detail(name);
+                let dst = end.dst();
                 let text = if detail.is_empty() {
                     format!("{reason} at {dst}")
                 } else {
                     format!("{reason} at {dst}: {detail}")
                 };
-                let rep = oam::error_report(segment_count, segment, name, address, why, text);
-                let room = out.len().saturating_sub(icmp_len);
-                report_len =
-                    oam::build_report_packet(dst, &to, rep, &mut out[icmp_len..icmp_len + room]);
+                let rep = oam::error_report(
+                    end.segment_count,
+                    self.segment,
+                    name,
+                    self.address,
+                    why,
+                    text,
+                );
+                report_len = oam::build_report_packet(dst, &to, rep, &mut out[icmp_len..]);
             } else {
                 state.counters.icmp_rate_limited += 1;
             }
         }
-        (
-            Action::Drop {
-                reason,
-                icmp_len,
-                report_len,
-            },
-            sid,
-        )
-    };
+        Action::Drop {
+            reason,
+            icmp_len,
+            report_len,
+        }
+    }
+}
 
+/// What the border's policy says: the Segment List's length, the SRH HMAC, the Hop Limit.
+#[inline(always)]
+fn check_policy(end: &EndPacket, pkt: &[u8], state: &State) -> Result<(), Stop> {
+    let here = |reason, err| {
+        Stop::Failed(Failed {
+            reason,
+            err,
+            segment: end.segments_left,
+            name: 0..0,
+            address: Some(end.dst()),
+        })
+    };
     let policy = &state.settings.policy;
-    if segment_count > usize::from(policy.max_segments) {
+    if end.segment_count > usize::from(policy.max_segments) {
         let err = IcmpError::DestinationUnreachable {
             code: IcmpError::UNREACH_ADMIN,
         };
-        return fail(
-            DropReason::TooManySegments,
-            err,
-            sl,
-            b"",
-            Some(dst),
-            pkt,
-            state,
-            out,
-        );
+        return Err(here(DropReason::TooManySegments, err));
     }
     if policy.require_hmac {
-        if let Err(reason) = oam::verify_hmac(&view, &src, policy) {
-            return (drop_silently(reason), sid);
+        let src = ipv6::Packet::new_unchecked(pkt).src_addr();
+        if let Err(reason) = oam::verify_hmac(&end.srh(pkt), &src, policy) {
+            // Unauthenticated: no answer at all, lest we reflect at a forged source.
+            return Err(Stop::Silently(reason));
         }
     }
-    // With `tun_hop_limit` the Hop Limit as it arrived at this router is one more than what
-    // we see; the kernel has already refused packets that arrived with 1 or less.
-    let arrived_hop_limit = if state.settings.tun_hop_limit {
-        pkt[7].saturating_add(1)
-    } else {
-        pkt[7]
-    };
-    if arrived_hop_limit <= 1 {
-        return fail(
-            DropReason::HopLimitExceeded,
-            IcmpError::TimeExceeded,
-            sl,
-            b"",
-            Some(dst),
-            pkt,
-            state,
-            out,
-        );
+    if arrived_hop_limit(pkt, state) <= 1 {
+        return Err(here(DropReason::HopLimitExceeded, IcmpError::TimeExceeded));
     }
+    Ok(())
+}
 
-    let new_sl = sl - 1;
-    let seg_off = srh + srh::HEADER_LEN + srh::SEGMENT_LEN * usize::from(new_sl);
-    let mut next = addr_at(pkt, seg_off);
+/// The Hop Limit as the packet arrived at this router. With `tun_hop_limit` it is one more
+/// than what we see: the kernel's forwarding into the TUN took one, and has already refused
+/// packets that arrived with 1 or less.
+#[inline(always)]
+fn arrived_hop_limit(pkt: &[u8], state: &State) -> u8 {
+    let seen = ipv6::Packet::new_unchecked(pkt).hop_limit();
+    if state.settings.tun_hop_limit {
+        seen.saturating_add(1)
+    } else {
+        seen
+    }
+}
+
+/// The next segment's address: Segment List[Segments Left − 1], or for a placeholder the
+/// address its hop name has in the cache.
+struct Next {
+    addr: u128,
+    /// Late-bound here: the Segment List entry must be written.
+    bound: bool,
+}
+
+/// Why End stopped after validation.
+enum Stop {
+    /// Answered: an ICMPv6 error and maybe a stack report.
+    Failed(Failed),
+    /// Dropped without an answer.
+    Silently(DropReason),
+    /// The next segment's name is not cached: resolve it and run `process` again.
+    Resolve { name: String, segment: u8 },
+}
+
+#[inline(always)]
+fn bind_next(now: Duration, end: &EndPacket, pkt: &[u8], state: &mut State) -> Result<Next, Stop> {
+    let new_sl = end.segments_left - 1;
+    let view = end.srh(pkt);
+    let segment_at = end.srh + srh::HEADER_LEN + srh::SEGMENT_LEN * usize::from(new_sl);
+    let param_problem = |pointer: usize| IcmpError::ParameterProblem {
+        code: IcmpError::PARAM_HEADER_FIELD,
+        pointer: pointer as u32,
+    };
+    let failed = |reason, err, segment, name, address| {
+        Stop::Failed(Failed {
+            reason,
+            err,
+            segment,
+            name,
+            address,
+        })
+    };
+    let mut addr = view.segment_addr(usize::from(new_sl));
     let mut bound = false;
-    if tlv::is_placeholder(&next) {
-        let (name_off, name_len) = match oam::hop_name(&view, new_sl) {
+    if tlv::is_placeholder(&addr) {
+        let name = match view.hop_name_range(new_sl) {
             Err(at) => {
-                let err = IcmpError::ParameterProblem {
-                    code: IcmpError::PARAM_HEADER_FIELD,
-                    pointer: (srh + at) as u32,
-                };
-                return fail(DropReason::BadTlv, err, new_sl, b"", None, pkt, state, out);
+                let err = param_problem(end.srh + at);
+                return Err(failed(DropReason::BadTlv, err, new_sl, 0..0, None));
             }
-            Ok(Some((o, l))) if valid_dns_name(&pkt[srh + o..srh + o + l]) => (srh + o, l),
+            Ok(Some(r)) if valid_dns_name(&view.as_bytes()[r.clone()]) => {
+                end.srh + r.start..end.srh + r.end
+            }
             Ok(_) => {
-                let err = IcmpError::ParameterProblem {
-                    code: IcmpError::PARAM_HEADER_FIELD,
-                    pointer: seg_off as u32,
-                };
-                return fail(
-                    DropReason::BadHopName,
-                    err,
-                    new_sl,
-                    b"",
-                    None,
-                    pkt,
-                    state,
-                    out,
-                );
+                let err = param_problem(segment_at);
+                return Err(failed(DropReason::BadHopName, err, new_sl, 0..0, None));
             }
         };
-        let name = &pkt[name_off..name_off + name_len];
-        match state.cache.get(name, now) {
+        match state.cache.get(&pkt[name.clone()], now) {
             Some(Binding::Addr(a)) => {
-                next = a;
+                addr = a;
                 bound = true;
             }
             Some(Binding::Failed(f)) => {
                 let err = IcmpError::DestinationUnreachable {
                     code: IcmpError::UNREACH_ADDRESS,
                 };
-                return fail(f.drop_reason(), err, new_sl, name, None, pkt, state, out);
+                return Err(failed(f.drop_reason(), err, new_sl, name, None));
             }
             None => {
-                let name = String::from_utf8_lossy(name).into_owned();
-                return (
-                    Action::NeedResolve {
-                        name,
-                        segment: new_sl,
-                    },
-                    sid,
-                );
+                return Err(Stop::Resolve {
+                    name: String::from_utf8_lossy(&pkt[name]).into_owned(),
+                    segment: new_sl,
+                });
             }
         }
     }
-    if next == dst {
-        let err = IcmpError::ParameterProblem {
-            code: IcmpError::PARAM_HEADER_FIELD,
-            pointer: seg_off as u32,
-        };
-        return fail(DropReason::Loop, err, sl, b"", Some(dst), pkt, state, out);
+    if u128::from(addr) == end.dst {
+        let err = param_problem(segment_at);
+        let sl = end.segments_left;
+        return Err(failed(DropReason::Loop, err, sl, 0..0, Some(end.dst())));
     }
-    if !state.settings.policy.next_hop_allowed(&next) {
+    if !state.settings.policy.next_hop_allowed(&addr) {
         let err = IcmpError::DestinationUnreachable {
             code: IcmpError::UNREACH_ADMIN,
         };
-        return fail(
-            DropReason::NextHopDenied,
-            err,
-            new_sl,
-            b"",
-            Some(next),
-            pkt,
-            state,
-            out,
-        );
+        let a = Some(addr);
+        return Err(failed(DropReason::NextHopDenied, err, new_sl, 0..0, a));
     }
+    Ok(Next {
+        addr: u128::from(addr),
+        bound,
+    })
+}
 
-    // Commit: from here on the packet changes.
-    if bound {
-        let old = addr_at(pkt, seg_off);
-        pkt[seg_off..seg_off + 16].copy_from_slice(&next.octets());
-        state.counters.names_bound += 1;
-        if new_sl == 0 {
-            // Segment List[0] is the pseudo-header destination (RFC 8200 §8.1).
-            fix_upper_checksum(pkt, upper, meta, &old, &next);
+/// From here on the packet changes: RFC 8754 S14–S16 and S21, the late-bound segment with
+/// its upper-layer checksum, and this hop's trace record.
+#[inline(always)]
+fn commit(
+    now: Duration,
+    end: &EndPacket,
+    next: Next,
+    meta: PacketMeta,
+    pkt: &mut [u8],
+    state: &mut State,
+) {
+    let new_sl = end.segments_left - 1;
+    let arrived = arrived_hop_limit(pkt, state);
+    let next_addr = Ipv6Addr::from(next.addr);
+    {
+        let mut view = end.srh_mut(pkt);
+        if next.bound {
+            let old = view.segment_addr(usize::from(new_sl));
+            let _ = view.set_segment(usize::from(new_sl), next_addr);
+            state.counters.names_bound += 1;
+            if new_sl == 0 {
+                // Segment List[0] is the pseudo-header destination (RFC 8200 §8.1).
+                fix_upper_checksum(pkt, end.upper, meta, &old, &next_addr);
+            }
         }
     }
-    pkt[srh + srh::SEGMENTS_LEFT_OFFSET] = new_sl;
-    pkt[24..40].copy_from_slice(&next.octets());
+    let mut view = end.srh_mut(pkt);
+    view.set_segments_left(new_sl);
+    let oam = view.oam();
+    let mut ip = ipv6::Packet::new_unchecked(&mut *pkt);
+    ip.set_dst_addr(next_addr);
     // RFC 8754 S21: one decrement at this node. Under `tun_hop_limit` the kernel's egress
     // forwarding performs it, so we write back the arrival value.
-    pkt[7] = if state.settings.tun_hop_limit {
-        arrived_hop_limit
+    ip.set_hop_limit(if state.settings.tun_hop_limit {
+        arrived
     } else {
-        arrived_hop_limit - 1
-    };
-    if pkt[srh + 5] & srh::FLAG_O != 0
-        && oam::fill_trace(
-            &mut pkt[srh..srh_end],
-            sl,
-            bound,
-            state.end_function(&dst),
-            now,
-            state.settings.node_id,
-        )
-    {
-        state.counters.traces_filled += 1;
+        arrived - 1
+    });
+    if oam {
+        // This hop's record in the first trace TLV with room: the segment as it arrived.
+        let record = TraceRecord {
+            segment_index: end.segments_left,
+            status: if next.bound {
+                TraceStatus::Bound
+            } else {
+                TraceStatus::Forwarded
+            },
+            end_function: state.end_function(&end.dst()),
+            // Wrapping by design (see TraceRecord::timestamp_us).
+            timestamp_us: now.as_micros() as u32,
+            node_id: state.settings.node_id,
+        };
+        if let Ok(tlv::TraceFill::Filled { .. }) = end.srh_mut(pkt).fill_trace(&record) {
+            state.counters.traces_filled += 1;
+        }
     }
-    (Action::Forward { len }, sid)
 }
 
 fn fix_upper_checksum(
