@@ -439,7 +439,7 @@ impl Reloader {
         }
         fast_path.warn(&new);
         self.shared
-            .reconfigure(&fast_path.settings(&new, &self.node_name), run::now());
+            .reconfigure(&fast_path.settings(&new, &self.node_name), run::monotonic());
         *self
             .shared
             .fast_path
@@ -521,7 +521,7 @@ impl Border {
         let n = queues.len();
         let shared = Shared::with_workers(
             (0..n)
-                .map(|_| State::new(settings.for_worker_of(n), run::now()))
+                .map(|_| State::new(settings.for_worker_of(n), run::monotonic()))
                 .collect(),
         );
         *shared.fast_path.lock().unwrap_or_else(|p| p.into_inner()) = fast_path;

@@ -541,25 +541,48 @@ pub struct PacketMeta {
     pub checksum_partial: bool,
 }
 
+/// The two clocks End reads, both passed in. The token bucket and the name cache's TTLs run
+/// on `monotonic` time, so that a step of the wall clock (NTP, an operator) neither refills
+/// the ICMPv6 budget nor expires or prolongs cached names; trace records carry `wall` time,
+/// because `hoptrace` compares them with its own clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// Time since any fixed point, never stepping back (`CLOCK_MONOTONIC`).
+    pub monotonic: Duration,
+    /// Time since the Unix epoch.
+    pub wall: Duration,
+}
+
+impl Clock {
+    /// One instant for both clocks: tests, benches.
+    pub const fn fixed(t: Duration) -> Clock {
+        Clock {
+            monotonic: t,
+            wall: t,
+        }
+    }
+}
+
 /// Decide what to do with `pkt` (one whole IPv6 packet). See the module documentation.
+/// `now` is both clocks ([`Clock::fixed`]); the daemon calls [`process_with`].
 ///
 /// `out` must hold at least [`OUT_BUF_LEN`] octets for error packets; a smaller buffer
 /// only means fewer or shorter errors, never a panic.
 pub fn process(now: Duration, pkt: &mut [u8], state: &mut State, out: &mut [u8]) -> Action {
-    process_with(now, pkt, PacketMeta::default(), state, out)
+    process_with(Clock::fixed(now), pkt, PacketMeta::default(), state, out)
 }
 
 /// [`process`] for a packet with offload metadata (a GSO super-packet from the TUN device,
 /// say: one End for every segment it will become).
 pub fn process_with(
-    now: Duration,
+    clock: Clock,
     pkt: &mut [u8],
     meta: PacketMeta,
     state: &mut State,
     out: &mut [u8],
 ) -> Action {
     state.counters.received += 1;
-    let (action, sid) = decide(now, pkt, meta, state, out);
+    let (action, sid) = decide(clock, pkt, meta, state, out);
     match &action {
         Action::Forward { .. } => {
             state.counters.forwarded += 1;
@@ -643,12 +666,13 @@ fn drop_with_icmp(
 ///     └─ Refused ──────┴── Failed ─────┘──► Drop (+ ICMPv6 error, + stack report)
 /// ```
 fn decide(
-    now: Duration,
+    clock: Clock,
     buf: &mut [u8],
     meta: PacketMeta,
     state: &mut State,
     out: &mut [u8],
 ) -> (Action, Option<usize>) {
+    let now = clock.monotonic;
     let end = match validate(buf, state) {
         Ok(end) => end,
         Err(Refused::Silently(reason, sid)) => return (drop_silently(reason), sid),
@@ -671,7 +695,7 @@ fn decide(
         }
         Err(Stop::Silently(reason)) => return (drop_silently(reason), sid),
     };
-    commit(now, &end, next, meta, pkt, state);
+    commit(clock.wall, &end, next, meta, pkt, state);
     (Action::Forward { len: end.len }, sid)
 }
 
@@ -1020,7 +1044,7 @@ fn bind_next(now: Duration, end: &EndPacket, pkt: &[u8], state: &mut State) -> R
 /// its upper-layer checksum, and this hop's trace record.
 #[inline(always)]
 fn commit(
-    now: Duration,
+    wall: Duration,
     end: &EndPacket,
     next: Next,
     meta: PacketMeta,
@@ -1065,7 +1089,7 @@ fn commit(
             },
             end_function: state.end_function(&end.dst()),
             // Wrapping by design (see TraceRecord::timestamp_us).
-            timestamp_us: now.as_micros() as u32,
+            timestamp_us: wall.as_micros() as u32,
             node_id: state.settings.node_id,
         };
         if let Ok(tlv::TraceFill::Filled { .. }) = end.srh_mut(pkt).fill_trace(&record) {

@@ -8,7 +8,7 @@
 //!   +---------------- TUN hop0 ----------------+
 //!   |  read (batch)                 write back |<------ forward / ICMPv6 / report
 //!   v                                          |
-//!  process(now, pkt, &mut State, out) ---------+
+//!  process_with(clock, pkt, meta, st, out) ----+
 //!   |  NeedResolve{name}
 //!   v
 //!  pending[name] <- packet (bounded)   spawn lookup ---> hickory (node's resolv.conf)
@@ -26,16 +26,17 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
 
 use super::process::{
-    Action, Counters, DropReason, OUT_BUF_LEN, PacketMeta, Settings, State, process_with,
+    Action, Clock, Counters, DropReason, OUT_BUF_LEN, PacketMeta, Settings, State, process_with,
 };
 use super::resolve::{Answer, NameResolver};
 use super::tun::{Offloads, PacketIo, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
@@ -45,12 +46,20 @@ use super::{Config, FastPath};
 /// its virtio-net header.
 const MAX_FRAME: usize = 65_536 + VNET_HDR_LEN + 64;
 
-/// The wall clock as `process` wants it. Trace timestamps use it; the token bucket
-/// tolerates steps.
-pub fn now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
+/// Monotonic time as `process` and `State` want it: since the first call in this process.
+pub fn monotonic() -> Duration {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
+
+/// Both clocks `process` reads ([`Clock`]).
+pub fn clock() -> Clock {
+    Clock {
+        monotonic: monotonic(),
+        wall: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default(),
+    }
 }
 
 /// One packet worker's share: its own state (no lock shared with another worker on the
@@ -210,7 +219,7 @@ impl<P: PacketIo> Shell<'_, P> {
     }
 
     /// One frame as read from the device: offload metadata, then the packet.
-    fn handle(&mut self, st: &mut State, now: Duration, frame: &mut [u8]) {
+    fn handle(&mut self, st: &mut State, now: Clock, frame: &mut [u8]) {
         let meta_len = self.io.meta_len();
         if frame.len() < meta_len {
             st.counters.count_drop(DropReason::Malformed);
@@ -287,9 +296,14 @@ impl<P: PacketIo> Shell<'_, P> {
         self.pending.queued -= queued.len();
         let worker = self.worker;
         let mut st = lock(&worker.state);
-        let t = now();
-        st.cache
-            .insert_with_detail(name.as_bytes(), ans.binding, ans.ttl, t, &ans.detail);
+        let t = clock();
+        st.cache.insert_with_detail(
+            name.as_bytes(),
+            ans.binding,
+            ans.ttl,
+            t.monotonic,
+            &ans.detail,
+        );
         for mut frame in queued {
             self.handle(&mut st, t, &mut frame);
         }
@@ -394,7 +408,7 @@ async fn worker<P: PacketIo>(
                 let mut guard = guard?;
                 let mut st = lock(&worker.state);
                 // One clock read per batch: a batch takes microseconds, TTLs are seconds.
-                let t = now();
+                let t = clock();
                 for _ in 0..BATCH {
                     match guard.try_io(|fd| fd.get_ref().recv(&mut buf)) {
                         Ok(Ok(n)) => shell.handle(&mut st, t, &mut buf[..n]),
@@ -486,7 +500,7 @@ mod tests {
         let (ours, theirs) = UnixDatagram::pair().unwrap();
         theirs.set_nonblocking(true).unwrap();
         ours.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let shared = Shared::new(State::new(cfg.settings("test"), now()));
+        let shared = Shared::new(State::new(cfg.settings("test"), monotonic()));
         let (_reload_tx, reload_rx) = watch::channel(cfg.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(run_with(

@@ -7,8 +7,8 @@ use std::net::Ipv6Addr;
 use super::icmp::upper_layer_checksum;
 use super::policy::Prefix;
 use super::process::{
-    Action, Binding, DropReason, OUT_BUF_LEN, PacketMeta, ResolveFailure, Settings, State, process,
-    process_with,
+    Action, Binding, Clock, DropReason, OUT_BUF_LEN, PacketMeta, ResolveFailure, Settings, State,
+    process, process_with,
 };
 
 const NOW: Duration = Duration::from_secs(1_000);
@@ -492,7 +492,7 @@ fn late_binding_updates_a_partial_checksum_for_the_bound_final_destination() {
         let meta = PacketMeta {
             checksum_partial: true,
         };
-        let act = process_with(NOW, &mut pkt, meta, &mut st, &mut out);
+        let act = process_with(Clock::fixed(NOW), &mut pkt, meta, &mut st, &mut out);
         assert!(matches!(act, Action::Forward { .. }), "{act:?}");
         let field = u16::from_be_bytes([pkt[udp_at + 6], pkt[udp_at + 7]]);
         assert_eq!(
@@ -737,6 +737,47 @@ fn trace_tlv(report: &str, port: u16, nonce: u32, records: usize) -> Vec<u8> {
     t.extend_from_slice(&a(report).octets());
     t.extend(std::iter::repeat_n(0, 12 * records));
     t
+}
+
+#[test]
+fn trace_records_carry_wall_time_and_the_cache_runs_on_monotonic_time() {
+    let ph = placeholder(1);
+    let mut b = Pkt::srh(&["fd00:3::1", &ph, SID], 2);
+    b.flags = 0x20;
+    b.tlvs = hop_names(&[(1, "org")]);
+    b.tlvs.extend(trace_tlv(SRC, 40000, 7, 2));
+    let orig = b.build();
+    let mut st = state();
+    let mono = Duration::from_secs(100);
+    st.cache.insert(
+        b"org",
+        Binding::Addr(a("fd00:2::2")),
+        Duration::from_secs(60),
+        mono,
+    );
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    // The wall clock stepped a day ahead: the name cached for 60 s is still fresh, and the
+    // record says the wall time.
+    let wall = Duration::from_secs(1_700_086_400);
+    let clock = Clock {
+        monotonic: mono + Duration::from_secs(30),
+        wall,
+    };
+    let mut pkt = orig.clone();
+    let act = process_with(clock, &mut pkt, PacketMeta::default(), &mut st, &mut out);
+    assert_eq!(act, Action::Forward { len: orig.len() });
+    let view = hopstack_encoder::wire::srh::Packet::new_checked(&pkt[40..pkt.len() - 18]).unwrap();
+    let t = view.find_tlv(252).unwrap();
+    let recs: Vec<_> = hopstack_encoder::wire::tlv::Trace::records_in(t.value).collect();
+    assert_eq!(recs[0].timestamp_us, wall.as_micros() as u32);
+    // 61 s later on the monotonic clock (the wall clock stepped back meanwhile): expired.
+    let clock = Clock {
+        monotonic: mono + Duration::from_secs(61),
+        wall: wall - Duration::from_secs(86_400),
+    };
+    let mut pkt = orig.clone();
+    let act = process_with(clock, &mut pkt, PacketMeta::default(), &mut st, &mut out);
+    assert!(matches!(act, Action::NeedResolve { .. }), "{act:?}");
 }
 
 #[test]
