@@ -25,6 +25,7 @@ use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
 use crate::wire::report::{ErrorReport, ProbeAnswer, ReportBody, ReportRepr};
+use crate::wire::tlv::{Tlv, TlvRepr, TraceRecord};
 
 /// How the probe treats an error report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +206,20 @@ impl<I> ProbeMachine<I> {
     /// What came back (call when done; earlier it is what came back so far).
     pub fn outcome(self) -> Outcome<I> {
         self.out
+    }
+}
+
+/// The records of the trace TLV value a probe answer carries back (opaque in
+/// `wire::report`); empty when it is not a valid trace.
+pub fn trace_records(value: &[u8]) -> Vec<TraceRecord> {
+    let t = Tlv {
+        at: 0,
+        tlv_type: crate::wire::tlv::TYPE_TRACE,
+        value,
+    };
+    match TlvRepr::parse(&t) {
+        Ok(TlvRepr::Trace(tr)) => tr.records,
+        _ => Vec::new(),
     }
 }
 

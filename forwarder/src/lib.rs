@@ -7,6 +7,7 @@
 pub mod border;
 pub mod config;
 pub mod final_hop;
+pub mod ratelimit;
 /// The service SDK (crate `hopstack-service`): the service side of hand-off mode and the
 /// control protocol hopd speaks.
 pub use hopstack_service as service;

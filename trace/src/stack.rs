@@ -15,9 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hopstack_encoder::StackAddress;
 use hopstack_encoder::encode::{self, EncodeError};
+use hopstack_encoder::probe::trace_records;
 use hopstack_encoder::probe::{self as machine, Mode, ProbeMachine};
 use hopstack_encoder::wire::report::{ErrorReport, ProbeAnswer};
-use hopstack_encoder::wire::tlv::{Tlv, TlvRepr, TraceRecord};
+use hopstack_encoder::wire::tlv::TraceRecord;
 
 use crate::sock::{self, QueuedError};
 
@@ -77,27 +78,6 @@ impl Outcome {
     }
 }
 
-/// Parses a trace TLV value as a probe answer returns it.
-pub fn trace_records(value: &[u8]) -> Vec<TraceRecord> {
-    let t = Tlv {
-        at: 0,
-        tlv_type: hopstack_encoder::wire::tlv::TYPE_TRACE,
-        value,
-    };
-    match TlvRepr::parse(&t) {
-        Ok(TlvRepr::Trace(tr)) => tr.records,
-        _ => Vec::new(),
-    }
-}
-
-fn nonce() -> u32 {
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    (t as u32) ^ ((t >> 32) as u32).rotate_left(7) ^ std::process::id().rotate_left(16)
-}
-
 /// Why a probe could not be sent.
 #[derive(Debug)]
 pub enum SendError {
@@ -136,7 +116,7 @@ pub fn probe(
         .map_err(io("cannot open the probe socket"))?;
     let fd = s.as_raw_fd();
     let port = s.local_addr().map_err(io("probe socket"))?.port();
-    let nonce = nonce();
+    let nonce = hopstack_client::probe::random_nonce();
     let srh = encode::build_probe_srh(addr, resolve, local, port, nonce)
         .and_then(|r| r.to_bytes().map_err(EncodeError::Srh))
         .map_err(SendError::Encode)?;

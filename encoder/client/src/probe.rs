@@ -23,7 +23,7 @@ use hopstack_encoder::address::StackAddress;
 use hopstack_encoder::encode::{self, DEFAULT_SERVICE_PORT};
 use hopstack_encoder::probe::{self as machine, Mode, ProbeMachine};
 use hopstack_encoder::wire::report::{ErrorReport, ProbeAnswer, Reason};
-use hopstack_encoder::wire::tlv::{Tlv, TlvRepr, TraceRecord};
+use hopstack_encoder::wire::tlv::TraceRecord;
 
 use super::error::{ClientError, ClientReason, ErrorLayer, HopRef};
 use super::socket::{self, SocketOptions};
@@ -83,18 +83,7 @@ impl ProbeResult {
     }
 }
 
-/// Parses the trace TLV value a probe answer carries back (opaque in `wire::report`).
-pub fn trace_records(value: &[u8]) -> Vec<TraceRecord> {
-    let t = Tlv {
-        at: 0,
-        tlv_type: hopstack_encoder::wire::tlv::TYPE_TRACE,
-        value,
-    };
-    match TlvRepr::parse(&t) {
-        Ok(TlvRepr::Trace(tr)) => tr.records,
-        _ => Vec::new(),
-    }
-}
+pub use hopstack_encoder::probe::trace_records;
 
 /// A nonce nobody can predict from outside (std's per-process random hash keys, the clock
 /// and the pid), so a stray or forged report is unlikely to match.

@@ -25,12 +25,13 @@
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! ```
 
-use core::time::Duration;
 use std::net::Ipv6Addr;
+
+use hopstack_encoder::wire::{checksum, ipv6};
 
 /// IPv6 minimum MTU (RFC 8200 §5); an ICMPv6 error never exceeds it.
 pub const MIN_MTU: usize = 1280;
-const IPV6_HEADER_LEN: usize = 40;
+use hopstack_encoder::wire::ipv6::HEADER_LEN as IPV6_HEADER_LEN;
 const ICMP_HEADER_LEN: usize = 8;
 /// Hop limit of the errors we originate (the kernel's default unicast hop limit).
 pub const ERROR_HOP_LIMIT: u8 = 64;
@@ -130,89 +131,18 @@ pub fn build_error(err: IcmpError, src: Ipv6Addr, invoking: &[u8], out: &mut [u8
 }
 
 /// RFC 8200 §8.1 upper-layer checksum over the pseudo-header and `data` (whose checksum
-/// field must be zero).
+/// field must be zero), without UDP's zero rule: over a message that carries its checksum
+/// it is 0, which is how the tests verify one.
 pub fn upper_layer_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8, data: &[u8]) -> u16 {
-    let mut sum: u64 = 0;
-    sum += sum_words(&src.octets());
-    sum += sum_words(&dst.octets());
-    sum += data.len() as u64;
-    sum += u64::from(next_header);
-    sum += sum_words(data);
-    !fold(sum)
-}
-
-fn sum_words(data: &[u8]) -> u64 {
-    let mut chunks = data.chunks_exact(2);
-    let mut sum: u64 = 0;
-    for c in &mut chunks {
-        sum += u64::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    sum
-}
-
-fn fold(mut sum: u64) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
+    let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+    !checksum::combine(&[
+        checksum::pseudo_header(src, dst, next_header, len),
+        checksum::data(data),
+    ])
 }
 
 pub(crate) fn addr_at(buf: &[u8], at: usize) -> Ipv6Addr {
-    let mut o = [0u8; 16];
-    o.copy_from_slice(&buf[at..at + 16]);
-    Ipv6Addr::from(o)
-}
-
-/// A token bucket: `rate` tokens per second up to `burst`. Time is passed in, so the bucket
-/// is deterministic under test.
-#[derive(Debug, Clone)]
-pub struct TokenBucket {
-    rate_per_sec: u32,
-    burst: u32,
-    /// Tokens in millionths, so that low rates still refill smoothly.
-    micro_tokens: u64,
-    last: Duration,
-}
-
-impl TokenBucket {
-    /// A full bucket.
-    pub fn new(rate_per_sec: u32, burst: u32, now: Duration) -> TokenBucket {
-        TokenBucket {
-            rate_per_sec,
-            burst,
-            micro_tokens: u64::from(burst) * 1_000_000,
-            last: now,
-        }
-    }
-
-    /// Take one token if there is one.
-    pub fn take(&mut self, now: Duration) -> bool {
-        // A clock that steps backwards refills nothing rather than panicking.
-        let elapsed = now.saturating_sub(self.last);
-        self.last = self.last.max(now);
-        let refill = elapsed
-            .as_micros()
-            .saturating_mul(u128::from(self.rate_per_sec));
-        let cap = u64::from(self.burst) * 1_000_000;
-        self.micro_tokens = (u128::from(self.micro_tokens) + refill).min(u128::from(cap)) as u64;
-        if self.micro_tokens >= 1_000_000 {
-            self.micro_tokens -= 1_000_000;
-            true
-        } else {
-            false
-        }
-    }
-
-    pub fn rate_per_sec(&self) -> u32 {
-        self.rate_per_sec
-    }
-
-    pub fn burst(&self) -> u32 {
-        self.burst
-    }
+    ipv6::addr(&buf[at..at + 16])
 }
 
 #[cfg(test)]
@@ -289,23 +219,5 @@ mod tests {
         inv[8] = 0xff; // multicast source
         assert!(must_not_answer(&inv, Some((40, 58))));
         assert!(must_not_answer(&inv[..39], None));
-    }
-
-    #[test]
-    fn token_bucket_refills_at_rate() {
-        let t0 = Duration::from_secs(100);
-        let mut b = TokenBucket::new(10, 2, t0);
-        assert!(b.take(t0));
-        assert!(b.take(t0));
-        assert!(!b.take(t0));
-        assert!(!b.take(t0 + Duration::from_millis(99)));
-        assert!(b.take(t0 + Duration::from_millis(100)));
-        // A long pause refills only up to the burst.
-        let t1 = t0 + Duration::from_secs(60);
-        assert!(b.take(t1));
-        assert!(b.take(t1));
-        assert!(!b.take(t1));
-        // A clock step backwards neither panics nor refills.
-        assert!(!b.take(t0));
     }
 }

@@ -54,9 +54,10 @@ use hopstack_encoder::wire::packet::{ChainEnd, WalkError, walk_chain};
 use hopstack_encoder::wire::tlv::{TraceRecord, TraceStatus};
 use hopstack_encoder::wire::{checksum, ipv6, srh, tlv};
 
-use super::icmp::{self, IcmpError, TokenBucket};
+use super::icmp::{self, IcmpError};
 use super::oam;
 use super::policy::{Policy, Prefix};
+use crate::ratelimit::TokenBucket;
 
 /// Scratch space `process` needs for the packets it may originate: one ICMPv6 error and one
 /// stack report, each at most the IPv6 minimum MTU.

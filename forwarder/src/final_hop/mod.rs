@@ -47,6 +47,7 @@ pub use config::{
 };
 pub use failure::{Failure, HopId, Reason, ReportLayer};
 
+use crate::ratelimit::SharedBucket;
 use crate::service::Metadata;
 
 /// Why the final hop could not start.
@@ -131,38 +132,7 @@ pub struct Ctx {
     /// The final-hop UDP socket; also the source of stack reports and probe answers.
     pub udp: Arc<UdpSocket>,
     /// Bounds reports and probe answers (see [`Config::reports_per_second`]).
-    pub report_limit: TokenBucket,
-}
-
-/// A token bucket: `rate` tokens per second, at most `2 * rate` saved up.
-pub struct TokenBucket {
-    rate: f64,
-    state: std::sync::Mutex<(f64, std::time::Instant)>,
-}
-
-impl TokenBucket {
-    pub fn new(rate: u32) -> TokenBucket {
-        let rate = f64::from(rate);
-        TokenBucket {
-            rate,
-            state: std::sync::Mutex::new((rate * 2.0, std::time::Instant::now())),
-        }
-    }
-
-    /// Takes one token if there is one.
-    pub fn take(&self, now: std::time::Instant) -> bool {
-        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, last) = *g;
-        let elapsed = now.saturating_duration_since(last).as_secs_f64();
-        let tokens = (tokens + elapsed * self.rate).min(self.rate * 2.0);
-        if tokens >= 1.0 {
-            *g = (tokens - 1.0, now);
-            true
-        } else {
-            *g = (tokens, now);
-            false
-        }
-    }
+    pub report_limit: SharedBucket,
 }
 
 /// What the lookup decided for a descriptor.
@@ -322,7 +292,11 @@ impl FinalHop {
                 source,
             })?;
         let udp = Arc::new(udp);
-        let report_limit = TokenBucket::new(cfg.reports_per_second);
+        // At most `2 * rate` saved up.
+        let report_limit = SharedBucket::new(
+            cfg.reports_per_second,
+            cfg.reports_per_second.saturating_mul(2),
+        );
         Ok(FinalHop {
             ctx: Arc::new(Ctx {
                 cfg,
@@ -762,7 +736,7 @@ mod tests {
 
     #[test]
     fn token_bucket_bounds_bursts_and_refills() {
-        let b = TokenBucket::new(10);
+        let b = SharedBucket::new(10, 20);
         let t0 = std::time::Instant::now();
         assert_eq!(
             (0..100).filter(|_| b.take(t0)).count(),
