@@ -120,19 +120,7 @@ pub fn ping(
 /// A raw ICMPv6 socket that sends by way of `via` (the SRH on the socket) and gives up a
 /// receive after 20 ms.
 fn echo_socket(dst: Ipv6Addr, via: &[Ipv6Addr]) -> Result<OwnedFd> {
-    // SAFETY: plain socket call; the fd is owned below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_INET6,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::IPPROTO_ICMPV6,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("raw ICMPv6 socket");
-    }
-    // SAFETY: fd is fresh and owned only here.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sock = hopstack_testbed::probe::raw_icmpv6_socket()?;
     if !via.is_empty() {
         set_rthdr(sock.as_fd(), &srh_via(via, dst, 58)?)?;
     }

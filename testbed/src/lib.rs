@@ -551,22 +551,8 @@ impl Testbed {
     }
 
     fn attach_dir(run_dir: &Path) -> Result<Self, Error> {
-        let plan: Plan = serde_json::from_slice(&io(
-            format!("read {}/plan.json (is it up?)", run_dir.display()),
-            std::fs::read(run_dir.join("plan.json")),
-        )?)
-        .map_err(|e| Error::Io {
-            what: "parse plan.json".into(),
-            source: std::io::Error::other(e),
-        })?;
-        let state: State = serde_json::from_slice(&io(
-            format!("read {}/state.json (is it up?)", run_dir.display()),
-            std::fs::read(run_dir.join("state.json")),
-        )?)
-        .map_err(|e| Error::Io {
-            what: "parse state.json".into(),
-            source: std::io::Error::other(e),
-        })?;
+        let plan: Plan = read_json(run_dir, "plan.json")?;
+        let state: State = read_json(run_dir, "state.json")?;
         let hopbed = hopbed_exe().unwrap_or_else(|| PathBuf::from("hopbed"));
         Ok(Testbed {
             topo: plan.topology,
@@ -1199,6 +1185,18 @@ impl Drop for Testbed {
             let _ = std::fs::remove_dir_all(&self.run_dir);
         }
     }
+}
+
+/// `run_dir/file` of a testbed that is up, parsed.
+fn read_json<T: serde::de::DeserializeOwned>(run_dir: &Path, file: &str) -> Result<T, Error> {
+    let bytes = io(
+        format!("read {}/{file} (is it up?)", run_dir.display()),
+        std::fs::read(run_dir.join(file)),
+    )?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Io {
+        what: format!("parse {file}"),
+        source: std::io::Error::other(e),
+    })
 }
 
 #[cfg(test)]

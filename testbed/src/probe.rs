@@ -23,8 +23,8 @@ fn sockaddr(a: Ipv6Addr) -> libc::sockaddr_in6 {
     sa
 }
 
-/// Send one ICMPv6 echo request to `dst` and wait for the matching reply.
-pub fn ping6(dst: Ipv6Addr, timeout: Duration) -> anyhow::Result<Duration> {
+/// A raw ICMPv6 socket (needs CAP_NET_RAW; the kernel fills in the checksum).
+pub fn raw_icmpv6_socket() -> anyhow::Result<OwnedFd> {
     // SAFETY: plain socket call; the fd is owned below.
     let fd = unsafe {
         libc::socket(
@@ -37,7 +37,12 @@ pub fn ping6(dst: Ipv6Addr, timeout: Duration) -> anyhow::Result<Duration> {
         return Err(std::io::Error::last_os_error()).context("raw ICMPv6 socket");
     }
     // SAFETY: fd is a fresh socket owned only here.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Send one ICMPv6 echo request to `dst` and wait for the matching reply.
+pub fn ping6(dst: Ipv6Addr, timeout: Duration) -> anyhow::Result<Duration> {
+    let sock = raw_icmpv6_socket()?;
     let id = (std::process::id() & 0xffff) as u16;
     // Echo Request: type 128, code 0, checksum (the kernel fills it for raw ICMPv6 sockets),
     // identifier, sequence, payload.

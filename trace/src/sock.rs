@@ -8,9 +8,11 @@
 //! wants.
 
 use std::io;
-use std::mem::{size_of, zeroed};
+
 use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
+
+use hopstack_kernel::sockopt;
 use std::time::Instant;
 
 fn check(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -21,28 +23,17 @@ fn check(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn setsockopt_bytes(fd: RawFd, level: i32, name: i32, v: &[u8]) -> io::Result<()> {
-    // SAFETY: `v` is a live buffer of `v.len()` octets; the kernel copies it.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            v.as_ptr().cast(),
-            v.len() as libc::socklen_t,
-        )
-    })
-    .map(drop)
-}
-
-fn setsockopt_int(fd: RawFd, level: i32, name: i32, v: libc::c_int) -> io::Result<()> {
-    setsockopt_bytes(fd, level, name, &v.to_ne_bytes())
+/// The caller's socket, for the duration of one call.
+fn borrowed(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: every caller passes the descriptor of a socket it owns and keeps open across
+    // the call; the borrow does not outlive it.
+    unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
 /// Attaches an SRH (the wire bytes of a type-4 Routing header) to every packet the socket
 /// sends. EINVAL here means the kernel's `seg6_validate_srh` refused the header.
 pub fn set_srh(fd: RawFd, srh: &[u8]) -> io::Result<()> {
-    setsockopt_bytes(fd, libc::IPPROTO_IPV6, libc::IPV6_RTHDR, srh).map_err(|e| {
+    sockopt::set_rthdr(borrowed(fd), srh).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!("setsockopt(IPV6_RTHDR) with a {}-octet SRH: {e}", srh.len()),
@@ -52,12 +43,7 @@ pub fn set_srh(fd: RawFd, srh: &[u8]) -> io::Result<()> {
 
 /// Sets the unicast hop limit of the packets the socket sends.
 pub fn set_hop_limit(fd: RawFd, hops: u8) -> io::Result<()> {
-    setsockopt_int(
-        fd,
-        libc::IPPROTO_IPV6,
-        libc::IPV6_UNICAST_HOPS,
-        i32::from(hops),
-    )
+    sockopt::set_hop_limit(borrowed(fd), hops)
 }
 
 /// A UDP socket bound to `[::]:0` (or `bind`), with the error queue on and a constant flow
@@ -66,9 +52,9 @@ pub fn set_hop_limit(fd: RawFd, hops: u8) -> io::Result<()> {
 /// (paris-traceroute's point).
 pub fn udp_socket(bind: Option<SocketAddr>) -> io::Result<UdpSocket> {
     let s = UdpSocket::bind(bind.unwrap_or(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))))?;
-    let fd = s.as_raw_fd();
-    setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)?;
-    setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_AUTOFLOWLABEL, 0)?;
+    let fd = s.as_fd();
+    sockopt::enable_recverr(fd)?;
+    sockopt::set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_AUTOFLOWLABEL, 0)?;
     Ok(s)
 }
 
@@ -98,76 +84,25 @@ pub const ICMP6_DST_UNREACH: u8 = 1;
 /// Destination Unreachable code 4: port unreachable.
 pub const ICMP6_PORT_UNREACH: u8 = 4;
 
-/// Reads one error from the queue, or `Ok(None)` when it is empty.
+/// Reads one error from the queue, or `Ok(None)` when it is empty (the client's reader). A
+/// local error (origin LOCAL, e.g. EMSGSIZE) is consumed and reported with type, code and
+/// errno 0.
 pub fn recv_error(fd: RawFd) -> io::Result<Option<QueuedError>> {
-    let mut data = [0u8; 2048];
-    let mut control = [0u64; 64];
-    // SAFETY: all-zero is a valid sockaddr_in6.
-    let mut name: libc::sockaddr_in6 = unsafe { zeroed() };
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
+    let fd = borrowed(fd);
+    let Some(e) = hopstack_client::socket::recv_queued_error(fd, false)? else {
+        return Ok(None);
     };
-    // SAFETY: all-zero is a valid msghdr; the pointers set below outlive the call.
-    let mut msg: libc::msghdr = unsafe { zeroed() };
-    msg.msg_name = (&mut name as *mut libc::sockaddr_in6).cast();
-    msg.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = size_of::<[u64; 64]>() as _;
-    // SAFETY: `msg` points at live buffers of the sizes given.
-    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::EAGAIN) => Ok(None),
-            _ => Err(e),
-        };
-    }
     let at = Instant::now();
-    let quoted_dst = (msg.msg_namelen as usize >= size_of::<libc::sockaddr_in6>()
-        && name.sin6_family == libc::AF_INET6 as libc::sa_family_t)
-        .then(|| Ipv6Addr::from(name.sin6_addr.s6_addr));
-    let mut out = None;
-    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled, bounded by
-    // msg_controllen.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_RECVERR {
-                let ee_ptr = libc::CMSG_DATA(c) as *const libc::sock_extended_err;
-                let ee = std::ptr::read_unaligned(ee_ptr);
-                // SO_EE_OFFENDER: the sockaddr right after the extended error.
-                let off_ptr = ee_ptr.add(1) as *const libc::sockaddr_in6;
-                let off = std::ptr::read_unaligned(off_ptr);
-                let offender = (off.sin6_family == libc::AF_INET6 as libc::sa_family_t)
-                    .then(|| Ipv6Addr::from(off.sin6_addr.s6_addr));
-                if ee.ee_origin == libc::SO_EE_ORIGIN_ICMP6 {
-                    out = Some(QueuedError {
-                        errno: ee.ee_errno as i32,
-                        icmp_type: ee.ee_type,
-                        icmp_code: ee.ee_code,
-                        offender,
-                        quoted_dst,
-                        payload: data[..n as usize].to_vec(),
-                        at,
-                    });
-                }
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
-    // A local error (origin LOCAL, e.g. EMSGSIZE) is consumed and reported as such.
-    Ok(Some(out.unwrap_or(QueuedError {
-        errno: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-        offender: None,
-        quoted_dst,
-        payload: data[..n as usize].to_vec(),
+    let icmp = e.is_icmp();
+    Ok(Some(QueuedError {
+        errno: if icmp { e.errno } else { 0 },
+        icmp_type: if icmp { e.icmp_type } else { 0 },
+        icmp_code: if icmp { e.icmp_code } else { 0 },
+        offender: e.offender.filter(|_| icmp),
+        quoted_dst: e.quoted_dst,
+        payload: e.payload,
         at,
-    })))
+    }))
 }
 
 /// Waits until `fd` is readable or has a queued error (POLLERR), or `deadline` passes.

@@ -201,12 +201,21 @@ pub fn run(cmd: ClientCommand) -> u8 {
             return 1;
         }
     };
+    // Each subcommand's timings start here, after the runtime, and end with its result.
+    macro_rules! timed {
+        ($run:ident, $args:expr) => {{
+            let mut t = Timings::start();
+            let r = $run($args, &mut t).await;
+            t.finish();
+            (t, r)
+        }};
+    }
     rt.block_on(async {
         match cmd {
-            ClientCommand::Get(a) => finish(&a.common.clone(), run_get(*a).await),
-            ClientCommand::Cat(a) => finish(&a.common.clone(), run_cat(a).await),
-            ClientCommand::Proxy(a) => finish(&a.common.clone(), run_proxy(a).await),
-            ClientCommand::Resolve(a) => finish(&a.common.clone(), run_resolve(a).await),
+            ClientCommand::Get(a) => finish(&a.common, timed!(get, &a)),
+            ClientCommand::Cat(a) => finish(&a.common, timed!(cat, &a)),
+            ClientCommand::Proxy(a) => finish(&a.common, timed!(proxy, &a)),
+            ClientCommand::Resolve(a) => finish(&a.common, timed!(resolve_cmd, &a)),
         }
     })
 }
@@ -668,13 +677,6 @@ impl Ctx {
     }
 }
 
-async fn run_get(a: GetArgs) -> (Timings, Result<(), ClientError>) {
-    let mut t = Timings::start();
-    let r = get(&a, &mut t).await;
-    t.finish();
-    (t, r)
-}
-
 fn tls_opts(a: &TlsArgs, addr: &StackAddress) -> TlsOptions {
     TlsOptions {
         cacert: a.cacert.clone(),
@@ -962,13 +964,6 @@ async fn get_plain(a: &GetArgs, url: &PlainUrl, t: &mut Timings) -> Result<(), C
     Ok(())
 }
 
-async fn run_cat(a: CatArgs) -> (Timings, Result<(), ClientError>) {
-    let mut t = Timings::start();
-    let r = cat(&a, &mut t).await;
-    t.finish();
-    (t, r)
-}
-
 /// Copies stdin to `io` and `io` to stdout until the peer closes; stdin's end half-closes the
 /// connection so request/response services still answer.
 async fn pipe<IO: AsyncRead + AsyncWrite + Unpin>(
@@ -1138,13 +1133,6 @@ async fn cat_udp(
     Ok(())
 }
 
-async fn run_proxy(a: ProxyArgs) -> (Timings, Result<(), ClientError>) {
-    let mut t = Timings::start();
-    let r = proxy(&a, &mut t).await;
-    t.finish();
-    (t, r)
-}
-
 async fn proxy(a: &ProxyArgs, t: &mut Timings) -> Result<(), ClientError> {
     let c = &a.common;
     let mut ctx = Ctx::new(c)?;
@@ -1209,13 +1197,6 @@ async fn proxy(a: &ProxyArgs, t: &mut Timings) -> Result<(), ClientError> {
             Err(e) => eprintln!("hop: proxy: {peer}: {e}"),
         }
     }
-}
-
-async fn run_resolve(a: ResolveArgs) -> (Timings, Result<(), ClientError>) {
-    let mut t = Timings::start();
-    let r = resolve_cmd(&a, &mut t).await;
-    t.finish();
-    (t, r)
 }
 
 async fn resolve_cmd(a: &ResolveArgs, t: &mut Timings) -> Result<(), ClientError> {

@@ -14,6 +14,7 @@ use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket as StdUdpSocket};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
 
+use hopstack_kernel::sockopt;
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
 /// Socket options users expect, as for curl.
@@ -35,42 +36,7 @@ pub struct SocketOptions {
 /// the socket sends. The kernel validates it: type 4, length consistent, Segments Left <=
 /// Last Entry, and TLVs it can walk (no trailing Pad1, see `encoder/tests/srh_kernel.rs`).
 pub fn set_rthdr(fd: BorrowedFd<'_>, srh: &[u8]) -> io::Result<()> {
-    let len = libc::socklen_t::try_from(srh.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "SRH too long"))?;
-    // SAFETY: `srh` is valid for `len` bytes for the duration of the call and the kernel
-    // copies it; `fd` is a live socket borrowed for the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_IPV6,
-            libc::IPV6_RTHDR,
-            srh.as_ptr().cast(),
-            len,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn set_int(fd: BorrowedFd<'_>, level: i32, name: i32, value: i32) -> io::Result<()> {
-    // SAFETY: a 4-byte integer option, copied by the kernel; `fd` is live for the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&value as *const i32).cast(),
-            core::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    sockopt::set_rthdr(fd, srh)
 }
 
 fn bind_device(fd: BorrowedFd<'_>, ifname: &str) -> io::Result<()> {
@@ -129,7 +95,7 @@ pub async fn connect_tcp(
     if let Some(idle) = opts.keepalive {
         sock.set_keepalive(true)?;
         let secs = i32::try_from(idle.as_secs().max(1)).unwrap_or(i32::MAX);
-        set_int(sock.as_fd(), libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs)?;
+        sockopt::set_int(sock.as_fd(), libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs)?;
     }
     let fut = sock.connect(SocketAddr::V6(dest));
     let stream = match opts.connect_timeout {
@@ -171,7 +137,7 @@ pub fn udp_socket(
 /// Asks the kernel to queue ICMPv6 errors about this socket's datagrams (`IPV6_RECVERR`), so
 /// an unconnected probe socket learns that a router could not forward the probe.
 pub fn enable_recverr(fd: BorrowedFd<'_>) -> io::Result<()> {
-    set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)
+    sockopt::enable_recverr(fd)
 }
 
 /// An ICMPv6 error the kernel queued for a datagram this socket sent.
@@ -207,8 +173,37 @@ impl IcmpError {
     }
 }
 
-/// Reads one queued ICMPv6 error (`MSG_ERRQUEUE`), if any; never blocks.
-pub fn read_icmp_error(fd: BorrowedFd<'_>) -> Option<IcmpError> {
+/// One error from a socket's error queue (`IPV6_RECVERR`, `MSG_ERRQUEUE`), as the kernel
+/// hands it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedError {
+    /// `SO_EE_ORIGIN_*`: ICMPv6 (`SO_EE_ORIGIN_ICMP6`), or a local error such as EMSGSIZE;
+    /// 0 when the kernel attached no extended error.
+    pub origin: u8,
+    /// errno the error maps to (EHOSTUNREACH for Time Exceeded, ECONNREFUSED for Port
+    /// Unreachable, ...).
+    pub errno: i32,
+    /// ICMPv6 type and code.
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// Who sent the ICMPv6 error (`SO_EE_OFFENDER`).
+    pub offender: Option<Ipv6Addr>,
+    /// The destination address of the packet the error quotes: with an SRH, the segment the
+    /// packet was heading to when it failed.
+    pub quoted_dst: Option<Ipv6Addr>,
+    /// The quoted packet's payload, as much as the error carried.
+    pub payload: Vec<u8>,
+}
+
+impl QueuedError {
+    pub fn is_icmp(&self) -> bool {
+        self.origin == libc::SO_EE_ORIGIN_ICMP6
+    }
+}
+
+/// Reads one queued error, or with `peek` looks at it and leaves it queued; `Ok(None)` when
+/// the queue is empty. Never blocks.
+pub fn recv_queued_error(fd: BorrowedFd<'_>, peek: bool) -> io::Result<Option<QueuedError>> {
     let mut data = [0u8; 2048];
     let mut name: libc::sockaddr_in6 = unsafe_zeroed_sockaddr_in6();
     let mut control = [0u64; 64];
@@ -224,17 +219,28 @@ pub fn read_icmp_error(fd: BorrowedFd<'_>) -> Option<IcmpError> {
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = core::mem::size_of_val(&control);
+    let flags = libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT | if peek { libc::MSG_PEEK } else { 0 };
     // SAFETY: `msg` points at live buffers of the sizes it states; MSG_DONTWAIT never blocks.
-    let n = unsafe {
-        libc::recvmsg(
-            fd.as_raw_fd(),
-            &mut msg,
-            libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
-        )
-    };
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
     if n < 0 {
-        return None;
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) => Ok(None),
+            _ => Err(e),
+        };
     }
+    let quoted_dst = (msg.msg_namelen as usize >= core::mem::size_of::<libc::sockaddr_in6>()
+        && name.sin6_family == libc::AF_INET6 as libc::sa_family_t)
+        .then(|| Ipv6Addr::from(name.sin6_addr.s6_addr));
+    let mut out = QueuedError {
+        origin: 0,
+        errno: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+        offender: None,
+        quoted_dst,
+        payload: data[..(n as usize).min(data.len())].to_vec(),
+    };
     // SAFETY: the kernel filled `msg_controllen` octets of `control` with well-formed cmsgs;
     // the CMSG_* macros stay inside them.
     unsafe {
@@ -244,53 +250,41 @@ pub fn read_icmp_error(fd: BorrowedFd<'_>) -> Option<IcmpError> {
                 let ee = libc::CMSG_DATA(c)
                     .cast::<libc::sock_extended_err>()
                     .read_unaligned();
-                if ee.ee_origin != libc::SO_EE_ORIGIN_ICMP6 {
-                    return None;
-                }
                 // SO_EE_OFFENDER: the sockaddr right after the extended error.
                 let off = libc::CMSG_DATA(c)
                     .add(core::mem::size_of::<libc::sock_extended_err>())
                     .cast::<libc::sockaddr_in6>()
                     .read_unaligned();
-                let offender = (off.sin6_family == libc::AF_INET6 as libc::sa_family_t)
+                out.origin = ee.ee_origin;
+                out.errno = ee.ee_errno as i32;
+                out.icmp_type = ee.ee_type;
+                out.icmp_code = ee.ee_code;
+                out.offender = (off.sin6_family == libc::AF_INET6 as libc::sa_family_t)
                     .then(|| Ipv6Addr::from(off.sin6_addr.s6_addr));
-                return Some(IcmpError {
-                    offender,
-                    icmp_type: ee.ee_type,
-                    icmp_code: ee.ee_code,
-                    errno: ee.ee_errno as i32,
-                });
+                break;
             }
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    None
+    Ok(Some(out))
+}
+
+/// Reads one queued ICMPv6 error (`MSG_ERRQUEUE`), if any; never blocks. A queued error of
+/// another origin is consumed and gives `None`.
+pub fn read_icmp_error(fd: BorrowedFd<'_>) -> Option<IcmpError> {
+    let e = recv_queued_error(fd, false).ok()??;
+    e.is_icmp().then_some(IcmpError {
+        offender: e.offender,
+        icmp_type: e.icmp_type,
+        icmp_code: e.icmp_code,
+        errno: e.errno,
+    })
 }
 
 /// Whether an error is still queued (`SO_ERROR` would not tell: it is the pending error
 /// only). Peeks with `MSG_ERRQUEUE | MSG_PEEK`.
 pub fn has_queued_error(fd: BorrowedFd<'_>) -> bool {
-    let mut data = [0u8; 1];
-    let mut control = [0u64; 32];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    // SAFETY: msghdr is plain old data; the buffers outlive the call.
-    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = core::mem::size_of_val(&control);
-    // SAFETY: as above; MSG_DONTWAIT never blocks.
-    let n = unsafe {
-        libc::recvmsg(
-            fd.as_raw_fd(),
-            &mut msg,
-            libc::MSG_ERRQUEUE | libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n >= 0
+    matches!(recv_queued_error(fd, true), Ok(Some(_)))
 }
 
 fn unsafe_zeroed_sockaddr_in6() -> libc::sockaddr_in6 {

@@ -229,7 +229,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     Ok(())
 }
 
-fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+/// A non-blocking IPv6 socket of `kind` that reports each packet's Routing header, for the
+/// listeners below.
+fn final_hop_socket(addr: SocketAddr, kind: SockType) -> std::io::Result<(OwnedFd, SockaddrIn6)> {
     let SocketAddr::V6(a6) = addr else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -238,15 +240,20 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     };
     let fd = socket::socket(
         AddressFamily::Inet6,
-        SockType::Stream,
+        kind,
         SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         None,
     )?;
-    // Before listen(): a SYN that arrives between listen() and this option would be accepted
-    // without its Routing header.
+    // Before listen() or the first datagram: a packet that arrives before this option would
+    // come without its Routing header.
     sockopt::enable_recv_rthdr(fd.as_fd())?;
+    Ok((fd, SockaddrIn6::from(a6)))
+}
+
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let (fd, sa) = final_hop_socket(addr, SockType::Stream)?;
     socket::setsockopt(&fd, so::ReuseAddr, &true)?;
-    socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(a6))?;
+    socket::bind(fd.as_raw_fd(), &sa)?;
     socket::listen(
         &fd,
         socket::Backlog::new(1024).unwrap_or(socket::Backlog::MAXCONN),
@@ -255,21 +262,9 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
-    let SocketAddr::V6(a6) = addr else {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the final hop listens on IPv6 only (SRv6)",
-        ));
-    };
-    let fd = socket::socket(
-        AddressFamily::Inet6,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-        None,
-    )?;
-    sockopt::enable_recv_rthdr(fd.as_fd())?;
+    let (fd, sa) = final_hop_socket(addr, SockType::Datagram)?;
     sockopt::enable_recv_pktinfo(fd.as_fd())?;
-    socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(a6))?;
+    socket::bind(fd.as_raw_fd(), &sa)?;
     Ok(std::net::UdpSocket::from(fd))
 }
 

@@ -19,32 +19,13 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// Turns on delivery of the Routing header (listener or UDP socket).
 pub fn enable_recv_rthdr(fd: BorrowedFd<'_>) -> io::Result<()> {
-    set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVRTHDR, 1)
+    hopstack_kernel::sockopt::enable_recv_rthdr(fd)
 }
 
 /// Turns on `IPV6_PKTINFO` control messages (the destination address of each datagram), so
 /// UDP replies leave from the address the client talked to.
 pub fn enable_recv_pktinfo(fd: BorrowedFd<'_>) -> io::Result<()> {
-    set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
-}
-
-fn set_int(fd: BorrowedFd<'_>, level: i32, name: i32, v: libc::c_int) -> io::Result<()> {
-    // SAFETY: fd is a live descriptor for the borrow; we pass a pointer to a c_int that lives
-    // across the call and its exact size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&v as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    hopstack_kernel::sockopt::set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
 }
 
 /// Makes the next `close` send a RST instead of a FIN (SO_LINGER with a zero timeout): how a

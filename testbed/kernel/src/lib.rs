@@ -24,6 +24,7 @@
 //! take) and by the tests (skip what is about a missing feature, loudly).
 
 mod probe;
+pub mod sockopt;
 
 use std::fmt;
 use std::sync::OnceLock;
