@@ -8,6 +8,7 @@
 
 pub mod address;
 pub mod encode;
+pub mod hop;
 pub mod layer;
 pub mod pcap;
 pub mod probe;

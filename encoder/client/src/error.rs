@@ -266,29 +266,7 @@ impl serde::Serialize for ClientReason {
     }
 }
 
-/// Which hop a failure is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HopRef {
-    /// Position in the stack address, 0 = first hop (printed as `hop index+1`).
-    pub index: usize,
-    /// The name from the stack address; empty for a literal.
-    pub name: String,
-    /// The address, when known.
-    pub address: Option<Ipv6Addr>,
-}
-
-impl fmt::Display for HopRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "hop {}", self.index + 1)?;
-        if !self.name.is_empty() {
-            write!(f, " '{}'", self.name)?;
-        }
-        if let Some(a) = self.address {
-            write!(f, " ({a})")?;
-        }
-        Ok(())
-    }
-}
+pub use hopstack_encoder::hop::HopRef;
 
 /// A client failure: where, which layer, a stable reason name and a human sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]

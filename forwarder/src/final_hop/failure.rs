@@ -28,31 +28,17 @@ pub fn http_status(reason: Reason) -> (u16, &'static str) {
 /// One failure: where, which layer, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub hop: HopId,
+    pub hop: HopRef,
     pub layer: ReportLayer,
     pub reason: Reason,
     /// A human sentence.
     pub message: String,
 }
 
-/// Which hop failed: index along the path (0 = first hop, as in stack reports), name and address.
-///
-/// Wherever a person or an HTTP client sees it (`Display`, the `Hopstack-Error` header, the JSON
-/// body) the hop is *numbered* from 1, as `hop` and `hoptrace` print it: `hop 3` is the third
-/// hop of the stack address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HopId {
-    pub index: u8,
-    pub name: String,
-    pub address: Option<Ipv6Addr>,
-}
-
-impl HopId {
-    /// The hop's number as people count it: 1 for the first hop of the stack address.
-    pub fn number(&self) -> usize {
-        usize::from(self.index) + 1
-    }
-}
+/// Which hop failed: the wire core's [`HopRef`]. Wherever a person or an HTTP client sees it
+/// (`Display`, the `Hopstack-Error` header, the JSON body) the hop is *numbered* from 1, as
+/// `hop` and `hoptrace` print it: `hop 3` is the third hop of the stack address.
+pub use hopstack_encoder::hop::HopRef;
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -122,7 +108,7 @@ impl Failure {
             nonce,
             reporter,
             body: ReportBody::Error(ErrorReport {
-                hop_index: self.hop.index,
+                hop_index: self.hop.wire_index(),
                 hop_name: self.hop.name.clone(),
                 hop_address: self.hop.address,
                 layer: self.layer,
@@ -139,7 +125,7 @@ mod tests {
 
     fn f(reason: Reason) -> Failure {
         Failure {
-            hop: HopId {
+            hop: HopRef {
                 index: 2,
                 name: "yc".into(),
                 address: Some("fd00:3::2".parse().unwrap()),

@@ -45,7 +45,7 @@ pub use check::{Finding, Severity, check_host};
 pub use config::{
     Config, ConfigError, DEFAULT_CONTROL_SOCKET, Mode, ServiceConfig, Target, TlsMode,
 };
-pub use failure::{Failure, HopId, Reason, ReportLayer};
+pub use failure::{Failure, HopRef, Reason, ReportLayer};
 
 use crate::ratelimit::SharedBucket;
 use crate::service::Metadata;
@@ -370,15 +370,15 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
-fn hop_id(ctx: &Ctx, arrival: Option<&Arrival>, local: Option<SocketAddr>) -> HopId {
+fn hop_ref(ctx: &Ctx, arrival: Option<&Arrival>, local: Option<SocketAddr>) -> HopRef {
     let address = arrival
         .and_then(|a| a.segments.first().copied())
         .or(match local {
             Some(SocketAddr::V6(a)) => Some(*a.ip()),
             _ => None,
         });
-    HopId {
-        index: arrival.map_or(0, Arrival::hop_index),
+    HopRef {
+        index: arrival.map_or(0, |a| usize::from(a.hop_index())),
         name: ctx.cfg.hop_name.clone(),
         address,
     }
@@ -391,7 +391,7 @@ async fn handle_tcp(ctx: &Ctx, stream: TcpStream, peer: SocketAddr) {
         r => r,
     };
     let fail = |arrival: Option<&Arrival>, layer, reason, message| Failure {
-        hop: hop_id(ctx, arrival, local),
+        hop: hop_ref(ctx, arrival, local),
         layer,
         reason,
         message,

@@ -29,7 +29,7 @@ use hopstack_encoder::wire::tlv::LayerDescriptor;
 
 use super::config::{Mode, Target};
 use super::sockopt::{self, Datagram};
-use super::{Arrival, Ctx, Failure, HopId, Reason, ReportLayer, Services, lookup};
+use super::{Arrival, Ctx, Failure, HopRef, Reason, ReportLayer, Services, lookup};
 
 /// Largest datagram relayed (the IPv6 maximum without jumbograms).
 const MAX_DATAGRAM: usize = 65535;
@@ -104,8 +104,8 @@ async fn handle(
     payload: &[u8],
 ) {
     let local = d.dst.map(|(a, _)| a);
-    let hop = |arrival: Option<&Arrival>| HopId {
-        index: arrival.map_or(0, Arrival::hop_index),
+    let hop = |arrival: Option<&Arrival>| HopRef {
+        index: arrival.map_or(0, |a| usize::from(a.hop_index())),
         name: ctx.cfg.hop_name.clone(),
         address: arrival.and_then(|a| a.segments.first().copied()).or(local),
     };
@@ -263,8 +263,8 @@ async fn relay_back(
             Ok(Err(e)) => {
                 // ECONNREFUSED: the service's port is closed (ICMP port unreachable).
                 let f = Failure {
-                    hop: HopId {
-                        index: arrival.hop_index(),
+                    hop: HopRef {
+                        index: usize::from(arrival.hop_index()),
                         name: ctx.cfg.hop_name.clone(),
                         address: arrival.segments.first().copied(),
                     },
