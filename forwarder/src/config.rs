@@ -154,32 +154,21 @@ pub struct CheckReport {
 
 /// Check a configuration and this host for every configured role.
 pub fn check(cfg: &Config) -> CheckReport {
-    use crate::border::check::Level;
-    use crate::final_hop::Severity;
+    use crate::check::Severity;
     let mut r = CheckReport {
         lines: Vec::new(),
         errors: 0,
         warnings: 0,
     };
-    if let Some(b) = &cfg.border {
-        for f in crate::border::check::check(b) {
-            match f.level {
-                Level::Error => r.errors += 1,
-                Level::Warning => r.warnings += 1,
-                Level::Ok => {}
-            }
-            r.lines.push(f.to_string());
+    let border = cfg.border.iter().flat_map(crate::border::check::check);
+    let final_hop = cfg.final_hop.iter().flat_map(crate::final_hop::check_host);
+    for f in border.chain(final_hop) {
+        match f.severity {
+            Severity::Error => r.errors += 1,
+            Severity::Warning => r.warnings += 1,
+            Severity::Ok => {}
         }
-    }
-    if let Some(fh) = &cfg.final_hop {
-        for f in crate::final_hop::check_host(fh) {
-            match f.severity {
-                Severity::Error => r.errors += 1,
-                Severity::Warning => r.warnings += 1,
-                Severity::Ok => {}
-            }
-            r.lines.push(format!("{f}"));
-        }
+        r.lines.push(f.to_string());
     }
     if let Some(m) = &cfg.metrics {
         match std::net::TcpListener::bind(m.listen) {

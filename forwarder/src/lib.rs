@@ -5,6 +5,7 @@
 //! functions; packet and socket I/O live in thin shells around them.
 
 pub mod border;
+pub mod check;
 pub mod config;
 pub mod final_hop;
 pub mod ratelimit;

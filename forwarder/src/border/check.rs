@@ -1,7 +1,6 @@
 //! `hopd check` for the border role: is the configuration coherent, and can this host run it?
 //! Every problem comes with the command that fixes it.
 
-use std::fmt;
 use std::path::Path;
 
 use hopstack_kernel::{Feature, Features};
@@ -9,52 +8,17 @@ use hopstack_kernel::{Feature, Features};
 use super::Config;
 use super::tun::PacketIo as _;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Ok,
-    Warning,
-    Error,
+pub use crate::check::{Finding, Severity};
+
+/// The border's findings say whose they are: `ok: border: …`.
+const SCOPE: &str = "border";
+
+fn ok(what: impl Into<String>) -> Finding {
+    Finding::ok(what).of(SCOPE)
 }
 
-/// One finding: what was seen and, when it is a problem, how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    pub level: Level,
-    pub what: String,
-    pub fix: Option<String>,
-}
-
-impl Finding {
-    fn ok(what: impl Into<String>) -> Finding {
-        Finding {
-            level: Level::Ok,
-            what: what.into(),
-            fix: None,
-        }
-    }
-
-    fn bad(level: Level, what: impl Into<String>, fix: impl Into<String>) -> Finding {
-        Finding {
-            level,
-            what: what.into(),
-            fix: Some(fix.into()),
-        }
-    }
-}
-
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tag = match self.level {
-            Level::Ok => "ok",
-            Level::Warning => "warning",
-            Level::Error => "error",
-        };
-        write!(f, "{tag}: border: {}", self.what)?;
-        if let Some(fix) = &self.fix {
-            write!(f, "\n  fix: {fix}")?;
-        }
-        Ok(())
-    }
+fn bad(severity: Severity, what: impl Into<String>, fix: impl Into<String>) -> Finding {
+    Finding::bad(severity, what, fix).of(SCOPE)
 }
 
 /// Configuration checks that need no host access.
@@ -62,14 +26,14 @@ pub fn check_config(cfg: &Config) -> Vec<Finding> {
     let mut out = Vec::new();
     match cfg.validate() {
         Ok(()) => {
-            out.push(Finding::ok(format!(
+            out.push(ok(format!(
                 "configuration: {} SID(s) on TUN {}",
                 cfg.sids.len(),
                 cfg.tun
             )));
             if !cfg.kernel_end_sids.is_empty() {
                 let list: Vec<String> = cfg.kernel_end_sids.iter().map(|k| k.to_string()).collect();
-                out.push(Finding::ok(format!(
+                out.push(ok(format!(
                     "kernel fast path: {} (seg6local End on {}{}); packets sent there bypass \
                      hopd: no late binding, no trace, and policy.max_segments = {} is not \
                      enforced there",
@@ -84,15 +48,15 @@ pub fn check_config(cfg: &Config) -> Vec<Finding> {
                 )));
             }
         }
-        Err(e) => out.push(Finding::bad(
-            Level::Error,
+        Err(e) => out.push(bad(
+            Severity::Error,
             format!("configuration: {e}"),
             "edit the [border] table of the configuration file",
         )),
     }
     match std::fs::read(&cfg.resolver.resolv_conf) {
-        Err(e) => out.push(Finding::bad(
-            Level::Error,
+        Err(e) => out.push(bad(
+            Severity::Error,
             format!(
                 "resolver: cannot read {}: {e}",
                 cfg.resolver.resolv_conf.display()
@@ -100,13 +64,13 @@ pub fn check_config(cfg: &Config) -> Vec<Finding> {
             "point [border.resolver] resolv_conf at this node's resolv.conf",
         )),
         Ok(text) => match hickory_resolver::system_conf::parse_resolv_conf(text) {
-            Ok((conf, _)) => out.push(Finding::ok(format!(
+            Ok((conf, _)) => out.push(ok(format!(
                 "resolver: {} name server(s) from {}",
                 conf.name_servers().len(),
                 cfg.resolver.resolv_conf.display()
             ))),
-            Err(e) => out.push(Finding::bad(
-                Level::Error,
+            Err(e) => out.push(bad(
+                Severity::Error,
                 format!("resolver: {}: {e}", cfg.resolver.resolv_conf.display()),
                 "add a `nameserver ADDRESS` line",
             )),
@@ -125,9 +89,9 @@ fn read_sysctl(root: &Path, rel: &str) -> Option<String> {
 pub fn check_host_at(cfg: &Config, sysctl_root: &Path, if_inet6: &Path) -> Vec<Finding> {
     let mut out = Vec::new();
     match read_sysctl(sysctl_root, "conf/all/forwarding").as_deref() {
-        Some("1") => out.push(Finding::ok("net.ipv6.conf.all.forwarding = 1")),
-        Some(v) => out.push(Finding::bad(
-            Level::Error,
+        Some("1") => out.push(ok("net.ipv6.conf.all.forwarding = 1")),
+        Some(v) => out.push(bad(
+            Severity::Error,
             format!(
                 "net.ipv6.conf.all.forwarding = {v}: the kernel will not forward what hopd \
                  writes back to {}",
@@ -135,15 +99,15 @@ pub fn check_host_at(cfg: &Config, sysctl_root: &Path, if_inet6: &Path) -> Vec<F
             ),
             "sysctl -w net.ipv6.conf.all.forwarding=1 (persist it in /etc/sysctl.d/)",
         )),
-        None => out.push(Finding::bad(
-            Level::Error,
+        None => out.push(bad(
+            Severity::Error,
             "IPv6 is not available (no net.ipv6.conf.all.forwarding)",
             "enable IPv6 in the kernel / network namespace",
         )),
     }
     if read_sysctl(sysctl_root, "conf/all/disable_ipv6").as_deref() == Some("1") {
-        out.push(Finding::bad(
-            Level::Error,
+        out.push(bad(
+            Severity::Error,
             "net.ipv6.conf.all.disable_ipv6 = 1",
             "sysctl -w net.ipv6.conf.all.disable_ipv6=0",
         ));
@@ -151,20 +115,18 @@ pub fn check_host_at(cfg: &Config, sysctl_root: &Path, if_inet6: &Path) -> Vec<F
     // Transit SRH packets are forwarded, never delivered, so seg6_enabled does not apply to
     // them. It does apply when the same node is also a final hop or a kernel SRv6 endpoint.
     match read_sysctl(sysctl_root, "conf/all/seg6_enabled").as_deref() {
-        Some("1") => out.push(Finding::ok("net.ipv6.conf.all.seg6_enabled = 1")),
-        Some(v) => out.push(Finding {
-            level: Level::Ok,
-            what: format!(
+        Some("1") => out.push(ok("net.ipv6.conf.all.seg6_enabled = 1")),
+        // Fine for the border, so not a warning; the fix is for a node that is more.
+        Some(v) => out.push(bad(
+            Severity::Ok,
+            format!(
                 "net.ipv6.conf.all.seg6_enabled = {v}: fine for the border (SIDs are routed \
                  into the TUN, the kernel only forwards), but SRH packets addressed to this \
                  host itself are dropped"
             ),
-            fix: Some(
-                "if this node is also a final hop: sysctl -w net.ipv6.conf.all.seg6_enabled=1 \
-                 and the same for each ingress interface"
-                    .into(),
-            ),
-        }),
+            "if this node is also a final hop: sysctl -w net.ipv6.conf.all.seg6_enabled=1 \
+             and the same for each ingress interface",
+        )),
         None => {}
     }
     // A SID that is also a local address is delivered locally instead of reaching the TUN.
@@ -179,8 +141,8 @@ pub fn check_host_at(cfg: &Config, sysctl_root: &Path, if_inet6: &Path) -> Vec<F
                     .unwrap_or(false)
             });
         if let Some(hex) = clash {
-            out.push(Finding::bad(
-                Level::Error,
+            out.push(bad(
+                Severity::Error,
                 format!("SID {sid} covers the local address {hex}: the kernel delivers it locally instead of routing it into {}", cfg.tun),
                 "remove the address (ip -6 addr del ...) or serve a different SID".to_string(),
             ));
@@ -194,8 +156,8 @@ pub fn check_host_at(cfg: &Config, sysctl_root: &Path, if_inet6: &Path) -> Vec<F
             .filter_map(|l| l.split_whitespace().next())
             .any(|hex| u128::from_str_radix(hex, 16).is_ok_and(|v| v == u128::from(k.addr())));
         if clash {
-            out.push(Finding::bad(
-                Level::Error,
+            out.push(bad(
+                Severity::Error,
                 format!(
                     "kernel End SID {k} is a local address: the kernel delivers it locally \
                      instead of doing End there"
@@ -216,11 +178,11 @@ pub fn check_kernel(cfg: &Config, features: &Features) -> Vec<Finding> {
     }
     let list: Vec<String> = cfg.kernel_end_sids.iter().map(|k| k.to_string()).collect();
     match features.missing(Feature::Seg6LocalEnd) {
-        None => out.push(Finding::ok(
+        None => out.push(ok(
             "kernel fast path: this kernel has seg6local End (tried in a scratch namespace)",
         )),
-        Some(why) => out.push(Finding::bad(
-            Level::Warning,
+        Some(why) => out.push(bad(
+            Severity::Warning,
             format!(
                 "kernel fast path unavailable: {why}. hopd starts without it: kernel_end_sids \
                  ({}) are not installed, trace records advertise End Function 0, and clients \
@@ -244,17 +206,17 @@ pub fn check_ebpf_end(cfg: &Config) -> Vec<Finding> {
         return Vec::new();
     }
     if let Some(why) = super::bpf::KernelEnd::unsupported_by(cfg) {
-        return vec![Finding::ok(format!(
+        return vec![ok(format!(
             "in-kernel End off ({why}): every packet to the SIDs goes through hopd"
         ))];
     }
     match super::bpf::Program::load(cfg) {
-        Ok(_) => vec![Finding::ok(
+        Ok(_) => vec![ok(
             "in-kernel End: the kernel verified the eBPF program; hopd attaches it at the \
              ingress of every Ethernet interface (TCX, kernel 6.6 and later)",
         )],
-        Err(e) => vec![Finding::bad(
-            Level::Warning,
+        Err(e) => vec![bad(
+            Severity::Warning,
             format!(
                 "in-kernel End unavailable ({e}): every packet to the SIDs goes through the TUN, \
                  a fraction of the speed"
@@ -276,8 +238,8 @@ pub fn check(cfg: &Config) -> Vec<Finding> {
         Path::new("/proc/net/if_inet6"),
     ));
     if !Path::new("/dev/net/tun").exists() {
-        out.push(Finding::bad(
-            Level::Error,
+        out.push(bad(
+            Severity::Error,
             "/dev/net/tun does not exist",
             "modprobe tun (and in a container: pass --device /dev/net/tun)",
         ));
@@ -287,7 +249,7 @@ pub fn check(cfg: &Config) -> Vec<Finding> {
         let workers = cfg.worker_count();
         match super::tun::Tun::open_queues("hopdchk0", workers, cfg.offload) {
             Ok((t, off)) => {
-                out.push(Finding::ok(format!(
+                out.push(ok(format!(
                     "TUN devices can be created ({}): {} queue(s) for {workers} worker(s), \
                      offloads {}",
                     t[0].name(),
@@ -295,8 +257,8 @@ pub fn check(cfg: &Config) -> Vec<Finding> {
                     off.describe()
                 )));
                 if off.queues < workers {
-                    out.push(Finding::bad(
-                        Level::Warning,
+                    out.push(bad(
+                        Severity::Warning,
                         format!(
                             "the kernel gave the TUN {} queue(s) for {workers} workers: one \
                              worker per queue runs",
@@ -306,16 +268,16 @@ pub fn check(cfg: &Config) -> Vec<Finding> {
                     ));
                 }
                 if cfg.offload && !off.tso {
-                    out.push(Finding::bad(
-                        Level::Warning,
+                    out.push(bad(
+                        Severity::Warning,
                         "the kernel refused TUN segmentation offload: every packet of a TCP \
                          stream crosses hopd on its own (hopd_border_tun_offload_info)",
                         "a kernel with TUNSETOFFLOAD TSO6 (2.6.27 and later)",
                     ));
                 }
             }
-            Err(e) => out.push(Finding::bad(
-                Level::Error,
+            Err(e) => out.push(bad(
+                Severity::Error,
                 format!("cannot create a TUN device: {e}"),
                 "run hopd as root or give it CAP_NET_ADMIN (AmbientCapabilities=CAP_NET_ADMIN)",
             )),
@@ -351,7 +313,7 @@ mod tests {
         let f = check_host_at(&cfg(), d.path(), Path::new("/nonexistent"));
         let e = f
             .iter()
-            .find(|f| f.level == Level::Error)
+            .find(|f| f.severity == Severity::Error)
             .expect("an error");
         assert!(e.what.contains("forwarding = 0"), "{e}");
         assert_eq!(
@@ -360,7 +322,7 @@ mod tests {
         );
         let d = tree("1\n", "0\n");
         let f = check_host_at(&cfg(), d.path(), Path::new("/nonexistent"));
-        assert!(f.iter().all(|f| f.level == Level::Ok), "{f:?}");
+        assert!(f.iter().all(|f| f.severity == Severity::Ok), "{f:?}");
     }
 
     #[test]
@@ -376,7 +338,7 @@ mod tests {
         let f = check_host_at(&cfg(), d.path(), &inet6);
         assert!(
             f.iter()
-                .any(|f| f.level == Level::Error && f.what.contains("SID fd00:1::1/128")),
+                .any(|f| f.severity == Severity::Error && f.what.contains("SID fd00:1::1/128")),
             "{f:?}"
         );
         // A kernel End SID that is a local address never reaches its seg6local route.
@@ -388,7 +350,7 @@ mod tests {
         let mut c = cfg();
         c.kernel_end_sids = vec!["fd00:1::ee".parse().unwrap()];
         let f = check_host_at(&c, d.path(), &inet6);
-        let errors: Vec<_> = f.iter().filter(|f| f.level == Level::Error).collect();
+        let errors: Vec<_> = f.iter().filter(|f| f.severity == Severity::Error).collect();
         assert_eq!(errors.len(), 1, "{f:?}");
         assert!(
             errors[0]
@@ -405,13 +367,13 @@ mod tests {
         c.kernel_end_sids = vec!["fd00:1::ee".parse().unwrap()];
         let f = check_kernel(&c, &Features::all(Status::Present));
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].level, Level::Ok);
+        assert_eq!(f[0].severity, Severity::Ok);
         let lacking = Features::all(Status::Absent {
             said: "Error: lwt encapsulation type not supported.".into(),
         });
         let f = check_kernel(&c, &lacking);
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].level, Level::Warning, "{f:?}");
+        assert_eq!(f[0].severity, Severity::Warning, "{f:?}");
         let text = f[0].to_string();
         assert!(
             text.starts_with(
@@ -432,7 +394,7 @@ mod tests {
         let f = check_config(&Config::default());
         assert!(
             f.iter()
-                .any(|f| f.level == Level::Error && f.what.contains("no SIDs")),
+                .any(|f| f.severity == Severity::Error && f.what.contains("no SIDs")),
             "{f:?}"
         );
     }

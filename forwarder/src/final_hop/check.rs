@@ -9,35 +9,7 @@ use std::path::Path;
 
 use super::config::{Config, Mode, TlsMode};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Ok,
-    Warning,
-    Error,
-}
-
-/// One result of a check: what was found and, when something is wrong, how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    pub severity: Severity,
-    pub what: String,
-    pub fix: Option<String>,
-}
-
-impl std::fmt::Display for Finding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let tag = match self.severity {
-            Severity::Ok => "ok",
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-        };
-        write!(f, "{tag}: {}", self.what)?;
-        if let Some(fix) = &self.fix {
-            write!(f, "\n  fix: {fix}")?;
-        }
-        Ok(())
-    }
-}
+pub use crate::check::{Finding, Severity};
 
 /// Checks the host against `cfg` by reading `/proc/sys` and, for direct ports, the listening
 /// sockets in `/proc/net/tcp6` and `/proc/net/tcp` (this network namespace).
@@ -87,6 +59,7 @@ pub fn direct_port_findings(cfg: &Config, tcp_tables: &[String]) -> Vec<Finding>
             if listening.contains(&port) {
                 Finding {
                     severity: Severity::Ok,
+                    scope: "",
                     what: format!(
                         "service `{name}`: something listens on its direct port {port} (hopd advertises it; clients bypass hopd there)"
                     ),
@@ -95,6 +68,7 @@ pub fn direct_port_findings(cfg: &Config, tcp_tables: &[String]) -> Vec<Finding>
             } else {
                 Finding {
                     severity: Severity::Warning,
+                    scope: "",
                     what: format!(
                         "service `{name}`: nothing listens on its direct port {port}; clients that try it fall back to hopd's port after a refused connect"
                     ),
@@ -113,6 +87,7 @@ pub fn check_host_at(cfg: &Config, conf: &Path) -> Vec<Finding> {
     if let Err(e) = cfg.validate() {
         out.push(Finding {
             severity: Severity::Error,
+            scope: "",
             what: format!("final_hop configuration: {e}"),
             fix: None,
         });
@@ -121,6 +96,7 @@ pub fn check_host_at(cfg: &Config, conf: &Path) -> Vec<Finding> {
     if cfg.ingress.is_empty() {
         out.push(Finding {
             severity: Severity::Warning,
+            scope: "",
             what: "final_hop.ingress lists no interfaces; only `all` is checked for seg6_enabled"
                 .to_owned(),
             fix: Some(
@@ -134,11 +110,13 @@ pub fn check_host_at(cfg: &Config, conf: &Path) -> Vec<Finding> {
         match std::fs::read_to_string(&p) {
             Ok(v) if v.trim() == "1" => out.push(Finding {
                 severity: Severity::Ok,
+                scope: "",
                 what: format!("net.ipv6.conf.{i}.seg6_enabled = 1"),
                 fix: None,
             }),
             Ok(v) => out.push(Finding {
                 severity: Severity::Error,
+                scope: "",
                 what: format!(
                     "net.ipv6.conf.{i}.seg6_enabled = {}: the kernel silently drops every packet with an SRH arriving {}",
                     v.trim(),
@@ -150,6 +128,7 @@ pub fn check_host_at(cfg: &Config, conf: &Path) -> Vec<Finding> {
             }),
             Err(e) => out.push(Finding {
                 severity: Severity::Error,
+                scope: "",
                 what: format!("cannot read {}: {e}", p.display()),
                 fix: Some(if i == "all" {
                     "the kernel lacks IPv6 segment routing (CONFIG_IPV6_SEG6_LWTUNNEL)".to_owned()
@@ -166,6 +145,7 @@ pub fn check_host_at(cfg: &Config, conf: &Path) -> Vec<Finding> {
                     if let Err(e) = std::fs::metadata(p) {
                         out.push(Finding {
                             severity: Severity::Error,
+                            scope: "",
                             what: format!("service `{name}`: {what} {}: {e}", p.display()),
                             fix: None,
                         });
@@ -178,6 +158,7 @@ pub fn check_host_at(cfg: &Config, conf: &Path) -> Vec<Finding> {
                 if !p.exists() {
                     out.push(Finding {
                         severity: Severity::Warning,
+                        scope: "",
                         what: format!("service `{name}`: unix socket {} does not exist (yet); clients get service-down", p.display()),
                         fix: None,
                     });
@@ -189,6 +170,7 @@ pub fn check_host_at(cfg: &Config, conf: &Path) -> Vec<Finding> {
         if !dir.as_os_str().is_empty() && !dir.exists() {
             out.push(Finding {
                 severity: Severity::Warning,
+                scope: "",
                 what: format!(
                     "control socket directory {} does not exist; hopd will create it",
                     dir.display()
