@@ -802,6 +802,7 @@ mod tests {
     fn icmp(t: u8, c: u8, from: &str, quoted: &str) -> (QueuedError, Duration) {
         (
             QueuedError {
+                origin: libc::SO_EE_ORIGIN_ICMP6,
                 errno: 0,
                 icmp_type: t,
                 icmp_code: c,

@@ -58,24 +58,8 @@ pub fn udp_socket(bind: Option<SocketAddr>) -> io::Result<UdpSocket> {
     Ok(s)
 }
 
-/// One ICMPv6 error from the socket's error queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueuedError {
-    /// errno the error maps to (EHOSTUNREACH for Time Exceeded, ECONNREFUSED for Port
-    /// Unreachable, ...).
-    pub errno: i32,
-    /// ICMPv6 type and code.
-    pub icmp_type: u8,
-    pub icmp_code: u8,
-    /// Who sent the ICMPv6 error (SO_EE_OFFENDER).
-    pub offender: Option<Ipv6Addr>,
-    /// The destination address of the packet the error quotes: with an SRH, the segment the
-    /// packet was heading to when it failed.
-    pub quoted_dst: Option<Ipv6Addr>,
-    /// The quoted packet's UDP payload (as much as the error carried).
-    pub payload: Vec<u8>,
-    pub at: Instant,
-}
+/// One error from the socket's error queue (the client's type).
+pub use hopstack_client::socket::QueuedError;
 
 /// ICMPv6 Time Exceeded.
 pub const ICMP6_TIME_EXCEEDED: u8 = 3;
@@ -92,16 +76,15 @@ pub fn recv_error(fd: RawFd) -> io::Result<Option<QueuedError>> {
     let Some(e) = hopstack_client::socket::recv_queued_error(fd, false)? else {
         return Ok(None);
     };
-    let at = Instant::now();
-    let icmp = e.is_icmp();
+    if e.is_icmp() {
+        return Ok(Some(e));
+    }
     Ok(Some(QueuedError {
-        errno: if icmp { e.errno } else { 0 },
-        icmp_type: if icmp { e.icmp_type } else { 0 },
-        icmp_code: if icmp { e.icmp_code } else { 0 },
-        offender: e.offender.filter(|_| icmp),
-        quoted_dst: e.quoted_dst,
-        payload: e.payload,
-        at,
+        errno: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+        offender: None,
+        ..e
     }))
 }
 

@@ -193,6 +193,8 @@ pub struct QueuedError {
     pub quoted_dst: Option<Ipv6Addr>,
     /// The quoted packet's payload, as much as the error carried.
     pub payload: Vec<u8>,
+    /// When it was read.
+    pub at: std::time::Instant,
 }
 
 impl QueuedError {
@@ -240,6 +242,7 @@ pub fn recv_queued_error(fd: BorrowedFd<'_>, peek: bool) -> io::Result<Option<Qu
         offender: None,
         quoted_dst,
         payload: data[..(n as usize).min(data.len())].to_vec(),
+        at: std::time::Instant::now(),
     };
     // SAFETY: the kernel filled `msg_controllen` octets of `control` with well-formed cmsgs;
     // the CMSG_* macros stay inside them.
