@@ -17,6 +17,7 @@
 //! unprivileged user. The format of topology files is in `docs/testbed.md`.
 
 pub mod dns;
+pub mod fixture;
 pub mod harness;
 pub mod ns;
 pub mod probe;

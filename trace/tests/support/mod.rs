@@ -9,6 +9,9 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use hopstack_testbed::Testbed;
+use hopstack_testbed::fixture::{
+    ServiceToml, final_hop_toml, python, write_border_configs, write_test_ca,
+};
 
 pub fn hoptrace() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hoptrace"))
@@ -103,23 +106,7 @@ S(("::1", 8081), H).serve_forever()
 "#;
 
 fn write_configs(dir: &Path) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "hoptrace test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["yc".to_string()]).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "yc");
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("yc.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("yc.key"), key.serialize_pem()).unwrap();
+    let certs = write_test_ca(dir, "hoptrace test CA", "yc", &["yc"]);
     // A CA that signed nothing here: the certificate must not verify against it.
     let other_key = rcgen::KeyPair::generate().unwrap();
     let mut other = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -132,58 +119,20 @@ fn write_configs(dir: &Path) {
     std::fs::write(www.join("list"), "[{\"id\":1}]\n").unwrap();
     std::fs::write(dir.join("http503.py"), HTTP_503).unwrap();
 
-    for (node, sid) in [("github", "fc00:1::e"), ("org", "fc00:2::e")] {
-        std::fs::write(
-            dir.join(format!("hopd-{node}.toml")),
-            format!("node_name = \"{node}\"\n[border]\ntun = \"hop0\"\nsids = [\"{sid}\"]\n"),
-        )
-        .unwrap();
-    }
-    let d = dir.display();
-    std::fs::write(
-        dir.join("hopd-yc.toml"),
-        format!(
-            r#"node_name = "yc"
-[final_hop]
-listen = "[::]:7443"
-hop_name = "yc"
-control_socket = "{d}/yc-control.sock"
-
-[final_hop.services.restapiv3]
-mode = "proxy"
-target = "tcp:[::1]:8080"
-layers = ["tcp+tls+http"]
-tls = "terminate"
-cert = "{d}/yc.pem"
-key = "{d}/yc.key"
-
-[final_hop.services.web]
-mode = "proxy"
-target = "tcp:[::1]:8080"
-layers = ["tcp+http"]
-
-[final_hop.services.broken]
-mode = "proxy"
-target = "tcp:[::1]:8081"
-layers = ["tcp+http"]
-
-# Says it speaks tls, but the target is plain HTTP: every handshake fails.
-[final_hop.services.plainonly]
-mode = "proxy"
-target = "tcp:[::1]:8080"
-layers = ["tcp+tls+http"]
-"#
-        ),
-    )
-    .unwrap();
-}
-
-fn python() -> String {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .expect("python3 is needed for the test services");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    write_border_configs(dir, |_| String::new());
+    let yc = final_hop_toml(
+        "yc",
+        dir,
+        &[
+            ServiceToml::proxy("restapiv3", "tcp:[::1]:8080", &["tcp+tls+http"])
+                .terminating(&certs.cert, &certs.key),
+            ServiceToml::proxy("web", "tcp:[::1]:8080", &["tcp+http"]),
+            ServiceToml::proxy("broken", "tcp:[::1]:8081", &["tcp+http"]),
+            // Says it speaks tls, but the target is plain HTTP: every handshake fails.
+            ServiceToml::proxy("plainonly", "tcp:[::1]:8080", &["tcp+tls+http"]),
+        ],
+    );
+    std::fs::write(dir.join("hopd-yc.toml"), yc).unwrap();
 }
 
 impl Bed {

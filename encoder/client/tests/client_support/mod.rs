@@ -9,6 +9,9 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use hopstack_testbed::Testbed;
+use hopstack_testbed::fixture::{
+    ServiceToml, final_hop_toml, python, write_border_configs, write_test_ca,
+};
 
 pub struct Bed {
     pub tb: Testbed,
@@ -33,15 +36,6 @@ fn bins() -> (PathBuf, PathBuf, PathBuf) {
     (hop, hopd, hopbed)
 }
 
-fn python() -> String {
-    // The test runs the services with the same interpreter the host has.
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .expect("python3 is needed for the test services");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 const TCP_ECHO: &str = r#"
 import socket, threading
 s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
@@ -62,82 +56,35 @@ while True:
 pub const FAST_SIDS: [&str; 2] = ["fc00:1::ee", "fc00:2::ee"];
 
 fn write_configs(dir: &Path, fast_path: bool) -> PathBuf {
-    // A CA and a server certificate for `yc` (the default SNI for a named final hop) and
-    // `restapiv3` (the default for a literal final hop).
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "hopstack test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params =
-        rcgen::CertificateParams::new(vec!["yc".to_string(), "restapiv3".to_string()]).unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("yc.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("yc.key"), key.serialize_pem()).unwrap();
-
+    // A certificate for `yc` (the default SNI for a named final hop) and `restapiv3` (the
+    // default for a literal final hop).
+    let certs = write_test_ca(dir, "hopstack test CA", "yc", &["yc", "restapiv3"]);
     let www = dir.join("www/users");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("list"), BODY).unwrap();
     std::fs::write(dir.join("www/big"), vec![b'x'; 1 << 20]).unwrap();
     std::fs::write(dir.join("tcp_echo.py"), TCP_ECHO).unwrap();
 
-    for ((node, sid), fast) in [("github", "fc00:1::e"), ("org", "fc00:2::e")]
-        .into_iter()
-        .zip(FAST_SIDS)
-    {
-        let fast = if fast_path {
-            format!("kernel_end_sids = [\"{fast}\"]\n")
+    write_border_configs(dir, |i| {
+        if fast_path {
+            format!("kernel_end_sids = [\"{}\"]\n", FAST_SIDS[i])
         } else {
             String::new()
-        };
-        std::fs::write(
-            dir.join(format!("hopd-{node}.toml")),
-            format!("node_name = \"{node}\"\n[border]\ntun = \"hop0\"\nsids = [\"{sid}\"]\n{fast}"),
-        )
-        .unwrap();
-    }
-    let d = dir.display();
-    std::fs::write(
-        dir.join("hopd-yc.toml"),
-        format!(
-            r#"node_name = "yc"
-[final_hop]
-listen = "[::]:7443"
-hop_name = "yc"
-control_socket = "{d}/yc-control.sock"
-
-[final_hop.services.restapiv3]
-mode = "proxy"
-target = "tcp:[::1]:8080"
-layers = ["tcp+tls+http"]
-tls = "terminate"
-cert = "{d}/yc.pem"
-key = "{d}/yc.key"
-
-[final_hop.services.web]
-mode = "proxy"
-target = "tcp:[::1]:8080"
-layers = ["tcp+http"]
-
-[final_hop.services.echo]
-mode = "proxy"
-target = "tcp:[::1]:7007"
-layers = ["tcp"]
-
-[final_hop.services.uecho]
-mode = "udp"
-target = "[::1]:7"
-layers = ["udp"]
-"#
-        ),
-    )
-    .unwrap();
-    dir.join("ca.pem")
+        }
+    });
+    let yc = final_hop_toml(
+        "yc",
+        dir,
+        &[
+            ServiceToml::proxy("restapiv3", "tcp:[::1]:8080", &["tcp+tls+http"])
+                .terminating(&certs.cert, &certs.key),
+            ServiceToml::proxy("web", "tcp:[::1]:8080", &["tcp+http"]),
+            ServiceToml::proxy("echo", "tcp:[::1]:7007", &["tcp"]),
+            ServiceToml::udp("uecho", "[::1]:7", &["udp"]),
+        ],
+    );
+    std::fs::write(dir.join("hopd-yc.toml"), yc).unwrap();
+    certs.ca
 }
 
 impl Bed {

@@ -1,0 +1,186 @@
+//! The pieces the end-to-end tests of the three-hop path share: a throw-away CA with a
+//! server certificate, hopd's border and final-hop configurations, and the host's Python for
+//! small test services. Each test support module (client, hoptrace, final hop) builds its bed
+//! from these instead of its own copy.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The border SIDs of the three-hop topologies: github.com, then org.
+pub const BORDER_SIDS: [(&str, &str); 2] = [("github", "fc00:1::e"), ("org", "fc00:2::e")];
+
+/// PEM files of a test CA and one server certificate it signed.
+#[derive(Debug, Clone)]
+pub struct TestCerts {
+    /// `ca.pem`: what a client trusts (`--cacert`).
+    pub ca: PathBuf,
+    /// `<stem>.pem` and `<stem>.key`: the server's certificate and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A CA named `ca_name` and a certificate for `names` (the first also its common name),
+/// written into `dir` as `ca.pem`, `<stem>.pem` and `<stem>.key`.
+pub fn write_test_ca(dir: &Path, ca_name: &str, stem: &str, names: &[&str]) -> TestCerts {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, ca_name);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("server params");
+    if let Some(cn) = names.first() {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, *cn);
+    }
+    let cert = params.signed_by(&key, &issuer).expect("server certificate");
+    let out = TestCerts {
+        ca: dir.join("ca.pem"),
+        cert: dir.join(format!("{stem}.pem")),
+        key: dir.join(format!("{stem}.key")),
+    };
+    std::fs::write(&out.ca, ca.pem()).expect("write ca.pem");
+    std::fs::write(&out.cert, cert.pem()).expect("write certificate");
+    std::fs::write(&out.key, key.serialize_pem()).expect("write key");
+    out
+}
+
+/// hopd's configuration for a border node: `node_name`, TUN `hop0`, one SID, and `extra`
+/// lines for the `[border]` table.
+pub fn border_toml(node: &str, sid: &str, extra: &str) -> String {
+    format!("node_name = \"{node}\"\n[border]\ntun = \"hop0\"\nsids = [\"{sid}\"]\n{extra}")
+}
+
+/// Writes `hopd-github.toml` and `hopd-org.toml` into `dir` ([`BORDER_SIDS`]), each with
+/// `extra(node)` in its `[border]` table.
+pub fn write_border_configs(dir: &Path, extra: impl Fn(usize) -> String) {
+    for (i, (node, sid)) in BORDER_SIDS.into_iter().enumerate() {
+        std::fs::write(
+            dir.join(format!("hopd-{node}.toml")),
+            border_toml(node, sid, &extra(i)),
+        )
+        .expect("write border configuration");
+    }
+}
+
+/// One `[final_hop.services.NAME]` table.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceToml<'a> {
+    pub name: &'a str,
+    /// `proxy`, `handoff` or `udp`.
+    pub mode: &'a str,
+    /// `tcp:[::1]:8080`, `unix:/path`, `[::1]:53`; none in hand-off mode.
+    pub target: Option<&'a str>,
+    /// Accepted layer stacks, e.g. `["tcp+tls+http"]`.
+    pub layers: &'a [&'a str],
+    /// `tls = "terminate"` with these certificate and key files.
+    pub terminate: Option<(&'a Path, &'a Path)>,
+}
+
+impl<'a> ServiceToml<'a> {
+    /// A proxy-mode service.
+    pub fn proxy(name: &'a str, target: &'a str, layers: &'a [&'a str]) -> Self {
+        ServiceToml {
+            name,
+            mode: "proxy",
+            target: Some(target),
+            layers,
+            terminate: None,
+        }
+    }
+
+    /// A UDP relay service.
+    pub fn udp(name: &'a str, target: &'a str, layers: &'a [&'a str]) -> Self {
+        ServiceToml {
+            mode: "udp",
+            ..Self::proxy(name, target, layers)
+        }
+    }
+
+    /// The same, with TLS terminated by hopd.
+    pub fn terminating(self, cert: &'a Path, key: &'a Path) -> Self {
+        ServiceToml {
+            terminate: Some((cert, key)),
+            ..self
+        }
+    }
+
+    fn write(&self, out: &mut String) {
+        let _ = writeln!(out, "\n[final_hop.services.{}]", self.name);
+        let _ = writeln!(out, "mode = \"{}\"", self.mode);
+        if let Some(t) = self.target {
+            let _ = writeln!(out, "target = \"{t}\"");
+        }
+        let layers: Vec<String> = self.layers.iter().map(|l| format!("\"{l}\"")).collect();
+        let _ = writeln!(out, "layers = [{}]", layers.join(", "));
+        if let Some((cert, key)) = self.terminate {
+            let _ = writeln!(out, "tls = \"terminate\"");
+            let _ = writeln!(out, "cert = \"{}\"", cert.display());
+            let _ = writeln!(out, "key = \"{}\"", key.display());
+        }
+    }
+}
+
+/// hopd's configuration for the final hop `hop_name`, listening on `[::]:7443`, its control
+/// socket in `dir`, with `services`.
+pub fn final_hop_toml(hop_name: &str, dir: &Path, services: &[ServiceToml<'_>]) -> String {
+    let mut out = format!(
+        "node_name = \"{hop_name}\"\n[final_hop]\nlisten = \"[::]:7443\"\nhop_name = \"{hop_name}\"\n\
+         control_socket = \"{}/{hop_name}-control.sock\"\n",
+        dir.display()
+    );
+    for s in services {
+        s.write(&mut out);
+    }
+    out
+}
+
+/// The host's Python interpreter, for test services run inside the namespaces.
+pub fn python() -> String {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 is needed for the test services");
+    String::from_utf8(out.stdout)
+        .expect("a path")
+        .trim()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_hop_configuration_parses_as_hopd_reads_it() {
+        let dir = Path::new("/run/t");
+        let (cert, key) = (Path::new("/run/t/yc.pem"), Path::new("/run/t/yc.key"));
+        let text = final_hop_toml(
+            "yc",
+            dir,
+            &[
+                ServiceToml::proxy("restapiv3", "tcp:[::1]:8080", &["tcp+tls+http"])
+                    .terminating(cert, key),
+                ServiceToml::udp("uecho", "[::1]:7", &["udp"]),
+            ],
+        );
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        let f = &v["final_hop"];
+        assert_eq!(f["control_socket"].as_str(), Some("/run/t/yc-control.sock"));
+        let api = &f["services"]["restapiv3"];
+        assert_eq!(api["tls"].as_str(), Some("terminate"));
+        assert_eq!(api["cert"].as_str(), Some("/run/t/yc.pem"));
+        assert_eq!(api["layers"][0].as_str(), Some("tcp+tls+http"));
+        assert_eq!(f["services"]["uecho"]["mode"].as_str(), Some("udp"));
+        assert!(f["services"]["uecho"].get("tls").is_none());
+        let b: toml::Value = toml::from_str(&border_toml("org", "fc00:2::e", "x = 1\n")).unwrap();
+        assert_eq!(b["border"]["sids"][0].as_str(), Some("fc00:2::e"));
+        assert_eq!(b["border"]["x"].as_integer(), Some(1));
+    }
+}
