@@ -739,22 +739,29 @@ fn trace_tlv(report: &str, port: u16, nonce: u32, records: usize) -> Vec<u8> {
     t
 }
 
-#[test]
-fn trace_records_carry_wall_time_and_the_cache_runs_on_monotonic_time() {
+/// A probe whose next segment is the placeholder for `org`, with two trace records, and a
+/// state that has `org` cached for 60 s from `at`.
+fn probe_to_cached_org(st: &mut State, at: Duration) -> (Pkt, Vec<u8>) {
     let ph = placeholder(1);
     let mut b = Pkt::srh(&["fd00:3::1", &ph, SID], 2);
     b.flags = 0x20;
     b.tlvs = hop_names(&[(1, "org")]);
     b.tlvs.extend(trace_tlv(SRC, 40000, 7, 2));
     let orig = b.build();
-    let mut st = state();
-    let mono = Duration::from_secs(100);
     st.cache.insert(
         b"org",
         Binding::Addr(a("fd00:2::2")),
         Duration::from_secs(60),
-        mono,
+        at,
     );
+    (b, orig)
+}
+
+#[test]
+fn trace_records_carry_wall_time_and_the_cache_runs_on_monotonic_time() {
+    let mut st = state();
+    let mono = Duration::from_secs(100);
+    let (_, orig) = probe_to_cached_org(&mut st, mono);
     let mut out = vec![0u8; OUT_BUF_LEN];
     // The wall clock stepped a day ahead: the name cached for 60 s is still fresh, and the
     // record says the wall time.
@@ -782,19 +789,8 @@ fn trace_records_carry_wall_time_and_the_cache_runs_on_monotonic_time() {
 
 #[test]
 fn oam_flag_fills_the_first_empty_trace_record_in_place() {
-    let ph = placeholder(1);
-    let mut b = Pkt::srh(&["fd00:3::1", &ph, SID], 2);
-    b.flags = 0x20;
-    b.tlvs = hop_names(&[(1, "org")]);
-    b.tlvs.extend(trace_tlv(SRC, 40000, 7, 2));
-    let orig = b.build();
     let mut st = state_with(|s| s.node_id = 0x0a0b_0c0d);
-    st.cache.insert(
-        b"org",
-        Binding::Addr(a("fd00:2::2")),
-        Duration::from_secs(60),
-        NOW,
-    );
+    let (mut b, orig) = probe_to_cached_org(&mut st, NOW);
     let mut pkt = orig.clone();
     assert_eq!(
         run(&mut st, &mut pkt).0,
