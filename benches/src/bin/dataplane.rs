@@ -70,69 +70,70 @@ const DIRECT_NAME: &str = "yc-direct.example";
 const HTTP_PORT: u16 = 8080;
 const BODY: &[u8] = b"[{\"id\":1,\"name\":\"ada\"},{\"id\":2,\"name\":\"linus\"}]\n";
 
+/// The dataplane harness: hopstack's paths side by side with the Linux kernel's SRv6 and with
+/// no hopstack at all, in one testbed, in one run (benches/README.md). Needs root (network
+/// namespaces) and the release binaries: `cargo build --release --workspace --bins &&
+/// target/release/dataplane`.
+#[derive(Debug, clap::Parser)]
+#[command(name = "dataplane")]
 struct Opts {
-    requests: usize,
-    pings: usize,
+    /// Requests per time-to-first-byte row.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    requests: u64,
+    /// ICMPv6 echoes per path.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    pings: u64,
+    /// Seconds per throughput row.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     iperf_secs: u32,
+    /// One JSON object on stdout instead of the table.
+    #[arg(long)]
     json: bool,
     /// After set-up and warm-up, run each stdin line with `sh -c` on the client node instead
     /// of measuring: for profiling `hop` on the warm testbed (perf, strace).
+    #[arg(long)]
     shell: bool,
     /// Seeds the order of each round's requests (default: from the clock; printed).
-    seed: u64,
-    bin_dir: PathBuf,
-    /// Lines added to both border hopds' `[border]` table (`--border 'workers = 1'`), to
-    /// compare settings in otherwise equal runs.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    seed: Option<u64>,
+    /// Where hop, hopd and hopbed are (default: next to the harness).
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+    /// A line added to both border hopds' `[border]` table (`--border 'workers = 1'`), to
+    /// compare settings in otherwise equal runs; repeatable.
+    #[arg(long, value_name = "'KEY = VALUE'")]
     border: Vec<String>,
 }
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: dataplane [--requests N] [--pings N] [--iperf-secs S] [--json] [--shell] [--seed N] [--bin-dir DIR] [--border 'KEY = VALUE']...\n\
-         (needs root for network namespaces and the release binaries:\n \
-         cargo build --release --workspace --bins && target/release/dataplane)"
-    );
-    std::process::exit(2)
-}
-
-fn parse_opts(args: &[String]) -> Opts {
-    let exe = std::env::current_exe().expect("the harness knows its own path");
-    let mut o = Opts {
-        requests: 200,
-        pings: 200,
-        iperf_secs: 5,
-        json: false,
-        shell: false,
-        seed: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-            | 1,
-        bin_dir: exe.parent().expect("an executable has a directory").into(),
-        border: Vec::new(),
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut num = |what: &str| -> usize {
-            it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-                eprintln!("dataplane: {what} needs a number");
-                usage()
-            })
-        };
-        match a.as_str() {
-            "--requests" => o.requests = num("--requests").max(1),
-            "--pings" => o.pings = num("--pings").max(1),
-            "--iperf-secs" => o.iperf_secs = u32::try_from(num("--iperf-secs")).unwrap_or(5),
-            "--json" => o.json = true,
-            "--shell" => o.shell = true,
-            "--seed" => o.seed = (num("--seed") as u64).max(1),
-            "--bin-dir" => {
-                o.bin_dir = it.next().map(PathBuf::from).unwrap_or_else(|| usage());
-            }
-            "--border" => o.border.push(it.next().cloned().unwrap_or_else(|| usage())),
-            _ => usage(),
-        }
+impl Opts {
+    /// The command line with its defaults that depend on the run filled in: the seed (from
+    /// the clock) and the binaries' directory (the harness's own).
+    fn parse_resolved() -> Opts {
+        let mut o = <Opts as clap::Parser>::parse();
+        o.seed.get_or_insert_with(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+        o.bin_dir.get_or_insert_with(|| {
+            let exe = std::env::current_exe().expect("the harness knows its own path");
+            exe.parent().expect("an executable has a directory").into()
+        });
+        o
     }
-    o
+
+    fn seed(&self) -> u64 {
+        self.seed.unwrap_or(1)
+    }
+
+    fn bin_dir(&self) -> PathBuf {
+        self.bin_dir.clone().unwrap_or_default()
+    }
+
+    fn requests(&self) -> usize {
+        usize::try_from(self.requests).unwrap_or(usize::MAX)
+    }
 }
 
 fn main() -> ExitCode {
@@ -160,7 +161,7 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }
-        _ => run(&parse_opts(&args)),
+        _ => run(&Opts::parse_resolved()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -861,10 +862,10 @@ const TCP_SINK_PORT: u16 = 5202;
 
 fn run(o: &Opts) -> Result<()> {
     for b in ["hop", "hopd", "hopbed"] {
-        if !o.bin_dir.join(b).exists() {
+        if !o.bin_dir().join(b).exists() {
             bail!(
                 "{} is missing: run `cargo build --release --workspace --bins` first",
-                o.bin_dir.join(b).display()
+                o.bin_dir().join(b).display()
             );
         }
     }
@@ -878,7 +879,7 @@ fn run(o: &Opts) -> Result<()> {
     let me = bin_dir.join("dataplane");
     std::fs::copy(std::env::current_exe()?, &me)?;
     for b in ["hop", "hopd", "hopbed"] {
-        std::fs::copy(o.bin_dir.join(b), bin_dir.join(b))
+        std::fs::copy(o.bin_dir().join(b), bin_dir.join(b))
             .with_context(|| format!("copying {b}"))?;
     }
     let hop = bin_dir.join("hop");
@@ -1085,7 +1086,7 @@ fn run(o: &Opts) -> Result<()> {
     .map(|(group, name, na)| Row {
         group,
         name,
-        samples: Vec::with_capacity(o.requests),
+        samples: Vec::with_capacity(o.requests()),
         na,
     })
     .collect();
@@ -1096,7 +1097,7 @@ fn run(o: &Opts) -> Result<()> {
     // Each round runs every row once, in an order shuffled afresh: a fixed order made each row
     // always follow the same other row (and its processes, caches and daemons), which moved
     // the rows against each other by more than the effects measured.
-    let mut rng = o.seed;
+    let mut rng = o.seed();
     // Jobs whose row cannot be measured here are left out of the rounds.
     let mut order: Vec<usize> = (0..JOBS)
         .filter(|&job| match job {
@@ -1106,7 +1107,7 @@ fn run(o: &Opts) -> Result<()> {
             _ => true,
         })
         .collect();
-    for _ in 0..o.requests {
+    for _ in 0..o.requests() {
         shuffle(&mut order, &mut rng);
         for &job in &order {
             match job {
@@ -1133,7 +1134,7 @@ fn run(o: &Opts) -> Result<()> {
                             .find(|l| l.contains("failed ("))
                             .map_or_else(|| e.to_string(), str::to_owned);
                         fallbacks.push(format!("{extra:?} {addr}: {why}"));
-                        if fallbacks.len() > o.requests / 10 + 1 {
+                        if fallbacks.len() > o.requests() / 10 + 1 {
                             bail!("too many fallbacks: {fallbacks:#?}");
                         }
                         let _ = std::fs::remove_dir_all(&b.cache);
@@ -1319,7 +1320,7 @@ fn run(o: &Opts) -> Result<()> {
                    "rtt_ratio_hopd_borders_vs_plain_forwarding": ratio_ping,
                    "tcp_ratio_hopd_borders_vs_plain_forwarding_1_stream": ratio_tcp1,
                    "tcp_ratio_hopd_borders_vs_plain_forwarding_4_streams": ratio_tcp4,
-                   "fallbacks": fallbacks, "seed": o.seed,
+                   "fallbacks": fallbacks, "seed": o.seed(),
                    "cached_samples_without_connect_record": without_record,
                    "loadavg_before": load_before.trim(), "loadavg_after": load_after.trim()})
         );
@@ -1350,7 +1351,7 @@ fn run(o: &Opts) -> Result<()> {
         "dataplane: {} requests per TTFB row in rounds of every row in shuffled order (--seed {}), \
          {} pings per path, TCP {} s per row; load average before: {}",
         o.requests,
-        o.seed,
+        o.seed(),
         o.pings,
         o.iperf_secs,
         load_before.trim()

@@ -58,6 +58,7 @@ pub mod policy;
 pub mod process;
 pub mod resolve;
 pub mod run;
+mod state;
 pub mod tun;
 
 use std::future::Future;
