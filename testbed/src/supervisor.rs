@@ -28,6 +28,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -610,6 +611,7 @@ pub fn supervise(plan_file: &Path) -> i32 {
                         .insert(format!("{}/{}", n.name, p.name), child.id());
                 }
             }
+            check_started(topo, &plan.run_dir, &mut state)?;
         }
 
         state.setup_ms = t0.elapsed().as_millis() as u64;
@@ -647,6 +649,63 @@ pub fn supervise(plan_file: &Path) -> i32 {
         let _ = std::fs::remove_dir_all(d);
     }
     code
+}
+
+/// How long `hopbed up` watches the autostart processes before it says the testbed is up:
+/// long enough for a daemon that cannot open its device or bind its port to have died.
+const STARTUP_GRACE: Duration = Duration::from_millis(500);
+
+/// Fails `hopbed up` when an autostart process exited during start-up, with its exit status
+/// and the last lines of its log; an optional one is listed as skipped instead, and why.
+fn check_started(topo: &Topology, run_dir: &Path, state: &mut State) -> anyhow::Result<()> {
+    if state.processes.is_empty() {
+        return Ok(());
+    }
+    std::thread::sleep(STARTUP_GRACE);
+    let mut exited = Vec::new();
+    for (key, &pid) in &state.processes {
+        let mut status = 0;
+        // SAFETY: polling our own child without blocking.
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        if r == pid as libc::pid_t {
+            exited.push((key.clone(), status));
+        }
+    }
+    for (key, status) in exited {
+        state.processes.remove(&key);
+        let (node, name) = key.split_once('/').unwrap_or((&key, ""));
+        let log = std::fs::read_to_string(node_dir(run_dir, node).join(format!("{name}.log")))
+            .unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(8).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        let how = if libc::WIFEXITED(status) {
+            format!("exit status {}", libc::WEXITSTATUS(status))
+        } else {
+            format!("signal {}", libc::WTERMSIG(status))
+        };
+        let optional = topo
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .and_then(|n| n.process.iter().find(|p| p.name == name))
+            .is_some_and(|p| p.optional);
+        let last = tail.last().copied().unwrap_or("(no output)");
+        if optional {
+            state
+                .skipped
+                .push(format!("{key} exited during start-up ({how}): {last}"));
+            continue;
+        }
+        bail!(
+            "process `{key}` exited during start-up ({how}); the last lines of its log:\n  {}",
+            if tail.is_empty() {
+                "(no output)".to_owned()
+            } else {
+                tail.join("\n  ")
+            }
+        );
+    }
+    Ok(())
 }
 
 fn wait_for_signal() {

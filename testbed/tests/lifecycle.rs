@@ -389,12 +389,77 @@ fn demo_shows_the_dns_views_and_tears_down() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// `hopbed up` with a process that dies at once: non-zero and the process's last log lines,
+/// or, for an optional one, up with the reason it was skipped.
+fn up_fails_when_a_process_dies_during_start_up() {
+    let base = std::env::temp_dir().join(format!("hopbed-dies-{}", std::process::id()));
+    // Whatever fails below, no testbed stays up.
+    struct Down(std::path::PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = hopbed(&["down", "dies"], &self.0);
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _down = Down(base.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let topo = |optional: bool| {
+        let f = dir.path().join(format!("dies-{optional}.toml"));
+        std::fs::write(
+            &f,
+            format!(
+                r#"name = "dies"
+[[nodes]]
+name = "solo"
+[[nodes.process]]
+name = "sleeper"
+cmd = ["sleep", "30"]
+[[nodes.process]]
+name = "daemon"
+cmd = ["sh", "-c", "echo cannot open /dev/net/tun: Permission denied >&2; exit 3"]
+optional = {optional}
+"#
+            ),
+        )
+        .unwrap();
+        f
+    };
+    let out = hopbed(&["up", topo(false).to_str().unwrap()], &base);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a dead daemon is not up:\n{err}");
+    assert!(
+        err.contains("solo/daemon") && err.contains("exit status 3"),
+        "{err}"
+    );
+    assert!(err.contains("cannot open /dev/net/tun"), "its log: {err}");
+    assert!(
+        !base.join("dies/state.json").exists(),
+        "a failed `up` leaves nothing behind"
+    );
+
+    let out = hopbed(&["up", topo(true).to_str().unwrap()], &base);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let down = hopbed(&["down", "dies"], &base);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("skipped: solo/daemon exited during start-up (exit status 3)")
+            && text.contains("Permission denied"),
+        "{text}"
+    );
+    assert!(down.status.success());
+}
+
 hopstack_testbed::tests! {
     a_panicking_test_tears_down_and_shows_logs,
     helper_start_and_hang ignored = "helper: run by the_test_process_dying_takes_the_testbed_with_it",
     the_test_process_dying_takes_the_testbed_with_it,
     ctrl_c_takes_the_testbed_with_it,
     cli_up_exec_down,
+    up_fails_when_a_process_dies_during_start_up,
     helper_rootless_acceptance ignored = "helper: run by rootless_as_nobody as an unprivileged user",
     rootless_as_nobody,
     rootless_kernel_srv6_as_nobody needs [Kernel(Seg6Inline), Kernel(Seg6LocalEnd)],
