@@ -322,6 +322,38 @@ pub fn rows(path: &[PathHop], rounds: &[Vec<Answer>]) -> Vec<HopRow> {
         };
         rows.push(row);
     }
+    // The sweep stopped (-m) while every node still answered Time Exceeded: the final hop
+    // was never reached, and its row must not silently go missing.
+    let reached = rounds
+        .iter()
+        .flatten()
+        .any(|a| a.outcome == Outcome::Reached);
+    if let (false, Some(last), Some(dest)) = (reached, rows.last(), path.last())
+        && last.status == Status::Ok
+    {
+        let max = last.ttl.unwrap_or(0);
+        rows.push(HopRow {
+            hop: Some(path.len() as u32),
+            ttl: None,
+            name: dest.name.clone(),
+            address: Some(dest.address.to_string()),
+            resolved_by: dest.resolved_by.clone(),
+            via: Via::HopLimit,
+            rtt: Rtt::default(),
+            offset_ms: None,
+            status: Status::NoReply,
+            problem: Some(Problem {
+                layer: "route".into(),
+                reason: "not-reached".into(),
+                text: format!(
+                    "the sweep stopped at hop limit {max} (-m) before the final hop {} answered; \
+                     raise -m",
+                    dest.address
+                ),
+            }),
+        });
+        return rows;
+    }
     if let Some(last) = rows.last_mut()
         && last.status == Status::NoReply
     {
@@ -423,6 +455,24 @@ mod tests {
             "{:?}",
             rows[1].problem
         );
+    }
+
+    #[test]
+    fn a_sweep_that_stops_before_the_final_hop_is_not_ok() {
+        // Every hop limit up to -m answered Time Exceeded; the destination never did.
+        let s = vec![
+            a(1, Outcome::TimeExceeded, "fd00:10::2", "fc00:3::e", 1),
+            a(2, Outcome::TimeExceeded, "fd00:11::2", "fc00:3::e", 2),
+        ];
+        let p = path();
+        let rows = rows(&p, &[s]);
+        let last = rows.last().unwrap();
+        assert_eq!(last.status, Status::NoReply);
+        assert_eq!(last.hop, Some(p.len() as u32), "the final hop's own row");
+        assert_eq!(last.address, Some(p.last().unwrap().address.to_string()));
+        let problem = last.problem.as_ref().unwrap();
+        assert_eq!(problem.reason, "not-reached");
+        assert!(problem.text.contains("hop limit 2"), "{problem:?}");
     }
 
     #[test]

@@ -52,6 +52,17 @@ fn healthy_three_hop_toml() {
     }
     assert_eq!(layer(&v, "tls")["tls"]["verified"], true);
     assert_eq!(layer(&v, "http")["http"]["status"], 200);
+
+    // A hop-limit sweep capped below the path's length must not call it OK: until
+    // 2026-12-05 `-m 3 --no-layers` dropped the yc row and said "OK", exit 0.
+    let short = ["--method", "hop-limit", "-m", "3", "--no-layers", addr];
+    let (code, v, _) = trace_json(&tb, "client", &short);
+    assert_ne!(code, 0, "{v:#}");
+    assert_eq!(v["ok"], false, "{v:#}");
+    let yc = hop(&v, 3);
+    assert_eq!(yc["address"], "fd00:3::2", "{v:#}");
+    assert_eq!(yc["problem"]["reason"], "not-reached", "{v:#}");
+    assert_eq!(v["first_failure"]["hop"], 3, "{v:#}");
 }
 
 hopstack_testbed::tests! {
