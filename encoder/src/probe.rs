@@ -209,6 +209,33 @@ impl<I> ProbeMachine<I> {
     }
 }
 
+/// What a hop may spend resolving the next hop's name before it reports: hopd's default
+/// resolver timeout (`[border.resolver] timeout_ms`).
+pub const HOP_RESOLVE_TIMEOUT: Duration = Duration::from_millis(2000);
+
+/// The wait for an answer when no name has to be resolved on the way.
+pub const BASE_WAIT: Duration = Duration::from_millis(1500);
+
+/// How long to wait for a probe's answer, by default, when `names_en_route` hop names are
+/// resolved by the hops ahead: they resolve one after another, and a hop whose DNS server
+/// does not answer reports `dns-timeout` only when its resolver gives up, so the prober
+/// waits for each of them on top of the base. A shorter wait blames the silence on the
+/// first hop instead of naming the hop whose DNS timed out.
+pub fn default_wait(names_en_route: usize) -> Duration {
+    BASE_WAIT + HOP_RESOLVE_TIMEOUT * u32::try_from(names_en_route).unwrap_or(u32::MAX)
+}
+
+/// The hop names of `addr` that hops resolve on the way: every named hop after the first,
+/// except those the client resolves itself (`resolved_here`, e.g. `--resolve NAME=ADDR`).
+pub fn names_en_route(addr: &crate::StackAddress, resolved_here: impl Fn(&str) -> bool) -> usize {
+    addr.hops()
+        .iter()
+        .skip(1)
+        .filter_map(|h| h.name())
+        .filter(|n| !resolved_here(n.as_str()))
+        .count()
+}
+
 /// The records of the trace TLV value a probe answer carries back (opaque in
 /// `wire::report`); empty when it is not a valid trace.
 pub fn trace_records(value: &[u8]) -> Vec<TraceRecord> {
@@ -226,6 +253,16 @@ pub fn trace_records(value: &[u8]) -> Vec<TraceRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_wait_covers_every_hop_that_resolves_a_name() {
+        let a = crate::StackAddress::parse("github.com>org>yc:tcp+http+web").unwrap();
+        assert_eq!(names_en_route(&a, |_| false), 2);
+        assert_eq!(names_en_route(&a, |n| n == "yc"), 1);
+        assert_eq!(default_wait(2), Duration::from_millis(5500));
+        let literal = crate::StackAddress::parse("[fd00::1]>[fd00::2]:udp+dns+resolver").unwrap();
+        assert_eq!(default_wait(names_en_route(&literal, |_| false)), BASE_WAIT);
+    }
     use crate::wire::report::{
         PathEntry, Reason, ReportLayer, ResolvedBy, ServiceMode, ServiceStatus,
     };

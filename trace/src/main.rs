@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use hopstack_client::tls::TlsOptions;
+use hopstack_encoder::probe;
 use hopstack_trace::run::{self, Method};
 use hopstack_trace::{RenderOptions, hoplimit, layers, render, stack};
 
@@ -36,9 +37,12 @@ struct Cli {
     /// Highest hop limit of hop-limit probing.
     #[arg(short = 'm', long, default_value_t = 30, value_parser = clap::value_parser!(u8).range(1..))]
     max_hops: u8,
-    /// Milliseconds to wait for each probe's answer.
-    #[arg(long, value_name = "MS", default_value_t = 1500)]
-    timeout: u64,
+    /// Milliseconds to wait for each probe's answer [default: hop-limit probes 1500; the
+    /// stack-aware probe 1500 plus 2000 (hopd's resolver timeout) for every hop name the hops
+    /// resolve on the way, so that a hop whose DNS times out is named rather than the
+    /// silence blamed on the first hop].
+    #[arg(long, value_name = "MS")]
+    timeout: Option<u64>,
     /// Milliseconds between rounds.
     #[arg(short = 'i', long, value_name = "MS", default_value_t = 200)]
     interval: u64,
@@ -115,7 +119,14 @@ fn main() -> ExitCode {
             }
         };
     }
-    let timeout = Duration::from_millis(cli.timeout);
+    let timeout = cli.timeout.map_or_else(
+        || {
+            let en_route =
+                probe::names_en_route(&addr, |n| overrides.contains_key(&n.to_ascii_lowercase()));
+            probe::default_wait(en_route)
+        },
+        Duration::from_millis,
+    );
     let opts = run::Options {
         rounds: cli.count,
         method: match cli.method {
@@ -133,7 +144,7 @@ fn main() -> ExitCode {
         },
         sweep: hoplimit::Config {
             max_hops: cli.max_hops,
-            timeout,
+            timeout: cli.timeout.map_or(probe::BASE_WAIT, Duration::from_millis),
             ..Default::default()
         },
         layers: layers::Options {

@@ -91,6 +91,25 @@ fn nxdomain_is_pinned_to_hop_2() {
     assert_eq!(hop(&v, 3)["status"], "skipped");
 }
 
+/// Until 2026-12-05 the default wait (1500 ms) was shorter than org's resolver timeout
+/// (2000 ms): hoptrace said "no-reply at hop 1" while org was still waiting for its DNS.
+fn dns_timeout_at_hop_2_is_named_with_the_default_wait() {
+    let bed = Bed::start();
+    bed.tb
+        .dns_fault("org", "yc", Some(DnsFault::Timeout))
+        .unwrap();
+    // hopd caches answers for their TTL (1 s in this topology).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (code, v, _) = trace_json(&bed.tb, "client", &["--no-layers", API]);
+    eprintln!("{v:#}");
+    assert_eq!(code, 1);
+    let f = &v["first_failure"];
+    assert_eq!(f["problem"]["reason"], "dns-timeout", "{f:#}");
+    assert_eq!(f["hop"], 3, "the name that timed out: {f:#}");
+    assert_eq!(hop(&v, 1)["status"], "ok", "{v:#}");
+    assert_eq!(hop(&v, 2)["status"], "ok", "{v:#}");
+}
+
 fn link_down_between_hops_2_and_3_is_pinned_there() {
     let bed = Bed::start();
     bed.tb.link_down("org", "yc").unwrap();
@@ -302,6 +321,7 @@ fn hop_limit_probing_through_hopd_hops_uses_the_path_a_probe_learnt() {
 hopstack_testbed::tests! {
     healthy_path_reports_every_hop_and_layer_with_who_resolved_it needs [Tun],
     nxdomain_is_pinned_to_hop_2 needs [Tun],
+    dns_timeout_at_hop_2_is_named_with_the_default_wait needs [Tun],
     link_down_between_hops_2_and_3_is_pinned_there needs [Tun],
     a_too_small_hop_limit_is_pinned_where_it_ran_out_and_moves_out_as_it_grows needs [Tun],
     unknown_service_is_a_service_layer_failure_at_the_final_hop needs [Tun],
