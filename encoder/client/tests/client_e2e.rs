@@ -251,9 +251,28 @@ fn failures_print_one_line_and_the_documented_exit_code() {
     );
 }
 
+/// A stopped UDP service is service-down (exit 8), as hopd's final hop knows it: nothing is
+/// bound to the service's port. Until 2026-12-05 it was "layer timeout" (exit 9).
+fn a_stopped_udp_service_is_service_down() {
+    let bed = Bed::start();
+    let addr = "github.com>org>yc:udp+uecho";
+    let o = bed.hop_stdin(&["cat", "--wait", "500", addr], b"datagram\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    bed.tb.kill("yc", "udp-echo").unwrap();
+    let o = bed.hop_stdin(&["cat", "--wait", "500", addr], b"datagram\n");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(8), "{err}");
+    assert!(
+        err.contains("hop 3 'yc'") && err.contains("layer service") && err.contains("service-down"),
+        "{err}"
+    );
+    assert!(err.contains("nothing is bound to udp [::1]:7"), "{err}");
+}
+
 hopstack_testbed::tests! {
     get_over_three_hops_with_late_binding_then_from_cache needs [Tun],
     literal_hops_through_linux_kernel_end_nodes needs [Tun, Kernel(Seg6LocalEnd)],
     cat_tcp_and_udp_and_proxy_for_curl needs [Tun, Program("curl")],
     failures_print_one_line_and_the_documented_exit_code needs [Tun],
+    a_stopped_udp_service_is_service_down needs [Tun],
 }

@@ -25,6 +25,12 @@ pub fn check_host(cfg: &Config) -> Vec<Finding> {
 
 /// Ports with a socket in state LISTEN (`0A`) in `/proc/net/tcp{,6}` text.
 fn listening_ports(tables: &[String]) -> Vec<u16> {
+    local_ports(tables, Some("0A"))
+}
+
+/// Local ports of the sockets in `/proc/net/{tcp,udp}{,6}` text, of every state or only of
+/// `state` (two hex digits: `0A` is a TCP listener).
+pub(crate) fn local_ports(tables: &[String], state: Option<&str>) -> Vec<u16> {
     let mut ports = Vec::new();
     for t in tables {
         // "  sl  local_address rem_address   st ...": skip the header line.
@@ -33,7 +39,7 @@ fn listening_ports(tables: &[String]) -> Vec<u16> {
             let (Some(local), Some(st)) = (w.get(1), w.get(3)) else {
                 continue;
             };
-            if *st != "0A" {
+            if state.is_some_and(|want| *st != want) {
                 continue;
             }
             if let Some(port) = local
@@ -45,6 +51,16 @@ fn listening_ports(tables: &[String]) -> Vec<u16> {
         }
     }
     ports
+}
+
+/// Whether a UDP socket in this network namespace is bound to `port` (`/proc/net/udp{,6}`);
+/// `None` when neither table can be read.
+pub(crate) fn udp_port_bound(port: u16) -> Option<bool> {
+    let tables: Vec<String> = ["/proc/net/udp6", "/proc/net/udp"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect();
+    (!tables.is_empty()).then(|| local_ports(&tables, None).contains(&port))
 }
 
 /// A direct port nothing listens on is a warning, not an error: the service may start after
@@ -185,6 +201,15 @@ pub fn check_host_at(cfg: &Config, conf: &Path) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bound_udp_port_is_found_and_a_closed_one_is_not() {
+        let s = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        let port = s.local_addr().unwrap().port();
+        assert_eq!(udp_port_bound(port), Some(true));
+        drop(s);
+        assert_eq!(udp_port_bound(port), Some(false));
+    }
 
     #[test]
     fn direct_port_without_a_listener_is_a_warning() {

@@ -416,19 +416,33 @@ pub async fn probe_status(
                 ),
             }
         }
-        // A datagram service cannot be checked without talking its protocol; report what is
-        // configured. (The report format has no mode code for UDP relays.)
-        Mode::Udp => (
-            ServiceStatus::Exists,
-            None,
-            format!(
-                "udp relay to {}",
-                service
-                    .udp_target
-                    .map_or_else(String::new, |a| a.to_string())
-            ),
-        ),
+        // A datagram service cannot be asked without talking its protocol, but on this host
+        // a socket bound to its port can be looked for: none means every datagram would
+        // come back as port unreachable. (The report format has no mode code for UDP relays.)
+        Mode::Udp => {
+            let Some(target) = service.udp_target else {
+                return (ServiceStatus::Down, None, "no target".to_owned());
+            };
+            let local = target.ip().is_loopback() || is_local_address(&target.ip());
+            if local && super::check::udp_port_bound(target.port()) == Some(false) {
+                return (
+                    ServiceStatus::Down,
+                    None,
+                    format!("nothing is bound to udp {target} on the final hop"),
+                );
+            }
+            (
+                ServiceStatus::Exists,
+                None,
+                format!("udp relay to {target}"),
+            )
+        }
     }
+}
+
+/// Whether `ip` is an address of this host (a socket can be bound to it).
+fn is_local_address(ip: &std::net::IpAddr) -> bool {
+    std::net::UdpSocket::bind((*ip, 0)).is_ok()
 }
 
 /// The direct port to advertise for `desc`: only a TCP request for a service that has one and
