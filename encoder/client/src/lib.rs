@@ -112,9 +112,23 @@ pub async fn open_tcp(
 }
 
 /// After a failure on a path that was not probed (literals, cache), a probe often says
-/// *why*: a hop's error report, or the final hop's "no such service". `None` when the probe
-/// finds nothing wrong or gets no answer (the original error stands).
+/// *why*: a hop's error report, an ICMPv6 error on the way, or the final hop's "no such
+/// service". Its verdict is marked as the probe's (`… [probed after the request failed]`).
+/// `None` when the probe finds nothing wrong or gets no answer either (the original error
+/// stands).
 pub async fn diagnose(
+    addr: &StackAddress,
+    path: &ResolvedPath,
+    opts: &ProbeOptions,
+) -> Option<ClientError> {
+    let mark = |mut e: ClientError| {
+        e.message.push_str(" [probed after the request failed]");
+        e
+    };
+    diagnose_unmarked(addr, path, opts).await.map(mark)
+}
+
+async fn diagnose_unmarked(
     addr: &StackAddress,
     path: &ResolvedPath,
     opts: &ProbeOptions,
@@ -125,7 +139,13 @@ pub async fn diagnose(
         .map(|h| (h.name.clone(), h.address))
         .collect();
     let lookup = |name: &str| known.iter().find(|(n, _)| n == name).map(|(_, a)| *a);
-    let r = probe::probe(addr, &lookup, opts).await.ok()?;
+    let r = match probe::probe(addr, &lookup, opts).await {
+        Ok(r) => r,
+        // Silence explains nothing the request did not already say.
+        Err(e) if e.layer == ErrorLayer::Timeout => return None,
+        // An ICMPv6 error or a send failure on the way: where the path breaks.
+        Err(e) => return Some(e),
+    };
     match &r.reply {
         ProbeReply::Error(e) => Some(probe::report_error(addr, r.reporter, e)),
         ProbeReply::Answer(a) if a.status != ServiceStatus::Exists => {

@@ -251,6 +251,32 @@ fn failures_print_one_line_and_the_documented_exit_code() {
     );
 }
 
+/// A failure over a cached path is explained by a probe, the same verdict as without the
+/// cache, marked as the probe's. Until 2026-12-05 the cached request said "layer timeout"
+/// (exit 9) where `--no-cache` said "layer route" (exit 4).
+fn a_failure_on_a_cached_path_is_explained_by_a_probe() {
+    let bed = Bed::start();
+    let web = "github.com>org>yc:tcp+http+web/users/list";
+    let o = bed.hop(&["get", web]);
+    assert!(o.status.success(), "warm-up: {}", stderr(&o));
+    bed.tb.link_down("github.com", "org").unwrap();
+    let t0 = std::time::Instant::now();
+    let o = bed.hop(&["get", "--connect-timeout", "2", web]);
+    let took = t0.elapsed();
+    let l = error_line(&o);
+    eprintln!("exit {:?} after {took:?}: {l}", o.status.code());
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        l.contains("layer route: the probe did not get through: fd00:1::2 answered ICMPv6 destination unreachable")
+            && l.ends_with("[probed after the request failed]"),
+        "{l}"
+    );
+    // Bounded: the connect timeout, then one probe (two tries of 1.5 s at most).
+    assert!(took < std::time::Duration::from_secs(6), "{took:?}");
+    let fresh = bed.hop(&["get", "--no-cache", "--connect-timeout", "2", web]);
+    assert_eq!(fresh.status.code(), o.status.code(), "{}", stderr(&fresh));
+}
+
 /// A stopped UDP service is service-down (exit 8), as hopd's final hop knows it: nothing is
 /// bound to the service's port. Until 2026-12-05 it was "layer timeout" (exit 9).
 fn a_stopped_udp_service_is_service_down() {
@@ -275,4 +301,5 @@ hopstack_testbed::tests! {
     cat_tcp_and_udp_and_proxy_for_curl needs [Tun, Program("curl")],
     failures_print_one_line_and_the_documented_exit_code needs [Tun],
     a_stopped_udp_service_is_service_down needs [Tun],
+    a_failure_on_a_cached_path_is_explained_by_a_probe needs [Tun],
 }
