@@ -614,6 +614,58 @@ pub(crate) fn srv6_route_args(
 mod tests {
     use super::*;
 
+    /// Every shipped topology loads, and every file its processes name under `{dir}` (a
+    /// config, a template) exists: a process must not fail to start because a file was never
+    /// added.
+    #[test]
+    fn shipped_topologies_name_only_files_that_exist() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let dirs = [
+            "testbed/topologies",
+            "benches/topologies",
+            "forwarder/tests/topologies",
+            "encoder/client/tests/topologies",
+            "trace/tests/topologies",
+        ];
+        let mut checked = 0;
+        for d in dirs {
+            let Ok(entries) = std::fs::read_dir(root.join(d)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let file = e.path();
+                if file.extension().is_none_or(|x| x != "toml") {
+                    continue;
+                }
+                let topo =
+                    Topology::load(&file).unwrap_or_else(|err| panic!("{}: {err}", file.display()));
+                let dir = file.parent().unwrap();
+                for n in &topo.nodes {
+                    for p in &n.process {
+                        let named =
+                            p.cmd.iter().filter_map(|a| a.strip_prefix("{dir}/")).chain(
+                                p.templates.values().map(|t| t.trim_start_matches("{dir}/")),
+                            );
+                        for rel in named {
+                            assert!(
+                                dir.join(rel).exists(),
+                                "{}: process `{}/{}` names {rel}, which does not exist",
+                                file.display(),
+                                n.name,
+                                p.name
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            checked >= 8,
+            "only {checked} files checked: the directories moved?"
+        );
+    }
+
     const MINI: &str = r#"
 name = "mini"
 [[networks]]
