@@ -229,7 +229,7 @@ fn finish(c: &CommonArgs, r: (Timings, Result<(), ClientError>)) -> u8 {
     if c.verbose {
         eprint!("{}", t.render());
     }
-    if c.json {
+    if c.json && !t.printed {
         let mut v: serde_json::Value =
             serde_json::from_str(&t.to_json()).unwrap_or(serde_json::Value::Null);
         if let Err(e) = &res {
@@ -1224,6 +1224,10 @@ async fn resolve_cmd(a: &ResolveArgs, t: &mut Timings) -> Result<(), ClientError
             })
             .collect();
         let (port, direct) = path.connect_port(c.hopd_port(), c.port.is_some());
+        // One object: the timings go in it, not in a second object on stderr (`finish`).
+        t.finish();
+        let timings: serde_json::Value =
+            serde_json::from_str(&t.to_json()).unwrap_or(serde_json::Value::Null);
         let v = serde_json::json!({
             "address": c.address,
             "source": path.source,
@@ -1232,8 +1236,10 @@ async fn resolve_cmd(a: &ResolveArgs, t: &mut Timings) -> Result<(), ClientError
             "advertised_direct_port": path.direct_port,
             "port": port,
             "direct_port": direct,
+            "timings": timings,
         });
         let _ = writeln!(out, "{v}");
+        t.printed = true;
     } else {
         // The kernel End SID column only when some hop offers one (shown even with
         // --no-fast-path: it is what the hop offers); RESOLVED BY stays last.

@@ -74,6 +74,10 @@ pub struct Timings {
     /// before the response.
     pub connect_record: bool,
     pub hops: Vec<HopTiming>,
+    /// The subcommand already printed these timings inside its own `--json` object
+    /// (`hop resolve`), so no second object follows on stderr.
+    #[serde(skip)]
+    pub printed: bool,
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -101,6 +105,7 @@ impl Timings {
             direct_port: false,
             connect_record: false,
             hops: Vec::new(),
+            printed: false,
         }
     }
 

@@ -189,7 +189,15 @@ fn cached_requests_connect_to_the_services_direct_port() {
     // 4. hop resolve shows what was advertised and what a request would use.
     let r = hop_cmd(&["resolve", "--json", ADDR]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    // One object, on stdout, with the timings in it (until 2026-12-05 a second object, the
+    // timings, followed on stderr).
+    assert!(
+        r.stderr.is_empty(),
+        "stderr: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
     let j: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert!(j["timings"]["total"].is_number(), "{j}");
     assert_eq!(j["advertised_direct_port"], DIRECT, "{j}");
     assert_eq!(
         (j["port"].clone(), j["direct_port"].clone()),
