@@ -1141,8 +1141,9 @@ async fn proxy(a: &ProxyArgs, t: &mut Timings) -> Result<(), ClientError> {
             "hop proxy forwards TCP; use hop cat for udp",
         ));
     }
-    // Resolve once up front so configuration errors show before anyone connects.
-    let mut path = ctx.request_path(c, t).await?;
+    // Probe once up front, cached path or not, so that a missing service or hopd, or a
+    // broken hop, shows before anyone connects rather than on every connection.
+    let mut path = Box::pin(ctx.path(c, true, t)).await?;
     let listener = TcpListener::bind(a.listen)
         .await
         .map_err(|e| ClientError::local(format!("cannot listen on {}: {e}", a.listen)))?;

@@ -277,6 +277,36 @@ fn a_failure_on_a_cached_path_is_explained_by_a_probe() {
     assert_eq!(fresh.status.code(), o.status.code(), "{}", stderr(&fresh));
 }
 
+/// `hop proxy` checks the path with a probe before it listens, also when the path is cached:
+/// until 2026-12-05 it started on a cached path to a final hop whose hopd was gone and failed
+/// each connection instead.
+fn hop_proxy_checks_a_cached_path_before_it_listens() {
+    let bed = Bed::start();
+    let web = "github.com>org>yc:tcp+http+web/users/list";
+    let o = bed.hop(&["get", web]);
+    assert!(o.status.success(), "warm-up: {}", stderr(&o));
+    bed.tb.kill("yc", "hopd").unwrap();
+    // `timeout` ends a proxy that started anyway (exit 124).
+    let args = [
+        "10",
+        bed.hop.to_str().unwrap(),
+        "proxy",
+        "-L",
+        "[::1]:18081",
+        "github.com>org>yc:tcp+http+web",
+    ];
+    let o = client_support::hop_on_client(
+        &bed.tb,
+        std::path::Path::new("/usr/bin/timeout"),
+        &bed.cache_home(),
+        &args,
+        b"",
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(8), "{err}");
+    assert!(err.contains("nothing listens on UDP port 7443"), "{err}");
+}
+
 /// A stopped UDP service is service-down (exit 8), as hopd's final hop knows it: nothing is
 /// bound to the service's port. Until 2026-12-05 it was "layer timeout" (exit 9).
 fn a_stopped_udp_service_is_service_down() {
@@ -301,5 +331,6 @@ hopstack_testbed::tests! {
     cat_tcp_and_udp_and_proxy_for_curl needs [Tun, Program("curl")],
     failures_print_one_line_and_the_documented_exit_code needs [Tun],
     a_stopped_udp_service_is_service_down needs [Tun],
+    hop_proxy_checks_a_cached_path_before_it_listens needs [Tun, Program("timeout")],
     a_failure_on_a_cached_path_is_explained_by_a_probe needs [Tun],
 }
