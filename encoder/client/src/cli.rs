@@ -780,7 +780,8 @@ async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError> {
                 Ok(())
             }
             Err(e) if e.reason == ClientReason::NoResponse => Err(ctx.explain_via(c, via, e).await),
-            Err(e) => Err(e),
+            // An HTTP status, a hopd in-band report: the final hop's, named like every other.
+            Err(e) => Err(e.placed_at(ctx.final_hop(via))),
         }
     }
     .await;

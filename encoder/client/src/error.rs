@@ -299,6 +299,23 @@ impl ClientError {
         self
     }
 
+    /// [`ClientError::at`] for an error met over a connection to `hop` (the final hop), unless
+    /// it already names a hop; one that names the same hop without its address (an in-band
+    /// `Hopstack-Error` report) gets `hop`'s.
+    pub fn placed_at(mut self, hop: HopRef) -> Self {
+        match &mut self.hop {
+            None => self.hop = Some(hop),
+            Some(h) if h.index == hop.index && h.address.is_none() => {
+                h.address = hop.address;
+                if h.name.is_empty() {
+                    h.name = hop.name;
+                }
+            }
+            Some(_) => {}
+        }
+        self
+    }
+
     pub fn exit_code(&self) -> u8 {
         self.layer.exit_code()
     }
@@ -434,6 +451,34 @@ mod tests {
              is registered at the final hop) [no service `nope`]"
         );
         assert_eq!(e.exit_code(), 8);
+    }
+
+    #[test]
+    fn an_in_band_report_gets_the_final_hops_address_and_another_hop_stays() {
+        let yc = HopRef {
+            index: 2,
+            name: "yc".into(),
+            address: Some("fd00:3::2".parse().unwrap()),
+        };
+        let inband = crate::http::parse_error_header(
+            "hop=3; name=yc; layer=service; reason=service-down",
+            "",
+        )
+        .unwrap();
+        assert!(inband.hop.as_ref().unwrap().address.is_none());
+        let e = inband.placed_at(yc.clone());
+        assert!(
+            e.to_string()
+                .starts_with("hop 3 'yc' (fd00:3::2): layer service"),
+            "{e}"
+        );
+        let org = HopRef {
+            index: 1,
+            name: "org".into(),
+            address: Some("fc00:2::e".parse().unwrap()),
+        };
+        let e = ClientError::new(ErrorLayer::Route, Reason::Nxdomain, "x").at(org.clone());
+        assert_eq!(e.placed_at(yc).hop, Some(org));
     }
 
     #[test]

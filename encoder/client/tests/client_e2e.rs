@@ -220,6 +220,13 @@ fn failures_print_one_line_and_the_documented_exit_code() {
         "{}",
         error_line(&o)
     );
+    // Named like every other failure (docs/client.md); until 2026-12-05 it was `hop: layer
+    // http: …`, no hop.
+    assert!(
+        error_line(&o).starts_with("hop 3 'yc' (fd00:3::2): layer http: HTTP 404"),
+        "{}",
+        error_line(&o)
+    );
 
     // Address syntax: exit 3.
     let o = bed.hop(&["get", "github.com>>yc:tcp+http+web"]);
