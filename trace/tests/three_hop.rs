@@ -70,16 +70,21 @@ fn healthy_path_reports_every_hop_and_layer_with_who_resolved_it() {
     assert!(t.ends_with("OK: every hop and layer answered\n"), "{t}");
 }
 
-fn nxdomain_is_pinned_to_hop_2() {
+/// hoptrace's report (`--no-layers`, the default wait) once `name` fails in `network`'s DNS
+/// view; it must say a failure was found (exit 1).
+fn trace_with_dns_fault(network: &str, name: &str, fault: DnsFault) -> serde_json::Value {
     let bed = Bed::start();
-    bed.tb
-        .dns_fault("github", "org", Some(DnsFault::Nxdomain))
-        .unwrap();
+    bed.tb.dns_fault(network, name, Some(fault)).unwrap();
     // hopd caches answers for their TTL (1 s in this topology).
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let (code, v, _) = trace_json(&bed.tb, "client", &["--no-layers", API]);
     eprintln!("{v:#}");
-    assert_eq!(code, 1);
+    assert_eq!(code, 1, "{v:#}");
+    v
+}
+
+fn nxdomain_is_pinned_to_hop_2() {
+    let v = trace_with_dns_fault("github", "org", DnsFault::Nxdomain);
     let f = &v["first_failure"];
     assert_eq!(f["hop"], 2, "{f:#}");
     assert_eq!(f["problem"]["layer"], "route");
@@ -94,15 +99,7 @@ fn nxdomain_is_pinned_to_hop_2() {
 /// Until 2026-12-05 the default wait (1500 ms) was shorter than org's resolver timeout
 /// (2000 ms): hoptrace said "no-reply at hop 1" while org was still waiting for its DNS.
 fn dns_timeout_at_hop_2_is_named_with_the_default_wait() {
-    let bed = Bed::start();
-    bed.tb
-        .dns_fault("org", "yc", Some(DnsFault::Timeout))
-        .unwrap();
-    // hopd caches answers for their TTL (1 s in this topology).
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let (code, v, _) = trace_json(&bed.tb, "client", &["--no-layers", API]);
-    eprintln!("{v:#}");
-    assert_eq!(code, 1);
+    let v = trace_with_dns_fault("org", "yc", DnsFault::Timeout);
     let f = &v["first_failure"];
     assert_eq!(f["problem"]["reason"], "dns-timeout", "{f:#}");
     assert_eq!(f["hop"], 3, "the name that timed out: {f:#}");
