@@ -141,10 +141,11 @@ async fn diagnose_unmarked(
     let lookup = |name: &str| known.iter().find(|(n, _)| n == name).map(|(_, a)| *a);
     let r = match probe::probe(addr, &lookup, opts).await {
         Ok(r) => r,
-        // Silence explains nothing the request did not already say.
-        Err(e) if e.layer == ErrorLayer::Timeout => return None,
-        // An ICMPv6 error or a send failure on the way: where the path breaks.
-        Err(e) => return Some(e),
+        // An ICMPv6 error on the way: where the path breaks, which the request could not say.
+        Err(e) if e.layer == ErrorLayer::Route => return Some(e),
+        // Silence, or the final hop's own refusal (port unreachable: no hopd), says nothing
+        // the request's error did not already say.
+        Err(_) => return None,
     };
     match &r.reply {
         ProbeReply::Error(e) => Some(probe::report_error(addr, r.reporter, e)),
