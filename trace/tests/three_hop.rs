@@ -6,7 +6,7 @@
 mod support;
 
 use hopstack_testbed::DnsFault;
-use support::{Bed, hop, layer, trace_json, trace_text};
+use support::{Bed, hop, layer, sibling, trace_json, trace_text};
 
 const API: &str = "github.com>org>yc:tcp+tls+http+restapiv3/users/list";
 
@@ -72,7 +72,7 @@ fn healthy_path_reports_every_hop_and_layer_with_who_resolved_it() {
 
 /// hoptrace's report (`--no-layers`, the default wait) once `name` fails in `network`'s DNS
 /// view; it must say a failure was found (exit 1).
-fn trace_with_dns_fault(network: &str, name: &str, fault: DnsFault) -> serde_json::Value {
+fn trace_with_dns_fault(network: &str, name: &str, fault: DnsFault) -> (Bed, serde_json::Value) {
     let bed = Bed::start();
     bed.tb.dns_fault(network, name, Some(fault)).unwrap();
     // hopd caches answers for their TTL (1 s in this topology).
@@ -80,11 +80,26 @@ fn trace_with_dns_fault(network: &str, name: &str, fault: DnsFault) -> serde_jso
     let (code, v, _) = trace_json(&bed.tb, "client", &["--no-layers", API]);
     eprintln!("{v:#}");
     assert_eq!(code, 1, "{v:#}");
-    v
+    (bed, v)
+}
+
+/// `hop get --no-cache ADDRESS` on the client: its exit code and last stderr line.
+fn hop_get(bed: &Bed, addr: &str) -> (i32, String) {
+    let hop = sibling("hop");
+    let o = bed
+        .tb
+        .command("client", hop.to_str().unwrap())
+        .unwrap()
+        .args(["get", "--no-cache", "--cacert", &bed.ca("ca.pem"), addr])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = err.lines().last().unwrap_or_default().to_owned();
+    (o.status.code().unwrap_or(-1), line)
 }
 
 fn nxdomain_is_pinned_to_hop_2() {
-    let v = trace_with_dns_fault("github", "org", DnsFault::Nxdomain);
+    let (bed, v) = trace_with_dns_fault("github", "org", DnsFault::Nxdomain);
     let f = &v["first_failure"];
     assert_eq!(f["hop"], 2, "{f:#}");
     assert_eq!(f["problem"]["layer"], "route");
@@ -94,17 +109,34 @@ fn nxdomain_is_pinned_to_hop_2() {
     assert_eq!(hop(&v, 1)["rtt"]["received"], 1, "{v:#}");
     assert_eq!(hop(&v, 2)["resolved_by"], "hop 1 (github.com)");
     assert_eq!(hop(&v, 3)["status"], "skipped");
+    // hop blames the same hop (until 2026-12-05 it said hop 1).
+    let (code, line) = hop_get(&bed, API);
+    assert_eq!(code, 4, "{line}");
+    assert!(
+        line.starts_with(
+            "hop 2 'org': layer route: not resolved by hop 1 'github.com' (fc00:1::e): nxdomain"
+        ),
+        "{line}"
+    );
 }
 
 /// Until 2026-12-05 the default wait (1500 ms) was shorter than org's resolver timeout
 /// (2000 ms): hoptrace said "no-reply at hop 1" while org was still waiting for its DNS.
 fn dns_timeout_at_hop_2_is_named_with_the_default_wait() {
-    let v = trace_with_dns_fault("org", "yc", DnsFault::Timeout);
+    let (bed, v) = trace_with_dns_fault("org", "yc", DnsFault::Timeout);
     let f = &v["first_failure"];
     assert_eq!(f["problem"]["reason"], "dns-timeout", "{f:#}");
     assert_eq!(f["hop"], 3, "the name that timed out: {f:#}");
     assert_eq!(hop(&v, 1)["status"], "ok", "{v:#}");
     assert_eq!(hop(&v, 2)["status"], "ok", "{v:#}");
+    let (code, line) = hop_get(&bed, API);
+    assert_eq!(code, 4, "{line}");
+    assert!(
+        line.starts_with(
+            "hop 3 'yc': layer route: not resolved by hop 2 'org' (fc00:2::e): dns-timeout"
+        ),
+        "{line}"
+    );
 }
 
 fn link_down_between_hops_2_and_3_is_pinned_there() {

@@ -2,14 +2,16 @@
 //! code per layer so scripts can tell a DNS failure from a TLS failure without parsing text.
 //!
 //! ```text
-//! hop 2 'org' (fd00:2::2): layer route: cannot resolve 'yc': nxdomain (the name does not ...)
-//! ^^^^^ ^^^^^ ^^^^^^^^^^^  ^^^^^^^^^^^  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+//! hop 3 'yc' (fd00:3::2): layer service: unknown-service (no service of that name is ...)
+//! ^^^^^ ^^^^ ^^^^^^^^^^^  ^^^^^^^^^^^^^  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
 //! hop number (1 = first hop), name, address  layer   what went wrong
 //! ```
 //!
 //! Hops are numbered from 1 in messages (like traceroute); the wire (`wire::report`) counts
-//! from 0. A name that a hop could not resolve is blamed on the hop that tried, because that
-//! hop's DNS view is the one to fix.
+//! from 0. The attribution rule, the same in `hop` and `hoptrace` (docs/trace.md, "Which hop
+//! is blamed"): a name that could not be resolved is the failing hop — the first hop when the
+//! client's DNS fails, hop N+1 when hop N's does — and the message names the hop that tried:
+//! `hop 3 'yc': layer route: not resolved by hop 2 'org' (fc00:2::e): nxdomain (...)`.
 
 use core::fmt;
 use std::net::Ipv6Addr;
@@ -331,9 +333,10 @@ impl ClientError {
     /// A stack report turned into a client error. `names` are the stack address's hop names
     /// (empty for literals), first hop first.
     ///
-    /// A route failure about a hop that has no address yet (`nxdomain`, `no-aaaa`, ...) was
-    /// met by the hop *before* it while resolving its name, so the line names that hop and
-    /// its address (the reporter) and says which name it could not resolve.
+    /// A route failure about a hop that has no address yet (`nxdomain`, `no-aaaa`, ...) is
+    /// that hop's: its name did not resolve. The hop *before* it met the failure while
+    /// resolving, so the message names that hop and its address (the reporter), whose DNS
+    /// view is the one to look at.
     pub fn from_report(r: &ErrorReport, reporter: Ipv6Addr, names: &[String]) -> Self {
         let idx = usize::from(r.hop_index);
         let name_of = |i: usize| names.get(i).cloned().unwrap_or_default();
@@ -360,16 +363,21 @@ impl ClientError {
             } else {
                 r.hop_name.clone()
             };
+            let resolver = HopRef {
+                index: idx - 1,
+                name: name_of(idx - 1),
+                address: (!reporter.is_unspecified()).then_some(reporter),
+            };
             return ClientError {
                 hop: Some(HopRef {
-                    index: idx - 1,
-                    name: name_of(idx - 1),
-                    address: (!reporter.is_unspecified()).then_some(reporter),
+                    index: idx,
+                    name: target,
+                    address: None,
                 }),
                 layer,
                 reason: r.reason.into(),
                 message: format!(
-                    "cannot resolve '{target}': {} ({}){detail}",
+                    "not resolved by {resolver}: {} ({}){detail}",
                     r.reason,
                     r.reason.sentence()
                 ),
@@ -415,7 +423,7 @@ mod tests {
     }
 
     #[test]
-    fn nxdomain_is_blamed_on_the_resolving_hop() {
+    fn nxdomain_is_the_unresolved_hops_and_names_the_resolver() {
         let r = ErrorReport {
             hop_index: 2,
             hop_name: "yc".into(),
@@ -427,7 +435,7 @@ mod tests {
         let e = ClientError::from_report(&r, "fd00:2::2".parse().unwrap(), &names());
         assert_eq!(
             e.to_string(),
-            "hop 2 'org' (fd00:2::2): layer route: cannot resolve 'yc': nxdomain \
+            "hop 3 'yc': layer route: not resolved by hop 2 'org' (fd00:2::2): nxdomain \
              (the name does not exist in this hop's DNS view)"
         );
         assert_eq!(e.exit_code(), 4);

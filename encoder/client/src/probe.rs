@@ -314,8 +314,8 @@ fn icmp_error(
     }
 }
 
-/// The error report as a client error (hop numbers from 1, the resolving hop blamed for
-/// DNS failures).
+/// The error report as a client error (hop numbers from 1; a name that did not resolve is
+/// its own hop's failure, the message names the hop that tried).
 pub fn report_error(addr: &StackAddress, reporter: Ipv6Addr, r: &ErrorReport) -> ClientError {
     ClientError::from_report(r, reporter, &hop_names(addr))
 }
