@@ -90,9 +90,11 @@ pub struct CommonArgs {
     /// Give up connecting after SECONDS (decimals allowed).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub connect_timeout: f64,
-    /// Wait this long for a probe answer (per try; two tries).
-    #[arg(long, value_name = "MS", default_value_t = 1500)]
-    pub probe_timeout: u64,
+    /// Wait this long for a probe answer (per try; two tries) [default: 1500, or more when
+    /// the hops resolve names on the way: the two tries together wait 1500 plus 2000 (hopd's
+    /// resolver timeout) per such name, as hoptrace's probe does].
+    #[arg(long, value_name = "MS")]
+    pub probe_timeout: Option<u64>,
     /// Leave Nagle's algorithm on (TCP_NODELAY is set by default).
     #[arg(long)]
     pub no_nodelay: bool,
@@ -313,12 +315,31 @@ fn sock_opts(c: &CommonArgs) -> SocketOptions {
     }
 }
 
-fn probe_opts(c: &CommonArgs) -> ProbeOptions {
+/// The probe's options: `--probe-timeout` per try, or by default the wait the path needs
+/// (`hopstack_encoder::probe::default_wait`, the rule hoptrace follows too) shared by the
+/// tries, at least 1500 ms each.
+fn probe_opts(c: &CommonArgs, addr: &StackAddress) -> ProbeOptions {
+    let defaults = ProbeOptions::default();
+    let timeout = match c.probe_timeout {
+        Some(ms) => Duration::from_millis(ms.max(1)),
+        None => {
+            let overridden = |n: &str| {
+                c.resolve.iter().any(|r| {
+                    r.split_once('=')
+                        .is_some_and(|(k, _)| k.eq_ignore_ascii_case(n))
+                })
+            };
+            let total = hopstack_encoder::probe::default_wait(
+                hopstack_encoder::probe::names_en_route(addr, overridden),
+            );
+            (total / defaults.tries.max(1)).max(defaults.timeout)
+        }
+    };
     ProbeOptions {
-        timeout: Duration::from_millis(c.probe_timeout.max(1)),
+        timeout,
         port: c.hopd_port(),
         sock: sock_opts(c),
-        ..ProbeOptions::default()
+        ..defaults
     }
 }
 
@@ -378,7 +399,7 @@ impl Ctx {
                 dns: &self.dns,
                 overrides: &self.overrides,
                 cache: self.cache.as_mut(),
-                probe: probe_opts(c),
+                probe: probe_opts(c, &self.addr),
                 force_probe,
             },
             t,
@@ -659,7 +680,13 @@ impl Ctx {
             return e;
         }
         // Boxed: the probe's future is large, and every request's future would carry it.
-        match Box::pin(super::diagnose(&self.addr, path, &probe_opts(c))).await {
+        match Box::pin(super::diagnose(
+            &self.addr,
+            path,
+            &probe_opts(c, &self.addr),
+        ))
+        .await
+        {
             Some(d) => d,
             None if path.uses_fast_path()
                 && e.reason != ClientReason::Wire(Reason::ConnectionRefused) =>
@@ -1107,7 +1134,7 @@ async fn cat_udp(
         }
     }
     if t.bytes == 0 {
-        if let Some(e) = super::diagnose(&ctx.addr, path, &probe_opts(c)).await {
+        if let Some(e) = super::diagnose(&ctx.addr, path, &probe_opts(c, &ctx.addr)).await {
             return Err(e);
         }
         let over = if path.uses_fast_path() {
