@@ -75,8 +75,9 @@ struct Cli {
     color: When,
 }
 
-const EXIT_HELP: &str = "Exit status: 0 every hop and layer is fine; 1 something failed (the \
-first failure is printed with its reason); 2 usage or local error; 64 the address does not parse.";
+const EXIT_HELP: &str = "Exit status (the same codes as hop's, docs/client.md): 0 every hop and \
+layer is fine; 1 something failed (the first failure is printed with its reason); 2 usage or \
+local error; 3 the address does not parse.";
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum MethodArg {
@@ -101,7 +102,7 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             eprintln!("{}", e.render(&cli.address));
-            return ExitCode::from(64);
+            return ExitCode::from(hopstack_client::ErrorLayer::Address.exit_code());
         }
     };
     let mut overrides = HashMap::new();

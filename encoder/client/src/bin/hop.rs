@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use hopstack_client::ErrorLayer;
 
 use hopstack_encoder::StackAddress;
 use hopstack_encoder::encode::{self, DEFAULT_SERVICE_PORT};
@@ -99,13 +100,22 @@ struct Failure {
     code: u8,
 }
 
-/// Exit code 2: the input (address, arguments) is wrong; 1: anything else.
+/// The exit codes of `hop encode` are those of every hop subcommand
+/// (`ErrorLayer::exit_code`, the table in `hop --help`): 2 a bad command line, 3 an address
+/// that does not parse or cannot be encoded, 1 anything local.
 fn usage(message: String) -> Failure {
-    Failure { message, code: 2 }
+    let code = ErrorLayer::Usage.exit_code();
+    Failure { message, code }
+}
+
+fn bad_address(message: String) -> Failure {
+    let code = ErrorLayer::Address.exit_code();
+    Failure { message, code }
 }
 
 fn failed(message: String) -> Failure {
-    Failure { message, code: 1 }
+    let code = ErrorLayer::Local.exit_code();
+    Failure { message, code }
 }
 
 fn parse_overrides(list: &[String]) -> Result<HashMap<String, Ipv6Addr>, Failure> {
@@ -139,7 +149,7 @@ fn default_nonce() -> u32 {
 
 fn run_encode(args: &EncodeArgs) -> Result<(), Failure> {
     let addr = StackAddress::parse(&args.address)
-        .map_err(|e| usage(format!("hop: {}", e.render(&args.address))))?;
+        .map_err(|e| bad_address(format!("hop: {}", e.render(&args.address))))?;
     let overrides = parse_overrides(&args.resolve)?;
     let resolve = |name: &str| overrides.get(name).copied();
 
@@ -153,10 +163,14 @@ fn run_encode(args: &EncodeArgs) -> Result<(), Failure> {
     } else {
         encode::build_srh(&addr, &resolve)
     }
-    .map_err(|e| failed(format!("hop: {e}")))?;
+    .map_err(|e| match e {
+        // `encode` resolves nothing: the remedy is an argument (--resolve, a literal).
+        encode::EncodeError::FirstHopUnresolved { .. } => usage(format!("hop: {e}")),
+        _ => bad_address(format!("hop: {e}")),
+    })?;
     let srh_bytes = srh
         .to_bytes()
-        .map_err(|e| failed(format!("hop: cannot emit the SRH: {e}")))?;
+        .map_err(|e| bad_address(format!("hop: cannot emit the SRH: {e}")))?;
 
     let out = std::io::stdout();
     let mut out = out.lock();
