@@ -249,6 +249,9 @@ fn unresolved_first_hop_is_a_clear_error() {
         err.contains("first hop `github.com` is not resolved") && err.contains("--resolve"),
         "{err}"
     );
+    // Its --help prints the table these codes come from.
+    let help = String::from_utf8(hop(&["encode", "--help"]).stdout).unwrap();
+    assert!(help.contains("3   address"), "{help}");
     let out = hop(&["encode", EXAMPLE, "--resolve", "github.com=not-an-address"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an IPv6 address"));

@@ -28,6 +28,7 @@ struct Cli {
 enum Command {
     /// Show the SRH (and optionally a whole packet as pcap) a stack address encodes to,
     /// without sending anything.
+    #[command(after_help = hopstack_client::cli::EXIT_CODES_HELP)]
     Encode(EncodeArgs),
     #[command(flatten)]
     Client(hopstack_client::cli::ClientCommand),
