@@ -135,23 +135,26 @@ pub fn describe_rthdr(rt: &[u8]) -> String {
     format!("type={rtype} sl={sl} segs=[{}]", segs.join(","))
 }
 
+/// A TCP echo server on `bind`: every connection gets back what it sends, until it closes
+/// (the shipped three-hop topology's `echo` service, `hop cat '…:tcp+echo'`).
+pub fn tcp_echo(bind: SocketAddr) -> anyhow::Result<()> {
+    let l = std::net::TcpListener::bind(bind).with_context(|| format!("bind {bind}"))?;
+    for c in l.incoming() {
+        let Ok(mut c) = c else { continue };
+        std::thread::spawn(move || {
+            if let Ok(mut back) = c.try_clone() {
+                let _ = std::io::copy(&mut c, &mut back);
+            }
+        });
+    }
+    Ok(())
+}
+
 /// Echo datagrams forever; log each (source, routing header) on stderr.
 pub fn udp_echo(bind: SocketAddr) -> anyhow::Result<()> {
     let sock = UdpSocket::bind(bind).with_context(|| format!("bind {bind}"))?;
-    let on: libc::c_int = 1;
-    // SAFETY: valid option pointer/length.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_IPV6,
-            libc::IPV6_RECVRTHDR,
-            (&on as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as u32,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).context("IPV6_RECVRTHDR");
-    }
+    hopstack_kernel::sockopt::enable_recv_rthdr(std::os::fd::AsFd::as_fd(&sock))
+        .context("IPV6_RECVRTHDR")?;
     eprintln!("udp-echo: listening on {bind}");
     let mut buf = [0u8; 65536];
     let mut cbuf = [0u8; 1024];

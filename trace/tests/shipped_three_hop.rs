@@ -63,6 +63,37 @@ fn healthy_three_hop_toml() {
     assert_eq!(yc["address"], "fd00:3::2", "{v:#}");
     assert_eq!(yc["problem"]["reason"], "not-reached", "{v:#}");
     assert_eq!(v["first_failure"]["hop"], 3, "{v:#}");
+
+    // docs/client.md's `hop cat` examples run on the shipped testbed: its yc has the echo
+    // services they name (until 2026-12-05 only the client tests' topology had them).
+    let hop = sibling("hop");
+    for (stdin, args, want) in [
+        (
+            &b"hello\n"[..],
+            &["cat", "github.com>org>yc:tcp+echo"][..],
+            "hello\n",
+        ),
+        (
+            &b"ping"[..],
+            &["cat", "--wait", "500", "github.com>org>yc:udp+uecho"][..],
+            "ping",
+        ),
+    ] {
+        let mut c = tb.command("client", hop.to_str().unwrap()).unwrap();
+        c.args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "hop {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stdout), want, "hop {args:?}");
+    }
 }
 
 hopstack_testbed::tests! {

@@ -134,6 +134,17 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Some("__tcp-echo") if args.len() == 3 => {
+            let r = args[2]
+                .parse()
+                .map_err(anyhow::Error::from)
+                .and_then(hopstack_testbed::probe::tcp_echo);
+            eprintln!(
+                "tcp-echo: {:#}",
+                r.err().map(|e| e.to_string()).unwrap_or_default()
+            );
+            return ExitCode::from(1);
+        }
         Some("__udp-echo") if args.len() == 3 => {
             let r = args[2]
                 .parse()
