@@ -1061,7 +1061,18 @@ async fn cat(a: &CatArgs, t: &mut Timings) -> Result<(), ClientError> {
         t.tls = Some(t.mark());
         return pipe(s, t).await;
     }
-    pipe(stream, t).await
+    match pipe(stream, t).await {
+        // Reset before a single byte came back: for raw TCP that is how the final hop says
+        // "no such service" (there is no in-band channel), so let a probe say which failure.
+        Err(e) if e.reason == ClientReason::ConnectionReset && t.bytes == 0 => {
+            match Box::pin(super::diagnose(&ctx.addr, &path, &probe_opts(c, &ctx.addr))).await {
+                Some(d) => Err(d),
+                None => Err(e.placed_at(super::hop_ref(&path, path.hops.len() - 1))),
+            }
+        }
+        Err(e) => Err(e.placed_at(super::hop_ref(&path, path.hops.len() - 1))),
+        Ok(()) => Ok(()),
+    }
 }
 
 /// UDP: every read from stdin (a line when interactive, up to 64 KiB from a pipe) is one

@@ -316,6 +316,23 @@ fn hop_proxy_checks_a_cached_path_before_it_listens() {
     assert!(err.contains("nothing listens on UDP port 7443"), "{err}");
 }
 
+/// Raw TCP has no in-band channel: the final hop resets a connection to a service it does
+/// not have, and `hop cat` lets a probe say so. Until 2026-12-05: `hop: layer tcp:
+/// receiving: Connection reset by peer`, exit 5.
+fn a_reset_raw_tcp_connection_is_explained() {
+    let bed = Bed::start();
+    // The path cached by a request to another service of yc: no probe before the connect.
+    let o = bed.hop(&["get", "github.com>org>yc:tcp+http+web/users/list"]);
+    assert!(o.status.success(), "warm-up: {}", stderr(&o));
+    let o = bed.hop_stdin(&["cat", "github.com>org>yc:tcp+nosuch"], b"hello\n");
+    let l = error_line(&o);
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert!(
+        l.starts_with("hop 3 'yc' (fd00:3::2): layer service:") && l.contains("unknown-service"),
+        "{l}"
+    );
+}
+
 /// A stopped UDP service is service-down (exit 8), as hopd's final hop knows it: nothing is
 /// bound to the service's port. Until 2026-12-05 it was "layer timeout" (exit 9).
 fn a_stopped_udp_service_is_service_down() {
@@ -340,6 +357,7 @@ hopstack_testbed::tests! {
     cat_tcp_and_udp_and_proxy_for_curl needs [Tun, Program("curl")],
     failures_print_one_line_and_the_documented_exit_code needs [Tun],
     a_stopped_udp_service_is_service_down needs [Tun],
+    a_reset_raw_tcp_connection_is_explained needs [Tun],
     hop_proxy_checks_a_cached_path_before_it_listens needs [Tun, Program("timeout")],
     a_failure_on_a_cached_path_is_explained_by_a_probe needs [Tun],
 }
