@@ -1033,11 +1033,14 @@ async fn pipe<IO: AsyncRead + AsyncWrite + Unpin>(
     t.bytes = total;
     t.first_byte = first;
     u.map_err(|e| {
-        ClientError::new(
-            ErrorLayer::Tcp,
-            ClientReason::SendFailed,
-            format!("sending: {e}"),
-        )
+        // A reset shows on whichever direction meets it first.
+        let reason = match e.kind() {
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+                ClientReason::ConnectionReset
+            }
+            _ => ClientReason::SendFailed,
+        };
+        ClientError::new(ErrorLayer::Tcp, reason, format!("sending: {e}"))
     })?;
     Ok(())
 }
