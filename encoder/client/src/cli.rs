@@ -315,34 +315,6 @@ fn sock_opts(c: &CommonArgs) -> SocketOptions {
     }
 }
 
-/// The probe's options: `--probe-timeout` per try, or by default the wait the path needs
-/// (`hopstack_encoder::probe::default_wait`, the rule hoptrace follows too) shared by the
-/// tries, at least 1500 ms each.
-fn probe_opts(c: &CommonArgs, addr: &StackAddress) -> ProbeOptions {
-    let defaults = ProbeOptions::default();
-    let timeout = match c.probe_timeout {
-        Some(ms) => Duration::from_millis(ms.max(1)),
-        None => {
-            let overridden = |n: &str| {
-                c.resolve.iter().any(|r| {
-                    r.split_once('=')
-                        .is_some_and(|(k, _)| k.eq_ignore_ascii_case(n))
-                })
-            };
-            let total = hopstack_encoder::probe::default_wait(
-                hopstack_encoder::probe::names_en_route(addr, overridden),
-            );
-            (total / defaults.tries.max(1)).max(defaults.timeout)
-        }
-    };
-    ProbeOptions {
-        timeout,
-        port: c.hopd_port(),
-        sock: sock_opts(c),
-        ..defaults
-    }
-}
-
 /// Everything a subcommand needs before it connects.
 struct Ctx {
     addr: StackAddress,
@@ -370,6 +342,28 @@ struct Tried {
 }
 
 impl Ctx {
+    /// The probe's options: `--probe-timeout` per try, or by default the wait the path needs
+    /// (`hopstack_encoder::probe::default_wait`, the rule hoptrace follows too) shared by the
+    /// tries, at least 1500 ms each. Names given with `--resolve` are not resolved en route.
+    fn probe_opts(&self, c: &CommonArgs) -> ProbeOptions {
+        let defaults = ProbeOptions::default();
+        let timeout = match c.probe_timeout {
+            Some(ms) => Duration::from_millis(ms.max(1)),
+            None => {
+                let here = |n: &str| self.overrides.contains_key(&n.to_ascii_lowercase());
+                let en_route = hopstack_encoder::probe::names_en_route(&self.addr, here);
+                let total = hopstack_encoder::probe::default_wait(en_route);
+                (total / defaults.tries.max(1)).max(defaults.timeout)
+            }
+        };
+        ProbeOptions {
+            timeout,
+            port: c.hopd_port(),
+            sock: sock_opts(c),
+            ..defaults
+        }
+    }
+
     fn new(c: &CommonArgs) -> Result<Ctx, ClientError> {
         let addr = parse_address(&c.address)?;
         let overrides = parse_overrides(&c.resolve)?;
@@ -393,13 +387,14 @@ impl Ctx {
         force_probe: bool,
         t: &mut Timings,
     ) -> Result<ResolvedPath, ClientError> {
+        let probe = self.probe_opts(c);
         let mut p = resolve::resolve_path(
             &self.addr,
             ResolveOptions {
                 dns: &self.dns,
                 overrides: &self.overrides,
                 cache: self.cache.as_mut(),
-                probe: probe_opts(c, &self.addr),
+                probe,
                 force_probe,
             },
             t,
@@ -680,13 +675,7 @@ impl Ctx {
             return e;
         }
         // Boxed: the probe's future is large, and every request's future would carry it.
-        match Box::pin(super::diagnose(
-            &self.addr,
-            path,
-            &probe_opts(c, &self.addr),
-        ))
-        .await
-        {
+        match Box::pin(super::diagnose(&self.addr, path, &self.probe_opts(c))).await {
             Some(d) => d,
             None if path.uses_fast_path()
                 && e.reason != ClientReason::Wire(Reason::ConnectionRefused) =>
@@ -1064,18 +1053,17 @@ async fn cat(a: &CatArgs, t: &mut Timings) -> Result<(), ClientError> {
         t.tls = Some(t.mark());
         return pipe(s, t).await;
     }
-    match pipe(stream, t).await {
-        // Reset before a single byte came back: for raw TCP that is how the final hop says
-        // "no such service" (there is no in-band channel), so let a probe say which failure.
-        Err(e) if e.reason == ClientReason::ConnectionReset && t.bytes == 0 => {
-            match Box::pin(super::diagnose(&ctx.addr, &path, &probe_opts(c, &ctx.addr))).await {
-                Some(d) => Err(d),
-                None => Err(e.placed_at(super::hop_ref(&path, path.hops.len() - 1))),
-            }
+    let Err(e) = pipe(stream, t).await else {
+        return Ok(());
+    };
+    // Reset before a single byte came back: for raw TCP that is how the final hop says "no
+    // such service" (there is no in-band channel), so let a probe say which failure.
+    if e.reason == ClientReason::ConnectionReset && t.bytes == 0 {
+        if let Some(d) = Box::pin(super::diagnose(&ctx.addr, &path, &ctx.probe_opts(c))).await {
+            return Err(d);
         }
-        Err(e) => Err(e.placed_at(super::hop_ref(&path, path.hops.len() - 1))),
-        Ok(()) => Ok(()),
     }
+    Err(e.placed_at(super::hop_ref(&path, path.hops.len() - 1)))
 }
 
 /// UDP: every read from stdin (a line when interactive, up to 64 KiB from a pipe) is one
@@ -1148,7 +1136,7 @@ async fn cat_udp(
         }
     }
     if t.bytes == 0 {
-        if let Some(e) = super::diagnose(&ctx.addr, path, &probe_opts(c, &ctx.addr)).await {
+        if let Some(e) = super::diagnose(&ctx.addr, path, &ctx.probe_opts(c)).await {
             return Err(e);
         }
         let over = if path.uses_fast_path() {
