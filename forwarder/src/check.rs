@@ -20,6 +20,15 @@ pub struct Finding {
 }
 
 impl Finding {
+    pub fn new(severity: Severity, what: impl Into<String>, fix: Option<String>) -> Finding {
+        Finding {
+            severity,
+            scope: "",
+            what: what.into(),
+            fix,
+        }
+    }
+
     pub fn ok(what: impl Into<String>) -> Finding {
         Finding {
             severity: Severity::Ok,

@@ -73,25 +73,15 @@ pub fn direct_port_findings(cfg: &Config, tcp_tables: &[String]) -> Vec<Finding>
         .filter_map(|(name, s)| s.direct_port.map(|p| (name, p)))
         .map(|(name, port)| {
             if listening.contains(&port) {
-                Finding {
-                    severity: Severity::Ok,
-                    scope: "",
-                    what: format!(
+                Finding::new(Severity::Ok, format!(
                         "service `{name}`: something listens on its direct port {port} (hopd advertises it; clients bypass hopd there)"
-                    ),
-                    fix: None,
-                }
+                    ), None)
             } else {
-                Finding {
-                    severity: Severity::Warning,
-                    scope: "",
-                    what: format!(
+                Finding::new(Severity::Warning, format!(
                         "service `{name}`: nothing listens on its direct port {port}; clients that try it fall back to hopd's port after a refused connect"
-                    ),
-                    fix: Some(format!(
+                    ), Some(format!(
                         "have the service also listen on [::]:{port}, or remove direct_port"
-                    )),
-                }
+                    )))
             }
         })
         .collect()
@@ -101,57 +91,38 @@ pub fn direct_port_findings(cfg: &Config, tcp_tables: &[String]) -> Vec<Finding>
 pub fn check_host_at(cfg: &Config, conf: &Path) -> Vec<Finding> {
     let mut out = Vec::new();
     if let Err(e) = cfg.validate() {
-        out.push(Finding {
-            severity: Severity::Error,
-            scope: "",
-            what: format!("final_hop configuration: {e}"),
-            fix: None,
-        });
+        out.push(Finding::new(
+            Severity::Error,
+            format!("final_hop configuration: {e}"),
+            None,
+        ));
     }
     let mut ifaces: Vec<String> = vec!["all".to_owned()];
     if cfg.ingress.is_empty() {
-        out.push(Finding {
-            severity: Severity::Warning,
-            scope: "",
-            what: "final_hop.ingress lists no interfaces; only `all` is checked for seg6_enabled"
+        out.push(Finding::new(
+            Severity::Warning,
+            "final_hop.ingress lists no interfaces; only `all` is checked for seg6_enabled"
                 .to_owned(),
-            fix: Some(
-                "list the interfaces SRv6 traffic arrives on: ingress = [\"eth0\"]".to_owned(),
-            ),
-        });
+            Some("list the interfaces SRv6 traffic arrives on: ingress = [\"eth0\"]".to_owned()),
+        ));
     }
     ifaces.extend(cfg.ingress.iter().cloned());
     for i in &ifaces {
         let p = conf.join(i).join("seg6_enabled");
         match std::fs::read_to_string(&p) {
-            Ok(v) if v.trim() == "1" => out.push(Finding {
-                severity: Severity::Ok,
-                scope: "",
-                what: format!("net.ipv6.conf.{i}.seg6_enabled = 1"),
-                fix: None,
-            }),
-            Ok(v) => out.push(Finding {
-                severity: Severity::Error,
-                scope: "",
-                what: format!(
+            Ok(v) if v.trim() == "1" => out.push(Finding::new(Severity::Ok, format!("net.ipv6.conf.{i}.seg6_enabled = 1"), None)),
+            Ok(v) => out.push(Finding::new(Severity::Error, format!(
                     "net.ipv6.conf.{i}.seg6_enabled = {}: the kernel silently drops every packet with an SRH arriving {}",
                     v.trim(),
                     if i == "all" { "on any interface" } else { "on this interface" }
-                ),
-                fix: Some(format!(
+                ), Some(format!(
                     "sysctl -w net.ipv6.conf.{i}.seg6_enabled=1 (persist it in /etc/sysctl.d/)"
-                )),
-            }),
-            Err(e) => out.push(Finding {
-                severity: Severity::Error,
-                scope: "",
-                what: format!("cannot read {}: {e}", p.display()),
-                fix: Some(if i == "all" {
+                )))),
+            Err(e) => out.push(Finding::new(Severity::Error, format!("cannot read {}: {e}", p.display()), Some(if i == "all" {
                     "the kernel lacks IPv6 segment routing (CONFIG_IPV6_SEG6_LWTUNNEL)".to_owned()
                 } else {
                     format!("interface `{i}` does not exist or has IPv6 disabled; fix final_hop.ingress")
-                }),
-            }),
+                }))),
         }
     }
     for (name, s) in &cfg.services {
@@ -159,12 +130,11 @@ pub fn check_host_at(cfg: &Config, conf: &Path) -> Vec<Finding> {
             for (what, p) in [("cert", &s.cert), ("key", &s.key)] {
                 if let Some(p) = p {
                     if let Err(e) = std::fs::metadata(p) {
-                        out.push(Finding {
-                            severity: Severity::Error,
-                            scope: "",
-                            what: format!("service `{name}`: {what} {}: {e}", p.display()),
-                            fix: None,
-                        });
+                        out.push(Finding::new(
+                            Severity::Error,
+                            format!("service `{name}`: {what} {}: {e}", p.display()),
+                            None,
+                        ));
                     }
                 }
             }
@@ -172,27 +142,21 @@ pub fn check_host_at(cfg: &Config, conf: &Path) -> Vec<Finding> {
         if s.mode == Mode::Proxy {
             if let Ok(super::Target::Unix(p)) = s.proxy_target(name) {
                 if !p.exists() {
-                    out.push(Finding {
-                        severity: Severity::Warning,
-                        scope: "",
-                        what: format!("service `{name}`: unix socket {} does not exist (yet); clients get service-down", p.display()),
-                        fix: None,
-                    });
+                    out.push(Finding::new(Severity::Warning, format!("service `{name}`: unix socket {} does not exist (yet); clients get service-down", p.display()), None));
                 }
             }
         }
     }
     if let Some(dir) = cfg.control_socket.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
-            out.push(Finding {
-                severity: Severity::Warning,
-                scope: "",
-                what: format!(
+            out.push(Finding::new(
+                Severity::Warning,
+                format!(
                     "control socket directory {} does not exist; hopd will create it",
                     dir.display()
                 ),
-                fix: None,
-            });
+                None,
+            ));
         }
     }
     out
