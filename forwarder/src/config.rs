@@ -18,7 +18,6 @@
 //!
 //! Unknown keys are errors, so a typo is reported with its line instead of silently ignored.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -66,36 +65,33 @@ pub struct MetricsConfig {
 }
 
 /// A configuration file that could not be used.
-#[derive(Debug)]
-pub enum ConfigError {
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {}: {error}", path.display())]
     Read {
         path: PathBuf,
         error: std::io::Error,
     },
+    // toml's message already shows the line, column and a caret.
+    #[error("{}: {error}", path.display())]
     Parse {
         path: PathBuf,
         error: toml::de::Error,
     },
-    Invalid {
-        path: PathBuf,
-        what: String,
-    },
+    #[error("{}: {error}", path.display())]
+    Invalid { path: PathBuf, error: ConfigError },
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Read { path, error } => {
-                write!(f, "cannot read {}: {error}", path.display())
-            }
-            // toml's message already shows the line, column and a caret.
-            ConfigError::Parse { path, error } => write!(f, "{}: {error}", path.display()),
-            ConfigError::Invalid { path, what } => write!(f, "{}: {what}", path.display()),
-        }
-    }
+/// A configuration that parses but cannot work: which table, and what is wrong there.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no role configured: add a [border] and/or a [final_hop] table")]
+    NoRole,
+    #[error("[border]: {0}")]
+    Border(#[from] crate::border::BorderConfigError),
+    #[error("[final_hop]: {0}")]
+    FinalHop(#[from] crate::final_hop::FinalHopConfigError),
 }
-
-impl std::error::Error for ConfigError {}
 
 impl Config {
     pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
@@ -103,32 +99,32 @@ impl Config {
     }
 
     /// Read, parse and validate `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+    pub fn load(path: &Path) -> Result<Config, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
             path: path.to_path_buf(),
             error,
         })?;
-        let cfg = Config::from_toml(&text).map_err(|error| ConfigError::Parse {
+        let cfg = Config::from_toml(&text).map_err(|error| LoadError::Parse {
             path: path.to_path_buf(),
             error,
         })?;
-        cfg.validate().map_err(|what| ConfigError::Invalid {
+        cfg.validate().map_err(|error| LoadError::Invalid {
             path: path.to_path_buf(),
-            what,
+            error,
         })?;
         Ok(cfg)
     }
 
     /// Whole-file checks; each role validates its own table.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.border.is_none() && self.final_hop.is_none() {
-            return Err("no role configured: add a [border] and/or a [final_hop] table".into());
+            return Err(ConfigError::NoRole);
         }
         if let Some(b) = &self.border {
-            b.validate().map_err(|e| format!("[border]: {e}"))?;
+            b.validate()?;
         }
         if let Some(f) = &self.final_hop {
-            f.validate().map_err(|e| format!("[final_hop]: {e}"))?;
+            f.validate()?;
         }
         Ok(())
     }
@@ -240,9 +236,19 @@ mod tests {
         assert!(e.to_string().contains("prefix length `200`"), "{e}");
 
         let cfg = Config::from_toml("[border]\n").unwrap();
-        assert!(cfg.validate().unwrap_err().contains("[border]: no SIDs"));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("[border]: no SIDs")
+        );
         let cfg = Config::from_toml("").unwrap();
-        assert!(cfg.validate().unwrap_err().contains("no role configured"));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("no role configured")
+        );
         let cfg = Config::from_toml(
             "[border]\nsids=[\"fd00::1\"]\n[border.policy]\nrequire_hmac = true\n",
         )
@@ -250,6 +256,7 @@ mod tests {
         assert!(
             cfg.validate()
                 .unwrap_err()
+                .to_string()
                 .contains("no [[border.policy.hmac_keys]]")
         );
     }

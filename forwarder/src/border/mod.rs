@@ -51,6 +51,7 @@
 
 pub mod bpf;
 pub mod check;
+mod config;
 pub mod icmp;
 pub mod metrics;
 mod oam;
@@ -65,236 +66,14 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
-use hopstack_encoder::wire::tlv;
 use hopstack_kernel::{Feature, Features};
 use tokio::sync::watch;
 
+pub use config::{BorderConfigError, Config, HopLimitMode, KernelEndSidProblem};
 pub use policy::{Policy, Prefix};
 pub use process::{Action, DropReason, Settings, State, process};
 pub use resolve::ResolverConfig;
 pub use run::Shared;
-
-/// The `[border]` table.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// TUN device the SIDs are routed into (created if missing).
-    pub tun: String,
-    /// SIDs (addresses, or locator prefixes) this node performs End for.
-    pub sids: Vec<Prefix>,
-    /// Bring the TUN up and route every SID into it at start and on reload.
-    pub install_routes: bool,
-    /// ICMPv6 errors and stack reports per second, and the burst allowed.
-    pub icmp_rate: u32,
-    pub icmp_burst: u32,
-    /// `"end"`: hopd decrements the Hop Limit as an RFC 8754 End node, on top of the two
-    /// decrements of the kernel forwarding into and out of the TUN (a hopd hop costs 3).
-    /// `"node"`: the router as a whole decrements once, like a kernel `seg6local End`; the
-    /// Hop Limit check (and Time Exceeded) is then the kernel's, on ingress.
-    pub hop_limit: HopLimitMode,
-    pub resolver: ResolverConfig,
-    pub policy: Policy,
-    /// Kernel fast path: single addresses (/128) the kernel answers at with plain
-    /// `seg6local End`, each sharing its first 112 bits with an entry of `sids`. See the
-    /// module documentation and [`Config::validate`].
-    pub kernel_end_sids: Vec<Prefix>,
-    /// Packet workers, one per TUN queue (`IFF_MULTI_QUEUE`); 0: one per CPU, at most 8.
-    pub workers: usize,
-    /// TUN offloads (virtio-net header, checksum, TSO, USO): a TCP stream crosses hopd as
-    /// 64 KiB super-packets instead of one packet per read and write. Off only to compare.
-    pub offload: bool,
-    /// In-kernel End ([`bpf`]): hopd attaches an eBPF program that does the plain End of
-    /// resolved packets in the kernel; everything else still comes to hopd through the TUN.
-    pub ebpf_end: bool,
-}
-
-/// Workers when `workers = 0`: one per CPU the process may run on, at most this many.
-const MAX_AUTO_WORKERS: usize = 8;
-
-impl Config {
-    /// The number of packet workers to start.
-    pub fn worker_count(&self) -> usize {
-        if self.workers > 0 {
-            return self.workers;
-        }
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(MAX_AUTO_WORKERS)
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            tun: "hop0".into(),
-            sids: Vec::new(),
-            install_routes: true,
-            icmp_rate: 100,
-            icmp_burst: 20,
-            hop_limit: HopLimitMode::End,
-            resolver: ResolverConfig::default(),
-            policy: Policy::default(),
-            kernel_end_sids: Vec::new(),
-            workers: 0,
-            offload: true,
-            ebpf_end: true,
-        }
-    }
-}
-
-impl Config {
-    /// Checks what serde cannot; the message names the field and what to put there.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.sids.is_empty() {
-            return Err("no SIDs: set `sids = [\"<address>\", ...]` in [border]".into());
-        }
-        let discard: Prefix =
-            Prefix::new(tlv::UNRESOLVED_PREFIX, tlv::UNRESOLVED_PREFIX_LEN).expect("valid prefix");
-        for s in &self.sids {
-            if discard.contains(&s.addr()) || s.addr().is_multicast() || s.addr().is_unspecified() {
-                return Err(format!(
-                    "SID {s} is not a usable unicast address (100::/64 holds placeholders)"
-                ));
-            }
-        }
-        if self.tun.is_empty() || self.tun.len() > 15 || self.tun.contains('/') {
-            return Err(format!(
-                "tun = \"{}\": an interface name is 1 to 15 characters without '/'",
-                self.tun
-            ));
-        }
-        if self.icmp_burst == 0 && self.icmp_rate > 0 {
-            return Err("icmp_burst = 0 would never let an error through; use icmp_rate = 0 to disable ICMPv6 errors".into());
-        }
-        if self.policy.max_segments == 0 {
-            return Err("policy.max_segments = 0 would drop every packet".into());
-        }
-        let mut ids: Vec<u32> = self.policy.hmac_keys.iter().map(|k| k.id).collect();
-        ids.sort_unstable();
-        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-            return Err(format!("policy.hmac_keys: key id {} is listed twice", w[0]));
-        }
-        if self.policy.require_hmac && self.policy.hmac_keys.is_empty() {
-            return Err(
-                "policy.require_hmac = true but no [[border.policy.hmac_keys]] are configured"
-                    .into(),
-            );
-        }
-        if self.workers > 64 {
-            return Err(format!(
-                "workers = {}: at most 64 (0 means one per CPU)",
-                self.workers
-            ));
-        }
-        if self.resolver.queue_per_name == 0 || self.resolver.max_pending_names == 0 {
-            return Err("resolver.queue_per_name and max_pending_names must be at least 1".into());
-        }
-        self.validate_kernel_end_sids()
-    }
-
-    /// `kernel_end_sids`: each entry a /128 whose first 112 bits are those of a configured
-    /// SID (for a prefix entry: the prefix and the /112 overlap, i.e. a packet reaching hopd
-    /// inside that prefix can be in the same /112), with a non-zero function, listed once,
-    /// not a hopd SID itself, and at most one per /112 (a trace record advertises one
-    /// function). And no policy only hopd enforces.
-    fn validate_kernel_end_sids(&self) -> Result<(), String> {
-        if self.kernel_end_sids.is_empty() {
-            return Ok(());
-        }
-        for (i, k) in self.kernel_end_sids.iter().enumerate() {
-            let at = format!("kernel_end_sids[{i}] = \"{k}\"");
-            if k.prefix_len() != 128 {
-                return Err(format!(
-                    "{at}: a kernel End SID is a single address (/128), not a prefix"
-                ));
-            }
-            let addr = k.addr();
-            let discard = Prefix::new(tlv::UNRESOLVED_PREFIX, tlv::UNRESOLVED_PREFIX_LEN)
-                .expect("valid prefix");
-            if discard.contains(&addr) || addr.is_multicast() || addr.is_unspecified() {
-                return Err(format!("{at}: not a usable unicast address"));
-            }
-            if addr.segments()[7] == 0 {
-                return Err(format!(
-                    "{at}: the last 16 bits (the End Function a trace record carries) are 0, \
-                     which on the wire means \"no kernel fast path\"; use e.g. {}",
-                    tlv::kernel_end_sid(addr, 0xee).expect("non-zero function")
-                ));
-            }
-            if let Some(s) = self.sids.iter().find(|s| **s == *k) {
-                return Err(format!(
-                    "{at}: equals the hopd SID {s} in `sids`; the kernel End SID must be a \
-                     different address in the same /112"
-                ));
-            }
-            if !self.sids.iter().any(|s| shares_112(s, &addr)) {
-                let sids: Vec<String> = self.sids.iter().map(|s| s.to_string()).collect();
-                return Err(format!(
-                    "{at}: its first 112 bits ({}/112) match no entry of `sids` ({}); trace \
-                     records advertise only the last 16 bits, so a client finds the kernel \
-                     SID from the hopd SID it reached in the same /112",
-                    Prefix::new(addr, 112).expect("valid").addr(),
-                    sids.join(", ")
-                ));
-            }
-            if let Some(j) = self.kernel_end_sids[..i]
-                .iter()
-                .position(|o| u128::from(o.addr()) >> 16 == u128::from(addr) >> 16)
-            {
-                let what = if self.kernel_end_sids[j] == *k {
-                    "is listed twice".to_string()
-                } else {
-                    format!(
-                        "is in the same /112 as kernel_end_sids[{j}] = \"{}\"; a trace record \
-                         advertises one End Function per /112",
-                        self.kernel_end_sids[j]
-                    )
-                };
-                return Err(format!("{at}: {what}"));
-            }
-        }
-        if !self.policy.allowed_next_hops.is_empty() {
-            return Err(
-                "kernel_end_sids with policy.allowed_next_hops: the kernel's seg6local End \
-                 forwards to whatever the next segment is, so packets sent to a kernel End SID \
-                 would bypass the next-hop policy; remove one of the two"
-                    .into(),
-            );
-        }
-        if self.policy.require_hmac {
-            return Err(
-                "kernel_end_sids with policy.require_hmac = true: the kernel's seg6local End \
-                 checks HMAC only against its own keys (`ip sr hmac`) and the ingress \
-                 interface's seg6_require_hmac sysctl, never hopd's policy.hmac_keys, so \
-                 unauthenticated packets would pass there; remove one of the two"
-                    .into(),
-            );
-        }
-        Ok(())
-    }
-
-    /// The settings `process` runs with. `node_name` identifies this hop in trace records.
-    pub fn settings(&self, node_name: &str) -> Settings {
-        Settings {
-            sids: self.sids.clone(),
-            policy: self.policy.clone(),
-            icmp_rate: self.icmp_rate,
-            icmp_burst: self.icmp_burst,
-            node_id: tlv::node_id_from_name(node_name),
-            cache_max_entries: self.resolver.cache_entries,
-            tun_hop_limit: self.hop_limit == HopLimitMode::Node,
-            kernel_end_sids: self.kernel_end_sids.iter().map(|k| k.addr()).collect(),
-        }
-    }
-
-    fn route_targets(&self) -> Vec<String> {
-        self.sids.iter().map(|p| p.to_string()).collect()
-    }
-
-    fn kernel_end_targets(&self) -> Vec<String> {
-        self.kernel_end_sids.iter().map(|p| p.to_string()).collect()
-    }
-}
 
 /// What became of `kernel_end_sids` on this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -369,20 +148,6 @@ fn attach_ebpf_end(cfg: &Config) -> Option<bpf::KernelEnd> {
     }
 }
 
-/// Whether some address of `sid` has the same first 112 bits as `k`.
-fn shares_112(sid: &Prefix, k: &std::net::Ipv6Addr) -> bool {
-    let bits = sid.prefix_len().min(112);
-    Prefix::new(*k, bits) == Prefix::new(sid.addr(), bits)
-}
-
-/// How the Hop Limit is decremented; see [`Config::hop_limit`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HopLimitMode {
-    End,
-    Node,
-}
-
 /// A handle to apply a reloaded configuration to a running border.
 #[derive(Debug, Clone)]
 pub struct Reloader {
@@ -396,7 +161,7 @@ impl Reloader {
     /// Validate and apply `new`: settings swap atomically between two batches, routes for
     /// new SIDs are added and routes for removed ones deleted. The TUN name cannot change.
     pub fn apply(&self, new: Config) -> Result<(), String> {
-        new.validate()?;
+        new.validate().map_err(|e| e.to_string())?;
         let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
         if new.tun != cur.tun {
             return Err(format!(

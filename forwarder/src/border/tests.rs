@@ -923,6 +923,7 @@ fn kernel_end_sids_are_validated_with_the_key_and_the_reason() {
         ))
         .validate()
         .unwrap_err()
+        .to_string()
     };
     let cases = [
         (
@@ -981,6 +982,7 @@ fn kernel_end_sids_are_validated_with_the_key_and_the_reason() {
     assert!(
         cfg.validate()
             .unwrap_err()
+            .to_string()
             .starts_with("[border]: kernel_end_sids[0] = \"fd00:9::ee/128\"")
     );
 }

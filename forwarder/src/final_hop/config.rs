@@ -153,7 +153,7 @@ impl std::fmt::Display for Target {
 
 /// A configuration that is well-formed TOML but cannot work.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
+pub enum FinalHopConfigError {
     #[error("service `{service}`: mode {mode} needs `target`")]
     MissingTarget { service: String, mode: &'static str },
     #[error("service `{service}`: target `{target}`: {why}")]
@@ -207,9 +207,9 @@ pub enum ConfigError {
 
 impl ServiceConfig {
     /// The accepted stacks, parsed.
-    pub fn stacks(&self, name: &str) -> Result<Vec<Vec<Layer>>, ConfigError> {
+    pub fn stacks(&self, name: &str) -> Result<Vec<Vec<Layer>>, FinalHopConfigError> {
         if self.layers.is_empty() {
-            return Err(ConfigError::NoLayers {
+            return Err(FinalHopConfigError::NoLayers {
                 service: name.to_owned(),
             });
         }
@@ -217,14 +217,13 @@ impl ServiceConfig {
         for stack in &self.layers {
             let mut layers = Vec::new();
             for word in stack.split('+') {
-                let l = word
-                    .trim()
-                    .parse::<Layer>()
-                    .map_err(|_| ConfigError::UnknownLayer {
+                let l = word.trim().parse::<Layer>().map_err(|_| {
+                    FinalHopConfigError::UnknownLayer {
                         service: name.to_owned(),
                         stack: stack.clone(),
                         word: word.to_owned(),
-                    })?;
+                    }
+                })?;
                 layers.push(l);
             }
             let expected = match self.mode {
@@ -232,7 +231,7 @@ impl ServiceConfig {
                 Mode::Proxy | Mode::Handoff => Layer::Tcp,
             };
             if layers.first() != Some(&expected) {
-                return Err(ConfigError::WrongTransport {
+                return Err(FinalHopConfigError::WrongTransport {
                     service: name.to_owned(),
                     stack: stack.clone(),
                     expected: expected.as_str(),
@@ -245,12 +244,15 @@ impl ServiceConfig {
     }
 
     /// The proxy target (proxy mode only).
-    pub fn proxy_target(&self, name: &str) -> Result<Target, ConfigError> {
-        let t = self.target.as_deref().ok_or(ConfigError::MissingTarget {
-            service: name.to_owned(),
-            mode: self.mode.as_str(),
-        })?;
-        let bad = |why: &str| ConfigError::BadTarget {
+    pub fn proxy_target(&self, name: &str) -> Result<Target, FinalHopConfigError> {
+        let t = self
+            .target
+            .as_deref()
+            .ok_or(FinalHopConfigError::MissingTarget {
+                service: name.to_owned(),
+                mode: self.mode.as_str(),
+            })?;
+        let bad = |why: &str| FinalHopConfigError::BadTarget {
             service: name.to_owned(),
             target: t.to_owned(),
             why: why.to_owned(),
@@ -270,15 +272,18 @@ impl ServiceConfig {
     }
 
     /// The datagram target (udp mode only).
-    pub fn udp_target(&self, name: &str) -> Result<SocketAddr, ConfigError> {
-        let t = self.target.as_deref().ok_or(ConfigError::MissingTarget {
-            service: name.to_owned(),
-            mode: self.mode.as_str(),
-        })?;
+    pub fn udp_target(&self, name: &str) -> Result<SocketAddr, FinalHopConfigError> {
+        let t = self
+            .target
+            .as_deref()
+            .ok_or(FinalHopConfigError::MissingTarget {
+                service: name.to_owned(),
+                mode: self.mode.as_str(),
+            })?;
         t.strip_prefix("udp:")
             .unwrap_or(t)
             .parse()
-            .map_err(|_| ConfigError::BadTarget {
+            .map_err(|_| FinalHopConfigError::BadTarget {
                 service: name.to_owned(),
                 target: t.to_owned(),
                 why: "expected ADDR:PORT or udp:ADDR:PORT, e.g. [::1]:5353".to_owned(),
@@ -297,7 +302,7 @@ impl Config {
     }
 
     /// Checks everything that can be checked without touching the host.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), FinalHopConfigError> {
         for (name, svc) in &self.services {
             validate_name(name)?;
             svc.stacks(name)?;
@@ -311,19 +316,19 @@ impl Config {
                 Mode::Handoff => {}
             }
             if let Some(port) = svc.direct_port {
-                let bad = |why: String| ConfigError::BadDirectPort {
+                let bad = |why: String| FinalHopConfigError::BadDirectPort {
                     service: name.clone(),
                     port,
                     why,
                 };
                 if svc.mode == Mode::Udp {
-                    return Err(ConfigError::DirectPortNeedsTcp {
+                    return Err(FinalHopConfigError::DirectPortNeedsTcp {
                         service: name.clone(),
                         mode: svc.mode.as_str(),
                     });
                 }
                 if svc.tls == TlsMode::Terminate {
-                    return Err(ConfigError::DirectPortWithTerminate {
+                    return Err(FinalHopConfigError::DirectPortWithTerminate {
                         service: name.clone(),
                     });
                 }
@@ -348,19 +353,19 @@ impl Config {
             }
             if svc.tls == TlsMode::Terminate {
                 if svc.mode != Mode::Proxy {
-                    return Err(ConfigError::TerminateNeedsProxy {
+                    return Err(FinalHopConfigError::TerminateNeedsProxy {
                         service: name.clone(),
                         mode: svc.mode.as_str(),
                     });
                 }
                 if svc.cert.is_none() || svc.key.is_none() {
-                    return Err(ConfigError::MissingCert {
+                    return Err(FinalHopConfigError::MissingCert {
                         service: name.clone(),
                     });
                 }
                 let has_tls = svc.stacks(name)?.iter().any(|s| s.contains(&Layer::Tls));
                 if !has_tls {
-                    return Err(ConfigError::TerminateWithoutTls {
+                    return Err(FinalHopConfigError::TerminateWithoutTls {
                         service: name.clone(),
                     });
                 }
@@ -371,7 +376,7 @@ impl Config {
 }
 
 /// Service names travel in the layer descriptor (ASCII, at most 63 octets).
-fn validate_name(name: &str) -> Result<(), ConfigError> {
+fn validate_name(name: &str) -> Result<(), FinalHopConfigError> {
     let why = if name.is_empty() {
         Some("empty")
     } else if name.len() > 63 {
@@ -387,7 +392,7 @@ fn validate_name(name: &str) -> Result<(), ConfigError> {
         None
     };
     match why {
-        Some(why) => Err(ConfigError::BadName {
+        Some(why) => Err(FinalHopConfigError::BadName {
             service: name.to_owned(),
             why,
         }),
@@ -474,14 +479,14 @@ mod tests {
             "[services.a]\nmode = \"proxy\"\ntarget = \"http://x\"\nlayers = [\"tcp+http\"]\n",
         );
         let e = c.validate().unwrap_err();
-        assert!(matches!(e, ConfigError::BadTarget { .. }), "{e}");
+        assert!(matches!(e, FinalHopConfigError::BadTarget { .. }), "{e}");
         assert!(e.to_string().contains("tcp:ADDR:PORT"), "{e}");
 
         let c =
             parse("[services.a]\nmode = \"udp\"\ntarget = \"[::1]:1\"\nlayers = [\"tcp+dns\"]\n");
         assert!(matches!(
             c.validate().unwrap_err(),
-            ConfigError::WrongTransport {
+            FinalHopConfigError::WrongTransport {
                 expected: "udp",
                 ..
             }
@@ -490,7 +495,7 @@ mod tests {
         let c = parse("[services.a]\nmode = \"handoff\"\nlayers = [\"tcp+htttp\"]\n");
         assert_eq!(
             c.validate().unwrap_err(),
-            ConfigError::UnknownLayer {
+            FinalHopConfigError::UnknownLayer {
                 service: "a".into(),
                 stack: "tcp+htttp".into(),
                 word: "htttp".into()
@@ -502,14 +507,14 @@ mod tests {
         );
         assert!(matches!(
             c.validate().unwrap_err(),
-            ConfigError::TerminateWithoutTls { .. }
+            FinalHopConfigError::TerminateWithoutTls { .. }
         ));
         let c = parse(
             "[services.a]\nmode = \"handoff\"\nlayers = [\"tcp+tls+http\"]\ntls = \"terminate\"\ncert=\"c\"\nkey=\"k\"\n",
         );
         assert_eq!(
             c.validate().unwrap_err(),
-            ConfigError::TerminateNeedsProxy {
+            FinalHopConfigError::TerminateNeedsProxy {
                 service: "a".into(),
                 mode: "handoff"
             }
@@ -518,7 +523,7 @@ mod tests {
         let c = parse("[services.http]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\n");
         assert!(matches!(
             c.validate().unwrap_err(),
-            ConfigError::BadName { .. }
+            FinalHopConfigError::BadName { .. }
         ));
 
         assert!(Config::from_toml("[services.a]\nmode = \"carrier-pigeon\"\nlayers=[]").is_err());
@@ -539,7 +544,7 @@ mod tests {
         let e = c.validate().unwrap_err();
         assert_eq!(
             e,
-            ConfigError::DirectPortNeedsTcp {
+            FinalHopConfigError::DirectPortNeedsTcp {
                 service: "dns1".into(),
                 mode: "udp"
             }
@@ -552,7 +557,7 @@ mod tests {
         let e = c.validate().unwrap_err();
         assert_eq!(
             e,
-            ConfigError::DirectPortWithTerminate {
+            FinalHopConfigError::DirectPortWithTerminate {
                 service: "a".into()
             }
         );
@@ -562,7 +567,7 @@ mod tests {
             parse("[services.a]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\ndirect_port = 0\n");
         assert!(matches!(
             c.validate().unwrap_err(),
-            ConfigError::BadDirectPort { port: 0, .. }
+            FinalHopConfigError::BadDirectPort { port: 0, .. }
         ));
         let c = parse(
             "listen = \"[::]:7443\"\n[services.a]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\ndirect_port = 7443\n",

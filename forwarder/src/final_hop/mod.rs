@@ -43,7 +43,7 @@ use tokio_rustls::TlsAcceptor;
 pub use arrival::Arrival;
 pub use check::{Finding, Severity, check_host};
 pub use config::{
-    Config, ConfigError, DEFAULT_CONTROL_SOCKET, Mode, ServiceConfig, Target, TlsMode,
+    Config, DEFAULT_CONTROL_SOCKET, FinalHopConfigError, Mode, ServiceConfig, Target, TlsMode,
 };
 pub use failure::{Failure, HopRef, Reason, ReportLayer};
 
@@ -54,7 +54,7 @@ use crate::service::Metadata;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("configuration: {0}")]
-    Config(#[from] ConfigError),
+    Config(#[from] FinalHopConfigError),
     #[error("service `{service}`: {source}")]
     Tls {
         service: String,
@@ -94,7 +94,7 @@ fn build_services(cfg: &Config) -> Result<Services, Error> {
             TlsMode::Passthrough => None,
             TlsMode::Terminate => {
                 let (Some(c), Some(k)) = (&s.cert, &s.key) else {
-                    return Err(ConfigError::MissingCert {
+                    return Err(FinalHopConfigError::MissingCert {
                         service: name.clone(),
                     }
                     .into());
