@@ -30,13 +30,19 @@ use std::net::{Ipv6Addr, SocketAddrV6};
 use tokio::net::TcpStream;
 
 use hopstack_encoder::address::StackAddress;
-use hopstack_encoder::wire::report::{Reason, ServiceStatus};
+use hopstack_encoder::wire::report::Reason;
 
 pub use error::{ClientError, ClientReason, ErrorLayer, HopRef};
 pub use probe::{ProbeOptions, ProbeReply, ProbeResult};
 pub use resolve::{DnsResolver, PathCache, PathHop, ResolveOptions, ResolvedPath, Resolver};
 pub use socket::SocketOptions;
 pub use timing::{PathSource, Timings};
+
+/// `addr`'s layers as written in it: `tcp+tls+http`.
+fn layer_list(addr: &StackAddress) -> String {
+    let names: Vec<&str> = addr.layers().iter().map(|l| l.as_str()).collect();
+    names.join("+")
+}
 
 fn hop_ref(path: &ResolvedPath, index: usize) -> HopRef {
     let h = &path.hops[index];
@@ -147,32 +153,21 @@ async fn diagnose_unmarked(
         // the request's error did not already say.
         Err(_) => return None,
     };
-    match &r.reply {
-        ProbeReply::Error(e) => Some(probe::report_error(addr, r.reporter, e)),
-        ProbeReply::Answer(a) if a.status != ServiceStatus::Exists => {
-            let reason = match a.status {
-                ServiceStatus::Unknown => Reason::UnknownService,
-                ServiceStatus::Down => Reason::ServiceDown,
-                _ => Reason::LayerMismatch,
-            };
-            let text = if a.text.is_empty() {
-                String::new()
-            } else {
-                format!(" [{}]", a.text)
-            };
-            Some(
-                ClientError::new(
-                    ErrorLayer::Service,
-                    reason,
-                    format!(
-                        "service '{}': {reason} ({}){text}",
-                        addr.service(),
-                        reason.sentence()
-                    ),
-                )
-                .at(hop_ref(path, path.hops.len() - 1)),
-            )
-        }
-        ProbeReply::Answer(_) => None,
-    }
+    let answer = match &r.reply {
+        ProbeReply::Error(e) => return Some(probe::report_error(addr, r.reporter, e)),
+        ProbeReply::Answer(a) => a,
+    };
+    let (reason, text) = probe::service_refusal(answer)?;
+    Some(
+        ClientError::new(
+            ErrorLayer::Service,
+            reason,
+            format!(
+                "service '{}': {reason} ({}){text}",
+                addr.service(),
+                reason.sentence()
+            ),
+        )
+        .at(hop_ref(path, path.hops.len() - 1)),
+    )
 }

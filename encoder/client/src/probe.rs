@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use hopstack_encoder::address::StackAddress;
 use hopstack_encoder::encode::{self, DEFAULT_SERVICE_PORT};
 use hopstack_encoder::probe::{self as machine, Mode, ProbeMachine};
-use hopstack_encoder::wire::report::{ErrorReport, ProbeAnswer, Reason};
+use hopstack_encoder::wire::report::{ErrorReport, ProbeAnswer, Reason, ServiceStatus};
 use hopstack_encoder::wire::tlv::TraceRecord;
 
 use super::error::{ClientError, ClientReason, ErrorLayer, HopRef};
@@ -316,6 +316,24 @@ fn icmp_error(
 
 /// The error report as a client error (hop numbers from 1; a name that did not resolve is
 /// its own hop's failure, the message names the hop that tried).
+/// The final hop's verdict when its answer says the service is not there to use: the
+/// reason, and the hop's own words as ` [text]` (empty when it gave none). `None` when the
+/// service exists.
+pub fn service_refusal(answer: &ProbeAnswer) -> Option<(Reason, String)> {
+    let reason = match answer.status {
+        ServiceStatus::Exists => return None,
+        ServiceStatus::Unknown => Reason::UnknownService,
+        ServiceStatus::Down => Reason::ServiceDown,
+        _ => Reason::LayerMismatch,
+    };
+    let text = if answer.text.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", answer.text)
+    };
+    Some((reason, text))
+}
+
 pub fn report_error(addr: &StackAddress, reporter: Ipv6Addr, r: &ErrorReport) -> ClientError {
     ClientError::from_report(r, reporter, &hop_names(addr))
 }
