@@ -40,21 +40,12 @@ pub fn set_rthdr(fd: BorrowedFd<'_>, srh: &[u8]) -> io::Result<()> {
 }
 
 fn bind_device(fd: BorrowedFd<'_>, ifname: &str) -> io::Result<()> {
-    // SAFETY: the name bytes are valid for their length for the call; the kernel copies them.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_BINDTODEVICE,
-            ifname.as_ptr().cast(),
-            ifname.len() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    sockopt::set_bytes(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_BINDTODEVICE,
+        ifname.as_bytes(),
+    )
 }
 
 /// The source address the kernel picks for packets towards `first_hop` (a UDP connect sends
