@@ -86,10 +86,7 @@ fn cached_requests_connect_to_the_services_direct_port() {
         args.push(ADDR);
         hop_cmd(&args)
     };
-    let ok = |o: &Output| {
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        assert_eq!(String::from_utf8_lossy(&o.stdout), body);
-    };
+    let ok = |o: &Output| client_support::assert_body(o, &body);
 
     // 1. hopd's TUNs and routes come up just after the testbed: retry briefly.
     let first = client_support::until_up(|| run(&[]));

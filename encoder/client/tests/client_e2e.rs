@@ -8,7 +8,7 @@
 
 mod client_support;
 
-use client_support::{BODY, Bed, error_line, json, stderr, stdout};
+use client_support::{BODY, Bed, error_line, failure_line, json, stderr, stdout};
 
 const ADDR: &str = "github.com>org>yc:tcp+tls+http+restapiv3/users/list";
 
@@ -84,9 +84,7 @@ fn literal_hops_through_linux_kernel_end_nodes() {
         bed.ca(),
         "[fc00:1::f]>[fc00:2::f]>[fd00:3::2]:tcp+tls+http+nosuch/",
     ]);
-    let l = error_line(&o);
-    eprintln!("exit {:?}: {l}", o.status.code());
-    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    let l = failure_line(&o, 8);
     assert!(
         l.starts_with("hop 3 (fd00:3::2): layer service: service 'nosuch': unknown-service"),
         "{l}"
@@ -238,9 +236,7 @@ fn failures_print_one_line_and_the_documented_exit_code() {
     // hopd stopped at the final hop: the kernel there answers the probe (port unreachable).
     bed.tb.kill("yc", "hopd").unwrap();
     let o = bed.hop(&["get", "--no-cache", "github.com>org>yc:tcp+http+web/"]);
-    let l = error_line(&o);
-    eprintln!("exit {:?}: {l}", o.status.code());
-    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    let l = failure_line(&o, 8);
     assert!(
         l.starts_with("hop 3 'yc' (fd00:3::2): layer service: nothing listens on UDP port 7443"),
         "{l}"

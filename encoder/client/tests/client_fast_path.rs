@@ -114,10 +114,7 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
         args.push(ADDR);
         client_support::hop_on_client(&tb, &hop, cache.path(), &args, b"")
     };
-    let ok = |o: &Output| {
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        assert_eq!(String::from_utf8_lossy(&o.stdout), body);
-    };
+    let ok = |o: &Output| client_support::assert_body(o, &body);
 
     // 1. hopd's TUNs and routes come up just after the testbed: retry briefly.
     let first = client_support::until_up(|| run(&[]));
@@ -335,10 +332,7 @@ fn without_seg6local_the_borders_start_without_their_fast_path() {
         ];
         client_support::hop_on_client(&tb, &hop, cache.path(), &args, b"")
     };
-    let ok = |o: &Output| {
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        assert_eq!(String::from_utf8_lossy(&o.stdout), body);
-    };
+    let ok = |o: &Output| client_support::assert_body(o, &body);
     let hopd_segments = [
         seg("fc00:1::e", false),
         seg("fc00:2::e", false),

@@ -36,9 +36,14 @@ fn tshark(file: &Path, extra: &[&str]) -> String {
         .args(extra)
         .output()
         .expect("run tshark");
+    stdout_of_success("tshark", out)
+}
+
+/// `program`'s stdout, once it is asserted to have succeeded.
+fn stdout_of_success(program: &str, out: Output) -> String {
     assert!(
         out.status.success(),
-        "tshark failed: {}",
+        "{program} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
@@ -70,12 +75,7 @@ fn example_address_as_tcp_syn_pcap() {
         "--pcap",
         pcap.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "hop failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = stdout_of_success("hop", out);
     assert!(text.contains("Segments Left: 2"), "{text}");
     assert!(
         text.contains("Segment List[0]: 100::  [final hop; unresolved: yc]"),
@@ -180,12 +180,7 @@ fn probe_as_udp_over_ethernet() {
         "--pcap",
         pcap.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = stdout_of_success("hop", out);
     assert!(text.contains("nonce 0x1234abcd"), "{text}");
     assert!(text.contains("Flags: 0x20 [O (OAM)]"), "{text}");
     if !tshark_available() {

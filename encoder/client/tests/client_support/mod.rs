@@ -384,6 +384,21 @@ pub fn error_line(o: &Output) -> String {
         .to_owned()
 }
 
+/// The error line of a `hop` that failed, shown in the test's log, once its exit code is
+/// asserted to be `code`.
+pub fn failure_line(o: &Output, code: i32) -> String {
+    let l = error_line(o);
+    eprintln!("exit {:?}: {l}", o.status.code());
+    assert_eq!(o.status.code(), Some(code), "{}", stderr(o));
+    l
+}
+
+/// Asserts that `hop` succeeded and printed `body`.
+pub fn assert_body(o: &Output, body: &str) {
+    assert!(o.status.success(), "{}", stderr(o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), body);
+}
+
 /// The `--json` object `hop` printed on stderr.
 pub fn json(o: &Output) -> serde_json::Value {
     let line = stderr(o)
