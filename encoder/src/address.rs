@@ -153,6 +153,20 @@ const fn max_hops() -> usize {
     n
 }
 
+/// A hop or service name validated on its own rather than inside a whole address: offsets in
+/// the error count from the name's first octet, and the name is kept in lower case.
+fn parse_alone(
+    name: &str,
+    if_empty: AddressErrorKind,
+    validate: fn(&str, usize) -> Result<(), AddressError>,
+) -> Result<String, AddressError> {
+    if name.is_empty() {
+        return Err(AddressError::new(0, 0, if_empty));
+    }
+    validate(name, 0)?;
+    Ok(name.to_ascii_lowercase())
+}
+
 /// A DNS host name used as a hop, in lower case, as written (a trailing dot, meaning "do not
 /// apply the resolver's search list", is kept).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -161,11 +175,7 @@ pub struct HopName(String);
 impl HopName {
     /// Validates one host name on its own (offsets in the error are relative to `name`).
     pub fn parse(name: &str) -> Result<HopName, AddressError> {
-        if name.is_empty() {
-            return Err(AddressError::new(0, 0, AddressErrorKind::EmptyHop));
-        }
-        validate_host_name(name, 0)?;
-        Ok(HopName(name.to_ascii_lowercase()))
+        parse_alone(name, AddressErrorKind::EmptyHop, validate_host_name).map(HopName)
     }
 
     /// The name as it travels in the hop-names TLV and is given to a resolver.
@@ -240,11 +250,7 @@ impl ServiceName {
     /// Validates a service name on its own (e.g. from a service registry configuration);
     /// offsets in the error are relative to `name`.
     pub fn parse(name: &str) -> Result<ServiceName, AddressError> {
-        if name.is_empty() {
-            return Err(AddressError::new(0, 0, AddressErrorKind::MissingService));
-        }
-        validate_service(name, 0)?;
-        Ok(ServiceName(name.to_ascii_lowercase()))
+        parse_alone(name, AddressErrorKind::MissingService, validate_service).map(ServiceName)
     }
 
     pub fn as_str(&self) -> &str {

@@ -46,15 +46,7 @@ pub(super) fn validate_host_name(name: &str, base: usize) -> Result<(), AddressE
                 AddressErrorKind::LabelTooLong { len: label.len() },
             ));
         }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(AddressError::new(
-                at,
-                label.len(),
-                AddressErrorKind::LabelHyphen {
-                    part: Part::HopName,
-                },
-            ));
-        }
+        check_hyphens(label, at, Part::HopName)?;
         last = (start, label.len());
         start += label.len() + 1;
     }
@@ -106,13 +98,17 @@ pub(super) fn validate_service(name: &str, base: usize) -> Result<(), AddressErr
             AddressErrorKind::ServiceTooLong { len: name.len() },
         ));
     }
-    if name.starts_with('-') || name.ends_with('-') {
+    check_hyphens(name, base, Part::Service)
+}
+
+/// A DNS label may not start or end with `-` (RFC 1123 §2.1), whether in a host name or as
+/// a service name.
+fn check_hyphens(label: &str, at: usize, part: Part) -> Result<(), AddressError> {
+    if label.starts_with('-') || label.ends_with('-') {
         return Err(AddressError::new(
-            base,
-            name.len(),
-            AddressErrorKind::LabelHyphen {
-                part: Part::Service,
-            },
+            at,
+            label.len(),
+            AddressErrorKind::LabelHyphen { part },
         ));
     }
     Ok(())
