@@ -60,7 +60,7 @@ impl<T: AsRef<[u8]>> Report<T> {
         if kind != KIND_ERROR && kind != KIND_ANSWER {
             return Err(ReportError::UnknownKind { kind });
         }
-        let length = usize::from(u16::from_be_bytes([b[6], b[7]]));
+        let length = usize::from(be16(&b[field::LENGTH]));
         if length != b.len() {
             return Err(ReportError::LengthMismatch {
                 length_field: length,
@@ -84,7 +84,7 @@ impl<T: AsRef<[u8]>> Report<T> {
 
     pub fn length(&self) -> u16 {
         let b = self.buffer.as_ref();
-        u16::from_be_bytes([b[field::LENGTH.start], b[field::LENGTH.start + 1]])
+        be16(&b[field::LENGTH])
     }
 
     pub fn nonce(&self) -> u32 {
@@ -140,6 +140,11 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A big-endian 16-bit field; `b` is exactly its two octets.
+fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+
 fn addr(b: &[u8]) -> Ipv6Addr {
     let mut a = [0u8; 16];
     a.copy_from_slice(&b[..16]);
@@ -164,16 +169,10 @@ impl ReportRepr {
                         code: layer_code,
                         offset: field::BODY + field::E_LAYER,
                     })?;
-                let reason = Reason::from_code(u16::from_be_bytes([
-                    fixed[field::E_REASON.start],
-                    fixed[field::E_REASON.start + 1],
-                ]));
+                let reason = Reason::from_code(be16(&fixed[field::E_REASON]));
                 let has_addr = fixed[field::E_FLAGS] & field::E_FLAG_ADDRESS != 0;
                 let name_len = usize::from(fixed[field::E_NAME_LEN]);
-                let text_len = usize::from(u16::from_be_bytes([
-                    fixed[field::E_TEXT_LEN.start],
-                    fixed[field::E_TEXT_LEN.start + 1],
-                ]));
+                let text_len = usize::from(be16(&fixed[field::E_TEXT_LEN]));
                 let hop_address = if has_addr {
                     Some(addr(r.take(16, "hop address")?))
                 } else {
@@ -200,14 +199,8 @@ impl ReportRepr {
                     })?;
                 let mode = ServiceMode::from_code(fixed[field::A_MODE]);
                 let seg_count = usize::from(fixed[field::A_SEG_COUNT]);
-                let text_len = usize::from(u16::from_be_bytes([
-                    fixed[field::A_TEXT_LEN.start],
-                    fixed[field::A_TEXT_LEN.start + 1],
-                ]));
-                let trace_len = usize::from(u16::from_be_bytes([
-                    fixed[field::A_TRACE_LEN.start],
-                    fixed[field::A_TRACE_LEN.start + 1],
-                ]));
+                let text_len = usize::from(be16(&fixed[field::A_TEXT_LEN]));
+                let trace_len = usize::from(be16(&fixed[field::A_TRACE_LEN]));
                 // No up-front allocation from a wire count: the loop fails on truncation first.
                 let mut path = Vec::new();
                 for _ in 0..seg_count {
@@ -228,7 +221,7 @@ impl ReportRepr {
                 let direct_port = if fixed[field::A_FLAGS] & field::A_FLAG_DIRECT_PORT != 0 {
                     let offset = r.pos;
                     let p = r.take(field::A_DIRECT_PORT_LEN, "direct port")?;
-                    match u16::from_be_bytes([p[0], p[1]]) {
+                    match be16(p) {
                         0 => return Err(ReportError::ZeroDirectPort { offset }),
                         port => Some(port),
                     }
