@@ -241,18 +241,6 @@ fn errors_name_offsets() {
         ReportRepr::parse_bytes(b"GET / HTTP/1.1\r\n"),
         Err(ReportError::BadMagic { found: *b"GET " })
     );
-    let mut b = good.clone();
-    b[4] = 9;
-    assert_eq!(
-        ReportRepr::parse_bytes(&b),
-        Err(ReportError::UnsupportedVersion { version: 9 })
-    );
-    let mut b = good.clone();
-    b[5] = 7;
-    assert_eq!(
-        ReportRepr::parse_bytes(&b),
-        Err(ReportError::UnknownKind { kind: 7 })
-    );
     assert_eq!(
         ReportRepr::parse_bytes(&good[..good.len() - 1]),
         Err(ReportError::LengthMismatch {
@@ -260,48 +248,58 @@ fn errors_name_offsets() {
             got: good.len() - 1
         })
     );
-    let mut b = good.clone();
-    b[29] = 0x7f;
-    assert_eq!(
-        ReportRepr::parse_bytes(&b),
-        Err(ReportError::UnknownLayer {
-            code: 0x7f,
-            offset: 29
-        })
-    );
-    // Name "yc" at 36..38: make its second octet invalid UTF-8.
-    let mut b = good.clone();
-    b[37] = 0xff;
-    assert_eq!(
-        ReportRepr::parse_bytes(&b),
-        Err(ReportError::InvalidUtf8 {
-            what: "hop name",
-            offset: 36,
-            bad_offset: 37
-        })
-    );
-    // Text Len larger than what remains (Length adjusted so only the body is wrong).
-    let mut b = good.clone();
-    b[35] = 16;
-    assert_eq!(
-        ReportRepr::parse_bytes(&b),
-        Err(ReportError::Truncated {
-            what: "error text",
-            offset: 38,
-            needed: 54,
-            got: 53
-        })
-    );
-    // Text Len shorter: trailing octets inside Length.
-    let mut b = good.clone();
-    b[35] = 14;
-    assert_eq!(
-        ReportRepr::parse_bytes(&b),
-        Err(ReportError::TrailingBytes {
-            offset: 52,
-            count: 1
-        })
-    );
+    // (octet of the good report, the value written there, the error that follows)
+    let one_octet_changed = [
+        (4, 9, ReportError::UnsupportedVersion { version: 9 }),
+        (5, 7, ReportError::UnknownKind { kind: 7 }),
+        (
+            29,
+            0x7f,
+            ReportError::UnknownLayer {
+                code: 0x7f,
+                offset: 29,
+            },
+        ),
+        // Name "yc" at 36..38: make its second octet invalid UTF-8.
+        (
+            37,
+            0xff,
+            ReportError::InvalidUtf8 {
+                what: "hop name",
+                offset: 36,
+                bad_offset: 37,
+            },
+        ),
+        // Text Len larger than what remains (Length adjusted so only the body is wrong).
+        (
+            35,
+            16,
+            ReportError::Truncated {
+                what: "error text",
+                offset: 38,
+                needed: 54,
+                got: 53,
+            },
+        ),
+        // Text Len shorter: trailing octets inside Length.
+        (
+            35,
+            14,
+            ReportError::TrailingBytes {
+                offset: 52,
+                count: 1,
+            },
+        ),
+    ];
+    for (at, value, error) in one_octet_changed {
+        let mut b = good.clone();
+        b[at] = value;
+        assert_eq!(
+            ReportRepr::parse_bytes(&b),
+            Err(error),
+            "octet {at} set to {value:#04x}"
+        );
+    }
 }
 
 #[test]
