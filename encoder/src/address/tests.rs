@@ -16,6 +16,11 @@ fn err(input: &str) -> (String, usize, usize) {
     }
 }
 
+/// The error of an input that must not parse, rendered with its caret line.
+fn rendered_error(input: &str) -> String {
+    StackAddress::parse(input).unwrap_err().render(input)
+}
+
 fn name(s: &str) -> Hop {
     Hop::Name(HopName(s.to_string()))
 }
@@ -95,10 +100,8 @@ fn nat64_and_link_local_literals_are_allowed() {
 
 #[test]
 fn rendered_error_has_caret_under_the_offending_bytes() {
-    let input = "github.com>org:tcpp+x";
-    let e = StackAddress::parse(input).unwrap_err();
     assert_eq!(
-        e.render(input),
+        rendered_error("github.com>org:tcpp+x"),
         "error: unknown layer 'tcpp' at byte 15: expected one of tcp, udp, tls, dtls, quic, \
          http, h2, h3, ws, coap, mqtt, dns, raw; only the last '+' element is a service name\n  \
          github.com>org:tcpp+x\n                 ^^^^"
@@ -107,10 +110,8 @@ fn rendered_error_has_caret_under_the_offending_bytes() {
 
 #[test]
 fn rendered_error_for_missing_part_points_past_the_end() {
-    let input = "example.org";
-    let e = StackAddress::parse(input).unwrap_err();
     assert_eq!(
-        e.render(input),
+        rendered_error("example.org"),
         "error: missing ':' after the hops at byte 11: expected ':' then the layers and \
          service name, e.g. host:tcp+echo\n  example.org\n             ^"
     );
@@ -127,9 +128,7 @@ fn rendered_error_escapes_control_characters_and_counts_columns_not_bytes() {
         "error: invalid character 'é' in hop name at byte 1: expected letters, digits, '-' \
          and '.' (RFC 1123 host names)\n  hé\\t:tcp+x\n   ^"
     );
-    let input = "a\tb:tcp+x";
-    let e = StackAddress::parse(input).unwrap_err();
-    assert_eq!(e.render(input).lines().nth(2), Some("   ^^"));
+    assert_eq!(rendered_error("a\tb:tcp+x").lines().nth(2), Some("   ^^"));
 }
 
 #[test]

@@ -74,25 +74,20 @@ fn udp_packet_checked_by_etherparse() {
     assert_eq!(udp.source_port(), 40000);
     assert_eq!(udp.length(), 13);
     assert_eq!(udp.payload(), b"probe");
+    let etherparse_checksum_to = |destination: &str| {
+        udp.to_header()
+            .calc_checksum_ipv6_raw(
+                a("2001:db8::100").octets(),
+                a(destination).octets(),
+                b"probe",
+            )
+            .unwrap()
+    };
     // etherparse computes the checksum itself, with the final destination.
-    let expect = udp
-        .to_header()
-        .calc_checksum_ipv6_raw(
-            a("2001:db8::100").octets(),
-            a("2001:db8::3").octets(),
-            b"probe",
-        )
-        .unwrap();
+    let expect = etherparse_checksum_to("2001:db8::3");
     assert_eq!(udp.checksum(), expect);
     // With the in-flight destination the checksum would differ.
-    let wrong = udp
-        .to_header()
-        .calc_checksum_ipv6_raw(
-            a("2001:db8::100").octets(),
-            a("2001:db8::1").octets(),
-            b"probe",
-        )
-        .unwrap();
+    let wrong = etherparse_checksum_to("2001:db8::1");
     assert_ne!(udp.checksum(), wrong);
 
     // SRH next header was set to UDP.
