@@ -214,31 +214,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.buffer.as_ref().get(at).copied().unwrap_or(0)
     }
 
-    pub fn next_header(&self) -> u8 {
-        self.byte(field::NEXT_HEADER)
-    }
-
-    pub fn hdr_ext_len(&self) -> u8 {
-        self.byte(field::HDR_EXT_LEN)
-    }
-
-    pub fn routing_type(&self) -> u8 {
-        self.byte(field::ROUTING_TYPE)
-    }
-
-    pub fn segments_left(&self) -> u8 {
-        self.byte(field::SEGMENTS_LEFT)
-    }
-
-    /// Index of the last element of the segment list (the first segment of the path).
-    pub fn last_entry(&self) -> u8 {
-        self.byte(field::LAST_ENTRY)
-    }
-
-    pub fn flags(&self) -> u8 {
-        self.byte(field::FLAGS)
-    }
-
     /// Whether the O-flag (OAM, RFC 9259) is set: hopstack probes set it.
     pub fn oam(&self) -> bool {
         self.flags() & FLAG_O != 0
@@ -346,30 +321,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         }
     }
 
-    pub fn set_next_header(&mut self, value: u8) {
-        self.set_byte(field::NEXT_HEADER, value)
-    }
-
-    pub fn set_hdr_ext_len(&mut self, value: u8) {
-        self.set_byte(field::HDR_EXT_LEN, value)
-    }
-
-    pub fn set_routing_type(&mut self, value: u8) {
-        self.set_byte(field::ROUTING_TYPE, value)
-    }
-
-    pub fn set_segments_left(&mut self, value: u8) {
-        self.set_byte(field::SEGMENTS_LEFT, value)
-    }
-
-    pub fn set_last_entry(&mut self, value: u8) {
-        self.set_byte(field::LAST_ENTRY, value)
-    }
-
-    pub fn set_flags(&mut self, value: u8) {
-        self.set_byte(field::FLAGS, value)
-    }
-
     pub fn set_tag(&mut self, value: u16) {
         if let Some(t) = self.buffer.as_mut().get_mut(field::TAG) {
             t.copy_from_slice(&value.to_be_bytes());
@@ -438,6 +389,39 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
             .find(|t| t.at >= from && t.tlv_type == tlv::TYPE_TRACE)
             .map(|t| t.at)
     }
+}
+
+/// The one-octet fields of the fixed header, each with a getter and a setter that go through
+/// `byte` and `set_byte`, so a short buffer reads as 0 and ignores writes instead of panicking.
+macro_rules! octet_fields {
+    ($( $(#[$doc:meta])* $get:ident, $set:ident => $at:ident; )*) => {
+        impl<T: AsRef<[u8]>> Packet<T> {
+            $(
+                $(#[$doc])*
+                pub fn $get(&self) -> u8 {
+                    self.byte(field::$at)
+                }
+            )*
+        }
+
+        impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+            $(
+                pub fn $set(&mut self, value: u8) {
+                    self.set_byte(field::$at, value)
+                }
+            )*
+        }
+    };
+}
+
+octet_fields! {
+    next_header, set_next_header => NEXT_HEADER;
+    hdr_ext_len, set_hdr_ext_len => HDR_EXT_LEN;
+    routing_type, set_routing_type => ROUTING_TYPE;
+    segments_left, set_segments_left => SEGMENTS_LEFT;
+    /// Index of the last element of the segment list (the first segment of the path).
+    last_entry, set_last_entry => LAST_ENTRY;
+    flags, set_flags => FLAGS;
 }
 
 impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
