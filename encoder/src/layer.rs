@@ -6,62 +6,49 @@
 use core::fmt;
 use core::str::FromStr;
 
-/// A protocol layer that may appear before the service name in a stack address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Layer {
-    Tcp = 1,
-    Udp = 2,
-    Tls = 3,
-    Dtls = 4,
-    Quic = 5,
-    Http = 6,
-    H2 = 7,
-    H3 = 8,
-    Ws = 9,
-    Coap = 10,
-    Mqtt = 11,
-    Dns = 12,
-    Raw = 13,
+/// One table of the layers: their wire codes (stable, see above) and their words in stack
+/// addresses, from which the enum, [`Layer::ALL`] and [`Layer::as_str`] are made so that they
+/// cannot disagree.
+macro_rules! layers {
+    ($( $variant:ident = $code:literal, $word:literal; )*) => {
+        /// A protocol layer that may appear before the service name in a stack address.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum Layer {
+            $( $variant = $code, )*
+        }
+
+        impl Layer {
+            /// Every layer, in wire-code order.
+            pub const ALL: [Layer; [$( $word ),*].len()] = [$( Layer::$variant, )*];
+
+            /// The word used in stack addresses (lower case).
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $( Layer::$variant => $word, )*
+                }
+            }
+        }
+    };
+}
+
+layers! {
+    Tcp = 1, "tcp";
+    Udp = 2, "udp";
+    Tls = 3, "tls";
+    Dtls = 4, "dtls";
+    Quic = 5, "quic";
+    Http = 6, "http";
+    H2 = 7, "h2";
+    H3 = 8, "h3";
+    Ws = 9, "ws";
+    Coap = 10, "coap";
+    Mqtt = 11, "mqtt";
+    Dns = 12, "dns";
+    Raw = 13, "raw";
 }
 
 impl Layer {
-    /// Every layer, in wire-code order.
-    pub const ALL: [Layer; 13] = [
-        Layer::Tcp,
-        Layer::Udp,
-        Layer::Tls,
-        Layer::Dtls,
-        Layer::Quic,
-        Layer::Http,
-        Layer::H2,
-        Layer::H3,
-        Layer::Ws,
-        Layer::Coap,
-        Layer::Mqtt,
-        Layer::Dns,
-        Layer::Raw,
-    ];
-
-    /// The word used in stack addresses (lower case).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Layer::Tcp => "tcp",
-            Layer::Udp => "udp",
-            Layer::Tls => "tls",
-            Layer::Dtls => "dtls",
-            Layer::Quic => "quic",
-            Layer::Http => "http",
-            Layer::H2 => "h2",
-            Layer::H3 => "h3",
-            Layer::Ws => "ws",
-            Layer::Coap => "coap",
-            Layer::Mqtt => "mqtt",
-            Layer::Dns => "dns",
-            Layer::Raw => "raw",
-        }
-    }
-
     /// The one-octet code carried on the wire.
     pub const fn code(self) -> u8 {
         self as u8
