@@ -386,7 +386,7 @@ pub fn build(
     srh_out.copy_from_slice(srh);
     srh_out[field::SRH_NEXT_HEADER] = upper.protocol();
 
-    match *upper {
+    let (protocol, checksum_field) = match *upper {
         Upper::Udp {
             src_port,
             dst_port,
@@ -399,13 +399,7 @@ pub fn build(
             upper_out[field::UDP_LENGTH].copy_from_slice(&udp_len.to_be_bytes());
             upper_out[field::UDP_CHECKSUM].fill(0);
             upper_out[UDP_HEADER_LEN..].copy_from_slice(payload);
-            let c = checksum::upper_layer(
-                &ip.src,
-                &addrs.final_destination,
-                checksum::PROTO_UDP,
-                upper_out,
-            );
-            upper_out[field::UDP_CHECKSUM].copy_from_slice(&c.to_be_bytes());
+            (checksum::PROTO_UDP, field::UDP_CHECKSUM)
         }
         Upper::TcpSyn(syn) => {
             let hlen = syn.header_len();
@@ -424,14 +418,12 @@ pub fn build(
                 upper_out[TCP_HEADER_LEN + 2..TCP_HEADER_LEN + 4]
                     .copy_from_slice(&mss.to_be_bytes());
             }
-            let c = checksum::upper_layer(
-                &ip.src,
-                &addrs.final_destination,
-                checksum::PROTO_TCP,
-                upper_out,
-            );
-            upper_out[field::TCP_CHECKSUM].copy_from_slice(&c.to_be_bytes());
+            (checksum::PROTO_TCP, field::TCP_CHECKSUM)
         }
-    }
+    };
+    // Both checksums cover the pseudo-header with the final destination (RFC 8200 §8.1),
+    // computed while the checksum field is still zero.
+    let c = checksum::upper_layer(&ip.src, &addrs.final_destination, protocol, upper_out);
+    upper_out[checksum_field].copy_from_slice(&c.to_be_bytes());
     Ok(total)
 }
