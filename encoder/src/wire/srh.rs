@@ -89,6 +89,20 @@ pub mod field {
 /// Offset of the Segments Left field, for ICMPv6 Parameter Problem pointers.
 pub const SEGMENTS_LEFT_OFFSET: usize = field::SEGMENTS_LEFT;
 
+/// `data` holds at least the `needed` octets that `what`, starting at the SRH's first octet,
+/// takes.
+fn header_fits(data: &[u8], needed: usize, what: &'static str) -> Result<(), Error> {
+    if data.len() < needed {
+        return Err(Error::Truncated {
+            what,
+            needed,
+            got: data.len(),
+            at: 0,
+        });
+    }
+    Ok(())
+}
+
 /// A read/write view of a Segment Routing Header at the start of a buffer.
 ///
 /// The buffer may be longer than the SRH (for example the rest of the packet follows);
@@ -125,14 +139,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// (S11) and only then the TLVs ([`Packet::check_tlvs`]).
     pub fn check_header(&self) -> Result<(), Error> {
         let data = self.buffer.as_ref();
-        if data.len() < HEADER_LEN {
-            return Err(Error::Truncated {
-                what: "SRH fixed header",
-                needed: HEADER_LEN,
-                got: data.len(),
-                at: 0,
-            });
-        }
+        header_fits(data, HEADER_LEN, "SRH fixed header")?;
         let routing_type = data[field::ROUTING_TYPE];
         if routing_type != ROUTING_TYPE {
             return Err(Error::BadRoutingType {
@@ -141,14 +148,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
             });
         }
         let total = self.total_len();
-        if data.len() < total {
-            return Err(Error::Truncated {
-                what: "SRH of (Hdr Ext Len + 1) * 8 octets",
-                needed: total,
-                got: data.len(),
-                at: 0,
-            });
-        }
+        header_fits(data, total, "SRH of (Hdr Ext Len + 1) * 8 octets")?;
         let last_entry = data[field::LAST_ENTRY];
         if self.tlv_offset() > total {
             return Err(Error::LastEntryExceedsHdrExtLen {
