@@ -78,7 +78,7 @@ pub enum AddressErrorKind {
     MulticastHop,
     /// Something other than `>` or `:` right after `]`.
     AfterLiteral { ch: char },
-    /// More than [`MAX_HOPS`] hops.
+    /// More than [`MAX_HOPS`](super::MAX_HOPS) hops.
     TooManyHops { max: usize },
     /// Hop names do not fit the SRH alongside the segments and TLVs.
     SrhTooLong { needed: usize, max: usize },

@@ -58,7 +58,7 @@ pub enum Error {
     BufferTooSmall { needed: usize, got: usize },
     /// Emitting: an SRH carries at least one segment.
     NoSegments,
-    /// Emitting: the header would be `len` octets, more than [`MAX_LEN`].
+    /// Emitting: the header would be `len` octets, more than [`MAX_LEN`](super::MAX_LEN).
     TooLong { len: usize, max: usize },
     /// Emitting: a TLV value of `len` octets does not fit the one-octet Length.
     TlvTooLong {

@@ -148,7 +148,7 @@ impl SrhRepr {
     }
 
     /// Appends a zeroed HMAC TLV for `key_id` as the last TLV and sets the H flag, ready for
-    /// [`super::hmac::sign`] once emitted.
+    /// [`crate::wire::hmac::sign`] once emitted.
     pub fn add_hmac_placeholder(&mut self, key_id: u32) {
         self.tlvs
             .push(TlvRepr::Hmac(tlv::HmacTlv::placeholder(key_id)));
