@@ -58,15 +58,7 @@ fn proxy_mode_reaches_a_real_http_server() {
     let www = tempfile::tempdir().unwrap();
     std::fs::write(www.path().join("list"), "alice\nbob\n").unwrap();
     let _py = PyHttp::start(www.path(), 8080);
-    let hopd = Hopd::start(
-        PORT,
-        r#"
-        [final_hop.services.restapiv3]
-        mode = "proxy"
-        target = "tcp:[::1]:8080"
-        layers = ["tcp+http"]
-        "#,
-    );
+    let hopd = Hopd::proxy(PORT, "restapiv3", "tcp:[::1]:8080", "tcp+http");
     let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", "restapiv3", None)).unwrap();
     s.write_all(&get("/list")).unwrap();
     let r = read_all(&mut s);
@@ -268,13 +260,7 @@ fn proxy_mode_to_a_unix_socket_with_half_close() {
         );
         s.write_all(answer.as_bytes()).unwrap();
     });
-    let hopd = Hopd::start(
-        PORT,
-        &format!(
-            "[final_hop.services.counter]\nmode = \"proxy\"\ntarget = \"unix:{}\"\nlayers = [\"tcp\"]\n",
-            path.display()
-        ),
-    );
+    let hopd = Hopd::proxy(PORT, "counter", &format!("unix:{}", path.display()), "tcp");
     let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp", "counter", None)).unwrap();
     s.write_all(b"hello unix").unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();

@@ -71,15 +71,7 @@ fn one_gib_through_proxy_mode_is_byte_identical() {
         .read_exact(&mut ready)
         .unwrap();
     assert_eq!(&ready, b"ready\n");
-    let hopd = Hopd::start(
-        PORT,
-        r#"
-        [final_hop.services.sink]
-        mode = "proxy"
-        target = "tcp:[::1]:9000"
-        layers = ["tcp"]
-        "#,
-    );
+    let hopd = Hopd::proxy(PORT, "sink", "tcp:[::1]:9000", "tcp");
     let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp", "sink", None)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     let tail = tail();

@@ -50,12 +50,11 @@ fn srh_is_taken_from_the_first_segment_when_the_syn_reused_a_time_wait_tuple() {
             );
         }
     });
-    let hopd = Hopd::start(
+    let hopd = Hopd::proxy(
         PORT,
-        &format!(
-            "[final_hop.services.web]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:{UPSTREAM_PORT}\"\n\
-             layers = [\"tcp+http\"]\n"
-        ),
+        "web",
+        &format!("tcp:[::1]:{UPSTREAM_PORT}"),
+        "tcp+http",
     );
     let srh = srh(&[LO], "tcp+http", "web", None);
     let mut reused = 0;

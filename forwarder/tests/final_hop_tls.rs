@@ -89,24 +89,33 @@ fn tls_http_server(c: &Cert, port: u16, body: &'static str) {
             std::thread::spawn(move || {
                 let conn = rustls::ServerConnection::new(cfg).unwrap();
                 let mut s = rustls::StreamOwned::new(conn, tcp);
-                let mut head = Vec::new();
-                let mut b = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut b) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&b[..n]),
-                    }
+                if !answer_with_body(&mut s, body) {
+                    return;
                 }
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
                 s.conn.send_close_notify();
                 let _ = s.flush();
             });
         }
     });
+}
+
+/// Reads a request head from `s` and answers 200 with `body`; false if the client went
+/// away before its head was complete.
+fn answer_with_body(s: &mut (impl Read + Write), body: &str) -> bool {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => head.extend_from_slice(&b[..n]),
+        }
+    }
+    let _ = write!(
+        s,
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    true
 }
 
 /// A plain HTTP server on [::1]:port answering with a fixed body.
@@ -115,21 +124,7 @@ fn plain_http_server(port: u16, body: &'static str) {
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut b) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&b[..n]),
-                    }
-                }
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
+            std::thread::spawn(move || answer_with_body(&mut s, body));
         }
     });
 }
@@ -140,15 +135,7 @@ fn tls_passthrough_is_end_to_end_and_verified() {
     }
     let svc = cert("restapiv3.yc");
     tls_http_server(&svc, 8443, "hello over end-to-end tls\n");
-    let hopd = Hopd::start(
-        PORT,
-        r#"
-        [final_hop.services.restapiv3]
-        mode = "proxy"
-        target = "tcp:[::1]:8443"
-        layers = ["tcp+tls+http"]
-        "#,
-    );
+    let hopd = Hopd::proxy(PORT, "restapiv3", "tcp:[::1]:8443", "tcp+tls+http");
     let tcp = tcp_connect(hopd.addr, &srh(&[LO], "tcp+tls+http", "restapiv3", None)).unwrap();
     let mut s = tls_client(tcp, &svc.der, "restapiv3.yc");
     s.write_all(b"GET /users/list HTTP/1.1\r\nHost: restapiv3.yc\r\n\r\n")

@@ -4,7 +4,7 @@
 
 use std::io::Read;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -88,23 +88,11 @@ pub fn srh_flags(
     buf
 }
 
-fn set_rthdr(fd: &OwnedFd, srh: &[u8]) {
-    // SAFETY: fd is open; srh is a valid buffer of the given length.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_IPV6,
-            libc::IPV6_RTHDR,
-            srh.as_ptr().cast(),
-            srh.len() as libc::socklen_t,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "setsockopt(IPV6_RTHDR): {}",
-        std::io::Error::last_os_error()
-    );
+/// A socket of `kind` whose every packet carries `srh`.
+fn srv6_socket(kind: SockType, srh: &[u8]) -> std::io::Result<OwnedFd> {
+    let fd = socket::socket(AddressFamily::Inet6, kind, SockFlag::SOCK_CLOEXEC, None)?;
+    hopstack_kernel::sockopt::set_rthdr(fd.as_fd(), srh)?;
+    Ok(fd)
 }
 
 /// A kernel TCP connection that carries `srh` on every segment (the SYN included).
@@ -122,13 +110,7 @@ pub fn tcp_connect_from(
     let SocketAddr::V6(to6) = to else {
         panic!("ipv6 only")
     };
-    let fd = socket::socket(
-        AddressFamily::Inet6,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    set_rthdr(&fd, srh);
+    let fd = srv6_socket(SockType::Stream, srh)?;
     if let Some(from) = from {
         socket::setsockopt(&fd, socket::sockopt::ReuseAddr, &true)?;
         socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(from))?;
@@ -144,14 +126,7 @@ pub fn udp_connect(to: SocketAddr, srh: &[u8]) -> UdpSocket {
     let SocketAddr::V6(to6) = to else {
         panic!("ipv6 only")
     };
-    let fd = socket::socket(
-        AddressFamily::Inet6,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    set_rthdr(&fd, srh);
+    let fd = srv6_socket(SockType::Datagram, srh).expect("UDP socket with IPV6_RTHDR");
     socket::connect(fd.as_raw_fd(), &SockaddrIn6::from(to6)).unwrap();
     let s = UdpSocket::from(fd);
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -173,6 +148,18 @@ impl Hopd {
     pub fn start(port: u16, services_toml: &str) -> Hopd {
         let dir = tempfile::tempdir().unwrap();
         Hopd::start_in(dir, port, services_toml)
+    }
+
+    /// Starts hopd with one proxy service: `name` accepting `layers` (e.g. "tcp+http"),
+    /// relayed to `target` (e.g. "tcp:[::1]:8080").
+    pub fn proxy(port: u16, name: &str, target: &str, layers: &str) -> Hopd {
+        Hopd::start(
+            port,
+            &format!(
+                "[final_hop.services.{name}]\nmode = \"proxy\"\ntarget = \"{target}\"\n\
+                 layers = [\"{layers}\"]\n"
+            ),
+        )
     }
 
     pub fn start_in(dir: tempfile::TempDir, port: u16, services_toml: &str) -> Hopd {
