@@ -103,29 +103,18 @@ fn start(t: Topo) -> Testbed {
 
 /// `hop encode --probe` for `address`, as a packet.
 fn probe(t: Topo, address: &str, nonce: &str, dir: &Path) -> Vec<u8> {
-    let pcap = dir.join(format!("{nonce}.pcap"));
-    let out = Command::new(bin("hop"))
-        .args([
-            "encode",
-            address,
-            "--resolve",
-            &format!("github.com={}", t.github_sid),
-            "--source",
-            CLIENT,
-            "--probe",
-            "--nonce",
-            nonce,
-            "--pcap",
-        ])
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "hop encode: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    pcap_packet(&std::fs::read(&pcap).unwrap())
+    let resolve = format!("github.com={}", t.github_sid);
+    let args = [
+        address,
+        "--resolve",
+        &resolve,
+        "--source",
+        CLIENT,
+        "--probe",
+        "--nonce",
+        nonce,
+    ];
+    hop_encode_packet(&bin("hop"), &args, dir)
 }
 
 fn srh_of(pkt: &[u8]) -> srh::Packet<&[u8]> {

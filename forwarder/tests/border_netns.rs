@@ -94,42 +94,20 @@ fn kernel_headend_inline_and_encap_cross_hopd_and_kernel_end() {
     let p = line.prefix.clone();
 
     // Inline SRH inserted by the kernel at h1: hopd (End) -> kernel End at r2 -> h2.
-    line.exec_ok(
+    line.seg6_headend(
         "h1",
-        &[
-            "ip",
-            "-6",
-            "route",
-            "add",
-            H2,
-            "encap",
-            "seg6",
-            "mode",
-            "inline",
-            "segs",
-            &format!("{SID},{KERNEL_END}"),
-            "dev",
-            &format!("{p}-a1"),
-        ],
+        H2,
+        "inline",
+        &format!("{SID},{KERNEL_END}"),
+        &format!("{p}-a1"),
     );
     // And back the other way: kernel End first, then hopd.
-    line.exec_ok(
+    line.seg6_headend(
         "h2",
-        &[
-            "ip",
-            "-6",
-            "route",
-            "add",
-            H1,
-            "encap",
-            "seg6",
-            "mode",
-            "inline",
-            "segs",
-            &format!("{KERNEL_END},{SID}"),
-            "dev",
-            &format!("{p}-c2"),
-        ],
+        H1,
+        "inline",
+        &format!("{KERNEL_END},{SID}"),
+        &format!("{p}-c2"),
     );
     ping(&line, "h1", H2);
     ping(&line, "h2", H1);
@@ -142,23 +120,12 @@ fn kernel_headend_inline_and_encap_cross_hopd_and_kernel_end() {
 
     // Encapsulation: outer IPv6 + SRH (hopd End, then kernel End.DX6 decapsulates to h2).
     line.exec_ok("h1", &["ip", "-6", "route", "del", H2]);
-    line.exec_ok(
+    line.seg6_headend(
         "h1",
-        &[
-            "ip",
-            "-6",
-            "route",
-            "add",
-            H2,
-            "encap",
-            "seg6",
-            "mode",
-            "encap",
-            "segs",
-            &format!("{SID},{KERNEL_DX6}"),
-            "dev",
-            &format!("{p}-a1"),
-        ],
+        H2,
+        "encap",
+        &format!("{SID},{KERNEL_DX6}"),
+        &format!("{p}-a1"),
     );
     ping(&line, "h1", H2);
     let encap_rate = tcp_transfer(&line, "h2", H2, "h1", 16 << 20);
@@ -195,27 +162,9 @@ fn hop_encode_packets_cross_hopd_and_kernel_end() {
     }
     let mut line = Line::new("e");
     line.start_hopd("");
-    let pcap = line.dir.path().join("x.pcap");
-    let out = std::process::Command::new(&hop)
-        .args([
-            "encode",
-            &format!("[{SID}]>[{KERNEL_END}]>[{H2}]:udp+dns+echo"),
-            "--source",
-            H1,
-            "--udp",
-            "--port",
-            "9999",
-            "--pcap",
-        ])
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "hop encode: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pkt = pcap_packet(&std::fs::read(&pcap).unwrap());
+    let address = format!("[{SID}]>[{KERNEL_END}]>[{H2}]:udp+dns+echo");
+    let args = [&address[..], "--source", H1, "--udp", "--port", "9999"];
+    let pkt = hop_encode_packet(&hop, &args, line.dir.path());
     assert_eq!(
         pkt[24..40],
         a(SID).octets(),
@@ -260,8 +209,7 @@ struct Case {
 
 /// `[SID]>[KERNEL_END]>[H2]` as a UDP datagram, from the library `hop encode` uses.
 fn encoded(hop_limit: u8) -> Vec<u8> {
-    use hopstack_encoder::wire::packet::{Ipv6Fields, Upper, build};
-    use hopstack_encoder::wire::srh::{Packet, SrhRepr};
+    use hopstack_encoder::wire::srh::SrhRepr;
     let repr = SrhRepr {
         next_header: 17,
         segments_left: 2,
@@ -270,24 +218,7 @@ fn encoded(hop_limit: u8) -> Vec<u8> {
         segments: vec![a(H2), a(KERNEL_END), a(SID)],
         tlvs: Vec::new(),
     };
-    let mut srh = vec![0u8; repr.buffer_len()];
-    repr.emit(&mut Packet::new_unchecked(&mut srh[..])).unwrap();
-    let mut ip = Ipv6Fields::new(a(H1));
-    ip.hop_limit = hop_limit;
-    let mut buf = vec![0u8; 1500];
-    let n = build(
-        &mut buf,
-        &ip,
-        &srh,
-        &Upper::Udp {
-            src_port: 40000,
-            dst_port: 9999,
-            payload: b"crafted",
-        },
-    )
-    .unwrap();
-    buf.truncate(n);
-    buf
+    udp_with_srh(a(H1), hop_limit, &repr.to_bytes().unwrap(), b"crafted")
 }
 
 fn rfc8754_errors_from_the_real_binary() {

@@ -7,10 +7,13 @@
 //!
 //! Needs root of the initial user namespace (loading an eBPF program).
 
+mod border_support;
+
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
-use hopstack_encoder::wire::packet::{Ipv6Fields, Upper, build};
+use border_support::udp_with_srh;
+
 use hopstack_encoder::wire::srh::{FLAG_O, SrhRepr};
 use hopstack_encoder::wire::tlv::{self, HopName, HopNames, LayerDescriptor, TlvRepr};
 use hopstack_forwarder::border::bpf::Program;
@@ -46,23 +49,14 @@ fn frame(travel: &[&str], sl: u8, hop_limit: u8, flags: u8, tlvs: Vec<TlvRepr>) 
         segments,
         tlvs,
     };
-    let srh = repr.to_bytes().unwrap();
-    let mut ip = Ipv6Fields::new(a("fd00:a::1"));
-    ip.hop_limit = hop_limit;
-    let mut buf = vec![0u8; 2048];
-    let n = build(
-        &mut buf,
-        &ip,
-        &srh,
-        &Upper::Udp {
-            src_port: 40000,
-            dst_port: 9999,
-            payload: b"in-kernel end",
-        },
-    )
-    .unwrap();
+    let packet = udp_with_srh(
+        a("fd00:a::1"),
+        hop_limit,
+        &repr.to_bytes().unwrap(),
+        b"in-kernel end",
+    );
     let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd];
-    f.extend_from_slice(&buf[..n]);
+    f.extend_from_slice(&packet);
     f
 }
 

@@ -141,6 +141,14 @@ fn state() -> State {
     state_with(|_| {})
 }
 
+/// A border whose name cache holds `binding` for `name`, cached at [`NOW`] for `ttl_secs`.
+fn state_knowing(name: &[u8], binding: Binding, ttl_secs: u64) -> State {
+    let mut st = state();
+    st.cache
+        .insert(name, binding, Duration::from_secs(ttl_secs), NOW);
+    st
+}
+
 fn run(state: &mut State, pkt: &mut [u8]) -> (Action, Vec<u8>) {
     let mut out = vec![0u8; OUT_BUF_LEN];
     let act = process(NOW, pkt, state, &mut out);
@@ -536,13 +544,7 @@ fn late_binding_of_a_middle_segment_leaves_the_checksum() {
     let mut b = Pkt::srh(&["fd00:3::1", &ph, SID], 2);
     b.tlvs = hop_names(&[(1, "org")]);
     let orig = b.build();
-    let mut st = state();
-    st.cache.insert(
-        b"org",
-        Binding::Addr(a("fd00:2::2")),
-        Duration::from_secs(5),
-        NOW,
-    );
+    let mut st = state_knowing(b"org", Binding::Addr(a("fd00:2::2")), 5);
     let mut pkt = orig.clone();
     assert_eq!(
         run(&mut st, &mut pkt).0,
@@ -577,13 +579,7 @@ fn a_cached_resolution_failure_is_destination_unreachable_code_3() {
     let mut b = Pkt::srh(&["fd00:3::1", &ph, SID], 2);
     b.tlvs = hop_names(&[(1, "org")]);
     let orig = b.build();
-    let mut st = state();
-    st.cache.insert(
-        b"org",
-        Binding::Failed(ResolveFailure::Nxdomain),
-        Duration::from_secs(30),
-        NOW,
-    );
+    let mut st = state_knowing(b"org", Binding::Failed(ResolveFailure::Nxdomain), 30);
     let (act, out) = run(&mut st, &mut orig.clone());
     expect_icmp(&act, &out, DropReason::Nxdomain, &orig, 1, 3, 0);
     assert_eq!(st.counters.dropped(DropReason::Nxdomain), 1);
@@ -658,13 +654,7 @@ fn truncated_and_garbled_packets_never_panic() {
     let mut b = Pkt::srh(&[&ph, "fd00:2::1", SID], 2);
     b.tlvs = hop_names(&[(0, "yc")]);
     let good = b.build();
-    let mut st = state();
-    st.cache.insert(
-        b"yc",
-        Binding::Addr(a("fd00:3::3")),
-        Duration::from_secs(60),
-        NOW,
-    );
+    let mut st = state_knowing(b"yc", Binding::Addr(a("fd00:3::3")), 60);
     let mut out = vec![0u8; OUT_BUF_LEN];
     for cut in 0..good.len() {
         let mut p = good[..cut].to_vec();
@@ -998,13 +988,7 @@ fn nxdomain_sends_a_stack_report_naming_the_unresolved_hop() {
     b.tlvs
         .extend(trace_tlv("2001:db8::77", 40001, 0x1234_5678, 3));
     let orig = b.build();
-    let mut st = state();
-    st.cache.insert(
-        b"yc",
-        Binding::Failed(ResolveFailure::Nxdomain),
-        Duration::from_secs(30),
-        NOW,
-    );
+    let mut st = state_knowing(b"yc", Binding::Failed(ResolveFailure::Nxdomain), 30);
     let (act, out) = run(&mut st, &mut orig.clone());
     expect_icmp(&act, &out, DropReason::Nxdomain, &orig, 1, 3, 0);
     let Action::Drop {

@@ -134,6 +134,14 @@ impl Line {
         s
     }
 
+    /// On `node`, a kernel headend: `ip -6 route add TO encap seg6 mode MODE segs SEGS dev DEV`.
+    pub fn seg6_headend(&self, node: &str, to: &str, mode: &str, segs: &str, dev: &str) {
+        let route = [
+            "ip", "-6", "route", "add", to, "encap", "seg6", "mode", mode,
+        ];
+        self.exec_ok(node, &[&route[..], &["segs", segs, "dev", dev]].concat());
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("hopd.toml")
     }
@@ -445,6 +453,43 @@ fn srh_via(via: &[Ipv6Addr], to: Ipv6Addr) -> Vec<u8> {
     }
     .to_bytes()
     .expect("a valid SRH")
+}
+
+/// The one packet `hop encode ARGS --pcap FILE` writes (`hop` being the binary at `hop`).
+pub fn hop_encode_packet(hop: &std::path::Path, args: &[&str], dir: &std::path::Path) -> Vec<u8> {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pcap = dir.join(format!("encoded-{call}.pcap"));
+    let out = Command::new(hop)
+        .arg("encode")
+        .args(args)
+        .arg("--pcap")
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hop encode: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pcap_packet(&std::fs::read(&pcap).unwrap())
+}
+
+/// An IPv6 packet from `src` with `hop_limit`, the SRH `srh` and a UDP datagram from port
+/// 40000 to 9999 carrying `payload`, built by the library `hop encode` uses.
+pub fn udp_with_srh(src: Ipv6Addr, hop_limit: u8, srh: &[u8], payload: &[u8]) -> Vec<u8> {
+    use hopstack_encoder::wire::packet::{Ipv6Fields, Upper, build};
+    let mut ip = Ipv6Fields::new(src);
+    ip.hop_limit = hop_limit;
+    let mut buf = vec![0u8; 2048];
+    let upper = Upper::Udp {
+        src_port: 40000,
+        dst_port: 9999,
+        payload,
+    };
+    let n = build(&mut buf, &ip, srh, &upper).unwrap();
+    buf.truncate(n);
+    buf
 }
 
 /// Attach `srh` to every packet the socket sends (the client's own setter).
