@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use hopstack_encoder::wire::srh::SrhRepr;
+use hopstack_testbed::kernel::sockopt;
 
 /// The SRH for reaching `dst` by way of `via` (travel order), as `IPV6_RTHDR` takes it: the
 /// kernel puts `dst` in Segment List[0] and sends to the first of `via`.
@@ -32,9 +33,22 @@ pub fn srh_via(via: &[Ipv6Addr], dst: Ipv6Addr, next_header: u8) -> Result<Vec<u
     .to_bytes()?)
 }
 
+/// [`srh_via`], or `None` for an empty `via`: plain forwarding needs no routing header.
+fn srh_unless_direct(via: &[Ipv6Addr], dst: Ipv6Addr, next_header: u8) -> Result<Option<Vec<u8>>> {
+    if via.is_empty() {
+        return Ok(None);
+    }
+    srh_via(via, dst, next_header).map(Some)
+}
+
 /// The SRH on every packet the socket sends (the client's own setter).
 fn set_rthdr(fd: BorrowedFd<'_>, srh: &[u8]) -> Result<()> {
     hopstack_client::socket::set_rthdr(fd, srh).context("setsockopt(IPV6_RTHDR)")
+}
+
+/// `sa` as the address and length arguments of `sendto`, `connect` and `bind`.
+fn sockaddr_arg<T>(sa: &T) -> (*const libc::sockaddr, libc::socklen_t) {
+    ((sa as *const T).cast(), size_of::<T>() as libc::socklen_t)
 }
 
 fn sockaddr(a: Ipv6Addr, port: u16) -> libc::sockaddr_in6 {
@@ -66,6 +80,7 @@ pub fn ping(
     // also sees the other paths' replies to the same sequence number.
     let base = (std::process::id() & 0xffff) as u16;
     let sa = sockaddr(dst, 0);
+    let (to, to_len) = sockaddr_arg(&sa);
     let mut rtts = vec![Vec::with_capacity(count); paths.len()];
     let mut buf = [0u8; 1500];
     for seq in 0..count as u16 {
@@ -90,8 +105,8 @@ pub fn ping(
                     pkt.as_ptr().cast(),
                     pkt.len(),
                     0,
-                    (&sa as *const libc::sockaddr_in6).cast(),
-                    size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                    to,
+                    to_len,
                 )
             };
             if n < 0 {
@@ -121,8 +136,8 @@ pub fn ping(
 /// receive after 20 ms.
 fn echo_socket(dst: Ipv6Addr, via: &[Ipv6Addr]) -> Result<OwnedFd> {
     let sock = hopstack_testbed::probe::raw_icmpv6_socket()?;
-    if !via.is_empty() {
-        set_rthdr(sock.as_fd(), &srh_via(via, dst, 58)?)?;
+    if let Some(srh) = srh_unless_direct(via, dst, 58)? {
+        set_rthdr(sock.as_fd(), &srh)?;
     }
     let tv = libc::timeval {
         tv_sec: 0,
@@ -163,11 +178,7 @@ pub fn tcp_send(
     secs: f64,
     streams: usize,
 ) -> Result<f64> {
-    let srh = if via.is_empty() {
-        None
-    } else {
-        Some(srh_via(via, dst, 6)?)
-    };
+    let srh = srh_unless_direct(via, dst, 6)?;
     let mut conns = Vec::new();
     for _ in 0..streams {
         // std's connect cannot take a socket option first: make the socket by hand.
@@ -182,14 +193,9 @@ pub fn tcp_send(
             set_rthdr(s.as_fd(), srh)?;
         }
         let sa = sockaddr(dst, port);
-        // SAFETY: sa is a valid sockaddr_in6.
-        let rc = unsafe {
-            libc::connect(
-                s.as_raw_fd(),
-                (&sa as *const libc::sockaddr_in6).cast(),
-                size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-            )
-        };
+        let (addr, len) = sockaddr_arg(&sa);
+        // SAFETY: sa is a valid sockaddr_in6 of that length.
+        let rc = unsafe { libc::connect(s.as_raw_fd(), addr, len) };
         if rc != 0 {
             return Err(std::io::Error::last_os_error())
                 .with_context(|| format!("connect {}", SocketAddrV6::new(dst, port, 0, 0)));
@@ -240,11 +246,7 @@ pub fn udp_flood(
     payload: usize,
 ) -> Result<u64> {
     const BATCH: usize = 64;
-    let srh = if via.is_empty() {
-        None
-    } else {
-        Some(srh_via(via, dst, 17)?)
-    };
+    let srh = srh_unless_direct(via, dst, 17)?;
     let mut socks = Vec::new();
     for _ in 0..flows.max(1) {
         let s = std::net::UdpSocket::bind("[::]:0")?;
@@ -306,28 +308,15 @@ pub fn frame_flood(ifname: &str, frames: &[Vec<u8>], secs: f64) -> Result<u64> {
     sll.sll_family = libc::AF_PACKET as u16;
     sll.sll_protocol = (libc::ETH_P_IPV6 as u16).to_be();
     sll.sll_ifindex = index as i32;
+    let (addr, len) = sockaddr_arg(&sll);
     // SAFETY: binding to a valid sockaddr_ll of its size.
-    let rc = unsafe {
-        libc::bind(
-            sock.as_raw_fd(),
-            (&sll as *const libc::sockaddr_ll).cast(),
-            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
+    let rc = unsafe { libc::bind(sock.as_raw_fd(), addr, len) };
     if rc != 0 {
         return Err(std::io::Error::last_os_error()).context("bind AF_PACKET");
     }
-    let one: libc::c_int = 1;
-    // SAFETY: an int option.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_PACKET,
-            PACKET_QDISC_BYPASS,
-            (&one as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    // Best effort: without the bypass the frames go through the qdisc, fewer per second, but
+    // still counted right.
+    let _ = sockopt::set_int(sock.as_fd(), libc::SOL_PACKET, PACKET_QDISC_BYPASS, 1);
     // SAFETY: plain data, filled below; the pointers stay valid while used.
     let mut iovs: Vec<libc::iovec> = (0..BATCH).map(|_| unsafe { zeroed() }).collect();
     // SAFETY: as above.
@@ -355,17 +344,8 @@ pub fn frame_flood(ifname: &str, frames: &[Vec<u8>], secs: f64) -> Result<u64> {
 pub fn udp_count(port: u16, secs: f64) -> Result<u64> {
     const BATCH: usize = 256;
     let s = std::net::UdpSocket::bind(("::", port))?;
-    let big: libc::c_int = 16 << 20;
-    // SAFETY: SO_RCVBUF takes an int.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&big as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    // Best effort: the kernel caps it at `net.core.rmem_max` anyway.
+    let _ = sockopt::set_int(s.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 16 << 20);
     s.set_read_timeout(Some(Duration::from_millis(100)))?;
     let mut bufs = vec![[0u8; 256]; BATCH];
     // SAFETY: plain data, filled below.
