@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use hopstack_benches::{EIGHT_HOP_LITERALS, THREE_HOP, eight_hop_srh, three_hop_srh};
+use hopstack_benches::{EIGHT_HOP_LITERALS, THREE_HOP, example_srhs};
 use hopstack_encoder::address::StackAddress;
 use hopstack_encoder::wire::srh::{Packet, SrhRepr};
 
@@ -25,10 +25,7 @@ fn parse_stack_address(c: &mut Criterion) {
 
 fn emit_srh(c: &mut Criterion) {
     let mut group = c.benchmark_group("srh_emit");
-    for (name, repr) in [
-        ("three_hop", three_hop_srh()),
-        ("eight_hop", eight_hop_srh()),
-    ] {
+    for (name, repr) in example_srhs() {
         let mut buf = vec![0u8; repr.buffer_len()];
         group.throughput(Throughput::Bytes(buf.len() as u64));
         group.bench_function(name, |b| {
@@ -43,10 +40,7 @@ fn emit_srh(c: &mut Criterion) {
 
 fn parse_and_validate_srh(c: &mut Criterion) {
     let mut group = c.benchmark_group("srh_parse_validate");
-    for (name, repr) in [
-        ("three_hop", three_hop_srh()),
-        ("eight_hop", eight_hop_srh()),
-    ] {
+    for (name, repr) in example_srhs() {
         let bytes = repr.to_bytes().expect("emits");
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         // The zero-copy view alone: what a forwarder does per packet.

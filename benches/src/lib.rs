@@ -33,3 +33,11 @@ pub fn eight_hop_srh() -> SrhRepr {
     let addr = StackAddress::parse(EIGHT_HOP_LITERALS).expect("the example address parses");
     encode::build_srh(&addr, &|_| None).expect("the example address encodes")
 }
+
+/// The two example SRHs by name: [`three_hop_srh`] and [`eight_hop_srh`].
+pub fn example_srhs() -> [(&'static str, SrhRepr); 2] {
+    [
+        ("three_hop", three_hop_srh()),
+        ("eight_hop", eight_hop_srh()),
+    ]
+}
