@@ -141,6 +141,20 @@ pub fn final_hop_toml(hop_name: &str, dir: &Path, services: &[ServiceToml<'_>]) 
     out
 }
 
+/// yc's configuration in the three-hop beds: the web services on [::1]:8080 (`restapiv3`
+/// over end-to-end TLS that hopd terminates with `certs`, `web` over plain HTTP), then
+/// `more` — what each bed adds for its own tests — written to `dir/hopd-yc.toml`.
+pub fn write_yc_config(dir: &Path, certs: &TestCerts, more: &[ServiceToml<'_>]) {
+    let mut services = vec![
+        ServiceToml::proxy("restapiv3", "tcp:[::1]:8080", &["tcp+tls+http"])
+            .terminating(&certs.cert, &certs.key),
+        ServiceToml::proxy("web", "tcp:[::1]:8080", &["tcp+http"]),
+    ];
+    services.extend_from_slice(more);
+    let yc = final_hop_toml("yc", dir, &services);
+    std::fs::write(dir.join("hopd-yc.toml"), yc).expect("write hopd-yc.toml");
+}
+
 /// The host's Python interpreter, for test services run inside the namespaces.
 pub fn python() -> String {
     let out = std::process::Command::new("python3")

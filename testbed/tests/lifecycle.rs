@@ -160,6 +160,15 @@ fn hopbed(args: &[&str], run_base: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
+/// `hopbed exec github.com -- hopbed __resolve org`: org as github.com's DNS view has it.
+fn resolve_org_on_github(run_base: &std::path::Path) -> std::process::Output {
+    let resolve = [env!("CARGO_BIN_EXE_hopbed"), "__resolve", "org"];
+    hopbed(
+        &[&["exec", "github.com", "--"][..], &resolve].concat(),
+        run_base,
+    )
+}
+
 fn cli_up_exec_down() {
     let base = std::env::temp_dir().join(format!("hopbed-cli-{}", std::process::id()));
     // A failing assertion must not leave the background testbed running.
@@ -194,17 +203,7 @@ fn cli_up_exec_down() {
 
     let out = hopbed(&["exec", "org", "--", "hostname"], &base);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "org");
-    let out = hopbed(
-        &[
-            "exec",
-            "github.com",
-            "--",
-            env!("CARGO_BIN_EXE_hopbed"),
-            "__resolve",
-            "org",
-        ],
-        &base,
-    );
+    let out = resolve_org_on_github(&base);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "fc00:2::e");
     let out = hopbed(&["dns-fault", "github", "org", "nxdomain"], &base);
     assert!(
@@ -212,17 +211,7 @@ fn cli_up_exec_down() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = hopbed(
-        &[
-            "exec",
-            "github.com",
-            "--",
-            env!("CARGO_BIN_EXE_hopbed"),
-            "__resolve",
-            "org",
-        ],
-        &base,
-    );
+    let out = resolve_org_on_github(&base);
     assert!(!out.status.success());
 
     let state: serde_json::Value =

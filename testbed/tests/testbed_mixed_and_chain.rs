@@ -9,44 +9,15 @@ fn srh_packet_crosses_kernel_end_nodes_and_arrives_at_the_final_node() {
 fn kernel_srv6_inside_a_node() {
     let tb = common::start("mixed");
     // encap seg6 mode encap and other seg6local actions can be added at run time, too.
-    tb.exec_ok(
-        "r2",
-        [
-            "ip",
-            "-6",
-            "route",
-            "add",
-            "fd00:99::/64",
-            "encap",
-            "seg6",
-            "mode",
-            "encap",
-            "segs",
-            "fc00:3::e",
-            "dev",
-            "eth1",
-        ],
-    )
-    .unwrap();
-    tb.exec_ok(
-        "r2",
-        [
-            "ip",
-            "-6",
-            "route",
-            "add",
-            "fc00:2::d/128",
-            "encap",
-            "seg6local",
-            "action",
-            "End.DT6",
-            "table",
-            "254",
-            "dev",
-            "eth0",
-        ],
-    )
-    .unwrap();
+    for route in [
+        "fd00:99::/64 encap seg6 mode encap segs fc00:3::e dev eth1",
+        "fc00:2::d/128 encap seg6local action End.DT6 table 254 dev eth0",
+    ] {
+        let argv = ["ip", "-6", "route", "add"]
+            .into_iter()
+            .chain(route.split(' '));
+        tb.exec_ok("r2", argv).unwrap();
+    }
     let r = tb.exec_ok("r2", ["ip", "-6", "route"]).unwrap();
     assert!(
         r.contains("encap seg6 mode encap segs 1 [ fc00:3::e ]"),

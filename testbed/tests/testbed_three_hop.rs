@@ -165,9 +165,9 @@ fn missing_programs_and_unknown_nodes_are_reported() {
 #[test]
 fn optional_processes_that_do_not_exist_are_skipped_and_said() {
     let dir = tempdir();
-    let file = dir.join("t.toml");
-    std::fs::write(
-        &file,
+    let file = write_file(
+        &dir,
+        "t.toml",
         r#"name = "opt"
 [[nodes]]
 name = "a"
@@ -179,12 +179,8 @@ optional = true
 name = "echo"
 cmd = ["{bin:hopbed}", "__udp-echo", "[::1]:7"]
 "#,
-    )
-    .unwrap();
-    let tb = hopstack_testbed::Testbed::builder(&file)
-        .hopbed_exe(common::hopbed())
-        .start()
-        .unwrap();
+    );
+    let tb = start_file(&file).unwrap();
     assert_eq!(tb.skipped().len(), 1);
     assert!(
         tb.skipped()[0].contains("definitely-not-built"),
@@ -204,13 +200,23 @@ cmd = ["{bin:hopbed}", "__udp-echo", "[::1]:7"]
             .replace("optional = true", ""),
     )
     .unwrap();
-    let e = hopstack_testbed::Testbed::builder(&file)
-        .hopbed_exe(common::hopbed())
-        .start()
-        .err()
-        .expect("start must fail");
+    let e = start_file(&file).err().expect("start must fail");
     assert!(e.to_string().contains("definitely-not-built"), "{e}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Starts the topology in `file` with this package's `hopbed`.
+fn start_file(file: &std::path::Path) -> Result<hopstack_testbed::Testbed, Error> {
+    hopstack_testbed::Testbed::builder(file)
+        .hopbed_exe(common::hopbed())
+        .start()
+}
+
+/// Writes `text` to `dir/name` and returns the path.
+fn write_file(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let file = dir.join(name);
+    std::fs::write(&file, text).unwrap();
+    file
 }
 
 fn tempdir() -> std::path::PathBuf {
@@ -245,9 +251,9 @@ fn processes_outlive_the_thread_that_spawned_them() {
 #[test]
 fn a_start_failure_names_the_node_and_what_the_kernel_said() {
     let dir = tempdir();
-    let file = dir.join("bad.toml");
-    std::fs::write(
-        &file,
+    let file = write_file(
+        &dir,
+        "bad.toml",
         r#"name = "bad"
 [[nodes]]
 name = "a"
@@ -258,12 +264,9 @@ name = "b"
 a = { node = "a", addrs = ["fd00:1::1/64"] }
 b = { node = "b", addrs = ["fd00:1::2/64"] }
 "#,
-    )
-    .unwrap();
+    );
     let links = common::host_links();
-    let e = hopstack_testbed::Testbed::builder(&file)
-        .hopbed_exe(common::hopbed())
-        .start()
+    let e = start_file(&file)
         .err()
         .expect("the gateway is not on any link");
     let msg = e.to_string();
@@ -285,9 +288,9 @@ fn process_templates_are_expanded_into_the_node_run_dir() {
         "run={run}\ndir={dir}\nbin={bin:hopd}\n",
     )
     .unwrap();
-    let file = dir.join("t.toml");
-    std::fs::write(
-        &file,
+    let file = write_file(
+        &dir,
+        "t.toml",
         r#"name = "tmpl"
 [[nodes]]
 name = "a"
@@ -297,12 +300,8 @@ cmd = ["sh", "-c", "cat conf.txt; echo cwd=$(pwd); echo env=$WHERE; sleep 30"]
 templates = { "conf.txt" = "conf.in" }
 env = { WHERE = "{run}" }
 "#,
-    )
-    .unwrap();
-    let tb = hopstack_testbed::Testbed::builder(&file)
-        .hopbed_exe(common::hopbed())
-        .start()
-        .unwrap();
+    );
+    let tb = start_file(&file).unwrap();
     let run = tb.run_dir().join("nodes/a");
     let bin = common::hopbed().parent().unwrap().join("hopd");
     let want = format!(

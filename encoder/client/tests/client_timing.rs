@@ -1,5 +1,5 @@
 //! A cached request skips DNS and the probe, as `-v`/`--json` timings show. How long it takes
-//! is measured by the dataplane benchmark (`benches/src/bin/dataplane.rs`, release builds, side
+//! is measured by the dataplane benchmark (`benches/src/bin/dataplane/`, release builds, side
 //! by side with the kernel and a direct request), not here: a timed debug-build test on a shared
 //! machine says nothing about speed.
 //!

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use hopstack_testbed::Testbed;
 use hopstack_testbed::fixture::{
-    ServiceToml, final_hop_toml, python, write_border_configs, write_test_ca,
+    ServiceToml, python, write_border_configs, write_test_ca, write_yc_config,
 };
 
 pub fn hoptrace() -> PathBuf {
@@ -120,19 +120,12 @@ fn write_configs(dir: &Path) {
     std::fs::write(dir.join("http503.py"), HTTP_503).unwrap();
 
     write_border_configs(dir, |_| String::new());
-    let yc = final_hop_toml(
-        "yc",
-        dir,
-        &[
-            ServiceToml::proxy("restapiv3", "tcp:[::1]:8080", &["tcp+tls+http"])
-                .terminating(&certs.cert, &certs.key),
-            ServiceToml::proxy("web", "tcp:[::1]:8080", &["tcp+http"]),
-            ServiceToml::proxy("broken", "tcp:[::1]:8081", &["tcp+http"]),
-            // Says it speaks tls, but the target is plain HTTP: every handshake fails.
-            ServiceToml::proxy("plainonly", "tcp:[::1]:8080", &["tcp+tls+http"]),
-        ],
-    );
-    std::fs::write(dir.join("hopd-yc.toml"), yc).unwrap();
+    let more = [
+        ServiceToml::proxy("broken", "tcp:[::1]:8081", &["tcp+http"]),
+        // Says it speaks tls, but the target is plain HTTP: every handshake fails.
+        ServiceToml::proxy("plainonly", "tcp:[::1]:8080", &["tcp+tls+http"]),
+    ];
+    write_yc_config(dir, &certs, &more);
 }
 
 impl Bed {

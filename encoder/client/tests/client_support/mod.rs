@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use hopstack_testbed::Testbed;
 use hopstack_testbed::fixture::{
-    ServiceToml, final_hop_toml, python, write_border_configs, write_test_ca,
+    ServiceToml, python, write_border_configs, write_test_ca, write_yc_config,
 };
 
 pub struct Bed {
@@ -72,18 +72,11 @@ fn write_configs(dir: &Path, fast_path: bool) -> PathBuf {
             String::new()
         }
     });
-    let yc = final_hop_toml(
-        "yc",
-        dir,
-        &[
-            ServiceToml::proxy("restapiv3", "tcp:[::1]:8080", &["tcp+tls+http"])
-                .terminating(&certs.cert, &certs.key),
-            ServiceToml::proxy("web", "tcp:[::1]:8080", &["tcp+http"]),
-            ServiceToml::proxy("echo", "tcp:[::1]:7007", &["tcp"]),
-            ServiceToml::udp("uecho", "[::1]:7", &["udp"]),
-        ],
-    );
-    std::fs::write(dir.join("hopd-yc.toml"), yc).unwrap();
+    let more = [
+        ServiceToml::proxy("echo", "tcp:[::1]:7007", &["tcp"]),
+        ServiceToml::udp("uecho", "[::1]:7", &["udp"]),
+    ];
+    write_yc_config(dir, &certs, &more);
     certs.ca
 }
 
