@@ -155,15 +155,7 @@ fn udp_service_is_reached_as_udp_dns_name() {
         return;
     }
     // A CoAP/DNS-like echo: answers each datagram with "echo:" + datagram.
-    let svc = std::net::UdpSocket::bind("[::1]:5353").unwrap();
-    std::thread::spawn(move || {
-        let mut b = [0u8; 2048];
-        while let Ok((n, from)) = svc.recv_from(&mut b) {
-            let mut out = b"echo:".to_vec();
-            out.extend_from_slice(&b[..n]);
-            let _ = svc.send_to(&out, from);
-        }
-    });
+    udp_echo_service("[::1]:5353");
     let hopd = Hopd::start(
         PORT,
         r#"

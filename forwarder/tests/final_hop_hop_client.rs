@@ -56,37 +56,19 @@ fn hop_get_and_cat_reach_services_through_hopd() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let svc = std::net::UdpSocket::bind("[::1]:5353").unwrap();
-    std::thread::spawn(move || {
-        let mut b = [0u8; 2048];
-        while let Ok((n, from)) = svc.recv_from(&mut b) {
-            let mut out = b"echo:".to_vec();
-            out.extend_from_slice(&b[..n]);
-            let _ = svc.send_to(&out, from);
-        }
-    });
+    udp_echo_service("[::1]:5353");
     let ck = rcgen::generate_simple_self_signed(vec!["restapiv3.yc".to_owned()]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("c.pem"), ck.cert.pem()).unwrap();
     std::fs::write(dir.path().join("k.pem"), ck.signing_key.serialize_pem()).unwrap();
     let ca = dir.path().join("c.pem").display().to_string();
-    let hopd = Hopd::start_in(
-        dir,
-        PORT,
-        r#"
-        [final_hop.services.restapiv3]
-        mode = "proxy"
-        target = "tcp:[::1]:8080"
-        layers = ["tcp+http", "tcp+tls+http"]
-        tls = "terminate"
-        cert = "{dir}/c.pem"
-        key = "{dir}/k.pem"
-        [final_hop.services.resolver]
-        mode = "udp"
-        target = "[::1]:5353"
-        layers = ["udp+dns"]
-        "#,
-    );
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    let services = services_toml(&[
+        ServiceToml::proxy("restapiv3", "tcp:[::1]:8080", &["tcp+http", "tcp+tls+http"])
+            .terminating(&cert, &key),
+        ServiceToml::udp("resolver", "[::1]:5353", &["udp+dns"]),
+    ]);
+    let hopd = Hopd::start_in(dir, PORT, &services);
     let t0 = std::time::Instant::now();
     while std::net::TcpStream::connect(("::1", 8080)).is_err() {
         assert!(t0.elapsed() < Duration::from_secs(10));

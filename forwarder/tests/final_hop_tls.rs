@@ -171,26 +171,13 @@ fn tls_terminate_reaches_a_plain_service_and_errors_in_band() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("svc.crt"), &hop_cert.pem).unwrap();
     std::fs::write(dir.path().join("svc.key"), &hop_cert.key_pem).unwrap();
-    let hopd = Hopd::start_in(
-        dir,
-        PORT,
-        r#"
-        [final_hop.services.restapiv3]
-        mode = "proxy"
-        target = "tcp:[::1]:8080"
-        layers = ["tcp+tls+http", "tcp+http"]
-        tls = "terminate"
-        cert = "{dir}/svc.crt"
-        key = "{dir}/svc.key"
-        [final_hop.services.down]
-        mode = "proxy"
-        target = "tcp:[::1]:8081"
-        layers = ["tcp+tls+http"]
-        tls = "terminate"
-        cert = "{dir}/svc.crt"
-        key = "{dir}/svc.key"
-        "#,
-    );
+    let (cert, key) = (dir.path().join("svc.crt"), dir.path().join("svc.key"));
+    let services = services_toml(&[
+        ServiceToml::proxy("restapiv3", "tcp:[::1]:8080", &["tcp+tls+http", "tcp+http"])
+            .terminating(&cert, &key),
+        ServiceToml::proxy("down", "tcp:[::1]:8081", &["tcp+tls+http"]).terminating(&cert, &key),
+    ]);
+    let hopd = Hopd::start_in(dir, PORT, &services);
     let tcp = tcp_connect(hopd.addr, &srh(&[LO], "tcp+tls+http", "restapiv3", None)).unwrap();
     let mut s = tls_client(tcp, &hop_cert.der, "restapiv3.yc");
     s.write_all(b"GET / HTTP/1.1\r\nHost: restapiv3.yc\r\n\r\n")

@@ -127,6 +127,15 @@ impl<'a> ServiceToml<'a> {
     }
 }
 
+/// The `[final_hop.services.*]` tables of `services`.
+pub fn services_toml(services: &[ServiceToml<'_>]) -> String {
+    let mut out = String::new();
+    for s in services {
+        s.write(&mut out);
+    }
+    out
+}
+
 /// hopd's configuration for the final hop `hop_name`, listening on `[::]:7443`, its control
 /// socket in `dir`, with `services`.
 pub fn final_hop_toml(hop_name: &str, dir: &Path, services: &[ServiceToml<'_>]) -> String {
@@ -135,9 +144,7 @@ pub fn final_hop_toml(hop_name: &str, dir: &Path, services: &[ServiceToml<'_>]) 
          control_socket = \"{}/{hop_name}-control.sock\"\n",
         dir.display()
     );
-    for s in services {
-        s.write(&mut out);
-    }
+    out.push_str(&services_toml(services));
     out
 }
 
@@ -153,6 +160,35 @@ pub fn write_yc_config(dir: &Path, certs: &TestCerts, more: &[ServiceToml<'_>]) 
     services.extend_from_slice(more);
     let yc = final_hop_toml("yc", dir, &services);
     std::fs::write(dir.join("hopd-yc.toml"), yc).expect("write hopd-yc.toml");
+}
+
+/// On `node` of `tb`, Python's `http.server` serving the directory `root` on `[bind]:port`
+/// (process name `http`).
+pub fn spawn_http_server(
+    tb: &crate::Testbed,
+    node: &str,
+    bind: &str,
+    root: &Path,
+    port: u16,
+) -> Result<u32, crate::Error> {
+    let (py, root, port) = (python(), root.display().to_string(), port.to_string());
+    let argv = [py.as_str(), "-m", "http.server", "--bind", bind];
+    tb.spawn(
+        node,
+        "http",
+        argv.into_iter().chain(["--directory", &root, &port]),
+    )
+}
+
+/// The hopds of the three-hop beds on github.com, org and yc, each reading
+/// `dir/hopd-<github|org|yc>.toml` ([`write_border_configs`], [`write_yc_config`]).
+pub fn spawn_three_hopds(tb: &crate::Testbed, hopd: &Path, dir: &Path) -> Result<(), crate::Error> {
+    let hopd = hopd.display().to_string();
+    for (node, cfg) in [("github.com", "github"), ("org", "org"), ("yc", "yc")] {
+        let config = dir.join(format!("hopd-{cfg}.toml")).display().to_string();
+        tb.spawn(node, "hopd", [hopd.as_str(), "--config", &config])?;
+    }
+    Ok(())
 }
 
 /// The host's Python interpreter, for test services run inside the namespaces.

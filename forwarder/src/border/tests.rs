@@ -470,6 +470,33 @@ fn late_binding_of_the_final_segment_fixes_the_udp_checksum() {
     assert_eq!(st.counters.names_bound, 1);
 }
 
+/// Case `k` of the checksum walks: a UDP packet to hop name `h` (placeholder `ph`, payload
+/// length varying with `k`) and the address `h` is bound to, spread over the address space
+/// so that some sums wrap.
+struct BindingCase {
+    ph: String,
+    pkt: Vec<u8>,
+    udp_at: usize,
+    addr: Ipv6Addr,
+}
+
+fn binding_case(k: u32) -> BindingCase {
+    let ph = placeholder((k % 7) as u8);
+    let mut b = Pkt::srh(&[&ph, SID], 1);
+    b.tlvs = hop_names(&[(0, "h")]);
+    b.payload = k.to_be_bytes().repeat((k % 5 + 1) as usize);
+    let pkt = b.build();
+    let udp_at = pkt.len() - 8 - b.payload.len();
+    let addr =
+        Ipv6Addr::from(u128::from(k).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
+    BindingCase {
+        ph,
+        pkt,
+        udp_at,
+        addr,
+    }
+}
+
 /// Checksum offload: a packet from the TUN with a partial checksum (`NEEDS_CSUM`) holds only
 /// the pseudo-header sum in its checksum field. Binding Segment List[0] must update that sum,
 /// so that the kernel, completing the checksum over the payload later, gets one that verifies
@@ -478,24 +505,20 @@ fn late_binding_of_the_final_segment_fixes_the_udp_checksum() {
 fn late_binding_updates_a_partial_checksum_for_the_bound_final_destination() {
     use hopstack_encoder::wire::checksum;
     for k in 0u32..300 {
-        let ph = placeholder((k % 7) as u8);
-        let mut b = Pkt::srh(&[&ph, SID], 1);
-        b.tlvs = hop_names(&[(0, "h")]);
-        b.payload = k.to_be_bytes().repeat((k % 5 + 1) as usize);
-        let mut pkt = b.build();
-        let udp_at = pkt.len() - 8 - b.payload.len();
+        let BindingCase {
+            ph,
+            mut pkt,
+            udp_at,
+            addr,
+        } = binding_case(k);
         let udp_len = (pkt.len() - udp_at) as u32;
         // What the sender's kernel leaves in the field: the pseudo-header sum, uncomplemented.
         let partial = checksum::pseudo_header(&a(SRC), &a(&ph), 17, udp_len);
         pkt[udp_at + 6..udp_at + 8].copy_from_slice(&partial.to_be_bytes());
-        let addr =
-            Ipv6Addr::from(u128::from(k).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
         if addr == a(SID) {
             continue;
         }
-        let mut st = state();
-        st.cache
-            .insert(b"h", Binding::Addr(addr), Duration::from_secs(60), NOW);
+        let mut st = state_knowing(b"h", Binding::Addr(addr), 60);
         let mut out = vec![0u8; OUT_BUF_LEN];
         let meta = PacketMeta {
             checksum_partial: true,
@@ -519,21 +542,17 @@ fn late_binding_updates_a_partial_checksum_for_the_bound_final_destination() {
 fn incremental_checksum_matches_full_recompute_for_many_addresses() {
     // Walk many (placeholder -> address) pairs, including ones that make the sum wrap.
     for k in 0u32..300 {
-        let ph = placeholder((k % 7) as u8);
-        let mut b = Pkt::srh(&[&ph, SID], 1);
-        b.tlvs = hop_names(&[(0, "h")]);
-        b.payload = k.to_be_bytes().repeat((k % 5 + 1) as usize);
-        let mut pkt = b.build();
-        let addr =
-            Ipv6Addr::from(u128::from(k).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
-        let mut st = state();
-        st.cache
-            .insert(b"h", Binding::Addr(addr), Duration::from_secs(60), NOW);
+        let BindingCase {
+            mut pkt,
+            udp_at,
+            addr,
+            ..
+        } = binding_case(k);
+        let mut st = state_knowing(b"h", Binding::Addr(addr), 60);
         if addr == a(SID) {
             continue;
         }
         assert!(matches!(run(&mut st, &mut pkt).0, Action::Forward { .. }));
-        let udp_at = pkt.len() - 8 - b.payload.len();
         verify_udp_checksum(&pkt, udp_at, addr);
     }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use hopstack_encoder::Layer;
 use hopstack_encoder::wire::srh::{Packet, SrhRepr};
 use hopstack_encoder::wire::tlv::{LayerDescriptor, TlvRepr, Trace};
+pub use hopstack_testbed::fixture::{ServiceToml, services_toml};
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn6};
 
 /// Moves the calling thread into a fresh network namespace with `lo` up and SRv6 accepted
@@ -133,6 +134,19 @@ pub fn udp_connect(to: SocketAddr, srh: &[u8]) -> UdpSocket {
     s
 }
 
+/// A UDP service on `addr` that answers each datagram with "echo:" and the datagram.
+pub fn udp_echo_service(addr: &str) {
+    let svc = UdpSocket::bind(addr).unwrap();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 2048];
+        while let Ok((n, from)) = svc.recv_from(&mut b) {
+            let mut out = b"echo:".to_vec();
+            out.extend_from_slice(&b[..n]);
+            let _ = svc.send_to(&out, from);
+        }
+    });
+}
+
 /// A running `hopd` (killed on drop; its log is printed if the test panicked).
 pub struct Hopd {
     pub child: Child,
@@ -153,12 +167,10 @@ impl Hopd {
     /// Starts hopd with one proxy service: `name` accepting `layers` (e.g. "tcp+http"),
     /// relayed to `target` (e.g. "tcp:[::1]:8080").
     pub fn proxy(port: u16, name: &str, target: &str, layers: &str) -> Hopd {
+        let layers = [layers];
         Hopd::start(
             port,
-            &format!(
-                "[final_hop.services.{name}]\nmode = \"proxy\"\ntarget = \"{target}\"\n\
-                 layers = [\"{layers}\"]\n"
-            ),
+            &services_toml(&[ServiceToml::proxy(name, target, &layers)]),
         )
     }
 

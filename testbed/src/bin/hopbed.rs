@@ -134,24 +134,15 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Some("__tcp-echo") if args.len() == 3 => {
-            let r = args[2]
-                .parse()
-                .map_err(anyhow::Error::from)
-                .and_then(hopstack_testbed::probe::tcp_echo);
+        Some(mode @ ("__tcp-echo" | "__udp-echo")) if args.len() == 3 => {
+            let serve = match mode {
+                "__tcp-echo" => hopstack_testbed::probe::tcp_echo,
+                _ => hopstack_testbed::probe::udp_echo,
+            };
+            let r = args[2].parse().map_err(anyhow::Error::from).and_then(serve);
             eprintln!(
-                "tcp-echo: {:#}",
-                r.err().map(|e| e.to_string()).unwrap_or_default()
-            );
-            return ExitCode::from(1);
-        }
-        Some("__udp-echo") if args.len() == 3 => {
-            let r = args[2]
-                .parse()
-                .map_err(anyhow::Error::from)
-                .and_then(hopstack_testbed::probe::udp_echo);
-            eprintln!(
-                "udp-echo: {:#}",
+                "{}: {:#}",
+                mode.trim_start_matches('_'),
                 r.err().map(|e| e.to_string()).unwrap_or_default()
             );
             return ExitCode::from(1);

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use hopstack_testbed::Testbed;
 use hopstack_testbed::fixture::{
-    ServiceToml, python, write_border_configs, write_test_ca, write_yc_config,
+    ServiceToml, python, spawn_http_server, spawn_three_hopds, write_border_configs, write_test_ca,
+    write_yc_config,
 };
 
 pub fn hoptrace() -> PathBuf {
@@ -143,33 +144,10 @@ impl Bed {
         write_configs(dir.path());
         let d = dir.path().display().to_string();
         let py = python();
-        let www = format!("{d}/www");
-        tb.spawn(
-            "yc",
-            "http",
-            [
-                py.as_str(),
-                "-m",
-                "http.server",
-                "--bind",
-                "::1",
-                "--directory",
-                &www,
-                "8080",
-            ],
-        )
-        .unwrap();
+        spawn_http_server(&tb, "yc", "::1", &dir.path().join("www"), 8080).unwrap();
         tb.spawn("yc", "http503", [py.as_str(), &format!("{d}/http503.py")])
             .unwrap();
-        let hopd = hopd.to_str().unwrap();
-        for (node, cfg) in [("github.com", "github"), ("org", "org"), ("yc", "yc")] {
-            tb.spawn(
-                node,
-                "hopd",
-                [hopd, "--config", &format!("{d}/hopd-{cfg}.toml")],
-            )
-            .unwrap();
-        }
+        spawn_three_hopds(&tb, &hopd, dir.path()).unwrap();
         let bed = Bed { tb, dir };
         bed.wait_ready();
         bed

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use hopstack_testbed::Testbed;
 use hopstack_testbed::fixture::{
-    ServiceToml, python, write_border_configs, write_test_ca, write_yc_config,
+    ServiceToml, python, spawn_http_server, spawn_three_hopds, write_border_configs, write_test_ca,
+    write_yc_config,
 };
 
 pub struct Bed {
@@ -103,23 +104,8 @@ impl Bed {
         let ca = write_configs(dir.path(), fast_path);
         let d = dir.path().display().to_string();
         let py = python();
-        let www = format!("{d}/www");
-        tb.spawn(
-            "yc",
-            "http",
-            [
-                py.as_str(),
-                "-m",
-                "http.server",
-                "--bind",
-                // `::`, not `::1`: the timing test also reaches it directly, without hopstack.
-                "::",
-                "--directory",
-                &www,
-                "8080",
-            ],
-        )
-        .unwrap();
+        // `::`, not `::1`: the timing test also reaches it directly, without hopstack.
+        spawn_http_server(&tb, "yc", "::", &dir.path().join("www"), 8080).unwrap();
         tb.spawn("yc", "tcp-echo", [py.as_str(), &format!("{d}/tcp_echo.py")])
             .unwrap();
         tb.spawn(
@@ -128,15 +114,7 @@ impl Bed {
             [hopbed.to_str().unwrap(), "__udp-echo", "[::1]:7"],
         )
         .unwrap();
-        let hopd = hopd.to_str().unwrap();
-        for (node, cfg) in [("github.com", "github"), ("org", "org"), ("yc", "yc")] {
-            tb.spawn(
-                node,
-                "hopd",
-                [hopd, "--config", &format!("{d}/hopd-{cfg}.toml")],
-            )
-            .unwrap();
-        }
+        spawn_three_hopds(&tb, &hopd, dir.path()).unwrap();
         let bed = Bed { tb, dir, hop, ca };
         bed.wait_ready();
         bed
