@@ -66,6 +66,13 @@ fn proxy_mode_reaches_a_real_http_server() {
     assert!(r.ends_with("\r\n\r\nalice\nbob\n"), "{r}");
 }
 
+/// `GET /` to `service` at `hopd` over `stack`, and the whole answer.
+fn get_root(hopd: &Hopd, stack: &str, service: &str) -> String {
+    let mut s = tcp_connect(hopd.addr, &srh(&[LO], stack, service, None)).unwrap();
+    s.write_all(&get("/")).unwrap();
+    read_all(&mut s)
+}
+
 fn error_of(r: &str) -> &str {
     r.lines()
         .find_map(|l| l.strip_prefix("Hopstack-Error: "))
@@ -78,21 +85,14 @@ fn per_layer_errors_are_told_in_http_and_by_rst() {
     }
     let hopd = Hopd::start(
         PORT,
-        r#"
-        [final_hop.services.restapiv3]
-        mode = "proxy"
-        target = "tcp:[::1]:8081"     # nothing listens there: service down
-        layers = ["tcp+http"]
-        [final_hop.services.echo7]
-        mode = "proxy"
-        target = "tcp:[::1]:8082"
-        layers = ["tcp"]
-        "#,
+        &services_toml(&[
+            // Nothing listens on 8081: service down.
+            ServiceToml::proxy("restapiv3", "tcp:[::1]:8081", &["tcp+http"]),
+            ServiceToml::proxy("echo7", "tcp:[::1]:8082", &["tcp"]),
+        ]),
     );
     // Unknown service.
-    let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", "nosuch", None)).unwrap();
-    s.write_all(&get("/")).unwrap();
-    let r = read_all(&mut s);
+    let r = get_root(&hopd, "tcp+http", "nosuch");
     assert!(r.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{r}");
     assert_eq!(
         error_of(&r),
@@ -106,9 +106,7 @@ fn per_layer_errors_are_told_in_http_and_by_rst() {
     assert_eq!(body["error"]["message"], "no service `nosuch` on this host");
 
     // Layer mismatch: restapiv3 speaks tcp+http, not tcp+h2.
-    let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http+h2", "restapiv3", None)).unwrap();
-    s.write_all(&get("/")).unwrap();
-    let r = read_all(&mut s);
+    let r = get_root(&hopd, "tcp+http+h2", "restapiv3");
     assert!(r.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{r}");
     assert_eq!(
         error_of(&r),
@@ -120,9 +118,7 @@ fn per_layer_errors_are_told_in_http_and_by_rst() {
     );
 
     // Service down.
-    let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", "restapiv3", None)).unwrap();
-    s.write_all(&get("/")).unwrap();
-    let r = read_all(&mut s);
+    let r = get_root(&hopd, "tcp+http", "restapiv3");
     assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{r}");
     assert_eq!(
         error_of(&r),

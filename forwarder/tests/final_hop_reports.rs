@@ -16,19 +16,14 @@ use hopstack_encoder::wire::tlv::Trace;
 
 const LO: Ipv6Addr = Ipv6Addr::LOCALHOST;
 
-const CONFIG: &str = r#"
-[final_hop.services.restapiv3]
-mode = "proxy"
-target = "tcp:[::1]:8080"
-layers = ["tcp+http"]
-[final_hop.services.down]
-mode = "proxy"
-target = "unix:/nonexistent/down.sock"
-layers = ["tcp+http"]
-[final_hop.services.h]
-mode = "handoff"
-layers = ["tcp+http"]
-"#;
+/// restapiv3 (proxy, up), down (proxy to a socket nobody listens on), h (hand-off).
+fn config() -> String {
+    services_toml(&[
+        ServiceToml::proxy("restapiv3", "tcp:[::1]:8080", &["tcp+http"]),
+        ServiceToml::proxy("down", "unix:/nonexistent/down.sock", &["tcp+http"]),
+        ServiceToml::handoff("h", &["tcp+http"]),
+    ])
+}
 
 fn report_socket() -> (UdpSocket, u16) {
     let s = UdpSocket::bind("[::1]:0").unwrap();
@@ -47,7 +42,7 @@ fn tcp_failures_are_reported_to_the_trace_report_address() {
     if !enter_netns() {
         return;
     }
-    let hopd = Hopd::start(PORT, CONFIG);
+    let hopd = Hopd::start(PORT, &config());
     let (reports, rport) = report_socket();
     for (stack, name, layer, reason) in [
         (
@@ -108,7 +103,7 @@ fn probes_are_answered_with_path_and_service_status() {
         return;
     }
     let _svc = std::net::TcpListener::bind("[::1]:8080").unwrap();
-    let hopd = Hopd::start(PORT, CONFIG);
+    let hopd = Hopd::start(PORT, &config());
 
     let a = probe(&hopd, "tcp+http", "restapiv3");
     assert_eq!(a.status, ServiceStatus::Exists, "{}", a.text);
@@ -150,7 +145,7 @@ fn probe_without_trace_is_answered_to_its_source() {
     if !enter_netns() {
         return;
     }
-    let hopd = Hopd::start(PORT, CONFIG);
+    let hopd = Hopd::start(PORT, &config());
     let c = udp_connect(
         hopd.addr,
         &srh_flags(&[LO], "tcp+http", "nosuch", None, FLAG_O),
@@ -175,22 +170,12 @@ fn probes_advertise_a_direct_port_only_when_the_service_exists() {
     let _svc = std::net::TcpListener::bind("[::1]:8080").unwrap();
     let hopd = Hopd::start(
         PORT,
-        r#"
-[final_hop.services.web]
-mode = "proxy"
-target = "tcp:[::1]:8080"
-layers = ["tcp+http"]
-direct_port = 8090
-[final_hop.services.gone]
-mode = "proxy"
-target = "unix:/nonexistent/gone.sock"
-layers = ["tcp+http"]
-direct_port = 8091
-[final_hop.services.plain]
-mode = "proxy"
-target = "tcp:[::1]:8080"
-layers = ["tcp+http"]
-"#,
+        &services_toml(&[
+            ServiceToml::proxy("web", "tcp:[::1]:8080", &["tcp+http"]).direct_port(8090),
+            ServiceToml::proxy("gone", "unix:/nonexistent/gone.sock", &["tcp+http"])
+                .direct_port(8091),
+            ServiceToml::proxy("plain", "tcp:[::1]:8080", &["tcp+http"]),
+        ]),
     );
     let a = probe(&hopd, "tcp+http", "web");
     assert_eq!(a.status, ServiceStatus::Exists, "{}", a.text);

@@ -11,7 +11,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use final_hop_support::{read_all, srh, tcp_connect, udp_connect};
+use final_hop_support::{ServiceToml, read_all, services_toml, srh, tcp_connect, udp_connect};
 use hopstack_encoder::Layer;
 use hopstack_forwarder::service::Listener;
 use hopstack_testbed::Testbed;
@@ -154,20 +154,13 @@ listen = "[::]:{PORT}"
 hop_name = "yc"
 control_socket = "{}"
 ingress = ["eth0"]
-[final_hop.services.restapiv3]
-mode = "proxy"
-target = "tcp:[::1]:8080"
-layers = ["tcp+http"]
-[final_hop.services.api]
-mode = "handoff"
-layers = ["tcp+http"]
-[final_hop.services.resolver]
-mode = "udp"
-target = "[::1]:5353"
-layers = ["udp+dns"]
 "#,
             control.display()
-        ),
+        ) + &services_toml(&[
+            ServiceToml::proxy("restapiv3", "tcp:[::1]:8080", &["tcp+http"]),
+            ServiceToml::handoff("api", &["tcp+http"]),
+            ServiceToml::udp("resolver", "[::1]:5353", &["udp+dns"]),
+        ]),
     )
     .unwrap();
     let www = dir.path().join("www");

@@ -81,6 +81,8 @@ pub struct ServiceToml<'a> {
     pub layers: &'a [&'a str],
     /// `tls = "terminate"` with these certificate and key files.
     pub terminate: Option<(&'a Path, &'a Path)>,
+    /// `direct_port`: the port clients may connect to the service on directly.
+    pub direct_port: Option<u16>,
 }
 
 impl<'a> ServiceToml<'a> {
@@ -92,6 +94,17 @@ impl<'a> ServiceToml<'a> {
             target: Some(target),
             layers,
             terminate: None,
+            direct_port: None,
+        }
+    }
+
+    /// A hand-off service (its process registers on hopd's control socket).
+    pub fn handoff(name: &'a str, layers: &'a [&'a str]) -> Self {
+        ServiceToml {
+            name,
+            mode: "handoff",
+            layers,
+            ..Default::default()
         }
     }
 
@@ -111,6 +124,14 @@ impl<'a> ServiceToml<'a> {
         }
     }
 
+    /// The same, with a direct port.
+    pub fn direct_port(self, port: u16) -> Self {
+        ServiceToml {
+            direct_port: Some(port),
+            ..self
+        }
+    }
+
     fn write(&self, out: &mut String) {
         let _ = writeln!(out, "\n[final_hop.services.{}]", self.name);
         let _ = writeln!(out, "mode = \"{}\"", self.mode);
@@ -123,6 +144,9 @@ impl<'a> ServiceToml<'a> {
             let _ = writeln!(out, "tls = \"terminate\"");
             let _ = writeln!(out, "cert = \"{}\"", cert.display());
             let _ = writeln!(out, "key = \"{}\"", key.display());
+        }
+        if let Some(port) = self.direct_port {
+            let _ = writeln!(out, "direct_port = {port}");
         }
     }
 }

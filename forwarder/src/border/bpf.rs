@@ -412,14 +412,20 @@ fn assemble(cfg: &Config, counters: i32) -> Vec<u64> {
 }
 
 fn bpf(cmd: libc::c_long, attr: &[u8]) -> io::Result<OwnedFd> {
-    // SAFETY: attr is a valid bpf_attr prefix of the given size; pointers inside it point at
-    // buffers that outlive the call.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_ptr(), attr.len() as u32) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let fd = bpf_call(cmd, &mut attr.to_vec())?;
     // SAFETY: the kernel returned a fresh descriptor.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// bpf(2) on `attr`, which the kernel may write results back into.
+fn bpf_call(cmd: libc::c_long, attr: &mut [u8]) -> io::Result<libc::c_long> {
+    // SAFETY: attr is a valid bpf_attr prefix of the given size; pointers inside it point at
+    // buffers that outlive the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len() as u32) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc)
 }
 
 fn put(attr: &mut [u8], at: usize, v: &[u8]) {
@@ -492,18 +498,8 @@ impl Program {
         put(&mut attr, 16, &(frame.as_ptr() as u64).to_ne_bytes());
         put(&mut attr, 24, &(out.as_mut_ptr() as u64).to_ne_bytes());
         put(&mut attr, 32, &1u32.to_ne_bytes()); // repeat
-        // SAFETY: attr describes input and output buffers valid for the sizes given.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                attr.as_mut_ptr(),
-                attr.len() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // attr describes input and output buffers valid for the sizes given.
+        bpf_call(BPF_PROG_TEST_RUN, &mut attr)?;
         let retval = i32::from_ne_bytes(attr[4..8].try_into().expect("4 octets"));
         let len = u32::from_ne_bytes(attr[12..16].try_into().expect("4 octets")) as usize;
         out.truncate(len);
@@ -526,16 +522,8 @@ impl Program {
         );
         put(&mut attr, 8, &(&key as *const u32 as u64).to_ne_bytes());
         put(&mut attr, 16, &(values.as_mut_ptr() as u64).to_ne_bytes());
-        // SAFETY: attr points at the key and a value buffer of one (u64, u64) per possible CPU.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_ELEM,
-                attr.as_ptr(),
-                attr.len() as u32,
-            )
-        };
-        if rc < 0 {
+        // attr points at the key and a value buffer of one (u64, u64) per possible CPU.
+        if bpf_call(BPF_MAP_LOOKUP_ELEM, &mut attr).is_err() {
             return (0, 0);
         }
         values

@@ -155,6 +155,22 @@ fn run(state: &mut State, pkt: &mut [u8]) -> (Action, Vec<u8>) {
     (act, out)
 }
 
+/// Runs `orig` through a fresh border, checks the ICMPv6 error it answers with (as
+/// [`expect_icmp`]) and returns the border and the packet as `process` left it.
+fn run_expecting_icmp(
+    orig: &[u8],
+    reason: DropReason,
+    icmp_type: u8,
+    code: u8,
+    pointer: u32,
+) -> (State, Vec<u8>) {
+    let mut st = state();
+    let mut pkt = orig.to_vec();
+    let (act, out) = run(&mut st, &mut pkt);
+    expect_icmp(&act, &out, reason, orig, icmp_type, code, pointer);
+    (st, pkt)
+}
+
 /// Checks an ICMPv6 error field by field and returns it.
 fn expect_icmp(
     act: &Action,
@@ -266,18 +282,7 @@ fn segments_left_exceeding_last_entry_is_parameter_problem_at_segments_left() {
     b.segments_left = 3; // Last Entry is 1: SL may be at most 2
     b.dst = a(SID);
     let orig = b.build();
-    let mut pkt = orig.clone();
-    let mut st = state();
-    let (act, out) = run(&mut st, &mut pkt);
-    expect_icmp(
-        &act,
-        &out,
-        DropReason::SegmentsLeftExceedsLastEntry,
-        &orig,
-        4,
-        0,
-        43,
-    );
+    let (st, pkt) = run_expecting_icmp(&orig, DropReason::SegmentsLeftExceedsLastEntry, 4, 0, 43);
     assert_eq!(pkt, orig, "a dropped packet is not modified");
     assert_eq!(
         st.counters
@@ -291,30 +296,14 @@ fn segments_left_exceeding_last_entry_is_parameter_problem_at_segments_left() {
 fn last_entry_beyond_hdr_ext_len_is_parameter_problem_at_segments_left() {
     let mut b = Pkt::srh(&["fd00:3::1", SID], 1);
     b.last_entry = Some(2); // Hdr Ext Len 4 holds only 2 segments (max Last Entry 1)
-    let orig = b.build();
-    let mut pkt = orig.clone();
-    let mut st = state();
-    let (act, out) = run(&mut st, &mut pkt);
-    expect_icmp(
-        &act,
-        &out,
-        DropReason::LastEntryExceedsHdrLen,
-        &orig,
-        4,
-        0,
-        43,
-    );
+    run_expecting_icmp(&b.build(), DropReason::LastEntryExceedsHdrLen, 4, 0, 43);
 }
 
 #[test]
 fn hop_limit_one_is_time_exceeded_quoting_the_unmodified_packet() {
     let mut b = Pkt::srh(&["fd00:3::1", SID], 1);
     b.hop_limit = 1;
-    let orig = b.build();
-    let mut pkt = orig.clone();
-    let mut st = state();
-    let (act, out) = run(&mut st, &mut pkt);
-    expect_icmp(&act, &out, DropReason::HopLimitExceeded, &orig, 3, 0, 0);
+    let (mut st, _) = run_expecting_icmp(&b.build(), DropReason::HopLimitExceeded, 3, 0, 0);
     b.hop_limit = 0;
     let orig = b.build();
     let (act, out) = run(&mut st, &mut orig.clone());
@@ -325,10 +314,8 @@ fn hop_limit_one_is_time_exceeded_quoting_the_unmodified_packet() {
 #[test]
 fn segments_left_zero_at_a_border_sid_is_code_4_at_the_upper_layer() {
     let orig = Pkt::srh(&[SID, "fd00:2::1"], 0).build();
-    let mut st = state();
-    let (act, out) = run(&mut st, &mut orig.clone());
     // IPv6 (40) + SRH (8 + 2*16): the UDP header starts at 80.
-    expect_icmp(&act, &out, DropReason::SegmentsLeftZero, &orig, 4, 4, 80);
+    run_expecting_icmp(&orig, DropReason::SegmentsLeftZero, 4, 4, 80);
 }
 
 #[test]

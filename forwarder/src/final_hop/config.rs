@@ -243,15 +243,19 @@ impl ServiceConfig {
         Ok(out)
     }
 
-    /// The proxy target (proxy mode only).
-    pub fn proxy_target(&self, name: &str) -> Result<Target, FinalHopConfigError> {
-        let t = self
-            .target
+    /// `target` as written; its absence is an error naming the service and its mode.
+    fn target_text(&self, name: &str) -> Result<&str, FinalHopConfigError> {
+        self.target
             .as_deref()
             .ok_or(FinalHopConfigError::MissingTarget {
                 service: name.to_owned(),
                 mode: self.mode.as_str(),
-            })?;
+            })
+    }
+
+    /// The proxy target (proxy mode only).
+    pub fn proxy_target(&self, name: &str) -> Result<Target, FinalHopConfigError> {
+        let t = self.target_text(name)?;
         let bad = |why: &str| FinalHopConfigError::BadTarget {
             service: name.to_owned(),
             target: t.to_owned(),
@@ -273,13 +277,7 @@ impl ServiceConfig {
 
     /// The datagram target (udp mode only).
     pub fn udp_target(&self, name: &str) -> Result<SocketAddr, FinalHopConfigError> {
-        let t = self
-            .target
-            .as_deref()
-            .ok_or(FinalHopConfigError::MissingTarget {
-                service: name.to_owned(),
-                mode: self.mode.as_str(),
-            })?;
+        let t = self.target_text(name)?;
         t.strip_prefix("udp:")
             .unwrap_or(t)
             .parse()

@@ -191,18 +191,22 @@ fn unreachable_towards_an_unresolved_hop_lands_on_the_first_unresolved_one() {
     assert_eq!(rows[0].status, Status::Ok);
 }
 
+/// The rows after `o` met ICMPv6 port unreachable from yc (fd00:3::2) for itself; every row
+/// is checked to be OK.
+fn rows_after_port_unreachable_from_yc(mut o: Outcome) -> Vec<HopRow> {
+    let yc = "fd00:3::2";
+    o.icmp
+        .push(icmp(ICMP6_DST_UNREACH, ICMP6_PORT_UNREACH, yc, yc));
+    let rows = hop_rows(&view(), &[o]);
+    assert!(rows.iter().all(|r| r.status == Status::Ok), "{rows:#?}");
+    rows
+}
+
 #[test]
 fn port_unreachable_from_the_final_host_is_a_reached_path() {
     let mut o = outcome();
     o.sent_segments = vec![a("fd00:1::2"), a("fd00:2::2"), a("fd00:3::2")];
-    o.icmp.push(icmp(
-        ICMP6_DST_UNREACH,
-        ICMP6_PORT_UNREACH,
-        "fd00:3::2",
-        "fd00:3::2",
-    ));
-    let rows = hop_rows(&view(), &[o]);
-    assert!(rows.iter().all(|r| r.status == Status::Ok), "{rows:#?}");
+    rows_after_port_unreachable_from_yc(o);
 }
 
 #[test]
@@ -247,15 +251,7 @@ fn hop_limit_rows_keep_trace_offsets_and_the_hops_failures() {
 
 #[test]
 fn port_unreachable_from_an_unresolved_final_hop_is_still_the_final_hop() {
-    let mut o = outcome();
-    o.icmp.push(icmp(
-        ICMP6_DST_UNREACH,
-        ICMP6_PORT_UNREACH,
-        "fd00:3::2",
-        "fd00:3::2",
-    ));
-    let rows = hop_rows(&view(), &[o]);
-    assert!(rows.iter().all(|r| r.status == Status::Ok), "{rows:#?}");
+    let rows = rows_after_port_unreachable_from_yc(outcome());
     assert_eq!(rows[2].address.as_deref(), Some("fd00:3::2"));
 }
 
