@@ -235,28 +235,15 @@ mod tests {
         let e = Config::from_toml("[border]\nsids = [\"fd00::1/200\"]\n").unwrap_err();
         assert!(e.to_string().contains("prefix length `200`"), "{e}");
 
-        let cfg = Config::from_toml("[border]\n").unwrap();
+        // What validation says of a file that parses.
+        let invalid = |text: &str| {
+            let cfg = Config::from_toml(text).unwrap();
+            cfg.validate().unwrap_err().to_string()
+        };
+        assert!(invalid("[border]\n").contains("[border]: no SIDs"));
+        assert!(invalid("").contains("no role configured"));
         assert!(
-            cfg.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("[border]: no SIDs")
-        );
-        let cfg = Config::from_toml("").unwrap();
-        assert!(
-            cfg.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("no role configured")
-        );
-        let cfg = Config::from_toml(
-            "[border]\nsids=[\"fd00::1\"]\n[border.policy]\nrequire_hmac = true\n",
-        )
-        .unwrap();
-        assert!(
-            cfg.validate()
-                .unwrap_err()
-                .to_string()
+            invalid("[border]\nsids=[\"fd00::1\"]\n[border.policy]\nrequire_hmac = true\n")
                 .contains("no [[border.policy.hmac_keys]]")
         );
     }

@@ -262,10 +262,7 @@ impl Testbed {
     pub fn start_process(&self, node: &str, name: &str) -> Result<u32, Error> {
         let p = self
             .process_spec(node, name)
-            .ok_or_else(|| Error::UnknownProcess {
-                node: node.to_owned(),
-                name: name.to_owned(),
-            })?;
+            .ok_or_else(|| unknown_process(node, name))?;
         let dir = node_dir(&self.run_dir, node);
         io(
             format!("process `{name}` on node `{node}`"),
@@ -292,18 +289,27 @@ impl Testbed {
         Ok(())
     }
 
+    /// `f` on the process `name` that runs (or ran) on `node`, the table locked.
+    fn with_process<T>(
+        &self,
+        node: &str,
+        name: &str,
+        f: impl FnOnce(&mut Proc) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut procs = self.procs.lock().unwrap_or_else(|p| p.into_inner());
+        let p = procs
+            .get_mut(&(node.to_owned(), name.to_owned()))
+            .ok_or_else(|| unknown_process(node, name))?;
+        f(p)
+    }
+
     /// Send a signal (e.g. `libc::SIGTERM`, `libc::SIGHUP`) to the process `name` on `node`.
     pub fn signal(&self, node: &str, name: &str, sig: libc::c_int) -> Result<(), Error> {
-        let procs = self.procs.lock().unwrap_or_else(|p| p.into_inner());
-        let p = procs
-            .get(&(node.to_owned(), name.to_owned()))
-            .ok_or_else(|| Error::UnknownProcess {
-                node: node.to_owned(),
-                name: name.to_owned(),
-            })?;
-        // SAFETY: signalling our own child (not yet reaped, so the pid is still ours).
-        unsafe { libc::kill(p.child.id() as libc::pid_t, sig) };
-        Ok(())
+        self.with_process(node, name, |p| {
+            // SAFETY: signalling our own child (not yet reaped, so the pid is still ours).
+            unsafe { libc::kill(p.child.id() as libc::pid_t, sig) };
+            Ok(())
+        })
     }
 
     /// Kill the process `name` on `node` and start it again with the same argv and env
@@ -320,14 +326,7 @@ impl Testbed {
 
     /// Has the process `name` on `node` exited? Returns its status if so.
     pub fn exited(&self, node: &str, name: &str) -> Result<Option<ExitStatus>, Error> {
-        let mut procs = self.procs.lock().unwrap_or_else(|p| p.into_inner());
-        let p = procs
-            .get_mut(&(node.to_owned(), name.to_owned()))
-            .ok_or_else(|| Error::UnknownProcess {
-                node: node.to_owned(),
-                name: name.to_owned(),
-            })?;
-        io("try_wait", p.child.try_wait())
+        self.with_process(node, name, |p| io("try_wait", p.child.try_wait()))
     }
 
     /// The log of process `name` on `node` so far.
@@ -371,5 +370,12 @@ impl Testbed {
             all.push_str(&format!("----- {} -----\n{}\n", f.display(), &text[cut..]));
         }
         all
+    }
+}
+
+fn unknown_process(node: &str, name: &str) -> Error {
+    Error::UnknownProcess {
+        node: node.to_owned(),
+        name: name.to_owned(),
     }
 }

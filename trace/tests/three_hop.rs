@@ -84,6 +84,13 @@ fn trace_with_dns_fault(network: &str, name: &str, fault: DnsFault) -> (Bed, ser
 }
 
 /// `hop get --no-cache ADDRESS` on the client: its exit code and last stderr line.
+/// `hop get --no-cache` of [`API`] exits `code` with an error line starting `line_start`.
+fn assert_hop_get_fails(bed: &Bed, code: i32, line_start: &str) {
+    let (got, line) = hop_get(bed, API);
+    assert_eq!(got, code, "{line}");
+    assert!(line.starts_with(line_start), "{line}");
+}
+
 fn hop_get(bed: &Bed, addr: &str) -> (i32, String) {
     let hop = sibling("hop");
     let o = bed
@@ -110,13 +117,10 @@ fn nxdomain_is_pinned_to_hop_2() {
     assert_eq!(hop(&v, 2)["resolved_by"], "hop 1 (github.com)");
     assert_eq!(hop(&v, 3)["status"], "skipped");
     // hop blames the same hop (until 2026-12-05 it said hop 1).
-    let (code, line) = hop_get(&bed, API);
-    assert_eq!(code, 4, "{line}");
-    assert!(
-        line.starts_with(
-            "hop 2 'org': layer route: not resolved by hop 1 'github.com' (fc00:1::e): nxdomain"
-        ),
-        "{line}"
+    assert_hop_get_fails(
+        &bed,
+        4,
+        "hop 2 'org': layer route: not resolved by hop 1 'github.com' (fc00:1::e): nxdomain",
     );
 }
 
@@ -129,13 +133,10 @@ fn dns_timeout_at_hop_2_is_named_with_the_default_wait() {
     assert_eq!(f["hop"], 3, "the name that timed out: {f:#}");
     assert_eq!(hop(&v, 1)["status"], "ok", "{v:#}");
     assert_eq!(hop(&v, 2)["status"], "ok", "{v:#}");
-    let (code, line) = hop_get(&bed, API);
-    assert_eq!(code, 4, "{line}");
-    assert!(
-        line.starts_with(
-            "hop 3 'yc': layer route: not resolved by hop 2 'org' (fc00:2::e): dns-timeout"
-        ),
-        "{line}"
+    assert_hop_get_fails(
+        &bed,
+        4,
+        "hop 3 'yc': layer route: not resolved by hop 2 'org' (fc00:2::e): dns-timeout",
     );
 }
 

@@ -70,21 +70,25 @@ pub fn trace_text(tb: &Testbed, node: &str, args: &[&str]) -> (i32, String) {
 
 /// The hop row with stack-address position `n` (from 1).
 pub fn hop(v: &serde_json::Value, n: u64) -> &serde_json::Value {
-    v["hops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["hop"] == n)
-        .unwrap_or_else(|| panic!("no row for hop {n}: {v:#}"))
+    row(v, "hops", "hop", n)
 }
 
 pub fn layer<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    v["layers"]
+    row(v, "layers", "layer", name)
+}
+
+/// The entry of the array `v[list]` whose `key` is `want`.
+fn row<'a, T>(v: &'a serde_json::Value, list: &str, key: &str, want: T) -> &'a serde_json::Value
+where
+    T: std::fmt::Display + Copy,
+    serde_json::Value: PartialEq<T>,
+{
+    v[list]
         .as_array()
         .unwrap()
         .iter()
-        .find(|h| h["layer"] == name)
-        .unwrap_or_else(|| panic!("no row for layer {name}: {v:#}"))
+        .find(|r| r[key] == want)
+        .unwrap_or_else(|| panic!("no row for {key} {want}: {v:#}"))
 }
 
 pub struct Bed {
