@@ -61,6 +61,7 @@ pub mod resolve;
 pub mod run;
 mod state;
 pub mod tun;
+mod verdict;
 
 use std::future::Future;
 use std::io;
