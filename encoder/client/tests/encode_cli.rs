@@ -1,8 +1,10 @@
 //! Acceptance test of `hop encode`: runs the real binary, then has Wireshark's dissectors
 //! (tshark) read the pcap it wrote.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use tempfile::TempDir;
 
 const HOP: &str = env!("CARGO_BIN_EXE_hop");
 const EXAMPLE: &str = "github.com>org>yc:tcp+tls+http+restapiv3/users/list";
@@ -49,6 +51,28 @@ fn stdout_of_success(program: &str, out: Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Runs `hop encode ARGS --pcap FILE` with FILE in a fresh directory; returns the directory
+/// (the pcap lives as long as it), the pcap's path and hop's stdout, once hop succeeded.
+fn encode_to_pcap(args: &[&str]) -> (TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("encoded.pcap");
+    let mut all = vec!["encode"];
+    all.extend_from_slice(args);
+    all.extend(["--pcap", pcap.to_str().unwrap()]);
+    let text = stdout_of_success("hop", hop(&all));
+    (dir, pcap, text)
+}
+
+/// The values of `fields` in the pcap's one packet, in that order (`tshark -T fields`).
+fn tshark_fields(file: &Path, fields: &[&str]) -> Vec<String> {
+    let mut args = vec!["-T", "fields", "-E", "separator=|"];
+    for field in fields {
+        args.extend(["-e", field]);
+    }
+    let out = tshark(file, &args);
+    out.trim().split('|').map(str::to_owned).collect()
+}
+
 /// The `_raw` hex of the routing header from `tshark -T json -x`.
 fn routing_raw(json: &str) -> Vec<u8> {
     let at = json
@@ -63,28 +87,20 @@ fn routing_raw(json: &str) -> Vec<u8> {
 
 #[test]
 fn example_address_as_tcp_syn_pcap() {
-    let dir = tempfile::tempdir().unwrap();
-    let pcap = dir.path().join("x.pcap");
-    let out = hop(&[
-        "encode",
+    let (_dir, pcap, text) = encode_to_pcap(&[
         EXAMPLE,
         "--resolve",
         "github.com=2001:db8::1",
         "--source",
         "2001:db8::100",
-        "--pcap",
-        pcap.to_str().unwrap(),
     ]);
-    let text = stdout_of_success("hop", out);
-    assert!(text.contains("Segments Left: 2"), "{text}");
-    assert!(
-        text.contains("Segment List[0]: 100::  [final hop; unresolved: yc]"),
-        "{text}"
-    );
-    assert!(
-        text.contains("layers tcp+tls+http, service restapiv3"),
-        "{text}"
-    );
+    for needle in [
+        "Segments Left: 2",
+        "Segment List[0]: 100::  [final hop; unresolved: yc]",
+        "layers tcp+tls+http, service restapiv3",
+    ] {
+        assert!(text.contains(needle), "{text}");
+    }
 
     // --hex-only prints the SRH alone; it must be byte-identical to what tshark finds in the
     // packet.
@@ -120,26 +136,16 @@ fn example_address_as_tcp_syn_pcap() {
         );
     }
 
-    let fields = tshark(
+    let f = tshark_fields(
         &pcap,
         &[
-            "-T",
-            "fields",
-            "-E",
-            "separator=|",
-            "-e",
             "ipv6.dst",
-            "-e",
             "ipv6.routing.type",
-            "-e",
             "ipv6.routing.segleft",
-            "-e",
             "ipv6.routing.srh.addr",
-            "-e",
             "tcp.dstport",
         ],
     );
-    let f: Vec<&str> = fields.trim().split('|').collect();
     assert_eq!(f[0], "2001:db8::1", "IPv6 DA is the active segment");
     assert_eq!(f[1], "4");
     assert_eq!(f[2], "2");
@@ -165,10 +171,7 @@ fn example_address_as_tcp_syn_pcap() {
 
 #[test]
 fn probe_as_udp_over_ethernet() {
-    let dir = tempfile::tempdir().unwrap();
-    let pcap = dir.path().join("p.pcap");
-    let out = hop(&[
-        "encode",
+    let (_dir, pcap, text) = encode_to_pcap(&[
         "[fd00:1::1]>org>yc:udp+dns+resolver",
         "--probe",
         "--nonce",
@@ -177,33 +180,21 @@ fn probe_as_udp_over_ethernet() {
         "fd00::9",
         "--link",
         "ethernet",
-        "--pcap",
-        pcap.to_str().unwrap(),
     ]);
-    let text = stdout_of_success("hop", out);
     assert!(text.contains("nonce 0x1234abcd"), "{text}");
     assert!(text.contains("Flags: 0x20 [O (OAM)]"), "{text}");
     if !tshark_available() {
         return;
     }
-    let fields = tshark(
+    let f = tshark_fields(
         &pcap,
         &[
-            "-T",
-            "fields",
-            "-E",
-            "separator=|",
-            "-e",
             "eth.type",
-            "-e",
             "ipv6.dst",
-            "-e",
             "ipv6.routing.srh.flags",
-            "-e",
             "udp.checksum.status",
         ],
     );
-    let f: Vec<&str> = fields.trim().split('|').collect();
     assert_eq!(f[0], "0x86dd");
     assert_eq!(f[1], "fd00:1::1");
     assert_eq!(f[2], "0x20", "O-flag");
