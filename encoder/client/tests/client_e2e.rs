@@ -8,9 +8,19 @@
 
 mod client_support;
 
-use client_support::{BODY, Bed, error_line, failure_line, json, stderr, stdout};
+use client_support::{BODY, Bed, end_packets, error_line, failure_line, json, stderr, stdout};
 
 const ADDR: &str = "github.com>org>yc:tcp+tls+http+restapiv3/users/list";
+/// yc's plain HTTP service, whose path the cached-path tests warm up.
+const WEB: &str = "github.com>org>yc:tcp+http+web/users/list";
+
+/// A bed whose path to yc is cached by one successful request to [`WEB`].
+fn bed_with_cached_path() -> Bed {
+    let bed = Bed::start();
+    let o = bed.hop(&["get", WEB]);
+    assert!(o.status.success(), "warm-up: {}", stderr(&o));
+    bed
+}
 
 fn get_over_three_hops_with_late_binding_then_from_cache() {
     let bed = Bed::start();
@@ -91,17 +101,8 @@ fn literal_hops_through_linux_kernel_end_nodes() {
     );
     // The kernel End nodes really processed it: their per-SID counters (`count`) moved.
     for (node, sid) in [("github.com", "fc00:1::f"), ("org", "fc00:2::f")] {
-        let out = bed
-            .tb
-            .exec_ok(node, ["ip", "-s", "-6", "route", "show", sid])
-            .unwrap();
-        let packets: u64 = out
-            .split_whitespace()
-            .skip_while(|w| *w != "packets")
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("{node}: no End counter in {out:?}"));
-        assert!(packets > 0, "{node}: End for {sid} saw no packet: {out}");
+        let packets = end_packets(&bed.tb, node, sid);
+        assert!(packets > 0, "{node}: End for {sid} saw no packet");
     }
 }
 
@@ -260,13 +261,10 @@ fn failures_print_one_line_and_the_documented_exit_code() {
 /// cache, marked as the probe's. Until 2026-12-05 the cached request said "layer timeout"
 /// (exit 9) where `--no-cache` said "layer route" (exit 4).
 fn a_failure_on_a_cached_path_is_explained_by_a_probe() {
-    let bed = Bed::start();
-    let web = "github.com>org>yc:tcp+http+web/users/list";
-    let o = bed.hop(&["get", web]);
-    assert!(o.status.success(), "warm-up: {}", stderr(&o));
+    let bed = bed_with_cached_path();
     bed.tb.link_down("github.com", "org").unwrap();
     let t0 = std::time::Instant::now();
-    let o = bed.hop(&["get", "--connect-timeout", "2", web]);
+    let o = bed.hop(&["get", "--connect-timeout", "2", WEB]);
     let took = t0.elapsed();
     let l = error_line(&o);
     eprintln!("exit {:?} after {took:?}: {l}", o.status.code());
@@ -278,7 +276,7 @@ fn a_failure_on_a_cached_path_is_explained_by_a_probe() {
     );
     // Bounded: the connect timeout, then one probe (two tries of 1.5 s at most).
     assert!(took < std::time::Duration::from_secs(6), "{took:?}");
-    let fresh = bed.hop(&["get", "--no-cache", "--connect-timeout", "2", web]);
+    let fresh = bed.hop(&["get", "--no-cache", "--connect-timeout", "2", WEB]);
     assert_eq!(fresh.status.code(), o.status.code(), "{}", stderr(&fresh));
 }
 
@@ -286,10 +284,7 @@ fn a_failure_on_a_cached_path_is_explained_by_a_probe() {
 /// until 2026-12-05 it started on a cached path to a final hop whose hopd was gone and failed
 /// each connection instead.
 fn hop_proxy_checks_a_cached_path_before_it_listens() {
-    let bed = Bed::start();
-    let web = "github.com>org>yc:tcp+http+web/users/list";
-    let o = bed.hop(&["get", web]);
-    assert!(o.status.success(), "warm-up: {}", stderr(&o));
+    let bed = bed_with_cached_path();
     bed.tb.kill("yc", "hopd").unwrap();
     // `timeout` ends a proxy that started anyway (exit 124).
     let args = [
@@ -316,10 +311,8 @@ fn hop_proxy_checks_a_cached_path_before_it_listens() {
 /// not have, and `hop cat` lets a probe say so. Until 2026-12-05: `hop: layer tcp:
 /// receiving: Connection reset by peer`, exit 5.
 fn a_reset_raw_tcp_connection_is_explained() {
-    let bed = Bed::start();
     // The path cached by a request to another service of yc: no probe before the connect.
-    let o = bed.hop(&["get", "github.com>org>yc:tcp+http+web/users/list"]);
-    assert!(o.status.success(), "warm-up: {}", stderr(&o));
+    let bed = bed_with_cached_path();
     let o = bed.hop_stdin(&["cat", "github.com>org>yc:tcp+nosuch"], b"hello\n");
     let l = error_line(&o);
     assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));

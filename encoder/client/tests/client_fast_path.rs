@@ -20,11 +20,10 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use hopstack_encoder::wire::srh::Packet;
-use hopstack_testbed::Testbed;
 
 mod client_support;
 
-use client_support::{Bed, FAST_SIDS, json, stderr, stdout};
+use client_support::{Bed, FAST_SIDS, end_packets, json, stderr, stdout};
 
 const ADDR: &str = "github.com>org>yc:tcp+tls+http+restapiv3/users/list";
 
@@ -88,17 +87,22 @@ fn seg(s: &str, fast: bool) -> (String, bool) {
     (s.to_owned(), fast)
 }
 
-/// Packets the kernel End route for `sid` on `node` has processed (`count` on the route).
-fn end_packets(tb: &Testbed, node: &str, sid: &str) -> u64 {
-    let out = tb
-        .exec_ok(node, ["ip", "-s", "-6", "route", "show", sid])
-        .unwrap();
-    let words: Vec<&str> = out.split_whitespace().collect();
-    let i = words
-        .iter()
-        .position(|w| *w == "packets")
-        .unwrap_or_else(|| panic!("no packet counter on {node}'s route {sid}: {out}"));
-    words[i + 1].parse().unwrap()
+/// The segments of a request by the border hops' kernel End SIDs ([`FAST_SIDS`]).
+fn via_kernel_sids() -> [(String, bool); 3] {
+    [
+        seg(FAST_SIDS[0], true),
+        seg(FAST_SIDS[1], true),
+        seg("fd00:3::2", false),
+    ]
+}
+
+/// The segments of a request by the border hopds' own SIDs.
+fn via_hopd_sids() -> [(String, bool); 3] {
+    [
+        seg("fc00:1::e", false),
+        seg("fc00:2::e", false),
+        seg("fd00:3::2", false),
+    ]
 }
 
 fn cached_requests_go_by_the_hops_kernel_end_sids() {
@@ -123,11 +127,7 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
     assert_eq!(j["probed"], true, "{j}");
     assert_eq!(
         segments(&j),
-        [
-            seg("fc00:1::ee", true),
-            seg("fc00:2::ee", true),
-            seg("fd00:3::2", false)
-        ],
+        via_kernel_sids(),
         "the probe's records advertised the SIDs, and this request already used them: {j}"
     );
     let resolve = tb
@@ -158,14 +158,7 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
     let j = client_support::json(&second);
     assert_eq!(j["probed"], false, "{j}");
     assert_eq!(j["path_source"], "cache", "{j}");
-    assert_eq!(
-        segments(&j),
-        [
-            seg("fc00:1::ee", true),
-            seg("fc00:2::ee", true),
-            seg("fd00:3::2", false)
-        ]
-    );
+    assert_eq!(segments(&j), via_kernel_sids());
     let v = String::from_utf8_lossy(&second.stderr);
     assert!(v.contains("reached at fc00:1::ee (kernel End)"), "{v}");
     let ip6 = client_support::captured_packet(&tb, &pcap);
@@ -185,14 +178,7 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
     ok(&third);
     let j = client_support::json(&third);
     assert_eq!(j["probed"], false, "{j}");
-    assert_eq!(
-        segments(&j),
-        [
-            seg("fc00:1::e", false),
-            seg("fc00:2::e", false),
-            seg("fd00:3::2", false)
-        ]
-    );
+    assert_eq!(segments(&j), via_hopd_sids());
 
     // 4. yc's hopd is down: refused by the final hop, so no retry over hopd's SIDs (the
     // kernel SIDs got the SYN there); the usual explanation follows, and the cached path is
@@ -238,14 +224,7 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
     let v = String::from_utf8_lossy(&fourth.stderr);
     assert!(v.contains("* kernel fast path failed"), "{v}");
     assert_eq!(j["probed"], false, "{j}");
-    assert_eq!(
-        segments(&j),
-        [
-            seg("fc00:1::e", false),
-            seg("fc00:2::e", false),
-            seg("fd00:3::2", false)
-        ]
-    );
+    assert_eq!(segments(&j), via_hopd_sids());
     let fifth = run(&["--connect-timeout", "1"]);
     ok(&fifth);
     let j = client_support::json(&fifth);
@@ -263,11 +242,7 @@ fn cat_over_tcp_and_udp_goes_by_the_kernel_end_sids() {
             end_packets(&bed.tb, "org", FAST_SIDS[1]),
         )
     };
-    let want = [
-        seg(FAST_SIDS[0], true),
-        seg(FAST_SIDS[1], true),
-        seg("fd00:3::2", false),
-    ];
+    let want = via_kernel_sids();
     // One `hop cat`: echoed, probed or not, the segments it went by, and the kernels'
     // counters before and after.
     let cat = |args: &[&str], input: &str| {
@@ -333,18 +308,13 @@ fn without_seg6local_the_borders_start_without_their_fast_path() {
         client_support::hop_on_client(&tb, &hop, cache.path(), &args, b"")
     };
     let ok = |o: &Output| client_support::assert_body(o, &body);
-    let hopd_segments = [
-        seg("fc00:1::e", false),
-        seg("fc00:2::e", false),
-        seg("fd00:3::2", false),
-    ];
 
     // 1. The first request probes through hopd's SIDs; the records carry End Function 0.
     let first = client_support::until_up(run);
     ok(&first);
     let j = client_support::json(&first);
     assert_eq!(j["probed"], true, "{j}");
-    assert_eq!(segments(&j), hopd_segments, "{j}");
+    assert_eq!(segments(&j), via_hopd_sids(), "{j}");
     for h in 0..2 {
         assert!(
             j["hops"][h]["kernel_end_sid"].is_null(),
@@ -357,7 +327,7 @@ fn without_seg6local_the_borders_start_without_their_fast_path() {
     let j = client_support::json(&second);
     assert_eq!(j["probed"], false, "{j}");
     assert_eq!(j["path_source"], "cache", "{j}");
-    assert_eq!(segments(&j), hopd_segments, "{j}");
+    assert_eq!(segments(&j), via_hopd_sids(), "{j}");
 
     // Each border said why, once, naming the kernel option; no kernel End route exists.
     for (node, fast) in [("github.com", "fc00:1::ee"), ("org", "fc00:2::ee")] {

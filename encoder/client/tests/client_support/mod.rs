@@ -364,6 +364,21 @@ pub fn failure_line(o: &Output, code: i32) -> String {
     l
 }
 
+/// Packets the kernel End route for `sid` on `node` has processed: the route's `count`,
+/// which `ip -s` prints as `packets N`.
+pub fn end_packets(tb: &Testbed, node: &str, sid: &str) -> u64 {
+    let route = tb
+        .exec_ok(node, ["ip", "-s", "-6", "route", "show", sid])
+        .unwrap();
+    let count = route
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1);
+    count
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no packet counter on {node}'s route {sid}: {route}"))
+}
+
 /// Asserts that `hop` succeeded and printed `body`.
 pub fn assert_body(o: &Output, body: &str) {
     assert!(o.status.success(), "{}", stderr(o));
