@@ -281,6 +281,31 @@ where
 mod tests {
     use super::*;
 
+    /// A GET of `path` from host `yc` over `io`, as `--fail` without progress sends it: what
+    /// [`request`] returned, the body it wrote, and its timings.
+    async fn get_from_yc<IO>(
+        io: IO,
+        path: &str,
+        headers: Vec<(String, String)>,
+        h2: bool,
+    ) -> (Result<HttpOutcome, ClientError>, Vec<u8>, Timings)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let req = HttpRequest {
+            method: "GET".into(),
+            path: path.into(),
+            host: "yc".into(),
+            headers,
+            body: vec![],
+            h2,
+        };
+        let mut out = Vec::new();
+        let mut t = Timings::start();
+        let result = request(io, &req, &mut out, true, false, &mut t).await;
+        (result, out, t)
+    }
+
     #[test]
     fn error_header_becomes_a_service_error() {
         let e = parse_error_header(
@@ -310,19 +335,8 @@ mod tests {
                 .await
                 .unwrap();
         });
-        let req = HttpRequest {
-            method: "GET".into(),
-            path: "/users/list".into(),
-            host: "yc".into(),
-            headers: vec![],
-            body: vec![],
-            h2: false,
-        };
-        let mut out = Vec::new();
-        let mut t = Timings::start();
-        let e = request(client, &req, &mut out, true, false, &mut t)
-            .await
-            .unwrap_err();
+        let (result, out, t) = get_from_yc(client, "/users/list", vec![], false).await;
+        let e = result.unwrap_err();
         assert_eq!(e.exit_code(), 7);
         assert_eq!(e.reason, "http-404");
         assert!(out.is_empty());
@@ -345,19 +359,9 @@ mod tests {
                 .await
                 .unwrap();
         });
-        let req = HttpRequest {
-            method: "GET".into(),
-            path: "/users/list?x=1".into(),
-            host: "yc".into(),
-            headers: vec![("accept".into(), "application/json".into())],
-            body: vec![],
-            h2: true,
-        };
-        let mut out = Vec::new();
-        let mut t = Timings::start();
-        let o = request(client, &req, &mut out, true, false, &mut t)
-            .await
-            .unwrap();
+        let accept = vec![("accept".into(), "application/json".into())];
+        let (result, out, t) = get_from_yc(client, "/users/list?x=1", accept, true).await;
+        let o = result.unwrap();
         assert_eq!(o.status, 200);
         assert_eq!(
             String::from_utf8(out).unwrap(),
