@@ -119,6 +119,23 @@ fn srh() -> Vec<u8> {
     build_srh(&addr, &|_| None).unwrap().to_bytes().unwrap()
 }
 
+/// The packet `build` makes from SENDER with `srh` and `upper`.
+fn built(srh: &[u8], upper: &Upper<'_>) -> Vec<u8> {
+    let mut buf = [0u8; 512];
+    let n = build(&mut buf, &Ipv6Fields::new(SENDER), srh, upper).unwrap();
+    buf[..n].to_vec()
+}
+
+/// A UDP datagram from `src_port` to the final segment's PORT, built with `srh`.
+fn built_udp(srh: &[u8], src_port: u16, payload: &[u8]) -> Vec<u8> {
+    let udp = Upper::Udp {
+        src_port,
+        dst_port: PORT,
+        payload,
+    };
+    built(srh, &udp)
+}
+
 fn set_checksum(packet: &mut [u8], value: u16) {
     let ul = locate_upper_layer(packet).unwrap();
     let at = ul.checksum_offset().unwrap();
@@ -145,21 +162,7 @@ fn kernel_delivers_our_udp_and_rejects_wrong_pseudo_header() {
         sock.set_read_timeout(Some(Duration::from_millis(700)))
             .unwrap();
         let srh = srh();
-        let mut buf = [0u8; 512];
-        let mut build_udp = |payload: &[u8]| {
-            let n = build(
-                &mut buf,
-                &Ipv6Fields::new(SENDER),
-                &srh,
-                &Upper::Udp {
-                    src_port: 40000,
-                    dst_port: PORT,
-                    payload,
-                },
-            )
-            .unwrap();
-            buf[..n].to_vec()
-        };
+        let build_udp = |payload: &[u8]| built_udp(&srh, 40000, payload);
         let mut rx = [0u8; 100];
 
         // 1. As built: delivered after the kernel's own End processing.
@@ -199,18 +202,7 @@ fn kernel_delivers_our_udp_and_rejects_wrong_pseudo_header() {
             let mut s = srh.clone();
             // Pretend the client sent a placeholder for the final hop.
             s[8..24].copy_from_slice(&hopstack_encoder::wire::tlv::placeholder(0).octets());
-            let n = build(
-                &mut buf,
-                &Ipv6Fields::new(SENDER),
-                &s,
-                &Upper::Udp {
-                    src_port: 40001,
-                    dst_port: PORT,
-                    payload: b"rebound",
-                },
-            )
-            .unwrap();
-            buf[..n].to_vec()
+            built_udp(&s, 40001, b"rebound")
         };
         let ul = locate_upper_layer(&rebound).unwrap();
         let seg0 = ul.srh_offset.unwrap() + 8;
@@ -238,10 +230,7 @@ fn kernel_accepts_our_tcp_syn() {
     let handle = std::thread::spawn(|| {
         enter_fresh_netns();
         let _listener = std::net::TcpListener::bind(SocketAddrV6::new(FINAL, PORT, 0, 0)).unwrap();
-        let mut buf = [0u8; 512];
-        let n = build(
-            &mut buf,
-            &Ipv6Fields::new(SENDER),
+        let syn = built(
             &srh(),
             &Upper::TcpSyn(TcpSyn {
                 src_port: 40002,
@@ -250,9 +239,7 @@ fn kernel_accepts_our_tcp_syn() {
                 window: 65535,
                 mss: Some(1300),
             }),
-        )
-        .unwrap();
-        let syn = buf[..n].to_vec();
+        );
         let out_before = counter("snmp", "Tcp.OutSegs");
         raw_send(&syn);
         std::thread::sleep(Duration::from_millis(300));
