@@ -24,8 +24,8 @@
 
 use std::fs::File;
 use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::process::Command;
+use std::os::fd::{AsFd, AsRawFd};
+use std::process::{Command, Output};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -85,17 +85,22 @@ macro_rules! require_root {
     };
 }
 
+/// Panics with `what` and the command's stderr unless it succeeded.
+fn assert_succeeded(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `ip` with whitespace-separated arguments; panics with its stderr on failure.
 fn ip(args: &str) {
     let out = Command::new("ip")
         .args(args.split_whitespace())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&format!("{args:?} failed"), &out);
 }
 
 fn sh_stdin(args: &[&str], input: &[u8]) {
@@ -109,11 +114,7 @@ fn sh_stdin(args: &[&str], input: &[u8]) {
         .unwrap();
     child.stdin.take().unwrap().write_all(input).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&format!("{args:?}"), &out);
 }
 
 /// Three namespaces, deleted on drop.
@@ -222,19 +223,7 @@ fn in_netns<R: Send + 'static>(ns: &str, f: impl FnOnce() -> R + Send + 'static)
 fn send(topo: &Topo, srh: Vec<u8>, payload: &'static [u8]) -> Result<(), std::io::Error> {
     in_netns(&topo.s, move || {
         let sock = UdpSocket::bind("[fc00:a::1]:0")?;
-        // SAFETY: pointer and length describe the live `srh` vector; the kernel copies it.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::IPPROTO_IPV6,
-                libc::IPV6_RTHDR,
-                srh.as_ptr().cast(),
-                srh.len() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        hopstack_kernel::sockopt::set_rthdr(sock.as_fd(), &srh)?;
         sock.send_to(payload, SocketAddrV6::new(a("fc00:c::2"), PORT, 0, 0))?;
         Ok(())
     })
