@@ -271,6 +271,11 @@ fn walker_skips_other_extension_headers() {
     assert_eq!(verify_upper_checksum(&pkt), Ok(Some(true)));
 }
 
+/// A chain walk that ended at `protocol`, whose header starts at `offset`.
+fn ends_at(protocol: u8, offset: usize) -> Result<ChainEnd, WalkError> {
+    Ok(ChainEnd { protocol, offset })
+}
+
 /// IPv6 header (src fd00::1, dst fd00::2) with next header `nh`, followed by `rest`;
 /// Payload Length covers `rest`.
 fn ipv6_then(nh: u8, rest: &[u8]) -> Vec<u8> {
@@ -297,13 +302,7 @@ fn chain_records_first_routing_header_of_any_type_and_locate_the_first_srh() {
     let p = ipv6_then(0, &rest);
     let c = walk_chain(&p);
     assert_eq!(c.routing, Some(48));
-    assert_eq!(
-        c.end,
-        Ok(ChainEnd {
-            protocol: 17,
-            offset: 40 + 8 + 8 + 12 + 24
-        })
-    );
+    assert_eq!(c.end, ends_at(17, 40 + 8 + 8 + 12 + 24));
     assert_eq!(c.upper().unwrap().checksum_offset(), Some(40 + 52 + 6));
     assert!(!c.is_truncated());
     let ul = locate_upper_layer(&p).unwrap();
@@ -317,34 +316,16 @@ fn chain_stops_at_misplaced_hop_by_hop_and_mobility_where_locate_steps_over() {
     // IPv6 | Dest opts (8) | HBH (8, not first: RFC 8200 §4.3 forbids) | UDP
     let p = ipv6_then(60, &[0, 0, 0, 0, 0, 0, 0, 0, 17, 0, 1, 4, 0, 0, 0, 0, 9, 9]);
     let c = walk_chain(&p);
-    assert_eq!(
-        c.end,
-        Ok(ChainEnd {
-            protocol: 0,
-            offset: 48
-        })
-    );
+    assert_eq!(c.end, ends_at(0, 48));
     assert_eq!(c.upper().unwrap().checksum_offset(), None);
     let ul = locate_upper_layer(&p).unwrap();
     assert_eq!((ul.protocol, ul.offset), (17, 56));
     // Resuming past the misplaced header finds the same upper layer.
-    assert_eq!(
-        walk_chain_from(&p, 17, 56).end,
-        Ok(ChainEnd {
-            protocol: 17,
-            offset: 56
-        })
-    );
+    assert_eq!(walk_chain_from(&p, 17, 56).end, ends_at(17, 56));
 
     // IPv6 | Mobility (8) | No Next Header
     let p = ipv6_then(135, &[59, 0, 0, 0, 0, 0, 0, 0]);
-    assert_eq!(
-        walk_chain(&p).end,
-        Ok(ChainEnd {
-            protocol: 135,
-            offset: 40
-        })
-    );
+    assert_eq!(walk_chain(&p).end, ends_at(135, 40));
     assert_eq!(
         locate_upper_layer(&p),
         Err(WalkError::Opaque {
@@ -386,13 +367,7 @@ fn chain_keeps_routing_offset_when_a_later_header_fails() {
     // A first fragment (offset 0, M flag set) is stepped over.
     let mut first = p.clone();
     first[64 + 3] = 1;
-    assert_eq!(
-        walk_chain(&first).end,
-        Ok(ChainEnd {
-            protocol: 17,
-            offset: 72
-        })
-    );
+    assert_eq!(walk_chain(&first).end, ends_at(17, 72));
 
     // IPv6 | SRH (24) | Dest opts claiming 16 octets, 8 present
     let mut rest = raw_srh(&[a("2001:db8::9")], 0, &[]);
