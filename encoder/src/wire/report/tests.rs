@@ -70,38 +70,49 @@ fn docs_golden_bytes_match() {
     assert_eq!(bytes, nxdomain().to_vec().unwrap());
 }
 
-#[test]
-fn golden_probe_answer() {
-    let r = ReportRepr {
+/// `answer` as the golden answers carry it: nonce 0x01020304, reported by fd00:3::1.
+fn golden_answer(answer: ProbeAnswer) -> ReportRepr {
+    ReportRepr {
         nonce: 0x01020304,
         reporter: a("fd00:3::1"),
-        body: ReportBody::Answer(ProbeAnswer {
-            path: vec![
-                PathEntry {
-                    address: a("2001:db8::1"),
-                    resolved_by: ResolvedBy::Client,
-                    name: "github.com".into(),
-                },
-                PathEntry {
-                    address: a("fd00:3::1"),
-                    resolved_by: ResolvedBy::Hop(0),
-                    name: "org".into(),
-                },
-            ],
-            status: ServiceStatus::Exists,
-            mode: Some(ServiceMode::Handoff),
-            text: String::new(),
-            trace: vec![0xaa, 0xbb],
-            direct_port: None,
-        }),
-    };
+        body: ReportBody::Answer(answer),
+    }
+}
+
+/// The octets a [`golden_answer`] of `len` octets starts with, written out by hand: magic,
+/// `1, 2, 0, len`, nonce, reporter.
+fn golden_answer_head(len: usize) -> Vec<u8> {
+    let mut head = b"HOPS".to_vec();
+    head.extend_from_slice(&[1, 2, 0, len as u8]);
+    head.extend_from_slice(&[1, 2, 3, 4]);
+    head.extend_from_slice(&a("fd00:3::1").octets());
+    head
+}
+
+#[test]
+fn golden_probe_answer() {
+    let r = golden_answer(ProbeAnswer {
+        path: vec![
+            PathEntry {
+                address: a("2001:db8::1"),
+                resolved_by: ResolvedBy::Client,
+                name: "github.com".into(),
+            },
+            PathEntry {
+                address: a("fd00:3::1"),
+                resolved_by: ResolvedBy::Hop(0),
+                name: "org".into(),
+            },
+        ],
+        status: ServiceStatus::Exists,
+        mode: Some(ServiceMode::Handoff),
+        text: String::new(),
+        trace: vec![0xaa, 0xbb],
+        direct_port: None,
+    });
     let bytes = r.to_vec().unwrap();
-    let mut expect = Vec::new();
-    expect.extend_from_slice(b"HOPS");
     let len = 28 + 8 + (18 + 10) + (18 + 3) + 2;
-    expect.extend_from_slice(&[1, 2, 0, len as u8]);
-    expect.extend_from_slice(&[1, 2, 3, 4]);
-    expect.extend_from_slice(&a("fd00:3::1").octets());
+    let mut expect = golden_answer_head(len);
     expect.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 2]);
     expect.extend_from_slice(&a("2001:db8::1").octets());
     expect.extend_from_slice(&[0xff, 10]);
@@ -117,29 +128,21 @@ fn golden_probe_answer() {
 /// Flag P and the Direct Port after the trace, written out by hand from the diagram.
 #[test]
 fn golden_probe_answer_direct_port() {
-    let r = ReportRepr {
-        nonce: 0x01020304,
-        reporter: a("fd00:3::1"),
-        body: ReportBody::Answer(ProbeAnswer {
-            path: vec![PathEntry {
-                address: a("fd00:3::1"),
-                resolved_by: ResolvedBy::Client,
-                name: String::new(),
-            }],
-            status: ServiceStatus::Exists,
-            mode: Some(ServiceMode::ProxyTcp),
-            text: String::new(),
-            trace: vec![0xaa],
-            direct_port: Some(8080),
-        }),
-    };
+    let r = golden_answer(ProbeAnswer {
+        path: vec![PathEntry {
+            address: a("fd00:3::1"),
+            resolved_by: ResolvedBy::Client,
+            name: String::new(),
+        }],
+        status: ServiceStatus::Exists,
+        mode: Some(ServiceMode::ProxyTcp),
+        text: String::new(),
+        trace: vec![0xaa],
+        direct_port: Some(8080),
+    });
     let bytes = r.to_vec().unwrap();
-    let mut expect = Vec::new();
-    expect.extend_from_slice(b"HOPS");
     let len = 28 + 8 + 18 + 1 + 2;
-    expect.extend_from_slice(&[1, 2, 0, len as u8]);
-    expect.extend_from_slice(&[1, 2, 3, 4]);
-    expect.extend_from_slice(&a("fd00:3::1").octets());
+    let mut expect = golden_answer_head(len);
     expect.extend_from_slice(&[1, ServiceMode::ProxyTcp.code(), 1, 0x01, 0, 0, 0, 1]);
     expect.extend_from_slice(&a("fd00:3::1").octets());
     expect.extend_from_slice(&[0xff, 0]);
