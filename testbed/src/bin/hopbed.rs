@@ -105,18 +105,8 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Some("__resolve") if args.len() == 3 => {
-            return match hopstack_testbed::dns::resolve_system(&args[2]) {
-                Ok(addrs) => {
-                    for a in addrs {
-                        println!("{a}");
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::from(1)
-                }
-            };
+            let r = hopstack_testbed::dns::resolve_system(&args[2]).map(|addrs| (None, addrs));
+            return print_answer(r);
         }
         Some("__ping6") if args.len() == 3 => {
             let r = args[2]
@@ -152,19 +142,7 @@ fn main() -> ExitCode {
                 .parse()
                 .map_err(anyhow::Error::from)
                 .and_then(|a| hopstack_testbed::dns::query_tcp(a, &args[3]));
-            return match r {
-                Ok((rcode, addrs)) => {
-                    println!("{rcode}");
-                    for a in addrs {
-                        println!("{a}");
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e:#}");
-                    ExitCode::from(1)
-                }
-            };
+            return print_answer(r.map(|(rcode, addrs)| (Some(rcode.to_string()), addrs)));
         }
         Some("__http") if args.len() == 4 => {
             let r = args[2]
@@ -497,5 +475,25 @@ fn demo(file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             println!("  - {m}");
         }
         Ok(ExitCode::from(3))
+    }
+}
+
+/// A DNS helper mode's answer on stdout (the response code first, when there is one, then one
+/// address a line), or its error on stderr.
+fn print_answer<A: std::fmt::Display>(r: anyhow::Result<(Option<String>, Vec<A>)>) -> ExitCode {
+    match r {
+        Ok((rcode, addrs)) => {
+            if let Some(rcode) = rcode {
+                println!("{rcode}");
+            }
+            for a in addrs {
+                println!("{a}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::from(1)
+        }
     }
 }
