@@ -315,6 +315,16 @@ impl StackAddress {
         self.path.as_deref()
     }
 
+    /// The same address ending at hop `last` (from 0): the hops after it left out, the layers
+    /// and service kept. A probe sent along it ends where hop `last` is reached, which tells
+    /// how far the full path gets ([`crate::probe::unreachable_hop`]).
+    pub fn cut_after(&self, last: usize) -> StackAddress {
+        StackAddress {
+            hops: self.hops[..=last.min(self.hops.len() - 1)].to_vec(),
+            ..self.clone()
+        }
+    }
+
     /// Upper bound on the SRH this address needs, in octets: fixed part, one segment per hop,
     /// the layer descriptor TLV, hop-names TLVs for every name after the first hop, and the
     /// trace TLVs a probe carries, padded to 8. Always `<= SRH_MAX_LEN` for a parsed address.

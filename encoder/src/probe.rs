@@ -236,6 +236,41 @@ pub fn names_en_route(addr: &crate::StackAddress, resolved_here: impl Fn(&str) -
         .count()
 }
 
+/// Which hop an ICMPv6 Destination Unreachable about a packet sent along `sent` (one address
+/// per hop in travel order, placeholders for the names hops resolve) names: **the hop whose
+/// segment could not be reached**, its quoted destination. When that address is one a hop
+/// resolved on the way and more than one name was left to the hops, the error alone cannot
+/// tell whose it is: [`UnreachableHop::OneOf`] lists the candidates, and a probe along the
+/// address cut after the first of them ([`StackAddress::cut_after`]) tells — met by the same
+/// error (the same quoted destination), the candidate is the one; otherwise the next.
+///
+/// [`StackAddress::cut_after`]: crate::StackAddress::cut_after
+pub fn unreachable_hop(sent: &[Ipv6Addr], quoted: Option<Ipv6Addr>) -> UnreachableHop {
+    let Some(quoted) = quoted else {
+        return UnreachableHop::Hop(0);
+    };
+    if let Some(i) = sent.iter().position(|s| *s == quoted) {
+        return UnreachableHop::Hop(i);
+    }
+    let left_to_hops: Vec<usize> = (0..sent.len())
+        .filter(|&i| crate::wire::tlv::is_placeholder(&sent[i]))
+        .collect();
+    match left_to_hops.as_slice() {
+        [] => UnreachableHop::Hop(0),
+        [one] => UnreachableHop::Hop(*one),
+        _ => UnreachableHop::OneOf(left_to_hops),
+    }
+}
+
+/// See [`unreachable_hop`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnreachableHop {
+    /// This hop (from 0) could not be reached.
+    Hop(usize),
+    /// One of these hops, whose names were resolved on the way, in path order.
+    OneOf(Vec<usize>),
+}
+
 /// The records of the trace TLV value a probe answer carries back (opaque in
 /// `wire::report`); empty when it is not a valid trace.
 pub fn trace_records(value: &[u8]) -> Vec<TraceRecord> {
@@ -247,6 +282,57 @@ pub fn trace_records(value: &[u8]) -> Vec<TraceRecord> {
     match TlvRepr::parse(&t) {
         Ok(TlvRepr::Trace(tr)) => tr.records,
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod unreachable_tests {
+    use super::*;
+
+    fn a(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_hop_whose_segment_could_not_be_reached() {
+        let resolved = [a("fc00:1::e"), a("fc00:2::e"), a("fd00:3::2")];
+        assert_eq!(
+            unreachable_hop(&resolved, Some(a("fc00:2::e"))),
+            UnreachableHop::Hop(1)
+        );
+        assert_eq!(
+            unreachable_hop(&resolved, Some(a("fd00:3::2"))),
+            UnreachableHop::Hop(2)
+        );
+        assert_eq!(unreachable_hop(&resolved, None), UnreachableHop::Hop(0));
+        let ph = |i: u8| crate::wire::tlv::placeholder(i);
+        // One name left to the hops: the quoted address can only be its.
+        let one = [a("fc00:1::e"), a("fc00:2::e"), ph(0)];
+        assert_eq!(
+            unreachable_hop(&one, Some(a("fd00:3::2"))),
+            UnreachableHop::Hop(2)
+        );
+        // Two: either; the first of them is probed by cutting the address after it.
+        let two = [a("fc00:1::e"), ph(0), ph(1)];
+        assert_eq!(
+            unreachable_hop(&two, Some(a("fd00:3::2"))),
+            UnreachableHop::OneOf(vec![1, 2])
+        );
+        assert_eq!(
+            unreachable_hop(&two, Some(a("fc00:1::e"))),
+            UnreachableHop::Hop(0)
+        );
+    }
+
+    #[test]
+    fn cutting_an_address_keeps_layers_and_service() {
+        let addr =
+            crate::StackAddress::parse("github.com>org>yc:tcp+tls+http+restapiv3/x").unwrap();
+        assert_eq!(
+            addr.cut_after(1).to_string(),
+            "github.com>org:tcp+tls+http+restapiv3/x"
+        );
+        assert_eq!(addr.cut_after(9).to_string(), addr.to_string());
     }
 }
 

@@ -132,12 +132,17 @@ pub async fn run(addr_text: &str, addr: &StackAddress, o: &Options) -> TraceRepo
         let out = if o.method == Method::HopLimit && (round > 0 || !probe_once) {
             None
         } else {
-            match tokio::task::block_in_place(|| stack::probe(addr, &resolve, &o.probe)) {
+            let sent = tokio::task::block_in_place(|| {
+                let mut out = stack::probe(addr, &resolve, &o.probe)?;
+                stack::narrow_unreachable(&mut out, addr, &resolve, &o.probe);
+                Ok::<_, stack::SendError>(out)
+            });
+            match sent {
                 Ok(x) => Some(x),
                 Err(e) => {
                     local_problem = Some(Problem {
                         layer: "route".into(),
-                        reason: "probe-not-sent".into(),
+                        reason: e.reason().into(),
                         text: e.to_string(),
                     });
                     break;

@@ -21,6 +21,7 @@ use hopstack_encoder::wire::report::{ErrorReport, ProbeAnswer};
 use hopstack_encoder::wire::tlv::TraceRecord;
 
 use crate::sock::{self, QueuedError};
+use crate::sock::{ICMP6_DST_UNREACH, ICMP6_PORT_UNREACH};
 
 /// Options of one probe.
 #[derive(Debug, Clone)]
@@ -61,6 +62,10 @@ pub struct Outcome {
     pub icmp: Vec<(QueuedError, Duration)>,
     /// The segments in stack-address order as sent (placeholders for names left to hops).
     pub sent_segments: Vec<Ipv6Addr>,
+    /// The hop a Destination Unreachable names, where the error alone could not tell which
+    /// of the names left to hops it was about and probes along cut addresses told
+    /// ([`hopstack_encoder::probe::unreachable_hop`]); `None` when not needed.
+    pub unreachable_hop: Option<usize>,
 }
 
 impl Outcome {
@@ -82,13 +87,26 @@ impl Outcome {
 #[derive(Debug)]
 pub enum SendError {
     Encode(EncodeError),
+    /// The client has no route towards the first hop.
+    NoRoute(io::Error),
     Io(String, io::Error),
+}
+
+impl SendError {
+    /// The reason a report gives: `no-route` as `hop` names it, else `probe-not-sent`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SendError::NoRoute(_) => "no-route",
+            _ => "probe-not-sent",
+        }
+    }
 }
 
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SendError::Encode(e) => write!(f, "cannot encode the probe: {e}"),
+            SendError::NoRoute(e) => write!(f, "no route to the first hop: {e}"),
             SendError::Io(what, e) => write!(f, "{what}: {e}"),
         }
     }
@@ -111,7 +129,7 @@ pub fn probe(
         let what = what.to_owned();
         move |e| SendError::Io(what, e)
     };
-    let local = sock::source_for(first).map_err(io("no route to the first hop"))?;
+    let local = sock::source_for(first).map_err(SendError::NoRoute)?;
     let s = sock::udp_socket(Some(SocketAddr::from((local, 0))))
         .map_err(io("cannot open the probe socket"))?;
     let fd = s.as_raw_fd();
@@ -176,7 +194,46 @@ pub fn probe(
         errors: o.errors,
         icmp: o.icmp,
         sent_segments: hops.iter().map(|h| h.0).collect(),
+        unreachable_hop: None,
     })
+}
+
+/// For an outcome with a Destination Unreachable the error alone cannot pin (see
+/// [`hopstack_encoder::probe::unreachable_hop`]): probes `addr` cut after each candidate in
+/// turn; the first met by the same error is the hop, else the last candidate.
+pub fn narrow_unreachable(
+    out: &mut Outcome,
+    addr: &StackAddress,
+    resolve: &dyn Fn(&str) -> Option<Ipv6Addr>,
+    opts: &Options,
+) {
+    use hopstack_encoder::probe::{UnreachableHop, unreachable_hop};
+    let Some(quoted) = out
+        .icmp
+        .iter()
+        .find(|(q, _)| q.icmp_type == ICMP6_DST_UNREACH && q.icmp_code != ICMP6_PORT_UNREACH)
+        .map(|(q, _)| q.quoted_dst)
+    else {
+        return;
+    };
+    let UnreachableHop::OneOf(candidates) = unreachable_hop(&out.sent_segments, quoted) else {
+        return;
+    };
+    let met_again = |c: usize| {
+        probe(&addr.cut_after(c), resolve, opts).is_ok_and(|o| {
+            o.icmp
+                .iter()
+                .any(|(q, _)| q.icmp_type == ICMP6_DST_UNREACH && q.quoted_dst == quoted)
+        })
+    };
+    let last = candidates[candidates.len() - 1];
+    out.unreachable_hop = Some(
+        candidates[..candidates.len() - 1]
+            .iter()
+            .copied()
+            .find(|&c| met_again(c))
+            .unwrap_or(last),
+    );
 }
 
 /// Milliseconds from the send to a trace record's timestamp, when the two clocks agree well

@@ -210,7 +210,7 @@ client_reasons! {
     /// A probe got no answer in time.
     ProbeTimeout = "probe-timeout",
     /// The final hop answered the probe's port with ICMPv6 port unreachable.
-    HopdNotListening = "hopd-not-listening",
+    HopdNotListening = "no-hopd",
     /// A probe answer or cached entry that does not fit the address.
     BadAnswer = "bad-answer",
     /// `connect` failed for another reason.

@@ -114,17 +114,19 @@ fn first_hop_ref(addr: &StackAddress, a: Ipv6Addr) -> HopRef {
     }
 }
 
-/// Sends a probe for `addr` and waits for its answer or an error report.
-///
-/// `resolve` answers for the names the client resolved itself (at least the first hop); the
-/// rest are left to the hops. Returns `Err` only when nothing usable came back or the probe
-/// could not be sent; an error *report* is an `Ok(ProbeReply::Error)`, so the caller decides
-/// (and `hoptrace` can print it as a row).
-pub async fn probe(
+/// Sends one probe for `addr` (retries as `opts` says) and collects what came back, with the
+/// segments it was sent along.
+async fn send_and_collect(
     addr: &StackAddress,
     resolve: &dyn Fn(&str) -> Option<Ipv6Addr>,
     opts: &ProbeOptions,
-) -> Result<ProbeResult, ClientError> {
+) -> Result<
+    (
+        machine::Outcome<socket::IcmpError>,
+        Vec<(Ipv6Addr, encode::SegmentSource)>,
+    ),
+    ClientError,
+> {
     let hops = encode::resolve_hops(addr, resolve).map_err(|e| {
         ClientError::new(
             ErrorLayer::Route,
@@ -216,7 +218,21 @@ pub async fn probe(
             m.on_datagram(Instant::now(), &buf[..n]);
         }
     }
-    let o = m.outcome();
+    Ok((m.outcome(), hops))
+}
+
+/// Sends a probe for `addr` and waits for its answer or an error report.
+///
+/// `resolve` answers for the names the client resolved itself (at least the first hop); the
+/// rest are left to the hops. Returns `Err` only when nothing usable came back or the probe
+/// could not be sent; an error *report* is an `Ok(ProbeReply::Error)`, so the caller decides
+/// (and `hoptrace` can print it as a row).
+pub async fn probe(
+    addr: &StackAddress,
+    resolve: &dyn Fn(&str) -> Option<Ipv6Addr>,
+    opts: &ProbeOptions,
+) -> Result<ProbeResult, ClientError> {
+    let (o, hops) = send_and_collect(addr, resolve, opts).await?;
     let (sent, nonce) = (o.sent, o.nonce);
     if let Some((a, reporter, rtt)) = o.answer {
         return Ok(ProbeResult {
@@ -237,9 +253,20 @@ pub async fn probe(
         });
     }
     if let Some((icmp, _)) = o.icmp.into_iter().next() {
-        return Err(icmp_error(addr, &hops, icmp, opts.port));
+        let e = icmp_error(addr, &hops, icmp, opts.port);
+        return Err(
+            match unreachable_at(addr, resolve, opts, &hops, &icmp).await {
+                Some(i) => e.at(HopRef {
+                    index: i,
+                    name: hop_names(addr)[i].clone(),
+                    address: Some(hops[i].0)
+                        .filter(|a| !hopstack_encoder::wire::tlv::is_placeholder(a)),
+                }),
+                None => e,
+            },
+        );
     }
-    Err(at_first(ClientError::new(
+    Err(ClientError::new(
         ErrorLayer::Timeout,
         ClientReason::ProbeTimeout,
         format!(
@@ -247,7 +274,44 @@ pub async fn probe(
              or a hop does not run hopd",
             opts.timeout.as_millis()
         ),
-    )))
+    )
+    .at(first_hop_ref(addr, hops[0].0)))
+}
+
+/// The hop a Destination Unreachable names (the one that could not be reached; the rule is
+/// the wire core's [`machine::unreachable_hop`], shared with hoptrace): where the error alone
+/// cannot tell which of the names left to the hops it was about, a probe along the address
+/// cut after each candidate in turn tells, the one that meets the same error. `None` for
+/// other errors (and the final hop's port unreachable, which is the final hop's).
+async fn unreachable_at(
+    addr: &StackAddress,
+    resolve: &dyn Fn(&str) -> Option<Ipv6Addr>,
+    opts: &ProbeOptions,
+    hops: &[(Ipv6Addr, encode::SegmentSource)],
+    icmp: &socket::IcmpError,
+) -> Option<usize> {
+    if icmp.icmp_type != 1 || icmp.icmp_code == 4 {
+        return None;
+    }
+    let sent: Vec<Ipv6Addr> = hops.iter().map(|h| h.0).collect();
+    let candidates = match machine::unreachable_hop(&sent, icmp.quoted_dst) {
+        machine::UnreachableHop::Hop(i) => return Some(i),
+        machine::UnreachableHop::OneOf(c) => c,
+    };
+    for &c in &candidates[..candidates.len() - 1] {
+        let cut = addr.cut_after(c);
+        let met_again = match Box::pin(send_and_collect(&cut, resolve, opts)).await {
+            Ok((o, _)) => o
+                .icmp
+                .iter()
+                .any(|(e, _)| e.icmp_type == 1 && e.quoted_dst == icmp.quoted_dst),
+            Err(_) => false,
+        };
+        if met_again {
+            return Some(c);
+        }
+    }
+    candidates.last().copied()
 }
 
 /// After an ICMPv6 error, how long to keep listening for a hop's stack report (which names

@@ -140,6 +140,8 @@ pub struct IcmpError {
     pub icmp_code: u8,
     /// The errno the kernel maps it to (`EHOSTUNREACH`, `ENETUNREACH`, ...).
     pub errno: i32,
+    /// The destination of the packet the error quotes: the segment it was heading to.
+    pub quoted_dst: Option<Ipv6Addr>,
 }
 
 impl IcmpError {
@@ -272,6 +274,7 @@ pub fn read_icmp_error(fd: BorrowedFd<'_>) -> Option<IcmpError> {
         icmp_type: e.icmp_type,
         icmp_code: e.icmp_code,
         errno: e.errno,
+        quoted_dst: e.quoted_dst,
     })
 }
 

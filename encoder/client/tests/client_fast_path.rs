@@ -191,12 +191,13 @@ fn cached_requests_go_by_the_hops_kernel_end_sids() {
     let last = v.lines().last().unwrap();
     assert_eq!(
         last,
-        "hop 3 'yc' (fd00:3::2): layer tcp: connection to port 7443 refused \
-         (is hopd listening there?)",
+        "hop 3 'yc' (fd00:3::2): layer service: connection to port 7443 refused: nothing \
+         (no hopd) listens on the final hop's port",
         "the same line as without the fast path: {v}"
     );
     let j = client_support::json(&down);
-    assert_eq!(j["error"]["exit_code"], 5, "{j}");
+    assert_eq!(j["error"]["exit_code"], 8, "{j}");
+    assert_eq!(j["error"]["reason"], "no-hopd", "as a probe names it: {j}");
     tb.start_process("yc", "hopd").unwrap();
     let t0 = Instant::now();
     let back = loop {

@@ -3,6 +3,7 @@
 //! Pure functions of the outcomes, unit-tested without a network (`run/tests.rs`).
 
 use super::*;
+use hopstack_encoder::probe::{UnreachableHop, unreachable_hop};
 
 pub(super) fn resolved_by_text(
     view: &ClientView,
@@ -135,7 +136,19 @@ pub fn hop_rows(view: &ClientView, outcomes: &[Outcome]) -> Vec<HopRow> {
                     }
                     continue;
                 }
-                let Some(i) = icmp_hop(&out.sent_segments, q.offender, q.quoted_dst) else {
+                let unreachable = q.icmp_type == ICMP6_DST_UNREACH;
+                let hop = if unreachable {
+                    out.unreachable_hop.or_else(|| {
+                        match unreachable_hop(&out.sent_segments, q.quoted_dst) {
+                            UnreachableHop::Hop(i) => Some(i),
+                            // Not narrowed by probes (the driver does): the first candidate.
+                            UnreachableHop::OneOf(c) => c.first().copied(),
+                        }
+                    })
+                } else {
+                    icmp_hop(&out.sent_segments, q.offender, q.quoted_dst)
+                };
+                let Some(i) = hop else {
                     continue;
                 };
                 failed_at = Some(failed_at.map_or(i, |f: usize| f.min(i)));
@@ -147,7 +160,14 @@ pub fn hop_rows(view: &ClientView, outcomes: &[Outcome]) -> Vec<HopRow> {
                 row.via = Via::HopLimit;
                 sample[i] = Some(ms(*at));
                 if row.address.is_none() {
-                    row.address = q.offender.map(|a| a.to_string());
+                    // The hop that could not be reached is at the address the error quotes;
+                    // any other error comes from the hop itself.
+                    let at = if unreachable {
+                        q.quoted_dst
+                    } else {
+                        q.offender
+                    };
+                    row.address = at.map(|a| a.to_string());
                 }
                 row.problem = Some(icmp_problem(q, view, &out.sent_segments));
             }

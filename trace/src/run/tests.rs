@@ -28,6 +28,7 @@ fn outcome() -> Outcome {
         errors: vec![],
         icmp: vec![],
         sent_segments: vec![a("fd00:1::2"), tlv::placeholder(1), tlv::placeholder(0)],
+        unreachable_hop: None,
     }
 }
 
@@ -189,6 +190,28 @@ fn unreachable_towards_an_unresolved_hop_lands_on_the_first_unresolved_one() {
     assert_eq!(rows[1].status, Status::Failed);
     assert_eq!(rows[1].problem.as_ref().unwrap().reason, "unreachable");
     assert_eq!(rows[0].status, Status::Ok);
+}
+
+#[test]
+fn unreachable_lands_on_the_hop_that_could_not_be_reached() {
+    // Sent to a known address: that hop.
+    let mut o = outcome();
+    o.sent_segments = vec![a("fc00:1::e"), a("fc00:2::e"), a("fd00:3::2")];
+    o.icmp
+        .push(icmp(ICMP6_DST_UNREACH, 0, "fd00:1::2", "fc00:2::e"));
+    let rows = hop_rows(&view(), &[o]);
+    assert_eq!(rows[1].status, Status::Failed, "{rows:#?}");
+    assert_eq!(rows[1].address.as_deref(), Some("fc00:2::e"));
+    assert_eq!(rows[0].status, Status::Ok);
+    // An address a hop resolved, pinned by the probes along cut addresses.
+    let mut o = outcome();
+    o.icmp
+        .push(icmp(ICMP6_DST_UNREACH, 0, "fd00:2::2", "fd00:3::2"));
+    o.unreachable_hop = Some(2);
+    let rows = hop_rows(&view(), &[o]);
+    assert_eq!(rows[2].status, Status::Failed, "{rows:#?}");
+    assert_eq!(rows[2].address.as_deref(), Some("fd00:3::2"));
+    assert_eq!((rows[0].status, rows[1].status), (Status::Ok, Status::Ok));
 }
 
 /// The rows after `o` met ICMPv6 port unreachable from yc (fd00:3::2) for itself; every row

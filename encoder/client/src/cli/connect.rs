@@ -348,8 +348,22 @@ impl Ctx {
             Err(e) => e,
         };
         t.hops = path.hop_timings();
-        // Refused: the final hop answered, so the kernel SIDs were not the problem.
-        if !path.uses_fast_path() || e.reason == ClientReason::Wire(Reason::ConnectionRefused) {
+        // Refused: the final hop answered, so the kernel SIDs were not the problem; and what
+        // refused is hopd's own port, so no hopd listens there (what a probe meets as port
+        // unreachable, named the same).
+        if e.reason == ClientReason::Wire(Reason::ConnectionRefused) {
+            let e = ClientError {
+                layer: ErrorLayer::Service,
+                reason: ClientReason::HopdNotListening,
+                message: format!(
+                    "connection to port {port} refused: nothing (no hopd) listens on the final \
+                     hop's port"
+                ),
+                ..e
+            };
+            return Err(self.explain(c, path, e).await);
+        }
+        if !path.uses_fast_path() {
             return Err(self.explain(c, path, e).await);
         }
         if c.verbose {
@@ -392,9 +406,7 @@ impl Ctx {
         // Boxed: the probe's future is large, and every request's future would carry it.
         match Box::pin(crate::diagnose(&self.addr, path, &self.probe_opts(c))).await {
             Some(d) => d,
-            None if path.uses_fast_path()
-                && e.reason != ClientReason::Wire(Reason::ConnectionRefused) =>
-            {
+            None if path.uses_fast_path() && e.reason != ClientReason::HopdNotListening => {
                 ClientError {
                     message: format!("{}{FAST_PATH_HINT}", e.message),
                     ..e
