@@ -124,11 +124,14 @@ fn write_configs(dir: &Path) {
     std::fs::write(www.join("list"), "[{\"id\":1}]\n").unwrap();
     std::fs::write(dir.join("http503.py"), HTTP_503).unwrap();
 
-    write_border_configs(dir, |_| String::new());
+    // A failed lookup is cached for a second instead of hopd's default 30, so that a test
+    // that undoes a DNS fault sees the name again soon (the views' TTL is 1 s as well).
+    write_border_configs(dir, |_| "[border.resolver]\nnegative_ttl_s = 1\n".into());
     let more = [
         ServiceToml::proxy("broken", "tcp:[::1]:8081", &["tcp+http"]),
         // Says it speaks tls, but the target is plain HTTP: every handshake fails.
         ServiceToml::proxy("plainonly", "tcp:[::1]:8080", &["tcp+tls+http"]),
+        ServiceToml::udp("uecho", "[::1]:7", &["udp"]),
     ];
     write_yc_config(dir, &certs, &more);
 }
@@ -151,6 +154,9 @@ impl Bed {
         spawn_http_server(&tb, "yc", "::1", &dir.path().join("www"), 8080).unwrap();
         tb.spawn("yc", "http503", [py.as_str(), &format!("{d}/http503.py")])
             .unwrap();
+        let hopbed = hopbed.to_str().unwrap();
+        tb.spawn("yc", "udp-echo", [hopbed, "__udp-echo", "[::1]:7"])
+            .unwrap();
         spawn_three_hopds(&tb, &hopd, dir.path()).unwrap();
         let bed = Bed { tb, dir };
         bed.wait_ready();
@@ -159,6 +165,11 @@ impl Bed {
 
     pub fn ca(&self, name: &str) -> String {
         self.dir.path().join(name).display().to_string()
+    }
+
+    /// Until the whole path answers again, after a test undid a fault.
+    pub fn wait_healthy(&self) {
+        self.wait_ready();
     }
 
     /// Until the whole path answers (hopd's TUN, routes and the services take a moment).
