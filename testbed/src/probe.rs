@@ -253,6 +253,9 @@ pub fn http_serve(bind: SocketAddr, root: &std::path::Path) -> anyhow::Result<()
         let path = path.split('?').next().unwrap_or("/");
         let (status, body) = if method != "GET" {
             ("405 Method Not Allowed", b"method not allowed\n".to_vec())
+        } else if path == "/busy" {
+            // A server error on demand, for the docs' HTTP-failure examples.
+            ("503 Service Unavailable", b"overloaded.\n".to_vec())
         } else if path.split('/').any(|c| c == "..") {
             ("404 Not Found", b"not found\n".to_vec())
         } else {
