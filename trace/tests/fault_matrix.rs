@@ -58,7 +58,7 @@ enum Cached {
 /// One row of the matrix: the fault, how to undo it, the address and extra arguments, and
 /// what every tool must say.
 struct Fault {
-    name: &'static str,
+    name: String,
     address: &'static str,
     hop_args: &'static [&'static str],
     trace_args: &'static [&'static str],
@@ -67,9 +67,9 @@ struct Fault {
 }
 
 impl Fault {
-    fn new(name: &'static str, want: Seen) -> Fault {
+    fn new(name: impl Into<String>, want: Seen) -> Fault {
         Fault {
-            name,
+            name: name.into(),
             address: API,
             hop_args: &[],
             trace_args: &[],
@@ -97,7 +97,7 @@ impl Fault {
 
 /// The four tools' verdicts on one fault, and how long the cached request took.
 struct Row {
-    fault: &'static str,
+    fault: String,
     no_cache: Option<Seen>,
     cached: Option<(Seen, Duration)>,
     trace_json: Seen,
@@ -227,7 +227,7 @@ fn observe(bed: &Bed, fault: &Fault, inject: impl FnOnce(&Bed), heal: impl FnOnc
     let (_, t) = trace_text(&bed.tb, "client", &args);
     heal(bed);
     Row {
-        fault: fault.name,
+        fault: fault.name.clone(),
         no_cache,
         cached,
         trace_json: trace_verdict(&v),
@@ -305,29 +305,34 @@ fn links_down() {
         ("github.com", "org", failed(2, "route", "unreachable")),
         ("org", "yc", failed(3, "route", "unreachable")),
     ];
-    let faults: Vec<Fault> = links
+    let faults = links
         .iter()
-        .map(|(a, b, want)| {
-            let name: &'static str = Box::leak(format!("link {a}-{b} down").into_boxed_str());
-            Fault::new(name, want.clone())
-        })
-        .collect();
+        .map(|(a, b, want)| Fault::new(format!("link {a}-{b} down"), want.clone()));
+    run_matrix(
+        &bed,
+        &faults.collect::<Vec<_>>(),
+        |bed, i| bed.tb.link_down(links[i].0, links[i].1).unwrap(),
+        |bed, i| {
+            bed.tb.link_up(links[i].0, links[i].1).unwrap();
+            bed.wait_healthy();
+        },
+    );
+}
+
+/// Observes every fault on one bed in turn (`inject(i)` before the i-th, `heal(i)` after)
+/// and checks the rows against the matrix.
+fn run_matrix(
+    bed: &Bed,
+    faults: &[Fault],
+    inject: impl Fn(&Bed, usize),
+    heal: impl Fn(&Bed, usize),
+) {
     let rows: Vec<Row> = faults
         .iter()
-        .zip(links)
-        .map(|(f, (a, b, _))| {
-            observe(
-                &bed,
-                f,
-                |bed| bed.tb.link_down(a, b).unwrap(),
-                |bed| {
-                    bed.tb.link_up(a, b).unwrap();
-                    bed.wait_healthy();
-                },
-            )
-        })
+        .enumerate()
+        .map(|(i, f)| observe(bed, f, |b| inject(b, i), |b| heal(b, i)))
         .collect();
-    check(&faults, &rows);
+    check(faults, &rows);
 }
 
 /// Each DNS view failing the one name it answers for: the name's own hop, layer route.
@@ -346,33 +351,30 @@ fn dns_faults(kind: DnsFault) {
     let faults: Vec<Fault> = views
         .iter()
         .map(|&(view, name, hop)| {
-            let label: &'static str =
-                Box::leak(format!("{view} view: {name} {reason}").into_boxed_str());
             // A cached path lists every hop's address: no hop asks DNS for it again.
-            Fault::new(label, failed(hop, "route", reason)).cached(Cached::Ok)
-        })
-        .collect();
-    let rows: Vec<Row> = faults
-        .iter()
-        .zip(views)
-        .map(|(f, (view, name, _))| {
-            observe(
-                &bed,
-                f,
-                |bed| {
-                    bed.tb.dns_fault(view, name, Some(kind)).unwrap();
-                    // hopd caches answers for their TTL (1 s in this topology).
-                    std::thread::sleep(Duration::from_millis(1500));
-                },
-                |bed| {
-                    bed.tb.dns_fault(view, name, None).unwrap();
-                    // hopd keeps a failed lookup for its negative TTL too.
-                    bed.wait_healthy();
-                },
+            Fault::new(
+                format!("{view} view: {name} {reason}"),
+                failed(hop, "route", reason),
             )
+            .cached(Cached::Ok)
         })
         .collect();
-    check(&faults, &rows);
+    run_matrix(
+        &bed,
+        &faults,
+        |bed, i| {
+            bed.tb
+                .dns_fault(views[i].0, views[i].1, Some(kind))
+                .unwrap();
+            // hopd caches answers for their TTL (1 s in this topology).
+            std::thread::sleep(Duration::from_millis(1500));
+        },
+        |bed, i| {
+            bed.tb.dns_fault(views[i].0, views[i].1, None).unwrap();
+            // hopd keeps a failed lookup for its negative TTL too.
+            bed.wait_healthy();
+        },
+    );
 }
 
 fn dns_nxdomain() {
@@ -394,29 +396,18 @@ fn hopds_stopped() {
         ("org", failed(2, "route", "unreachable")),
         ("yc", failed(3, "service", "no-hopd")),
     ];
-    let faults: Vec<Fault> = nodes
+    let faults = nodes
         .iter()
-        .map(|(node, want)| {
-            let name: &'static str = Box::leak(format!("hopd on {node} stopped").into_boxed_str());
-            Fault::new(name, want.clone())
-        })
-        .collect();
-    let rows: Vec<Row> = faults
-        .iter()
-        .zip(nodes)
-        .map(|(f, (node, _))| {
-            observe(
-                &bed,
-                f,
-                |bed| bed.tb.kill(node, "hopd").unwrap(),
-                |bed| {
-                    bed.tb.restart(node, "hopd").unwrap();
-                    bed.wait_healthy();
-                },
-            )
-        })
-        .collect();
-    check(&faults, &rows);
+        .map(|(node, want)| Fault::new(format!("hopd on {node} stopped"), want.clone()));
+    run_matrix(
+        &bed,
+        &faults.collect::<Vec<_>>(),
+        |bed, i| bed.tb.kill(nodes[i].0, "hopd").unwrap(),
+        |bed, i| {
+            bed.tb.restart(nodes[i].0, "hopd").unwrap();
+            bed.wait_healthy();
+        },
+    );
 }
 
 /// What goes wrong at the final hop itself, and a hop limit that runs out on the way.
