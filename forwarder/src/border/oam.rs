@@ -32,7 +32,9 @@ use super::process::DropReason;
 pub(crate) fn report_reason(reason: DropReason) -> Option<Reason> {
     Some(match reason {
         DropReason::HopLimitExceeded => Reason::HopLimitExceeded,
-        DropReason::TooManySegments | DropReason::NextHopDenied => Reason::PolicyDenied,
+        DropReason::TooManySegments | DropReason::NextHopDenied | DropReason::NameUnderHmac => {
+            Reason::PolicyDenied
+        }
         DropReason::Loop => Reason::LoopDetected,
         DropReason::BadHopName => Reason::NoHopName,
         DropReason::Nxdomain => Reason::Nxdomain,

@@ -39,7 +39,9 @@
 //! Last Entry and Segments Left first (S09-S12), then rewrites the destination, then checks the
 //! Hop Limit (S17). We check the Hop Limit *before* touching the packet so that a Time
 //! Exceeded error quotes the packet exactly as the sender's node received it (RFC 8986 §4.1
-//! also checks it first, at S05). The result for a well-formed packet is the same.
+//! also checks it first, at S05). The result for a well-formed packet is the same. Under
+//! `require_hmac` the HMAC comes before every check that answers, so that an unauthenticated
+//! packet draws nothing.
 //!
 //! Late binding never happens here: when the next segment is an unresolved placeholder and
 //! the name is not in the cache, the packet is left untouched and [`Action::NeedResolve`]
@@ -431,18 +433,19 @@ fn check_policy(end: &EndPacket, pkt: &[u8], state: &State) -> Result<(), Stop> 
         })
     };
     let policy = &state.settings.policy;
+    // The HMAC first: every later check may answer, and an unauthenticated packet gets no
+    // answer at all, lest we reflect at a forged source.
+    if policy.require_hmac {
+        let src = ipv6::Packet::new_unchecked(pkt).src_addr();
+        if let Err(reason) = oam::verify_hmac(&end.srh(pkt), &src, policy) {
+            return Err(Stop::Silently(reason));
+        }
+    }
     if end.segment_count > usize::from(policy.max_segments) {
         let err = IcmpError::DestinationUnreachable {
             code: IcmpError::UNREACH_ADMIN,
         };
         return Err(here(DropReason::TooManySegments, err));
-    }
-    if policy.require_hmac {
-        let src = ipv6::Packet::new_unchecked(pkt).src_addr();
-        if let Err(reason) = oam::verify_hmac(&end.srh(pkt), &src, policy) {
-            // Unauthenticated: no answer at all, lest we reflect at a forged source.
-            return Err(Stop::Silently(reason));
-        }
     }
     if arrived_hop_limit(pkt, state) <= 1 {
         return Err(here(DropReason::HopLimitExceeded, IcmpError::TimeExceeded));
@@ -501,6 +504,14 @@ fn bind_next(now: Duration, end: &EndPacket, pkt: &[u8], state: &mut State) -> R
     };
     let mut addr = view.segment_addr(usize::from(new_sl));
     let mut bound = false;
+    if tlv::is_placeholder(&addr) && state.settings.policy.require_hmac {
+        // The HMAC covers the segments but not the hop-names TLV: a name to bind here is
+        // not what the sender signed.
+        let err = IcmpError::DestinationUnreachable {
+            code: IcmpError::UNREACH_ADMIN,
+        };
+        return Err(failed(DropReason::NameUnderHmac, err, new_sl, 0..0, None));
+    }
     if tlv::is_placeholder(&addr) {
         let name = match view.hop_name_range(new_sl) {
             Err(at) => {

@@ -1035,6 +1035,17 @@ fn nxdomain_sends_a_stack_report_naming_the_unresolved_hop() {
 }
 
 fn hmac_srh(key: &[u8], key_id: u32, segs: &[&str], sl: u8) -> Vec<u8> {
+    hmac_srh_with(key, key_id, segs, sl, Vec::new())
+}
+
+/// An SRH over `segs` with `tlvs` and an HMAC TLV signed with `key` (SHA-256) for [`SRC`].
+fn hmac_srh_with(
+    key: &[u8],
+    key_id: u32,
+    segs: &[&str],
+    sl: u8,
+    tlvs: Vec<hopstack_encoder::wire::tlv::TlvRepr>,
+) -> Vec<u8> {
     use hopstack_encoder::wire::{hmac, srh};
     let mut repr = srh::SrhRepr {
         next_header: 17,
@@ -1042,7 +1053,7 @@ fn hmac_srh(key: &[u8], key_id: u32, segs: &[&str], sl: u8) -> Vec<u8> {
         flags: 0,
         tag: 0,
         segments: segs.iter().map(|s| a(s)).collect(),
-        tlvs: Vec::new(),
+        tlvs,
     };
     repr.add_hmac_placeholder(key_id);
     let mut buf = vec![0u8; repr.buffer_len()];
@@ -1050,6 +1061,74 @@ fn hmac_srh(key: &[u8], key_id: u32, segs: &[&str], sl: u8) -> Vec<u8> {
     repr.emit(&mut view).unwrap();
     hmac::sign(hmac::Algorithm::Sha256, key, &a(SRC), &mut view).unwrap();
     buf
+}
+
+fn hmac_state(max_segments: u8) -> State {
+    use super::policy::{HmacAlgorithm, HmacKey};
+    state_with(|s| {
+        s.policy.require_hmac = true;
+        s.policy.max_segments = max_segments;
+        s.policy.hmac_keys = vec![HmacKey {
+            id: 7,
+            algorithm: HmacAlgorithm::Sha256,
+            secret: "s3cret".into(),
+        }];
+    })
+}
+
+/// Until 2026-12-05 `max_segments` came first: an unsigned packet with too many segments
+/// drew an ICMPv6 error (and a report) towards a source nothing vouched for.
+#[test]
+fn the_hmac_is_checked_before_anything_that_answers() {
+    let mut st = hmac_state(1);
+    let unsigned = Pkt::srh(&["fd00:3::1", SID], 1).build();
+    assert_eq!(
+        run(&mut st, &mut unsigned.clone()).0,
+        Action::Drop {
+            reason: DropReason::HmacMissing,
+            icmp_len: 0,
+            report_len: 0
+        }
+    );
+    assert_eq!(st.counters.icmp_sent, 0);
+}
+
+/// The HMAC covers the segments, not the hop-names TLV: under `require_hmac` a border binds
+/// no name (until 2026-12-05 it did, whatever name an on-path party put there).
+#[test]
+fn no_name_is_bound_when_the_hmac_is_required() {
+    let mut st = hmac_state(16);
+    st.cache.insert(
+        b"yc",
+        Binding::Addr(a("fd00:3::3")),
+        Duration::from_secs(60),
+        NOW,
+    );
+    use hopstack_encoder::wire::tlv::{HopName, HopNames, TlvRepr};
+    let ph = placeholder(0);
+    let names = TlvRepr::HopNames(HopNames {
+        entries: vec![HopName {
+            index: 0,
+            name: "yc".into(),
+        }],
+    });
+    let b = Pkt {
+        raw_srh: Some(hmac_srh_with(b"s3cret", 7, &[&ph, SID], 1, vec![names])),
+        dst: a(SID),
+        ..Pkt::srh(&[SID], 0)
+    };
+    let (act, _) = run(&mut st, &mut b.build());
+    assert!(
+        matches!(
+            act,
+            Action::Drop {
+                reason: DropReason::NameUnderHmac,
+                ..
+            }
+        ),
+        "{act:?}"
+    );
+    assert_eq!(st.counters.names_bound, 0);
 }
 
 #[test]

@@ -33,6 +33,8 @@ pub enum DropReason {
     HmacMissing,
     /// HMAC present but wrong, or an unknown key id.
     HmacInvalid,
+    /// A name to bind while `policy.require_hmac`: the HMAC does not cover the hop names.
+    NameUnderHmac,
     /// The next segment equals the current one.
     Loop,
     /// The next segment is a placeholder and no hop-names entry names it, or the name is not
@@ -55,7 +57,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Malformed,
         DropReason::Truncated,
         DropReason::NotOurSid,
@@ -69,6 +71,7 @@ impl DropReason {
         DropReason::NextHopDenied,
         DropReason::HmacMissing,
         DropReason::HmacInvalid,
+        DropReason::NameUnderHmac,
         DropReason::Loop,
         DropReason::BadHopName,
         DropReason::BadTlv,
@@ -96,6 +99,7 @@ impl DropReason {
             DropReason::NextHopDenied => "next-hop-denied",
             DropReason::HmacMissing => "hmac-missing",
             DropReason::HmacInvalid => "hmac-invalid",
+            DropReason::NameUnderHmac => "name-under-hmac",
             DropReason::Loop => "loop-detected",
             DropReason::BadHopName => "bad-hop-name",
             DropReason::BadTlv => "bad-tlv",
