@@ -81,6 +81,55 @@ fn tcp_failures_are_reported_to_the_trace_report_address() {
     }
 }
 
+/// A trace TLV names any report address; hopd answers only the packet's own source. Until
+/// 2026-12-05 a probe or a failing connection from one address could aim hopd's reports at
+/// another: loopback, an inside host, a victim.
+fn reports_go_only_to_the_packets_source() {
+    if !enter_netns() {
+        return;
+    }
+    sh("ip -6 addr add fd00:99::1/128 dev lo nodad");
+    let hopd = Hopd::start(PORT, &config());
+    let (reports, rport) = report_socket();
+    reports
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let stranger: std::net::SocketAddrV6 = "[fd00:99::1]:0".parse().unwrap();
+    // A probe from fd00:99::1 asking for its answer at [::1].
+    let trace = Trace::new(LO, rport, 91, 3);
+    let c = udp_connect_from(
+        Some(stranger),
+        hopd.addr,
+        &srh_flags(&[LO], "tcp+http", "restapiv3", Some(trace), FLAG_O),
+    );
+    c.send(b"probe").unwrap();
+    // A failing connection (unknown service) from fd00:99::1, reports to [::1].
+    let trace = Trace::new(LO, rport, 92, 3);
+    let from = Some(stranger);
+    let mut s = tcp_connect_from(
+        from,
+        hopd.addr,
+        &srh(&[LO], "tcp+http", "nosuch", Some(trace)),
+    )
+    .unwrap();
+    let _ = s.write_all(b"GET / HTTP/1.1\r\n\r\n");
+    let mut v = Vec::new();
+    let _ = s.read_to_end(&mut v);
+    let mut b = [0u8; 4096];
+    assert!(
+        reports.recv(&mut b).is_err(),
+        "a report reached [::1] for a packet from fd00:99::1"
+    );
+    // The same from [::1] itself is answered.
+    let trace = Trace::new(LO, rport, 93, 3);
+    let c = udp_connect(
+        hopd.addr,
+        &srh_flags(&[LO], "tcp+http", "restapiv3", Some(trace), FLAG_O),
+    );
+    c.send(b"probe").unwrap();
+    assert_eq!(recv_report(&reports).nonce, 93);
+}
+
 fn probe(hopd: &Hopd, stack: &str, name: &str) -> ProbeAnswer {
     let (reports, rport) = report_socket();
     let trace = Trace::new(LO, rport, 77, 3);
@@ -196,4 +245,5 @@ hopstack_testbed::tests! {
     probes_are_answered_with_path_and_service_status,
     probe_without_trace_is_answered_to_its_source,
     probes_advertise_a_direct_port_only_when_the_service_exists,
+    reports_go_only_to_the_packets_source,
 }

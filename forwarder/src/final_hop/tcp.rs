@@ -294,7 +294,7 @@ pub(super) async fn connect(target: &Target) -> std::io::Result<proxy::Stream> {
 
 async fn report_only(ctx: &Ctx, peer: SocketAddr, arrival: Option<&Arrival>, f: &Failure) {
     tracing::info!(%peer, failure = %f, "final-hop failure");
-    udp::send_report(ctx, arrival, f).await;
+    udp::send_report(ctx, peer, arrival, f).await;
 }
 
 /// Tells the client about `f` on every channel the connection has, then closes it.

@@ -137,7 +137,7 @@ async fn handle(
             message: "the SRH carries no layer descriptor (TLV 124)".to_owned(),
         };
         tracing::info!(from = %d.from, failure = %f, "final-hop failure");
-        send_report(ctx, Some(&arrival), &f).await;
+        send_report(ctx, d.from, Some(&arrival), &f).await;
         return;
     };
     let service = match lookup(&ctx.services, desc, Layer::Udp) {
@@ -150,7 +150,7 @@ async fn handle(
                 message,
             };
             tracing::info!(from = %d.from, failure = %f, "final-hop failure");
-            send_report(ctx, Some(&arrival), &f).await;
+            send_report(ctx, d.from, Some(&arrival), &f).await;
             return;
         }
     };
@@ -172,7 +172,7 @@ async fn handle(
                     message: format!("{} UDP sessions open", ctx.cfg.max_udp_sessions),
                 };
                 tracing::warn!(from = %d.from, failure = %f, "final-hop failure");
-                send_report(ctx, Some(&arrival), &f).await;
+                send_report(ctx, d.from, Some(&arrival), &f).await;
                 return;
             }
             let bind: SocketAddr = if target.is_ipv6() {
@@ -194,7 +194,7 @@ async fn handle(
                     reason: Reason::ServiceDown,
                     message: format!("connect to udp:{target}: {e}"),
                 };
-                send_report(ctx, Some(&arrival), &f).await;
+                send_report(ctx, d.from, Some(&arrival), &f).await;
                 return;
             }
             let up = Arc::new(up);
@@ -273,7 +273,7 @@ async fn relay_back(
                     message: format!("udp service `{}`: {e}", key.1),
                 };
                 tracing::info!(client = %key.0, failure = %f, "final-hop failure");
-                send_report(&ctx, Some(&arrival), &f).await;
+                send_report(&ctx, key.0, Some(&arrival), &f).await;
                 break;
             }
         }
@@ -284,12 +284,30 @@ async fn relay_back(
 
 /// Sends a stack report for `f` to the report address of the arrival's trace TLV, if the
 /// client asked for reports (no trace TLV: no report; the other channels still apply).
-pub async fn send_report(ctx: &Ctx, arrival: Option<&Arrival>, f: &Failure) {
+/// Whether a report or probe answer may go to `to` for a packet from `client`: only to the
+/// packet's own source address, never to port 0. A trace TLV names any address and port;
+/// answering anywhere else would let a stranger aim hopd at loopback, inside hosts or a
+/// victim (reflection).
+fn report_allowed(to: SocketAddr, client: SocketAddr) -> Result<(), &'static str> {
+    if to.port() == 0 {
+        return Err("port 0");
+    }
+    if to.ip() != client.ip() {
+        return Err("not the packet's source address");
+    }
+    Ok(())
+}
+
+pub async fn send_report(ctx: &Ctx, client: SocketAddr, arrival: Option<&Arrival>, f: &Failure) {
     let Some(trace) = arrival.and_then(|a| a.trace.as_ref()) else {
         return;
     };
     let reporter = f.hop.address.unwrap_or(Ipv6Addr::UNSPECIFIED);
     let to = SocketAddr::from((trace.report_addr, trace.report_port));
+    if let Err(why) = report_allowed(to, client) {
+        tracing::debug!(%to, %client, "stack report refused: {why}");
+        return;
+    }
     if !ctx.report_limit.take(Instant::now()) {
         tracing::debug!(%to, "stack report suppressed (reports_per_second)");
         return;
@@ -334,6 +352,10 @@ async fn answer_probe(ctx: &Ctx, d: &Datagram, arrival: &Arrival) {
         Some(t) => (SocketAddr::from((t.report_addr, t.report_port)), t.nonce),
         None => (d.from, 0),
     };
+    if let Err(why) = report_allowed(to, d.from) {
+        tracing::debug!(%to, from = %d.from, "probe answer refused: {why}");
+        return;
+    }
     let answer = ReportRepr {
         nonce,
         reporter,

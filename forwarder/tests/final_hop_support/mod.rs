@@ -124,10 +124,18 @@ pub fn tcp_connect_from(
 
 /// A connected UDP socket whose datagrams carry `srh`.
 pub fn udp_connect(to: SocketAddr, srh: &[u8]) -> UdpSocket {
+    udp_connect_from(None, to, srh)
+}
+
+/// [`udp_connect`] from a given source address.
+pub fn udp_connect_from(from: Option<SocketAddrV6>, to: SocketAddr, srh: &[u8]) -> UdpSocket {
     let SocketAddr::V6(to6) = to else {
         panic!("ipv6 only")
     };
     let fd = srv6_socket(SockType::Datagram, srh).expect("UDP socket with IPV6_RTHDR");
+    if let Some(from) = from {
+        socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(from)).unwrap();
+    }
     socket::connect(fd.as_raw_fd(), &SockaddrIn6::from(to6)).unwrap();
     let s = UdpSocket::from(fd);
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
