@@ -17,6 +17,7 @@
 pub mod cli;
 pub mod error;
 pub mod http;
+pub mod private_file;
 pub mod probe;
 pub mod record;
 pub mod resolve;

@@ -55,7 +55,7 @@
 
 use std::fmt;
 use std::fs::Metadata;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::path::{Path, PathBuf};
 
@@ -307,24 +307,18 @@ impl RecordStore {
     /// say: a request asks after its response, so the record is used at most once after the
     /// cache changed (hop's own changes delete every record at once, [`Self::clear`]).
     pub fn load(&self, key: &str, now: u64) -> Result<LoadedRecord, Miss> {
-        // A record is some 200 octets: one `read` into the stack, not the heap.
-        let mut small = [0u8; 512];
-        let mut big = Vec::new();
-        let mut file = std::fs::File::open(self.file(key)).map_err(|_| Miss::Absent)?;
-        let n = file.read(&mut small).map_err(|_| Miss::Absent)?;
-        let bytes: &[u8] = if n < small.len() {
-            &small[..n]
-        } else {
-            big.extend_from_slice(&small);
-            file.read_to_end(&mut big).map_err(|_| Miss::Absent)?;
-            &big
-        };
-        if bytes.len() >= MAX_RECORD_LEN {
-            return Err(Miss::Corrupt(RecordError {
-                offset: MAX_RECORD_LEN,
-                what: "longer than a record can be",
-            }));
-        }
+        let (bytes, file) =
+            match crate::private_file::read(&self.file(key), MAX_RECORD_LEN as u64 - 1) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    return Err(Miss::Corrupt(RecordError {
+                        offset: MAX_RECORD_LEN,
+                        what: "not a regular file of a record's size",
+                    }));
+                }
+                Err(_) => return Err(Miss::Absent),
+            };
+        let bytes = &bytes[..];
         let (rec, rec_key, stamp) = ConnectRecord::parse(bytes).map_err(Miss::Corrupt)?;
         if rec_key != key.as_bytes() {
             return Err(Miss::OtherKey);
@@ -358,13 +352,7 @@ impl RecordStore {
                 "connect record too long",
             ));
         }
-        std::fs::create_dir_all(&self.dir)?;
-        let file = self.file(key);
-        let mut tmp = file.as_os_str().to_owned();
-        tmp.push(format!(".{}", std::process::id()));
-        let tmp = PathBuf::from(tmp);
-        std::fs::File::create(&tmp)?.write_all(&bytes)?;
-        std::fs::rename(&tmp, &file)
+        crate::private_file::replace(&self.file(key), &bytes).map(drop)
     }
 
     /// Deletes `key`'s record (after its connection failed, or its path was forgotten).

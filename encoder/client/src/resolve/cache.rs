@@ -161,44 +161,22 @@ impl PathCache {
         data.version = 1;
         // Compact: the next request scans it before connecting.
         let bytes = serde_json::to_vec(data)?;
-        if let Some(dir) = self.file.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = self
-            .file
-            .with_extension(format!("json.{}", std::process::id()));
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, &bytes)?;
+        let f = crate::private_file::replace(&self.file, &bytes)?;
         // Renaming keeps the inode and the modification time: this is the new file's stamp.
         let stamp = CacheStamp::of(&f.metadata()?);
-        std::fs::rename(&tmp, &self.file)?;
         self.written = Some(stamp);
         RecordStore::for_cache(&self.file).clear();
         Ok(())
     }
 }
 
-/// Reads a small file the way a cached request can afford: each system call costs a few
-/// microseconds on its way to the first byte (`std::fs::read` makes five: open, statx, two
-/// reads, close), so this opens and reads, and hands the file back to be closed later. A
-/// read that returns less than asked for is taken as the end of the file, which it is for
-/// a regular file; if it ever were not, the truncated JSON does not parse and the request
-/// only misses the cache.
+/// The largest cache file read (a few thousand paths); a larger one is not hop's.
+const MAX_CACHE_FILE: u64 = 8 << 20;
+
+/// Reads the cache file ([`crate::private_file::read`]: a regular file, at most
+/// [`MAX_CACHE_FILE`]) and hands it back to be closed later, off the request's way.
 pub(super) fn read_small(file: &Path) -> std::io::Result<(Vec<u8>, std::fs::File)> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(file)?;
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut len = 0;
-    loop {
-        let n = f.read(&mut buf[len..])?;
-        len += n;
-        if n == 0 || len < buf.len() {
-            break;
-        }
-        buf.resize(buf.len() * 2, 0);
-    }
-    buf.truncate(len);
-    Ok((buf, f))
+    crate::private_file::read(file, MAX_CACHE_FILE)
 }
 
 /// `key`'s entry of a cache file, the other entries skipped (`IgnoredAny`: scanned, never

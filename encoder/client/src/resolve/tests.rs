@@ -12,6 +12,32 @@ fn hop(name: &str, a: &str, r: Resolver) -> PathHop {
     }
 }
 
+/// Until 2026-12-05 the cache was written with the umask's mode (0644: other users read
+/// which paths you use) and read whatever stood at its name: a FIFO there hung `hop`.
+#[test]
+fn the_cache_file_is_private_and_only_a_regular_file_is_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("paths.json");
+    let hops = vec![hop("github.com", "fd00:1::2", Resolver::ClientDns)];
+    PathCache::open(&f)
+        .put("github.com", &hops, 160, 100)
+        .unwrap();
+    let mode = std::fs::metadata(&f).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    std::fs::remove_file(&f).unwrap();
+    let c = std::ffi::CString::new(f.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(PathCache::open(&f).get("github.com", 100)).unwrap());
+    assert_eq!(
+        rx.recv_timeout(std::time::Duration::from_secs(2)),
+        Ok(None),
+        "a FIFO in the cache's place is a miss at once"
+    );
+}
+
 #[test]
 fn cache_round_trip_and_expiry() {
     let dir = tempfile::tempdir().unwrap();
