@@ -12,7 +12,7 @@ use hopstack_client::socket::{self, SocketOptions};
 use hopstack_client::timing::Timings;
 use hopstack_client::tls::{self, TlsOptions};
 use hopstack_encoder::encode;
-use hopstack_encoder::wire::report::{ProbeAnswer, Reason, ServiceStatus};
+use hopstack_encoder::wire::report::{ProbeAnswer, Reason, ServiceStatus, printable};
 use hopstack_encoder::{Layer, StackAddress};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -76,7 +76,7 @@ pub fn service_row(answer: &ProbeAnswer, rtt: Duration, service: &str) -> LayerR
     r.service = Some(ServiceInfo {
         status: answer.status.as_str().into(),
         mode: mode.clone(),
-        target: answer.text.clone(),
+        target: printable(&answer.text),
     });
     r.detail = format!(
         "{service}: {}{}{}",
@@ -85,7 +85,7 @@ pub fn service_row(answer: &ProbeAnswer, rtt: Duration, service: &str) -> LayerR
         if answer.text.is_empty() {
             String::new()
         } else {
-            format!(" ({})", answer.text)
+            format!(" ({})", printable(&answer.text))
         }
     );
     if answer.status == ServiceStatus::Exists {
@@ -106,7 +106,7 @@ pub fn service_row(answer: &ProbeAnswer, rtt: Duration, service: &str) -> LayerR
                 if answer.text.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({})", answer.text)
+                    format!(" ({})", printable(&answer.text))
                 }
             ),
         );

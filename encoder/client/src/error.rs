@@ -16,7 +16,7 @@
 use core::fmt;
 use std::net::Ipv6Addr;
 
-use hopstack_encoder::wire::report::{ErrorReport, Reason, ReportLayer};
+use hopstack_encoder::wire::report::{ErrorReport, Reason, ReportLayer, printable};
 
 /// The layer a failure belongs to; each has its own exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -355,13 +355,13 @@ impl ClientError {
         let detail = if r.text.is_empty() {
             String::new()
         } else {
-            format!(" [{}]", r.text)
+            format!(" [{}]", printable(&r.text))
         };
         if resolving {
             let target = if r.hop_name.is_empty() {
                 name_of(idx)
             } else {
-                r.hop_name.clone()
+                printable(&r.hop_name)
             };
             let resolver = HopRef {
                 index: idx - 1,
@@ -386,7 +386,7 @@ impl ClientError {
         let name = if r.hop_name.is_empty() {
             name_of(idx)
         } else {
-            r.hop_name.clone()
+            printable(&r.hop_name)
         };
         ClientError {
             hop: Some(HopRef {
@@ -440,6 +440,27 @@ mod tests {
         );
         assert_eq!(e.exit_code(), 4);
         assert_eq!(e.reason, "nxdomain");
+    }
+
+    /// Until 2026-12-05 a report's text and hop name went to the terminal as they came: an
+    /// escape sequence from any hop on the way reached the user's terminal.
+    #[test]
+    fn control_characters_from_the_network_are_escaped() {
+        let r = ErrorReport {
+            hop_index: 2,
+            hop_name: "y\u{1b}[2Jc".into(),
+            hop_address: None,
+            layer: ReportLayer::Route,
+            reason: Reason::Nxdomain,
+            text: "\u{1b}]0;owned\u{7}\nhop 1: ok".into(),
+        };
+        let line = ClientError::from_report(&r, "fd00:2::2".parse().unwrap(), &names()).to_string();
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(
+            line.contains("\\u{1b}]0;owned\\u{7}\\u{a}hop 1: ok"),
+            "{line}"
+        );
+        assert!(line.starts_with("hop 3 'y\\u{1b}[2Jc'"), "{line}");
     }
 
     #[test]

@@ -393,7 +393,10 @@ pub fn service_refusal(answer: &ProbeAnswer) -> Option<(Reason, String)> {
     let text = if answer.text.is_empty() {
         String::new()
     } else {
-        format!(" [{}]", answer.text)
+        format!(
+            " [{}]",
+            hopstack_encoder::wire::report::printable(&answer.text)
+        )
     };
     Some((reason, text))
 }

@@ -113,6 +113,21 @@ pub use codes::{Reason, ReportLayer, ResolvedBy, ServiceMode, ServiceStatus};
 pub use error::{EmitError, ReportError};
 pub use parse::Report;
 
+/// `text` from a report (its free text, a hop name) fit to print on a terminal: control
+/// characters (an escape sequence a stranger put there, a newline that would fake another
+/// line) are shown escaped, `\u{1b}`, the rest as it is.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// `"HOPS"`.
 pub const MAGIC: [u8; 4] = *b"HOPS";
 /// The version this module emits and accepts.

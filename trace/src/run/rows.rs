@@ -4,6 +4,7 @@
 
 use super::*;
 use hopstack_encoder::probe::{UnreachableHop, unreachable_hop};
+use hopstack_encoder::wire::report::printable;
 
 pub(super) fn resolved_by_text(
     view: &ClientView,
@@ -111,7 +112,7 @@ pub fn hop_rows(view: &ClientView, outcomes: &[Outcome]) -> Vec<HopRow> {
                         if e.text.is_empty() {
                             String::new()
                         } else {
-                            format!(": {}", e.text)
+                            format!(": {}", printable(&e.text))
                         }
                     ),
                 });
