@@ -168,12 +168,31 @@ pub fn bind_control(path: &Path) -> std::io::Result<AsyncFd<OwnedFd>> {
     )?;
     socket::bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
     // Anyone may connect; who may register is decided by SO_PEERCRED per service.
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
+    chmod_socket_file(path, 0o666)?;
     socket::listen(
         &fd,
         socket::Backlog::new(64).unwrap_or(socket::Backlog::MAXCONN),
     )?;
     async_fd(fd)
+}
+
+/// Sets the mode of the socket file at `path` without following a link: the file is opened
+/// `O_PATH | O_NOFOLLOW`, checked to be a socket, and changed through its descriptor
+/// (`/proc/self/fd`), so a link swapped in after `bind` changes nothing elsewhere.
+fn chmod_socket_file(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(path)?;
+    if !f.metadata()?.file_type().is_socket() {
+        return Err(std::io::Error::other(format!(
+            "{} is not the socket hopd bound",
+            path.display()
+        )));
+    }
+    let by_fd = format!("/proc/self/fd/{}", f.as_raw_fd());
+    std::fs::set_permissions(by_fd, std::fs::Permissions::from_mode(mode))
 }
 
 /// Registers an owned descriptor with tokio's reactor.
@@ -183,12 +202,17 @@ fn async_fd(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
     unsafe { AsyncFd::register(fd) }.map_err(std::io::Error::from)
 }
 
+/// Control connections open at once: registered services (each holds its connection) and
+/// handshakes in progress. More are closed as they are accepted.
+pub const MAX_CONTROL_CONNECTIONS: usize = 256;
+
 /// Accepts registrations until the task is dropped.
 pub async fn serve_control(
     listener: AsyncFd<OwnedFd>,
     services: Arc<Services>,
     registry: Arc<Registry>,
 ) {
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONTROL_CONNECTIONS));
     loop {
         let accepted = async {
             loop {
@@ -216,9 +240,16 @@ pub async fn serve_control(
         };
         // SAFETY: accept4 returned a fresh descriptor that nothing else owns.
         let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        // Bounded: a local process that opens connections and says nothing holds a buffer
+        // and a task for up to 5 s each; past the cap the connection is closed at once.
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::debug!("control socket: too many connections, one closed");
+            continue;
+        };
         let services = services.clone();
         let registry = registry.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = registration(fd, &services, &registry).await {
                 tracing::info!(error = %e, "registration ended");
             }
@@ -276,12 +307,12 @@ async fn registration(
                 if allowed.contains(&cred.uid()) {
                     Ok(req.register)
                 } else {
+                    // Which uids may is hopd's configuration, not the asker's business.
                     Err(format!(
-                        "uid {} (pid {}) may not register `{}`; allowed uids: {:?}",
+                        "uid {} (pid {}) may not register `{}`",
                         cred.uid(),
                         cred.pid(),
-                        req.register,
-                        allowed
+                        req.register
                     ))
                 }
             }
@@ -320,4 +351,33 @@ async fn registration(
     registry.remove(&name, id);
     tracing::info!(service = %name, pid = cred.pid(), "service unregistered");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Until 2026-12-05 the mode was set by path after `bind`: a link put there in between
+    /// made hopd chmod its target 0666.
+    #[test]
+    fn the_socket_mode_is_never_set_through_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"x").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("control.sock");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        assert!(chmod_socket_file(&link, 0o666).is_err());
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Not a socket: refused too.
+        assert!(chmod_socket_file(&victim, 0o666).is_err());
+        // The real socket gets its mode.
+        let sock = dir.path().join("real.sock");
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        chmod_socket_file(&sock, 0o666).unwrap();
+        let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o666);
+    }
 }
