@@ -166,6 +166,28 @@ pub fn check(cfg: &Config) -> CheckReport {
         }
         r.lines.push(f.to_string());
     }
+    // What hopd raises its descriptor limit to at start (the hard limit), against what the
+    // configuration may need at its connection and session limits.
+    let budget = crate::limits::budget(cfg);
+    match crate::limits::open_files() {
+        Ok((_, hard)) if hard >= budget => r.lines.push(format!(
+            "ok: descriptors: hopd raises its limit to {hard}; the configuration needs at most {budget}"
+        )),
+        Ok((_, hard)) => {
+            r.warnings += 1;
+            r.lines.push(format!(
+                "warning: descriptors: the hard limit is {hard}, the configuration may need \
+                 {budget} (max_connections x {} + max_udp_sessions + {})\n  fix: raise it \
+                 (LimitNOFILE= in the systemd unit, or ulimit -Hn), or lower max_connections",
+                crate::limits::PER_PROXIED_CONNECTION,
+                crate::limits::BASE
+            ));
+        }
+        Err(e) => {
+            r.warnings += 1;
+            r.lines.push(format!("warning: descriptors: cannot read the limit: {e}"));
+        }
+    }
     if let Some(m) = &cfg.metrics {
         match std::net::TcpListener::bind(m.listen) {
             Ok(_) => r

@@ -8,6 +8,7 @@ pub mod border;
 pub mod check;
 pub mod config;
 pub mod final_hop;
+pub mod limits;
 pub mod ratelimit;
 /// The service SDK (crate `hopstack-service`): the service side of hand-off mode and the
 /// control protocol hopd speaks.

@@ -326,7 +326,40 @@ fn connections_beyond_the_limit_are_reset() {
     assert!(hopd.log_text().contains("connection limit reached"));
 }
 
+/// A final hop needs several descriptors per connection; until 2026-12-05 hopd kept the
+/// soft limit it was started with (often 1024), so `accept` failed long before
+/// `max_connections`.
+fn hopd_raises_its_descriptor_limit() {
+    if !enter_netns() {
+        return;
+    }
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on one rlimit; the child inherits the lowered soft limit.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut l), 0);
+        let low = libc::rlimit {
+            rlim_cur: 512.min(l.rlim_max),
+            rlim_max: l.rlim_max,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &low), 0);
+    }
+    let hopd = Hopd::proxy(PORT, "web", "tcp:[::1]:8080", "tcp+http");
+    // SAFETY: as above, restoring the test process's limit.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &l) };
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", hopd.child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let soft: u64 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert_eq!(soft, l.rlim_max, "{line}");
+}
+
 hopstack_testbed::tests! {
+    hopd_raises_its_descriptor_limit,
     proxy_mode_reaches_a_real_http_server,
     per_layer_errors_are_told_in_http_and_by_rst,
     udp_service_is_reached_as_udp_dns_name,

@@ -120,6 +120,11 @@ fn init_logging(cfg: &Config) {
 
 fn run(cfg: Config, path: PathBuf) -> ExitCode {
     init_logging(&cfg);
+    // Before anything opens a descriptor: a final hop needs far more than the usual 1024.
+    match hopstack_forwarder::limits::raise_open_files() {
+        Ok(n) => tracing::info!(open_files = n, "descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
