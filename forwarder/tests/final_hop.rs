@@ -326,6 +326,66 @@ fn connections_beyond_the_limit_are_reset() {
     assert!(hopd.log_text().contains("connection limit reached"));
 }
 
+/// Until 2026-12-05 one host could take every connection and every UDP session (sessions
+/// are per source address *and port*): now each source address has a cap of its own, and
+/// another host is still served.
+fn one_source_cannot_take_every_connection_or_session() {
+    if !enter_netns() {
+        return;
+    }
+    sh("ip -6 addr add fd00:99::1/128 dev lo nodad");
+    // A service that accepts and then says nothing: its proxied connections stay open.
+    let quiet = std::net::TcpListener::bind("[::1]:8085").unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in quiet.incoming() {
+            held.push(s);
+        }
+    });
+    udp_echo_service("[::1]:5353");
+    let hopd = Hopd::start(
+        PORT,
+        &format!(
+            "max_connections_per_source = 4\nmax_udp_sessions_per_source = 2\n{}",
+            services_toml(&[
+                ServiceToml::proxy("quiet", "tcp:[::1]:8085", &["tcp"]),
+                ServiceToml::udp("resolver", "[::1]:5353", &["udp+dns"]),
+            ])
+        ),
+    );
+    let other: std::net::SocketAddrV6 = "[fd00:99::1]:0".parse().unwrap();
+    let open = |from: Option<std::net::SocketAddrV6>| {
+        let s = tcp_connect_from(from, hopd.addr, &srh(&[LO], "tcp", "quiet", None)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        s
+    };
+    let held: Vec<_> = (0..4).map(|_| open(None)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let reset = |s: &std::net::TcpStream| matches!((&mut &*s).read(&mut [0u8; 8]), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset);
+    assert!(reset(&open(None)), "a fifth connection from ::1 is reset");
+    assert!(!reset(&open(Some(other))), "another source is still served");
+    assert!(!held.iter().any(reset), "the first four stay up");
+
+    let mut answered = 0;
+    for from in ["[::1]:0", "[::1]:0", "[::1]:0", "[fd00:99::1]:0"] {
+        let c = udp_connect_from(
+            Some(from.parse().unwrap()),
+            hopd.addr,
+            &srh(&[LO], "udp+dns", "resolver", None),
+        );
+        c.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        c.send(b"q").unwrap();
+        if c.recv(&mut [0u8; 64]).is_ok() {
+            answered += 1;
+        } else {
+            assert!(answered == 2, "only the third port of ::1 goes unanswered");
+        }
+    }
+    assert_eq!(answered, 3, "two sessions for ::1, one for fd00:99::1");
+}
+
 /// A final hop needs several descriptors per connection; until 2026-12-05 hopd kept the
 /// soft limit it was started with (often 1024), so `accept` failed long before
 /// `max_connections`.
@@ -359,6 +419,7 @@ fn hopd_raises_its_descriptor_limit() {
 }
 
 hopstack_testbed::tests! {
+    one_source_cannot_take_every_connection_or_session,
     hopd_raises_its_descriptor_limit,
     proxy_mode_reaches_a_real_http_server,
     per_layer_errors_are_told_in_http_and_by_rst,

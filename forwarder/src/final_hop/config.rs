@@ -60,9 +60,17 @@ pub struct Config {
     /// connections are reset rather than queued without bound.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Upper bound on TCP connections from one source address at once, so that one host
+    /// cannot take all of `max_connections`. Beyond it, its new connections are reset.
+    #[serde(default = "default_max_connections_per_source")]
+    pub max_connections_per_source: usize,
     /// Upper bound on concurrent UDP client sessions.
     #[serde(default = "default_max_udp_sessions")]
     pub max_udp_sessions: usize,
+    /// Upper bound on UDP sessions from one source address (a session is per source
+    /// address *and port*: one host with many ports would fill the table).
+    #[serde(default = "default_max_udp_sessions_per_source")]
+    pub max_udp_sessions_per_source: usize,
     /// Stack reports and probe answers sent per second at most (burst: twice that). The
     /// report address comes from the request, so without a limit hopd could be used to
     /// reflect traffic at a third party.
@@ -415,6 +423,12 @@ fn default_max_connections() -> usize {
 }
 fn default_max_udp_sessions() -> usize {
     4096
+}
+fn default_max_connections_per_source() -> usize {
+    256
+}
+fn default_max_udp_sessions_per_source() -> usize {
+    64
 }
 fn default_reports_per_second() -> u32 {
     100

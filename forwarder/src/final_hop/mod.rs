@@ -50,6 +50,54 @@ pub use failure::{Failure, HopRef, Reason, ReportLayer};
 use crate::ratelimit::SharedBucket;
 use tcp::{connect, handle_tcp, reset};
 
+/// Counts what each source address holds (connections), up to a cap per address.
+#[derive(Clone)]
+struct PerSource {
+    cap: usize,
+    held: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One unit a source holds; given back on drop.
+struct SourceSlot {
+    source: std::net::IpAddr,
+    owner: PerSource,
+}
+
+impl PerSource {
+    fn new(cap: usize) -> PerSource {
+        PerSource {
+            cap,
+            held: Arc::default(),
+        }
+    }
+
+    /// A slot for `source`, or `None` when it holds `cap` already.
+    fn take(&self, source: std::net::IpAddr) -> Option<SourceSlot> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(source).or_default();
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            source,
+            owner: self.clone(),
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut held = self.owner.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.source);
+            }
+        }
+    }
+}
+
 /// Why the final hop could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -330,6 +378,7 @@ impl FinalHop {
         ));
         let udp_task = tokio::spawn(udp::serve(ctx.clone(), udp));
         let limit = Arc::new(Semaphore::new(ctx.cfg.max_connections.max(1)));
+        let per_source = PerSource::new(ctx.cfg.max_connections_per_source.max(1));
         let accept_loop = async {
             loop {
                 let (stream, peer) = match tcp.accept().await {
@@ -346,10 +395,15 @@ impl FinalHop {
                     reset(stream);
                     continue;
                 };
+                let Some(from_source) = per_source.take(peer.ip()) else {
+                    tracing::warn!(%peer, "connection limit of this source reached; resetting");
+                    reset(stream);
+                    continue;
+                };
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
                     handle_tcp(&ctx, stream, peer).await;
-                    drop(permit);
+                    drop((permit, from_source));
                 });
             }
         };

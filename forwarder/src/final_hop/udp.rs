@@ -164,12 +164,18 @@ async fn handle(
     let (upstream, last) = match existing {
         Some(x) => x,
         None => {
-            if lock(sessions).len() >= ctx.cfg.max_udp_sessions {
+            let (open, of_source) = {
+                let all = lock(sessions);
+                let mine = all.keys().filter(|(a, _)| a.ip() == d.from.ip()).count();
+                (all.len(), mine)
+            };
+            if open >= ctx.cfg.max_udp_sessions || of_source >= ctx.cfg.max_udp_sessions_per_source
+            {
                 let f = Failure {
                     hop: hop(Some(&arrival)),
                     layer: ReportLayer::Service,
                     reason: Reason::RateLimited,
-                    message: format!("{} UDP sessions open", ctx.cfg.max_udp_sessions),
+                    message: format!("{open} UDP sessions open, {of_source} of them this source's"),
                 };
                 tracing::warn!(from = %d.from, failure = %f, "final-hop failure");
                 send_report(ctx, d.from, Some(&arrival), &f).await;
