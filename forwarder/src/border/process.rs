@@ -538,8 +538,9 @@ fn bind_next(now: Duration, end: &EndPacket, pkt: &[u8], state: &mut State) -> R
                 return Err(failed(f.drop_reason(), err, new_sl, name, None));
             }
             None => {
+                // In lower case: one lookup (and one queue) however a sender spelt it.
                 return Err(Stop::Resolve {
-                    name: String::from_utf8_lossy(&pkt[name]).into_owned(),
+                    name: String::from_utf8_lossy(&pkt[name]).to_ascii_lowercase(),
                     segment: new_sl,
                 });
             }

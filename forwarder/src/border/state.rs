@@ -45,6 +45,23 @@ struct CacheEntry {
     detail: Box<str>,
 }
 
+/// The longest hop name (a DNS name in dotted form) and then some.
+const MAX_NAME: usize = 256;
+
+/// `name` in lower case, in `buf` (names are case-insensitive, RFC 4343): `DB` and `db` are
+/// one entry and one lookup. The final dot stays: `db.` is absolute, `db` takes the
+/// resolver's search domains, so they may differ. A longer name than a DNS name can be is
+/// taken as it is (it never resolves).
+fn folded<'b>(name: &'b [u8], buf: &'b mut [u8; MAX_NAME]) -> &'b [u8] {
+    if name.len() > buf.len() || !name.iter().any(u8::is_ascii_uppercase) {
+        return name;
+    }
+    let out = &mut buf[..name.len()];
+    out.copy_from_slice(name);
+    out.make_ascii_lowercase();
+    out
+}
+
 /// Hop-name answers with their expiry. Bounded: when full, expired entries go first, then
 /// the entry closest to expiry.
 #[derive(Debug, Clone)]
@@ -61,17 +78,21 @@ impl NameCache {
         }
     }
 
-    /// The unexpired answer for `name` (exact octets as carried in the hop-names TLV).
+    /// The unexpired answer for `name` as carried in the hop-names TLV, in any letter case.
     pub fn get(&self, name: &[u8], now: Duration) -> Option<Binding> {
+        let mut buf = [0u8; MAX_NAME];
         self.entries
-            .get(name)
+            .get(folded(name, &mut buf))
             .filter(|e| e.expires > now)
             .map(|e| e.binding)
     }
 
     /// What the resolver said about `name` (empty if nothing was recorded).
     pub fn detail(&self, name: &[u8]) -> &str {
-        self.entries.get(name).map_or("", |e| &e.detail)
+        let mut buf = [0u8; MAX_NAME];
+        self.entries
+            .get(folded(name, &mut buf))
+            .map_or("", |e| &e.detail)
     }
 
     pub fn insert(&mut self, name: &[u8], binding: Binding, ttl: Duration, now: Duration) {
@@ -87,6 +108,8 @@ impl NameCache {
         now: Duration,
         detail: &str,
     ) {
+        let mut buf = [0u8; MAX_NAME];
+        let name = folded(name, &mut buf);
         if self.entries.len() >= self.max_entries && !self.entries.contains_key(name) {
             self.entries.retain(|_, e| e.expires > now);
             if self.entries.len() >= self.max_entries {

@@ -1076,6 +1076,28 @@ fn hmac_state(max_segments: u8) -> State {
     })
 }
 
+/// Until 2026-12-05 the cache was keyed by the octets as sent: `ORG`, `Org` and `org` were
+/// three lookups of one name (a sender could multiply the border's DNS work at will).
+#[test]
+fn hop_names_are_one_name_in_any_letter_case() {
+    let mut st = state_knowing(b"org", Binding::Addr(a("fd00:2::2")), 60);
+    let ph = placeholder(1);
+    let mut b = Pkt::srh(&["fd00:3::1", &ph, SID], 2);
+    b.tlvs = hop_names(&[(1, "ORG")]);
+    let orig = b.build();
+    let (act, _) = run(&mut st, &mut orig.clone());
+    assert_eq!(act, Action::Forward { len: orig.len() });
+    b.tlvs = hop_names(&[(1, "New.Example")]);
+    let (act, _) = run(&mut st, &mut b.build());
+    assert_eq!(
+        act,
+        Action::NeedResolve {
+            name: "new.example".into(),
+            segment: 1
+        }
+    );
+}
+
 /// Until 2026-12-05 `max_segments` came first: an unsigned packet with too many segments
 /// drew an ICMPv6 error (and a report) towards a source nothing vouched for.
 #[test]
