@@ -41,6 +41,8 @@ pub enum Binding {
 struct CacheEntry {
     binding: Binding,
     expires: Duration,
+    /// When a packet last used it: a full cache forgets the entry used longest ago.
+    used: std::cell::Cell<Duration>,
     /// What the resolver said, for the text of stack reports.
     detail: Box<str>,
 }
@@ -63,7 +65,7 @@ fn folded<'b>(name: &'b [u8], buf: &'b mut [u8; MAX_NAME]) -> &'b [u8] {
 }
 
 /// Hop-name answers with their expiry. Bounded: when full, expired entries go first, then
-/// the entry closest to expiry.
+/// the entry used longest ago.
 #[derive(Debug, Clone)]
 pub struct NameCache {
     entries: HashMap<Vec<u8>, CacheEntry>,
@@ -81,10 +83,12 @@ impl NameCache {
     /// The unexpired answer for `name` as carried in the hop-names TLV, in any letter case.
     pub fn get(&self, name: &[u8], now: Duration) -> Option<Binding> {
         let mut buf = [0u8; MAX_NAME];
-        self.entries
+        let e = self
+            .entries
             .get(folded(name, &mut buf))
-            .filter(|e| e.expires > now)
-            .map(|e| e.binding)
+            .filter(|e| e.expires > now)?;
+        e.used.set(now);
+        Some(e.binding)
     }
 
     /// What the resolver said about `name` (empty if nothing was recorded).
@@ -113,10 +117,12 @@ impl NameCache {
         if self.entries.len() >= self.max_entries && !self.entries.contains_key(name) {
             self.entries.retain(|_, e| e.expires > now);
             if self.entries.len() >= self.max_entries {
+                // The least recently used, not the soonest to expire: a sender's names
+                // with long TTLs must not push out the names packets actually use.
                 if let Some(k) = self
                     .entries
                     .iter()
-                    .min_by_key(|(_, e)| e.expires)
+                    .min_by_key(|(_, e)| e.used.get())
                     .map(|(k, _)| k.clone())
                 {
                     self.entries.remove(&k);
@@ -128,6 +134,7 @@ impl NameCache {
             CacheEntry {
                 binding,
                 expires: now + ttl,
+                used: std::cell::Cell::new(now),
                 detail: detail.into(),
             },
         );

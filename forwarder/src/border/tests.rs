@@ -1076,6 +1076,24 @@ fn hmac_state(max_segments: u8) -> State {
     })
 }
 
+/// Until 2026-12-05 a full cache dropped the entry closest to expiry: names a sender made
+/// the border resolve, with long TTLs, pushed out the short-lived names packets used.
+#[test]
+fn a_full_cache_forgets_the_name_used_longest_ago() {
+    let mut cache = super::state::NameCache::new(3);
+    let t = |s| Duration::from_secs(s);
+    cache.insert(b"org", Binding::Addr(a("fd00:2::2")), t(30), t(0));
+    cache.insert(b"junk1", Binding::Addr(a("fd00:9::1")), t(86400), t(1));
+    cache.insert(b"junk2", Binding::Addr(a("fd00:9::2")), t(86400), t(2));
+    assert!(cache.get(b"org", t(3)).is_some(), "packets use org");
+    cache.insert(b"junk3", Binding::Addr(a("fd00:9::3")), t(86400), t(4));
+    assert!(cache.get(b"org", t(5)).is_some(), "org stays");
+    assert!(
+        cache.get(b"junk1", t(5)).is_none(),
+        "the least recently used went"
+    );
+}
+
 /// Until 2026-12-05 the cache was keyed by the octets as sent: `ORG`, `Org` and `org` were
 /// three lookups of one name (a sender could multiply the border's DNS work at will).
 #[test]
