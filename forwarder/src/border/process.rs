@@ -555,7 +555,8 @@ fn bind_next(now: Duration, end: &EndPacket, pkt: &[u8], state: &mut State) -> R
         let err = IcmpError::DestinationUnreachable {
             code: IcmpError::UNREACH_ADMIN,
         };
-        let a = Some(addr);
+        // An address this border resolved is its inside view: not told to the sender.
+        let a = (!bound).then_some(addr);
         return Err(failed(DropReason::NextHopDenied, err, new_sl, 0..0, a));
     }
     Ok(Next {

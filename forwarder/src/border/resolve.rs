@@ -63,6 +63,21 @@ pub struct Answer {
     pub detail: String,
 }
 
+impl Answer {
+    /// What a stack report may say of a failed answer: the class of failure only. The
+    /// resolver's own words (the name with the search domain it tried, the resolv.conf, the
+    /// name servers) describe this border's inside and stay in its log.
+    pub fn report_text(&self) -> &'static str {
+        match self.binding {
+            Binding::Addr(_) => "",
+            Binding::Failed(ResolveFailure::Nxdomain) => "the name does not exist (NXDOMAIN)",
+            Binding::Failed(ResolveFailure::NoAaaa) => "the name has no AAAA record",
+            Binding::Failed(ResolveFailure::Timeout) => "the resolver did not answer in time",
+            Binding::Failed(ResolveFailure::Servfail) => "the resolver failed (SERVFAIL)",
+        }
+    }
+}
+
 /// A resolver built from a resolv.conf.
 #[derive(Clone)]
 pub struct NameResolver {

@@ -302,7 +302,7 @@ impl<P: PacketIo> Shell<'_, P> {
             ans.binding,
             ans.ttl,
             t.monotonic,
-            &ans.detail,
+            ans.report_text(),
         );
         for mut frame in queued {
             self.handle(&mut st, t, &mut frame);

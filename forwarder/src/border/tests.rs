@@ -1034,6 +1034,54 @@ fn nxdomain_sends_a_stack_report_naming_the_unresolved_hop() {
     assert_eq!(st.counters.reports_sent, 1);
 }
 
+/// Until 2026-12-05 a report for `next-hop-denied` told any sender the inside address a
+/// name resolved to here.
+#[test]
+fn a_denied_next_hop_resolved_here_is_not_told() {
+    use hopstack_encoder::wire::report::{Report, ReportBody, ReportRepr};
+    let mut st = state_with(|s| s.policy.allowed_next_hops = vec!["fd00::/8".parse().unwrap()]);
+    st.cache.insert(
+        b"vault",
+        Binding::Addr(a("fc00:99::7")),
+        Duration::from_secs(60),
+        NOW,
+    );
+    let ph = placeholder(0);
+    let mut b = Pkt::srh(&[&ph, SID, "fd00:9::1"], 1);
+    b.flags = 0x20;
+    b.tlvs = hop_names(&[(0, "vault")]);
+    b.tlvs.extend(trace_tlv(SRC, 40001, 7, 3));
+    let (act, out) = run(&mut st, &mut b.build());
+    let Action::Drop {
+        reason: DropReason::NextHopDenied,
+        icmp_len,
+        report_len,
+    } = act
+    else {
+        panic!("{act:?}")
+    };
+    let r = &out[icmp_len..icmp_len + report_len];
+    let rep = ReportRepr::parse(&Report::new_checked(&r[48..]).unwrap()).unwrap();
+    let ReportBody::Error(e) = rep.body else {
+        panic!("not an error report")
+    };
+    assert_eq!(e.hop_address, None, "{e:?}");
+    assert!(!e.text.contains("fc00:99::7"), "{}", e.text);
+}
+
+/// A failed lookup is reported by its class; the resolver's words (the name with a search
+/// domain, the resolv.conf path) stay in the border's log.
+#[test]
+fn resolver_failures_are_reported_without_inside_details() {
+    use super::resolve::Answer;
+    let nx = Answer {
+        binding: Binding::Failed(ResolveFailure::Nxdomain),
+        ttl: Duration::from_secs(1),
+        detail: "`vault.corp.internal.` does not exist (NXDOMAIN via /etc/resolv.conf)".into(),
+    };
+    assert_eq!(nx.report_text(), "the name does not exist (NXDOMAIN)");
+}
+
 fn hmac_srh(key: &[u8], key_id: u32, segs: &[&str], sl: u8) -> Vec<u8> {
     hmac_srh_with(key, key_id, segs, sl, Vec::new())
 }
