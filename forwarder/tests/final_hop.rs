@@ -326,6 +326,67 @@ fn connections_beyond_the_limit_are_reset() {
     assert!(hopd.log_text().contains("connection limit reached"));
 }
 
+/// A probe asks the backend of a proxy service whether it accepts (up to 1 s). Until
+/// 2026-12-05 that happened inside the UDP receive loop: a slow backend held up every
+/// relayed datagram of every client meanwhile.
+fn a_slow_backend_does_not_hold_up_udp_relaying() {
+    if !enter_netns() {
+        return;
+    }
+    // A backend whose accept queue is full: a further SYN is dropped, the connect hangs.
+    let slow = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet6,
+        nix::sys::socket::SockType::Stream,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let at = nix::sys::socket::SockaddrIn6::from(std::net::SocketAddrV6::new(LO, 8086, 0, 0));
+    nix::sys::socket::bind(std::os::fd::AsRawFd::as_raw_fd(&slow), &at).unwrap();
+    nix::sys::socket::listen(&slow, nix::sys::socket::Backlog::new(0).unwrap()).unwrap();
+    let _filler: Vec<_> = (0..2)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(
+                &"[::1]:8086".parse().unwrap(),
+                Duration::from_millis(200),
+            )
+            .ok()
+        })
+        .collect();
+    udp_echo_service("[::1]:5353");
+    let hopd = Hopd::start(
+        PORT,
+        &services_toml(&[
+            ServiceToml::proxy("slow", "tcp:[::1]:8086", &["tcp+http"]),
+            ServiceToml::udp("resolver", "[::1]:5353", &["udp+dns"]),
+        ]),
+    );
+    let relay = udp_connect(hopd.addr, &srh(&[LO], "udp+dns", "resolver", None));
+    relay.send(b"warm").unwrap();
+    relay.recv(&mut [0u8; 64]).unwrap();
+    // The probe (no trace: answered to its source), then at once a relayed datagram.
+    let probe = udp_connect(
+        hopd.addr,
+        &srh_flags(
+            &[LO],
+            "tcp+http",
+            "slow",
+            None,
+            hopstack_encoder::wire::srh::FLAG_O,
+        ),
+    );
+    probe.send(b"probe").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let t0 = std::time::Instant::now();
+    relay.send(b"q").unwrap();
+    relay.recv(&mut [0u8; 64]).unwrap();
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_millis(400),
+        "a relayed datagram waited {took:?} behind the probe"
+    );
+}
+
 /// Until 2026-12-05 one host could take every connection and every UDP session (sessions
 /// are per source address *and port*): now each source address has a cap of its own, and
 /// another host is still served.
@@ -419,6 +480,7 @@ fn hopd_raises_its_descriptor_limit() {
 }
 
 hopstack_testbed::tests! {
+    a_slow_backend_does_not_hold_up_udp_relaying,
     one_source_cannot_take_every_connection_or_session,
     hopd_raises_its_descriptor_limit,
     proxy_mode_reaches_a_real_http_server,

@@ -127,7 +127,16 @@ async fn handle(
         }
     };
     if arrival.oam {
-        return answer_probe(ctx, &d, &arrival).await;
+        // Off the receive loop: the answer may connect to the service's backend (up to
+        // PROBE_CONNECT_TIMEOUT), and relaying must not wait for that. The token is taken
+        // here, so a flood of probes cannot pile up tasks either.
+        if !ctx.report_limit.take(Instant::now()) {
+            tracing::debug!(from = %d.from, "probe answer suppressed (reports_per_second)");
+            return;
+        }
+        let ctx = ctx.clone();
+        tokio::spawn(async move { answer_probe(&ctx, &d, &arrival).await });
+        return;
     }
     let Some(desc) = &arrival.descriptor else {
         let f = Failure {
@@ -331,11 +340,8 @@ pub async fn send_report(ctx: &Ctx, client: SocketAddr, arrival: Option<&Arrival
 /// Answers a probe (O-flag set): the resolved path and whether the service exists and
 /// accepts the requested layers. Sent to the trace TLV's report address, or back to the
 /// probe's source when it carries none.
+/// Answers a probe; the caller took its token from `report_limit`.
 async fn answer_probe(ctx: &Ctx, d: &Datagram, arrival: &Arrival) {
-    if !ctx.report_limit.take(Instant::now()) {
-        tracing::debug!(from = %d.from, "probe answer suppressed (reports_per_second)");
-        return;
-    }
     let (status, mode, text) = match &arrival.descriptor {
         None => (
             ServiceStatus::Unknown,
