@@ -194,7 +194,8 @@ impl Conn<'_> {
         let upstream = match connect(target).await {
             Ok(s) => s,
             Err(e) => {
-                let why = format!("connect to {target}: {e}");
+                tracing::info!(%peer, service = %service.name, %target, error = %e, "proxy: backend down");
+                let why = udp::NOT_ACCEPTING.to_owned();
                 let (layer, reason) = (ReportLayer::Service, Reason::ServiceDown);
                 return self.fail(stream, Some(service), layer, reason, why).await;
             }

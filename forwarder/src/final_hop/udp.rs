@@ -203,11 +203,12 @@ async fn handle(
                 }
             };
             if let Err(e) = up.connect(target).await {
+                tracing::info!(service = %service.name, %target, error = %e, "udp relay: backend down");
                 let f = Failure {
                     hop: hop(Some(&arrival)),
                     layer: ReportLayer::Service,
                     reason: Reason::ServiceDown,
-                    message: format!("connect to udp:{target}: {e}"),
+                    message: NOT_ACCEPTING.to_owned(),
                 };
                 send_report(ctx, d.from, Some(&arrival), &f).await;
                 return;
@@ -340,6 +341,10 @@ pub async fn send_report(ctx: &Ctx, client: SocketAddr, arrival: Option<&Arrival
 /// Answers a probe (O-flag set): the resolved path and whether the service exists and
 /// accepts the requested layers. Sent to the trace TLV's report address, or back to the
 /// probe's source when it carries none.
+/// What a client is told when a service's backend does not take the connection: not where
+/// the backend is, nor its error (both go to the log).
+pub(super) const NOT_ACCEPTING: &str = "the service does not accept connections";
+
 /// Answers a probe; the caller took its token from `report_limit`.
 async fn answer_probe(ctx: &Ctx, d: &Datagram, arrival: &Arrival) {
     let (status, mode, text) = match &arrival.descriptor {
@@ -432,22 +437,18 @@ pub async fn probe_status(
             } else {
                 ServiceMode::ProxyTcp
             };
+            // The answer goes to whoever asked: it says whether the service accepts, never
+            // where the backend is or what its connect said (that is in the log).
             match tokio::time::timeout(PROBE_CONNECT_TIMEOUT, super::connect(target)).await {
-                Ok(Ok(_)) => (
-                    ServiceStatus::Exists,
-                    Some(mode),
-                    format!("proxy to {target}"),
-                ),
-                Ok(Err(e)) => (
-                    ServiceStatus::Down,
-                    Some(mode),
-                    format!("connect to {target}: {e}"),
-                ),
-                Err(_) => (
-                    ServiceStatus::Down,
-                    Some(mode),
-                    format!("connect to {target}: no answer within {PROBE_CONNECT_TIMEOUT:?}"),
-                ),
+                Ok(Ok(_)) => (ServiceStatus::Exists, Some(mode), String::new()),
+                Ok(Err(e)) => {
+                    tracing::info!(service = %service.name, %target, error = %e, "probe: backend down");
+                    (ServiceStatus::Down, Some(mode), NOT_ACCEPTING.to_owned())
+                }
+                Err(_) => {
+                    tracing::info!(service = %service.name, %target, "probe: backend did not accept in time");
+                    (ServiceStatus::Down, Some(mode), NOT_ACCEPTING.to_owned())
+                }
             }
         }
         // A datagram service cannot be asked without talking its protocol, but on this host
@@ -462,14 +463,10 @@ pub async fn probe_status(
                 return (
                     ServiceStatus::Down,
                     None,
-                    format!("nothing is bound to udp {target} on the final hop"),
+                    "nothing listens on the service's UDP port".to_owned(),
                 );
             }
-            (
-                ServiceStatus::Exists,
-                None,
-                format!("udp relay to {target}"),
-            )
+            (ServiceStatus::Exists, None, String::new())
         }
     }
 }
