@@ -371,11 +371,13 @@ fn assemble(cfg: &Config, counters: i32) -> Vec<u64> {
     a.mov(5, 4);
     a.add_imm(5, 16);
     a.jmp(Cond::Gt, 5, 3, pass);
-    // r4 points at the next segment: not a placeholder, not one of our SIDs.
-    let ph = Prefix::new(tlv::UNRESOLVED_PREFIX, tlv::UNRESOLVED_PREFIX_LEN).expect("valid");
-    let placeholder = [ph];
+    // r4 points at the next segment: not a placeholder, not an address hopd never forwards
+    // to (it drops those and says why), not one of our SIDs.
+    let mut to_hopd =
+        vec![Prefix::new(tlv::UNRESOLVED_PREFIX, tlv::UNRESOLVED_PREFIX_LEN).expect("valid")];
+    to_hopd.extend(super::policy::never_next_hop_prefixes());
     a.mov(1, 4);
-    match_prefixes(&mut a, 1, 0, &placeholder, pass, None);
+    match_prefixes(&mut a, 1, 0, &to_hopd, pass, None);
     match_prefixes(&mut a, 1, 0, &cfg.sids, loop_guard, None);
     a.ja(next_ok);
     a.bind(loop_guard);

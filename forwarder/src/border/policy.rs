@@ -189,6 +189,44 @@ impl Policy {
     }
 }
 
+/// Addresses no packet is sent on to, whatever the policy, literal or resolved: loopback,
+/// unspecified, multicast, link-local (no zone to pick) and IPv4-mapped. hopd drops them
+/// (`next-hop-denied`); the in-kernel End leaves them to hopd.
+pub const NEVER_NEXT_HOPS: [(u128, u8); 5] = [
+    (1, 128),            // ::1
+    (0, 128),            // ::
+    (0xff00 << 112, 8),  // ff00::/8
+    (0xfe80 << 112, 10), // fe80::/10
+    (0xffff << 32, 96),  // ::ffff:0:0/96
+];
+
+/// Whether `a` is one of [`NEVER_NEXT_HOPS`].
+#[inline]
+pub fn never_a_next_hop(a: u128) -> bool {
+    // Nearly every next hop is global unicast (2000::/3) or unique local (fc00::/7), none of
+    // which is special: one comparison on the packet path.
+    let top = (a >> 120) as u8;
+    if top & 0xe0 == 0x20 || top & 0xfe == 0xfc {
+        return false;
+    }
+    in_never_next_hops(a)
+}
+
+#[cold]
+fn in_never_next_hops(a: u128) -> bool {
+    NEVER_NEXT_HOPS
+        .iter()
+        .any(|&(p, len)| (a ^ p) >> (128 - u32::from(len)) == 0)
+}
+
+/// [`NEVER_NEXT_HOPS`] as prefixes.
+pub fn never_next_hop_prefixes() -> Vec<Prefix> {
+    NEVER_NEXT_HOPS
+        .iter()
+        .map(|&(p, len)| Prefix::new(Ipv6Addr::from(p), len).expect("valid prefix"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -504,15 +504,15 @@ fn bind_next(now: Duration, end: &EndPacket, pkt: &[u8], state: &mut State) -> R
     };
     let mut addr = view.segment_addr(usize::from(new_sl));
     let mut bound = false;
-    if tlv::is_placeholder(&addr) && state.settings.policy.require_hmac {
-        // The HMAC covers the segments but not the hop-names TLV: a name to bind here is
-        // not what the sender signed.
-        let err = IcmpError::DestinationUnreachable {
-            code: IcmpError::UNREACH_ADMIN,
-        };
-        return Err(failed(DropReason::NameUnderHmac, err, new_sl, 0..0, None));
-    }
     if tlv::is_placeholder(&addr) {
+        if state.settings.policy.require_hmac {
+            // The HMAC covers the segments but not the hop-names TLV: a name to bind here is
+            // not what the sender signed.
+            let err = IcmpError::DestinationUnreachable {
+                code: IcmpError::UNREACH_ADMIN,
+            };
+            return Err(failed(DropReason::NameUnderHmac, err, new_sl, 0..0, None));
+        }
         let name = match view.hop_name_range(new_sl) {
             Err(at) => {
                 let err = param_problem(end.srh + at);
@@ -551,7 +551,19 @@ fn bind_next(now: Duration, end: &EndPacket, pkt: &[u8], state: &mut State) -> R
         let sl = end.segments_left;
         return Err(failed(DropReason::Loop, err, sl, 0..0, Some(end.dst())));
     }
-    if !state.settings.policy.next_hop_allowed(&addr) {
+    let policy = &state.settings.policy;
+    // The later literal segments too: with only the next one checked, an allowed End node
+    // listed next would carry the packet on to any inside address listed after it.
+    let denied = || {
+        !policy.next_hop_allowed(&addr)
+            || (0..new_sl).any(|i| {
+                let later = view.segment_addr(usize::from(i));
+                !tlv::is_placeholder(&later) && !policy.next_hop_allowed(&later)
+            })
+    };
+    if super::policy::never_a_next_hop(u128::from(addr))
+        || (!policy.allowed_next_hops.is_empty() && denied())
+    {
         let err = IcmpError::DestinationUnreachable {
             code: IcmpError::UNREACH_ADMIN,
         };

@@ -474,8 +474,10 @@ fn binding_case(k: u32) -> BindingCase {
     b.payload = k.to_be_bytes().repeat((k % 5 + 1) as usize);
     let pkt = b.build();
     let udp_at = pkt.len() - 8 - b.payload.len();
-    let addr =
-        Ipv6Addr::from(u128::from(k).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
+    // Global unicast (2000::/3) in the first 16 bits, so that none is an address the border
+    // never forwards to (loopback, link-local, multicast); the rest spread wide.
+    let spread = u128::from(k).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+    let addr = Ipv6Addr::from((spread & !(0xffff << 112)) | (0x2001 << 112));
     BindingCase {
         ph,
         pkt,
@@ -1032,6 +1034,35 @@ fn nxdomain_sends_a_stack_report_naming_the_unresolved_hop() {
     assert_eq!(e.layer, ReportLayer::Route);
     assert_eq!(e.reason, Reason::Nxdomain);
     assert_eq!(st.counters.reports_sent, 1);
+}
+
+/// Until 2026-12-05 only the next segment met `allowed_next_hops`, and nothing refused
+/// loopback, link-local or multicast next hops: an outsider could list an allowed End node
+/// next and any inside address after it, or aim at the border's own loopback.
+#[test]
+fn no_next_hop_or_later_literal_outside_the_policy() {
+    let denied = |st: &mut State, segs: &[&str], sl: u8| {
+        let (act, _) = run(st, &mut Pkt::srh(segs, sl).build());
+        matches!(
+            act,
+            Action::Drop {
+                reason: DropReason::NextHopDenied,
+                ..
+            }
+        )
+    };
+    let mut open = state();
+    for special in ["::1", "fe80::1", "ff02::1", "::ffff:192.0.2.1"] {
+        assert!(
+            denied(&mut open, &[special, SID], 1),
+            "{special} as the next hop"
+        );
+    }
+    assert!(!denied(&mut open, &["fd00:3::1", SID], 1));
+    let mut st = state_with(|s| s.policy.allowed_next_hops = vec!["fd00:2::/64".parse().unwrap()]);
+    // Allowed End node next, then an inside literal the policy does not allow.
+    assert!(denied(&mut st, &["fc00:99::7", "fd00:2::1", SID], 2));
+    assert!(!denied(&mut st, &["fd00:2::9", "fd00:2::1", SID], 2));
 }
 
 /// Until 2026-12-05 a report for `next-hop-denied` told any sender the inside address a
