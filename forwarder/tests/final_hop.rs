@@ -157,12 +157,7 @@ fn udp_service_is_reached_as_udp_dns_name() {
     udp_echo_service("[::1]:5353");
     let hopd = Hopd::start(
         PORT,
-        r#"
-        [final_hop.services.resolver]
-        mode = "udp"
-        target = "[::1]:5353"
-        layers = ["udp+dns"]
-        "#,
+        &services_toml(&[ServiceToml::udp("resolver", "[::1]:5353", &["udp+dns"])]),
     );
     let c = udp_connect(hopd.addr, &srh(&[LO], "udp+dns", "resolver", None));
     for i in 0..3 {
@@ -337,13 +332,10 @@ fn a_slow_backend_does_not_hold_up_udp_relaying() {
         return;
     }
     // A backend whose accept queue is full: a further SYN is dropped, the connect hangs.
-    let slow = nix::sys::socket::socket(
+    let slow = raw_socket(
         nix::sys::socket::AddressFamily::Inet6,
         nix::sys::socket::SockType::Stream,
-        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
+    );
     let at = nix::sys::socket::SockaddrIn6::from(std::net::SocketAddrV6::new(LO, 8086, 0, 0));
     nix::sys::socket::bind(std::os::fd::AsRawFd::as_raw_fd(&slow), &at).unwrap();
     nix::sys::socket::listen(&slow, nix::sys::socket::Backlog::new(0).unwrap()).unwrap();

@@ -149,6 +149,13 @@ fn state_knowing(name: &[u8], binding: Binding, ttl_secs: u64) -> State {
     st
 }
 
+/// `st` with `name` cached as `addr` for a minute from [`NOW`].
+fn knowing(mut st: State, name: &[u8], addr: &str) -> State {
+    st.cache
+        .insert(name, Binding::Addr(a(addr)), Duration::from_secs(60), NOW);
+    st
+}
+
 fn run(state: &mut State, pkt: &mut [u8]) -> (Action, Vec<u8>) {
     let mut out = vec![0u8; OUT_BUF_LEN];
     let act = process(NOW, pkt, state, &mut out);
@@ -1070,13 +1077,8 @@ fn no_next_hop_or_later_literal_outside_the_policy() {
 #[test]
 fn a_denied_next_hop_resolved_here_is_not_told() {
     use hopstack_encoder::wire::report::{Report, ReportBody, ReportRepr};
-    let mut st = state_with(|s| s.policy.allowed_next_hops = vec!["fd00::/8".parse().unwrap()]);
-    st.cache.insert(
-        b"vault",
-        Binding::Addr(a("fc00:99::7")),
-        Duration::from_secs(60),
-        NOW,
-    );
+    let st = state_with(|s| s.policy.allowed_next_hops = vec!["fd00::/8".parse().unwrap()]);
+    let mut st = knowing(st, b"vault", "fc00:99::7");
     let ph = placeholder(0);
     let mut b = Pkt::srh(&[&ph, SID, "fd00:9::1"], 1);
     b.flags = 0x20;
@@ -1216,13 +1218,7 @@ fn the_hmac_is_checked_before_anything_that_answers() {
 /// no name (until 2026-12-05 it did, whatever name an on-path party put there).
 #[test]
 fn no_name_is_bound_when_the_hmac_is_required() {
-    let mut st = hmac_state(16);
-    st.cache.insert(
-        b"yc",
-        Binding::Addr(a("fd00:3::3")),
-        Duration::from_secs(60),
-        NOW,
-    );
+    let mut st = knowing(hmac_state(16), b"yc", "fd00:3::3");
     use hopstack_encoder::wire::tlv::{HopName, HopNames, TlvRepr};
     let ph = placeholder(0);
     let names = TlvRepr::HopNames(HopNames {

@@ -89,6 +89,11 @@ pub fn srh_flags(
     buf
 }
 
+/// A plain socket of `family` and `kind` (close-on-exec), for tests that set it up by hand.
+pub fn raw_socket(family: AddressFamily, kind: SockType) -> OwnedFd {
+    socket::socket(family, kind, SockFlag::SOCK_CLOEXEC, None).expect("socket")
+}
+
 /// A socket of `kind` whose every packet carries `srh`.
 fn srv6_socket(kind: SockType, srh: &[u8]) -> std::io::Result<OwnedFd> {
     let fd = socket::socket(AddressFamily::Inet6, kind, SockFlag::SOCK_CLOEXEC, None)?;
