@@ -19,6 +19,10 @@ use support::sibling;
 /// Commands the docs show that this test does not run, by a prefix of the command, and why.
 const NOT_RUN: &[(&str, &str)] = &[
     (
+        "cargo install cargo-fuzz",
+        "installs a tool (once, from crates.io) for the fuzzing walkthrough",
+    ),
+    (
         "bash .ci/test",
         "the test command itself: it runs this test",
     ),
@@ -50,11 +54,11 @@ const NOT_RUN: &[(&str, &str)] = &[
     ("RUSTC_BOOTSTRAP=1 cargo fuzz", "the fuzzing walkthrough"),
     (
         "hopd --config /etc/hopd/hopd.toml",
-        "a daemon on a router's /etc",
+        "a daemon that runs until stopped; the testbed runs hopd itself",
     ),
     (
         "hopd stats --config /etc/hopd/hopd.toml",
-        "reads a running router's hopd",
+        "reads a running hopd's metrics endpoint",
     ),
     (
         "ip link set dev hop0 up",
