@@ -133,7 +133,18 @@ async fn exchange(
             }
             Ok(())
         }
-        Err(e) if e.reason == ClientReason::NoResponse => Err(ctx.explain_via(c, via, e).await),
+        // The connection closed before an answer: the final hop's refusal of a request it
+        // cannot answer in-band. Whether that shows as a failed HTTP/2 handshake or as no
+        // response depends only on how soon the reset comes (a race that made this exit 7
+        // or 8 from one run to the next): both ask a probe.
+        Err(e)
+            if matches!(
+                e.reason,
+                ClientReason::NoResponse | ClientReason::H2Handshake | ClientReason::HttpHandshake
+            ) =>
+        {
+            Err(ctx.explain_via(c, via, e).await)
+        }
         // An HTTP status, a hopd in-band report: the final hop's, named like every other.
         Err(e) => Err(e.placed_at(ctx.final_hop(via))),
     }
