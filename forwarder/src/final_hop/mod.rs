@@ -50,7 +50,8 @@ pub use failure::{Failure, HopRef, Reason, ReportLayer};
 use crate::ratelimit::SharedBucket;
 use tcp::{connect, handle_tcp, reset};
 
-/// Counts what each source address holds (connections), up to a cap per address.
+/// Counts what each source address holds (connections, UDP sessions), up to a cap per
+/// address.
 #[derive(Clone)]
 struct PerSource {
     cap: usize,
@@ -181,6 +182,9 @@ pub struct Ctx {
     pub udp: Arc<UdpSocket>,
     /// Bounds reports and probe answers (see [`Config::reports_per_second`]).
     pub report_limit: SharedBucket,
+    /// UDP sessions per source address (`max_udp_sessions_per_source`); a session holds
+    /// its slot until it ends.
+    udp_sources: PerSource,
 }
 
 /// What the lookup decided for a descriptor.
@@ -340,8 +344,10 @@ impl FinalHop {
             cfg.reports_per_second,
             cfg.reports_per_second.saturating_mul(2),
         );
+        let udp_sources = PerSource::new(cfg.max_udp_sessions_per_source.max(1));
         Ok(FinalHop {
             ctx: Arc::new(Ctx {
+                udp_sources,
                 cfg,
                 services,
                 registry: Arc::new(handoff::Registry::default()),

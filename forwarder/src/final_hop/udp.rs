@@ -37,6 +37,9 @@ const MAX_DATAGRAM: usize = 65535;
 struct Session {
     upstream: Arc<UdpSocket>,
     last: Arc<Mutex<Instant>>,
+    /// Its source address's share of `max_udp_sessions_per_source`, given back when the
+    /// session ends.
+    _slot: super::SourceSlot,
 }
 
 type Sessions = Arc<Mutex<HashMap<(SocketAddr, String), Session>>>;
@@ -173,23 +176,25 @@ async fn handle(
     let (upstream, last) = match existing {
         Some(x) => x,
         None => {
-            let (open, of_source) = {
-                let all = lock(sessions);
-                let mine = all.keys().filter(|(a, _)| a.ip() == d.from.ip()).count();
-                (all.len(), mine)
-            };
-            if open >= ctx.cfg.max_udp_sessions || of_source >= ctx.cfg.max_udp_sessions_per_source
-            {
+            let full = lock(sessions).len() >= ctx.cfg.max_udp_sessions;
+            let slot = (!full).then(|| ctx.udp_sources.take(d.from.ip())).flatten();
+            let Some(slot) = slot else {
+                let message = if full {
+                    format!("{} UDP sessions open", ctx.cfg.max_udp_sessions)
+                } else {
+                    let cap = ctx.cfg.max_udp_sessions_per_source;
+                    format!("this source has {cap} UDP sessions open")
+                };
                 let f = Failure {
                     hop: hop(Some(&arrival)),
                     layer: ReportLayer::Service,
                     reason: Reason::RateLimited,
-                    message: format!("{open} UDP sessions open, {of_source} of them this source's"),
+                    message,
                 };
                 tracing::warn!(from = %d.from, failure = %f, "final-hop failure");
                 send_report(ctx, d.from, Some(&arrival), &f).await;
                 return;
-            }
+            };
             let bind: SocketAddr = if target.is_ipv6() {
                 "[::]:0".parse().unwrap_or(target)
             } else {
@@ -220,6 +225,7 @@ async fn handle(
                 Session {
                     upstream: up.clone(),
                     last: last.clone(),
+                    _slot: slot,
                 },
             );
             tokio::spawn(relay_back(
