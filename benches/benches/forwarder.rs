@@ -70,6 +70,14 @@ fn state() -> State {
         },
         NOW,
     );
+    // As a border facing strangers is configured: the prefixes behind it, each written
+    // segment checked against them.
+    let mut settings = st.settings().clone();
+    settings.policy.allowed_next_hops = vec![
+        "fd00:2::/64".parse().unwrap(),
+        "fd00:3::/64".parse().unwrap(),
+    ];
+    st.reconfigure(settings, NOW);
     st.cache.insert(
         b"yc",
         Binding::Addr(a("fd00:3::2")),

@@ -244,7 +244,8 @@ fn hopd_refuses_a_kernel_end_sid_outside_its_sids() {
         (
             "kernel_end_sids = [\"fd00:1::ee\"]\n[border.policy]\nallowed_next_hops = \
              [\"fd00::/8\"]",
-            "kernel_end_sids with policy.allowed_next_hops",
+            "kernel_end_sids: the kernel's seg6local End forwards to whatever address is \
+             listed next",
         ),
     ];
     for (extra, want) in cases {

@@ -626,7 +626,140 @@ fn bulk_under_load_keeps_binding_trace_errors_checksums_and_bytes() {
     );
 }
 
+/// Until 2026-12-05 one source could take every pending-name slot of a border: 256 names in
+/// a domain whose server never answers held them for the resolver's timeout, and every
+/// legitimate late-bound packet meanwhile was dropped (`resolve-queue-full`). Now one source
+/// (a /64) has `max_pending_names_per_source` names resolving at once and a lookup rate.
+fn border_three_hop_a_flood_of_unresolvable_names_does_not_delay_others() {
+    if !ready() {
+        return;
+    }
+    const FLOOD: usize = 10_000;
+    let t = BORDER_THREE_HOP;
+    let tb = start(t);
+    let dir = tempfile::tempdir().unwrap();
+    // A silent domain in github.com's view, and fresh names for the legitimate requests so
+    // that each needs a lookup of its own.
+    tb.dns_fault(
+        "github",
+        "*.junk",
+        Some(hopstack_testbed::DnsFault::Timeout),
+    )
+    .unwrap();
+    for name in ["warm", "calm", "busy"] {
+        tb.dns_set("github", name, &[a(t.org_sid).into()]).unwrap();
+    }
+    let legit = |name: &str| {
+        probe(
+            t,
+            &format!("github.com>{name}>yc:udp+dns+echo"),
+            "1e617100",
+            dir.path(),
+        )
+    };
+    // From the client to yc: the time from sending to yc's capture seeing it.
+    let latency = |pkt: Vec<u8>, before_send: Box<dyn FnOnce() + Send>| -> Option<Duration> {
+        let capture = std::thread::spawn({
+            let ns = netns(&tb, "yc");
+            move || {
+                in_netns_path(ns, || {
+                    capture_ipv6(Duration::from_secs(3), |p| {
+                        p.len() > 41 && p[6] == 43 && p[40] == 17 && p[24..40] == a(YC).octets()
+                    })
+                    .map(|_| Instant::now())
+                })
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        before_send();
+        let sent = Instant::now();
+        in_netns_path(netns(&tb, "client"), move || send_raw(&pkt));
+        capture.join().unwrap().map(|seen| seen - sent)
+    };
+    // org learns yc, so that both measured requests need the same single lookup.
+    latency(legit("warm"), Box::new(|| {})).expect("the warm-up request arrives");
+    let calm = latency(legit("calm"), Box::new(|| {})).expect("a request arrives");
+
+    // 10,000 packets, each with a name of its own under the silent domain, from one source
+    // (another /64 than the client's), sent just before the legitimate request.
+    let attacker = "fd00:1:0:bad::66";
+    let template = hop_encode_packet(
+        &bin("hop"),
+        &[
+            "github.com>n00000.junk>yc:udp+dns+echo",
+            "--resolve",
+            &format!("github.com={}", t.github_sid),
+            "--source",
+            attacker,
+        ],
+        dir.path(),
+    );
+    let at = template
+        .windows(6)
+        .position(|w| w == b"n00000")
+        .expect("the hop name in the packet");
+    // Each from a port of its own too, so that the flows spread over every packet worker
+    // (the TUN queues are chosen by flow). The UDP checksum is left stale: nothing checks it
+    // before the name, which never resolves.
+    let udp = 40 + srh_of(&template).total_len();
+    let flood = move || {
+        for i in 0..FLOOD {
+            let mut p = template.clone();
+            p[at + 1..at + 6].copy_from_slice(format!("{i:05}").as_bytes());
+            p[udp..udp + 2].copy_from_slice(&(10_000 + i as u16).to_be_bytes());
+            send_raw(&p);
+        }
+    };
+    let client = netns(&tb, "client");
+    let busy = latency(
+        legit("busy"),
+        Box::new(move || in_netns_path(client, flood)),
+    );
+    let stats = tb
+        .exec_ok(
+            "github.com",
+            [
+                env!("CARGO_BIN_EXE_hopd"),
+                "stats",
+                "--config",
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/topologies/border-three-hop/hopd-github.toml")
+                    .to_str()
+                    .unwrap(),
+            ],
+        )
+        .unwrap();
+    let dropped = |reason: &str| -> u64 {
+        let sample = format!("hopd_border_packets_dropped_total{{reason=\"{reason}\"}} ");
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&sample)?.parse().ok())
+            .unwrap_or(0)
+    };
+    let busy = busy.unwrap_or_else(|| {
+        panic!(
+            "the legitimate request never arrived during the flood (calm: {calm:?}); \
+             resolve-queue-full {}, lookup-limited {}",
+            dropped("resolve-queue-full"),
+            dropped("lookup-limited")
+        )
+    });
+    eprintln!(
+        "late-bound request: {calm:?} calm, {busy:?} right after {FLOOD} unresolvable names \
+         from one source; lookup-limited {}, resolve-queue-full {}",
+        dropped("lookup-limited"),
+        dropped("resolve-queue-full")
+    );
+    assert!(
+        busy < calm + Duration::from_millis(100),
+        "delayed by {:?}",
+        busy.saturating_sub(calm)
+    );
+    assert!(dropped("lookup-limited") > 9000, "{stats}");
+}
+
 hopstack_testbed::tests! {
+    border_three_hop_a_flood_of_unresolvable_names_does_not_delay_others,
     three_hop_probe_is_bound_hop_by_hop,
     border_three_hop_probe_is_bound_hop_by_hop,
     three_hop_nxdomain_at_org_reports_hop_2_layer_route,

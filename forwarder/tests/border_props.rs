@@ -13,16 +13,16 @@ use proptest::prelude::*;
 const NOW: Duration = Duration::from_secs(1_000_000);
 const SID: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 1);
 
+/// A border that forwards to any address: the properties are RFC 8754's End, not policy.
 fn state() -> State {
-    State::new(
-        Settings {
-            sids: vec!["fd00:1::1".parse().unwrap()],
-            icmp_rate: u32::MAX,
-            icmp_burst: u32::MAX,
-            ..Settings::default()
-        },
-        NOW,
-    )
+    let mut settings = Settings {
+        sids: vec!["fd00:1::1".parse().unwrap()],
+        icmp_rate: u32::MAX,
+        icmp_burst: u32::MAX,
+        ..Settings::default()
+    };
+    settings.policy.allowed_next_hops = vec!["::/0".parse().unwrap()];
+    State::new(settings, NOW)
 }
 
 /// A packet whose active segment is our SID: `segments` other addresses (none of them the

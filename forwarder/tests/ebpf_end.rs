@@ -29,12 +29,32 @@ fn a(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
 }
 
+/// Where the test border forwards to: every address the frames below list, in prefixes of
+/// several lengths (the program matches them as hopd does).
+const ALLOWED: [&str; 5] = [
+    "fd00:2::/64",
+    "fd00:3::/48",
+    "fd00:a::/32",
+    "fd00:4::1",
+    "fd00:9::/64",
+];
+
 fn config(mode: HopLimitMode) -> Config {
-    Config {
+    let mut cfg = Config {
         sids: vec![SID.parse().unwrap(), "fd00:9::/64".parse().unwrap()],
         hop_limit: mode,
         ..Config::default()
-    }
+    };
+    cfg.policy.allowed_next_hops = ALLOWED.iter().map(|p| p.parse().unwrap()).collect();
+    cfg
+}
+
+/// Hop names naming Segment List[`index`] `yc`.
+fn name_at(index: u8) -> Vec<TlvRepr> {
+    HopNames::split(&[HopName {
+        index,
+        name: "yc".into(),
+    }])
 }
 
 /// Ethernet + IPv6 + SRH (`segments` in travel order, then the final one) + UDP.
@@ -113,6 +133,7 @@ fn load(mode: HopLimitMode) -> (Config, Program) {
 fn plain_end_is_done_in_the_kernel_exactly_as_hopd_does_it() {
     for mode in [HopLimitMode::End, HopLimitMode::Node] {
         let (cfg, prog) = load(mode);
+        let later_name = tlv::placeholder(1).to_string();
         for (travel, sl, tlvs) in [
             (vec![SID], 1, Vec::new()),
             (vec![SID], 1, descriptor()),
@@ -120,6 +141,8 @@ fn plain_end_is_done_in_the_kernel_exactly_as_hopd_does_it() {
             (vec!["fd00:a::9", SID, NEXT], 2, Vec::new()),
             // A SID inside a locator prefix.
             (vec!["fd00:9::77", NEXT], 2, descriptor()),
+            // A later hop left for a later border to bind.
+            (vec![SID, NEXT, &later_name], 3, name_at(1)),
         ] {
             let f = frame(&travel, sl, 64, 0, tlvs);
             let bpf = run(&prog, &f).unwrap_or_else(|| panic!("{mode:?} {travel:?}: not done"));
@@ -128,8 +151,8 @@ fn plain_end_is_done_in_the_kernel_exactly_as_hopd_does_it() {
         }
         let (packets, _) = prog.counters()[0];
         assert_eq!(
-            packets, 4,
-            "counted per SID (the fifth reached the locator)"
+            packets, 5,
+            "counted per SID (the sixth reached the locator)"
         );
         assert_eq!(prog.counters()[1].0, 1);
     }
@@ -137,10 +160,6 @@ fn plain_end_is_done_in_the_kernel_exactly_as_hopd_does_it() {
 
 fn everything_hopd_adds_is_left_to_hopd() {
     let (_, prog) = load(HopLimitMode::End);
-    let names = HopNames::split(&[HopName {
-        index: 0,
-        name: "yc".into(),
-    }]);
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
             "a probe (O-flag)",
@@ -159,8 +178,16 @@ fn everything_hopd_adds_is_left_to_hopd() {
             "the next segment is ours (loop guard)",
             frame(&[SID, SID], 2, 64, 0, Vec::new()),
         ),
+        (
+            "a next segment outside allowed_next_hops",
+            frame(&[SID, "fd00:77::1"], 2, 64, 0, Vec::new()),
+        ),
+        (
+            "a later segment outside allowed_next_hops",
+            frame(&[SID, NEXT, "fd00:4::2"], 3, 64, 0, Vec::new()),
+        ),
         ("an unresolved next segment (late binding)", {
-            let mut f = frame(&[SID], 1, 64, 0, names.clone());
+            let mut f = frame(&[SID], 1, 64, 0, name_at(0));
             // Segment List[0] = the placeholder, 14 + 40 + 8 octets in.
             f[62..78].copy_from_slice(&tlv::placeholder(0).octets());
             f

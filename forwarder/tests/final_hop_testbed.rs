@@ -62,7 +62,7 @@ fn start(transit: Transit) -> (Testbed, tempfile::TempDir) {
             &cfg,
             format!(
                 "node_name = \"k1\"\n[metrics]\nlisten = \"[::1]:9470\"\n[border]\n\
-                 tun = \"hop0\"\nsids = [\"{K1}\"]\n"
+                 tun = \"hop0\"\nsids = [\"{K1}\"]\n[border.policy]\nallowed_next_hops = [\"{YC}/64\"]\n"
             ),
         )
         .unwrap();

@@ -3,7 +3,7 @@
 //!
 //! It is a small authoritative server over UDP and TCP port 53 built on hickory-proto's message
 //! codec: it answers AAAA/A from the view's records, NXDOMAIN for names it does not hold, and
-//! obeys per-name faults. The zone file is re-read (when its mtime changes) before each
+//! obeys per-name faults (`*.example` for every name below `example`). The zone file is re-read (when its mtime changes) before each
 //! answer, so `Testbed::dns_fault` and `Testbed::dns_set` take effect on the next query without
 //! restarting anything.
 
@@ -76,6 +76,16 @@ impl Zone {
         crate::ns::write_atomic(path, &data)
     }
 
+    /// The fault for `name`: its own, else that of the nearest `*.SUFFIX` entry above it (a
+    /// whole silent domain, for names nobody can list in advance).
+    fn fault_of(&self, name: &str) -> Option<&DnsFault> {
+        if let Some(f) = self.faults.get(name) {
+            return Some(f);
+        }
+        name.match_indices('.')
+            .find_map(|(i, _)| self.faults.get(&format!("*{}", &name[i..])))
+    }
+
     /// The answer to one query: `None` means stay silent (timeout fault).
     pub fn answer(&self, query: &Message) -> Option<Message> {
         let mut resp = Message::response(query.metadata.id, query.metadata.op_code);
@@ -88,7 +98,7 @@ impl Zone {
         }
         let q = &query.queries[0];
         let key = canonical(&q.name().to_ascii());
-        match self.faults.get(&key) {
+        match self.fault_of(&key) {
             Some(DnsFault::Timeout) => return None,
             Some(DnsFault::Servfail) => {
                 resp.metadata.response_code = ResponseCode::ServFail;
@@ -338,5 +348,16 @@ mod tests {
         );
         z.faults.insert("org".into(), DnsFault::Timeout);
         assert!(z.answer(&q).is_none());
+    }
+
+    #[test]
+    fn a_wildcard_fault_covers_every_name_below_it() {
+        let mut z = zone();
+        z.faults.insert("*.junk".into(), DnsFault::Timeout);
+        assert!(z.answer(&query("n1.junk.", RecordType::AAAA)).is_none());
+        assert!(z.answer(&query("a.b.junk.", RecordType::AAAA)).is_none());
+        // Not the domain itself, nor names elsewhere.
+        assert!(z.answer(&query("junk.", RecordType::AAAA)).is_some());
+        assert!(z.answer(&query("org.", RecordType::AAAA)).is_some());
     }
 }

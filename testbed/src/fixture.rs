@@ -57,13 +57,28 @@ pub fn border_toml(node: &str, sid: &str, extra: &str) -> String {
     format!("node_name = \"{node}\"\n[border]\ntun = \"hop0\"\nsids = [\"{sid}\"]\n{extra}")
 }
 
+/// `policy.allowed_next_hops` of the borders of [`BORDER_SIDS`], as the shipped three-hop
+/// topology has them: the prefixes behind each border (a cached path writes their addresses).
+pub const BORDER_ALLOWED_NEXT_HOPS: [&str; 2] = [
+    r#"["fc00:2::/64", "fd00:2::/64", "fd00:3::/64"]"#,
+    r#"["fd00:3::/64"]"#,
+];
+
 /// Writes `hopd-github.toml` and `hopd-org.toml` into `dir` ([`BORDER_SIDS`]), each with
-/// `extra(node)` in its `[border]` table.
+/// `extra(node)` in its `[border]` table and, unless `extra` has its own `[border.policy]`,
+/// the shipped topology's [`BORDER_ALLOWED_NEXT_HOPS`].
 pub fn write_border_configs(dir: &Path, extra: impl Fn(usize) -> String) {
     for (i, (node, sid)) in BORDER_SIDS.into_iter().enumerate() {
+        let mut extra = extra(i);
+        if !extra.contains("[border.policy]") {
+            extra.push_str(&format!(
+                "[border.policy]\nallowed_next_hops = {}\n",
+                BORDER_ALLOWED_NEXT_HOPS[i]
+            ));
+        }
         std::fs::write(
             dir.join(format!("hopd-{node}.toml")),
-            border_toml(node, sid, &extra(i)),
+            border_toml(node, sid, &extra),
         )
         .expect("write border configuration");
     }
@@ -253,6 +268,20 @@ mod tests {
         assert_eq!(api["layers"][0].as_str(), Some("tcp+tls+http"));
         assert_eq!(f["services"]["uecho"]["mode"].as_str(), Some("udp"));
         assert!(f["services"]["uecho"].get("tls").is_none());
+        for (i, (node, _)) in BORDER_SIDS.into_iter().enumerate() {
+            let shipped = std::fs::read_to_string(format!(
+                "{}/topologies/three-hop/hopd-{node}.toml",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
+            let shipped: toml::Value = toml::from_str(&shipped).unwrap();
+            let ours: toml::Value =
+                toml::from_str(&format!("x = {}", BORDER_ALLOWED_NEXT_HOPS[i])).unwrap();
+            assert_eq!(
+                shipped["border"]["policy"]["allowed_next_hops"], ours["x"],
+                "{node}: the tests' borders forward where the shipped ones do"
+            );
+        }
         let b: toml::Value = toml::from_str(&border_toml("org", "fc00:2::e", "x = 1\n")).unwrap();
         assert_eq!(b["border"]["sids"][0].as_str(), Some("fc00:2::e"));
         assert_eq!(b["border"]["x"].as_integer(), Some(1));

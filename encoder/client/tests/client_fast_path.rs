@@ -48,7 +48,7 @@ fn topology_with_border_env(dir: &Path, env: &str) -> PathBuf {
             dir.join(format!("three-hop/hopd-{node}.toml")),
             format!(
                 "node_name = \"{name}\"\n\n[border]\ntun = \"hop0\"\nsids = [\"{sid}\"]\n\
-                 kernel_end_sids = [\"{fast}\"]\n"
+                 kernel_end_sids = [\"{fast}\"]\n[border.policy]\nallowed_next_hops = [\"::/0\"]\n"
             ),
         )
         .unwrap();

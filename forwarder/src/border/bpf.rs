@@ -18,8 +18,10 @@
 //! destination one of hopd's SIDs, routing type 4, 1 ≤ Segments Left ≤ Last Entry, Last Entry
 //! within Hdr Ext Len and within `max_segments`, no O-flag (probes and their trace records go
 //! to hopd), a Hop Limit that outlives this hop, and a next segment that is an address —
-//! neither a placeholder (late binding is hopd's) nor one of hopd's own SIDs (loop guard). A
-//! border with `allowed_next_hops` or `require_hmac` gets no program: those checks are hopd's.
+//! neither a placeholder (late binding is hopd's) nor one of hopd's own SIDs (loop guard),
+//! and inside `allowed_next_hops`, as is every later segment that is an address. A border
+//! without `allowed_next_hops` (it forwards only to names it resolves) or with `require_hmac`
+//! gets no program: those are hopd's.
 //! Unlike hopd the program does not walk the TLV area (the kernel's own End does not either).
 //!
 //! The program is assembled here instruction by instruction (no compiler, no object file):
@@ -297,6 +299,37 @@ fn walk_tlvs(a: &mut Asm, pass: usize) {
     a.bind(done);
 }
 
+/// `policy.allowed_next_hops` as hopd holds to it: the next segment (at r1) inside the list,
+/// and every later segment (Segment List[0 .. SL − 1], SL in r8) inside it or a placeholder
+/// for a later border to bind; anything else goes to hopd (`pass`), which refuses it and says
+/// why. Unrolled over the most segments `max_segments` lets through. Uses r4, r5, r0 and r9;
+/// keeps r1, r2, r3, r6, r7, r8.
+fn check_next_hops_allowed(a: &mut Asm, cfg: &Config, pass: usize) {
+    let allowed = &cfg.policy.allowed_next_hops;
+    let next_in = a.label();
+    match_prefixes(a, 1, 0, allowed, next_in, None);
+    a.ja(pass);
+    a.bind(next_in);
+    let placeholder =
+        [Prefix::new(tlv::UNRESOLVED_PREFIX, tlv::UNRESOLVED_PREFIX_LEN).expect("valid")];
+    let done = a.label();
+    // Segment List[i] is a later segment when i + 1 < SL; SL ≤ Last Entry < max_segments.
+    for i in 0..i32::from(cfg.policy.max_segments).saturating_sub(1) {
+        let fine = a.label();
+        a.jmp_imm(Cond::Le, 8, i + 1, done);
+        a.mov(9, 2);
+        a.add_imm(9, i32::from(SEGMENTS) + 16 * i);
+        a.mov(5, 9);
+        a.add_imm(5, 16);
+        a.jmp(Cond::Gt, 5, 3, pass);
+        match_prefixes(a, 9, 0, &placeholder, fine, None);
+        match_prefixes(a, 9, 0, allowed, fine, None);
+        a.ja(pass);
+        a.bind(fine);
+    }
+    a.bind(done);
+}
+
 /// Where the program keeps the index of the SID a packet reached (its counters' key).
 const SID_INDEX: i16 = -4;
 
@@ -383,6 +416,9 @@ fn assemble(cfg: &Config, counters: i32) -> Vec<u64> {
     a.bind(loop_guard);
     a.ja(pass);
     a.bind(next_ok);
+    if !cfg.policy.is_open_relay() {
+        check_next_hops_allowed(&mut a, cfg, pass);
+    }
     // Commit: DA = next segment, SL - 1, the Hop Limit of "end" mode.
     a.ldx(Size::DW, 4, 1, 0);
     a.stx(Size::DW, 2, 4, DST);
@@ -546,8 +582,11 @@ pub struct KernelEnd {
 impl KernelEnd {
     /// Whether `cfg` can have an in-kernel End at all, and why not.
     pub fn unsupported_by(cfg: &Config) -> Option<&'static str> {
-        if !cfg.policy.allowed_next_hops.is_empty() {
-            Some("policy.allowed_next_hops is checked by hopd only")
+        if cfg.policy.allowed_next_hops.is_empty() {
+            Some(
+                "without policy.allowed_next_hops only hop names resolved by hopd are \
+                 forwarded, and binding them is hopd's",
+            )
         } else if cfg.policy.require_hmac {
             Some("policy.require_hmac is checked by hopd only")
         } else {

@@ -31,6 +31,7 @@ pub fn check_config(cfg: &Config) -> Vec<Finding> {
                 cfg.sids.len(),
                 cfg.tun
             )));
+            out.push(next_hop_policy(cfg));
             if !cfg.kernel_end_sids.is_empty() {
                 let list: Vec<String> = cfg.kernel_end_sids.iter().map(|k| k.to_string()).collect();
                 out.push(ok(format!(
@@ -77,6 +78,43 @@ pub fn check_config(cfg: &Config) -> Vec<Finding> {
         },
     }
     out
+}
+
+/// Where this border forwards to, and a warning when that is anywhere.
+fn next_hop_policy(cfg: &Config) -> Finding {
+    let policy = &cfg.policy;
+    if policy.is_open_relay() {
+        let why = if cfg.kernel_end_sids.is_empty() {
+            ""
+        } else {
+            " (kernel_end_sids need it: the kernel's End forwards anywhere)"
+        };
+        return bad(
+            Severity::Warning,
+            format!(
+                "next hops: policy.allowed_next_hops has ::/0: anyone may send packets through \
+                 this border to any address behind it{why}"
+            ),
+            "list only the prefixes behind this border, e.g. allowed_next_hops = \
+             [\"fd00:2::/48\"] (and drop kernel_end_sids)",
+        );
+    }
+    if policy.allowed_next_hops.is_empty() {
+        return ok(
+            "next hops: only addresses hop names resolve to here; segments written as \
+             addresses (clients' cached paths, kernel headends) are refused until their \
+             prefixes are in policy.allowed_next_hops",
+        );
+    }
+    let list: Vec<String> = policy
+        .allowed_next_hops
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    ok(format!(
+        "next hops: only inside {} (names and written addresses alike)",
+        list.join(", ")
+    ))
 }
 
 fn read_sysctl(root: &Path, rel: &str) -> Option<String> {
@@ -305,6 +343,29 @@ mod tests {
             sids: vec!["fd00:1::1".parse().unwrap()],
             ..Config::default()
         }
+    }
+
+    #[test]
+    fn an_open_relay_is_a_warning_and_the_default_is_not() {
+        let policy_finding = |c: &Config| {
+            check_config(c)
+                .into_iter()
+                .find(|f| f.what.starts_with("next hops:"))
+                .expect("a next-hop finding")
+        };
+        let default = policy_finding(&cfg());
+        assert_eq!(default.severity, Severity::Ok, "{default}");
+        assert!(default.what.contains("only addresses hop names resolve to"));
+        let mut open = cfg();
+        open.policy.allowed_next_hops = vec!["::/0".parse().unwrap()];
+        let warning = policy_finding(&open);
+        assert_eq!(warning.severity, Severity::Warning, "{warning}");
+        assert!(warning.what.contains("any address"), "{warning}");
+        let mut listed = cfg();
+        listed.policy.allowed_next_hops = vec!["fd00:2::/48".parse().unwrap()];
+        let fine = policy_finding(&listed);
+        assert_eq!(fine.severity, Severity::Ok);
+        assert!(fine.what.contains("fd00:2::/48"), "{fine}");
     }
 
     #[test]

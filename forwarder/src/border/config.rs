@@ -101,7 +101,12 @@ impl Config {
         if self.workers > MAX_WORKERS {
             return Err(E::TooManyWorkers(self.workers));
         }
-        if self.resolver.queue_per_name == 0 || self.resolver.max_pending_names == 0 {
+        let r = &self.resolver;
+        if r.queue_per_name == 0
+            || r.max_pending_names == 0
+            || r.max_pending_names_per_source == 0
+            || r.lookup_burst_per_source == 0
+        {
             return Err(E::ZeroResolverQueue);
         }
         for (index, sid) in self.kernel_end_sids.iter().enumerate() {
@@ -113,11 +118,11 @@ impl Config {
                 })?;
         }
         if !self.kernel_end_sids.is_empty() {
-            if !self.policy.allowed_next_hops.is_empty() {
-                return Err(E::KernelEndWithNextHopPolicy);
-            }
             if self.policy.require_hmac {
                 return Err(E::KernelEndWithRequiredHmac);
+            }
+            if !self.policy.is_open_relay() {
+                return Err(E::KernelEndWithNextHopPolicy);
             }
         }
         Ok(())
@@ -232,7 +237,10 @@ pub enum BorderConfigError {
     RequireHmacWithoutKeys,
     #[error("workers = {0}: at most {MAX_WORKERS} (0 means one per CPU)")]
     TooManyWorkers(usize),
-    #[error("resolver.queue_per_name and max_pending_names must be at least 1")]
+    #[error(
+        "resolver.queue_per_name, max_pending_names, max_pending_names_per_source and \
+         lookup_burst_per_source must be at least 1"
+    )]
     ZeroResolverQueue,
     #[error("kernel_end_sids[{index}] = \"{sid}\": {problem}")]
     KernelEndSid {
@@ -241,9 +249,9 @@ pub enum BorderConfigError {
         problem: KernelEndSidProblem,
     },
     #[error(
-        "kernel_end_sids with policy.allowed_next_hops: the kernel's seg6local End forwards to \
-         whatever the next segment is, so packets sent to a kernel End SID would bypass the \
-         next-hop policy; remove one of the two"
+        "kernel_end_sids: the kernel's seg6local End forwards to whatever address is listed \
+         next and cannot hold to policy.allowed_next_hops; accept that this border is an open \
+         relay with allowed_next_hops = [\"::/0\"], or remove kernel_end_sids"
     )]
     KernelEndWithNextHopPolicy,
     #[error(

@@ -20,7 +20,7 @@
 //!
 //! [border.policy]
 //! max_segments = 16
-//! allowed_next_hops = ["fd00::/8"]
+//! allowed_next_hops = ["fd00::/8"]   # empty: only addresses hop names resolve to here
 //! require_hmac = false
 //! ```
 //!
@@ -46,13 +46,16 @@
 //! warning, End Function 0 in every trace record (so clients keep using hopd's SIDs) and
 //! `hopd_border_kernel_fast_path_active 0`. The kernel's End does none of what hopd adds: no late
 //! binding, no trace record, no `allowed_next_hops`, no hopd HMAC keys, no `max_segments`.
-//! Kernel End SIDs together with `allowed_next_hops` or `require_hmac` are refused (packets
-//! would bypass them); `max_segments` is documented as not enforced on the fast path.
+//! Kernel End SIDs are refused with `require_hmac` (packets would bypass it) and without
+//! `allowed_next_hops = ["::/0"]`: the kernel's End forwards to any address written next, so
+//! the configuration must say the border is an open relay; `max_segments` is documented as
+//! not enforced on the fast path.
 
 pub mod bpf;
 pub mod check;
 mod config;
 pub mod icmp;
+pub mod lookups;
 pub mod metrics;
 mod oam;
 pub mod policy;

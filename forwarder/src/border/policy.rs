@@ -151,15 +151,20 @@ impl fmt::Debug for HmacKey {
     }
 }
 
-/// Policy knobs; defaults are permissive except for the segment cap.
+/// Policy knobs. The defaults make a border that is not an open relay: it forwards to the
+/// addresses hop names resolve to in its own view, and to addresses written in the Segment
+/// List only inside `allowed_next_hops`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
     /// Packets whose SRH lists more segments than this are dropped (`too-many-segments`).
     pub max_segments: u8,
-    /// When not empty, the next segment (after binding) must fall in one of these prefixes,
-    /// otherwise the packet is dropped (`next-hop-denied`) and the source gets ICMPv6
-    /// Destination Unreachable code 1 (administratively prohibited).
+    /// Where packets may go on to. Empty (the default): only to an address a hop name
+    /// resolved to here; a segment written as an address is refused. Otherwise the next
+    /// segment, bound or written, and every later written one must fall in one of these
+    /// prefixes. A refused packet is dropped (`next-hop-denied`) and the source gets ICMPv6
+    /// Destination Unreachable code 1 (administratively prohibited). `::/0` makes the border
+    /// an open relay; `hopd check` warns about it.
     pub allowed_next_hops: Vec<Prefix>,
     /// Require a valid HMAC TLV (RFC 8754 §2.1.2) on every SRH with Segments Left > 0.
     pub require_hmac: bool,
@@ -179,9 +184,19 @@ impl Default for Policy {
 }
 
 impl Policy {
-    /// Whether the policy lets a packet go on to `next`.
-    pub fn next_hop_allowed(&self, next: &Ipv6Addr) -> bool {
-        self.allowed_next_hops.is_empty() || self.allowed_next_hops.iter().any(|p| p.contains(next))
+    /// Whether the policy lets a packet go on to `next`: an address a hop name resolved to
+    /// in this border's view (`resolved`), or one written in the Segment List.
+    pub fn next_hop_allowed(&self, next: &Ipv6Addr, resolved: bool) -> bool {
+        if self.allowed_next_hops.is_empty() {
+            return resolved;
+        }
+        self.allowed_next_hops.iter().any(|p| p.contains(next))
+    }
+
+    /// Whether anyone may send packets through this border to any address (`::/0` in
+    /// `allowed_next_hops`).
+    pub fn is_open_relay(&self) -> bool {
+        self.allowed_next_hops.iter().any(|p| p.prefix_len() == 0)
     }
 
     pub fn hmac_key(&self, id: u32) -> Option<&HmacKey> {
@@ -260,11 +275,18 @@ mod tests {
     }
 
     #[test]
-    fn empty_allow_list_allows_everything() {
+    fn empty_allow_list_allows_only_resolved_names() {
         let mut p = Policy::default();
-        assert!(p.next_hop_allowed(&"2001:db8::1".parse().unwrap()));
+        let outside = "2001:db8::1".parse().unwrap();
+        assert!(p.next_hop_allowed(&outside, true));
+        assert!(!p.next_hop_allowed(&outside, false));
+        assert!(!p.is_open_relay());
         p.allowed_next_hops.push("fd00::/8".parse().unwrap());
-        assert!(!p.next_hop_allowed(&"2001:db8::1".parse().unwrap()));
-        assert!(p.next_hop_allowed(&"fd12::1".parse().unwrap()));
+        assert!(!p.next_hop_allowed(&outside, false));
+        assert!(!p.next_hop_allowed(&outside, true));
+        assert!(p.next_hop_allowed(&"fd12::1".parse().unwrap(), false));
+        p.allowed_next_hops.push("::/0".parse().unwrap());
+        assert!(p.is_open_relay());
+        assert!(p.next_hop_allowed(&outside, false));
     }
 }

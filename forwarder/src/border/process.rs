@@ -552,18 +552,16 @@ fn bind_next(now: Duration, end: &EndPacket, pkt: &[u8], state: &mut State) -> R
         return Err(failed(DropReason::Loop, err, sl, 0..0, Some(end.dst())));
     }
     let policy = &state.settings.policy;
-    // The later literal segments too: with only the next one checked, an allowed End node
-    // listed next would carry the packet on to any inside address listed after it.
+    // The later written segments too: with only the next one checked, an allowed End node
+    // (or a name) listed next would carry the packet on to any inside address listed after it.
     let denied = || {
-        !policy.next_hop_allowed(&addr)
+        !policy.next_hop_allowed(&addr, bound)
             || (0..new_sl).any(|i| {
                 let later = view.segment_addr(usize::from(i));
-                !tlv::is_placeholder(&later) && !policy.next_hop_allowed(&later)
+                !tlv::is_placeholder(&later) && !policy.next_hop_allowed(&later, false)
             })
     };
-    if super::policy::never_a_next_hop(u128::from(addr))
-        || (!policy.allowed_next_hops.is_empty() && denied())
-    {
+    if super::policy::never_a_next_hop(u128::from(addr)) || denied() {
         let err = IcmpError::DestinationUnreachable {
             code: IcmpError::UNREACH_ADMIN,
         };

@@ -35,6 +35,12 @@ pub struct ResolverConfig {
     pub queue_per_name: usize,
     /// Names resolved at the same time; packets for further names are dropped.
     pub max_pending_names: usize,
+    /// Names one source (a /64) may have resolving at once, and lookups it may start per
+    /// second (and in a burst), per packet worker; packets for more are dropped
+    /// (`lookup-limited`). See [`super::lookups`].
+    pub max_pending_names_per_source: usize,
+    pub lookups_per_second_per_source: u32,
+    pub lookup_burst_per_source: u32,
     /// Entries in the answer cache.
     pub cache_entries: usize,
 }
@@ -49,6 +55,9 @@ impl Default for ResolverConfig {
             max_ttl_s: 3600,
             queue_per_name: 32,
             max_pending_names: 256,
+            max_pending_names_per_source: 16,
+            lookups_per_second_per_source: 20,
+            lookup_burst_per_source: 40,
             cache_entries: 4096,
         }
     }

@@ -35,10 +35,11 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
 
+use super::lookups::{LookupLimits, SourceKey, source_key};
 use super::process::{
     Action, Clock, Counters, DropReason, OUT_BUF_LEN, PacketMeta, Settings, State, process_with,
 };
-use super::resolve::{Answer, NameResolver};
+use super::resolve::{Answer, NameResolver, ResolverConfig};
 use super::tun::{Offloads, PacketIo, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
 use super::{Config, FastPath};
 
@@ -177,8 +178,30 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug)]
 struct Pending {
     /// Name → the packets waiting for it, each with its offload metadata in front.
-    queues: HashMap<String, Vec<Vec<u8>>>,
+    queues: HashMap<String, Waiting>,
     queued: usize,
+    /// Lookups per source; a name's lookup is charged to the source of its first packet.
+    limits: LookupLimits,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    charged_to: SourceKey,
+    packets: Vec<Vec<u8>>,
+}
+
+impl Pending {
+    fn new(cfg: &ResolverConfig) -> Pending {
+        Pending {
+            queues: HashMap::new(),
+            queued: 0,
+            limits: LookupLimits::new(
+                cfg.max_pending_names_per_source,
+                cfg.lookups_per_second_per_source,
+                cfg.lookup_burst_per_source,
+            ),
+        }
+    }
 }
 
 struct Shell<'a, P: PacketIo> {
@@ -259,15 +282,15 @@ impl<P: PacketIo> Shell<'_, P> {
                     self.send_built(st, icmp_len..icmp_len + report_len);
                 }
             }
-            Action::NeedResolve { name, segment } => self.queue(st, name, segment, frame),
+            Action::NeedResolve { name, segment } => self.queue(st, now, name, segment, frame),
         }
     }
 
-    fn queue(&mut self, st: &mut State, name: String, segment: u8, frame: &[u8]) {
+    fn queue(&mut self, st: &mut State, now: Clock, name: String, segment: u8, frame: &[u8]) {
         let rc = &self.cfg.resolver;
         if let Some(q) = self.pending.queues.get_mut(&name) {
-            if q.len() < rc.queue_per_name {
-                q.push(frame.to_vec());
+            if q.packets.len() < rc.queue_per_name {
+                q.packets.push(frame.to_vec());
                 self.pending.queued += 1;
             } else {
                 st.counters.count_drop(DropReason::ResolveQueueFull);
@@ -275,10 +298,23 @@ impl<P: PacketIo> Shell<'_, P> {
         } else if self.pending.queues.len() >= rc.max_pending_names {
             st.counters.count_drop(DropReason::ResolveQueueFull);
         } else {
+            // `process` asked for a lookup, so the packet is whole past its IPv6 header.
+            let src = super::icmp::addr_at(&frame[self.io.meta_len()..], 8);
+            let source = source_key(&src);
+            if let Err(why) = self.pending.limits.start(source, now.monotonic) {
+                // Trace, not debug: a flood would write a line per packet.
+                tracing::trace!(%name, %src, ?why, "lookup refused");
+                st.counters.count_drop(DropReason::LookupLimited);
+                return;
+            }
             tracing::debug!(%name, segment, "resolving");
-            self.pending
-                .queues
-                .insert(name.clone(), vec![frame.to_vec()]);
+            self.pending.queues.insert(
+                name.clone(),
+                Waiting {
+                    charged_to: source,
+                    packets: vec![frame.to_vec()],
+                },
+            );
             self.pending.queued += 1;
             let resolver = self.resolver.clone();
             let tx = self.answers.clone();
@@ -292,7 +328,14 @@ impl<P: PacketIo> Shell<'_, P> {
 
     fn answer(&mut self, name: String, ans: Answer) {
         tracing::info!(%name, detail = %ans.detail, ttl_s = ans.ttl.as_secs(), "hop name answered");
-        let queued = self.pending.queues.remove(&name).unwrap_or_default();
+        let Some(Waiting {
+            charged_to,
+            packets: queued,
+        }) = self.pending.queues.remove(&name)
+        else {
+            return;
+        };
+        self.pending.limits.finish(charged_to);
         self.pending.queued -= queued.len();
         let worker = self.worker;
         let mut st = lock(&worker.state);
@@ -381,10 +424,7 @@ async fn worker<P: PacketIo>(
         worker,
         resolver,
         answers: tx,
-        pending: Pending {
-            queues: HashMap::new(),
-            queued: 0,
-        },
+        pending: Pending::new(&cfg.resolver),
         cfg,
         out: vec![0u8; OUT_BUF_LEN],
         err: Vec::with_capacity(VNET_HDR_LEN + OUT_BUF_LEN),
@@ -401,6 +441,12 @@ async fn worker<P: PacketIo>(
                     Ok(r) => shell.resolver = r,
                     Err(e) => tracing::warn!(%e, "keeping the previous resolver"),
                 }
+                let r = &new.resolver;
+                shell.pending.limits.set_limits(
+                    r.max_pending_names_per_source,
+                    r.lookups_per_second_per_source,
+                    r.lookup_burst_per_source,
+                );
                 shell.cfg = new;
             }
             Some((name, ans)) = rx.recv() => shell.answer(name, ans),

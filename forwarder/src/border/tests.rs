@@ -128,11 +128,14 @@ fn placeholder(i: u8) -> String {
     format!("100::{i:x}")
 }
 
+/// A border at [`SID`]; it forwards to any address (`::/0`) unless `f` says otherwise, since
+/// most tests are about End processing rather than policy.
 fn state_with(f: impl FnOnce(&mut Settings)) -> State {
     let mut s = Settings {
         sids: vec![SID.parse().unwrap()],
         ..Settings::default()
     };
+    s.policy.allowed_next_hops = vec!["::/0".parse().unwrap()];
     f(&mut s);
     State::new(s, NOW)
 }
@@ -914,7 +917,8 @@ fn border_config(toml: &str) -> super::Config {
 fn kernel_end_sids_are_validated_with_the_key_and_the_reason() {
     let ok = border_config(
         "[border]\nsids = [\"fd00:1::1\", \"fd00:5::/64\", \"fd00:7::7:0/120\"]\n\
-         kernel_end_sids = [\"fd00:1::ee\", \"fd00:5::1:ee\", \"fd00:7::7:ee\"]\n",
+         kernel_end_sids = [\"fd00:1::ee\", \"fd00:5::1:ee\", \"fd00:7::7:ee\"]\n\
+         [border.policy]\nallowed_next_hops = [\"::/0\"]\n",
     );
     ok.validate().unwrap();
     assert_eq!(
@@ -967,7 +971,7 @@ fn kernel_end_sids_are_validated_with_the_key_and_the_reason() {
         (
             "\"fd00:1::ee\"",
             "[border.policy]\nallowed_next_hops = [\"fd00::/8\"]\n",
-            "kernel_end_sids with policy.allowed_next_hops",
+            "kernel_end_sids: the kernel's seg6local End forwards to whatever address",
         ),
         (
             "\"fd00:1::ee\"",
@@ -1070,6 +1074,52 @@ fn no_next_hop_or_later_literal_outside_the_policy() {
     // Allowed End node next, then an inside literal the policy does not allow.
     assert!(denied(&mut st, &["fc00:99::7", "fd00:2::1", SID], 2));
     assert!(!denied(&mut st, &["fd00:2::9", "fd00:2::1", SID], 2));
+}
+
+/// Until 2026-12-05 a border without `allowed_next_hops` forwarded to any address an
+/// outsider wrote in the Segment List. Now, by default, only to what hop names resolve to
+/// here.
+#[test]
+fn by_default_only_names_resolved_here_are_next_hops() {
+    let verdict = |st: &mut State, segs: &[&str], sl: u8, names: &[(u8, &str)]| {
+        let mut b = Pkt::srh(segs, sl);
+        if !names.is_empty() {
+            b.tlvs = hop_names(names);
+        }
+        match run(st, &mut b.build()).0 {
+            Action::Forward { .. } => "forward",
+            Action::Drop {
+                reason: DropReason::NextHopDenied,
+                ..
+            } => "denied",
+            other => panic!("{other:?}"),
+        }
+    };
+    let st = state_with(|s| s.policy.allowed_next_hops.clear());
+    let mut st = knowing(st, b"org", "fd00:2::1");
+    let ph0 = placeholder(0);
+    let ph1 = placeholder(1);
+    // A written inside address, next or after a name.
+    assert_eq!(verdict(&mut st, &["fd00:3::1", SID], 1, &[]), "denied");
+    assert_eq!(
+        verdict(&mut st, &["fd00:3::1", &ph1, SID], 2, &[(1, "org")]),
+        "denied"
+    );
+    // A name this border resolved, with later hops left to later borders.
+    assert_eq!(verdict(&mut st, &[&ph0, SID], 1, &[(0, "org")]), "forward");
+    assert_eq!(
+        verdict(&mut st, &[&ph0, &ph1, SID], 2, &[(1, "org"), (0, "yc")]),
+        "forward"
+    );
+    // With a list, written addresses inside it pass and names must resolve inside it.
+    let mut listed =
+        state_with(|s| s.policy.allowed_next_hops = vec!["fd00:3::/64".parse().unwrap()]);
+    listed = knowing(listed, b"org", "fd00:2::1");
+    assert_eq!(verdict(&mut listed, &["fd00:3::1", SID], 1, &[]), "forward");
+    assert_eq!(
+        verdict(&mut listed, &[&ph0, SID], 1, &[(0, "org")]),
+        "denied"
+    );
 }
 
 /// Until 2026-12-05 a report for `next-hop-denied` told any sender the inside address a

@@ -52,12 +52,15 @@ pub enum DropReason {
     NoAaaa,
     /// Too many packets already wait for this name, or too many names are pending.
     ResolveQueueFull,
+    /// The packet's source already has its names resolving, or started its lookups for this
+    /// second (`resolver.max_pending_names_per_source`, `lookups_per_second_per_source`).
+    LookupLimited,
     /// The TUN device refused the write (the shell counts this one).
     WriteFailed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Malformed,
         DropReason::Truncated,
         DropReason::NotOurSid,
@@ -80,6 +83,7 @@ impl DropReason {
         DropReason::DnsTimeout,
         DropReason::NoAaaa,
         DropReason::ResolveQueueFull,
+        DropReason::LookupLimited,
         DropReason::WriteFailed,
     ];
 
@@ -108,6 +112,7 @@ impl DropReason {
             DropReason::DnsTimeout => "dns-timeout",
             DropReason::NoAaaa => "no-aaaa",
             DropReason::ResolveQueueFull => "resolve-queue-full",
+            DropReason::LookupLimited => "lookup-limited",
             DropReason::WriteFailed => "write-failed",
         }
     }

@@ -25,6 +25,9 @@ pub const KERNEL_END: &str = "fd00:2::1";
 pub const KERNEL_DX6: &str = "fd00:2::6";
 pub const H1: &str = "fd00:a::1";
 pub const H2: &str = "fd00:c::2";
+/// Where r1's hopd may send packets on to: r2's SIDs and h2's network on one side, h1's on
+/// the other.
+pub const BEHIND_R1: [&str; 3] = ["fd00:2::/64", "fd00:c::/64", "fd00:a::/64"];
 
 const SETUP: &str = r#"
 set -e
@@ -153,13 +156,22 @@ impl Line {
         self.spawn_hopd();
     }
 
-    /// Write hopd's configuration with `border_extra` appended to the [border] table.
+    /// Write hopd's configuration with `border_extra` appended to the [border] table. Unless
+    /// it has its own `[border.policy]`, hopd forwards to what lies behind r1 ([`BEHIND_R1`]),
+    /// or anywhere with `kernel_end_sids` (the kernel's End does).
     pub fn write_config(&self, border_extra: &str) {
         let resolv = self.dir.path().join("resolv.conf");
         std::fs::write(&resolv, "nameserver ::1\n").unwrap();
+        let policy = if border_extra.contains("[border.policy]") {
+            String::new()
+        } else if border_extra.contains("kernel_end_sids") {
+            "[border.policy]\nallowed_next_hops = [\"::/0\"]\n".to_string()
+        } else {
+            format!("[border.policy]\nallowed_next_hops = {BEHIND_R1:?}\n")
+        };
         let cfg = format!(
             "node_name = \"r1\"\n[metrics]\nlisten = \"[::1]:9469\"\n[border]\ntun = \"hop0\"\n\
-             sids = [\"{SID}\"]\n{border_extra}\n[border.resolver]\nresolv_conf = \"{}\"\n",
+             sids = [\"{SID}\"]\n{border_extra}\n[border.resolver]\nresolv_conf = \"{}\"\n{policy}",
             resolv.display()
         );
         std::fs::write(self.config_path(), cfg).unwrap();

@@ -104,7 +104,9 @@ fn write_configs(dir: &Path, border: &[String]) -> Result<()> {
             dir.join(format!("hopd-{node}.toml")),
             format!(
                 "node_name = \"{node}\"\n[border]\ntun = \"hop0\"\nsids = [\"{sid}\"]\n\
-                 kernel_end_sids = [\"{fast}\"]\n{}\n",
+                 kernel_end_sids = [\"{fast}\"]\n{}\n\
+                 # The kernel's End forwards anywhere; kernel_end_sids need this said.\n\
+                 [border.policy]\nallowed_next_hops = [\"::/0\"]\n",
                 border.join("\n")
             ),
         )?;

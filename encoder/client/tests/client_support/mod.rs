@@ -68,7 +68,11 @@ fn write_configs(dir: &Path, fast_path: bool) -> PathBuf {
 
     write_border_configs(dir, |i| {
         if fast_path {
-            format!("kernel_end_sids = [\"{}\"]\n", FAST_SIDS[i])
+            // The kernel's End forwards to any address: the configuration must say so.
+            format!(
+                "kernel_end_sids = [\"{}\"]\n[border.policy]\nallowed_next_hops = [\"::/0\"]\n",
+                FAST_SIDS[i]
+            )
         } else {
             String::new()
         }
