@@ -5,15 +5,18 @@
 //! ```text
 //!            poll_transmit(now) ── true ──▶ driver sends the probe datagram
 //!                   │
-//!   on_datagram(now, bytes) ─┐   (stack reports with our nonce: answer or error)
+//!   on_datagram(now, from, bytes) ─┐ (stack reports with our nonce: answer or error)
 //!   on_icmp(now, error)     ─┼──▶ ProbeMachine ──▶ poll_timeout() ─▶ driver waits until then
 //!   handle_timeout(now)     ─┘          │
 //!                                       └── is_done() ──▶ outcome()
 //! ```
 //!
 //! Rules, the same for both drivers but for [`Mode`]:
-//! - a report counts only with this probe's nonce; anything else (garbage, other probes'
-//!   reports) is ignored, and so is everything once the machine is done (late duplicates);
+//! - a report counts only with this probe's nonce and from the address it names as its
+//!   reporter (a hop reports from the address the probe reached it at); an answer only from
+//!   the final hop: its address when the client knows it, else the last address of the path
+//!   it reports. Anything else (garbage, other probes' reports, a stranger who learnt the
+//!   nonce) is ignored, and so is everything once the machine is done (late duplicates);
 //! - an **answer** ends the probe;
 //! - an **error report** ends it in [`Mode::FirstReport`] (`hop`); in [`Mode::Collect`]
 //!   (`hoptrace`) the probe listens on for `grace` (another hop may also say something);
@@ -48,6 +51,9 @@ pub struct Options {
     /// After an ICMPv6 error (and in [`Mode::Collect`] after an error report), how long to
     /// wait for a report that says more.
     pub grace: Duration,
+    /// The final hop's address when the client knows it (a literal, its own lookup, a
+    /// cached path); `None` while a hop is to resolve it.
+    pub final_hop: Option<Ipv6Addr>,
 }
 
 /// What came back, each with its time after the send it answered.
@@ -138,16 +144,25 @@ impl<I> ProbeMachine<I> {
         self.deadline = Some(self.deadline.map_or(end, |d| d.min(end)));
     }
 
-    /// A datagram arrived at the probe's socket.
-    pub fn on_datagram(&mut self, now: Instant, bytes: &[u8]) {
+    /// A datagram from `from` arrived at the probe's socket.
+    pub fn on_datagram(&mut self, now: Instant, from: Ipv6Addr, bytes: &[u8]) {
         if self.done {
             return;
         }
         let Ok(rep) = ReportRepr::parse_bytes(bytes) else {
             return;
         };
-        if rep.nonce != self.out.nonce {
+        if rep.nonce != self.out.nonce || rep.reporter != from {
             return;
+        }
+        if let ReportBody::Answer(a) = &rep.body {
+            let final_hop = self
+                .opts
+                .final_hop
+                .or_else(|| a.path.last().map(|e| e.address));
+            if final_hop.is_some_and(|f| f != from) {
+                return;
+            }
         }
         let at = self.since_send(now);
         match rep.body {
@@ -207,6 +222,12 @@ impl<I> ProbeMachine<I> {
     pub fn outcome(self) -> Outcome<I> {
         self.out
     }
+}
+
+/// The final hop's address as [`Options::final_hop`] wants it: `None` for a placeholder (a
+/// hop is to resolve it).
+pub fn known_final_hop(final_dst: Ipv6Addr) -> Option<Ipv6Addr> {
+    (!crate::wire::tlv::is_placeholder(&final_dst)).then_some(final_dst)
 }
 
 /// What a hop may spend resolving the next hop's name before it reports: hopd's default
@@ -365,7 +386,14 @@ mod tests {
             timeout: Duration::from_millis(1500),
             tries: 2,
             grace: Duration::from_millis(300),
+            final_hop: None,
         }
+    }
+
+    /// A report as received: its sender is the reporter it names.
+    fn on<I>(m: &mut ProbeMachine<I>, at: Instant, bytes: Vec<u8>) {
+        let from = ReportRepr::parse_bytes(&bytes).map_or(Ipv6Addr::UNSPECIFIED, |r| r.reporter);
+        m.on_datagram(at, from, &bytes);
     }
 
     fn bytes(nonce: u32, reporter: &str, body: ReportBody) -> Vec<u8> {
@@ -417,7 +445,7 @@ mod tests {
         assert!(m.poll_transmit(t0));
         assert!(!m.poll_transmit(t0), "one send at a time");
         assert_eq!(m.poll_timeout(), Some(t0 + ms(1500)));
-        m.on_datagram(t0 + ms(3), &bytes(NONCE, "fd00:3::2", answer()));
+        on(&mut m, t0 + ms(3), bytes(NONCE, "fd00:3::2", answer()));
         assert!(m.is_done());
         assert_eq!(m.poll_timeout(), None);
         let o = m.outcome();
@@ -434,7 +462,11 @@ mod tests {
             let t0 = Instant::now();
             let mut m = ProbeMachine::<()>::new(NONCE, opts(Mode::FirstReport));
             m.poll_transmit(t0);
-            m.on_datagram(t0 + ms(9), &bytes(NONCE, "fc00:2::e", error(reason, 2)));
+            on(
+                &mut m,
+                t0 + ms(9),
+                bytes(NONCE, "fc00:2::e", error(reason, 2)),
+            );
             assert!(m.is_done(), "{reason:?}");
             let o = m.outcome();
             assert_eq!(o.errors.len(), 1);
@@ -452,16 +484,18 @@ mod tests {
         let t0 = Instant::now();
         let mut m = ProbeMachine::<()>::new(NONCE, opts(Mode::Collect));
         m.poll_transmit(t0);
-        m.on_datagram(
+        on(
+            &mut m,
             t0 + ms(10),
-            &bytes(NONCE, "fc00:2::e", error(Reason::Nxdomain, 2)),
+            bytes(NONCE, "fc00:2::e", error(Reason::Nxdomain, 2)),
         );
         assert!(!m.is_done());
         assert_eq!(m.poll_timeout(), Some(t0 + ms(310)));
         // The same report again (a retransmission somewhere) is not a second error.
-        m.on_datagram(
+        on(
+            &mut m,
             t0 + ms(20),
-            &bytes(NONCE, "fc00:2::e", error(Reason::Nxdomain, 2)),
+            bytes(NONCE, "fc00:2::e", error(Reason::Nxdomain, 2)),
         );
         m.handle_timeout(t0 + ms(310));
         assert!(m.is_done());
@@ -479,9 +513,10 @@ mod tests {
         m.poll_transmit(t0);
         m.on_icmp(t0 + ms(5), "time exceeded from fd00:2::1");
         assert_eq!(m.poll_timeout(), Some(t0 + ms(305)));
-        m.on_datagram(
+        on(
+            &mut m,
             t0 + ms(6),
-            &bytes(NONCE, "fc00:1::e", error(Reason::HopLimitExceeded, 1)),
+            bytes(NONCE, "fc00:1::e", error(Reason::HopLimitExceeded, 1)),
         );
         let o = m.outcome();
         assert_eq!(o.icmp, vec![("time exceeded from fd00:2::1", ms(5))]);
@@ -513,10 +548,59 @@ mod tests {
         m.poll_transmit(t0);
         m.handle_timeout(t0 + ms(1500));
         m.poll_transmit(t0 + ms(1500));
-        m.on_datagram(t0 + ms(1600), &bytes(NONCE, "fd00:3::2", answer()));
+        on(&mut m, t0 + ms(1600), bytes(NONCE, "fd00:3::2", answer()));
         let o = m.outcome();
         assert_eq!(o.sent, 2);
         assert_eq!(o.answer.unwrap().2, ms(100), "timed from the latest send");
+    }
+
+    /// Until 2026-12-05 the nonce alone made a report count: anyone who saw one probe (or
+    /// guessed) could answer it for the final hop.
+    #[test]
+    fn only_the_final_hop_answers_and_every_hop_reports_from_its_own_address() {
+        let t0 = Instant::now();
+        let stranger = a("2001:db8::66");
+        // Late-bound final hop: the answer must come from the path's last address.
+        let mut m = ProbeMachine::<()>::new(NONCE, opts(Mode::Collect));
+        m.poll_transmit(t0);
+        let forged = bytes(NONCE, "fd00:3::2", answer());
+        m.on_datagram(t0 + ms(1), stranger, &forged);
+        on(&mut m, t0 + ms(2), bytes(NONCE, "2001:db8::66", answer()));
+        on(
+            &mut m,
+            t0 + ms(2),
+            bytes(NONCE, "2001:db8::66", error(Reason::Nxdomain, 2)),
+        );
+        m.on_datagram(
+            t0 + ms(3),
+            stranger,
+            &bytes(NONCE, "fc00:2::e", error(Reason::Nxdomain, 2)),
+        );
+        assert!(!m.is_done());
+        on(
+            &mut m,
+            t0 + ms(4),
+            bytes(NONCE, "fc00:2::e", error(Reason::Nxdomain, 2)),
+        );
+        on(&mut m, t0 + ms(5), forged.clone());
+        assert!(m.is_done());
+        let o = m.outcome();
+        assert_eq!(o.answer.unwrap().1, a("fd00:3::2"));
+        // Only the hop that sent its own report, and the stranger's one from itself.
+        let reporters: Vec<_> = o.errors.iter().map(|e| e.1).collect();
+        assert_eq!(reporters, [stranger, a("fc00:2::e")]);
+
+        // A final hop the client knows: an answer from any other address is not its.
+        let mut m = ProbeMachine::<()>::new(
+            NONCE,
+            Options {
+                final_hop: Some(a("fd00:3::9")),
+                ..opts(Mode::FirstReport)
+            },
+        );
+        m.poll_transmit(t0);
+        on(&mut m, t0 + ms(1), forged);
+        assert!(!m.is_done());
     }
 
     #[test]
@@ -524,15 +608,16 @@ mod tests {
         let t0 = Instant::now();
         let mut m = ProbeMachine::<()>::new(NONCE, opts(Mode::FirstReport));
         m.poll_transmit(t0);
-        m.on_datagram(t0 + ms(1), b"not a report");
-        m.on_datagram(t0 + ms(2), &bytes(NONCE ^ 1, "fd00:9::9", answer()));
+        m.on_datagram(t0 + ms(1), a("fd00:3::2"), b"not a report");
+        on(&mut m, t0 + ms(2), bytes(NONCE ^ 1, "fd00:9::9", answer()));
         assert!(!m.is_done(), "ignored");
-        m.on_datagram(t0 + ms(3), &bytes(NONCE, "fd00:3::2", answer()));
+        on(&mut m, t0 + ms(3), bytes(NONCE, "fd00:3::2", answer()));
         // After the outcome: a duplicate answer, a late error, an ICMPv6 error.
-        m.on_datagram(t0 + ms(4), &bytes(NONCE, "fd00:3::3", answer()));
-        m.on_datagram(
+        on(&mut m, t0 + ms(4), bytes(NONCE, "fd00:3::3", answer()));
+        on(
+            &mut m,
             t0 + ms(5),
-            &bytes(NONCE, "fc00:2::e", error(Reason::Nxdomain, 2)),
+            bytes(NONCE, "fc00:2::e", error(Reason::Nxdomain, 2)),
         );
         m.on_icmp(t0 + ms(6), ());
         m.handle_timeout(t0 + ms(5000));

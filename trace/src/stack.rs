@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hopstack_encoder::StackAddress;
 use hopstack_encoder::encode::{self, EncodeError};
 use hopstack_encoder::probe::trace_records;
-use hopstack_encoder::probe::{self as machine, Mode, ProbeMachine};
+use hopstack_encoder::probe::{self as machine, Mode, ProbeMachine, known_final_hop};
 use hopstack_encoder::wire::report::{ErrorReport, ProbeAnswer};
 use hopstack_encoder::wire::tlv::TraceRecord;
 
@@ -152,6 +152,7 @@ pub fn probe(
             timeout: opts.timeout,
             tries: 1,
             grace: opts.grace,
+            final_hop: known_final_hop(final_dst),
         },
     );
     let sent_unix_us = SystemTime::now()
@@ -181,8 +182,8 @@ pub fn probe(
         }
         if readable {
             // An ICMP error can surface here as the socket's pending error: then no datagram.
-            if let Ok((n, _)) = s.recv_from(&mut buf) {
-                m.on_datagram(Instant::now(), &buf[..n]);
+            if let Ok((n, SocketAddr::V6(from))) = s.recv_from(&mut buf) {
+                m.on_datagram(Instant::now(), *from.ip(), &buf[..n]);
             }
         }
     }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use hopstack_encoder::address::StackAddress;
 use hopstack_encoder::encode::{self, DEFAULT_SERVICE_PORT};
-use hopstack_encoder::probe::{self as machine, Mode, ProbeMachine};
+use hopstack_encoder::probe::{self as machine, Mode, ProbeMachine, known_final_hop};
 use hopstack_encoder::wire::report::{ErrorReport, ProbeAnswer, Reason, ServiceStatus};
 use hopstack_encoder::wire::tlv::TraceRecord;
 
@@ -180,6 +180,7 @@ async fn send_and_collect(
             timeout: opts.timeout,
             tries: opts.tries,
             grace: ICMP_GRACE,
+            final_hop: known_final_hop(final_dst),
         },
     );
     // The machine decides; this loop only sends, waits and reads.
@@ -213,9 +214,9 @@ async fn send_and_collect(
             }
         }
         if ready.is_ok()
-            && let Ok((n, _from)) = sock.try_recv_from(&mut buf)
+            && let Ok((n, SocketAddr::V6(from))) = sock.try_recv_from(&mut buf)
         {
-            m.on_datagram(Instant::now(), &buf[..n]);
+            m.on_datagram(Instant::now(), *from.ip(), &buf[..n]);
         }
     }
     Ok((m.outcome(), hops))

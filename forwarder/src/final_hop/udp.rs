@@ -99,6 +99,25 @@ async fn send(
     }
 }
 
+/// Sends a report or probe answer from the address it names as its reporter: the client
+/// takes a report only from the address it names (a probe answer only from the final hop),
+/// so the kernel's choice of source, by route, must not decide it. A reporter that is not an
+/// address of this host (unspecified: no SRH told it) leaves the choice to the kernel.
+async fn send_from(
+    sock: &UdpSocket,
+    data: &[u8],
+    to: SocketAddr,
+    reporter: Ipv6Addr,
+) -> std::io::Result<usize> {
+    if reporter.is_unspecified() {
+        return send(sock, data, to, None).await;
+    }
+    match send(sock, data, to, Some((reporter, 0))).await {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => send(sock, data, to, None).await,
+        r => r,
+    }
+}
+
 async fn handle(
     ctx: &Arc<Ctx>,
     sock: &Arc<UdpSocket>,
@@ -336,7 +355,7 @@ pub async fn send_report(ctx: &Ctx, client: SocketAddr, arrival: Option<&Arrival
     }
     match f.report(trace.nonce, reporter).to_vec() {
         Ok(bytes) => {
-            if let Err(e) = send(&ctx.udp, &bytes, to, None).await {
+            if let Err(e) = send_from(&ctx.udp, &bytes, to, reporter).await {
                 tracing::debug!(%to, error = %e, "stack report not sent");
             }
         }
@@ -393,9 +412,7 @@ async fn answer_probe(ctx: &Ctx, d: &Datagram, arrival: &Arrival) {
     };
     match answer.to_vec() {
         Ok(bytes) => {
-            // Leave from the probed address when answering the probe's own source.
-            let src = if arrival.trace.is_none() { d.dst } else { None };
-            if let Err(e) = send(&ctx.udp, &bytes, to, src).await {
+            if let Err(e) = send_from(&ctx.udp, &bytes, to, reporter).await {
                 tracing::debug!(%to, error = %e, "probe answer not sent");
             }
         }
