@@ -209,6 +209,29 @@ mod tests {
         assert!(listening_ports(&tables).contains(&port));
     }
 
+    /// `hopd check` names the service and why a PROXY header cannot go to a hand-off
+    /// service.
+    #[test]
+    fn proxy_protocol_on_a_handoff_service_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("all")).unwrap();
+        std::fs::write(d.path().join("all/seg6_enabled"), "1\n").unwrap();
+        let cfg = Config::from_toml(
+            "control_socket = \"/tmp/hopd-check-test/c.sock\"\n\
+             [services.api]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\nproxy_protocol = \"v2\"\n",
+        )
+        .unwrap();
+        let f = check_host_at(&cfg, d.path());
+        let errs: Vec<_> = f.iter().filter(|f| f.severity == Severity::Error).collect();
+        assert_eq!(errs.len(), 1, "{f:#?}");
+        assert!(
+            errs[0]
+                .what
+                .contains("service `api`: proxy_protocol works only in proxy and udp modes"),
+            "{f:#?}"
+        );
+    }
+
     #[test]
     fn seg6_disabled_is_an_error_with_the_fix() {
         let d = tempfile::tempdir().unwrap();

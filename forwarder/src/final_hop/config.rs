@@ -20,6 +20,12 @@
 //! target = "tcp:[::1]:8080"
 //! layers = ["tcp+http"]
 //! direct_port = 8080                      # the service itself listens on [::]:8080 too
+//!
+//! [final_hop.services.nginx]
+//! mode = "proxy"
+//! target = "tcp:[::1]:8081"
+//! layers = ["tcp+http"]
+//! proxy_protocol = "v2"                   # a PROXY v2 header names the client (default off)
 //! ```
 //!
 //! `direct_port` is the service's direct port: the service process (not hopd) listens on that
@@ -110,6 +116,21 @@ pub struct ServiceConfig {
     /// answers so resolved clients can bypass hopd. tcp modes only, not with TLS termination.
     #[serde(default)]
     pub direct_port: Option<u16>,
+    /// Proxy and UDP modes: tell the service who the client is with a PROXY protocol header
+    /// (before the first byte of a connection; in front of every datagram).
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocol,
+}
+
+/// Whether hopd announces the client to a proxied service (HAProxy's PROXY protocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocol {
+    /// The service sees hopd's address as its peer.
+    #[default]
+    Off,
+    /// The binary version 2 header (family AF_INET6, STREAM or DGRAM, no TLVs).
+    V2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -205,6 +226,14 @@ pub enum FinalHopConfigError {
         "service `{service}`: direct_port cannot be used with tls = \"terminate\": clients on the direct port would talk TLS to a service that expects the plaintext hopd gives it"
     )]
     DirectPortWithTerminate { service: String },
+    #[error(
+        "service `{service}`: direct_port cannot be used with proxy_protocol: clients on the direct port reach the service without the header it then expects"
+    )]
+    DirectPortWithProxyProtocol { service: String },
+    #[error(
+        "service `{service}`: proxy_protocol works only in proxy and udp modes (in {mode} mode the service gets the client's own socket and sees its address already)"
+    )]
+    ProxyProtocolNeedsRelay { service: String, mode: &'static str },
     #[error("service `{service}`: direct_port = {port}: {why}")]
     BadDirectPort {
         service: String,
@@ -321,6 +350,12 @@ impl Config {
                 }
                 Mode::Handoff => {}
             }
+            if svc.proxy_protocol != ProxyProtocol::Off && svc.mode == Mode::Handoff {
+                return Err(FinalHopConfigError::ProxyProtocolNeedsRelay {
+                    service: name.clone(),
+                    mode: svc.mode.as_str(),
+                });
+            }
             if let Some(port) = svc.direct_port {
                 let bad = |why: String| FinalHopConfigError::BadDirectPort {
                     service: name.clone(),
@@ -335,6 +370,11 @@ impl Config {
                 }
                 if svc.tls == TlsMode::Terminate {
                     return Err(FinalHopConfigError::DirectPortWithTerminate {
+                        service: name.clone(),
+                    });
+                }
+                if svc.proxy_protocol != ProxyProtocol::Off {
+                    return Err(FinalHopConfigError::DirectPortWithProxyProtocol {
                         service: name.clone(),
                     });
                 }
@@ -539,6 +579,49 @@ mod tests {
         ));
 
         assert!(Config::from_toml("[services.a]\nmode = \"carrier-pigeon\"\nlayers=[]").is_err());
+    }
+
+    #[test]
+    fn proxy_protocol_is_for_relayed_services_only() {
+        let c = parse(
+            "[services.web]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:8080\"\nlayers = [\"tcp+http\"]\nproxy_protocol = \"v2\"\n\
+             [services.dns1]\nmode = \"udp\"\ntarget = \"[::1]:5353\"\nlayers = [\"udp+dns\"]\nproxy_protocol = \"v2\"\n\
+             [services.plain]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:8081\"\nlayers = [\"tcp+http\"]\n",
+        );
+        c.validate().unwrap();
+        assert_eq!(c.services["web"].proxy_protocol, ProxyProtocol::V2);
+        assert_eq!(c.services["dns1"].proxy_protocol, ProxyProtocol::V2);
+        assert_eq!(c.services["plain"].proxy_protocol, ProxyProtocol::Off);
+
+        let c = parse(
+            "[services.api]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\nproxy_protocol = \"v2\"\n",
+        );
+        let e = c.validate().unwrap_err();
+        assert_eq!(
+            e,
+            FinalHopConfigError::ProxyProtocolNeedsRelay {
+                service: "api".into(),
+                mode: "handoff"
+            }
+        );
+        assert!(e.to_string().contains("only in proxy and udp modes"), "{e}");
+
+        let c = parse(
+            "[services.web]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:8080\"\nlayers = [\"tcp+http\"]\nproxy_protocol = \"v2\"\ndirect_port = 8080\n",
+        );
+        assert_eq!(
+            c.validate().unwrap_err(),
+            FinalHopConfigError::DirectPortWithProxyProtocol {
+                service: "web".into()
+            }
+        );
+        // Version 1 (text) is not offered: only what hopd writes is accepted.
+        assert!(
+            Config::from_toml(
+                "[services.web]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:1\"\nlayers = [\"tcp\"]\nproxy_protocol = \"v1\"\n"
+            )
+            .is_err()
+        );
     }
 
     #[test]

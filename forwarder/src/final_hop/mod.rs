@@ -21,6 +21,7 @@ pub mod config;
 pub mod failure;
 pub mod handoff;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod sockopt;
 mod tcp;
 pub mod tls;
@@ -43,7 +44,8 @@ use tokio_rustls::TlsAcceptor;
 pub use arrival::Arrival;
 pub use check::{Finding, Severity, check_host};
 pub use config::{
-    Config, DEFAULT_CONTROL_SOCKET, FinalHopConfigError, Mode, ServiceConfig, Target, TlsMode,
+    Config, DEFAULT_CONTROL_SOCKET, FinalHopConfigError, Mode, ProxyProtocol, ServiceConfig,
+    Target, TlsMode,
 };
 pub use failure::{Failure, HopRef, Reason, ReportLayer};
 

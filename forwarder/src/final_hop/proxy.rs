@@ -54,6 +54,15 @@ impl Stream {
         }
     }
 
+    /// Writes all of `data` (e.g. a PROXY protocol header before the client's bytes).
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        match self {
+            Stream::Tcp(s) => s.write_all(data).await,
+            Stream::Unix(s) => s.write_all(data).await,
+        }
+    }
+
     fn shutdown_write(&self) -> io::Result<()> {
         let r = match self {
             Stream::Tcp(s) => {

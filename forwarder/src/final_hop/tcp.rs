@@ -1,7 +1,7 @@
 //! A TCP connection at the final hop: its arrival, the service it names, hand-off or proxy,
 //! and how a failure reaches the client (stack report, in-band HTTP answer, reset).
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV6};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
@@ -11,8 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::{
-    Arrival, Ctx, Failure, HopRef, Mode, Reason, ReportLayer, Service, Target, lookup, proxy,
-    sockopt, stack_string, udp,
+    Arrival, Ctx, Failure, HopRef, Mode, ProxyProtocol, Reason, ReportLayer, Service, Target,
+    lookup, proxy, proxy_protocol, sockopt, stack_string, udp,
 };
 use crate::service::Metadata;
 
@@ -191,7 +191,7 @@ impl Conn<'_> {
         let Some(target) = &service.target else {
             return;
         };
-        let upstream = match connect(target).await {
+        let mut upstream = match connect(target).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::info!(%peer, service = %service.name, %target, error = %e, "proxy: backend down");
@@ -200,6 +200,13 @@ impl Conn<'_> {
                 return self.fail(stream, Some(service), layer, reason, why).await;
             }
         };
+        // Before any byte of the client's: the service reads the header first.
+        if service.cfg.proxy_protocol == ProxyProtocol::V2 {
+            if let Err(e) = announce_client(&mut upstream, peer, self.local).await {
+                tracing::info!(%peer, service = %service.name, error = %e, "proxy: PROXY header not sent");
+                return reset(stream);
+            }
+        }
         // As on the service side (see `connect`): no Nagle on the proxy's sockets.
         let _ = stream.set_nodelay(true);
         let terminate = desc.layers.contains(&Layer::Tls) && service.tls.is_some();
@@ -241,6 +248,25 @@ impl Conn<'_> {
             tracing::debug!(%peer, service = %service.name, error = %e, "terminated-TLS proxy ended with an error");
         }
     }
+}
+
+/// Writes the PROXY v2 header naming `peer` (the client as this hop saw it) and `local` (the
+/// address and port it connected to) to the service.
+async fn announce_client(
+    upstream: &mut proxy::Stream,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+) -> std::io::Result<()> {
+    let v6 = |a: Option<SocketAddr>| match a {
+        Some(SocketAddr::V6(a)) => Ok(a),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the final hop relays IPv6 clients only",
+        )),
+    };
+    let (client, local): (SocketAddrV6, SocketAddrV6) = (v6(Some(peer))?, v6(local)?);
+    let header = proxy_protocol::header_v2(client, local, proxy_protocol::Transport::Stream)?;
+    upstream.write_all(&header).await
 }
 
 /// How long a connection accepted without its SYN's options may take to send its first

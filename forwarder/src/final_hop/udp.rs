@@ -13,7 +13,7 @@
 //! no business choosing the client's return path.
 
 use std::collections::HashMap;
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -27,7 +27,8 @@ use hopstack_encoder::wire::report::{
 };
 use hopstack_encoder::wire::tlv::LayerDescriptor;
 
-use super::config::{Mode, Target};
+use super::config::{Mode, ProxyProtocol, Target};
+use super::proxy_protocol;
 use super::sockopt::{self, Datagram};
 use super::{Arrival, Ctx, Failure, HopRef, Reason, ReportLayer, Services, lookup};
 
@@ -37,6 +38,9 @@ const MAX_DATAGRAM: usize = 65535;
 struct Session {
     upstream: Arc<UdpSocket>,
     last: Arc<Mutex<Instant>>,
+    /// The PROXY v2 header put in front of each datagram to the service, when it asked for
+    /// one: the client and the address it sent the session's first datagram to.
+    proxy_header: Option<Arc<[u8]>>,
     /// Its source address's share of `max_udp_sessions_per_source`, given back when the
     /// session ends.
     _slot: super::SourceSlot,
@@ -191,8 +195,8 @@ async fn handle(
     let key = (d.from, service.name.clone());
     let existing = lock(sessions)
         .get(&key)
-        .map(|s| (s.upstream.clone(), s.last.clone()));
-    let (upstream, last) = match existing {
+        .map(|s| (s.upstream.clone(), s.last.clone(), s.proxy_header.clone()));
+    let (upstream, last, proxy_header) = match existing {
         Some(x) => x,
         None => {
             let full = lock(sessions).len() >= ctx.cfg.max_udp_sessions;
@@ -237,6 +241,16 @@ async fn handle(
                 send_report(ctx, d.from, Some(&arrival), &f).await;
                 return;
             }
+            let proxy_header = match service.cfg.proxy_protocol {
+                ProxyProtocol::Off => None,
+                ProxyProtocol::V2 => match datagram_header(sock, &d) {
+                    Ok(h) => Some(Arc::from(h)),
+                    Err(e) => {
+                        tracing::warn!(from = %d.from, error = %e, "udp relay: no PROXY header; datagram dropped");
+                        return;
+                    }
+                },
+            };
             let up = Arc::new(up);
             let last = Arc::new(Mutex::new(Instant::now()));
             lock(sessions).insert(
@@ -244,6 +258,7 @@ async fn handle(
                 Session {
                     upstream: up.clone(),
                     last: last.clone(),
+                    proxy_header: proxy_header.clone(),
                     _slot: slot,
                 },
             );
@@ -258,20 +273,47 @@ async fn handle(
                 ctx.clone(),
                 arrival.clone(),
             ));
-            (up, last)
+            (up, last, proxy_header)
         }
     };
     *lock(&last) = Instant::now();
     // UDP semantics: a full socket buffer drops the datagram instead of queueing it.
     // (Sent directly rather than through tokio's readiness, which is unknown for a socket that
-    // has never been polled and would report WouldBlock for the first datagram.)
-    if let Err(e) = nix::sys::socket::send(
+    // has never been polled and would report WouldBlock for the first datagram.) The header,
+    // if any, and the payload leave as one datagram, gathered by the kernel.
+    let header = proxy_header.as_deref().unwrap_or(&[]);
+    let parts = [
+        std::io::IoSlice::new(header),
+        std::io::IoSlice::new(payload),
+    ];
+    if let Err(e) = nix::sys::socket::sendmsg::<()>(
         std::os::fd::AsRawFd::as_raw_fd(&*upstream),
-        payload,
+        &parts,
+        &[],
         nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+        None,
     ) {
         tracing::debug!(from = %d.from, service = %service.name, error = %e, "datagram to the service dropped");
     }
+}
+
+/// The PROXY v2 DGRAM header for a session: the datagram's source, and the address and port
+/// of this hop it was sent to.
+fn datagram_header(sock: &UdpSocket, d: &Datagram) -> std::io::Result<Vec<u8>> {
+    let ours = sock.local_addr()?;
+    let to_ip = match (d.dst, ours) {
+        (Some((ip, _)), _) => ip,
+        (None, SocketAddr::V6(a)) => *a.ip(),
+        (None, SocketAddr::V4(_)) => Ipv6Addr::UNSPECIFIED,
+    };
+    let SocketAddr::V6(client) = d.from else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the final hop relays IPv6 clients only",
+        ));
+    };
+    let local = SocketAddrV6::new(to_ip, ours.port(), 0, 0);
+    proxy_protocol::header_v2(client, local, proxy_protocol::Transport::Datagram)
 }
 
 #[allow(clippy::too_many_arguments)]
