@@ -159,12 +159,15 @@ async fn serve(cfg: Config, path: PathBuf) -> Result<(), String> {
         let stop = stopped(stop_rx.clone());
         tasks.spawn(async move { border.run(stop).await.map_err(|e| format!("border: {e}")) });
     }
+    let mut final_hop_counters = None;
     if let Some(fh) = cfg.final_hop.clone() {
+        let final_hop = hopstack_forwarder::final_hop::FinalHop::bind(fh)
+            .map_err(|e| format!("final hop: {e}"))?;
+        final_hop_counters = Some(final_hop.counters());
         let stop = stopped(stop_rx.clone());
         tasks.spawn(async move {
-            hopstack_forwarder::final_hop::run(fh, stop)
-                .await
-                .map_err(|e| format!("final hop: {e}"))
+            final_hop.serve(stop).await;
+            Ok(())
         });
     }
     if let Some(m) = &cfg.metrics {
@@ -173,11 +176,16 @@ async fn serve(cfg: Config, path: PathBuf) -> Result<(), String> {
             .map_err(|e| format!("metrics: cannot listen on {}: {e}", m.listen))?;
         let render = {
             let shared = shared.clone();
+            let final_hop = final_hop_counters.clone();
             move || {
-                shared
+                let mut text = shared
                     .as_ref()
                     .map(|s| s.render_metrics())
-                    .unwrap_or_default()
+                    .unwrap_or_default();
+                if let Some(c) = &final_hop {
+                    text.push_str(&c.render());
+                }
+                text
             }
         };
         let stop = stopped(stop_rx.clone());

@@ -6,6 +6,7 @@
 //! hop_name = "yc"                         # how this hop names itself in errors
 //! control_socket = "/run/hopd/control.sock"
 //! ingress = ["eth0"]                      # interfaces whose seg6_enabled `hopd check` verifies
+//! proxy_idle_timeout_secs = 300           # a proxied connection silent this long is closed
 //!
 //! [final_hop.services.restapiv3]
 //! mode = "proxy"                          # proxy | handoff | udp
@@ -82,6 +83,11 @@ pub struct Config {
     /// reflect traffic at a third party.
     #[serde(default = "default_reports_per_second")]
     pub reports_per_second: u32,
+    /// A proxied TCP connection (`mode = "proxy"`) that moves no byte in either direction
+    /// for this long is closed on both sides. Without it, silent connections would hold
+    /// their share of `max_connections` (and six descriptors each) forever.
+    #[serde(default = "default_proxy_idle_timeout_secs")]
+    pub proxy_idle_timeout_secs: u64,
     /// Services by name (the last `+` element of a stack address).
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
@@ -234,6 +240,12 @@ pub enum FinalHopConfigError {
         "service `{service}`: proxy_protocol works only in proxy and udp modes (in {mode} mode the service gets the client's own socket and sees its address already)"
     )]
     ProxyProtocolNeedsRelay { service: String, mode: &'static str },
+    #[error("{setting} = {value}: {why}")]
+    BadLimit {
+        setting: &'static str,
+        value: u64,
+        why: &'static str,
+    },
     #[error("service `{service}`: direct_port = {port}: {why}")]
     BadDirectPort {
         service: String,
@@ -336,8 +348,33 @@ impl Config {
         toml::from_str(text)
     }
 
+    /// `proxy_idle_timeout_secs` as a duration.
+    pub fn proxy_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.proxy_idle_timeout_secs.max(1))
+    }
+
+    /// The limits in `[final_hop]` itself: values that would refuse everything.
+    fn validate_limits(&self) -> Result<(), FinalHopConfigError> {
+        let bad = |setting, value: u64, why| {
+            Err(FinalHopConfigError::BadLimit {
+                setting,
+                value,
+                why,
+            })
+        };
+        if self.proxy_idle_timeout_secs == 0 {
+            return bad(
+                "proxy_idle_timeout_secs",
+                0,
+                "every proxied connection would be closed at once; give the seconds of silence allowed (default 300)",
+            );
+        }
+        Ok(())
+    }
+
     /// Checks everything that can be checked without touching the host.
     pub fn validate(&self) -> Result<(), FinalHopConfigError> {
+        self.validate_limits()?;
         for (name, svc) in &self.services {
             validate_name(name)?;
             svc.stacks(name)?;
@@ -476,6 +513,9 @@ fn default_reports_per_second() -> u32 {
 fn default_idle_timeout_secs() -> u64 {
     30
 }
+fn default_proxy_idle_timeout_secs() -> u64 {
+    300
+}
 
 #[cfg(test)]
 mod tests {
@@ -523,6 +563,15 @@ mod tests {
             Target::Tcp("[::1]:8080".parse().unwrap())
         );
         assert_eq!(c.services["dns1"].idle_timeout(), Duration::from_secs(5));
+        assert_eq!(
+            c.proxy_idle_timeout(),
+            Duration::from_secs(300),
+            "the default"
+        );
+        assert_eq!(
+            parse("proxy_idle_timeout_secs = 7").proxy_idle_timeout(),
+            Duration::from_secs(7)
+        );
     }
 
     #[test]
@@ -579,6 +628,22 @@ mod tests {
         ));
 
         assert!(Config::from_toml("[services.a]\nmode = \"carrier-pigeon\"\nlayers=[]").is_err());
+
+        let e = parse("proxy_idle_timeout_secs = 0").validate().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                FinalHopConfigError::BadLimit {
+                    setting: "proxy_idle_timeout_secs",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string().starts_with("proxy_idle_timeout_secs = 0: "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@
 pub mod arrival;
 pub mod check;
 pub mod config;
+pub mod counters;
 pub mod failure;
 pub mod handoff;
 pub mod proxy;
@@ -47,6 +48,7 @@ pub use config::{
     Config, DEFAULT_CONTROL_SOCKET, FinalHopConfigError, Mode, ProxyProtocol, ServiceConfig,
     Target, TlsMode,
 };
+pub use counters::Counters;
 pub use failure::{Failure, HopRef, Reason, ReportLayer};
 
 use crate::ratelimit::SharedBucket;
@@ -187,6 +189,8 @@ pub struct Ctx {
     /// UDP sessions per source address (`max_udp_sessions_per_source`); a session holds
     /// its slot until it ends.
     udp_sources: PerSource,
+    /// What the limits closed or refused (the metrics endpoint shows them).
+    pub counters: Arc<Counters>,
 }
 
 /// What the lookup decided for a descriptor.
@@ -350,6 +354,7 @@ impl FinalHop {
         Ok(FinalHop {
             ctx: Arc::new(Ctx {
                 udp_sources,
+                counters: Arc::default(),
                 cfg,
                 services,
                 registry: Arc::new(handoff::Registry::default()),
@@ -366,6 +371,11 @@ impl FinalHop {
     /// The address the listeners are bound to (TCP and UDP share the port).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The counters of this final hop, for the metrics endpoint.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.ctx.counters.clone()
     }
 
     /// Serves until `shutdown` resolves. Connections already handed off or being proxied are

@@ -210,12 +210,14 @@ impl Conn<'_> {
         // As on the service side (see `connect`): no Nagle on the proxy's sockets.
         let _ = stream.set_nodelay(true);
         let terminate = desc.layers.contains(&Layer::Tls) && service.tls.is_some();
+        let idle = ctx.cfg.proxy_idle_timeout();
         let Some(acceptor) = service.tls.as_ref().filter(|_| terminate) else {
             let client = proxy::Stream::Tcp(stream);
-            match proxy::splice_bidirectional(&client, &upstream).await {
-                Ok(t) => {
+            match proxy::splice_until_idle(&client, &upstream, idle).await {
+                Ok(proxy::Ended::Done(t)) => {
                     tracing::debug!(%peer, service = %service.name, up = t.client_to_service, down = t.service_to_client, "proxy done")
                 }
+                Ok(proxy::Ended::Idle) => self.closed_idle(service, idle),
                 Err(e) => {
                     tracing::debug!(%peer, service = %service.name, error = %e, "proxy ended with an error");
                     // Tell both sides the stream broke rather than pretending it ended.
@@ -240,13 +242,28 @@ impl Conn<'_> {
                     return report_only(ctx, peer, Some(&self.arrival), &f).await;
                 }
             };
-        let r = match upstream {
-            proxy::Stream::Tcp(mut s) => tokio::io::copy_bidirectional(&mut tls, &mut s).await,
-            proxy::Stream::Unix(mut s) => tokio::io::copy_bidirectional(&mut tls, &mut s).await,
+        // The idle clock starts after the handshake, which has its own timeout.
+        let activity = proxy::Activity::default();
+        let mut tls = proxy::Watched::new(&mut tls, &activity);
+        let copy = async {
+            match upstream {
+                proxy::Stream::Tcp(mut s) => tokio::io::copy_bidirectional(&mut tls, &mut s).await,
+                proxy::Stream::Unix(mut s) => tokio::io::copy_bidirectional(&mut tls, &mut s).await,
+            }
         };
-        if let Err(e) = r {
-            tracing::debug!(%peer, service = %service.name, error = %e, "terminated-TLS proxy ended with an error");
+        tokio::select! {
+            r = copy => if let Err(e) = r {
+                tracing::debug!(%peer, service = %service.name, error = %e, "terminated-TLS proxy ended with an error");
+            },
+            () = proxy::idle_for(&activity, idle) => self.closed_idle(service, idle),
         }
+    }
+
+    /// A proxied connection that moved no byte for `idle`: counted; both of its sockets are
+    /// closed when the caller drops them.
+    fn closed_idle(&self, service: &Service, idle: Duration) {
+        super::Counters::add(&self.ctx.counters.proxy_idle_closed);
+        tracing::debug!(peer = %self.peer, service = %service.name, ?idle, "proxied connection idle; closed");
     }
 }
 
