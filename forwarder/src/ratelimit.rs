@@ -1,5 +1,6 @@
 //! Rate limits: one token bucket for every place hopd bounds what it sends or takes (the
-//! border's ICMPv6 errors and stack reports, the final hop's reports and probe answers).
+//! border's ICMPv6 errors and stack reports, the final hop's reports and probe answers, and
+//! the datagrams each source may send into the final hop's UDP relay).
 
 use core::time::Duration;
 use std::sync::Mutex;
@@ -43,6 +44,17 @@ impl TokenBucket {
         } else {
             false
         }
+    }
+
+    /// Whether the bucket has refilled to its burst by `now`: it then behaves exactly like a
+    /// new one, so a table of buckets may forget it without changing any decision.
+    pub fn full_at(&self, now: Duration) -> bool {
+        let elapsed = now.saturating_sub(self.last);
+        let refill = elapsed
+            .as_micros()
+            .saturating_mul(u128::from(self.rate_per_sec));
+        let cap = u128::from(self.burst) * 1_000_000;
+        u128::from(self.micro_tokens) + refill >= cap
     }
 
     pub fn rate_per_sec(&self) -> u32 {
@@ -100,5 +112,15 @@ mod tests {
         assert!(!b.take(t1));
         // A clock step backwards neither panics nor refills.
         assert!(!b.take(t0));
+    }
+
+    #[test]
+    fn a_bucket_is_full_again_after_burst_over_rate() {
+        let t0 = Duration::from_secs(5);
+        let mut b = TokenBucket::new(10, 2, t0);
+        assert!(b.full_at(t0));
+        assert!(b.take(t0));
+        assert!(!b.full_at(t0 + Duration::from_millis(99)));
+        assert!(b.full_at(t0 + Duration::from_millis(100)));
     }
 }

@@ -7,6 +7,9 @@
 //! control_socket = "/run/hopd/control.sock"
 //! ingress = ["eth0"]                      # interfaces whose seg6_enabled `hopd check` verifies
 //! proxy_idle_timeout_secs = 300           # a proxied connection silent this long is closed
+//! udp_datagrams_per_second_per_source = 1000  # into the UDP relay, per source address
+//! udp_max_request_bytes = 8192            # larger datagrams are not relayed
+//! udp_reply_ratio = 3                     # a session answers at most 3x what it received
 //!
 //! [final_hop.services.restapiv3]
 //! mode = "proxy"                          # proxy | handoff | udp
@@ -88,6 +91,25 @@ pub struct Config {
     /// their share of `max_connections` (and six descriptors each) forever.
     #[serde(default = "default_proxy_idle_timeout_secs")]
     pub proxy_idle_timeout_secs: u64,
+    /// Datagrams one source address may send into the UDP relay per second (a token
+    /// bucket); beyond it they are dropped and counted. Keyed by address like the other
+    /// per-source limits.
+    #[serde(default = "default_udp_datagrams_per_second_per_source")]
+    pub udp_datagrams_per_second_per_source: u32,
+    /// How many datagrams a source may send at once before its rate applies. Default: twice
+    /// the rate.
+    #[serde(default)]
+    pub udp_datagram_burst_per_source: Option<u32>,
+    /// Largest datagram payload relayed to a UDP service; larger ones are dropped and
+    /// counted.
+    #[serde(default = "default_udp_max_request_bytes")]
+    pub udp_max_request_bytes: usize,
+    /// A UDP session may send its client at most this many times the octets the client sent
+    /// it (whole IPv6 packets on both sides); replies beyond are dropped and counted. hopd
+    /// cannot validate a UDP client's address, so this bounds what a spoofed source can make
+    /// it reflect. 0 turns the limit off.
+    #[serde(default = "default_udp_reply_ratio")]
+    pub udp_reply_ratio: u32,
     /// Services by name (the last `+` element of a stack address).
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
@@ -342,6 +364,10 @@ impl ServiceConfig {
     }
 }
 
+/// The largest `udp_max_request_bytes`: 65527 octets (the most a UDP datagram carries over
+/// IPv6 without jumbograms) less the 52 of a PROXY v2 header, which may be put in front.
+pub const MAX_UDP_REQUEST_BYTES: usize = 65527 - super::proxy_protocol::V2_INET6_LEN;
+
 impl Config {
     /// Parses the section from TOML text (the `[final_hop]` table's contents).
     pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
@@ -351,6 +377,12 @@ impl Config {
     /// `proxy_idle_timeout_secs` as a duration.
     pub fn proxy_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.proxy_idle_timeout_secs.max(1))
+    }
+
+    /// `udp_datagram_burst_per_source`, or twice the rate when it is not set.
+    pub fn udp_datagram_burst_per_source(&self) -> u32 {
+        self.udp_datagram_burst_per_source
+            .unwrap_or(self.udp_datagrams_per_second_per_source.saturating_mul(2))
     }
 
     /// The limits in `[final_hop]` itself: values that would refuse everything.
@@ -367,6 +399,28 @@ impl Config {
                 "proxy_idle_timeout_secs",
                 0,
                 "every proxied connection would be closed at once; give the seconds of silence allowed (default 300)",
+            );
+        }
+        if self.udp_datagrams_per_second_per_source == 0 {
+            return bad(
+                "udp_datagrams_per_second_per_source",
+                0,
+                "no datagram could ever be relayed; give the datagrams per second one address may send (default 1000)",
+            );
+        }
+        if self.udp_datagram_burst_per_source == Some(0) {
+            return bad(
+                "udp_datagram_burst_per_source",
+                0,
+                "no datagram could ever be relayed; leave it out for twice the rate",
+            );
+        }
+        let max = self.udp_max_request_bytes;
+        if max == 0 || max > MAX_UDP_REQUEST_BYTES {
+            return bad(
+                "udp_max_request_bytes",
+                max as u64,
+                "must be between 1 and 65475 (a UDP datagram over IPv6, less room for a PROXY v2 header)",
             );
         }
         Ok(())
@@ -516,6 +570,15 @@ fn default_idle_timeout_secs() -> u64 {
 fn default_proxy_idle_timeout_secs() -> u64 {
     300
 }
+fn default_udp_datagrams_per_second_per_source() -> u32 {
+    1000
+}
+fn default_udp_max_request_bytes() -> usize {
+    8192
+}
+fn default_udp_reply_ratio() -> u32 {
+    3
+}
 
 #[cfg(test)]
 mod tests {
@@ -568,6 +631,9 @@ mod tests {
             Duration::from_secs(300),
             "the default"
         );
+        assert_eq!(c.udp_datagrams_per_second_per_source, 1000);
+        assert_eq!(c.udp_datagram_burst_per_source(), 2000, "twice the rate");
+        assert_eq!((c.udp_max_request_bytes, c.udp_reply_ratio), (8192, 3));
         assert_eq!(
             parse("proxy_idle_timeout_secs = 7").proxy_idle_timeout(),
             Duration::from_secs(7)
@@ -644,6 +710,26 @@ mod tests {
             e.to_string().starts_with("proxy_idle_timeout_secs = 0: "),
             "{e}"
         );
+        for (setting, text) in [
+            (
+                "udp_datagrams_per_second_per_source",
+                "udp_datagrams_per_second_per_source = 0",
+            ),
+            (
+                "udp_datagram_burst_per_source",
+                "udp_datagram_burst_per_source = 0",
+            ),
+            ("udp_max_request_bytes", "udp_max_request_bytes = 0"),
+            ("udp_max_request_bytes", "udp_max_request_bytes = 65476"),
+        ] {
+            let e = parse(text).validate().unwrap_err();
+            assert!(
+                matches!(e, FinalHopConfigError::BadLimit { setting: s, .. } if s == setting),
+                "{text}: {e}"
+            );
+        }
+        let c = parse("udp_max_request_bytes = 65475\nudp_reply_ratio = 0");
+        c.validate().unwrap();
     }
 
     #[test]

@@ -11,6 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Counters {
     /// Proxied TCP connections closed after `proxy_idle_timeout_secs` without a byte.
     pub proxy_idle_closed: AtomicU64,
+    /// Datagrams not relayed: their source was over `udp_datagrams_per_second_per_source`.
+    pub udp_rate_limited: AtomicU64,
+    /// Datagrams not relayed: longer than `udp_max_request_bytes`.
+    pub udp_too_large: AtomicU64,
+    /// Replies not sent: their session was over `udp_reply_ratio`.
+    pub udp_reply_over_ratio: AtomicU64,
 }
 
 impl Counters {
@@ -32,6 +38,19 @@ impl Counters {
             "Proxied TCP connections closed after proxy_idle_timeout_secs without a byte in either direction.",
             &self.proxy_idle_closed,
         );
+        let name = "hopd_final_hop_udp_dropped_total";
+        let _ = writeln!(
+            s,
+            "# HELP {name} Datagrams the UDP relay did not pass on, by the limit that stopped them.\n# TYPE {name} counter"
+        );
+        for (reason, v) in [
+            ("rate-limited", &self.udp_rate_limited),
+            ("too-large", &self.udp_too_large),
+            ("reply-over-ratio", &self.udp_reply_over_ratio),
+        ] {
+            let v = v.load(Ordering::Relaxed);
+            let _ = writeln!(s, "{name}{{reason=\"{reason}\"}} {v}");
+        }
         s
     }
 }
@@ -52,5 +71,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE hopd_final_hop_proxy_idle_closed_total counter"));
+        Counters::add(&c.udp_reply_over_ratio);
+        let text = c.render();
+        for line in [
+            "hopd_final_hop_udp_dropped_total{reason=\"rate-limited\"} 0",
+            "hopd_final_hop_udp_dropped_total{reason=\"too-large\"} 0",
+            "hopd_final_hop_udp_dropped_total{reason=\"reply-over-ratio\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
     }
 }

@@ -27,6 +27,7 @@ pub mod sockopt;
 mod tcp;
 pub mod tls;
 pub mod udp;
+pub mod udp_limits;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -11,6 +11,11 @@
 //! the address the client sent to (`IPV6_PKTINFO`), which a client's connected UDP socket
 //! requires. Replies are routed normally: Linux does not reverse an SRH, and a final hop has
 //! no business choosing the client's return path.
+//!
+//! What one source may relay is bounded (decisions in `udp_limits`): datagrams per second
+//! per source address and their size on the way in, and per session the octets sent back
+//! against those received (so a forged source address cannot make the relay an amplifier).
+//! Each refusal is a silent drop, counted.
 
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
@@ -27,9 +32,11 @@ use hopstack_encoder::wire::report::{
 };
 use hopstack_encoder::wire::tlv::LayerDescriptor;
 
+use super::Counters;
 use super::config::{Mode, ProxyProtocol, Target};
 use super::proxy_protocol;
 use super::sockopt::{self, Datagram};
+use super::udp_limits::{self, ReplyBudget, SourceRates};
 use super::{Arrival, Ctx, Failure, HopRef, Reason, ReportLayer, Services, lookup};
 
 /// Largest datagram relayed (the IPv6 maximum without jumbograms).
@@ -37,7 +44,7 @@ const MAX_DATAGRAM: usize = 65535;
 
 struct Session {
     upstream: Arc<UdpSocket>,
-    last: Arc<Mutex<Instant>>,
+    state: Arc<Mutex<SessionState>>,
     /// The PROXY v2 header put in front of each datagram to the service, when it asked for
     /// one: the client and the address it sent the session's first datagram to.
     proxy_header: Option<Arc<[u8]>>,
@@ -46,7 +53,38 @@ struct Session {
     _slot: super::SourceSlot,
 }
 
+/// What the receive loop and a session's reply task share.
+struct SessionState {
+    /// The last datagram either way (the idle timeout counts from it).
+    last: Instant,
+    /// What the session may still send its client (`udp_reply_ratio`).
+    replies: ReplyBudget,
+}
+
 type Sessions = Arc<Mutex<HashMap<(SocketAddr, String), Session>>>;
+
+/// The per-source datagram rate of the receive loop, on its own monotonic clock.
+struct SourceLimit {
+    rates: SourceRates,
+    epoch: Instant,
+}
+
+impl SourceLimit {
+    fn new(cfg: &super::Config) -> SourceLimit {
+        SourceLimit {
+            rates: SourceRates::new(
+                cfg.udp_datagrams_per_second_per_source,
+                cfg.udp_datagram_burst_per_source(),
+                std::time::Duration::ZERO,
+            ),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn admit(&mut self, source: std::net::IpAddr) -> bool {
+        self.rates.admit(source, self.epoch.elapsed())
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -55,6 +93,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Receives on the final-hop UDP socket until the task is dropped.
 pub async fn serve(ctx: Arc<Ctx>, sock: Arc<UdpSocket>) {
     let sessions: Sessions = Arc::default();
+    let mut per_source = SourceLimit::new(&ctx.cfg);
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let d = match recv(&sock, &mut buf).await {
@@ -69,7 +108,7 @@ pub async fn serve(ctx: Arc<Ctx>, sock: Arc<UdpSocket>) {
             continue;
         }
         let len = d.len;
-        handle(&ctx, &sock, &sessions, d, &buf[..len]).await;
+        handle(&ctx, &sock, &sessions, &mut per_source, d, &buf[..len]).await;
     }
 }
 
@@ -126,6 +165,7 @@ async fn handle(
     ctx: &Arc<Ctx>,
     sock: &Arc<UdpSocket>,
     sessions: &Sessions,
+    per_source: &mut SourceLimit,
     d: Datagram,
     payload: &[u8],
 ) {
@@ -164,6 +204,18 @@ async fn handle(
         tokio::spawn(async move { answer_probe(&ctx, &d, &arrival).await });
         return;
     }
+    // Before anything that costs more, or answers: a source over its rate gets nothing, not
+    // even a stack report (those have their own limit, but a flood need not use it up).
+    if !per_source.admit(d.from.ip()) {
+        Counters::add(&ctx.counters.udp_rate_limited);
+        tracing::debug!(from = %d.from, "datagram dropped: udp_datagrams_per_second_per_source");
+        return;
+    }
+    if payload.len() > ctx.cfg.udp_max_request_bytes {
+        Counters::add(&ctx.counters.udp_too_large);
+        tracing::debug!(from = %d.from, len = payload.len(), "datagram dropped: udp_max_request_bytes");
+        return;
+    }
     let Some(desc) = &arrival.descriptor else {
         let f = Failure {
             hop: hop(Some(&arrival)),
@@ -195,8 +247,8 @@ async fn handle(
     let key = (d.from, service.name.clone());
     let existing = lock(sessions)
         .get(&key)
-        .map(|s| (s.upstream.clone(), s.last.clone(), s.proxy_header.clone()));
-    let (upstream, last, proxy_header) = match existing {
+        .map(|s| (s.upstream.clone(), s.state.clone(), s.proxy_header.clone()));
+    let (upstream, state, proxy_header) = match existing {
         Some(x) => x,
         None => {
             let full = lock(sessions).len() >= ctx.cfg.max_udp_sessions;
@@ -252,12 +304,15 @@ async fn handle(
                 },
             };
             let up = Arc::new(up);
-            let last = Arc::new(Mutex::new(Instant::now()));
+            let state = Arc::new(Mutex::new(SessionState {
+                last: Instant::now(),
+                replies: ReplyBudget::new(ctx.cfg.udp_reply_ratio),
+            }));
             lock(sessions).insert(
                 key.clone(),
                 Session {
                     upstream: up.clone(),
-                    last: last.clone(),
+                    state: state.clone(),
                     proxy_header: proxy_header.clone(),
                     _slot: slot,
                 },
@@ -267,16 +322,23 @@ async fn handle(
                 sessions.clone(),
                 key,
                 up.clone(),
-                last.clone(),
+                state.clone(),
                 d.dst,
                 service.cfg.idle_timeout(),
                 ctx.clone(),
                 arrival.clone(),
             ));
-            (up, last, proxy_header)
+            (up, state, proxy_header)
         }
     };
-    *lock(&last) = Instant::now();
+    {
+        let mut st = lock(&state);
+        st.last = Instant::now();
+        // The request earns its replies: counted before the service can answer it.
+        let rthdr = d.rthdr.as_ref().map_or(0, Vec::len);
+        st.replies
+            .on_request(udp_limits::request_wire_len(payload.len(), rthdr));
+    }
     // UDP semantics: a full socket buffer drops the datagram instead of queueing it.
     // (Sent directly rather than through tokio's readiness, which is unknown for a socket that
     // has never been polled and would report WouldBlock for the first datagram.) The header,
@@ -322,7 +384,7 @@ async fn relay_back(
     sessions: Sessions,
     key: (SocketAddr, String),
     up: Arc<UdpSocket>,
-    last: Arc<Mutex<Instant>>,
+    state: Arc<Mutex<SessionState>>,
     src: Option<(Ipv6Addr, u32)>,
     idle: std::time::Duration,
     ctx: Arc<Ctx>,
@@ -330,7 +392,7 @@ async fn relay_back(
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
-        let deadline = *lock(&last) + idle;
+        let deadline = lock(&state).last + idle;
         let now = Instant::now();
         if now >= deadline {
             break;
@@ -338,7 +400,21 @@ async fn relay_back(
         match tokio::time::timeout(deadline - now, up.recv(&mut buf)).await {
             Err(_) => continue, // re-check: traffic towards the service also keeps it alive
             Ok(Ok(n)) => {
-                *lock(&last) = Instant::now();
+                let allowed = {
+                    let mut st = lock(&state);
+                    let ok = st.replies.allow_reply(udp_limits::reply_wire_len(n));
+                    // A dropped reply keeps nothing alive: a session whose client has gone
+                    // quiet ends even while its service keeps talking.
+                    if ok {
+                        st.last = Instant::now();
+                    }
+                    ok
+                };
+                if !allowed {
+                    Counters::add(&ctx.counters.udp_reply_over_ratio);
+                    tracing::debug!(client = %key.0, service = %key.1, len = n, "reply dropped: udp_reply_ratio");
+                    continue;
+                }
                 if let Err(e) = send(&sock, &buf[..n], key.0, src).await {
                     tracing::debug!(client = %key.0, error = %e, "reply to the client failed");
                 }
