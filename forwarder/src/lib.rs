@@ -9,7 +9,9 @@ pub mod check;
 pub mod config;
 pub mod final_hop;
 pub mod limits;
+pub mod liveness;
 pub mod ratelimit;
+pub mod service_manager;
 /// The service SDK (crate `hopstack-service`): the service side of hand-off mode and the
 /// control protocol hopd speaks.
 pub use hopstack_service as service;

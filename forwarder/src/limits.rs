@@ -50,6 +50,34 @@ pub fn budget(cfg: &crate::config::Config) -> u64 {
     BASE + final_hop
 }
 
+/// Capabilities hopd needs only while it starts: binding a listen port below 1024. Dropped
+/// from every set once every role serves, so that a flaw found later cannot use them;
+/// CAP_NET_ADMIN (routes and the in-kernel End on reload), CAP_BPF and CAP_NET_RAW stay.
+pub const START_UP_ONLY_CAPABILITIES: [caps::Capability; 1] =
+    [caps::Capability::CAP_NET_BIND_SERVICE];
+
+/// Drops [`START_UP_ONLY_CAPABILITIES`] from this process (ambient and inheritable first, so
+/// programs hopd runs, like `ip`, do not get them either). Returns what it dropped.
+pub fn drop_start_up_capabilities() -> Result<Vec<caps::Capability>, caps::errors::CapsError> {
+    use caps::CapSet;
+    let mut dropped = Vec::new();
+    for cap in START_UP_ONLY_CAPABILITIES {
+        if !caps::has_cap(None, CapSet::Permitted, cap)? {
+            continue;
+        }
+        for set in [
+            CapSet::Ambient,
+            CapSet::Inheritable,
+            CapSet::Effective,
+            CapSet::Permitted,
+        ] {
+            caps::drop(None, set, cap)?;
+        }
+        dropped.push(cap);
+    }
+    Ok(dropped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,17 +1,21 @@
 //! `hopd`: the hopstack forwarder daemon. Runs whichever roles the configuration has tables
 //! for (`[border]`, `[final_hop]`), plus the metrics endpoint.
 //!
-//! - `hopd --config FILE` runs; SIGHUP reloads FILE (border SIDs, policy, limits) without
-//!   dropping forwarded packets; SIGTERM/SIGINT stop cleanly.
+//! - `hopd --config FILE` runs (FILE defaults to `/etc/hopd/hopd.toml`); SIGHUP reloads FILE
+//!   (border SIDs, policy, limits) without dropping forwarded packets; SIGTERM/SIGINT stop
+//!   cleanly. Under systemd (`Type=notify`) it says READY=1 once every role serves, RELOADING=1
+//!   and READY=1 around a reload, a STATUS= line, and WATCHDOG=1 while its packet loops turn.
 //! - `hopd check --config FILE` validates FILE and this host and says what to fix.
 //! - `hopd stats --config FILE` prints the counters of the running hopd.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hopstack_forwarder::border::{Border, Reloader};
 use hopstack_forwarder::config::{self, Config};
+use hopstack_forwarder::service_manager::ServiceManager;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
@@ -20,8 +24,8 @@ use tokio::sync::watch;
 #[command(version, about)]
 struct Cli {
     /// Configuration file (TOML).
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
+    #[arg(long, global = true, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -38,12 +42,12 @@ enum Command {
     },
 }
 
+/// Where hopd looks for its configuration without `--config`.
+const DEFAULT_CONFIG: &str = "/etc/hopd/hopd.toml";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(path) = cli.config.as_deref() else {
-        eprintln!("hopd: --config FILE is required");
-        return ExitCode::from(2);
-    };
+    let path = cli.config.as_path();
     let cfg = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -112,10 +116,44 @@ fn init_logging(cfg: &Config) {
             );
             tracing_subscriber::EnvFilter::new("info")
         });
+    use tracing_subscriber::prelude::*;
+    if journal_is_stderr() {
+        // Under systemd with stderr to the journal: native fields (PRIORITY from the level,
+        // the event's fields as their own journal fields) instead of a text line.
+        if let Ok(journald) = tracing_journald::layer() {
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(journald.with_syslog_identifier("hopd".into()))
+                .init();
+            return;
+        }
+    }
+    // Colour only on a terminal, and never with NO_COLOR (https://no-color.org).
+    use std::io::IsTerminal as _;
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Whether stderr is the journal's stream: `JOURNAL_STREAM` (set by systemd) names the
+/// device and inode of the stream it connected, and stderr is still that stream (not
+/// redirected by a wrapper).
+fn journal_is_stderr() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
 }
 
 fn run(cfg: Config, path: PathBuf) -> ExitCode {
@@ -200,13 +238,51 @@ async fn serve(cfg: Config, path: PathBuf) -> Result<(), String> {
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    // Debug builds: SIGUSR2 makes every packet loop hang, for the watchdog's tests.
+    let mut stall = signal(SignalKind::user_defined2()).map_err(|e| e.to_string())?;
     tracing::info!(node = %node_name, "hopd running");
+    // Every role is up: the border's TUN and routes (Border::start), the final hop's and the
+    // metrics listeners (bound above).
+    let manager = ServiceManager::from_env();
+    let status = {
+        let shared = shared.clone();
+        let final_hop = final_hop_counters.clone();
+        move || status_line(shared.as_deref(), final_hop.as_deref())
+    };
+    match hopstack_forwarder::limits::drop_start_up_capabilities() {
+        Ok(d) if !d.is_empty() => tracing::info!(dropped = ?d, "start-up capabilities dropped"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot drop start-up capabilities"),
+    }
+    manager.ready(&status());
+    let mut status_every = tokio::time::interval(STATUS_EVERY);
+    let mut watchdog_every = tokio::time::interval(
+        manager
+            .watchdog_every()
+            .unwrap_or(Duration::from_secs(3600)),
+    );
     let mut failure = None;
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = hup.recv() => reload(&path, reloader.as_ref()),
+            _ = hup.recv() => {
+                manager.reloading();
+                reload(&path, reloader.as_ref());
+                manager.ready(&status());
+            }
+            _ = stall.recv() => {
+                if cfg!(debug_assertions) {
+                    tracing::warn!("SIGUSR2 (debug build): every packet loop hangs now");
+                    hopstack_forwarder::liveness::global().stall_all();
+                }
+            }
+            _ = status_every.tick() => manager.status(&status()),
+            _ = watchdog_every.tick(), if manager.watchdog_every().is_some() => {
+                if let Err(stale) = manager.watchdog_if_alive() {
+                    tracing::error!(?stale, "packet loops stopped turning: no WATCHDOG=1");
+                }
+            }
             done = tasks.join_next() => {
                 match done {
                     Some(Ok(Ok(()))) => continue,
@@ -230,6 +306,32 @@ async fn serve(cfg: Config, path: PathBuf) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// How often the STATUS= line is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// One line of counters for `systemctl status`.
+fn status_line(
+    border: Option<&hopstack_forwarder::border::Shared>,
+    final_hop: Option<&hopstack_forwarder::final_hop::counters::Counters>,
+) -> String {
+    let mut parts = Vec::new();
+    if let Some(b) = border {
+        let c = b.counters();
+        let dropped: u64 = c.dropped.iter().sum();
+        parts.push(format!(
+            "border: {} forwarded, {dropped} dropped, {} names bound",
+            c.forwarded, c.names_bound
+        ));
+    }
+    if let Some(f) = final_hop {
+        parts.push(format!("final hop: {}", f.summary()));
+    }
+    if parts.is_empty() {
+        return "serving metrics only".into();
+    }
+    parts.join("; ")
 }
 
 /// SIGHUP: re-read the file; a bad file keeps the running configuration.

@@ -430,8 +430,14 @@ async fn worker<P: PacketIo>(
         err: Vec::with_capacity(VNET_HDR_LEN + OUT_BUF_LEN),
     };
     let mut buf = vec![0u8; MAX_FRAME];
+    let heartbeat = crate::liveness::global().register(format!("border worker {index}"));
+    let mut beat = tokio::time::interval(crate::liveness::BEAT_EVERY);
     loop {
+        if heartbeat.told_to_stall() {
+            crate::liveness::hang().await;
+        }
         tokio::select! {
+            _ = beat.tick() => heartbeat.beat(),
             changed = reload.changed() => {
                 if changed.is_err() {
                     return Ok(());

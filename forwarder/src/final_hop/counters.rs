@@ -25,6 +25,18 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// One line for `systemctl status`.
+    pub fn summary(&self) -> String {
+        let get = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        format!(
+            "{} idle proxied connections closed, {} datagrams refused",
+            get(&self.proxy_idle_closed),
+            get(&self.udp_rate_limited)
+                + get(&self.udp_too_large)
+                + get(&self.udp_reply_over_ratio)
+        )
+    }
+
     /// The counters in the Prometheus text format, as the border's are.
     pub fn render(&self) -> String {
         let mut s = String::new();

@@ -95,10 +95,17 @@ pub async fn serve(ctx: Arc<Ctx>, sock: Arc<UdpSocket>) {
     let sessions: Sessions = Arc::default();
     let mut per_source = SourceLimit::new(&ctx.cfg);
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let heartbeat = crate::liveness::global().register("final hop udp");
     loop {
-        let d = match recv(&sock, &mut buf).await {
-            Ok(d) => d,
-            Err(e) => {
+        if heartbeat.told_to_stall() {
+            crate::liveness::hang().await;
+        }
+        heartbeat.beat();
+        let d = match tokio::time::timeout(crate::liveness::BEAT_EVERY, recv(&sock, &mut buf)).await
+        {
+            Err(_idle) => continue,
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "udp receive failed");
                 continue;
             }

@@ -179,6 +179,13 @@ impl Line {
 
     /// Start hopd in r1 with the written configuration and wait for its SID route.
     pub fn spawn_hopd(&mut self) {
+        self.spawn_hopd_with_env(&[]);
+        self.wait_for_sid_route();
+    }
+
+    /// Start hopd in r1 with the written configuration and `env` added to its environment,
+    /// without waiting for anything.
+    pub fn spawn_hopd_with_env(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::File::create(self.dir.path().join("hopd.log")).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns("r1")])
@@ -186,11 +193,16 @@ impl Line {
             .arg("--config")
             .arg(self.config_path())
             .env("HOPD_LOG", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn hopd");
         self.hopd = Some(child);
+    }
+
+    /// Until hopd's SID route points into its TUN.
+    pub fn wait_for_sid_route(&mut self) {
         let start = Instant::now();
         loop {
             let (_, routes) = self.exec("r1", &["ip", "-6", "route", "show", SID]);
