@@ -293,7 +293,217 @@ fn control_connections_are_capped() {
     drop(listener);
 }
 
+/// An HTTP/1.1 server on `[::1]:port` in a thread, answering every request with `body`,
+/// written in 64 KiB pieces.
+fn http_server(port: u16, body: Vec<u8>) {
+    let l = std::net::TcpListener::bind((LO, port)).unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes());
+                for piece in body.chunks(64 << 10) {
+                    if s.write_all(piece).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// `GET /` through hopd to `service`; the stream after the request is sent.
+fn request(hopd: &Hopd, service: &str) -> std::net::TcpStream {
+    let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", service, None)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s
+}
+
+/// The body of a response read to its end (`Connection: close`), after the header.
+fn body_of(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// SIGHUP with services added, changed and removed: a handed-off stream and a proxied one
+/// that started before it run to their last byte; a registered process of an unchanged
+/// service stays registered; right after READY=1 the new service answers, the changed one
+/// goes to its new target, the removed one is unknown.
+fn a_reload_changes_services_while_streams_go_on() {
+    if !enter_netns() {
+        return;
+    }
+    const STREAM: usize = 32 << 20;
+    let big: Vec<u8> = (0..STREAM).map(body_byte).collect();
+    http_server(8101, big.clone());
+    http_server(8102, b"now at b".to_vec());
+    http_server(8103, b"fresh".to_vec());
+    let before = r#"
+[final_hop.services.stream]
+mode = "handoff"
+layers = ["tcp+http"]
+[final_hop.services.changeme]
+mode = "proxy"
+target = "tcp:[::1]:8101"
+layers = ["tcp+http"]
+[final_hop.services.removeme]
+mode = "proxy"
+target = "tcp:[::1]:8102"
+layers = ["tcp+http"]
+"#;
+    let after = r#"
+[final_hop.services.stream]
+mode = "handoff"
+layers = ["tcp+http"]
+[final_hop.services.changeme]
+mode = "proxy"
+target = "tcp:[::1]:8102"
+layers = ["tcp+http"]
+[final_hop.services.fresh]
+mode = "proxy"
+target = "tcp:[::1]:8103"
+layers = ["tcp+http"]
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let hopd_dir = tempfile::tempdir().unwrap();
+    let hopd = Hopd::start_in_with_env(
+        hopd_dir,
+        PORT,
+        before,
+        &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())],
+    );
+    let wait_for = |line: &str| {
+        let t0 = std::time::Instant::now();
+        let mut buf = [0u8; 4096];
+        while t0.elapsed() < Duration::from_secs(10) {
+            if let Ok(n) = notify.recv(&mut buf) {
+                if String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == line)
+                {
+                    return;
+                }
+            }
+        }
+        panic!("no {line} from hopd:\n{}", hopd.log_text());
+    };
+    wait_for("READY=1");
+
+    // A process serves `stream` by hand-off, each connection on a thread of its own.
+    let listener = Listener::register_at(&hopd.control, "stream").unwrap();
+    let service = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (stream, _) = listener.accept().expect("a handed-off connection");
+            std::thread::spawn(move || serve_stream(stream));
+        }
+        listener
+    });
+    fn serve_stream(stream: std::net::TcpStream) {
+        {
+            let mut r = BufReader::new(stream.try_clone().unwrap());
+            loop {
+                let mut h = String::new();
+                r.read_line(&mut h).unwrap();
+                if h == "\r\n" || h.is_empty() {
+                    break;
+                }
+            }
+            let mut w = stream;
+            write!(
+                w,
+                "HTTP/1.1 200 OK\r\nContent-Length: {STREAM}\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            for piece in (0..STREAM).collect::<Vec<_>>().chunks(256 << 10) {
+                let bytes: Vec<u8> = piece.iter().map(|&i| body_byte(i)).collect();
+                if w.write_all(&bytes).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    // Both streams started and partly read before the reload.
+    let mut handed_off = BufReader::with_capacity(1 << 16, request(&hopd, "stream"));
+    let mut proxied = BufReader::with_capacity(1 << 16, request(&hopd, "changeme"));
+    let mut first = vec![0u8; 1 << 20];
+    for r in [&mut handed_off, &mut proxied] {
+        loop {
+            let mut h = String::new();
+            r.read_line(&mut h).unwrap();
+            if h == "\r\n" {
+                break;
+            }
+        }
+        r.read_exact(&mut first).unwrap();
+    }
+
+    hopd.reload_with(after);
+    wait_for("RELOADING=1");
+    wait_for("READY=1");
+    // Right after READY=1: the new service, the changed one's new target, the removed one.
+    let fresh = read_all(&mut request(&hopd, "fresh"));
+    assert_eq!(body_of(&fresh), "fresh", "{fresh}");
+    let changed = read_all(&mut request(&hopd, "changeme"));
+    assert_eq!(body_of(&changed), "now at b", "{changed}");
+    let removed = read_all(&mut request(&hopd, "removeme"));
+    assert!(
+        removed.contains("reason=unknown-service"),
+        "{removed}\n{}",
+        hopd.log_text()
+    );
+    // The unchanged hand-off service kept its process.
+    let again = read_all(&mut request(&hopd, "stream"));
+    assert!(again.starts_with("HTTP/1.1 200 OK"), "{again}");
+
+    // And the two streams from before the reload run to their last byte.
+    for (what, mut r) in [("handed-off", handed_off), ("proxied", proxied)] {
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).unwrap();
+        let mut got = first.clone();
+        got.extend_from_slice(&rest);
+        assert_eq!(got.len(), STREAM, "{what}: the whole body");
+        assert!(got == big, "{what}: the body's bytes");
+    }
+    let _listener = service.join().unwrap();
+    assert!(
+        hopd.log_text().contains("final hop services reloaded"),
+        "{}",
+        hopd.log_text()
+    );
+
+    // A file that does not validate (a proxy without a target) keeps the running services.
+    hopd.reload_with("[final_hop.services.fresh]\nmode = \"proxy\"\nlayers = [\"tcp+http\"]\n");
+    wait_for("RELOADING=1");
+    wait_for("READY=1");
+    let still = read_all(&mut request(&hopd, "fresh"));
+    assert_eq!(body_of(&still), "fresh", "{still}");
+    assert!(
+        hopd.log_text()
+            .contains("SIGHUP: keeping the running configuration"),
+        "{}",
+        hopd.log_text()
+    );
+}
+
 hopstack_testbed::tests! {
+    a_reload_changes_services_while_streams_go_on,
     control_connections_are_capped,
     handed_off_connection_survives_hopd,
     unregistering_makes_the_service_down_again,

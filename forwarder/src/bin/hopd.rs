@@ -198,10 +198,12 @@ async fn serve(cfg: Config, path: PathBuf) -> Result<(), String> {
         tasks.spawn(async move { border.run(stop).await.map_err(|e| format!("border: {e}")) });
     }
     let mut final_hop_counters = None;
+    let mut final_hop_reloader = None;
     if let Some(fh) = cfg.final_hop.clone() {
         let final_hop = hopstack_forwarder::final_hop::FinalHop::bind(fh)
             .map_err(|e| format!("final hop: {e}"))?;
         final_hop_counters = Some(final_hop.counters());
+        final_hop_reloader = Some(final_hop.reloader());
         let stop = stopped(stop_rx.clone());
         tasks.spawn(async move {
             final_hop.serve(stop).await;
@@ -268,7 +270,7 @@ async fn serve(cfg: Config, path: PathBuf) -> Result<(), String> {
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = hup.recv() => {
                 manager.reloading();
-                reload(&path, reloader.as_ref());
+                reload(&path, reloader.as_ref(), final_hop_reloader.as_ref());
                 manager.ready(&status());
             }
             _ = stall.recv() => {
@@ -335,7 +337,11 @@ fn status_line(
 }
 
 /// SIGHUP: re-read the file; a bad file keeps the running configuration.
-fn reload(path: &Path, reloader: Option<&Reloader>) {
+fn reload(
+    path: &Path,
+    reloader: Option<&Reloader>,
+    final_hop: Option<&hopstack_forwarder::final_hop::Reloader>,
+) {
     let cfg = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -358,7 +364,22 @@ fn reload(path: &Path, reloader: Option<&Reloader>) {
         }
         (None, None) => {}
     }
-    if cfg.final_hop.is_some() {
-        tracing::info!("SIGHUP: [final_hop] changes take effect on restart");
+    match (final_hop, cfg.final_hop) {
+        (Some(r), Some(f)) => match r.apply(f) {
+            Ok(d) => tracing::info!(
+                added = ?d.added,
+                changed = ?d.changed,
+                removed = ?d.removed,
+                "SIGHUP: final hop services reloaded"
+            ),
+            Err(e) => tracing::error!(%e, "SIGHUP: keeping the running final hop configuration"),
+        },
+        (None, Some(_)) => {
+            tracing::warn!("SIGHUP: [final_hop] was added; restart hopd to start the final hop")
+        }
+        (Some(_), None) => {
+            tracing::warn!("SIGHUP: [final_hop] was removed; restart hopd to stop the final hop")
+        }
+        (None, None) => {}
     }
 }

@@ -51,7 +51,7 @@ pub const DEFAULT_PORT: u16 = 7443;
 pub use hopstack_service::DEFAULT_CONTROL_SOCKET;
 
 /// The `[final_hop]` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address for both the TCP and the UDP listener.
@@ -116,7 +116,7 @@ pub struct Config {
 }
 
 /// How one service is reached.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     pub mode: Mode,

@@ -15,7 +15,6 @@ use tokio::io::unix::AsyncFd;
 
 use crate::service::{MAX_MESSAGE, Metadata, PROTOCOL_VERSION, Register, RegisterReply};
 
-use super::Services;
 use super::config::Mode;
 
 /// How long a hand-off may wait for room in a service's control socket.
@@ -58,6 +57,12 @@ impl Registry {
 
     fn add(&self, name: &str, r: Arc<Registrant>) {
         self.lock().entry(name.to_owned()).or_default().push(r);
+    }
+
+    /// Forgets every process registered for `name` (a reload removed the service): no
+    /// connection goes to them any more.
+    pub fn forget(&self, name: &str) {
+        self.lock().remove(name);
     }
 
     fn remove(&self, name: &str, id: u64) {
@@ -209,7 +214,7 @@ pub const MAX_CONTROL_CONNECTIONS: usize = 256;
 /// Accepts registrations until the task is dropped.
 pub async fn serve_control(
     listener: AsyncFd<OwnedFd>,
-    services: Arc<Services>,
+    services: Arc<super::ServiceTable>,
     registry: Arc<Registry>,
 ) {
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONTROL_CONNECTIONS));
@@ -271,7 +276,7 @@ async fn recv_msg(fd: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> std::io::Result<usiz
 
 async fn registration(
     fd: OwnedFd,
-    services: &Services,
+    services: &super::ServiceTable,
     registry: &Registry,
 ) -> std::io::Result<()> {
     let cred = socket::getsockopt(&fd, sockopt::PeerCredentials)?;
@@ -285,6 +290,8 @@ async fn registration(
                 "no register message within 5 s",
             )
         })??;
+    // The services as they are when the request arrives (a reload may have come since).
+    let services = services.current();
     let verdict = match serde_json::from_slice::<Register>(&buf[..n]) {
         Err(e) => Err(format!("malformed register message: {e}")),
         Ok(req) if req.version != PROTOCOL_VERSION => Err(format!(

@@ -178,10 +178,64 @@ fn build_services(cfg: &Config) -> Result<Services, Error> {
     Ok(out)
 }
 
+/// The services as they are now. A reload replaces the whole table; a request takes the
+/// table as it finds it when it arrives ([`ServiceTable::current`]) and keeps that snapshot
+/// for its life, so a connection being served never sees its service change under it.
+#[derive(Default)]
+pub struct ServiceTable(std::sync::RwLock<Arc<Services>>);
+
+impl ServiceTable {
+    pub fn new(services: Services) -> ServiceTable {
+        ServiceTable(std::sync::RwLock::new(Arc::new(services)))
+    }
+
+    /// The table now.
+    pub fn current(&self) -> Arc<Services> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn replace(&self, services: Services) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(services);
+    }
+}
+
+/// What a reload did to the services, by name.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ServicesChanged {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// The difference between two service configurations; `changed`: same name, other settings.
+pub fn services_changed(
+    old: &std::collections::BTreeMap<String, ServiceConfig>,
+    new: &std::collections::BTreeMap<String, ServiceConfig>,
+) -> ServicesChanged {
+    let mut d = ServicesChanged::default();
+    for (name, cfg) in new {
+        match old.get(name) {
+            None => d.added.push(name.clone()),
+            Some(o) if o != cfg => d.changed.push(name.clone()),
+            Some(_) => {}
+        }
+    }
+    d.removed = old
+        .keys()
+        .filter(|n| !new.contains_key(*n))
+        .cloned()
+        .collect();
+    d
+}
+
 /// Shared state of a running final hop.
 pub struct Ctx {
+    /// The configuration hopd started with. Its `services` are those of the start; the
+    /// services in force are [`Ctx::services`].
     pub cfg: Config,
-    pub services: Arc<Services>,
+    pub services: Arc<ServiceTable>,
+    /// The service configurations in force, for the next reload's comparison.
+    service_configs: std::sync::Mutex<std::collections::BTreeMap<String, ServiceConfig>>,
     pub registry: Arc<handoff::Registry>,
     /// The final-hop UDP socket; also the source of stack reports and probe answers.
     pub udp: Arc<UdpSocket>,
@@ -273,6 +327,73 @@ pub fn stack_string(layers: &[Layer]) -> String {
         .join("+")
 }
 
+/// Applies a new `[final_hop]` table to a running final hop: services are added, changed and
+/// removed; everything else of the table is fixed at start (listeners, limits, control
+/// socket) and a change there is refused, keeping the running configuration.
+#[derive(Clone)]
+pub struct Reloader {
+    ctx: Arc<Ctx>,
+}
+
+/// Why a reload was refused (the running configuration stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Services(#[from] Error),
+    #[error("only [final_hop.services] change on reload; {0} changed: restart hopd for that")]
+    FixedSetting(&'static str),
+}
+
+impl Reloader {
+    /// Validates `new` whole (TLS keys and certificates are loaded) before anything changes;
+    /// then new requests see the new services. Connections being served keep the service
+    /// they started with; registered processes of removed services, or of services no longer
+    /// in hand-off mode, are forgotten.
+    pub fn apply(&self, new: Config) -> Result<ServicesChanged, ReloadError> {
+        if let Some(field) = fixed_setting_changed(&self.ctx.cfg, &new) {
+            return Err(ReloadError::FixedSetting(field));
+        }
+        let services = build_services(&new)?;
+        let new_configs = new.services.clone();
+        let mut configs = self
+            .ctx
+            .service_configs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let changed = services_changed(&configs, &new_configs);
+        let no_longer_handoff = new_configs
+            .iter()
+            .filter(|(_, c)| c.mode != Mode::Handoff)
+            .map(|(n, _)| n.clone());
+        for name in changed.removed.iter().cloned().chain(no_longer_handoff) {
+            self.ctx.registry.forget(&name);
+        }
+        self.ctx.services.replace(services);
+        *configs = new_configs;
+        Ok(changed)
+    }
+}
+
+/// The first setting outside `services` that differs between `old` and `new`.
+fn fixed_setting_changed(old: &Config, new: &Config) -> Option<&'static str> {
+    let mut a = old.clone();
+    let mut b = new.clone();
+    a.services.clear();
+    b.services.clear();
+    if a == b {
+        return None;
+    }
+    Some(if a.listen != b.listen {
+        "listen"
+    } else if a.control_socket != b.control_socket {
+        "control_socket"
+    } else if a.hop_name != b.hop_name {
+        "hop_name"
+    } else {
+        "a limit or timeout"
+    })
+}
+
 /// A bound final hop (listeners open, nothing served yet).
 pub struct FinalHop {
     ctx: Arc<Ctx>,
@@ -331,7 +452,7 @@ impl FinalHop {
     /// Opens the TCP and UDP listeners (same port) and the control socket. Must be called
     /// inside a tokio runtime.
     pub fn bind(cfg: Config) -> Result<FinalHop, Error> {
-        let services = Arc::new(build_services(&cfg)?);
+        let services = Arc::new(ServiceTable::new(build_services(&cfg)?));
         let bind_err = |what, addr| move |source| Error::Bind { what, addr, source };
         let tcp = bind_tcp(cfg.listen).map_err(bind_err("tcp", cfg.listen))?;
         let local = tcp.local_addr().map_err(bind_err("tcp", cfg.listen))?;
@@ -356,6 +477,7 @@ impl FinalHop {
             ctx: Arc::new(Ctx {
                 udp_sources,
                 counters: Arc::default(),
+                service_configs: std::sync::Mutex::new(cfg.services.clone()),
                 cfg,
                 services,
                 registry: Arc::new(handoff::Registry::default()),
@@ -379,6 +501,13 @@ impl FinalHop {
         self.ctx.counters.clone()
     }
 
+    /// A handle that applies a new `[final_hop]` table to the running final hop (SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            ctx: self.ctx.clone(),
+        }
+    }
+
     /// Serves until `shutdown` resolves. Connections already handed off or being proxied are
     /// not waited for.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
@@ -389,7 +518,7 @@ impl FinalHop {
             control,
             local,
         } = self;
-        tracing::info!(%local, services = ctx.services.len(), "final hop listening (tcp and udp)");
+        tracing::info!(%local, services = ctx.services.current().len(), "final hop listening (tcp and udp)");
         let control_task = tokio::spawn(handoff::serve_control(
             control,
             ctx.services.clone(),

@@ -65,11 +65,13 @@ pub(super) async fn handle_tcp(ctx: &Ctx, stream: TcpStream, peer: SocketAddr) {
             .fail(stream, None, ReportLayer::Route, Reason::BadSrh, why)
             .await;
     };
-    let service = match lookup(&ctx.services, &desc, Layer::Tcp) {
+    // This connection's services: a reload during it changes nothing for it.
+    let services = ctx.services.current();
+    let service = match lookup(&services, &desc, Layer::Tcp) {
         Ok(l) => l.service,
         Err((layer, reason, why)) => {
             // A configured service's certificate can carry an in-band answer even on mismatch.
-            let svc = ctx.services.get(&desc.service);
+            let svc = services.get(&desc.service);
             return conn.fail(stream, svc, layer, reason, why).await;
         }
     };

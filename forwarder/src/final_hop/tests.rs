@@ -102,3 +102,28 @@ fn direct_port_is_advertised_only_for_matching_tcp_requests() {
     assert_eq!(udp::direct_port(&s, &desc("tcp+http", "nope")), None);
     assert_eq!(udp::direct_port(&s, &desc("udp+dns", "resolver")), None);
 }
+
+#[test]
+fn a_reload_names_what_changed_and_refuses_settings_fixed_at_start() {
+    let parse = |t: &str| -> Config {
+        let c: crate::config::Config = toml::from_str(t).unwrap();
+        c.final_hop.unwrap()
+    };
+    let old = parse(
+        "[final_hop]\n[final_hop.services.a]\nmode = \"handoff\"\nlayers = [\"tcp\"]\n\
+         [final_hop.services.b]\nmode = \"handoff\"\nlayers = [\"tcp\"]\n\
+         [final_hop.services.c]\nmode = \"handoff\"\nlayers = [\"tcp\"]\n",
+    );
+    let new = parse(
+        "[final_hop]\n[final_hop.services.a]\nmode = \"handoff\"\nlayers = [\"tcp\"]\n\
+         [final_hop.services.b]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\n\
+         [final_hop.services.d]\nmode = \"handoff\"\nlayers = [\"tcp\"]\n",
+    );
+    let d = super::services_changed(&old.services, &new.services);
+    assert_eq!(d.added, ["d"]);
+    assert_eq!(d.changed, ["b"]);
+    assert_eq!(d.removed, ["c"]);
+    assert_eq!(super::fixed_setting_changed(&old, &new), None);
+    let moved = parse("[final_hop]\nlisten = \"[::]:9\"\n");
+    assert_eq!(super::fixed_setting_changed(&old, &moved), Some("listen"));
+}

@@ -234,7 +234,8 @@ async fn handle(
         send_report(ctx, d.from, Some(&arrival), &f).await;
         return;
     };
-    let service = match lookup(&ctx.services, desc, Layer::Udp) {
+    let services = ctx.services.current();
+    let service = match lookup(&services, desc, Layer::Udp) {
         Ok(l) => l.service,
         Err((layer, reason, message)) => {
             let f = Failure {
@@ -506,7 +507,7 @@ async fn answer_probe(ctx: &Ctx, d: &Datagram, arrival: &Arrival) {
         Some(desc) => probe_status(ctx, desc).await,
     };
     let direct_port = match (&arrival.descriptor, status) {
-        (Some(desc), ServiceStatus::Exists) => direct_port(&ctx.services, desc),
+        (Some(desc), ServiceStatus::Exists) => direct_port(&ctx.services.current(), desc),
         _ => None,
     };
     let reporter = arrival
@@ -551,7 +552,8 @@ pub async fn probe_status(
     desc: &LayerDescriptor,
 ) -> (ServiceStatus, Option<ServiceMode>, String) {
     let transport = desc.layers.first().copied().unwrap_or(Layer::Tcp);
-    let service = match lookup(&ctx.services, desc, transport) {
+    let services = ctx.services.current();
+    let service = match lookup(&services, desc, transport) {
         Ok(l) => l.service,
         Err((_, Reason::UnknownService, text)) => return (ServiceStatus::Unknown, None, text),
         Err((_, _, text)) => return (ServiceStatus::LayerMismatch, None, text),

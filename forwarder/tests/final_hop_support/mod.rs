@@ -188,19 +188,43 @@ impl Hopd {
     }
 
     pub fn start_in(dir: tempfile::TempDir, port: u16, services_toml: &str) -> Hopd {
-        let control = dir.path().join("control.sock");
-        let log = dir.path().join("hopd.log");
+        Hopd::start_in_with_env(dir, port, services_toml, &[])
+    }
+
+    /// The configuration file of a hopd on `port` with `services_toml`, in `dir`.
+    fn write_config(dir: &Path, port: u16, services_toml: &str) -> PathBuf {
+        let control = dir.join("control.sock");
         let cfg = format!(
             "[final_hop]\nlisten = \"[::]:{port}\"\nhop_name = \"yc\"\ncontrol_socket = \"{}\"\n\n{}",
             control.display(),
-            services_toml.replace("{dir}", &dir.path().display().to_string())
+            services_toml.replace("{dir}", &dir.display().to_string())
         );
-        let cfg_path = dir.path().join("hopd.toml");
+        let cfg_path = dir.join("hopd.toml");
         std::fs::write(&cfg_path, cfg).unwrap();
+        cfg_path
+    }
+
+    /// Rewrites the configuration with `services_toml` (same port) and sends SIGHUP.
+    pub fn reload_with(&self, services_toml: &str) {
+        Hopd::write_config(self.dir(), self.addr.port(), services_toml);
+        // SAFETY: signalling the hopd this test started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGHUP) };
+    }
+
+    pub fn start_in_with_env(
+        dir: tempfile::TempDir,
+        port: u16,
+        services_toml: &str,
+        env: &[(&str, &str)],
+    ) -> Hopd {
+        let control = dir.path().join("control.sock");
+        let log = dir.path().join("hopd.log");
+        let cfg_path = Hopd::write_config(dir.path(), port, services_toml);
         let child = Command::new(env!("CARGO_BIN_EXE_hopd"))
             .arg("--config")
             .arg(&cfg_path)
             .env("HOPD_LOG", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
