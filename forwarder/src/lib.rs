@@ -12,6 +12,7 @@ pub mod limits;
 pub mod liveness;
 pub mod ratelimit;
 pub mod service_manager;
+pub mod show;
 /// The service SDK (crate `hopstack-service`): the service side of hand-off mode and the
 /// control protocol hopd speaks.
 pub use hopstack_service as service;

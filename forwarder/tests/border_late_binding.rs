@@ -130,9 +130,54 @@ fn three_hop_probe_is_bound_hop_by_hop() {
 }
 
 fn border_three_hop_probe_is_bound_hop_by_hop() {
-    if ready() {
-        probe_is_bound_hop_by_hop_and_arrives_with_a_valid_checksum(BORDER_THREE_HOP);
+    if !ready() {
+        return;
     }
+    let t = BORDER_THREE_HOP;
+    let tb = start(t);
+    probe_is_bound_on(t, &tb);
+    // What hop 1 resolved, as `hopd show cache` lists it on the node: org, its address in
+    // the github view, and the time it has left (the view's TTL, the default 5 s).
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/topologies/border-three-hop/hopd-github.toml");
+    let show = |what: &str, json: bool| {
+        let mut argv = vec![
+            env!("CARGO_BIN_EXE_hopd"),
+            "show",
+            what,
+            "--config",
+            cfg.to_str().unwrap(),
+        ];
+        if json {
+            argv.push("--json");
+        }
+        tb.exec_ok("github.com", argv).unwrap()
+    };
+    let json: serde_json::Value = serde_json::from_str(&show("cache", true)).unwrap();
+    let org = json["cache"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "org")
+        .unwrap_or_else(|| panic!("org is not in github.com's cache: {json}"));
+    assert_eq!(org["answer"], t.org_sid, "{json}");
+    let left = org["ttl_left_s"].as_u64().unwrap();
+    assert!((1..=5).contains(&left), "{json}");
+    let table = show("cache", false);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("org ") && l.contains(t.org_sid)),
+        "{table}"
+    );
+    let sids = show("sids", false);
+    assert!(
+        sids.lines()
+            .any(|l| l.starts_with(&format!("{}/128", t.github_sid)) && l.contains("hopd")),
+        "{sids}"
+    );
+    assert!(show("services", false).contains("no final hop role"));
 }
 
 fn three_hop_nxdomain_at_org_reports_hop_2_layer_route() {

@@ -40,6 +40,14 @@ enum Command {
         #[arg(long)]
         nonzero: bool,
     },
+    /// Show the live state of the running hopd (from its [metrics] endpoint): the name
+    /// cache, names being resolved, services, UDP sessions or SIDs.
+    Show {
+        what: hopstack_forwarder::show::What,
+        /// The JSON the running hopd serves, instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where hopd looks for its configuration without `--config`.
@@ -58,6 +66,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check) => check(&cfg, path),
         Some(Command::Stats { nonzero }) => stats(&cfg, nonzero),
+        Some(Command::Show { what, json }) => show(&cfg, what, json),
         None => run(cfg, path.to_path_buf()),
     }
 }
@@ -101,6 +110,38 @@ fn stats(cfg: &Config, nonzero: bool) -> ExitCode {
                 "hopd: cannot read counters from http://{}/metrics: {e} (is hopd running?)",
                 m.listen
             );
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn show(cfg: &Config, what: hopstack_forwarder::show::What, json: bool) -> ExitCode {
+    let Some(m) = &cfg.metrics else {
+        eprintln!("hopd: the configuration has no [metrics] listen address to read the state from");
+        return ExitCode::from(2);
+    };
+    let path = format!("/show/{}", what.as_str());
+    let text = match hopstack_forwarder::border::metrics::fetch_path(m.listen, &path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "hopd: cannot read http://{}{path}: {e} (is hopd running?)",
+                m.listen
+            );
+            return ExitCode::from(1);
+        }
+    };
+    if json {
+        println!("{text}");
+        return ExitCode::SUCCESS;
+    }
+    match serde_json::from_str(&text) {
+        Ok(v) => {
+            print!("{}", hopstack_forwarder::show::table(what, &v));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hopd: the running hopd answered {path} with something else than JSON: {e}");
             ExitCode::from(1)
         }
     }
@@ -199,11 +240,13 @@ async fn serve(cfg: Config, path: PathBuf) -> Result<(), String> {
     }
     let mut final_hop_counters = None;
     let mut final_hop_reloader = None;
+    let mut final_hop_view = None;
     if let Some(fh) = cfg.final_hop.clone() {
         let final_hop = hopstack_forwarder::final_hop::FinalHop::bind(fh)
             .map_err(|e| format!("final hop: {e}"))?;
         final_hop_counters = Some(final_hop.counters());
         final_hop_reloader = Some(final_hop.reloader());
+        final_hop_view = Some(final_hop.view());
         let stop = stopped(stop_rx.clone());
         tasks.spawn(async move {
             final_hop.serve(stop).await;
@@ -217,15 +260,23 @@ async fn serve(cfg: Config, path: PathBuf) -> Result<(), String> {
         let render = {
             let shared = shared.clone();
             let final_hop = final_hop_counters.clone();
-            move || {
-                let mut text = shared
-                    .as_ref()
-                    .map(|s| s.render_metrics())
-                    .unwrap_or_default();
-                if let Some(c) = &final_hop {
-                    text.push_str(&c.render());
+            let view = final_hop_view.clone();
+            move |path: &str| -> hopstack_forwarder::border::metrics::Page {
+                use hopstack_forwarder::border::metrics::METRICS_TYPE;
+                use hopstack_forwarder::show::{What, snapshot};
+                if path == "/metrics" || path == "/" {
+                    let mut text = shared
+                        .as_ref()
+                        .map(|s| s.render_metrics())
+                        .unwrap_or_default();
+                    if let Some(c) = &final_hop {
+                        text.push_str(&c.render());
+                    }
+                    return Some((METRICS_TYPE, text));
                 }
-                text
+                let what = What::from_path(path)?;
+                let v = snapshot(what, shared.as_deref(), view.as_ref());
+                Some(("application/json", v.to_string()))
             }
         };
         let stop = stopped(stop_rx.clone());

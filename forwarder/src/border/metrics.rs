@@ -248,14 +248,21 @@ pub fn render(v: &View<'_>) -> String {
     s
 }
 
-/// Serve `render()` at `GET /metrics` (and `/`) until `shutdown` completes.
+/// What the endpoint serves at a path: content type and body, or `None` (404).
+pub type Page = Option<(&'static str, String)>;
+
+/// The content type of the metrics text.
+pub const METRICS_TYPE: &str = "text/plain; version=0.0.4";
+
+/// Serve `render(path)` for `GET` requests until `shutdown` completes (`/metrics` and `/`
+/// are the metrics; `hopd` adds `/show/...`).
 pub async fn serve<F>(
     listener: TcpListener,
     render: F,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()>
 where
-    F: Fn() -> String + Send + Sync + Clone + 'static,
+    F: Fn(&str) -> Page + Send + Sync + Clone + 'static,
 {
     tokio::pin!(shutdown);
     loop {
@@ -276,17 +283,21 @@ where
             }
             let line = String::from_utf8_lossy(&req);
             let path = line.split_whitespace().nth(1).unwrap_or("");
-            let (status, body) = if line.starts_with("GET ") && (path == "/metrics" || path == "/")
-            {
-                ("200 OK", render())
+            let page = if line.starts_with("GET ") {
+                render(path)
             } else {
-                (
+                None
+            };
+            let (status, content_type, body) = match page {
+                Some((t, body)) => ("200 OK", t, body),
+                None => (
                     "404 Not Found",
-                    "only GET /metrics is served here\n".to_string(),
-                )
+                    "text/plain",
+                    "only GET /metrics and /show/... are served here\n".to_string(),
+                ),
             };
             let resp = format!(
-                "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
+                "HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\n\
                  Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
@@ -298,9 +309,14 @@ where
 
 /// Fetch the metrics text from a running hopd (for `hopd stats`).
 pub fn fetch(addr: SocketAddr) -> io::Result<String> {
+    fetch_path(addr, "/metrics")
+}
+
+/// Fetch what a running hopd serves at `path` (for `hopd stats` and `hopd show`).
+pub fn fetch_path(addr: SocketAddr, path: &str) -> io::Result<String> {
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;
     let (head, body) = resp

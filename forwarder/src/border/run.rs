@@ -68,11 +68,25 @@ pub fn clock() -> Clock {
 #[derive(Debug)]
 pub struct Worker {
     pub state: Mutex<State>,
+    /// The names this worker is resolving, as last published (for `hopd show pending`).
+    pub pending: Mutex<Vec<PendingName>>,
     pending_names: AtomicUsize,
     queued_packets: AtomicUsize,
     /// Frames that were GSO super-packets, and frames with a partial checksum.
     gso_frames: AtomicU64,
     partial_csum_frames: AtomicU64,
+}
+
+/// A name being resolved, and what waits for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingName {
+    pub name: String,
+    /// Packets held for it.
+    pub packets: usize,
+    /// Since the lookup started.
+    pub waiting: Duration,
+    /// The /64 the lookup is charged to.
+    pub source: std::net::Ipv6Addr,
 }
 
 /// What the running border shares with the metrics endpoint and the reload path.
@@ -102,6 +116,7 @@ impl Shared {
                 .into_iter()
                 .map(|s| Worker {
                     state: Mutex::new(s),
+                    pending: Mutex::new(Vec::new()),
                     pending_names: AtomicUsize::new(0),
                     queued_packets: AtomicUsize::new(0),
                     gso_frames: AtomicU64::new(0),
@@ -188,6 +203,7 @@ struct Pending {
 struct Waiting {
     charged_to: SourceKey,
     packets: Vec<Vec<u8>>,
+    since: Instant,
 }
 
 impl Pending {
@@ -292,11 +308,21 @@ impl<P: PacketIo> Shell<'_, P> {
             if q.packets.len() < rc.queue_per_name {
                 q.packets.push(frame.to_vec());
                 self.pending.queued += 1;
+                let held = q.packets.len();
+                if let Some(p) = lock(&self.worker.pending)
+                    .iter_mut()
+                    .find(|p| p.name == name)
+                {
+                    p.packets = held;
+                }
+                self.publish_counts();
             } else {
                 st.counters.count_drop(DropReason::ResolveQueueFull);
             }
+            return;
         } else if self.pending.queues.len() >= rc.max_pending_names {
             st.counters.count_drop(DropReason::ResolveQueueFull);
+            return;
         } else {
             // `process` asked for a lookup, so the packet is whole past its IPv6 header.
             let src = super::icmp::addr_at(&frame[self.io.meta_len()..], 8);
@@ -313,6 +339,7 @@ impl<P: PacketIo> Shell<'_, P> {
                 Waiting {
                     charged_to: source,
                     packets: vec![frame.to_vec()],
+                    since: Instant::now(),
                 },
             );
             self.pending.queued += 1;
@@ -331,6 +358,7 @@ impl<P: PacketIo> Shell<'_, P> {
         let Some(Waiting {
             charged_to,
             packets: queued,
+            ..
         }) = self.pending.queues.remove(&name)
         else {
             return;
@@ -354,7 +382,25 @@ impl<P: PacketIo> Shell<'_, P> {
         self.publish();
     }
 
+    /// The names pending, for `hopd show pending`: rebuilt when a name comes or goes (a
+    /// queued packet only updates its name's count), never per dropped packet.
     fn publish(&self) {
+        let list = self
+            .pending
+            .queues
+            .iter()
+            .map(|(name, w)| PendingName {
+                name: name.clone(),
+                packets: w.packets.len(),
+                waiting: w.since.elapsed(),
+                source: std::net::Ipv6Addr::from(u128::from(w.charged_to) << 64),
+            })
+            .collect();
+        *lock(&self.worker.pending) = list;
+        self.publish_counts();
+    }
+
+    fn publish_counts(&self) {
         self.worker
             .pending_names
             .store(self.pending.queues.len(), Ordering::Relaxed);

@@ -147,6 +147,21 @@ impl NameCache {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// The unexpired entries at `now`: name, answer, time left (for `hopd show cache`).
+    pub fn entries(&self, now: Duration) -> Vec<(String, Binding, Duration)> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.expires > now)
+            .map(|(k, e)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    e.binding,
+                    e.expires - now,
+                )
+            })
+            .collect()
+    }
 }
 
 /// Packet counters of one SID.

@@ -246,6 +246,8 @@ pub struct Ctx {
     udp_sources: PerSource,
     /// What the limits closed or refused (the metrics endpoint shows them).
     pub counters: Arc<Counters>,
+    /// The UDP relay's sessions.
+    pub udp_sessions: udp::Sessions,
 }
 
 /// What the lookup decided for a descriptor.
@@ -325,6 +327,53 @@ pub fn stack_string(layers: &[Layer]) -> String {
         .map(|l| l.as_str())
         .collect::<Vec<_>>()
         .join("+")
+}
+
+/// A running final hop as `hopd show` sees it.
+#[derive(Clone)]
+pub struct View {
+    ctx: Arc<Ctx>,
+}
+
+/// One service as `hopd show services` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceInfo {
+    pub name: String,
+    pub mode: String,
+    pub layers: Vec<String>,
+    /// Where a proxy or UDP service relays to (this host's own configuration).
+    pub target: Option<String>,
+    pub tls: String,
+    /// Processes registered for a hand-off service.
+    pub registered: usize,
+}
+
+impl View {
+    pub fn services(&self) -> Vec<ServiceInfo> {
+        let services = self.ctx.services.current();
+        let mut v: Vec<ServiceInfo> = services
+            .values()
+            .map(|s| ServiceInfo {
+                name: s.name.clone(),
+                mode: s.cfg.mode.as_str().to_owned(),
+                layers: s.stacks.iter().map(|l| stack_string(l)).collect(),
+                target: s.cfg.target.clone(),
+                tls: if s.tls.is_some() {
+                    "terminate"
+                } else {
+                    "passthrough"
+                }
+                .to_owned(),
+                registered: self.ctx.registry.registered(&s.name),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn sessions(&self) -> Vec<udp::SessionInfo> {
+        udp::session_list(&self.ctx.udp_sessions)
+    }
 }
 
 /// Applies a new `[final_hop]` table to a running final hop: services are added, changed and
@@ -477,6 +526,7 @@ impl FinalHop {
             ctx: Arc::new(Ctx {
                 udp_sources,
                 counters: Arc::default(),
+                udp_sessions: Arc::default(),
                 service_configs: std::sync::Mutex::new(cfg.services.clone()),
                 cfg,
                 services,
@@ -499,6 +549,13 @@ impl FinalHop {
     /// The counters of this final hop, for the metrics endpoint.
     pub fn counters(&self) -> Arc<Counters> {
         self.ctx.counters.clone()
+    }
+
+    /// What `hopd show services|sessions` reads.
+    pub fn view(&self) -> View {
+        View {
+            ctx: self.ctx.clone(),
+        }
     }
 
     /// A handle that applies a new `[final_hop]` table to the running final hop (SIGHUP).

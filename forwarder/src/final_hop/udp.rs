@@ -42,7 +42,7 @@ use super::{Arrival, Ctx, Failure, HopRef, Reason, ReportLayer, Services, lookup
 /// Largest datagram relayed (the IPv6 maximum without jumbograms).
 const MAX_DATAGRAM: usize = 65535;
 
-struct Session {
+pub struct Session {
     upstream: Arc<UdpSocket>,
     state: Arc<Mutex<SessionState>>,
     /// The PROXY v2 header put in front of each datagram to the service, when it asked for
@@ -61,7 +61,31 @@ struct SessionState {
     replies: ReplyBudget,
 }
 
-type Sessions = Arc<Mutex<HashMap<(SocketAddr, String), Session>>>;
+/// The UDP sessions by client and service (shared with `hopd show sessions`).
+pub type Sessions = Arc<Mutex<HashMap<(SocketAddr, String), Session>>>;
+
+/// One session as `hopd show sessions` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SessionInfo {
+    pub client: SocketAddr,
+    pub service: String,
+    /// Since the last datagram either way, in milliseconds.
+    pub idle_ms: u64,
+}
+
+/// The sessions open now.
+pub fn session_list(sessions: &Sessions) -> Vec<SessionInfo> {
+    let mut v: Vec<SessionInfo> = lock(sessions)
+        .iter()
+        .map(|((client, service), s)| SessionInfo {
+            client: *client,
+            service: service.clone(),
+            idle_ms: lock(&s.state).last.elapsed().as_millis() as u64,
+        })
+        .collect();
+    v.sort_by(|a, b| (&a.service, a.client).cmp(&(&b.service, b.client)));
+    v
+}
 
 /// The per-source datagram rate of the receive loop, on its own monotonic clock.
 struct SourceLimit {
@@ -92,7 +116,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Receives on the final-hop UDP socket until the task is dropped.
 pub async fn serve(ctx: Arc<Ctx>, sock: Arc<UdpSocket>) {
-    let sessions: Sessions = Arc::default();
+    let sessions: Sessions = ctx.udp_sessions.clone();
     let mut per_source = SourceLimit::new(&ctx.cfg);
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let heartbeat = crate::liveness::global().register("final hop udp");
