@@ -8,6 +8,7 @@ pub mod border;
 pub mod check;
 pub mod config;
 pub mod final_hop;
+pub mod histogram;
 pub mod limits;
 pub mod liveness;
 pub mod ratelimit;

@@ -188,7 +188,7 @@ fn kernel_end_sid_is_advertised_and_bypasses_hopd() {
     let stats = line.stats();
     assert!(
         stats.contains(&format!(
-            "hopd_border_kernel_end_sid{{sid=\"{KERNEL_SID}\",function=\"0x00ee\"}} 1"
+            "hopd_border_kernel_end_sid_info{{sid=\"{KERNEL_SID}\",function=\"0x00ee\"}} 1"
         )),
         "{stats}"
     );

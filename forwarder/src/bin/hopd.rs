@@ -259,18 +259,18 @@ async fn serve(cfg: Config, path: PathBuf) -> Result<(), String> {
             .map_err(|e| format!("metrics: cannot listen on {}: {e}", m.listen))?;
         let render = {
             let shared = shared.clone();
-            let final_hop = final_hop_counters.clone();
             let view = final_hop_view.clone();
             move |path: &str| -> hopstack_forwarder::border::metrics::Page {
                 use hopstack_forwarder::border::metrics::METRICS_TYPE;
                 use hopstack_forwarder::show::{What, snapshot};
                 if path == "/metrics" || path == "/" {
-                    let mut text = shared
-                        .as_ref()
-                        .map(|s| s.render_metrics())
-                        .unwrap_or_default();
-                    if let Some(c) = &final_hop {
-                        text.push_str(&c.render());
+                    let mut text = String::new();
+                    hopstack_forwarder::histogram::build_info(&mut text);
+                    if let Some(s) = &shared {
+                        text.push_str(&s.render_metrics());
+                    }
+                    if let Some(v) = &view {
+                        text.push_str(&v.render_metrics());
                     }
                     return Some((METRICS_TYPE, text));
                 }

@@ -27,6 +27,8 @@ pub struct View<'a> {
     pub partial_csum_frames: u64,
     /// Packets and octets the in-kernel End forwarded per SID, while it is attached.
     pub ebpf_end: Option<Vec<(u64, u64)>>,
+    /// How long lookups took, one histogram per worker.
+    pub resolve_time: &'a [&'a crate::histogram::Histogram],
 }
 
 /// Render the border's counters.
@@ -172,17 +174,23 @@ pub fn render(v: &View<'_>) -> String {
     // (`ip -s -6 route show SID`), this only says which SIDs hopd advertises.
     let _ = writeln!(
         s,
-        "# HELP hopd_border_kernel_end_sid Kernel fast path SIDs (seg6local End) advertised in \
-         trace records; their packet counters are in `ip -s -6 route show`.\n\
-         # TYPE hopd_border_kernel_end_sid gauge"
+        "# HELP hopd_border_kernel_end_sid_info Kernel fast path SIDs (seg6local End) \
+         advertised in trace records; their packet counters are in `ip -s -6 route show`.\n\
+         # TYPE hopd_border_kernel_end_sid_info gauge"
     );
     for k in &state.settings().kernel_end_sids {
         let _ = writeln!(
             s,
-            "hopd_border_kernel_end_sid{{sid=\"{k}\",function=\"{:#06x}\"}} 1",
+            "hopd_border_kernel_end_sid_info{{sid=\"{k}\",function=\"{:#06x}\"}} 1",
             k.segments()[7]
         );
     }
+    crate::histogram::Histogram::render_sum(
+        &mut s,
+        "hopd_border_name_resolution_seconds",
+        "Time from a name's first packet to its answer (positive or negative).",
+        v.resolve_time,
+    );
     let off = v.offloads;
     gauge(
         &mut s,
@@ -348,6 +356,7 @@ mod tests {
         );
         st.counters.count_drop(DropReason::Nxdomain);
         let text = render(&View {
+            resolve_time: &[],
             workers: &[&st],
             pending_names: 2,
             queued_packets: 5,
@@ -364,7 +373,9 @@ mod tests {
         ));
         assert!(text.contains("hopd_border_pending_names 2\n"));
         assert!(
-            text.contains("hopd_border_kernel_end_sid{sid=\"fd00::ee\",function=\"0x00ee\"} 1\n"),
+            text.contains(
+                "hopd_border_kernel_end_sid_info{sid=\"fd00::ee\",function=\"0x00ee\"} 1\n"
+            ),
             "{text}"
         );
         assert!(
@@ -389,6 +400,7 @@ mod tests {
         );
         let why = "kernel lacks seg6local End (CONFIG_IPV6_SEG6_LWTUNNEL; \"quoted\")";
         let text = render(&View {
+            resolve_time: &[],
             workers: &[&st],
             pending_names: 0,
             queued_packets: 0,
@@ -405,8 +417,9 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(!text.contains("hopd_border_kernel_end_sid{"), "{text}");
+        assert!(!text.contains("hopd_border_kernel_end_sid_info{"), "{text}");
         let plain = render(&View {
+            resolve_time: &[],
             workers: &[&st],
             pending_names: 0,
             queued_packets: 0,
@@ -435,6 +448,7 @@ mod tests {
         a.counters.count_drop(DropReason::Nxdomain);
         b.counters.count_drop(DropReason::Nxdomain);
         let text = render(&View {
+            resolve_time: &[],
             workers: &[&a, &b],
             pending_names: 0,
             queued_packets: 0,

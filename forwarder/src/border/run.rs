@@ -72,6 +72,8 @@ pub struct Worker {
     pub pending: Mutex<Vec<PendingName>>,
     pending_names: AtomicUsize,
     queued_packets: AtomicUsize,
+    /// How long this worker's lookups took.
+    pub resolve_time: crate::histogram::Histogram,
     /// Frames that were GSO super-packets, and frames with a partial checksum.
     gso_frames: AtomicU64,
     partial_csum_frames: AtomicU64,
@@ -117,6 +119,7 @@ impl Shared {
                 .map(|s| Worker {
                     state: Mutex::new(s),
                     pending: Mutex::new(Vec::new()),
+                    resolve_time: Default::default(),
                     pending_names: AtomicUsize::new(0),
                     queued_packets: AtomicUsize::new(0),
                     gso_frames: AtomicU64::new(0),
@@ -182,6 +185,11 @@ impl Shared {
             gso_frames: sum64(|w| &w.gso_frames),
             partial_csum_frames: sum64(|w| &w.partial_csum_frames),
             ebpf_end,
+            resolve_time: &self
+                .workers
+                .iter()
+                .map(|w| &w.resolve_time)
+                .collect::<Vec<_>>(),
         })
     }
 }
@@ -354,6 +362,9 @@ impl<P: PacketIo> Shell<'_, P> {
     }
 
     fn answer(&mut self, name: String, ans: Answer) {
+        if let Some(w) = self.pending.queues.get(&name) {
+            self.worker.resolve_time.observe(w.since.elapsed());
+        }
         tracing::info!(%name, detail = %ans.detail, ttl_s = ans.ttl.as_secs(), "hop name answered");
         let Some(Waiting {
             charged_to,

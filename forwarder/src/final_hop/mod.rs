@@ -374,6 +374,34 @@ impl View {
     pub fn sessions(&self) -> Vec<udp::SessionInfo> {
         udp::session_list(&self.ctx.udp_sessions)
     }
+
+    /// The final hop's metrics: its counters and the gauges of its state now.
+    pub fn render_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = self.ctx.counters.render();
+        let sessions = self
+            .ctx
+            .udp_sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        let _ = writeln!(
+            s,
+            "# HELP hopd_final_hop_udp_sessions_active UDP relay sessions open now.\n\
+             # TYPE hopd_final_hop_udp_sessions_active gauge\n\
+             hopd_final_hop_udp_sessions_active {sessions}\n\
+             # HELP hopd_final_hop_registered_processes Processes registered for each hand-off service.\n\
+             # TYPE hopd_final_hop_registered_processes gauge"
+        );
+        for svc in self.services().iter().filter(|s| s.mode == "handoff") {
+            let _ = writeln!(
+                s,
+                "hopd_final_hop_registered_processes{{service=\"{}\"}} {}",
+                svc.name, svc.registered
+            );
+        }
+        s
+    }
 }
 
 /// Applies a new `[final_hop]` table to a running final hop: services are added, changed and
@@ -595,19 +623,29 @@ impl FinalHop {
                         continue;
                     }
                 };
+                let counters = &ctx.counters;
                 let Ok(permit) = limit.clone().try_acquire_owned() else {
                     tracing::warn!(%peer, "connection limit reached; resetting");
+                    Counters::add(&counters.connections_refused_total_limit);
                     reset(stream);
                     continue;
                 };
                 let Some(from_source) = per_source.take(peer.ip()) else {
                     tracing::warn!(%peer, "connection limit of this source reached; resetting");
+                    Counters::add(&counters.connections_refused_source_limit);
                     reset(stream);
                     continue;
                 };
+                Counters::add(&counters.connections_accepted);
+                counters
+                    .connections_active
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
                     handle_tcp(&ctx, stream, peer).await;
+                    ctx.counters
+                        .connections_active
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                     drop((permit, from_source));
                 });
             }

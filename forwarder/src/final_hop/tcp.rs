@@ -158,17 +158,24 @@ impl Conn<'_> {
         // The service gets an ordinary blocking socket; O_NONBLOCK is shared by every copy
         // of the descriptor, so it is set back if the hand-off fails.
         let _ = std.set_nonblocking(false);
-        let (fd, e) = match ctx
+        let started = std::time::Instant::now();
+        let passed = ctx
             .registry
             .hand_off(&service.name, OwnedFd::from(std), &meta)
-            .await
-        {
+            .await;
+        ctx.counters.handoff.observe(started.elapsed());
+        let (fd, e) = match passed {
             Ok(()) => {
                 tracing::debug!(%peer, service = %service.name, "handed off");
+                super::Counters::add(&ctx.counters.handoffs_done);
                 return;
             }
             Err(back) => back,
         };
+        super::Counters::add(match e {
+            super::handoff::HandoffError::NotRegistered(_) => &ctx.counters.handoffs_not_registered,
+            super::handoff::HandoffError::Failed { .. } => &ctx.counters.handoffs_failed,
+        });
         let std = std::net::TcpStream::from(fd);
         let _ = std.set_nonblocking(true);
         match TcpStream::from_std(std) {
@@ -193,7 +200,10 @@ impl Conn<'_> {
         let Some(target) = &service.target else {
             return;
         };
-        let mut upstream = match connect(target).await {
+        let started = std::time::Instant::now();
+        let connected = connect(target).await;
+        ctx.counters.backend_connect.observe(started.elapsed());
+        let mut upstream = match connected {
             Ok(s) => s,
             Err(e) => {
                 tracing::info!(%peer, service = %service.name, %target, error = %e, "proxy: backend down");
@@ -217,7 +227,12 @@ impl Conn<'_> {
             let client = proxy::Stream::Tcp(stream);
             match proxy::splice_until_idle(&client, &upstream, idle).await {
                 Ok(proxy::Ended::Done(t)) => {
-                    tracing::debug!(%peer, service = %service.name, up = t.client_to_service, down = t.service_to_client, "proxy done")
+                    tracing::debug!(%peer, service = %service.name, up = t.client_to_service, down = t.service_to_client, "proxy done");
+                    let c = &ctx.counters;
+                    c.proxy_bytes_to_service
+                        .fetch_add(t.client_to_service, std::sync::atomic::Ordering::Relaxed);
+                    c.proxy_bytes_to_client
+                        .fetch_add(t.service_to_client, std::sync::atomic::Ordering::Relaxed);
                 }
                 Ok(proxy::Ended::Idle) => self.closed_idle(service, idle),
                 Err(e) => {
@@ -254,8 +269,13 @@ impl Conn<'_> {
             }
         };
         tokio::select! {
-            r = copy => if let Err(e) = r {
-                tracing::debug!(%peer, service = %service.name, error = %e, "terminated-TLS proxy ended with an error");
+            r = copy => match r {
+                Ok((up, down)) => {
+                    let c = &ctx.counters;
+                    c.proxy_bytes_to_service.fetch_add(up, std::sync::atomic::Ordering::Relaxed);
+                    c.proxy_bytes_to_client.fetch_add(down, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => tracing::debug!(%peer, service = %service.name, error = %e, "terminated-TLS proxy ended with an error"),
             },
             () = proxy::idle_for(&activity, idle) => self.closed_idle(service, idle),
         }
@@ -340,6 +360,7 @@ pub(super) async fn connect(target: &Target) -> std::io::Result<proxy::Stream> {
 
 async fn report_only(ctx: &Ctx, peer: SocketAddr, arrival: Option<&Arrival>, f: &Failure) {
     tracing::info!(%peer, failure = %f, "final-hop failure");
+    // Counted by send_report, whether or not a report goes out.
     udp::send_report(ctx, peer, arrival, f).await;
 }
 

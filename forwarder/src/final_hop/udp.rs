@@ -216,6 +216,7 @@ async fn handle(
                 message: format!("SRH of a datagram: {e}"),
             };
             tracing::info!(from = %d.from, failure = %f, "final-hop failure");
+            ctx.counters.failure(&f);
             return;
         }
         None => {
@@ -340,6 +341,7 @@ async fn handle(
                 last: Instant::now(),
                 replies: ReplyBudget::new(ctx.cfg.udp_reply_ratio),
             }));
+            super::Counters::add(&ctx.counters.udp_sessions_opened);
             lock(sessions).insert(
                 key.clone(),
                 Session {
@@ -490,6 +492,7 @@ fn report_allowed(to: SocketAddr, client: SocketAddr) -> Result<(), &'static str
 }
 
 pub async fn send_report(ctx: &Ctx, client: SocketAddr, arrival: Option<&Arrival>, f: &Failure) {
+    ctx.counters.failure(f);
     let Some(trace) = arrival.and_then(|a| a.trace.as_ref()) else {
         return;
     };
@@ -561,11 +564,10 @@ async fn answer_probe(ctx: &Ctx, d: &Datagram, arrival: &Arrival) {
         }),
     };
     match answer.to_vec() {
-        Ok(bytes) => {
-            if let Err(e) = send_from(&ctx.udp, &bytes, to, reporter).await {
-                tracing::debug!(%to, error = %e, "probe answer not sent");
-            }
-        }
+        Ok(bytes) => match send_from(&ctx.udp, &bytes, to, reporter).await {
+            Ok(_) => super::Counters::add(&ctx.counters.probes_answered),
+            Err(e) => tracing::debug!(%to, error = %e, "probe answer not sent"),
+        },
         Err(e) => tracing::warn!(error = %e, "probe answer could not be encoded"),
     }
 }

@@ -238,6 +238,35 @@ impl Line {
         std::fs::read_to_string(self.dir.path().join("hopd.log")).unwrap_or_default()
     }
 
+    /// The whole metrics page of the running hopd (HELP and TYPE lines included).
+    pub fn stats_raw(&self) -> String {
+        in_ns(&self.ns("r1"), || {
+            hopstack_forwarder::border::metrics::fetch("[::1]:9469".parse().unwrap()).unwrap()
+        })
+    }
+
+    /// Sends from `node` a UDP packet to hopd's SID whose next segment is a placeholder
+    /// named `name` (hopd looks it up).
+    pub fn send_late_bound(&self, node: &str, name: &str) {
+        use hopstack_encoder::wire::srh::SrhRepr;
+        use hopstack_encoder::wire::tlv::{self, HopName, HopNames};
+        let srh = SrhRepr {
+            next_header: 17,
+            segments_left: 1,
+            flags: 0,
+            tag: 0,
+            segments: vec![tlv::placeholder(0), SID.parse().unwrap()],
+            tlvs: HopNames::split(&[HopName {
+                index: 0,
+                name: name.into(),
+            }]),
+        }
+        .to_bytes()
+        .unwrap();
+        let pkt = udp_with_srh(H1.parse().unwrap(), 64, &srh, b"late bound");
+        in_ns(&self.ns(node), move || send_raw(&pkt));
+    }
+
     /// The counters of the running hopd, as `hopd stats` prints them.
     pub fn stats(&self) -> String {
         let cfg = self.config_path();
