@@ -327,12 +327,14 @@ mod tests {
         (a, b)
     }
 
-    /// Half-close travels through: the service sees EOF while it can still answer, and the
-    /// client still receives the answer after it stopped writing.
-    #[tokio::test]
-    async fn half_close_and_reply_after_eof() {
-        let (mut client, client_side) = pair().await;
-        let (service_side, mut service) = pair().await;
+    /// A client and a service with the proxy splicing between them, on its own task.
+    async fn spliced() -> (
+        TcpStream,
+        TcpStream,
+        tokio::task::JoinHandle<io::Result<Transferred>>,
+    ) {
+        let (client, client_side) = pair().await;
+        let (service_side, service) = pair().await;
         let proxy = tokio::spawn(async move {
             let activity = Activity::default();
             splice_bidirectional(
@@ -342,6 +344,14 @@ mod tests {
             )
             .await
         });
+        (client, service, proxy)
+    }
+
+    /// Half-close travels through: the service sees EOF while it can still answer, and the
+    /// client still receives the answer after it stopped writing.
+    #[tokio::test]
+    async fn half_close_and_reply_after_eof() {
+        let (mut client, mut service, proxy) = spliced().await;
         client.write_all(b"request").await.unwrap();
         client.shutdown().await.unwrap();
         let mut got = Vec::new();
@@ -413,17 +423,7 @@ mod tests {
     /// A reader that does not read makes the writer block instead of the proxy buffering.
     #[tokio::test]
     async fn backpressure_bounds_what_is_in_flight() {
-        let (mut client, client_side) = pair().await;
-        let (service_side, mut service) = pair().await;
-        tokio::spawn(async move {
-            let activity = Activity::default();
-            splice_bidirectional(
-                &Stream::Tcp(client_side),
-                &Stream::Tcp(service_side),
-                &activity,
-            )
-            .await
-        });
+        let (mut client, mut service, _proxy) = spliced().await;
         let chunk = vec![7u8; 64 * 1024];
         let mut written = 0usize;
         // Write until the path is full: client sndbuf + proxy pipe + socket buffers.
