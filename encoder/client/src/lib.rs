@@ -1,12 +1,14 @@
 //! `hopstack-client`: the `hop` client as a library, so `hop` and `hoptrace` share it:
 //!
+//! - [`connect`]: a TCP connection to a service by its stack address, the public API of
+//!   everything below (path, fast path, fallbacks, errors per hop and layer);
 //! - [`resolve`]: first-hop DNS, the resolved-path cache, [`resolve::resolve_path`];
 //! - [`probe`]: the O-flag probe and its answer or error report;
 //! - [`socket`]: kernel TCP/UDP sockets with the SRH attached by `IPV6_RTHDR`;
 //! - [`tls`], [`http`]: the upper layers, end to end;
 //! - [`error`]: one-line errors naming hop, layer and reason, with exit codes;
 //! - [`timing`]: per-phase timings (`-v`, `--json`);
-//! - [`cli`]: the `get`, `cat`, `proxy` and `resolve` subcommands.
+//! - [`cli`]: the `get`, `cat`, `proxy` and `resolve` subcommands, on top of [`connect`].
 //!
 //! ```text
 //!  address ─▶ resolve_path ──(cache | DNS + literals | probe)──▶ ResolvedPath
@@ -15,6 +17,7 @@
 //! ```
 
 pub mod cli;
+pub mod connect;
 pub mod error;
 pub mod http;
 pub mod private_file;
@@ -33,11 +36,18 @@ use tokio::net::TcpStream;
 use hopstack_encoder::address::StackAddress;
 use hopstack_encoder::wire::report::Reason;
 
+pub use connect::{ConnectOptions, Connection, Connector};
 pub use error::{ClientError, ClientReason, ErrorLayer, HopRef};
 pub use probe::{ProbeOptions, ProbeReply, ProbeResult};
 pub use resolve::{DnsResolver, PathCache, PathHop, ResolveOptions, ResolvedPath, Resolver};
 pub use socket::SocketOptions;
 pub use timing::{PathSource, Timings};
+
+// docs/client.md's Rust example (the library API) is compiled as a doc test, so it cannot
+// drift from the code; the file's other blocks are console, text and shell.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/client.md")]
+pub struct ClientMdExamples;
 
 /// `addr`'s layers as written in it: `tcp+tls+http`.
 fn layer_list(addr: &StackAddress) -> String {

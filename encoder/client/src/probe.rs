@@ -118,7 +118,7 @@ fn first_hop_ref(addr: &StackAddress, a: Ipv6Addr) -> HopRef {
 /// segments it was sent along.
 async fn send_and_collect(
     addr: &StackAddress,
-    resolve: &dyn Fn(&str) -> Option<Ipv6Addr>,
+    resolve: &(dyn Fn(&str) -> Option<Ipv6Addr> + Sync),
     opts: &ProbeOptions,
 ) -> Result<
     (
@@ -230,7 +230,7 @@ async fn send_and_collect(
 /// (and `hoptrace` can print it as a row).
 pub async fn probe(
     addr: &StackAddress,
-    resolve: &dyn Fn(&str) -> Option<Ipv6Addr>,
+    resolve: &(dyn Fn(&str) -> Option<Ipv6Addr> + Sync),
     opts: &ProbeOptions,
 ) -> Result<ProbeResult, ClientError> {
     let (o, hops) = send_and_collect(addr, resolve, opts).await?;
@@ -286,7 +286,7 @@ pub async fn probe(
 /// other errors (and the final hop's port unreachable, which is the final hop's).
 async fn unreachable_at(
     addr: &StackAddress,
-    resolve: &dyn Fn(&str) -> Option<Ipv6Addr>,
+    resolve: &(dyn Fn(&str) -> Option<Ipv6Addr> + Sync),
     opts: &ProbeOptions,
     hops: &[(Ipv6Addr, encode::SegmentSource)],
     icmp: &socket::IcmpError,

@@ -9,9 +9,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use hopstack_encoder::layer::Layer;
 
 use super::args::{CatArgs, sock_opts, tls_opts, warn_if_insecure};
-use super::connect::{Ctx, FAST_PATH_HINT};
+use super::connect::connector;
+use crate::connect::{Connector, FAST_PATH_HINT};
 use crate::error::{ClientError, ClientReason, ErrorLayer};
-use crate::resolve::{self, ResolvedPath};
+use crate::resolve::ResolvedPath;
 use crate::socket;
 use crate::timing::Timings;
 use crate::tls;
@@ -71,15 +72,15 @@ async fn pipe<IO: AsyncRead + AsyncWrite + Unpin>(
 
 pub(super) async fn cat(a: &CatArgs, t: &mut Timings) -> Result<(), ClientError> {
     let c = &a.common;
-    let mut ctx = Ctx::new(c)?;
-    let mut path = ctx.request_path(c, t).await?;
-    if ctx.addr.transport() == Layer::Udp {
+    let mut ctx = connector(c, false)?;
+    let mut path = ctx.request_path(t).await?;
+    if ctx.address().transport() == Layer::Udp {
         return cat_udp(a, &mut ctx, &path, t).await;
     }
-    let stream = ctx.connect(c, &mut path, t, None).await?;
+    let stream = ctx.connect_over(&mut path, t).await?;
     t.hops = path.hop_timings();
-    if ctx.addr.upper_layers().contains(&Layer::Tls) {
-        let topts = tls_opts(&a.tls, || tls::default_sni(&ctx.addr));
+    if ctx.address().upper_layers().contains(&Layer::Tls) {
+        let topts = tls_opts(&a.tls, || tls::default_sni(ctx.address()));
         warn_if_insecure(&a.tls);
         let s = super::tls_handshake(stream, &topts, &[], t).await?;
         return pipe(s, t).await;
@@ -90,7 +91,8 @@ pub(super) async fn cat(a: &CatArgs, t: &mut Timings) -> Result<(), ClientError>
     // Reset before a single byte came back: for raw TCP that is how the final hop says "no
     // such service" (there is no in-band channel), so let a probe say which failure.
     if e.reason == ClientReason::ConnectionReset && t.bytes == 0 {
-        if let Some(d) = Box::pin(crate::diagnose(&ctx.addr, &path, &ctx.probe_opts(c))).await {
+        if let Some(d) = Box::pin(crate::diagnose(ctx.address(), &path, &ctx.probe_options())).await
+        {
             return Err(d);
         }
     }
@@ -102,12 +104,12 @@ pub(super) async fn cat(a: &CatArgs, t: &mut Timings) -> Result<(), ClientError>
 /// awaited for `--wait` ms since the last one.
 async fn cat_udp(
     a: &CatArgs,
-    ctx: &mut Ctx,
+    ctx: &mut Connector,
     path: &ResolvedPath,
     t: &mut Timings,
 ) -> Result<(), ClientError> {
     let c = &a.common;
-    let srh = path.srh_bytes(&ctx.addr)?;
+    let srh = path.srh_bytes(ctx.address())?;
     let opts = sock_opts(c);
     let local = socket::source_towards(path.first_address(), &opts)
         .map_err(|e| crate::connect_error(path, c.hopd_port(), &e))?;
@@ -163,15 +165,13 @@ async fn cat_udp(
         }
     }
     if t.bytes == 0 {
-        if let Some(e) = crate::diagnose(&ctx.addr, path, &ctx.probe_opts(c)).await {
+        if let Some(e) = crate::diagnose(ctx.address(), path, &ctx.probe_options()).await {
             return Err(e);
         }
         let over = if path.uses_fast_path() {
             // UDP cannot tell a lost datagram from a missing kernel route: forget the path,
             // so the next try probes afresh, and say how to leave the fast path out.
-            if let Some(cache) = ctx.cache.as_mut() {
-                let _ = cache.remove(&resolve::cache_key(&ctx.addr));
-            }
+            ctx.forget_path();
             FAST_PATH_HINT
         } else {
             ""

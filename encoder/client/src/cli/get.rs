@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use rustls::ClientConfig;
-use tokio::net::TcpStream;
 
 use hopstack_encoder::layer::Layer;
 
 use super::args::{CommonArgs, GetArgs, sock_opts, tls_opts, warn_if_insecure};
-use super::connect::{Ctx, Via};
+use super::connect::connector;
 use super::plain_url::PlainUrl;
+use crate::connect::{Connection, Connector, Via};
 use crate::error::{ClientError, ClientReason, ErrorLayer};
 use crate::http::{self, HttpRequest};
 use crate::resolve::DnsResolver;
@@ -27,24 +27,24 @@ pub(super) async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError>
     if let Some(url) = PlainUrl::parse(&c.address)? {
         return get_plain(a, &url, t).await;
     }
-    let mut ctx = Ctx::new(c)?;
-    let layers = ctx.addr.upper_layers().to_vec();
+    let mut ctx = connector(c, true)?;
+    let layers = ctx.address().upper_layers().to_vec();
     let use_tls = layers.contains(&Layer::Tls);
     let h2 = layers.contains(&Layer::H2);
-    if ctx.addr.transport() != Layer::Tcp || !(layers.contains(&Layer::Http) || h2) {
+    if ctx.address().transport() != Layer::Tcp || !(layers.contains(&Layer::Http) || h2) {
         return Err(ClientError::usage(format!(
             "hop get speaks tcp[+tls]+http|h2; '{}' has layers {} (use hop cat for raw services)",
             c.address,
-            crate::layer_list(&ctx.addr)
+            crate::layer_list(ctx.address())
         )));
     }
-    let topts = tls_opts(&a.tls, || tls::default_sni(&ctx.addr));
+    let topts = tls_opts(&a.tls, || tls::default_sni(ctx.address()));
     if use_tls {
         warn_if_insecure(&a.tls);
     }
     let req = HttpRequest {
         method: a.method.clone(),
-        path: ctx.addr.path().unwrap_or("/").to_owned(),
+        path: ctx.address().path().unwrap_or("/").to_owned(),
         host: topts.sni.clone().unwrap_or_default(),
         headers: parse_headers(&a.headers)?,
         body: request_body(a)?,
@@ -55,31 +55,30 @@ pub(super) async fn get(a: &GetArgs, t: &mut Timings) -> Result<(), ClientError>
         (true, true) => Some(&[b"h2"]),
         (true, false) => Some(&[b"http/1.1"]),
     };
-    let (conn, tls_cfg) = connect_building_tls(&mut ctx, c, &topts, tls_alpn, t).await;
+    let (conn, tls_cfg) = connect_building_tls(&mut ctx, &topts, tls_alpn, t).await;
     // A connection made but a bad --cacert: the connection is dropped, nothing to remember.
     let tls_cfg = tls_cfg?;
-    let (stream, via) = conn?;
+    let Connection { stream, via, .. } = conn?;
     let res = exchange(a, &mut ctx, &via, stream, tls_cfg, &req, t).await;
     remember_connection(&ctx, c, via, t);
     res
 }
 
-/// Opens the request's connection ([`Ctx::open_request`]) and, with `alpn` (TLS), the TLS
+/// Opens the request's connection ([`Connector::open`]) and, with `alpn` (TLS), the TLS
 /// configuration. Its root store (--cacert's PEM, or the system's roots, which takes
 /// milliseconds) is needed only once TCP is up: it is built while the SYN is out. The
 /// first poll sends the SYN (or the DNS query, the probe); a bad --cacert is still
 /// reported, just after the path.
 async fn connect_building_tls(
-    ctx: &mut Ctx,
-    c: &CommonArgs,
+    ctx: &mut Connector,
     topts: &TlsOptions,
     alpn: Option<&[&[u8]]>,
     t: &mut Timings,
 ) -> (
-    Result<(TcpStream, Via), ClientError>,
+    Result<Connection, ClientError>,
     Result<Option<Arc<ClientConfig>>, ClientError>,
 ) {
-    let mut conn = std::pin::pin!(ctx.open_request(c, t));
+    let mut conn = std::pin::pin!(ctx.open(t));
     let early = std::future::poll_fn(|cx| Poll::Ready(conn.as_mut().poll(cx))).await;
     let cfg = alpn.map(|alpn| tls::client_config(topts, alpn));
     let conn = match early {
@@ -90,17 +89,16 @@ async fn connect_building_tls(
 }
 
 /// The request and its response over the connection `via` made (TLS first with `tls_cfg`);
-/// a failure that says nothing about why is handed to a probe ([`Ctx::explain_via`]).
+/// a failure that says nothing about why is handed to a probe ([`Connector::explain`]).
 async fn exchange(
     a: &GetArgs,
-    ctx: &mut Ctx,
+    ctx: &mut Connector,
     via: &Via,
-    stream: TcpStream,
+    stream: tokio::net::TcpStream,
     tls_cfg: Option<Arc<ClientConfig>>,
     req: &HttpRequest,
     t: &mut Timings,
 ) -> Result<(), ClientError> {
-    let c = &a.common;
     let mut out = open_output(a)?;
     let progress = a.output.is_some();
     let res = match tls_cfg {
@@ -112,7 +110,7 @@ async fn exchange(
                     // A handshake cut short (not a certificate verdict) is how the final
                     // hop says "no such service" over TLS it cannot terminate: ask a probe.
                     return Err(if e.reason == ClientReason::TlsHandshake {
-                        ctx.explain_via(c, via, e).await
+                        ctx.explain(via, e).await
                     } else {
                         e
                     });
@@ -143,7 +141,7 @@ async fn exchange(
                 ClientReason::NoResponse | ClientReason::H2Handshake | ClientReason::HttpHandshake
             ) =>
         {
-            Err(ctx.explain_via(c, via, e).await)
+            Err(ctx.explain(via, e).await)
         }
         // An HTTP status, a hopd in-band report: the final hop's, named like every other.
         Err(e) => Err(e.placed_at(ctx.final_hop(via))),
@@ -161,36 +159,13 @@ fn open_output(a: &GetArgs) -> Result<Box<dyn Write>, ClientError> {
 }
 
 /// After the response: the next request's connect record (when a response came over the
-/// connection, whatever its status), and -v's and --json's per-hop lines (a failed connect
-/// filled them already).
-fn remember_connection(ctx: &Ctx, c: &CommonArgs, via: Via, t: &mut Timings) {
-    match via {
-        Via::Path(path) => {
-            if t.http_status.is_some() {
-                ctx.store_record(c, &path);
-            }
-            t.hops = path.hop_timings();
-        }
-        Via::Record(loaded) => {
-            // Still the cache's record? Asked now, off the way to the first byte: a record
-            // is used at most once after paths.json changed by hand (hop's own changes
-            // delete every record).
-            if let Some(records) = &ctx.records {
-                if let Err(m) = records.check(loaded.stamp) {
-                    records.remove(&ctx.record_key(c));
-                    if c.verbose {
-                        eprintln!(
-                            "* connect record deleted: {m}; the next request reads the path cache"
-                        );
-                    }
-                }
-            }
-            if c.verbose || c.json {
-                if let Some(path) = ctx.cached_path(c) {
-                    t.hops = path.hop_timings();
-                }
-            }
-        }
+/// connection, whatever its status; [`Connector::remember`]), and -v's and --json's per-hop
+/// lines (a failed connect filled them already), a record's read from the cache only for
+/// them.
+fn remember_connection(ctx: &Connector, c: &CommonArgs, via: Via, t: &mut Timings) {
+    ctx.remember(&via, t.http_status.is_some());
+    if matches!(via, Via::Path(_)) || c.verbose || c.json {
+        t.hops = ctx.hop_timings(&via);
     }
 }
 

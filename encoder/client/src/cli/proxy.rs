@@ -5,22 +5,22 @@ use tokio::net::TcpListener;
 use hopstack_encoder::layer::Layer;
 
 use super::args::ProxyArgs;
-use super::connect::Ctx;
+use super::connect::connector;
 use crate::error::ClientError;
 use crate::resolve;
 use crate::timing::Timings;
 
 pub(super) async fn proxy(a: &ProxyArgs, t: &mut Timings) -> Result<(), ClientError> {
     let c = &a.common;
-    let mut ctx = Ctx::new(c)?;
-    if ctx.addr.transport() != Layer::Tcp {
+    let mut ctx = connector(c, false)?;
+    if ctx.address().transport() != Layer::Tcp {
         return Err(ClientError::usage(
             "hop proxy forwards TCP; use hop cat for udp",
         ));
     }
     // Probe once up front, cached path or not, so that a missing service or hopd, or a
     // broken hop, shows before anyone connects rather than on every connection.
-    let mut path = Box::pin(ctx.path(c, true, t)).await?;
+    let mut path = Box::pin(ctx.path(true, t)).await?;
     let listener = TcpListener::bind(a.listen)
         .await
         .map_err(|e| ClientError::local(format!("cannot listen on {}: {e}", a.listen)))?;
@@ -53,7 +53,7 @@ pub(super) async fn proxy(a: &ProxyArgs, t: &mut Timings) -> Result<(), ClientEr
         served += 1;
         if resolve::unix_now() >= path.expires {
             let mut t2 = Timings::start();
-            match ctx.path(c, false, &mut t2).await {
+            match ctx.path(false, &mut t2).await {
                 Ok(p) => path = p,
                 Err(e) => {
                     eprintln!("hop: proxy: {peer}: {e}");
@@ -62,7 +62,7 @@ pub(super) async fn proxy(a: &ProxyArgs, t: &mut Timings) -> Result<(), ClientEr
             }
         }
         let mut t2 = Timings::start();
-        match ctx.connect(c, &mut path, &mut t2, None).await {
+        match ctx.connect_over(&mut path, &mut t2).await {
             Ok(mut remote) => {
                 t2.hops = path.hop_timings();
                 let task = tokio::spawn(async move {

@@ -5,15 +5,15 @@ use std::io::Write;
 use hopstack_encoder::layer::Layer;
 
 use super::args::ResolveArgs;
-use super::connect::Ctx;
+use super::connect::connector;
 use crate::error::ClientError;
 use crate::resolve;
 use crate::timing::{PathSource, Timings};
 
 pub(super) async fn resolve_cmd(a: &ResolveArgs, t: &mut Timings) -> Result<(), ClientError> {
     let c = &a.common;
-    let mut ctx = Ctx::new(c)?;
-    let path = ctx.path(c, a.probe, t).await?;
+    let mut ctx = connector(c, false)?;
+    let path = ctx.path(a.probe, t).await?;
     t.hops = path.hop_timings();
     let names: Vec<String> = path.hops.iter().map(|h| h.name.clone()).collect();
     let mut out = std::io::stdout().lock();
@@ -100,7 +100,7 @@ pub(super) async fn resolve_cmd(a: &ResolveArgs, t: &mut Timings) -> Result<(), 
             "path from {src}; valid for {} s",
             path.expires.saturating_sub(resolve::unix_now())
         );
-        if ctx.addr.transport() == Layer::Tcp {
+        if ctx.address().transport() == Layer::Tcp {
             let (port, direct) = path.connect_port(c.hopd_port(), c.port.is_some());
             let how = match path.direct_port {
                 _ if direct => "the service's direct port: hopd is not in the connection",

@@ -55,7 +55,7 @@ pub(super) struct CacheFile {
 #[derive(Debug)]
 pub struct PathCache {
     file: PathBuf,
-    loaded: std::cell::OnceCell<Loaded>,
+    loaded: std::sync::OnceLock<Loaded>,
     data: Option<CacheFile>,
     /// The stamp of the file this process last wrote.
     written: Option<CacheStamp>,
@@ -75,7 +75,7 @@ impl PathCache {
     pub fn open(file: impl Into<PathBuf>) -> PathCache {
         PathCache {
             file: file.into(),
-            loaded: std::cell::OnceCell::new(),
+            loaded: std::sync::OnceLock::new(),
             data: None,
             written: None,
         }
