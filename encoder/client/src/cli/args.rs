@@ -124,15 +124,21 @@ pub struct CatArgs {
 }
 
 #[derive(Args, Debug)]
+// ADDRESS goes with -L only: --socks5 and --http-connect take one from each request.
+#[command(mut_arg("address", |a| {
+    a.required(false).default_value("").hide_default_value(true)
+}))]
 pub struct ProxyArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Local address to listen on.
+    /// Local address to listen on: every connection is forwarded to ADDRESS.
     #[arg(short = 'L', long = "listen", value_name = "ADDR:PORT")]
-    pub listen: SocketAddr,
+    pub listen: Option<SocketAddr>,
     /// Exit after this many connections (for scripts and tests; default: run until killed).
     #[arg(long, value_name = "N")]
     pub max_connections: Option<u64>,
+    #[command(flatten)]
+    pub per_request: PerRequestProxyArgs,
 }
 
 #[derive(Args, Debug)]
@@ -198,4 +204,18 @@ pub(super) fn parse_overrides(list: &[String]) -> Result<HashMap<String, Ipv6Add
         map.insert(name.to_ascii_lowercase(), a);
     }
     Ok(map)
+}
+
+/// `hop proxy`'s listeners whose requests each name their own stack address.
+#[derive(Args, Debug)]
+pub struct PerRequestProxyArgs {
+    /// A SOCKS5 server (RFC 1928: no authentication, CONNECT) on ADDR:PORT; a request's
+    /// domain name is the stack address, percent-encoded or not (curl: -x socks5h://ADDR:PORT
+    /// --connect-to ::ADDRESS:, with each ':' of ADDRESS as %3A); its port is ignored.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub socks5: Option<SocketAddr>,
+    /// An HTTP CONNECT proxy on ADDR:PORT: `CONNECT ADDRESS:PORT` (ADDRESS percent-encoded or
+    /// not, or in brackets); the port is ignored. Failures answer with an HTTP status.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http_connect: Option<SocketAddr>,
 }

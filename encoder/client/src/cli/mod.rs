@@ -19,7 +19,9 @@ use crate::error::{ClientError, ErrorLayer};
 use crate::timing::Timings;
 use crate::tls::{self, TlsOptions};
 
-pub use args::{CatArgs, CommonArgs, GetArgs, ProxyArgs, ResolveArgs, TlsArgs};
+pub use args::{
+    CatArgs, CommonArgs, GetArgs, PerRequestProxyArgs, ProxyArgs, ResolveArgs, TlsArgs,
+};
 
 /// Exit codes, for `--help` (kept equal to `ErrorLayer::table()` by a test).
 pub const EXIT_CODES_HELP: &str = "\
@@ -44,8 +46,10 @@ pub enum ClientCommand {
     /// Pipe stdin/stdout to a raw tcp or udp service (`...:tcp+echo`, `...:udp+dns+resolver`).
     #[command(after_help = EXIT_CODES_HELP)]
     Cat(CatArgs),
-    /// Listen on -L and forward every connection to ADDRESS, so unmodified programs (curl,
-    /// a browser) can reach a stack address: they speak the upper layers themselves.
+    /// Listen on -L and forward every connection to ADDRESS, or serve SOCKS5 (--socks5) or
+    /// HTTP CONNECT (--http-connect) requests that name a stack address each, so unmodified
+    /// programs (curl, a browser) can reach stack addresses: they speak the upper layers
+    /// themselves.
     #[command(after_help = EXIT_CODES_HELP)]
     Proxy(ProxyArgs),
     /// Print the resolved path and who resolved each hop.
