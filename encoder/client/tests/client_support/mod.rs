@@ -1,7 +1,8 @@
 //! Shared set-up of the `hop` client tests: the `client-three-hop` topology with hopd (border
-//! on github.com and org, final hop on yc), an HTTP service, a TLS-terminated one, a raw TCP
-//! echo and a UDP echo on yc. Needs root (network namespaces) and the workspace binaries
-//! (`cargo build --workspace --bins`).
+//! on github.com and org, final hop on yc), an HTTP service, a TLS-terminated one, one whose
+//! TLS hopd passes through to a TLS server ([`SECURE`]), a raw TCP echo and a UDP echo on yc.
+//! Needs root (network namespaces) and the workspace binaries (`cargo build --workspace
+//! --bins`).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -53,6 +54,28 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
 
+/// yc's service whose TLS is end to end: hopd passes it through (`tls` not set: passthrough)
+/// to a Python HTTPS server on [::1]:8443 with the bed's certificate for `yc`, so a client
+/// verifies the service's own certificate, issued by the bed's test CA ([`Bed::ca`]).
+pub const SECURE: &str = "github.com>org>yc:tcp+tls+http+secure";
+
+/// The HTTPS server behind [`SECURE`]: `tls_http.py CERT KEY ROOT`, serving ROOT on
+/// [::1]:8443. Each connection's handshake runs in its own thread: hopd's liveness check
+/// connects and closes without one, and must not hold up the listener.
+const TLS_HTTP: &str = r#"
+import functools, http.server, socket, ssl, sys
+cert, key, root = sys.argv[1:4]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def setup(self):
+        self.request = ctx.wrap_socket(self.request, server_side=True)
+        super().setup()
+class Server(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+Server(("::1", 8443), functools.partial(Handler, directory=root)).serve_forever()
+"#;
+
 /// The kernel End SIDs [`Bed::start_fast_path`] has the borders offer (same /112 as their SIDs).
 pub const FAST_SIDS: [&str; 2] = ["fc00:1::ee", "fc00:2::ee"];
 
@@ -65,6 +88,7 @@ fn write_configs(dir: &Path, fast_path: bool) -> PathBuf {
     std::fs::write(www.join("list"), BODY).unwrap();
     std::fs::write(dir.join("www/big"), vec![b'x'; 1 << 20]).unwrap();
     std::fs::write(dir.join("tcp_echo.py"), TCP_ECHO).unwrap();
+    std::fs::write(dir.join("tls_http.py"), TLS_HTTP).unwrap();
 
     write_border_configs(dir, |i| {
         if fast_path {
@@ -80,6 +104,7 @@ fn write_configs(dir: &Path, fast_path: bool) -> PathBuf {
     let more = [
         ServiceToml::proxy("echo", "tcp:[::1]:7007", &["tcp"]),
         ServiceToml::udp("uecho", "[::1]:7", &["udp"]),
+        ServiceToml::proxy("secure", "tcp:[::1]:8443", &["tcp+tls+http"]),
     ];
     write_yc_config(dir, &certs, &more);
     certs.ca
@@ -112,6 +137,15 @@ impl Bed {
         spawn_http_server(&tb, "yc", "::", &dir.path().join("www"), 8080).unwrap();
         tb.spawn("yc", "tcp-echo", [py.as_str(), &format!("{d}/tcp_echo.py")])
             .unwrap();
+        // write_test_ca's certificate and key for `yc`, stem "yc".
+        let tls_http = [
+            py.as_str(),
+            &format!("{d}/tls_http.py"),
+            &format!("{d}/yc.pem"),
+            &format!("{d}/yc.key"),
+            &format!("{d}/www"),
+        ];
+        tb.spawn("yc", "tls-http", tls_http).unwrap();
         tb.spawn(
             "yc",
             "udp-echo",
