@@ -186,10 +186,12 @@ mod tests {
             assert_eq!(got.service(), want.service(), "{host}");
         }
         let literal = "[fc00:1::f]>[fc00:2::f]>[fd00:3::2]:tcp+http+web";
-        assert_eq!(
-            stack_address(literal.as_bytes()).unwrap().to_string(),
-            literal
-        );
+        // As curl's --connect-to sends it (docs/client.md): each ':' and the leading '['
+        // escaped.
+        let escaped = "%5Bfc00%3A1%3A%3Af]>[fc00%3A2%3A%3Af]>[fd00%3A3%3A%3A2]%3Atcp+http+web";
+        for host in [literal, escaped] {
+            assert_eq!(stack_address(host.as_bytes()).unwrap().to_string(), literal);
+        }
     }
 
     #[test]
