@@ -158,7 +158,9 @@ impl Listeners {
 }
 
 /// Opens the connections that SOCKS5 and CONNECT requests ask for, each to its own stack
-/// address, with the command line's options.
+/// address, with the command line's options. Each request has its own [`Connector`], which
+/// reads the path cache file when it needs it; requests at the same time may each write the
+/// file, and the last write wins (an entry lost that way costs the next request one probe).
 pub(super) struct Dialer {
     opts: ConnectOptions,
     verbose: bool,

@@ -6,6 +6,7 @@
 //! for the connection to the stack address and say why it failed.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use fast_socks5::server::Socks5ServerProtocol;
 use fast_socks5::util::target_addr::TargetAddr;
@@ -17,23 +18,34 @@ use hopstack_encoder::wire::report::printable;
 use super::{Dialer, target};
 use crate::error::ClientError;
 
+/// A client that has not sent its greeting and request in this time is dropped (the crate
+/// waits as long as the client does).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves one SOCKS5 client: greeting, request, then the connection to the stack address
 /// and the bytes both ways, or a reply code and one log line naming hop and layer.
 pub(super) async fn serve(dialer: &Dialer, client: TcpStream, peer: SocketAddr) {
-    let protocol = match Socks5ServerProtocol::accept_no_auth(client).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("hop: proxy: socks5 {peer}: greeting: {e}");
-            return;
-        }
+    let negotiation = async {
+        let protocol = Socks5ServerProtocol::accept_no_auth(client)
+            .await
+            .map_err(|e| format!("greeting: {e}"))?;
+        protocol
+            .read_command()
+            .await
+            .map_err(|e| format!("request: {e}"))
     };
-    let (protocol, command, requested) = match protocol.read_command().await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("hop: proxy: socks5 {peer}: request: {e}");
-            return;
-        }
-    };
+    let (protocol, command, requested) =
+        match tokio::time::timeout(REQUEST_TIMEOUT, negotiation).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(why)) => {
+                eprintln!("hop: proxy: socks5 {peer}: {why}");
+                return;
+            }
+            Err(_) => {
+                eprintln!("hop: proxy: socks5 {peer}: no request within {REQUEST_TIMEOUT:?}");
+                return;
+            }
+        };
     if command != Socks5Command::TCPConnect {
         let _ = protocol.reply_error(&ReplyError::CommandNotSupported).await;
         eprintln!("hop: proxy: socks5 {peer}: {command:?}: only CONNECT is supported");
