@@ -101,7 +101,9 @@ fn main() -> ExitCode {
     let addr = match hopstack_encoder::StackAddress::parse(&cli.address) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("{}", e.render(&cli.address));
+            // The format and code every tool uses (hopstack_client::error).
+            let report = hopstack_client::error::address_error_report("hoptrace", &cli.address, &e);
+            eprint!("{report}");
             return ExitCode::from(hopstack_client::ErrorLayer::Address.exit_code());
         }
     };

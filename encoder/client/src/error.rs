@@ -16,6 +16,7 @@
 use core::fmt;
 use std::net::Ipv6Addr;
 
+use hopstack_encoder::address::AddressError;
 use hopstack_encoder::wire::report::{ErrorReport, Reason, ReportLayer, printable};
 
 /// The layer a failure belongs to; each has its own exit code.
@@ -414,6 +415,21 @@ impl fmt::Display for ClientError {
 
 impl core::error::Error for ClientError {}
 
+/// How every tool (`hop`'s subcommands, `hop encode`, `hoptrace`) shows an address that does
+/// not parse: the address with a caret line under the offending bytes, then the tool's one
+/// error line, last like every failure's line (`program: layer address: what at byte N:
+/// why`). One function, so that the tools cannot drift apart again.
+pub fn address_error_report(program: &str, input: &str, e: &AddressError) -> String {
+    let mut out = String::new();
+    // `render` is `error: …`, the input, the carets: the first line is ours below.
+    for line in e.render(input).lines().skip(1) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str(&format!("{program}: layer {}: {e}\n", ErrorLayer::Address));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,6 +524,17 @@ mod tests {
         };
         let e = ClientError::new(ErrorLayer::Route, Reason::Nxdomain, "x").at(org.clone());
         assert_eq!(e.placed_at(yc).hop, Some(org));
+    }
+
+    #[test]
+    fn an_address_error_is_the_caret_diagram_then_the_one_line() {
+        let input = "github.com>>yc:tcp+http+web";
+        let e = hopstack_encoder::StackAddress::parse(input).unwrap_err();
+        assert_eq!(
+            address_error_report("hoptrace", input, &e),
+            "  github.com>>yc:tcp+http+web\n             ^\nhoptrace: layer address: empty \
+             hop at byte 11: expected a host name or a bracketed IPv6 literal like [fd00::1]\n"
+        );
     }
 
     #[test]

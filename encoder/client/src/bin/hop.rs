@@ -149,8 +149,10 @@ fn default_nonce() -> u32 {
 }
 
 fn run_encode(args: &EncodeArgs) -> Result<(), Failure> {
-    let addr = StackAddress::parse(&args.address)
-        .map_err(|e| bad_address(format!("hop: {}", e.render(&args.address))))?;
+    let addr = StackAddress::parse(&args.address).map_err(|e| {
+        let report = hopstack_client::error::address_error_report("hop", &args.address, &e);
+        bad_address(report.trim_end().to_owned())
+    })?;
     let overrides = parse_overrides(&args.resolve)?;
     let resolve = |name: &str| overrides.get(name).copied();
 
@@ -167,11 +169,14 @@ fn run_encode(args: &EncodeArgs) -> Result<(), Failure> {
     .map_err(|e| match e {
         // `encode` resolves nothing: the remedy is an argument (--resolve, a literal).
         encode::EncodeError::FirstHopUnresolved { .. } => usage(format!("hop: {e}")),
-        _ => bad_address(format!("hop: {e}")),
+        _ => bad_address(format!("hop: layer {}: {e}", ErrorLayer::Address)),
     })?;
-    let srh_bytes = srh
-        .to_bytes()
-        .map_err(|e| bad_address(format!("hop: cannot emit the SRH: {e}")))?;
+    let srh_bytes = srh.to_bytes().map_err(|e| {
+        bad_address(format!(
+            "hop: layer {}: cannot emit the SRH: {e}",
+            ErrorLayer::Address
+        ))
+    })?;
 
     let out = std::io::stdout();
     let mut out = out.lock();

@@ -15,7 +15,7 @@ use tokio_rustls::client::TlsStream;
 
 use hopstack_encoder::address::StackAddress;
 
-use crate::error::{ClientError, ErrorLayer};
+use crate::error::{ClientError, ErrorLayer, address_error_report};
 use crate::timing::Timings;
 use crate::tls::{self, TlsOptions};
 
@@ -118,15 +118,14 @@ fn finish(c: &CommonArgs, r: (Timings, Result<(), ClientError>)) -> u8 {
     match res {
         Ok(()) => 0,
         Err(e) => {
-            if e.layer == ErrorLayer::Address {
-                // Where in the address: the caret diagram, then the one line last.
-                if let Err(pe) = StackAddress::parse(&c.address) {
-                    for l in pe.render(&c.address).lines().skip(1) {
-                        eprintln!("{l}");
-                    }
-                }
+            let parse_error = (e.layer == ErrorLayer::Address)
+                .then(|| StackAddress::parse(&c.address).err())
+                .flatten();
+            match parse_error {
+                // Where in the address, as every tool shows it: the carets, the line last.
+                Some(pe) => eprint!("{}", address_error_report("hop", &c.address, &pe)),
+                None => eprintln!("{e}"),
             }
-            eprintln!("{e}");
             e.exit_code()
         }
     }
