@@ -6,8 +6,7 @@
 //! header, see `hopstack_forwarder::final_hop::failure`); that becomes the matching
 //! [`ClientError`] rather than an HTTP error.
 
-use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::io::Write;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -18,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use hopstack_encoder::wire::report::{Reason, ReportLayer};
 
 use super::error::{ClientError, ClientReason, ErrorLayer, HopRef};
+use super::progress::Meter;
 use super::timing::Timings;
 
 /// Name of the header the final hop puts on in-band errors.
@@ -100,67 +100,89 @@ pub fn parse_error_header(v: &str, message: &str) -> Option<ClientError> {
     Some(e)
 }
 
-/// Progress on stderr for long downloads, only when stderr is a terminal.
-struct Progress {
-    on: bool,
-    total: Option<u64>,
-    last: Instant,
-    shown: bool,
+/// A response whose head has arrived; the body follows with [`Response::chunk`].
+pub struct Response {
+    pub status: u16,
+    /// The status's usual reason phrase (error lines say it, whatever the server wrote).
+    pub reason: String,
+    /// The reason phrase the server sent (HTTP/1), else the usual one: `-i` shows it.
+    pub phrase: String,
+    /// `1.1` or `2` (as curl's `%{http_version}` writes it).
+    pub version: &'static str,
+    /// Names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// Content-Length, when the response has one.
+    pub content_length: Option<u64>,
+    body: hyper::body::Incoming,
 }
 
-impl Progress {
-    fn new(enabled: bool, total: Option<u64>) -> Progress {
-        Progress {
-            on: enabled && std::io::stderr().is_terminal(),
-            total,
-            last: Instant::now(),
-            shown: false,
-        }
+impl Response {
+    /// A header's value (names are case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
-    fn update(&mut self, done: u64, start: Instant) {
-        if !self.on || self.last.elapsed() < Duration::from_millis(200) {
-            return;
-        }
-        self.last = Instant::now();
-        self.shown = true;
-        let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-3) / 1024.0;
-        let line = match self.total {
-            Some(t) if t > 0 => {
-                let pct = (done as f64 * 100.0 / t as f64).min(100.0);
-                let filled = (pct / 5.0) as usize;
-                format!(
-                    "\r[{}{}] {pct:5.1}% {done}/{t} bytes {rate:.0} KiB/s",
-                    "#".repeat(filled),
-                    " ".repeat(20 - filled.min(20))
+    /// Whether the final hop answered in the service's place (a `Hopstack-Error` header):
+    /// then [`Response::hop_error`] says what it reported.
+    pub fn is_hop_error(&self) -> bool {
+        self.header(ERROR_HEADER).is_some()
+    }
+
+    /// The next piece of the body; `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
+        while let Some(frame) = self.body.frame().await {
+            let frame = frame.map_err(|e| {
+                http_err(
+                    ClientReason::Body,
+                    format!("reading the response body: {e}"),
                 )
+            })?;
+            if let Ok(data) = frame.into_data() {
+                return Ok(Some(data));
             }
-            _ => format!("\r{done} bytes {rate:.0} KiB/s"),
-        };
-        let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+        Ok(None)
     }
 
-    fn finish(&self) {
-        if self.shown {
-            let _ = std::io::stderr().write_all(b"\n");
+    /// The final hop's in-band report as the client's error (its message from the first
+    /// 4 KiB of the JSON body); an HTTP error when the header does not parse.
+    pub async fn hop_error(mut self) -> ClientError {
+        let header = self.header(ERROR_HEADER).unwrap_or_default().to_owned();
+        let mut body = Vec::new();
+        while body.len() < 4096 {
+            match self.chunk().await {
+                Ok(Some(d)) => body.extend_from_slice(&d[..d.len().min(4096)]),
+                _ => break,
+            }
         }
+        let msg = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        parse_error_header(&header, &msg).unwrap_or_else(|| {
+            http_err(
+                ClientReason::HttpStatus(self.status),
+                format!(
+                    "HTTP {} {} with a {ERROR_HEADER} header that does not parse: {header:?}",
+                    self.status, self.reason
+                ),
+            )
+        })
     }
 }
 
-/// Sends `req` over `io` and streams the response body into `out`. With `fail`, a status of
-/// 400 or more is an error (exit 7) and the body is not written, as `curl --fail` does. Sets
-/// `timings.first_byte` when the response head arrives.
-pub async fn request<IO, W>(
+/// Sends `req` over `io` and returns the response head; sets `timings.first_byte` and
+/// `timings.http_status` when it arrives.
+pub async fn send<IO>(
     io: IO,
     req: &HttpRequest,
-    out: &mut W,
-    fail: bool,
-    progress: bool,
     timings: &mut Timings,
-) -> Result<HttpOutcome, ClientError>
+) -> Result<Response, ClientError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    W: Write,
 {
     let mut b = Request::builder().method(req.method.as_str());
     if req.h2 {
@@ -208,71 +230,92 @@ where
             )
         })
         .collect();
-    let hop_err = resp
-        .headers()
-        .get(ERROR_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let total = resp
+    let content_length = resp
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let failing = fail && status.as_u16() >= 400;
-    let mut body = resp.into_body();
-    let mut bytes = 0u64;
-    let mut prog = Progress::new(progress && !failing && hop_err.is_none(), total);
-    let start = Instant::now();
-    let mut err_body = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            http_err(
-                ClientReason::Body,
-                format!("reading the response body: {e}"),
-            )
-        })?;
-        if let Ok(data) = frame.into_data() {
-            bytes += data.len() as u64;
-            if failing || hop_err.is_some() {
-                if err_body.len() < 4096 {
-                    err_body.extend_from_slice(&data[..data.len().min(4096)]);
-                }
-            } else {
-                out.write_all(&data)
-                    .map_err(|e| ClientError::local(format!("writing the body: {e}")))?;
-            }
-            prog.update(bytes, start);
-        }
-    }
-    prog.finish();
-    out.flush()
-        .map_err(|e| ClientError::local(format!("writing the body: {e}")))?;
-    timings.bytes = bytes;
-    if let Some(h) = hop_err {
-        let msg = serde_json::from_slice::<serde_json::Value>(&err_body)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        if let Some(e) = parse_error_header(&h, &msg) {
-            return Err(e);
-        }
-    }
     let reason = status.canonical_reason().unwrap_or("").to_owned();
-    if failing {
+    let phrase = resp
+        .extensions()
+        .get::<hyper::ext::ReasonPhrase>()
+        .map_or_else(
+            || reason.clone(),
+            |r| String::from_utf8_lossy(r.as_bytes()).into_owned(),
+        );
+    let version = if resp.version() == hyper::Version::HTTP_2 {
+        "2"
+    } else if resp.version() == hyper::Version::HTTP_10 {
+        "1.0"
+    } else {
+        "1.1"
+    };
+    Ok(Response {
+        status: status.as_u16(),
+        reason,
+        phrase,
+        version,
+        headers,
+        content_length,
+        body: resp.into_body(),
+    })
+}
+
+/// Sends `req` over `io` and streams the response body into `out`. With `fail`, a status of
+/// 400 or more is an error (exit 7) and the body is not written, as `curl --fail` does. With
+/// `progress`, curl's meter on stderr. Sets `timings.first_byte` when the response head
+/// arrives.
+pub async fn request<IO, W>(
+    io: IO,
+    req: &HttpRequest,
+    out: &mut W,
+    fail: bool,
+    progress: bool,
+    timings: &mut Timings,
+) -> Result<HttpOutcome, ClientError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    W: Write,
+{
+    let mut resp = send(io, req, timings).await?;
+    if resp.is_hop_error() {
+        return Err(resp.hop_error().await);
+    }
+    let status = resp.status;
+    if fail && status >= 400 {
         return Err(http_err(
-            ClientReason::HttpStatus(status.as_u16()),
+            ClientReason::HttpStatus(status),
             format!(
-                "HTTP {} {reason} for {} {}",
-                status.as_u16(),
-                req.method,
-                req.path
+                "HTTP {status} {} for {} {}",
+                resp.reason, req.method, req.path
             ),
         ));
     }
+    let meter = if progress {
+        Meter::start(timings.start)
+    } else {
+        Meter::off()
+    };
+    meter.update(|m| m.expected = resp.content_length);
+    let mut bytes = 0u64;
+    let result = async {
+        while let Some(data) = resp.chunk().await? {
+            bytes += data.len() as u64;
+            out.write_all(&data)
+                .map_err(|e| ClientError::local(format!("writing the body: {e}")))?;
+            meter.update(|m| m.received = bytes);
+        }
+        out.flush()
+            .map_err(|e| ClientError::local(format!("writing the body: {e}")))
+    }
+    .await;
+    meter.finish();
+    timings.bytes = bytes;
+    result?;
     Ok(HttpOutcome {
-        status: status.as_u16(),
-        reason,
-        headers,
+        status,
+        reason: resp.reason.clone(),
+        headers: resp.headers.clone(),
         bytes,
     })
 }

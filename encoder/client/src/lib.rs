@@ -22,6 +22,7 @@ pub mod error;
 pub mod http;
 pub mod private_file;
 pub mod probe;
+pub mod progress;
 pub mod record;
 pub mod resolve;
 pub mod socket;
