@@ -19,6 +19,13 @@ use std::net::Ipv6Addr;
 use hopstack_encoder::address::AddressError;
 use hopstack_encoder::wire::report::{ErrorReport, Reason, ReportLayer, printable};
 
+/// curl's exit code for `-f/--fail` on an HTTP status >= 400 (`hop get -f`).
+pub const EXIT_FAIL: u8 = 22;
+/// curl's exit code for its `-m/--max-time` (`hop get -m`).
+pub const EXIT_MAX_TIME: u8 = 28;
+/// curl's exit code for more redirects than `--max-redirs` (`hop get -L`).
+pub const EXIT_TOO_MANY_REDIRECTS: u8 = 47;
+
 /// The layer a failure belongs to; each has its own exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorLayer {
@@ -36,12 +43,13 @@ pub enum ErrorLayer {
     Udp,
     /// TLS handshake or certificate. Exit 6.
     Tls,
-    /// HTTP (status >= 400 with `--fail`, or a protocol error). Exit 7.
+    /// HTTP (status >= 400 unless `--no-fail`, or a protocol error). Exit 7 (22 for
+    /// `hop get -f`, 47 for too many redirects).
     Http,
     /// The final hop has no such service, or the service is down or speaks other layers.
     /// Exit 8.
     Service,
-    /// Nothing answered in time. Exit 9.
+    /// Nothing answered in time. Exit 9 (28 for `hop get -m`).
     Timeout,
 }
 
@@ -121,13 +129,32 @@ impl ErrorLayer {
             ),
             (5, "tcp/udp", "the transport connection failed"),
             (6, "tls", "TLS handshake or certificate failure"),
-            (7, "http", "HTTP status >= 400 (with --fail) or HTTP error"),
+            (
+                7,
+                "http",
+                "HTTP status >= 400 (unless --no-fail) or HTTP error",
+            ),
             (
                 8,
                 "service",
                 "the final hop has no such service, it is down, or it speaks other layers",
             ),
             (9, "timeout", "no answer in time (probe, connect, response)"),
+            (
+                EXIT_FAIL,
+                "http",
+                "hop get -f/--fail: HTTP status >= 400 (curl's code)",
+            ),
+            (
+                EXIT_MAX_TIME,
+                "timeout",
+                "hop get -m/--max-time passed (curl's code)",
+            ),
+            (
+                EXIT_TOO_MANY_REDIRECTS,
+                "http",
+                "hop get -L: more redirects than --max-redirs (curl's code)",
+            ),
         ];
         let mut s = String::new();
         for (c, l, m) in rows {
@@ -242,6 +269,10 @@ client_reasons! {
     HttpTimeout = "http-timeout",
     /// Reading the response body failed.
     Body = "body",
+    /// `hop get -m/--max-time` passed: exit 28, curl's code.
+    MaxTime = "max-time",
+    /// More redirects than `hop get --max-redirs`: exit 47, curl's code.
+    TooManyRedirects = "too-many-redirects",
 }
 
 impl From<Reason> for ClientReason {
@@ -319,8 +350,14 @@ impl ClientError {
         self
     }
 
+    /// The layer's code, except where `hop get` has curl's: 28 for `-m/--max-time`, 47 for
+    /// `--max-redirs` (and 22 for `-f`, which `hop get` decides).
     pub fn exit_code(&self) -> u8 {
-        self.layer.exit_code()
+        match self.reason {
+            ClientReason::MaxTime => EXIT_MAX_TIME,
+            ClientReason::TooManyRedirects => EXIT_TOO_MANY_REDIRECTS,
+            _ => self.layer.exit_code(),
+        }
     }
 
     pub fn usage(message: impl Into<String>) -> Self {

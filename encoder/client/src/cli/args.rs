@@ -40,7 +40,8 @@ pub struct CommonArgs {
     /// it when the service advertises a direct port.
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
-    /// Give up connecting after SECONDS (decimals allowed).
+    /// Give up each TCP connect after SECONDS (decimals allowed); a timeout is exit 9, or
+    /// what a probe then finds.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub connect_timeout: f64,
     /// Wait this long for a probe answer (per try; two tries) [default: 1500, or more when
@@ -64,8 +65,9 @@ pub struct CommonArgs {
     /// total) on stderr.
     #[arg(short, long)]
     pub verbose: bool,
-    /// Print the timings (and any error) as one JSON object: on stderr for get/cat, on
-    /// stdout for resolve.
+    /// Print the timings (and any error) as one JSON object: on stderr for get/cat/proxy,
+    /// as its last line, with no error line after it; on stdout for resolve. (Not curl's
+    /// --json; `hop get -w '%{json}'` prints curl's variables as JSON on stdout.)
     #[arg(long)]
     pub json: bool,
 }
@@ -85,31 +87,103 @@ pub struct TlsArgs {
     pub sni: Option<String>,
 }
 
+/// `hop get`'s own options: curl's, with curl's meanings (docs/client.md has the table of
+/// every one and what differs from curl).
 #[derive(Args, Debug)]
 pub struct GetArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
-    /// HTTP method.
-    #[arg(short = 'X', long = "request", default_value = "GET")]
-    pub method: String,
+    /// HTTP method [default: GET; POST with -d; HEAD with -I]. Kept across redirects.
+    #[arg(short = 'X', long = "request", value_name = "METHOD")]
+    pub method: Option<String>,
     /// Extra request header, 'Name: value' (repeatable).
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
     pub headers: Vec<String>,
-    /// Request body (`@FILE` reads a file).
+    /// Request body, as curl's: the request is a POST (unless -X), with Content-Type
+    /// application/x-www-form-urlencoded (unless -H gives one). `@FILE` reads FILE, `@-`
+    /// stdin, with CR and LF removed; several -d are joined with '&'.
     #[arg(short = 'd', long = "data", value_name = "DATA")]
-    pub data: Option<String>,
-    /// Write the body to FILE instead of stdout.
+    pub data: Vec<String>,
+    /// As -d, but `@FILE` is sent as it is, line ends included.
+    #[arg(long = "data-binary", value_name = "DATA")]
+    pub data_binary: Vec<String>,
+    /// As -d, but a leading '@' is just a character.
+    #[arg(long = "data-raw", value_name = "DATA")]
+    pub data_raw: Vec<String>,
+    /// Write the body to FILE instead of stdout (`-`: stdout). FILE appears, or is replaced,
+    /// only once the transfer succeeded (a temporary file beside it is renamed): a failure
+    /// leaves no file, or the old one as it was.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Exit 0 and print the body even when the HTTP status is >= 400 (default: exit 7 like
-    /// curl --fail).
+    /// Write the body to a file in the current directory named after the last segment of
+    /// the address's (or URL's) path, as -o does.
+    #[arg(short = 'O', long = "remote-name", conflicts_with = "output")]
+    pub remote_name: bool,
+    /// No progress meter, no warnings and no error line (the exit code still tells).
+    #[arg(short = 's', long)]
+    pub silent: bool,
+    /// With -s, still print the error line.
+    #[arg(short = 'S', long)]
+    pub show_error: bool,
+    /// On an HTTP status >= 400 exit 22, curl's code, instead of hop's 7 (no body either
+    /// way). A failure the final hop reports in-band keeps its layer's code.
+    #[arg(short = 'f', long = "fail", conflicts_with = "no_fail")]
+    pub fail: bool,
+    /// Exit 0 and write the body whatever the HTTP status (curl without -f; hop's default
+    /// is to fail with exit 7 and no body).
     #[arg(long)]
     pub no_fail: bool,
-    /// Print the response status line and headers on stderr.
+    /// Follow redirects (301, 302, 303, 307, 308) within the address's service: a Location
+    /// that is a path, or a URL naming the same host and scheme. A plain URL follows to any
+    /// http(s) URL, as curl.
+    #[arg(short = 'L', long = "location")]
+    pub location: bool,
+    /// With -L, give up after this many redirects (exit 47); -1: no limit.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 50,
+        allow_negative_numbers = true
+    )]
+    pub max_redirs: i64,
+    /// HEAD request: the status line and headers on stdout, no body.
+    #[arg(short = 'I', long = "head", conflicts_with_all = ["method", "data", "data_binary", "data_raw"])]
+    pub head: bool,
+    /// Write the status line and headers before the body, on stdout (or -o's file), as
+    /// curl does; with -L, every response's.
     #[arg(short = 'i', long)]
     pub include: bool,
+    /// After the transfer, print FORMAT on stdout: curl's %{http_code}, %{time_total},
+    /// %{url_effective}, ..., %header{NAME}, %{json}, and hopstack's %{hop_path},
+    /// %{hop_fast_path}, ... (docs/client.md lists them); `@FILE` reads the format from
+    /// FILE (`@-`: stdin).
+    #[arg(short = 'w', long = "write-out", value_name = "FORMAT")]
+    pub write_out: Option<String>,
+    /// Retry a transient failure (a timeout; HTTP 408, 429, 500, 502, 503, 504) up to N
+    /// times: after 1 s, doubling each time, or Retry-After, or --retry-delay.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retry: u32,
+    /// Wait this long between retries (decimals allowed) instead of curl's backoff.
+    #[arg(long, value_name = "SECONDS")]
+    pub retry_delay: Option<f64>,
+    /// Retry only while this long has not passed since the first try.
+    #[arg(long, value_name = "SECONDS")]
+    pub retry_max_time: Option<f64>,
+    /// Give up each try after SECONDS (decimals allowed; 0: no limit): path, connect, TLS,
+    /// request, body and redirects together. Exit 28, curl's code.
+    #[arg(
+        short = 'm',
+        long = "max-time",
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
+    pub max_time: Option<f64>,
+    /// Speak HTTP/2: offered by ALPN to an https:// URL (curl's way); a stack address says
+    /// h2 in its layers instead, and --http2 with http there is refused.
+    #[arg(long)]
+    pub http2: bool,
 }
 
 #[derive(Args, Debug)]

@@ -5,9 +5,11 @@ mod args;
 mod cat;
 mod connect;
 mod get;
+mod get_output;
 mod plain_url;
 mod proxy;
 mod resolve;
+mod write_out;
 
 use clap::Subcommand;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -33,9 +35,12 @@ Exit codes:
   4   route    a hop could not be resolved or reached (DNS, SRH, link)
   5   tcp/udp  the transport connection failed
   6   tls      TLS handshake or certificate failure
-  7   http     HTTP status >= 400 (with --fail) or HTTP error
+  7   http     HTTP status >= 400 (unless --no-fail) or HTTP error
   8   service  the final hop has no such service, it is down, or it speaks other layers
   9   timeout  no answer in time (probe, connect, response)
+  22  http     hop get -f/--fail: HTTP status >= 400 (curl's code)
+  28  timeout  hop get -m/--max-time passed (curl's code)
+  47  http     hop get -L: more redirects than --max-redirs (curl's code)
 ";
 
 #[derive(Subcommand, Debug)]
@@ -80,7 +85,7 @@ pub fn run(cmd: ClientCommand) -> u8 {
     }
     rt.block_on(async {
         match cmd {
-            ClientCommand::Get(a) => finish(&a.common, timed!(get::get, &a)),
+            ClientCommand::Get(a) => get::run(&a).await,
             ClientCommand::Cat(a) => finish(&a.common, timed!(cat::cat, &a)),
             ClientCommand::Proxy(a) => finish(&a.common, timed!(proxy::proxy, &a)),
             ClientCommand::Resolve(a) => finish(&a.common, timed!(resolve::resolve_cmd, &a)),
@@ -94,17 +99,27 @@ fn finish(c: &CommonArgs, r: (Timings, Result<(), ClientError>)) -> u8 {
     if t.total.is_none() {
         t.finish();
     }
+    let code = res.as_ref().err().map_or(0, ClientError::exit_code);
+    report(c, &t, &res, code, true);
+    code
+}
+
+/// What every subcommand prints on stderr at its end: `-v`'s block, `--json`'s object and
+/// the error line (with `error_line`; `hop get -s` leaves it out). With `--json` the object
+/// carries the error (layer, reason, exit code, message) and is the last line: no error
+/// line follows it, so a program reads one JSON object and nothing else.
+fn report(c: &CommonArgs, t: &Timings, res: &Result<(), ClientError>, code: u8, error_line: bool) {
     if c.verbose {
         eprint!("{}", t.render());
     }
     if c.json && !t.printed {
         let mut v: serde_json::Value =
             serde_json::from_str(&t.to_json()).unwrap_or(serde_json::Value::Null);
-        if let Err(e) = &res {
+        if let Err(e) = res {
             v["error"] = serde_json::json!({
                 "layer": e.layer.as_str(),
                 "reason": e.reason,
-                "exit_code": e.exit_code(),
+                "exit_code": code,
                 "hop": e.hop.as_ref().map(|h| serde_json::json!({
                     "hop": h.index + 1,
                     "name": h.name,
@@ -114,19 +129,18 @@ fn finish(c: &CommonArgs, r: (Timings, Result<(), ClientError>)) -> u8 {
             });
         }
         eprintln!("{v}");
+        return;
     }
-    match res {
-        Ok(()) => 0,
-        Err(e) => {
-            let parse_error = (e.layer == ErrorLayer::Address)
-                .then(|| StackAddress::parse(&c.address).err())
-                .flatten();
-            match parse_error {
-                // Where in the address, as every tool shows it: the carets, the line last.
-                Some(pe) => eprint!("{}", address_error_report("hop", &c.address, &pe)),
-                None => eprintln!("{e}"),
-            }
-            e.exit_code()
+    if let Err(e) = res
+        && error_line
+    {
+        let parse_error = (e.layer == ErrorLayer::Address)
+            .then(|| StackAddress::parse(&c.address).err())
+            .flatten();
+        match parse_error {
+            // Where in the address, as every tool shows it: the carets, the line last.
+            Some(pe) => eprint!("{}", address_error_report("hop", &c.address, &pe)),
+            None => eprintln!("{e}"),
         }
     }
 }

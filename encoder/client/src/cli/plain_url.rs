@@ -55,6 +55,54 @@ impl PlainUrl {
     }
 }
 
+impl PlainUrl {
+    /// The Host header: the host, bracketed if a literal, and the port unless the scheme's.
+    pub(super) fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == if self.tls { 443 } else { 80 } {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    /// Where a redirect's Location leads from here: an http(s) URL, or a reference
+    /// relative to this one. `Err` says why it cannot be followed.
+    pub(super) fn join(&self, location: &str) -> Result<PlainUrl, String> {
+        let absolute = if location.contains("://") {
+            location.to_owned()
+        } else if location.starts_with("//") {
+            format!("{}:{location}", self.scheme())
+        } else {
+            format!(
+                "{}://{}{}",
+                self.scheme(),
+                self.authority(),
+                super::get::relative_path(&self.path, location)
+            )
+        };
+        match PlainUrl::parse(&absolute) {
+            Ok(Some(u)) => Ok(u),
+            Ok(None) => Err("not an http:// or https:// URL".into()),
+            Err(e) => Err(e.message),
+        }
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+}
+
+impl std::fmt::Display for PlainUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}{}", self.scheme(), self.authority(), self.path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +137,16 @@ mod tests {
         ] {
             assert_eq!(p(s), None, "{s}");
         }
+        let base = p("http://[fd00::1]:8080/a/b?q").unwrap();
+        assert_eq!(base.authority(), "[fd00::1]:8080");
+        assert_eq!(base.to_string(), "http://[fd00::1]:8080/a/b?q");
+        let join = |l: &str| base.join(l).map(|u| u.to_string());
+        assert_eq!(join("c").unwrap(), "http://[fd00::1]:8080/a/c");
+        assert_eq!(join("/d").unwrap(), "http://[fd00::1]:8080/d");
+        assert_eq!(join("https://yc/").unwrap(), "https://yc/");
+        assert_eq!(join("//yc:81/e").unwrap(), "http://yc:81/e");
+        assert!(join("ftp://yc/").unwrap_err().contains("http"));
+        assert!(join("http://192.0.2.1/").unwrap_err().contains("IPv6 only"));
         for (bad, why) in [
             ("http://192.0.2.1/", "IPv6 only"),
             ("http://[fd00::1]:99999/", "port"),
