@@ -40,6 +40,9 @@ fn every_hop_subcommand_reports_a_bad_address_alike() {
     for args in [
         vec!["encode", BAD],
         vec!["get", BAD],
+        // The meter does not show before the address is known to parse.
+        vec!["get", "-o", "never-written", BAD],
+        vec!["get", "-sS", "-L", "-w", "%{http_code}", BAD],
         vec!["resolve", BAD],
         vec!["cat", BAD],
         vec!["proxy", "-L", "[::1]:0", BAD],

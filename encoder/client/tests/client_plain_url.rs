@@ -95,3 +95,95 @@ fn plain_url_failures_have_their_layer_and_exit_code() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--port"));
 }
+
+/// The Python service of the curl-flag tests (client_support/curl_server.py) on the
+/// loopback, `silent` or not; killed when dropped.
+struct Python(std::process::Child, u16);
+
+impl Python {
+    fn start(silent: bool) -> Python {
+        let free = TcpListener::bind("[::1]:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/client_support/curl_server.py"
+        );
+        let mut args = vec![script.to_owned(), port.to_string()];
+        if silent {
+            args.push("silent".into());
+        }
+        let child = Command::new("python3")
+            .args(&args)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 for the test service");
+        let t0 = std::time::Instant::now();
+        while std::net::TcpStream::connect(("::1", port)).is_err() {
+            assert!(
+                t0.elapsed().as_secs() < 10,
+                "the test service did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Python(child, port)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://[::1]:{}{path}", self.1)
+    }
+}
+
+impl Drop for Python {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The flags work with a plain URL as with a stack address (client_curl.rs runs them there);
+/// -L follows to any http(s) URL, as curl.
+#[test]
+fn curl_flags_work_with_a_plain_url() {
+    let s = Python::start(false);
+    let text = |o: &Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    // -d posts; the Host header carries the literal and the port.
+    let o = hop(&["get", "-d", "a=1", &s.url("/echo")]);
+    assert_eq!(text(&o), "POST application/x-www-form-urlencoded a=1");
+    // -L, -i (both heads, then the body), -w.
+    let o = hop(&[
+        "get",
+        "-L",
+        "-i",
+        "-w",
+        "%{num_redirects} %{url_effective} %{http_code}",
+        &s.url("/redirect"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = text(&o);
+    assert!(out.starts_with("HTTP/1.1 302 Found\r\n"), "{out}");
+    assert!(
+        out.ends_with(&format!("\r\n\r\nhello\n1 {} 200", s.url("/hello"))),
+        "{out:?}"
+    );
+    // -f: 22; -o: no file after a failure.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = hop(&["get", "-f", "-o", out.to_str().unwrap(), &s.url("/missing")]);
+    assert_eq!(o.status.code(), Some(22));
+    assert!(!out.exists());
+    // -I.
+    let o = hop(&["get", "-I", &s.url("/hello")]);
+    assert!(text(&o).starts_with("HTTP/1.1 200 OK\r\n"), "{}", text(&o));
+    // -m against a server that never answers: 28.
+    let silent = Python::start(true);
+    let t0 = std::time::Instant::now();
+    let o = hop(&["get", "-m", "0.5", &silent.url("/")]);
+    assert_eq!(
+        o.status.code(),
+        Some(28),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(t0.elapsed().as_millis() < 1500, "{:?}", t0.elapsed());
+}

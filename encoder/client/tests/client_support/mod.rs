@@ -79,7 +79,17 @@ Server(("::1", 8443), functools.partial(Handler, directory=root)).serve_forever(
 /// The kernel End SIDs [`Bed::start_fast_path`] has the borders offer (same /112 as their SIDs).
 pub const FAST_SIDS: [&str; 2] = ["fc00:1::ee", "fc00:2::ee"];
 
-fn write_configs(dir: &Path, fast_path: bool) -> PathBuf {
+/// The HTTP service of the curl-flag tests (redirects, an echo of what was sent, a 404, a
+/// service busy the first N times); `python3 curl_server.py PORT [silent]`.
+pub const CURL_SERVER: &str = include_str!("curl_server.py");
+
+/// What [`Bed::start_with_curl_services`] adds on yc: [`CURL_SERVER`] on [::1]:8090 as
+/// `tcp+http+curlish`, and on [::1]:8091 as `tcp+http+silent` a service that accepts, reads
+/// and never answers.
+pub const CURLISH: &str = "github.com>org>yc:tcp+http+curlish";
+pub const SILENT: &str = "github.com>org>yc:tcp+http+silent";
+
+fn write_configs(dir: &Path, fast_path: bool, curl_services: bool) -> PathBuf {
     // A certificate for `yc` (the default SNI for a named final hop) and `restapiv3` (the
     // default for a literal final hop).
     let certs = write_test_ca(dir, "hopstack test CA", "yc", &["yc", "restapiv3"]);
@@ -101,26 +111,44 @@ fn write_configs(dir: &Path, fast_path: bool) -> PathBuf {
             String::new()
         }
     });
-    let more = [
+    let mut more = vec![
         ServiceToml::proxy("echo", "tcp:[::1]:7007", &["tcp"]),
         ServiceToml::udp("uecho", "[::1]:7", &["udp"]),
         ServiceToml::proxy("secure", "tcp:[::1]:8443", &["tcp+tls+http"]),
     ];
+    if curl_services {
+        std::fs::write(dir.join("curl_server.py"), CURL_SERVER).unwrap();
+        more.push(ServiceToml::proxy(
+            "curlish",
+            "tcp:[::1]:8090",
+            &["tcp+http"],
+        ));
+        more.push(ServiceToml::proxy(
+            "silent",
+            "tcp:[::1]:8091",
+            &["tcp+http"],
+        ));
+    }
     write_yc_config(dir, &certs, &more);
     certs.ca
 }
 
 impl Bed {
     pub fn start() -> Bed {
-        Bed::start_with(false)
+        Bed::start_with(false, false)
     }
 
     /// As [`Bed::start`], the borders also offering kernel End SIDs ([`FAST_SIDS`]).
     pub fn start_fast_path() -> Bed {
-        Bed::start_with(true)
+        Bed::start_with(true, false)
     }
 
-    fn start_with(fast_path: bool) -> Bed {
+    /// As [`Bed::start`], with the curl-flag tests' services ([`CURLISH`], [`SILENT`]).
+    pub fn start_with_curl_services() -> Bed {
+        Bed::start_with(false, true)
+    }
+
+    fn start_with(fast_path: bool, curl_services: bool) -> Bed {
         let (hop, hopd, hopbed) = bins();
         let topo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("tests/topologies/client-three-hop.toml");
@@ -130,7 +158,7 @@ impl Bed {
             .start()
             .unwrap_or_else(|e| panic!("starting {}: {e}", topo.display()));
         let dir = tempfile::tempdir().unwrap();
-        let ca = write_configs(dir.path(), fast_path);
+        let ca = write_configs(dir.path(), fast_path, curl_services);
         let d = dir.path().display().to_string();
         let py = python();
         // `::`, not `::1`: the timing test also reaches it directly, without hopstack.
@@ -152,6 +180,25 @@ impl Bed {
             [hopbed.to_str().unwrap(), "__udp-echo", "[::1]:7"],
         )
         .unwrap();
+        if curl_services {
+            let server = format!("{d}/curl_server.py");
+            tb.spawn("yc", "curlish", [py.as_str(), &server, "8090"])
+                .unwrap();
+            tb.spawn("yc", "silent", [py.as_str(), &server, "8091", "silent"])
+                .unwrap();
+            // Up before the first probe asks hopd whether they accept.
+            let t0 = Instant::now();
+            while !["curlish", "silent"]
+                .iter()
+                .all(|p| tb.logs("yc", p).contains("listening"))
+            {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "the curl test services did not start"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         spawn_three_hopds(&tb, &hopd, dir.path()).unwrap();
         let bed = Bed { tb, dir, hop, ca };
         bed.wait_ready();
