@@ -25,8 +25,11 @@ use core::net::Ipv6Addr;
 use crate::address::{Hop, StackAddress};
 use crate::layer::Layer;
 use crate::wire::checksum::{PROTO_TCP, PROTO_UDP};
+use crate::wire::report::{self, ReportBody, ReportRepr};
 use crate::wire::srh::{self, FLAG_O, SrhRepr};
-use crate::wire::tlv::{self, HopName, HopNames, LayerDescriptor, TlvRepr, Trace};
+use crate::wire::tlv::{
+    self, HopName, HopNames, LayerDescriptor, TlvRepr, Trace, TraceRecord, TraceStatus,
+};
 
 /// Port the final hop's `hopd` listens on for every service (TCP and UDP). Must equal
 /// `hopstack_forwarder::final_hop::config::DEFAULT_PORT`; duplicated because the encoder
@@ -267,19 +270,8 @@ pub fn render_tree(s: &SrhRepr) -> String {
                 }
             }
             TlvRepr::Trace(tr) => {
-                let _ = writeln!(
-                    o,
-                    "    TLV Trace (252): report to [{}]:{}, nonce 0x{:08x}, {} records{}",
-                    tr.report_addr,
-                    tr.report_port,
-                    tr.nonce,
-                    tr.records.len(),
-                    if tr.flags & Trace::FLAG_OVERFLOW != 0 {
-                        ", overflowed"
-                    } else {
-                        ""
-                    }
-                );
+                // A record names the hop by the segment it was reached at.
+                write_trace(&mut o, tr, |i| s.segments.get(usize::from(i)).copied());
             }
             TlvRepr::Hmac(h) => {
                 let _ = writeln!(o, "    TLV HMAC (5): key id {}", h.key_id);
@@ -287,6 +279,144 @@ pub fn render_tree(s: &SrhRepr) -> String {
             TlvRepr::Pad1 | TlvRepr::PadN(_) => {}
             TlvRepr::Unknown { tlv_type, data } => {
                 let _ = writeln!(o, "    TLV type {tlv_type}: {} octets", data.len());
+            }
+        }
+    }
+    o
+}
+
+/// The trace TLV's headline and, indented under it, every record a hop has filled (empty
+/// records are only counted: a probe as sent has nothing else to show). `reached_at` maps a
+/// record's Segment Index to the segment address, to spell out a kernel End SID.
+fn write_trace(o: &mut String, tr: &Trace, reached_at: impl Fn(u8) -> Option<Ipv6Addr>) {
+    use fmt::Write as _;
+    let filled: Vec<(usize, &TraceRecord)> = tr
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.status != TraceStatus::Empty)
+        .collect();
+    let _ = writeln!(
+        o,
+        "    TLV Trace (252): report to [{}]:{}, nonce 0x{:08x}, {} records{}{}",
+        tr.report_addr,
+        tr.report_port,
+        tr.nonce,
+        tr.records.len(),
+        if filled.is_empty() {
+            String::new()
+        } else {
+            format!(", {} filled", filled.len())
+        },
+        if tr.flags & Trace::FLAG_OVERFLOW != 0 {
+            ", overflowed"
+        } else {
+            ""
+        }
+    );
+    for (i, r) in filled {
+        let status = match r.status {
+            TraceStatus::Empty => "empty".to_owned(),
+            TraceStatus::Forwarded => "forwarded".to_owned(),
+            TraceStatus::Bound => "bound".to_owned(),
+            TraceStatus::Delivered => "delivered".to_owned(),
+            TraceStatus::Other(c) => format!("status {c}"),
+        };
+        let sid = reached_at(r.segment_index)
+            .and_then(|at| tlv::kernel_end_sid(at, r.end_function))
+            .map(|sid| format!(" (kernel End SID {sid})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "        Record {i}: Segment List[{}], {status}, end function 0x{:04x}{sid}, timestamp {} us, node 0x{:08x}",
+            r.segment_index, r.end_function, r.timestamp_us, r.node_id
+        );
+    }
+}
+
+/// A stack report (error report or probe answer) as an indented tree, in the style of
+/// [`render_tree`]: what `hop decode` prints for a `HOPS` datagram. Text that came over the
+/// wire is shown through [`report::printable`], so it cannot drive the terminal.
+pub fn render_report_tree(r: &ReportRepr) -> String {
+    use fmt::Write as _;
+    let mut o = String::new();
+    let kind = match r.body {
+        ReportBody::Error(_) => "error report (1)",
+        ReportBody::Answer(_) => "probe answer (2)",
+    };
+    let _ = writeln!(o, "Stack report, {} octets: {kind}", r.buffer_len());
+    let _ = writeln!(o, "    Nonce: 0x{:08x}", r.nonce);
+    let _ = writeln!(o, "    Reporter: {}", r.reporter);
+    match &r.body {
+        ReportBody::Error(e) => {
+            let name = if e.hop_name.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", report::printable(&e.hop_name))
+            };
+            let _ = writeln!(o, "    Failing hop: {}{name} (0 = first hop)", e.hop_index);
+            if let Some(a) = e.hop_address {
+                let _ = writeln!(o, "    Hop address: {a}");
+            }
+            let _ = writeln!(o, "    Layer: {} (0x{:02x})", e.layer, e.layer.code());
+            let _ = writeln!(
+                o,
+                "    Reason: {} (0x{:04x}): {}",
+                e.reason,
+                e.reason.code(),
+                e.reason.sentence()
+            );
+            if !e.text.is_empty() {
+                let _ = writeln!(o, "    Text: {}", report::printable(&e.text));
+            }
+        }
+        ReportBody::Answer(a) => {
+            let _ = writeln!(o, "    Service status: {}", a.status);
+            match a.mode {
+                Some(m) => {
+                    let _ = writeln!(o, "    Service mode: {m}");
+                }
+                None => {
+                    let _ = writeln!(o, "    Service mode: not said");
+                }
+            }
+            let _ = writeln!(o, "    Path, first hop first ({} hops):", a.path.len());
+            for (i, p) in a.path.iter().enumerate() {
+                let name = if p.name.is_empty() {
+                    "literal".to_owned()
+                } else {
+                    report::printable(&p.name)
+                };
+                let _ = writeln!(
+                    o,
+                    "        Hop {i}: {name}, {}, resolved by {}",
+                    p.address, p.resolved_by
+                );
+            }
+            if !a.text.is_empty() {
+                let _ = writeln!(o, "    Text: {}", report::printable(&a.text));
+            }
+            match a.decode_trace() {
+                None => {}
+                Some(Ok(tr)) => {
+                    // Segment Index i was Segments Left at the hop: path entry n - 1 - i.
+                    let n = a.path.len();
+                    write_trace(&mut o, &tr, |i| {
+                        n.checked_sub(usize::from(i) + 1)
+                            .and_then(|k| a.path.get(k))
+                            .map(|p| p.address)
+                    });
+                }
+                Some(Err(e)) => {
+                    let _ = writeln!(
+                        o,
+                        "    Trace: {} octets that do not decode: {e}",
+                        a.trace.len()
+                    );
+                }
+            }
+            if let Some(p) = a.direct_port {
+                let _ = writeln!(o, "    Direct port: {p}");
             }
         }
     }
@@ -510,5 +640,117 @@ mod tests {
         assert!(tree.contains("unresolved: yc"), "{tree}");
         assert!(tree.contains("O (OAM)"), "{tree}");
         assert!(tree.contains("nonce 0x0000abcd"), "{tree}");
+        // As sent, no record is filled: only counted.
+        assert!(tree.contains(", 3 records\n"), "{tree}");
+        assert!(!tree.contains("Record 0"), "{tree}");
+    }
+
+    fn record(segment_index: u8, status: TraceStatus, end_function: u16) -> TraceRecord {
+        TraceRecord {
+            segment_index,
+            status,
+            end_function,
+            timestamp_us: 1_000 + u32::from(segment_index),
+            node_id: 0x0102_0304,
+        }
+    }
+
+    #[test]
+    fn filled_trace_records_are_listed_with_the_kernel_end_sid() {
+        let addr = StackAddress::parse("github.com>org>yc:tcp+tls+http+restapiv3").unwrap();
+        let mut s = build_probe_srh(&addr, &only_github, a("2001:db8::100"), 40000, 7).unwrap();
+        if let Some(TlvRepr::Trace(t)) = s.tlvs.iter_mut().find(|t| matches!(t, TlvRepr::Trace(_)))
+        {
+            t.records[0] = record(2, TraceStatus::Bound, 0x00ee);
+            t.records[1] = record(1, TraceStatus::Other(9), 0);
+        }
+        let tree = render_tree(&s);
+        assert!(tree.contains(", 3 records, 2 filled\n"), "{tree}");
+        assert!(
+            tree.contains(
+                "        Record 0: Segment List[2], bound, end function 0x00ee \
+                 (kernel End SID 2001:db8::ee), timestamp 1002 us, node 0x01020304\n"
+            ),
+            "{tree}"
+        );
+        assert!(
+            tree.contains(
+                "Record 1: Segment List[1], status 9, end function 0x0000, timestamp 1001 us"
+            ),
+            "{tree}"
+        );
+        assert!(!tree.contains("Record 2"), "{tree}");
+    }
+
+    #[test]
+    fn report_trees() {
+        use crate::wire::report::{
+            ErrorReport, PathEntry, ProbeAnswer, Reason, ReportLayer, ResolvedBy, ServiceMode,
+            ServiceStatus,
+        };
+        let error = ReportRepr {
+            nonce: 0xdead_beef,
+            reporter: a("fd00:1::1"),
+            body: ReportBody::Error(ErrorReport {
+                hop_index: 2,
+                hop_name: "yc".into(),
+                hop_address: None,
+                layer: ReportLayer::Route,
+                reason: Reason::Nxdomain,
+                text: "asked 10.0.0.53\u{1b}[2J".into(),
+            }),
+        };
+        assert_eq!(
+            render_report_tree(&error),
+            "Stack report, 57 octets: error report (1)\n\
+             \x20   Nonce: 0xdeadbeef\n\
+             \x20   Reporter: fd00:1::1\n\
+             \x20   Failing hop: 2 (yc) (0 = first hop)\n\
+             \x20   Layer: route (0x80)\n\
+             \x20   Reason: nxdomain (0x0101): the name does not exist in this hop's DNS view\n\
+             \x20   Text: asked 10.0.0.53\\u{1b}[2J\n"
+        );
+
+        let mut trace = Trace::new(a("2001:db8::100"), 40000, 0xdead_beef, 3);
+        trace.records[0] = record(2, TraceStatus::Forwarded, 0x00ee);
+        trace.records[1] = record(1, TraceStatus::Bound, 0);
+        let hop = |address: &str, resolved_by, name: &str| PathEntry {
+            address: a(address),
+            resolved_by,
+            name: name.into(),
+        };
+        let answer = ReportRepr {
+            nonce: 0xdead_beef,
+            reporter: a("fd00:3::2"),
+            body: ReportBody::Answer(ProbeAnswer {
+                path: vec![
+                    hop("fc00:1::e", ResolvedBy::Client, "github.com"),
+                    hop("fc00:2::e", ResolvedBy::Hop(0), "org"),
+                    hop("fd00:3::2", ResolvedBy::Hop(1), ""),
+                ],
+                status: ServiceStatus::Exists,
+                mode: Some(ServiceMode::TerminateTls),
+                text: "speaks tls".into(),
+                trace: trace.to_value(),
+                direct_port: Some(8443),
+            }),
+        };
+        let tree = render_report_tree(&answer);
+        for line in [
+            ": probe answer (2)\n",
+            "    Service status: exists\n",
+            "    Service mode: terminate-tls\n",
+            "    Path, first hop first (3 hops):\n",
+            "        Hop 0: github.com, fc00:1::e, resolved by client\n",
+            "        Hop 1: org, fc00:2::e, resolved by hop 0\n",
+            "        Hop 2: literal, fd00:3::2, resolved by hop 1\n",
+            "    Text: speaks tls\n",
+            "    TLV Trace (252): report to [2001:db8::100]:40000, nonce 0xdeadbeef, 3 records, 2 filled\n",
+            // Segment Index 2 is Segments Left at the first hop: path entry 0.
+            "        Record 0: Segment List[2], forwarded, end function 0x00ee (kernel End SID fc00:1::ee)",
+            "    Direct port: 8443\n",
+        ] {
+            assert!(tree.contains(line), "{line:?} in\n{tree}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Classic pcap file writer (the libpcap format every capture tool reads), so that packets
 //! built by hopstack can be opened in Wireshark/tshark and checked by an independent SRH
-//! dissector.
+//! dissector; and a reader of pcap and pcapng files ([`reader`]).
 //!
 //! ```text
 //!    Global header (24 octets, little-endian; microsecond timestamps)
@@ -32,6 +32,8 @@
 //! The library has no clock: the caller supplies every timestamp.
 
 use std::io::{self, Write};
+
+pub mod reader;
 
 /// Link-layer header type of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -275,6 +275,14 @@ impl Trace {
         }
     }
 
+    /// The TLV's value octets (what follows type and length), as a probe answer carries
+    /// them back (`wire::report::ProbeAnswer::trace`).
+    pub fn to_value(&self) -> Vec<u8> {
+        let mut v = vec![0; self.value_len()];
+        self.emit_value(&mut v);
+        v
+    }
+
     /// Reads the trace header and records from a TLV value in place (no allocation for the
     /// header; records are iterated).
     pub fn records_in(v: &[u8]) -> impl Iterator<Item = TraceRecord> + '_ {
