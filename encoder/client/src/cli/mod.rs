@@ -1,9 +1,10 @@
-//! The client subcommands of `hop`: `get`, `cat`, `proxy`, `resolve`. `bin/hop.rs` flattens
+//! The client subcommands of `hop`: `get`, `cat`, `proxy`, `resolve`, `decode`. `bin/hop.rs` flattens
 //! [`ClientCommand`] into its own subcommands and calls [`run`].
 
 mod args;
 mod cat;
 mod connect;
+mod decode;
 mod get;
 mod get_output;
 mod plain_url;
@@ -24,6 +25,7 @@ use crate::tls::{self, TlsOptions};
 pub use args::{
     CatArgs, CommonArgs, GetArgs, PerRequestProxyArgs, ProxyArgs, ResolveArgs, TlsArgs,
 };
+pub use decode::DecodeArgs;
 
 /// Exit codes, for `--help` (kept equal to `ErrorLayer::table()` by a test).
 pub const EXIT_CODES_HELP: &str = "\
@@ -60,6 +62,9 @@ pub enum ClientCommand {
     /// Print the resolved path and who resolved each hop.
     #[command(after_help = EXIT_CODES_HELP)]
     Resolve(ResolveArgs),
+    /// Decode packets from a pcap/pcapng capture (or hex with --hex): the SRH tree `hop
+    /// encode` prints, and the stack reports and probe answers in UDP payloads.
+    Decode(DecodeArgs),
 }
 
 /// Runs a client subcommand; returns the process exit code.
@@ -89,6 +94,7 @@ pub fn run(cmd: ClientCommand) -> u8 {
             ClientCommand::Cat(a) => finish(&a.common, timed!(cat::cat, &a)),
             ClientCommand::Proxy(a) => finish(&a.common, timed!(proxy::proxy, &a)),
             ClientCommand::Resolve(a) => finish(&a.common, timed!(resolve::resolve_cmd, &a)),
+            ClientCommand::Decode(a) => decode::decode_cmd(&a),
         }
     })
 }
