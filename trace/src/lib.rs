@@ -6,15 +6,19 @@
 //!   socket error queue (`IPV6_RECVERR`, unprivileged, like tracepath);
 //! - [`stack`]: the stack-aware probe (O-flag + trace TLV) and its reports;
 //! - [`layers`]: tcp / tls / http checks at the final hop over an SRH-carrying socket;
-//! - [`run`]: a whole trace from the command-line options.
+//! - [`run`]: a whole trace from the command-line options;
+//! - [`term`]: the terminal's width, `NO_COLOR`, and the live view redrawn after each round;
+//! - [`seconds`]: the time options' values (seconds, fractions allowed).
 
 pub mod hoplimit;
 pub mod layers;
 pub mod model;
 pub mod render;
 pub mod run;
+pub mod seconds;
 pub mod sock;
 pub mod stack;
+pub mod term;
 
 pub use model::{HopRow, LayerRow, Problem, Rtt, Status, TraceReport, Via};
 pub use render::{RenderOptions, json, table};

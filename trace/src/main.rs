@@ -3,13 +3,15 @@ use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use hopstack_client::tls::TlsOptions;
 use hopstack_encoder::probe;
 use hopstack_trace::run::{self, Method};
-use hopstack_trace::{RenderOptions, hoplimit, layers, render, stack};
+use hopstack_trace::{RenderOptions, TraceReport, hoplimit, layers, render, seconds, stack, term};
 
 /// hoptrace: per-hop, per-layer diagnostics for a stack address.
 ///
@@ -22,9 +24,22 @@ use hopstack_trace::{RenderOptions, hoplimit, layers, render, stack};
 struct Cli {
     /// Stack address, e.g. 'github.com>org>yc:tcp+tls+http+restapiv3/users/list'.
     address: String,
-    /// Rounds to run (mtr's report mode): loss and min/avg/max per row.
-    #[arg(short = 'c', long = "count", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    count: u32,
+    /// Rounds to run: loss and min/avg/max per row [default: 1; 10 with --report]. On a
+    /// terminal the table is redrawn after every round; Ctrl-C ends the run after the round
+    /// in progress, with the table of the rounds done.
+    #[arg(short = 'c', long = "count", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    count: Option<u32>,
+    /// Report mode, as mtr -r: run the rounds, then print one table (no live view, no
+    /// timing bars unless --waterfall always).
+    #[arg(short = 'r', long)]
+    report: bool,
+    /// Wide report, as mtr -w: report mode with no cell cut to the terminal's width.
+    #[arg(short = 'w', long)]
+    wide: bool,
+    /// Addresses only: no NAME column, hops called by number and address (hoptrace does no
+    /// reverse lookups; the first hop's name is still resolved, it is where the probe goes).
+    #[arg(short = 'n', long)]
+    numeric: bool,
     /// Print the report as JSON (schema: trace/schema/hoptrace.schema.json).
     #[arg(long)]
     json: bool,
@@ -37,15 +52,21 @@ struct Cli {
     /// Highest hop limit of hop-limit probing.
     #[arg(short = 'm', long, default_value_t = 30, value_parser = clap::value_parser!(u8).range(1..))]
     max_hops: u8,
-    /// Milliseconds to wait for each probe's answer [default: hop-limit probes 1500; the
-    /// stack-aware probe 1500 plus 2000 (hopd's resolver timeout) for every hop name the hops
-    /// resolve on the way, so that a hop whose DNS times out is named rather than the
+    /// Seconds to wait for each probe's answer, fractions allowed [default: hop-limit probes
+    /// 1.5; the stack-aware probe 1.5 plus 2 (hopd's resolver timeout) for every hop name the
+    /// hops resolve on the way, so that a hop whose DNS times out is named rather than the
     /// silence blamed on the first hop].
-    #[arg(long, value_name = "MS")]
-    timeout: Option<u64>,
-    /// Milliseconds between rounds.
-    #[arg(short = 'i', long, value_name = "MS", default_value_t = 200)]
-    interval: u64,
+    #[arg(long, value_name = "SECONDS", value_parser = timeout_seconds)]
+    timeout: Option<Duration>,
+    /// --timeout in milliseconds.
+    #[arg(long, value_name = "MS", conflicts_with = "timeout", value_parser = timeout_millis)]
+    timeout_ms: Option<Duration>,
+    /// Seconds between rounds, fractions allowed (as mtr's and ping's -i).
+    #[arg(short = 'i', long, value_name = "SECONDS", default_value = "0.2", value_parser = interval_seconds)]
+    interval: Duration,
+    /// --interval in milliseconds (its unit before it took seconds).
+    #[arg(long, value_name = "MS", conflicts_with = "interval", value_parser = interval_millis)]
+    interval_ms: Option<Duration>,
     /// Resolve NAME to ADDR on the client instead of asking DNS (repeatable).
     #[arg(long, value_name = "NAME=ADDR")]
     resolve: Vec<String>,
@@ -67,12 +88,31 @@ struct Cli {
     /// Only trace the hops; skip the tcp/tls/http checks.
     #[arg(long)]
     no_layers: bool,
-    /// Timing bars: `auto` draws them on a terminal.
+    /// Timing bars: `auto` draws them on a terminal, except in report mode.
     #[arg(long, value_enum, default_value_t = When::Auto)]
     waterfall: When,
-    /// Colour: `auto` on a terminal.
+    /// Colour: `auto` on a terminal, unless NO_COLOR is set (to anything but "").
     #[arg(long, value_enum, default_value_t = When::Auto)]
     color: When,
+}
+
+/// Rounds of report mode (-r, -w) without -c: mtr's.
+const REPORT_ROUNDS: u32 = 10;
+
+fn interval_seconds(text: &str) -> Result<Duration, String> {
+    seconds::parse_seconds(text, true, "--interval-ms")
+}
+
+fn interval_millis(text: &str) -> Result<Duration, String> {
+    seconds::parse_millis(text, true)
+}
+
+fn timeout_seconds(text: &str) -> Result<Duration, String> {
+    seconds::parse_seconds(text, false, "--timeout-ms")
+}
+
+fn timeout_millis(text: &str) -> Result<Duration, String> {
+    seconds::parse_millis(text, false)
 }
 
 const EXIT_HELP: &str = "Exit status (the same codes as hop's, docs/client.md): 0 every hop and \
@@ -122,16 +162,18 @@ fn main() -> ExitCode {
             }
         };
     }
-    let timeout = cli.timeout.map_or_else(
-        || {
-            let en_route =
-                probe::names_en_route(&addr, |n| overrides.contains_key(&n.to_ascii_lowercase()));
-            probe::default_wait(en_route)
-        },
-        Duration::from_millis,
-    );
+    let report_mode = cli.report || cli.wide;
+    let rounds = cli
+        .count
+        .unwrap_or(if report_mode { REPORT_ROUNDS } else { 1 });
+    let asked_timeout = cli.timeout.or(cli.timeout_ms);
+    let timeout = asked_timeout.unwrap_or_else(|| {
+        let en_route =
+            probe::names_en_route(&addr, |n| overrides.contains_key(&n.to_ascii_lowercase()));
+        probe::default_wait(en_route)
+    });
     let opts = run::Options {
-        rounds: cli.count,
+        rounds,
         method: match cli.method {
             MethodArg::Auto => Method::Auto,
             MethodArg::Trace => Method::Trace,
@@ -147,7 +189,7 @@ fn main() -> ExitCode {
         },
         sweep: hoplimit::Config {
             max_hops: cli.max_hops,
-            timeout: cli.timeout.map_or(probe::BASE_WAIT, Duration::from_millis),
+            timeout: asked_timeout.unwrap_or(probe::BASE_WAIT),
             ..Default::default()
         },
         layers: layers::Options {
@@ -160,7 +202,7 @@ fn main() -> ExitCode {
             ..Default::default()
         },
         no_layers: cli.no_layers,
-        interval: Duration::from_millis(cli.interval),
+        interval: cli.interval_ms.unwrap_or(cli.interval),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -173,21 +215,73 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let report = rt.block_on(run::run(&cli.address, &addr, &opts));
+    let stdout = std::io::stdout();
+    let tty = stdout.is_terminal();
+    // A terminal that reports no size is still one: COLUMNS may say how wide it is.
+    let size = tty.then(|| {
+        term::terminal_size(&stdout).unwrap_or(term::TermSize {
+            columns: 0,
+            rows: 0,
+        })
+    });
+    let on = |w: When, auto: bool| match w {
+        When::Auto => auto,
+        When::Always => true,
+        When::Never => false,
+    };
+    let no_color = term::no_color_requested(std::env::var_os("NO_COLOR").as_deref());
+    let o = RenderOptions {
+        color: on(cli.color, tty && !no_color),
+        waterfall: on(cli.waterfall, tty && !report_mode).then_some(30),
+        width: term::table_width(cli.wide, std::env::var("COLUMNS").ok().as_deref(), size),
+        numeric: cli.numeric,
+        progress: None,
+    };
+    // mtr's live view: the table redrawn after every round, on a terminal only.
+    let mut live = match size {
+        Some(size) if !cli.json && !report_mode && rounds > 1 => {
+            Some(term::LiveView::new(std::io::stdout(), size))
+        }
+        _ => None,
+    };
+    // Ctrl-C during a run of several rounds ends it after the round in progress, with the
+    // table of the rounds done; a second one quits at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    if rounds > 1 {
+        let stop = stop.clone();
+        rt.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::Relaxed);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+    }
+    let mut after_round = |so_far: &TraceReport, done: u32| {
+        if let Some(view) = live.as_mut() {
+            let progress = RenderOptions {
+                progress: Some(done),
+                ..o
+            };
+            view.draw(&render::table(so_far, &progress));
+        }
+        !stop.load(Ordering::Relaxed)
+    };
+    let report = rt.block_on(run::run_with_progress(
+        &cli.address,
+        &addr,
+        &opts,
+        &mut after_round,
+    ));
     if cli.json {
         print!("{}", render::json(&report));
     } else {
-        let tty = std::io::stdout().is_terminal();
-        let on = |w: When| match w {
-            When::Auto => tty,
-            When::Always => true,
-            When::Never => false,
-        };
-        let o = RenderOptions {
-            color: on(cli.color),
-            waterfall: on(cli.waterfall).then_some(30),
-        };
-        print!("{}", render::table(&report, &o));
+        let table = render::table(&report, &o);
+        match live {
+            Some(view) => view.finish(&table),
+            None => print!("{table}"),
+        }
     }
     ExitCode::from(report.exit_code())
 }

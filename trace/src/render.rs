@@ -14,14 +14,33 @@ pub struct RenderOptions {
     pub color: bool,
     /// Width in columns of the timing bars; `None` leaves the waterfall out.
     pub waterfall: Option<usize>,
+    /// Columns the table rows must fit in (the terminal's width): DETAIL and RESOLVED BY
+    /// give up width first, then NAME, then ADDRESS, their cells cut with `…`, and the
+    /// timing bars narrow down to [`MIN_BAR`] or go. `None` (a pipe, `--wide`): no limit.
+    /// The title and the failure lines are never cut: a terminal wraps them.
+    pub width: Option<usize>,
+    /// Addresses only (`-n`): no NAME column, and hops called by number and address.
+    pub numeric: bool,
+    /// Rounds done, while a live view redraws the table during the run: the title says
+    /// "round K of N".
+    pub progress: Option<u32>,
 }
 
 impl RenderOptions {
     pub const PLAIN: RenderOptions = RenderOptions {
         color: false,
         waterfall: None,
+        width: None,
+        numeric: false,
+        progress: None,
     };
 }
+
+/// The narrowest timing bar worth drawing; on a terminal too narrow for it, none is drawn.
+pub const MIN_BAR: usize = 10;
+
+/// The narrowest a shrinking column gets (its title is cut too, if need be).
+const MIN_SHRUNK: usize = 6;
 
 const RED: &str = "\x1b[1;31m";
 const GREEN: &str = "\x1b[32m";
@@ -62,19 +81,55 @@ fn status_cell(s: Status, color: bool) -> (String, usize) {
     (format!("{c}{text}{RESET}"), text.len())
 }
 
-/// One table: header + rows of cells, left-aligned except the columns in `right`.
+/// A column: its title, whether it is right-aligned, and whether it may shrink (its cells
+/// cut) to fit the terminal, and in which turn.
+#[derive(Clone, Copy)]
+struct Column {
+    title: &'static str,
+    right: bool,
+    shrinks: Option<Turn>,
+}
+
+/// Which shrinking columns give up width first: texts a reader can do without, then names,
+/// and addresses last (a cut address names nothing).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Turn {
+    Details,
+    Names,
+    Addresses,
+}
+
+const fn col(title: &'static str, right: bool) -> Column {
+    Column {
+        title,
+        right,
+        shrinks: None,
+    }
+}
+
+/// A left-aligned column whose long texts may be cut to fit, in its `turn`.
+const fn shrinking(title: &'static str, turn: Turn) -> Column {
+    Column {
+        title,
+        right: false,
+        shrinks: Some(turn),
+    }
+}
+
+/// One table: header + rows of cells.
 struct Table {
-    header: Vec<&'static str>,
-    right: Vec<bool>,
+    columns: Vec<Column>,
     /// (cell text, visible width) per cell; width differs from text length for coloured cells.
     rows: Vec<Vec<(String, usize)>>,
 }
 
+/// Two spaces between columns.
+const GAP: usize = 2;
+
 impl Table {
-    fn new(cols: &[(&'static str, bool)]) -> Table {
+    fn new(columns: Vec<Column>) -> Table {
         Table {
-            header: cols.iter().map(|c| c.0).collect(),
-            right: cols.iter().map(|c| c.1).collect(),
+            columns,
             rows: Vec::new(),
         }
     }
@@ -83,8 +138,8 @@ impl Table {
         self.rows.push(cells);
     }
 
-    fn widths(&self) -> Vec<usize> {
-        let mut w: Vec<usize> = self.header.iter().map(|h| h.len()).collect();
+    fn natural_widths(&self) -> Vec<usize> {
+        let mut w: Vec<usize> = self.columns.iter().map(|c| c.title.len()).collect();
         for r in &self.rows {
             for (i, c) in r.iter().enumerate() {
                 w[i] = w[i].max(c.1);
@@ -93,21 +148,61 @@ impl Table {
         w
     }
 
+    fn min_widths(&self) -> Vec<usize> {
+        self.natural_widths()
+            .iter()
+            .zip(&self.columns)
+            .map(|(&w, c)| match c.shrinks {
+                Some(_) => w.min(MIN_SHRUNK),
+                None => w,
+            })
+            .collect()
+    }
+
+    fn line_width(widths: &[usize]) -> usize {
+        widths.iter().sum::<usize>() + GAP * widths.len().saturating_sub(1)
+    }
+
+    /// Column widths for rows of at most `limit` columns with `tail` more after the last
+    /// cell: in [`Turn`] order, the widest shrinking column of the turn gives up one column
+    /// at a time (so texts of a turn share the cut) down to [`MIN_SHRUNK`]; a table that
+    /// cannot shrink enough stays at its minimum, and the terminal wraps it.
+    fn widths_within(&self, limit: Option<usize>, tail: usize) -> Vec<usize> {
+        let mut w = self.natural_widths();
+        let Some(limit) = limit else { return w };
+        let min = self.min_widths();
+        while Self::line_width(&w) + tail > limit {
+            let next = (0..w.len())
+                .filter(|&i| w[i] > min[i])
+                .filter_map(|i| self.columns[i].shrinks.map(|turn| (turn, i)))
+                .min_by_key(|&(turn, i)| (turn, std::cmp::Reverse((w[i], i))));
+            match next {
+                Some((_, i)) => w[i] -= 1,
+                None => break,
+            }
+        }
+        w
+    }
+
     /// Lines without trailing spaces; `extra[i]` is appended to row i (the bar).
-    fn render(&self, out: &mut String, extra: &[String]) {
-        let w = self.widths();
+    fn render(&self, out: &mut String, extra: &[String], w: &[usize]) {
         let line = |out: &mut String, cells: &[(String, usize)], tail: &str| {
             let mut s = String::new();
             for (i, (text, vis)) in cells.iter().enumerate() {
                 if i > 0 {
                     s.push_str("  ");
                 }
-                let pad = " ".repeat(w[i] - vis);
-                if self.right[i] {
-                    s.push_str(&pad);
-                    s.push_str(text);
+                let (text, vis) = if *vis > w[i] {
+                    (cut(text, w[i]), w[i])
                 } else {
-                    s.push_str(text);
+                    (text.clone(), *vis)
+                };
+                let pad = " ".repeat(w[i] - vis);
+                if self.columns[i].right {
+                    s.push_str(&pad);
+                    s.push_str(&text);
+                } else {
+                    s.push_str(&text);
                     if i + 1 < cells.len() || !tail.is_empty() {
                         s.push_str(&pad);
                     }
@@ -120,16 +215,24 @@ impl Table {
             out.push_str(s.trim_end());
             out.push('\n');
         };
-        let head: Vec<(String, usize)> = self
-            .header
-            .iter()
-            .map(|h| ((*h).to_owned(), h.len()))
-            .collect();
+        // Titles are cut like cells where a column shrank below its title.
+        let head: Vec<(String, usize)> = self.columns.iter().map(|c| plain(c.title)).collect();
         line(out, &head, "");
         for (i, r) in self.rows.iter().enumerate() {
             line(out, r, extra.get(i).map(String::as_str).unwrap_or(""));
         }
     }
+}
+
+/// `text` cut to `width` characters, the last one `…` to say so. Only plain cells are cut
+/// (the coloured status column never shrinks), so characters are columns here.
+fn cut(text: &str, width: usize) -> String {
+    if width == 0 {
+        return String::new();
+    }
+    let mut s: String = text.chars().take(width - 1).collect();
+    s.push('…');
+    s
 }
 
 fn plain(s: impl Into<String>) -> (String, usize) {
@@ -154,17 +257,22 @@ fn bar(start: f64, len: f64, total: f64, width: usize) -> String {
     )
 }
 
-fn hop_cells(h: &HopRow, repeat: bool, color: bool) -> Vec<(String, usize)> {
+fn hop_cells(h: &HopRow, hops: &[HopRow], repeat: bool, o: &RenderOptions) -> Vec<(String, usize)> {
     let mut c = vec![
         plain(h.hop.map_or("-".into(), |i| i.to_string())),
         plain(h.ttl.map_or("-".into(), |t| t.to_string())),
-        plain(opt(&h.name)),
-        plain(opt(&h.address)),
-        plain(opt(&h.resolved_by)),
-        plain(h.via.as_str()),
     ];
+    if !o.numeric {
+        c.push(plain(opt(&h.name)));
+    }
+    c.push(plain(opt(&h.address)));
+    c.push(match (&h.resolved_by, o.numeric) {
+        (Some(by), true) => plain(numeric_resolved_by(by, hops)),
+        (by, _) => plain(opt(by)),
+    });
+    c.push(plain(h.via.as_str()));
     c.extend(rtt_cells(&h.rtt, repeat));
-    c.push(status_cell(h.status, color));
+    c.push(status_cell(h.status, o.color));
     c
 }
 
@@ -183,18 +291,39 @@ fn rtt_cells(r: &Rtt, repeat: bool) -> Vec<(String, usize)> {
     }
 }
 
-fn rtt_columns(repeat: bool) -> Vec<(&'static str, bool)> {
+/// `hop N (name)` as `hop N (address)` (`-n`): the address of hop N's row, when known.
+fn numeric_resolved_by(by: &str, hops: &[HopRow]) -> String {
+    let Some((n, _)) = by
+        .strip_prefix("hop ")
+        .and_then(|rest| rest.split_once(' '))
+    else {
+        return by.to_owned();
+    };
+    let Ok(n) = n.parse::<u32>() else {
+        return by.to_owned();
+    };
+    match hops
+        .iter()
+        .find(|h| h.hop == Some(n))
+        .and_then(|h| h.address.as_deref())
+    {
+        Some(a) => format!("hop {n} ({a})"),
+        None => format!("hop {n}"),
+    }
+}
+
+fn rtt_columns(repeat: bool) -> Vec<Column> {
     if repeat {
         vec![
-            ("LOSS", true),
-            ("SNT", true),
-            ("LAST", true),
-            ("AVG", true),
-            ("BEST", true),
-            ("WRST", true),
+            col("LOSS", true),
+            col("SNT", true),
+            col("LAST", true),
+            col("AVG", true),
+            col("BEST", true),
+            col("WRST", true),
         ]
     } else {
-        vec![("RTT ms", true)]
+        vec![col("RTT ms", true)]
     }
 }
 
@@ -206,17 +335,49 @@ fn layer_cells(l: &LayerRow, repeat: bool, color: bool) -> Vec<(String, usize)> 
     c
 }
 
+/// The width of the timing bars on a terminal of `limit` columns: as asked where the widest
+/// table leaves room, else what room there is down to [`MIN_BAR`] (the tables' shrinking
+/// columns giving up width for it), else `None`: no bars.
+fn fit_bar(want: usize, limit: Option<usize>, tables: &[&Table]) -> Option<usize> {
+    let Some(limit) = limit else {
+        return Some(want);
+    };
+    let natural = tables
+        .iter()
+        .map(|t| Table::line_width(&t.natural_widths()))
+        .max()
+        .unwrap_or(0);
+    let narrowest = tables
+        .iter()
+        .map(|t| Table::line_width(&t.min_widths()))
+        .max()
+        .unwrap_or(0);
+    let room = |table_width: usize| limit.saturating_sub(table_width + GAP + 2);
+    if room(natural) >= MIN_BAR {
+        Some(want.min(room(natural)))
+    } else if room(narrowest) >= MIN_BAR {
+        Some(MIN_BAR.min(want))
+    } else {
+        None
+    }
+}
+
 /// The human table.
 pub fn table(report: &TraceReport, o: &RenderOptions) -> String {
     let repeat = report.rounds > 1;
     let mut out = String::new();
+    let rounds = match o.progress {
+        Some(done) => format!("round {done} of {}", report.rounds),
+        None => format!(
+            "{} round{}",
+            report.rounds,
+            if report.rounds == 1 { "" } else { "s" }
+        ),
+    };
     let _ = writeln!(
         out,
-        "hoptrace to {} ({} round{}, {})",
-        report.address,
-        report.rounds,
-        if report.rounds == 1 { "" } else { "s" },
-        report.method
+        "hoptrace to {} ({rounds}, {})",
+        report.address, report.method
     );
 
     // One time scale for both tables: hop bars end at their RTT (or start at their
@@ -233,21 +394,40 @@ pub fn table(report: &TraceReport, o: &RenderOptions) -> String {
         .fold(0.0_f64, f64::max);
     let total = path_ms + layer_end;
 
-    let mut cols = vec![
-        ("HOP", true),
-        ("TTL", true),
-        ("NAME", false),
-        ("ADDRESS", false),
-        ("RESOLVED BY", false),
-        ("VIA", false),
-    ];
+    let mut cols = vec![col("HOP", true), col("TTL", true)];
+    if !o.numeric {
+        cols.push(shrinking("NAME", Turn::Names));
+    }
+    cols.extend([
+        shrinking("ADDRESS", Turn::Addresses),
+        shrinking("RESOLVED BY", Turn::Details),
+        col("VIA", false),
+    ]);
     cols.extend(rtt_columns(repeat));
-    cols.push(("STATUS", false));
-    let mut t = Table::new(&cols);
+    cols.push(col("STATUS", false));
+    let mut hop_table = Table::new(cols);
+    for h in &report.hops {
+        hop_table.push(hop_cells(h, &report.hops, repeat, o));
+    }
+    let mut layer_table = None;
+    if !report.layers.is_empty() {
+        let mut cols = vec![col("LAYER", false), col("STATUS", false)];
+        cols.extend(rtt_columns(repeat));
+        cols.push(shrinking("DETAIL", Turn::Details));
+        let mut t = Table::new(cols);
+        for l in &report.layers {
+            t.push(layer_cells(l, repeat, o.color));
+        }
+        layer_table = Some(t);
+    }
+    let tables: Vec<&Table> = std::iter::once(&hop_table).chain(&layer_table).collect();
+    let bar_width = o.waterfall.and_then(|want| fit_bar(want, o.width, &tables));
+    // A bar is `|` + width + `|`, after the gap.
+    let tail = bar_width.map_or(0, |b| GAP + b + 2);
+
     let mut bars = Vec::new();
     for h in &report.hops {
-        t.push(hop_cells(h, repeat, o.color));
-        if let Some(w) = o.waterfall {
+        if let Some(w) = bar_width {
             bars.push(match (h.offset_ms, h.rtt.last_ms) {
                 (Some(off), _) => bar(0.0, off, total, w),
                 (None, Some(rtt)) => bar(0.0, rtt, total, w),
@@ -255,7 +435,7 @@ pub fn table(report: &TraceReport, o: &RenderOptions) -> String {
             });
         }
     }
-    t.render(&mut out, &bars);
+    hop_table.render(&mut out, &bars, &hop_table.widths_within(o.width, tail));
     if report
         .hops
         .iter()
@@ -267,23 +447,18 @@ pub fn table(report: &TraceReport, o: &RenderOptions) -> String {
         );
     }
 
-    if !report.layers.is_empty() {
+    if let Some(t) = &layer_table {
         out.push('\n');
-        let mut cols = vec![("LAYER", false), ("STATUS", false)];
-        cols.extend(rtt_columns(repeat));
-        cols.push(("DETAIL", false));
-        let mut t = Table::new(&cols);
         let mut bars = Vec::new();
         for l in &report.layers {
-            t.push(layer_cells(l, repeat, o.color));
-            if let Some(w) = o.waterfall {
+            if let Some(w) = bar_width {
                 bars.push(match (l.start_ms, l.rtt.last_ms) {
                     (Some(s), Some(d)) => bar(path_ms + s, d, total, w),
                     _ => String::new(),
                 });
             }
         }
-        t.render(&mut out, &bars);
+        t.render(&mut out, &bars, &t.widths_within(o.width, tail));
     }
 
     out.push('\n');
@@ -295,7 +470,8 @@ pub fn table(report: &TraceReport, o: &RenderOptions) -> String {
             let where_ = match (f.row.as_str(), f.hop) {
                 ("hop", Some(i)) => {
                     let h = &report.hops[f.index];
-                    match (&h.name, &h.address) {
+                    let name = if o.numeric { &None } else { &h.name };
+                    match (name, &h.address) {
                         (Some(n), Some(a)) => format!("hop {i} ({n}, {a})"),
                         (Some(n), None) => format!("hop {i} ({n})"),
                         (None, Some(a)) => format!("hop {i} ({a})"),
@@ -311,7 +487,7 @@ pub fn table(report: &TraceReport, o: &RenderOptions) -> String {
                     )
                 }
                 _ => match report.hops.iter().rev().find(|h| h.hop.is_some()) {
-                    Some(h) => match (&h.name, &h.address) {
+                    Some(h) => match (if o.numeric { &None } else { &h.name }, &h.address) {
                         (Some(n), Some(a)) => format!("the final hop ({n}, {a})"),
                         (Some(x), None) | (None, Some(x)) => format!("the final hop ({x})"),
                         (None, None) => "the final hop".to_owned(),

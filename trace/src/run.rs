@@ -84,6 +84,28 @@ fn ms(d: Duration) -> f64 {
 /// Needs a multi-threaded tokio runtime: the probes use blocking sockets inside
 /// `block_in_place`, because the error queue (`MSG_ERRQUEUE`) has no async API in tokio.
 pub async fn run(addr_text: &str, addr: &StackAddress, o: &Options) -> TraceReport {
+    run_with_progress(addr_text, addr, o, &mut |_, _| true).await
+}
+
+/// What came back from the rounds run so far; [`fold`] turns it into a report.
+#[derive(Default)]
+struct Gathered {
+    outcomes: Vec<Outcome>,
+    sweeps: Vec<Vec<hoplimit::Answer>>,
+    layer_rounds: Vec<Vec<LayerRow>>,
+    local_problem: Option<Problem>,
+}
+
+/// [`run`], calling `after_round(report so far, rounds done)` after every round but the last,
+/// for a live view. The report so far says `rounds` = the rounds planned, so that a table of
+/// it keeps the columns of the final one. `after_round` returning false stops the run there
+/// (Ctrl-C): the report returned then covers the rounds done.
+pub async fn run_with_progress(
+    addr_text: &str,
+    addr: &StackAddress,
+    o: &Options,
+    after_round: &mut dyn FnMut(&TraceReport, u32) -> bool,
+) -> TraceReport {
     let n = addr.hops().len();
     let names: Vec<Option<String>> = addr
         .hops()
@@ -114,14 +136,13 @@ pub async fn run(addr_text: &str, addr: &StackAddress, o: &Options) -> TraceRepo
             .and_then(|i| view.known[i].map(|k| k.0))
     };
 
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    let mut sweeps: Vec<Vec<hoplimit::Answer>> = Vec::new();
-    let mut layer_rounds: Vec<Vec<LayerRow>> = Vec::new();
-    let mut local_problem: Option<Problem> = None;
+    let mut gathered = Gathered::default();
+    let planned = o.rounds.max(1);
+    let mut stopped_after: Option<u32> = None;
     let mut prober: Option<hoplimit::Prober> = None;
     // The path the last probe answer gave (every name resolved), for later rounds.
     let mut learned: Option<Vec<Option<Ipv6Addr>>> = None;
-    for round in 0..o.rounds.max(1) {
+    for round in 0..planned {
         if round > 0 {
             tokio::time::sleep(o.interval).await;
         }
@@ -140,7 +161,7 @@ pub async fn run(addr_text: &str, addr: &StackAddress, o: &Options) -> TraceRepo
             match sent {
                 Ok(x) => Some(x),
                 Err(e) => {
-                    local_problem = Some(Problem {
+                    gathered.local_problem = Some(Problem {
                         layer: "route".into(),
                         reason: e.reason().into(),
                         text: e.to_string(),
@@ -184,7 +205,7 @@ pub async fn run(addr_text: &str, addr: &StackAddress, o: &Options) -> TraceRepo
                     && let Ok(a) =
                         tokio::task::block_in_place(|| p.sweep(&srh, dst, round as u8, &o.sweep))
                 {
-                    sweeps.push(a);
+                    gathered.sweeps.push(a);
                 }
             }
         }
@@ -197,28 +218,60 @@ pub async fn run(addr_text: &str, addr: &StackAddress, o: &Options) -> TraceRepo
                 let p: Vec<Ipv6Addr> = path.iter().flatten().copied().collect();
                 rows.extend(layers::check(addr, &p, &o.layers).await);
             }
-            layer_rounds.push(rows);
+            gathered.layer_rounds.push(rows);
         }
         if let Some(x) = out {
-            outcomes.push(x);
+            gathered.outcomes.push(x);
+        }
+        let done = round + 1;
+        if done < planned {
+            let so_far = fold(addr_text, addr, o, &view, &gathered, planned);
+            if !after_round(&so_far, done) {
+                stopped_after = Some(done);
+                break;
+            }
         }
     }
+    fold(
+        addr_text,
+        addr,
+        o,
+        &view,
+        &gathered,
+        stopped_after.unwrap_or(planned),
+    )
+}
 
-    let mut hops = hop_rows(&view, &outcomes);
+/// The report of what `g` holds, saying `rounds` rounds.
+fn fold(
+    addr_text: &str,
+    addr: &StackAddress,
+    o: &Options,
+    view: &ClientView,
+    g: &Gathered,
+    rounds: u32,
+) -> TraceReport {
+    let Gathered {
+        outcomes,
+        sweeps,
+        layer_rounds,
+        local_problem,
+    } = g;
+    let mut hops = hop_rows(view, outcomes);
     if !sweeps.is_empty() {
-        hops = merge_sweep(&view, &outcomes, hops, &sweeps);
+        hops = merge_sweep(view, outcomes, hops, sweeps);
     }
     if let Some(p) = local_problem {
         if let Some(h) = hops.first_mut() {
             h.status = Status::Failed;
-            h.problem = Some(p);
+            h.problem = Some(p.clone());
         }
     }
-    let mut layers = merge_layer_rounds(layer_rounds);
+    let mut layers = merge_layer_rounds(layer_rounds.clone());
     if o.no_layers {
         layers.clear();
     } else if layers.is_empty() {
-        layers = unanswered_layers(addr, &outcomes, &hops);
+        layers = unanswered_layers(addr, outcomes, &hops);
     }
     let method = match (outcomes.is_empty(), sweeps.is_empty()) {
         (false, true) => "trace",
@@ -226,7 +279,7 @@ pub async fn run(addr_text: &str, addr: &StackAddress, o: &Options) -> TraceRepo
         (false, false) => "trace+hop-limit",
         (true, true) => "none",
     };
-    TraceReport::new(addr_text.to_owned(), o.rounds.max(1), method, hops, layers)
+    TraceReport::new(addr_text.to_owned(), rounds, method, hops, layers)
 }
 
 async fn first_hop_dns(name: &str, server: Option<IpAddr>) -> Result<Ipv6Addr, Problem> {

@@ -52,7 +52,7 @@ fn start() -> Testbed {
 
 fn kernel_end_nodes_appear_through_hop_limit_probing_with_their_addresses() {
     let tb = start();
-    let (code, v, _) = trace_json(&tb, "client", &["--timeout", "700", PATH]);
+    let (code, v, _) = trace_json(&tb, "client", &["--timeout", "0.7", PATH]);
     eprintln!("{v:#}");
     // No hopd on the final host: the service check fails, and says why.
     assert_eq!(code, 1);
@@ -127,9 +127,9 @@ fn repeat_mode_counts_every_round_and_flow_identifiers_stay_constant() {
             "-c",
             "3",
             "-i",
-            "50",
+            "0.05",
             "--timeout",
-            "700",
+            "0.7",
             PATH,
         ],
     );
@@ -209,7 +209,7 @@ fn hop_limit_probing_needs_no_privilege() {
             "--no-layers",
             "--json",
             "--timeout",
-            "700",
+            "0.7",
             PATH,
         ]);
     let o = c.output().unwrap();

@@ -290,8 +290,8 @@ fn healthy_table() {
 fn healthy_waterfall_draws_one_bar_per_row_on_one_scale() {
     let r = healthy(1);
     let o = RenderOptions {
-        color: false,
         waterfall: Some(20),
+        ..RenderOptions::PLAIN
     };
     let t = table(&r, &o);
     golden("healthy-waterfall.txt", &t);
@@ -330,7 +330,7 @@ fn colour_highlights_the_failure() {
         &nxdomain(),
         &RenderOptions {
             color: true,
-            waterfall: None,
+            ..RenderOptions::PLAIN
         },
     );
     assert!(
@@ -409,4 +409,133 @@ fn a_silent_router_between_hops_does_not_fail_the_run_but_a_silent_end_does() {
     r.settle();
     assert!(!r.ok);
     assert_eq!(r.first_failure.unwrap().problem.reason, "no-reply");
+}
+
+/// The rows of both tables (headers included): what must fit a terminal's width. The title,
+/// the note under the hop rows and the verdict may wrap instead.
+fn table_rows(t: &str) -> Vec<&str> {
+    let verdict = t.rfind("\n\n").unwrap_or(t.len());
+    t[..verdict]
+        .lines()
+        .skip(1)
+        .filter(|l| !l.is_empty() && !l.starts_with("(trace rows"))
+        .collect()
+}
+
+fn at_width(width: usize) -> RenderOptions {
+    RenderOptions {
+        width: Some(width),
+        ..RenderOptions::PLAIN
+    }
+}
+
+#[test]
+fn a_narrow_terminal_cuts_the_widest_cells_so_every_row_fits() {
+    let r = healthy(1);
+    let narrow = table(&r, &at_width(60));
+    golden("healthy-60.txt", &narrow);
+    for width in [60, 66, 72] {
+        let t = table(&r, &at_width(width));
+        for row in table_rows(&t) {
+            assert!(row.chars().count() <= width, "{width}: {row:?}\n{t}");
+        }
+    }
+    // The cut is said with an ellipsis; the verdict and the numbers are never cut.
+    assert!(
+        narrow.contains("restapiv3: exists, proxy-tcp (prox…"),
+        "{narrow}"
+    );
+    // Addresses are cut last: here not at all.
+    assert!(narrow.contains("  fd00:1::2  "), "{narrow}");
+    assert!(
+        narrow.contains("OK: every hop and layer answered"),
+        "{narrow}"
+    );
+    // Wide enough, or no width at all (a pipe, --wide): the table as it always was.
+    assert_eq!(table(&r, &at_width(200)), table(&r, &RenderOptions::PLAIN));
+}
+
+#[test]
+fn columns_stop_shrinking_at_six_and_the_terminal_wraps_the_rest() {
+    let t = table(&healthy(1), &at_width(20));
+    assert!(
+        t.contains("HOP  TTL  NAME    ADDRE…  RESOL…  VIA     RTT ms  STATUS\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("  1    -  githu…  fd00:…  clien…  trace     0.12  ok\n"),
+        "{t}"
+    );
+}
+
+#[test]
+fn timing_bars_narrow_to_fit_and_go_when_there_is_no_room() {
+    let r = healthy(1);
+    let bars_of = |t: &str| -> Vec<usize> {
+        t.lines()
+            .filter(|l| l.ends_with('|'))
+            .map(|l| l.len() - l.find('|').unwrap() - 2)
+            .collect()
+    };
+    let with = |width: Option<usize>| {
+        table(
+            &r,
+            &RenderOptions {
+                waterfall: Some(30),
+                width,
+                ..RenderOptions::PLAIN
+            },
+        )
+    };
+    assert_eq!(bars_of(&with(None)), vec![30; 7]);
+    // The layer table is 79 wide: room for a 20-column bar (and its `  |` and `|`) in 103.
+    let t = with(Some(103));
+    assert_eq!(bars_of(&t), vec![20; 7], "{t}");
+    // No room beside the whole table: the detail column gives up width for a 10-column bar.
+    let t = with(Some(80));
+    assert_eq!(bars_of(&t), vec![10; 7], "{t}");
+    for row in table_rows(&t) {
+        assert!(row.chars().count() <= 80, "{row:?}");
+    }
+    // Too narrow even then: no bars at all.
+    assert!(bars_of(&with(Some(60))).is_empty());
+}
+
+#[test]
+fn numeric_mode_has_no_name_column_and_names_hops_by_address() {
+    let o = RenderOptions {
+        numeric: true,
+        ..RenderOptions::PLAIN
+    };
+    let t = table(&nxdomain(), &o);
+    golden("nxdomain-numeric.txt", &t);
+    assert!(!t.contains("NAME"), "{t}");
+    assert!(!t.contains("github.com  "), "{t}");
+    assert!(
+        t.contains("hop 1 (fd00:1::2)"),
+        "RESOLVED BY by address: {t}"
+    );
+    assert!(t.contains("FAILED at hop 2, layer route: nxdomain"), "{t}");
+    let t = table(&healthy(1), &o);
+    assert!(
+        t.contains("  3    -  fd00:3::2  hop 2 (fd00:2::2)  answer    0.90  ok\n"),
+        "{t}"
+    );
+}
+
+#[test]
+fn the_live_view_title_counts_the_rounds_done() {
+    let o = RenderOptions {
+        progress: Some(2),
+        ..RenderOptions::PLAIN
+    };
+    let t = table(&healthy(5), &o);
+    assert!(
+        t.starts_with(&format!("hoptrace to {ADDR} (round 2 of 5, trace)\n")),
+        "{t}"
+    );
+    assert!(
+        t.contains("LOSS  SNT"),
+        "repeat columns from the first frame on: {t}"
+    );
 }

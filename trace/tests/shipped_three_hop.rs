@@ -26,7 +26,7 @@ fn healthy_three_hop_toml() {
     let addr = "github.com>org>yc:tcp+tls+http+restapiv3/users/list";
     let t0 = Instant::now();
     let v = loop {
-        let (code, v, _) = trace_json(&tb, "client", &["--timeout", "400", "--cacert", ca, addr]);
+        let (code, v, _) = trace_json(&tb, "client", &["--timeout", "0.4", "--cacert", ca, addr]);
         if code == 0 {
             break v;
         }

@@ -57,7 +57,7 @@ fn healthy_path_reports_every_hop_and_layer_with_who_resolved_it() {
     let (code, t) = trace_text(
         &bed.tb,
         "client",
-        &["--cacert", &ca, "-c", "3", "-i", "50", API],
+        &["--cacert", &ca, "-c", "3", "-i", "0.05", API],
     );
     eprintln!("{t}");
     assert_eq!(code, 0, "{t}");
@@ -143,7 +143,7 @@ fn dns_timeout_at_hop_2_is_named_with_the_default_wait() {
 fn link_down_between_hops_2_and_3_is_pinned_there() {
     let bed = Bed::start();
     bed.tb.link_down("org", "yc").unwrap();
-    let (code, v, _) = trace_json(&bed.tb, "client", &["--timeout", "1000", API]);
+    let (code, v, _) = trace_json(&bed.tb, "client", &["--timeout", "1", API]);
     eprintln!("{v:#}");
     assert_eq!(code, 1);
     let f = &v["first_failure"];
@@ -278,7 +278,7 @@ fn a_kernel_end_hop_before_hopd_hops_is_found_by_hop_limit_probing() {
         "client",
         &[
             "--timeout",
-            "700",
+            "0.7",
             "[fc00:1::f]>[fc00:2::e]>yc:tcp+http+web/users/list",
         ],
     );
@@ -300,7 +300,7 @@ fn a_kernel_end_hop_before_hopd_hops_is_found_by_hop_limit_probing() {
 fn final_hop_without_hopd_is_a_service_failure_not_a_route_failure() {
     let bed = Bed::start();
     bed.tb.kill("yc", "hopd").unwrap();
-    let (code, v, _) = trace_json(&bed.tb, "client", &["--timeout", "700", API]);
+    let (code, v, _) = trace_json(&bed.tb, "client", &["--timeout", "0.7", API]);
     eprintln!("{v:#}");
     assert_eq!(code, 1);
     for n in 1..=3 {
@@ -325,7 +325,7 @@ fn hop_limit_probing_through_hopd_hops_uses_the_path_a_probe_learnt() {
             "-c",
             "2",
             "-i",
-            "50",
+            "0.05",
             API,
         ],
     );

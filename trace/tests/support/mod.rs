@@ -181,7 +181,7 @@ impl Bed {
                 "client",
                 &[
                     "--timeout",
-                    "300",
+                    "0.3",
                     "github.com>org>yc:tcp+http+web/users/list",
                 ],
             );
