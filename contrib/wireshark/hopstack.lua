@@ -492,7 +492,9 @@ local function dissect_report(tvb, pinfo, tree)
                 local n = tvb(at + 17, 1):uint()
                 local e = path:add(f.path_entry, tvb(at, 18 + n))
                 local by = tvb(at + 16, 1):uint()
-                local name = n > 0 and tvb(at + 18, n):string() or "literal"
+                -- No name: a literal, or a name the client resolved (the final hop only
+                -- learns the names left to hops).
+                local name = n > 0 and tvb(at + 18, n):string() or "(no name)"
                 e:set_text(string.format("Hop %d: %s, %s, resolved by %s", i, name,
                     tostring(tvb(at, 16):ipv6()), by == 0xff and "client" or ("hop " .. by)))
                 e:add(f.path_address, tvb(at, 16))

@@ -382,8 +382,10 @@ pub fn render_report_tree(r: &ReportRepr) -> String {
             }
             let _ = writeln!(o, "    Path, first hop first ({} hops):", a.path.len());
             for (i, p) in a.path.iter().enumerate() {
+                // Empty for a literal, and for a name the client resolved itself: the
+                // final hop only learns the names left to hops.
                 let name = if p.name.is_empty() {
-                    "literal".to_owned()
+                    "(no name)".to_owned()
                 } else {
                     report::printable(&p.name)
                 };
@@ -743,7 +745,7 @@ mod tests {
             "    Path, first hop first (3 hops):\n",
             "        Hop 0: github.com, fc00:1::e, resolved by client\n",
             "        Hop 1: org, fc00:2::e, resolved by hop 0\n",
-            "        Hop 2: literal, fd00:3::2, resolved by hop 1\n",
+            "        Hop 2: (no name), fd00:3::2, resolved by hop 1\n",
             "    Text: speaks tls\n",
             "    TLV Trace (252): report to [2001:db8::100]:40000, nonce 0xdeadbeef, 3 records, 2 filled\n",
             // Segment Index 2 is Segments Left at the first hop: path entry 0.
