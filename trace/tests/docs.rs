@@ -387,6 +387,10 @@ fn docs_commands_run_as_shown() {
             .command
             .replace("target/debug/", &format!("{}/", bin.display()))
             .replace(
+                "contrib/wireshark/",
+                &format!("{}/contrib/wireshark/", repo().display()),
+            )
+            .replace(
                 "testbed/topologies/",
                 &format!("{}/testbed/topologies/", repo().display()),
             )
