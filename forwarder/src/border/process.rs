@@ -40,8 +40,9 @@
 //! Hop Limit (S17). We check the Hop Limit *before* touching the packet so that a Time
 //! Exceeded error quotes the packet exactly as the sender's node received it (RFC 8986 §4.1
 //! also checks it first, at S05). The result for a well-formed packet is the same. Under
-//! `require_hmac` the HMAC comes before every check that answers, so that an unauthenticated
-//! packet draws nothing.
+//! `require_hmac` the HMAC comes before every check that answers, and the refusals before it
+//! (no usable SRH, Segments Left 0 or past Last Entry) answer nothing, so that an
+//! unauthenticated packet draws nothing.
 //!
 //! Late binding never happens here: when the next segment is an unresolved placeholder and
 //! the name is not in the cache, the packet is left untouched and [`Action::NeedResolve`]
@@ -190,6 +191,11 @@ fn decide(
     let end = match validate(buf, state) {
         Ok(end) => end,
         Err(Refused::Silently(reason, sid)) => return (drop_silently(reason), sid),
+        // Refused before the HMAC check (no usable SRH, Segments Left 0 or past Last
+        // Entry): unauthenticated, so under `require_hmac` no answer.
+        Err(Refused::WithIcmp(reason, _, _, sid)) if state.settings.policy.require_hmac => {
+            return (drop_silently(reason), Some(sid));
+        }
         Err(Refused::WithIcmp(reason, err, upper, sid)) => {
             let pkt = &buf[..ipv6::Packet::new_unchecked(&*buf).total_len()];
             return (

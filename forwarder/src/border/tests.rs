@@ -1264,6 +1264,57 @@ fn the_hmac_is_checked_before_anything_that_answers() {
     assert_eq!(st.counters.icmp_sent, 0);
 }
 
+/// Until 2026-12-05 the refusals that come before the HMAC check (no SRH, Segments Left 0,
+/// an unknown routing type, Last Entry or Segments Left out of range) answered with a
+/// Parameter Problem under `require_hmac` too, to a source nothing vouched for (found by the
+/// `border` fuzz target).
+#[test]
+fn no_refusal_answers_an_unauthenticated_packet_under_require_hmac() {
+    let no_srh = Pkt {
+        segments: None,
+        dst: a(SID),
+        ..Pkt::srh(&[SID], 0)
+    };
+    let mut unknown_type = Pkt::srh(&["fd00:3::1", SID], 1);
+    unknown_type.routing_type = 3;
+    let mut last_entry = Pkt::srh(&["fd00:3::1", SID], 1);
+    last_entry.last_entry = Some(2);
+    let mut segments_left = Pkt::srh(&["fd00:3::1", SID], 1);
+    segments_left.segments_left = 3;
+    segments_left.dst = a(SID);
+    let cases = [
+        (no_srh, DropReason::NoSrh),
+        (
+            Pkt::srh(&[SID, "fd00:2::1"], 0),
+            DropReason::SegmentsLeftZero,
+        ),
+        (unknown_type, DropReason::UnknownRoutingType),
+        (last_entry, DropReason::LastEntryExceedsHdrLen),
+        (segments_left, DropReason::SegmentsLeftExceedsLastEntry),
+    ];
+    for (b, reason) in cases {
+        let orig = b.build();
+        let mut open = state();
+        let (act, _) = run(&mut open, &mut orig.clone());
+        assert!(
+            matches!(act, Action::Drop { icmp_len, .. } if icmp_len > 0),
+            "{reason} is answered without require_hmac: {act:?}"
+        );
+        let mut st = hmac_state(16);
+        let (act, _) = run(&mut st, &mut orig.clone());
+        assert_eq!(
+            act,
+            Action::Drop {
+                reason,
+                icmp_len: 0,
+                report_len: 0
+            }
+        );
+        assert_eq!(st.counters.dropped(reason), 1);
+        assert_eq!(st.counters.icmp_sent, 0);
+    }
+}
+
 /// The HMAC covers the segments, not the hop-names TLV: under `require_hmac` a border binds
 /// no name (until 2026-12-05 it did, whatever name an on-path party put there).
 #[test]
