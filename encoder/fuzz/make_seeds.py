@@ -4,12 +4,14 @@
 Seeds come from the repository itself, so they follow the formats as they change:
 - stack_address: every example in docs/stack-address.md (valid and invalid);
 - srh_view: the SRHs the Linux kernel produced, encoder/tests/golden/*.hex, plus SRHs with
-  hopstack's own TLVs from `hop encode --hex-only` when target/debug/hop is built;
+  hopstack's own TLVs from `hop encode --hex-only` when target/debug/hop is built (or the
+  HOP environment variable names a `hop` binary);
 - report: one error report and one probe answer, built from the layout documented in
   encoder/src/wire/report.rs.
 """
 import hashlib
 import ipaddress
+import os
 import pathlib
 import re
 import struct
@@ -38,27 +40,41 @@ def stack_address():
     return n
 
 
-def srh_view():
-    n = 0
+def golden_srhs():
+    """The SRHs the Linux kernel produced, from encoder/tests/golden/*.hex."""
+    out = []
     for f in sorted((ROOT / "encoder/tests/golden").glob("*.hex")):
         for line in f.read_text().splitlines():
             if line.startswith("srh "):
-                put("srh_view", bytes.fromhex(line[4:].strip()))
-                n += 1
-    hop = ROOT / "target/debug/hop"
-    if hop.exists():
-        for addr, extra in [
-            ("github.com>org>yc:tcp+tls+http+restapiv3/users", ["--probe", "--nonce", "01020304"]),
-            ("github.com>org>yc:tcp+tls+http+restapiv3", []),
-            ("[fd00::1]>[fd00::2]>gw.lab>[fd00::4]:udp+quic+h3+web", ["--probe", "--nonce", "0a0b0c0d"]),
-        ]:
-            out = subprocess.run(
-                [str(hop), "encode", addr, "--resolve", "github.com=fd00::1", "--hex-only", *extra],
-                capture_output=True, text=True, check=True,
-            ).stdout.split()
-            put("srh_view", bytes.fromhex(out[0]))
-            n += 1
-    return n
+                out.append(bytes.fromhex(line[4:].strip()))
+    return out
+
+
+def hop_srhs():
+    """SRHs with hopstack's own TLVs from `hop encode --hex-only`: target/debug/hop, or the
+    binary the HOP environment variable names; none when there is no such binary."""
+    hop = pathlib.Path(os.environ.get("HOP", ROOT / "target/debug/hop"))
+    if not hop.exists():
+        return []
+    out = []
+    for addr, extra in [
+        ("github.com>org>yc:tcp+tls+http+restapiv3/users", ["--probe", "--nonce", "01020304"]),
+        ("github.com>org>yc:tcp+tls+http+restapiv3", []),
+        ("[fd00::1]>[fd00::2]>gw.lab>[fd00::4]:udp+quic+h3+web", ["--probe", "--nonce", "0a0b0c0d"]),
+    ]:
+        words = subprocess.run(
+            [str(hop), "encode", addr, "--resolve", "github.com=fd00::1", "--hex-only", *extra],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()
+        out.append(bytes.fromhex(words[0]))
+    return out
+
+
+def srh_view():
+    srhs = golden_srhs() + hop_srhs()
+    for srh in srhs:
+        put("srh_view", srh)
+    return len(srhs)
 
 
 def report():
