@@ -10,7 +10,7 @@
 //!   Limit, destination, Segments Left, a late-bound segment and then the upper-layer
 //!   checksum, this hop's trace record); it is still IPv6 with a valid SRH, its destination
 //!   is the next segment, never loopback, unspecified, multicast, link-local, IPv4-mapped or
-//!   the SID it arrived at, inside `allowed_next_hops` with every later literal segment; a
+//!   the SID it arrived at, allowed by `allowed_next_hops` with every later literal segment; a
 //!   checksum that verified still verifies (a partial one still holds the pseudo-header sum);
 //! - a dropped or held packet is not modified; an answer fits `out`; an ICMPv6 error comes
 //!   from the SID the packet reached, to its source (never multicast, unspecified or
@@ -148,8 +148,10 @@ impl Setup {
         if flags & 0x04 != 0 {
             sids.push(Prefix::new(LOCATOR, 64).expect("valid prefix"));
         }
-        // Config::validate refuses kernel End SIDs with either of these.
-        let kernel_end_sids = if flags & 0x08 != 0 && allowed.is_empty() && !require_hmac {
+        // Config::validate refuses kernel End SIDs under require_hmac, and unless
+        // allowed_next_hops says the border forwards anywhere (the kernel's End does).
+        let open_relay = allowed.iter().any(|p| p.prefix_len() == 0);
+        let kernel_end_sids = if flags & 0x08 != 0 && open_relay && !require_hmac {
             vec![KERNEL_END_SID]
         } else {
             Vec::new()
@@ -464,17 +466,24 @@ fn check_forward(
     assert_eq!(dst, next, "the destination is the next segment");
     assert_ne!(dst, reached, "forwarded to the SID it arrived at");
     assert!(!never_a_next_hop(u128::from(dst)), "forwarded to {dst}");
+    // Without allowed_next_hops only an address a name resolved to here; with it, the next
+    // segment (bound or written) and every later written one inside it.
     let allowed = &s.policy.allowed_next_hops;
-    if !allowed.is_empty() {
-        let ok = |a: &Ipv6Addr| allowed.iter().any(|p| p.contains(a));
-        assert!(ok(&dst), "{dst} outside allowed_next_hops");
-        for i in 0..usize::from(new_sl) {
-            let later = pv.segment_addr(i);
-            assert!(
-                tlv::is_placeholder(&later) || ok(&later),
-                "later segment {later} outside allowed_next_hops"
-            );
+    let bound_here = tlv::is_placeholder(&ov.segment_addr(usize::from(new_sl)));
+    let ok = |a: &Ipv6Addr, resolved: bool| {
+        if allowed.is_empty() {
+            resolved
+        } else {
+            allowed.iter().any(|p| p.contains(a))
         }
+    };
+    assert!(ok(&dst, bound_here), "{dst} refused by allowed_next_hops");
+    for i in 0..usize::from(new_sl) {
+        let later = pv.segment_addr(i);
+        assert!(
+            tlv::is_placeholder(&later) || ok(&later, false),
+            "later segment {later} refused by allowed_next_hops"
+        );
     }
     let arrived = if s.tun_hop_limit {
         o[7].saturating_add(1)
