@@ -20,7 +20,7 @@ use hopstack_trace::{RenderOptions, TraceReport, hoplimit, layers, render, secon
 /// records, then checks the final hop's service mapping and each layer (tcp connect, tls
 /// handshake, http request) with its timing.
 #[derive(Parser, Debug)]
-#[command(version, about, after_help = EXIT_HELP)]
+#[command(name = "hoptrace", version = hopstack_version::VERSION, about, after_help = EXIT_HELP)]
 struct Cli {
     /// Stack address, e.g. 'github.com>org>yc:tcp+tls+http+restapiv3/users/list'.
     address: String,

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 /// hopd: the hopstack forwarder daemon.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "hopd", version = hopstack_version::VERSION, about)]
 struct Cli {
     /// Configuration file (TOML).
     #[arg(long, global = true, default_value = DEFAULT_CONFIG)]

@@ -10,7 +10,7 @@ use hopstack_testbed::{DnsFault, Testbed, run_base};
 
 /// Rootless network-namespace topologies with per-network DNS.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "hopbed", version = hopstack_version::VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

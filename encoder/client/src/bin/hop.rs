@@ -18,7 +18,7 @@ use hopstack_encoder::wire::packet::{self, Ipv6Fields, TcpSyn, Upper};
 
 /// hop: reach services by stack address (`hops:layers+service/path`).
 #[derive(Parser, Debug)]
-#[command(name = "hop", version, about, after_help = hopstack_client::cli::EXIT_CODES_HELP)]
+#[command(name = "hop", version = hopstack_version::VERSION, after_help = hopstack_client::cli::EXIT_CODES_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
