@@ -370,3 +370,24 @@ mod tests {
         check::<super::Testbed>();
     }
 }
+
+/// `hopbed`'s command line as the binary parses it (the definitions in `hopbed_cli.rs`): the
+/// man page and shell completions are generated from it (`cargo xtask dist`).
+pub fn hopbed_command() -> clap::Command {
+    hopbed_cli::command()
+}
+
+// Only the definitions matter here; the binary is what reads the parsed values.
+#[allow(dead_code)]
+mod hopbed_cli {
+    use std::path::PathBuf;
+
+    use clap::{Parser, Subcommand};
+
+    include!("hopbed_cli.rs");
+
+    // Here, where the private definitions are visible.
+    pub(super) fn command() -> clap::Command {
+        <Cli as clap::CommandFactory>::command()
+    }
+}

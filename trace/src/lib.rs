@@ -22,3 +22,28 @@ pub mod term;
 
 pub use model::{HopRow, LayerRow, Problem, Rtt, Status, TraceReport, Via};
 pub use render::{RenderOptions, json, table};
+
+/// `hoptrace`'s command line as the binary parses it (the definitions in `hoptrace_cli.rs`):
+/// the man page and shell completions are generated from it (`cargo xtask dist`).
+pub fn hoptrace_command() -> clap::Command {
+    hoptrace_cli::command()
+}
+
+// Only the definitions matter here; the binary is what reads the parsed values.
+#[allow(dead_code)]
+mod hoptrace_cli {
+    use std::net::IpAddr;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use clap::{Parser, ValueEnum};
+
+    use crate::seconds;
+
+    include!("hoptrace_cli.rs");
+
+    // Here, where the private definitions are visible.
+    pub(super) fn command() -> clap::Command {
+        <Cli as clap::CommandFactory>::command()
+    }
+}

@@ -16,6 +16,10 @@
 //!  connect_tcp(final hop:7443, SRH) ─▶ tls::handshake ─▶ http::request
 //! ```
 
+// `hop`'s command-line definitions name this crate by its path, `hopstack_client::…`, as
+// the binary must; this makes the same path resolve when the library includes them.
+extern crate self as hopstack_client;
+
 pub mod cli;
 pub mod connect;
 pub mod error;
@@ -49,6 +53,29 @@ pub use timing::{PathSource, Timings};
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/client.md")]
 pub struct ClientMdExamples;
+
+/// `hop`'s command line as the binary parses it (the definitions in `hop_cli.rs`): the man
+/// pages and shell completions are generated from it (`cargo xtask dist`).
+pub fn hop_command() -> clap::Command {
+    hop_cli::command()
+}
+
+// Only the definitions matter here; the binary is what reads the parsed values.
+#[allow(dead_code)]
+mod hop_cli {
+    use std::net::Ipv6Addr;
+    use std::path::PathBuf;
+
+    use clap::{Args, Parser, Subcommand, ValueEnum};
+    use hopstack_encoder::encode::DEFAULT_SERVICE_PORT;
+
+    include!("hop_cli.rs");
+
+    // Here, where the private definitions are visible.
+    pub(super) fn command() -> clap::Command {
+        <Cli as clap::CommandFactory>::command()
+    }
+}
 
 /// `addr`'s layers as written in it: `tcp+tls+http`.
 fn layer_list(addr: &StackAddress) -> String {

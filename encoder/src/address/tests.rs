@@ -491,7 +491,11 @@ fn documented_examples_match_the_parser() {
         let rendered = e.render(input);
         let mut printed: Vec<String> = rendered.lines().skip(1).map(str::to_owned).collect();
         printed.push(format!("hoptrace: layer address: {e}"));
-        assert_eq!(printed.join("\n"), shown.join("\n"), "doc example {input:?}");
+        assert_eq!(
+            printed.join("\n"),
+            shown.join("\n"),
+            "doc example {input:?}"
+        );
         checked += 1;
     }
     assert!(checked >= 20, "only {checked} error examples found");
