@@ -3,11 +3,14 @@
 //! - `cargo xtask dist [DIR]`: man pages and bash/zsh/fish completions of hop, hopd, hoptrace
 //!   and hopbed, generated from the `clap::Command` each binary parses (its crate's
 //!   `*_command()`), so they list exactly the flags the binaries take; DIR defaults to
-//!   `dist/` at the top of the workspace.
+//!   `dist/` at the top of the workspace, where the Debian package takes them from.
+//! - `cargo xtask deb`: `dist`, then `cargo deb` (which builds the four binaries) with a
+//!   version carrying the git revision (docs/packaging.md).
 
 use std::path::{Path, PathBuf};
+use std::process::Command as Process;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use clap_complete::Shell;
 
@@ -25,9 +28,23 @@ enum Task {
         /// Where to write them [default: dist/ at the top of the workspace].
         dir: Option<PathBuf>,
     },
+    /// Build the Debian package: `dist`, then `cargo deb`, which builds the four binaries
+    /// (needs cargo-deb).
+    Deb {
+        /// Cargo profile of the packaged binaries. `dev` packages the debug binaries, for the
+        /// package test (cargo-deb warns that it is not for releases).
+        #[arg(long, default_value = "release")]
+        profile: String,
+        /// Package the binaries already built with --profile instead of building them.
+        #[arg(long)]
+        no_build: bool,
+        /// Passed on to `cargo deb` (e.g. `--output DIR`, `--fast`, `--dbgsym`).
+        #[arg(last = true)]
+        cargo_deb_args: Vec<String>,
+    },
 }
 
-/// One binary, with its command line and the manual section of its pages.
+/// One binary the package ships, with its command line and the manual section of its pages.
 pub struct Binary {
     pub name: &'static str,
     pub command: fn() -> clap::Command,
@@ -59,6 +76,11 @@ pub const BINARIES: &[Binary] = &[
     },
 ];
 
+/// The crate whose Cargo.toml has `[package.metadata.deb]`: the package is built around hopd,
+/// its units and its sysctls. Its assets name the other crates' binaries, which cargo deb
+/// builds along (`cargo build --workspace --bin hop --bin hopd …`).
+const DEB_CRATE: &str = "hopstack-forwarder";
+
 fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Dist { dir } => {
@@ -66,6 +88,11 @@ fn main() -> Result<()> {
             let files = write_dist(&dir)?;
             println!("{} files in {}", files.len(), dir.display());
         }
+        Task::Deb {
+            profile,
+            no_build,
+            cargo_deb_args,
+        } => deb(&profile, no_build, &cargo_deb_args)?,
     }
     Ok(())
 }
@@ -74,7 +101,9 @@ fn workspace_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
-/// The generated files' default place.
+/// Where the package's assets name the generated files (forwarder/Cargo.toml). Not under
+/// `target/`: cargo-deb takes only `target/release/…` for the target directory and warns
+/// about any other path through it.
 fn default_dist_dir() -> PathBuf {
     workspace_root().join("dist")
 }
@@ -158,7 +187,7 @@ pub fn completions(binary: &Binary) -> Vec<Generated> {
 }
 
 /// Writes every man page and completion into `dir`, replacing what an earlier run left there
-/// (the page of a subcommand that is gone must not stay).
+/// (a page of a subcommand that is gone must not end up in the package).
 fn write_dist(dir: &Path) -> Result<Vec<PathBuf>> {
     for sub in ["man", "completions"] {
         let old = dir.join(sub);
@@ -177,6 +206,74 @@ fn write_dist(dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(written)
+}
+
+/// The Debian version: the workspace version, then `+git` with the commit time (so that
+/// every later commit sorts higher for apt, which a hash alone would not) and the revision,
+/// then the Debian revision: `0.1.0+git20261205093000.1a2b3c4-1`. Outside git: `0.1.0-1`.
+pub fn deb_version() -> String {
+    let base = hopstack_version::PACKAGE_VERSION;
+    match (
+        hopstack_version::GIT_COMMIT_TIME,
+        hopstack_version::GIT_REVISION,
+    ) {
+        ("unknown", _) | (_, "unknown") => format!("{base}-1"),
+        (time, revision) => format!("{base}+git{time}.{revision}-1"),
+    }
+}
+
+fn deb(profile: &str, no_build: bool, cargo_deb_args: &[String]) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // Before a release build of several minutes, not after it.
+    let cargo_deb = Process::new(&cargo).args(["deb", "--version"]).output();
+    if !cargo_deb.is_ok_and(|o| o.status.success()) {
+        bail!("cargo-deb is not installed: cargo install cargo-deb --locked");
+    }
+
+    let dist = default_dist_dir();
+    let files = write_dist(&dist)?;
+    eprintln!(
+        "xtask: {} man pages and completions in {}",
+        files.len(),
+        dist.display()
+    );
+
+    let version = deb_version();
+    let mut args = vec![
+        "deb",
+        "--package",
+        DEB_CRATE,
+        "--profile",
+        profile,
+        "--deb-version",
+        &version,
+    ];
+    if no_build {
+        args.push("--no-build");
+    }
+    // The release profile keeps line tables (the workspace Cargo.toml) and cargo-deb would
+    // pack them: stripped, the package is a fifth of the size. `-- --dbgsym` makes a separate
+    // debug-symbol package instead, `-- --no-strip` keeps them in.
+    let keeps_debug_info = cargo_deb_args.iter().any(|a| {
+        matches!(
+            a.as_str(),
+            "--strip" | "--no-strip" | "--dbgsym" | "--separate-debug-symbols"
+        )
+    });
+    if !keeps_debug_info {
+        args.push("--strip");
+    }
+    args.extend(cargo_deb_args.iter().map(String::as_str));
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = Process::new(&cargo)
+        .args(&args)
+        .current_dir(workspace_root())
+        .status()
+        .context("running cargo deb")?;
+    if !status.success() {
+        bail!("cargo deb failed: {status}");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -286,5 +383,19 @@ mod tests {
             page.contains("hopd \\- the hopstack forwarder daemon"),
             "{page}"
         );
+    }
+
+    #[test]
+    fn the_deb_version_carries_the_revision_and_sorts_by_commit_time() {
+        let v = deb_version();
+        assert!(v.starts_with(hopstack_version::PACKAGE_VERSION), "{v}");
+        assert!(v.ends_with("-1"), "{v}");
+        if hopstack_version::GIT_REVISION != "unknown" {
+            assert!(
+                v.contains(&format!(".{}-1", hopstack_version::GIT_REVISION)),
+                "{v}"
+            );
+            assert!(v.contains("+git20"), "{v}");
+        }
     }
 }
