@@ -60,6 +60,21 @@ fn package_builds_installs_and_its_man_pages_render() {
             p.display()
         );
     }
+    // cargo-deb takes the generated files from dist/ and works in the target directory: a
+    // user who cannot write there (.ci/rootless runs the tests as nobody) cannot build it.
+    let dist = workspace_root().join("dist");
+    let target = debug_dir().parent().unwrap().to_owned();
+    let writable = std::fs::create_dir_all(&dist).is_ok()
+        && tempfile::tempfile_in(&dist).is_ok()
+        && tempfile::tempfile_in(&target).is_ok();
+    if !writable {
+        hopstack_testbed::harness::skip(format!(
+            "needs to write {} and {}, which this user cannot",
+            dist.display(),
+            target.display()
+        ));
+    }
+
     let scratch = tempfile::tempdir().unwrap();
     let out_dir = scratch.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
