@@ -51,6 +51,38 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// cargo-deb deletes every earlier `hopstack_*.deb` in target/debian when it builds one, even
+/// one written elsewhere: the packages a developer built there are moved aside while the test
+/// builds its own, and back afterwards, also when the test fails.
+struct KeepEarlierPackages {
+    moved: Vec<(PathBuf, PathBuf)>,
+}
+
+impl KeepEarlierPackages {
+    fn aside(debian: &Path, keep: &Path) -> KeepEarlierPackages {
+        let mut moved = Vec::new();
+        for e in std::fs::read_dir(debian).into_iter().flatten() {
+            let from = e.unwrap().path();
+            let name = from.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("hopstack") && (name.ends_with(".deb") || name.ends_with(".ddeb")) {
+                std::fs::create_dir_all(keep).unwrap();
+                let to = keep.join(&name);
+                std::fs::rename(&from, &to).unwrap();
+                moved.push((to, from));
+            }
+        }
+        KeepEarlierPackages { moved }
+    }
+}
+
+impl Drop for KeepEarlierPackages {
+    fn drop(&mut self) {
+        for (kept, original) in &self.moved {
+            let _ = std::fs::rename(kept, original);
+        }
+    }
+}
+
 fn package_builds_installs_and_its_man_pages_render() {
     for b in BINARIES {
         let p = debug_dir().join(b);
@@ -78,6 +110,7 @@ fn package_builds_installs_and_its_man_pages_render() {
     let scratch = tempfile::tempdir().unwrap();
     let out_dir = scratch.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
+    let _kept = KeepEarlierPackages::aside(&target.join("debian"), &scratch.path().join("kept"));
 
     // The package, as `cargo xtask deb` makes it (stripped), from the debug binaries; lightly
     // compressed, which is quicker.
