@@ -63,13 +63,13 @@ impl Histogram {
 
 /// `hopd_build_info`: which hopd this is (a gauge of 1 whose labels say it).
 pub fn build_info(out: &mut String) {
-    let revision = option_env!("HOPSTACK_GIT_REVISION").unwrap_or("unknown");
     let _ = writeln!(
         out,
         "# HELP hopd_build_info The running hopd's version and source revision.\n\
          # TYPE hopd_build_info gauge\n\
-         hopd_build_info{{version=\"{}\",revision=\"{revision}\"}} 1",
-        env!("CARGO_PKG_VERSION")
+         hopd_build_info{{version=\"{}\",revision=\"{}\"}} 1",
+        hopstack_version::PACKAGE_VERSION,
+        hopstack_version::GIT_REVISION
     );
 }
 

@@ -148,7 +148,14 @@ fn final_hop_metrics_appear_move_and_lint() {
             "{name} is not on /metrics:\n{before}"
         );
     }
-    assert!(has_metric(&before, "hopd_build_info"), "{before}");
+    assert!(
+        before.contains(&format!(
+            "hopd_build_info{{version=\"{}\",revision=\"{}\"}} 1",
+            hopstack_version::PACKAGE_VERSION,
+            hopstack_version::GIT_REVISION
+        )),
+        "{before}"
+    );
     assert!(
         !before.contains("hopd_border_"),
         "a final-hop-only hopd shows no border metrics"
