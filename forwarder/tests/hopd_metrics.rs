@@ -133,7 +133,9 @@ fn final_hop_metrics_appear_move_and_lint() {
     let hopd = Hopd::start(
         PORT,
         &format!(
-            "[final_hop.services.web]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:8111\"\n\
+            "proxy_idle_timeout_secs = 1\nmax_connections_per_source = 1\n\
+             udp_max_request_bytes = 100\n\
+             [final_hop.services.web]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:8111\"\n\
              layers = [\"tcp+http\"]\n\
              [final_hop.services.ho]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\n\
              [final_hop.services.ud]\nmode = \"udp\"\ntarget = \"[::1]:7111\"\nlayers = [\"udp\"]\n\
@@ -162,6 +164,31 @@ fn final_hop_metrics_appear_move_and_lint() {
     );
     promtool_accepts(&before);
 
+    // One connection at a time from this address (max_connections_per_source = 1): wait
+    // until hopd has seen the last one end.
+    let quiet = || {
+        let t0 = Instant::now();
+        while value(&fetch(addr).unwrap(), "hopd_final_hop_connections_active") != 0.0 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "a connection stays active"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut buf = [0u8; 2048];
+    // A proxied connection left idle: closed after proxy_idle_timeout_secs. While it is
+    // open, a second one from the same address is over max_connections_per_source.
+    let idle = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", "web", None)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut refused = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", "web", None)).unwrap();
+    let _ = refused.write_all(b"GET / HTTP/1.1\r\n\r\n");
+    let _ = std::io::Read::read(&mut refused, &mut buf);
+    std::thread::sleep(Duration::from_millis(1500));
+    drop((idle, refused));
+
+    quiet();
+
     // A proxied request, a hand-off with nobody registered, a registration, a UDP session and
     // a probe.
     let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", "web", None)).unwrap();
@@ -169,15 +196,17 @@ fn final_hop_metrics_appear_move_and_lint() {
     assert!(read_all(&mut s).ends_with("ok"));
     // The proxied connection ends (and is counted) when both sides have closed.
     drop(s);
+    quiet();
     let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", "ho", None)).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     assert!(read_all(&mut s).contains("503"));
     let _registered = Listener::register_at(&hopd.control, "ho").unwrap();
     let u = udp_connect(hopd.addr, &srh(&[LO], "udp", "ud", None));
     u.send(b"x").unwrap();
-    let mut buf = [0u8; 2048];
     u.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     u.recv(&mut buf).expect("the echo through the session");
+    // A datagram over udp_max_request_bytes.
+    u.send(&[b'x'; 200]).unwrap();
     let p = std::net::UdpSocket::bind((LO, 0)).unwrap();
     let port = p.local_addr().unwrap().port();
     let probe = udp_connect(
@@ -189,6 +218,9 @@ fn final_hop_metrics_appear_move_and_lint() {
     p.recv(&mut buf).expect("the probe's answer");
 
     let moved = [
+        "hopd_final_hop_connections_refused_total{limit=\"max_connections_per_source\"}",
+        "hopd_final_hop_proxy_idle_closed_total",
+        "hopd_final_hop_udp_dropped_total{reason=\"too-large\"}",
         "hopd_final_hop_connections_accepted_total",
         "hopd_final_hop_proxy_bytes_total{direction=\"to_service\"}",
         "hopd_final_hop_proxy_bytes_total{direction=\"to_client\"}",
@@ -245,13 +277,29 @@ fn border_metrics_appear_move_and_lint() {
         Duration::ZERO,
     );
     line.send_late_bound("h1", "nosuch");
-    let moved = [
+    // A Hop Limit that runs out here (the kernel's forwarding into the TUN takes one): an
+    // ICMPv6 Time Exceeded.
+    {
+        let srh = border::srh_via(&[sid], h2);
+        let pkt = border::udp_with_srh(border::H1.parse().unwrap(), 2, &srh, b"short-lived");
+        border::in_ns(&line.ns("h1"), move || border::send_raw(&pkt));
+    }
+    let mut moved = vec![
         "hopd_border_packets_received_total",
         "hopd_border_packets_forwarded_total",
         "hopd_border_packets_dropped_total{reason=\"next-hop-denied\"}",
+        "hopd_border_packets_dropped_total{reason=\"hop-limit-exceeded\"}",
+        "hopd_border_icmp_sent_total",
+        "hopd_border_sid_packets_total{sid=\"fd00:1::1/128\",result=\"forwarded\"}",
         "hopd_border_resolve_requests_total",
         "hopd_border_name_resolution_seconds_count",
+        "hopd_border_name_cache_entries",
     ];
+    // Where the in-kernel End is attached, it forwarded the plain packets.
+    if value(&before, "hopd_border_ebpf_end_active") == 1.0 {
+        moved.push("hopd_border_ebpf_end_packets_total");
+        moved.push("hopd_border_ebpf_end_octets_total");
+    }
     let after = until_moved(|| line.stats_raw(), &before, &moved);
     promtool_accepts(&after);
 }

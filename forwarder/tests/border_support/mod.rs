@@ -239,9 +239,20 @@ impl Line {
     }
 
     /// The whole metrics page of the running hopd (HELP and TYPE lines included).
+    /// hopd binds its metrics listener just after its SID route is in: asked at once, it
+    /// may not listen yet, so this asks again for a few seconds.
     pub fn stats_raw(&self) -> String {
         in_ns(&self.ns("r1"), || {
-            hopstack_forwarder::border::metrics::fetch("[::1]:9469".parse().unwrap()).unwrap()
+            let t0 = Instant::now();
+            loop {
+                match hopstack_forwarder::border::metrics::fetch("[::1]:9469".parse().unwrap()) {
+                    Ok(text) => return text,
+                    Err(_) if t0.elapsed() < Duration::from_secs(5) => {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => panic!("hopd's metrics: {e}"),
+                }
+            }
         })
     }
 
@@ -492,7 +503,7 @@ pub fn capture_ipv6(wait: Duration, want: impl Fn(&[u8]) -> bool) -> Option<Vec<
 
 /// The SRH of a datagram sent to `to` by way of the `via` segments (travel order), as the
 /// kernel takes it in `IPV6_RTHDR`: Segment List[0] is `to`, Segments Left the first of `via`.
-fn srh_via(via: &[Ipv6Addr], to: Ipv6Addr) -> Vec<u8> {
+pub fn srh_via(via: &[Ipv6Addr], to: Ipv6Addr) -> Vec<u8> {
     use hopstack_encoder::wire::srh::SrhRepr;
     let mut segments = vec![to];
     segments.extend(via.iter().rev());
