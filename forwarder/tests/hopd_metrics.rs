@@ -200,7 +200,20 @@ fn final_hop_metrics_appear_move_and_lint() {
     let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", "ho", None)).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     assert!(read_all(&mut s).contains("503"));
-    let _registered = Listener::register_at(&hopd.control, "ho").unwrap();
+    // A process registers, and the next connection is handed to it.
+    let registered = Listener::register_at(&hopd.control, "ho").unwrap();
+    drop(s);
+    quiet();
+    let served = std::thread::spawn(move || {
+        let (mut conn, _) = registered.accept().expect("a handed-off connection");
+        let _ = std::io::Read::read(&mut conn, &mut [0u8; 512]);
+        let _ = conn.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+        registered
+    });
+    let mut s = tcp_connect(hopd.addr, &srh(&[LO], "tcp+http", "ho", None)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(read_all(&mut s).starts_with("HTTP/1.1 204"));
+    let _registered = served.join().unwrap();
     let u = udp_connect(hopd.addr, &srh(&[LO], "udp", "ud", None));
     u.send(b"x").unwrap();
     u.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -225,6 +238,7 @@ fn final_hop_metrics_appear_move_and_lint() {
         "hopd_final_hop_proxy_bytes_total{direction=\"to_service\"}",
         "hopd_final_hop_proxy_bytes_total{direction=\"to_client\"}",
         "hopd_final_hop_handoffs_total{result=\"not_registered\"}",
+        "hopd_final_hop_handoffs_total{result=\"handed_off\"}",
         "hopd_final_hop_failures_total{layer=\"service\",reason=\"service-down\"}",
         "hopd_final_hop_udp_sessions_opened_total",
         "hopd_final_hop_udp_sessions_active",
@@ -277,6 +291,28 @@ fn border_metrics_appear_move_and_lint() {
         Duration::ZERO,
     );
     line.send_late_bound("h1", "nosuch");
+    // Probes (O-flag, trace TLV): one forwarded with this hop's trace record, one to the
+    // name that failed, which draws a stack report.
+    let hop = Path::new(env!("CARGO_BIN_EXE_hopd")).with_file_name("hop");
+    if !hop.exists() {
+        hopstack_testbed::harness::skip("build `hop` first (cargo build --workspace --bins)");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for address in [
+        format!("[{}]>[{}]:udp+dns+echo", border::SID, border::H2),
+        format!("[{}]>nosuch:udp+dns+echo", border::SID),
+    ] {
+        let args = [
+            &address[..],
+            "--source",
+            border::H1,
+            "--probe",
+            "--port",
+            "9999",
+        ];
+        let pkt = border::hop_encode_packet(&hop, &args, line.dir.path());
+        border::in_ns(&line.ns("h1"), move || border::send_raw(&pkt));
+    }
     // A Hop Limit that runs out here (the kernel's forwarding into the TUN takes one): an
     // ICMPv6 Time Exceeded.
     {
@@ -290,6 +326,8 @@ fn border_metrics_appear_move_and_lint() {
         "hopd_border_packets_dropped_total{reason=\"next-hop-denied\"}",
         "hopd_border_packets_dropped_total{reason=\"hop-limit-exceeded\"}",
         "hopd_border_icmp_sent_total",
+        "hopd_border_traces_filled_total",
+        "hopd_border_reports_sent_total",
         "hopd_border_sid_packets_total{sid=\"fd00:1::1/128\",result=\"forwarded\"}",
         "hopd_border_resolve_requests_total",
         "hopd_border_name_resolution_seconds_count",
