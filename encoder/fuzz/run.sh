@@ -6,8 +6,10 @@
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). The stable toolchain works with
 # RUSTC_BOOTSTRAP=1 (cargo-fuzz passes -Zsanitizer=address). Findings land in
 # encoder/fuzz/artifacts/<target>/; the corpus grows in encoder/fuzz/corpus/<target>/.
+# forwarder/fuzz/run.sh runs this same loop in its own crate (FUZZ_DIR).
 set -euo pipefail
-cd "$(dirname "$0")"
+cd "${FUZZ_DIR:-$(dirname "$0")}"
+log_prefix="/tmp/hopstack-$(basename "$(dirname "$PWD")")-fuzz"
 secs=${1:-180}
 runs=${RUNS:--1}
 shift || true
@@ -22,7 +24,7 @@ status=0
 for t in "${targets[@]}"; do
     echo "== $t: ${secs}s, runs $runs"
     if ! cargo fuzz run -O "$t" -- -max_total_time="$secs" -runs="$runs" -print_final_stats=1 \
-        2>&1 | tee "/tmp/hopstack-fuzz-$t.log" | grep -E 'DONE|stat::number_of_executed_units|stat::average_exec_per_sec|SUMMARY|panicked|Test unit written'; then
+        2>&1 | tee "$log_prefix-$t.log" | grep -E 'DONE|stat::number_of_executed_units|stat::average_exec_per_sec|SUMMARY|panicked|Test unit written'; then
         :
     fi
     if ls "artifacts/$t"/crash-* "artifacts/$t"/oom-* "artifacts/$t"/timeout-* >/dev/null 2>&1; then
