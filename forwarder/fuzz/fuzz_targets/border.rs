@@ -330,6 +330,7 @@ impl Model {
         } else {
             let meta = PacketMeta {
                 checksum_partial: partial,
+                ..PacketMeta::default()
             };
             process_with(clock, &mut pkt, meta, &mut self.state, out)
         };

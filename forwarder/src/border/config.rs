@@ -38,6 +38,11 @@ pub struct Config {
     /// In-kernel End ([`bpf`]): hopd attaches an eBPF program that does the plain End of
     /// resolved packets in the kernel; everything else still comes to hopd through the TUN.
     pub ebpf_end: bool,
+    /// UDP ingress for paths that drop routing headers ([`super::udp_ingress`]): datagrams
+    /// sent to a SID at this port carry an SRH packet, which End processes as if it had
+    /// arrived bare. Only `[::]:PORT`: the datagrams reach hopd through the TUN device at
+    /// every SID, not through a socket.
+    pub udp_ingress: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -67,6 +72,7 @@ impl Default for Config {
             workers: 0,
             offload: true,
             ebpf_end: true,
+            udp_ingress: None,
         }
     }
 }
@@ -97,6 +103,13 @@ impl Config {
         }
         if self.policy.require_hmac && self.policy.hmac_keys.is_empty() {
             return Err(E::RequireHmacWithoutKeys);
+        }
+        if let Some(at) = self.udp_ingress {
+            if !matches!(at, std::net::SocketAddr::V6(a) if a.ip().is_unspecified())
+                || at.port() == 0
+            {
+                return Err(E::UdpIngressAddress(at));
+            }
         }
         if self.workers > MAX_WORKERS {
             return Err(E::TooManyWorkers(self.workers));
@@ -183,6 +196,7 @@ impl Config {
             cache_max_entries: self.resolver.cache_entries,
             tun_hop_limit: self.hop_limit == HopLimitMode::Node,
             kernel_end_sids: self.kernel_end_sids.iter().map(|k| k.addr()).collect(),
+            udp_ingress_port: self.udp_ingress.map(|a| a.port()),
         }
     }
 
@@ -231,6 +245,11 @@ pub enum BorderConfigError {
     ZeroIcmpBurst,
     #[error("policy.max_segments = 0 would drop every packet")]
     ZeroMaxSegments,
+    #[error(
+        "udp_ingress = \"{0}\": write \"[::]:PORT\" with a port other than 0 (datagrams are \
+         taken at every SID, at PORT)"
+    )]
+    UdpIngressAddress(std::net::SocketAddr),
     #[error("policy.hmac_keys: key id {0} is listed twice")]
     HmacKeyTwice(u32),
     #[error("policy.require_hmac = true but no [[border.policy.hmac_keys]] are configured")]

@@ -108,6 +108,12 @@ pub fn render(v: &View<'_>) -> String {
         "Trace records written.",
         c.traces_filled,
     );
+    counter(
+        &mut s,
+        "hopd_border_udp_ingress_packets_total",
+        "Packets that arrived in UDP at the udp_ingress port and were unwrapped for End.",
+        c.udp_ingress,
+    );
     let _ = writeln!(
         s,
         "# HELP hopd_border_packets_dropped_total Packets dropped, by reason.\n\

@@ -64,6 +64,7 @@ pub mod resolve;
 pub mod run;
 mod state;
 pub mod tun;
+pub mod udp_ingress;
 mod verdict;
 
 use std::future::Future;

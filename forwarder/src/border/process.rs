@@ -62,6 +62,7 @@ use super::oam;
 pub use super::state::{
     Binding, Counters, NameCache, ResolveFailure, Settings, SidCounters, State,
 };
+use super::udp_ingress::{self, Ingress};
 
 /// Scratch space `process` needs for the packets it may originate: one ICMPv6 error and one
 /// stack report, each at most the IPv6 minimum MTU.
@@ -97,6 +98,24 @@ pub fn process_with(
     out: &mut [u8],
 ) -> Action {
     state.counters.received += 1;
+    let mut meta = meta;
+    let pkt = match state.settings.udp_ingress_port {
+        None => pkt,
+        Some(port) => match udp_ingress::decapsulate(pkt, port, meta.gso) {
+            Ingress::NotEncapsulated => pkt,
+            Ingress::Decapsulated { len } => {
+                state.counters.udp_ingress += 1;
+                // The offload flag described the outer datagram; the inner packet's own
+                // checksums are whole.
+                meta.checksum_partial = false;
+                &mut pkt[..len]
+            }
+            Ingress::Refused(reason) => {
+                state.counters.count_drop(reason);
+                return drop_silently(reason);
+            }
+        },
+    };
     let (action, sid) = decide(clock, pkt, meta, state, out);
     match &action {
         Action::Forward { .. } => {

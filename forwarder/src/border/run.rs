@@ -274,6 +274,7 @@ impl<P: PacketIo> Shell<'_, P> {
         }
         let meta = PacketMeta {
             checksum_partial: meta_len > 0 && frame[0] & VNET_F_NEEDS_CSUM != 0,
+            gso: meta_len > 0 && frame[1] != 0,
         };
         if meta_len > 0 {
             if frame[1] != 0 {
@@ -285,8 +286,15 @@ impl<P: PacketIo> Shell<'_, P> {
                     .fetch_add(1, Ordering::Relaxed);
             }
         }
-        let (_, pkt) = frame.split_at_mut(meta_len);
-        match process_with(now, pkt, meta, st, &mut self.out) {
+        let (offload, pkt) = frame.split_at_mut(meta_len);
+        let unwrapped = st.counters.udp_ingress;
+        let action = process_with(now, pkt, meta, st, &mut self.out);
+        if st.counters.udp_ingress != unwrapped {
+            // The metadata described the UDP datagram; the inner packet now in its place
+            // (forwarded, or queued for a name) is no super-packet and has whole checksums.
+            offload.fill(0);
+        }
+        match action {
             Action::Forward { len } => self.send(st, &frame[..meta_len + len]),
             Action::Drop {
                 reason,

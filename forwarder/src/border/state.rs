@@ -185,6 +185,8 @@ pub struct Counters {
     pub names_bound: u64,
     pub resolve_requests: u64,
     pub traces_filled: u64,
+    /// Packets that arrived in UDP at the ingress port and were unwrapped for End.
+    pub udp_ingress: u64,
 }
 
 impl Default for Counters {
@@ -200,6 +202,7 @@ impl Default for Counters {
             names_bound: 0,
             resolve_requests: 0,
             traces_filled: 0,
+            udp_ingress: 0,
         }
     }
 }
@@ -228,6 +231,7 @@ impl Counters {
         self.names_bound += other.names_bound;
         self.resolve_requests += other.resolve_requests;
         self.traces_filled += other.traces_filled;
+        self.udp_ingress += other.udp_ingress;
     }
 }
 
@@ -254,6 +258,9 @@ pub struct Settings {
     /// filled for a packet that reached us in the /112 of one of them carries its last 16
     /// bits as `end_function`.
     pub kernel_end_sids: Vec<Ipv6Addr>,
+    /// `[border] udp_ingress`'s port: datagrams to a SID at this port carry an SRH packet
+    /// ([`super::udp_ingress`]).
+    pub udp_ingress_port: Option<u16>,
 }
 
 impl Default for Settings {
@@ -267,6 +274,7 @@ impl Default for Settings {
             cache_max_entries: 4096,
             tun_hop_limit: false,
             kernel_end_sids: Vec::new(),
+            udp_ingress_port: None,
         }
     }
 }

@@ -521,6 +521,7 @@ fn late_binding_updates_a_partial_checksum_for_the_bound_final_destination() {
         let mut out = vec![0u8; OUT_BUF_LEN];
         let meta = PacketMeta {
             checksum_partial: true,
+            ..PacketMeta::default()
         };
         let act = process_with(Clock::fixed(NOW), &mut pkt, meta, &mut st, &mut out);
         assert!(matches!(act, Action::Forward { .. }), "{act:?}");
@@ -1457,4 +1458,58 @@ fn each_worker_gets_its_share_of_the_icmp_rate_rounded_up() {
         ..Settings::default()
     };
     assert_eq!(off.for_worker_of(4).icmp_rate, 0, "disabled stays disabled");
+}
+
+/// `inner` carried in UDP to `port`, from and to the addresses it names itself.
+fn in_udp(inner: &[u8], port: u16) -> Vec<u8> {
+    let mut p = inner[..40].to_vec();
+    p[4..6].copy_from_slice(&((8 + inner.len()) as u16).to_be_bytes());
+    p[6] = 17;
+    p.extend_from_slice(&33000u16.to_be_bytes());
+    p.extend_from_slice(&port.to_be_bytes());
+    p.extend_from_slice(&((8 + inner.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(inner);
+    p
+}
+
+#[test]
+fn a_packet_carried_in_udp_to_the_ingress_port_gets_end_like_a_bare_one() {
+    let segs = ["fd00:3::1", "fd00:2::1", SID];
+    let bare = Pkt::srh(&segs, 2).build();
+    let mut st = state_with(|s| s.udp_ingress_port = Some(7444));
+    let mut pkt = in_udp(&bare, 7444);
+    let (act, _) = run(&mut st, &mut pkt);
+    assert_eq!(act, Action::Forward { len: bare.len() });
+    let mut want = bare.clone();
+    want[7] = 62; // one for the kernel's pass into the TUN (taken from the outer), one End
+    want[40 + 3] = 1;
+    want[24..40].copy_from_slice(&a("fd00:2::1").octets());
+    assert_eq!(&pkt[..bare.len()], &want[..]);
+    assert_eq!((st.counters.udp_ingress, st.counters.forwarded), (1, 1));
+
+    // Without udp_ingress the same datagram is a packet without an SRH.
+    let mut st = state();
+    let (act, _) = run(&mut st, &mut in_udp(&bare, 7444));
+    assert!(matches!(
+        act,
+        Action::Drop {
+            reason: DropReason::NoSrh,
+            ..
+        }
+    ));
+
+    // An inner packet from another source is not ours to send on, and draws no answer.
+    let mut st = state_with(|s| s.udp_ingress_port = Some(7444));
+    let mut spoofed = in_udp(&bare, 7444);
+    spoofed[8..24].copy_from_slice(&a("2001:db8::666").octets());
+    assert_eq!(
+        run(&mut st, &mut spoofed).0,
+        Action::Drop {
+            reason: DropReason::UdpIngressMismatch,
+            icmp_len: 0,
+            report_len: 0
+        }
+    );
+    assert_eq!(st.counters.dropped(DropReason::UdpIngressMismatch), 1);
 }

@@ -57,10 +57,16 @@ pub enum DropReason {
     LookupLimited,
     /// The TUN device refused the write (the shell counts this one).
     WriteFailed,
+    /// A datagram to the UDP ingress port whose lengths disagree or whose payload is not one
+    /// whole IPv6 packet.
+    UdpIngressMalformed,
+    /// A datagram to the UDP ingress port whose inner packet names another source or
+    /// destination than the datagram itself.
+    UdpIngressMismatch,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 24] = [
+    pub const ALL: [DropReason; 26] = [
         DropReason::Malformed,
         DropReason::Truncated,
         DropReason::NotOurSid,
@@ -85,6 +91,8 @@ impl DropReason {
         DropReason::ResolveQueueFull,
         DropReason::LookupLimited,
         DropReason::WriteFailed,
+        DropReason::UdpIngressMalformed,
+        DropReason::UdpIngressMismatch,
     ];
 
     /// Stable metric label.
@@ -114,6 +122,8 @@ impl DropReason {
             DropReason::ResolveQueueFull => "resolve-queue-full",
             DropReason::LookupLimited => "lookup-limited",
             DropReason::WriteFailed => "write-failed",
+            DropReason::UdpIngressMalformed => "udp-ingress-malformed",
+            DropReason::UdpIngressMismatch => "udp-ingress-mismatch",
         }
     }
 
@@ -157,6 +167,9 @@ pub struct PacketMeta {
     /// Segment List[0] (the pseudo-header destination) must then update that sum instead of
     /// a full checksum.
     pub checksum_partial: bool,
+    /// A GSO super-packet: several packets' payloads behind one header. Never unwrapped by
+    /// the UDP ingress (its datagrams are one packet each).
+    pub gso: bool,
 }
 
 /// The two clocks End reads, both passed in. The token bucket and the name cache's TTLs run
