@@ -79,6 +79,10 @@ pub struct ConnectOptions {
     pub socket: SocketOptions,
     /// Notes on fallbacks and records (`None`: kept quiet).
     pub notes: Option<NoteSink>,
+    /// When a probe meets only silence, try again in UDP to the first hop's `udp_ingress`
+    /// at this port, and keep going that way if it answers ([`crate::encap`]); `None`: never
+    /// (`--no-udp-fallback`).
+    pub udp_ingress_port: Option<u16>,
 }
 
 impl Default for ConnectOptions {
@@ -97,6 +101,7 @@ impl Default for ConnectOptions {
                 ..SocketOptions::default()
             },
             notes: None,
+            udp_ingress_port: Some(crate::encap::DEFAULT_UDP_INGRESS_PORT),
         }
     }
 }
@@ -113,6 +118,7 @@ impl fmt::Debug for ConnectOptions {
             .field("probe_timeout", &self.probe_timeout)
             .field("socket", &self.socket)
             .field("notes", &self.notes.is_some())
+            .field("udp_ingress_port", &self.udp_ingress_port)
             .finish()
     }
 }
@@ -265,6 +271,7 @@ impl Connector {
                 cache: self.cache.as_mut(),
                 probe,
                 force_probe,
+                udp_ingress_port: self.opts.udp_ingress_port,
             },
             t,
         )
@@ -392,6 +399,11 @@ impl Connector {
         let Some(stamp) = cache.stamp() else {
             return;
         };
+        // A record's connection is made bare, before anything is read: none for a path that
+        // goes round in UDP.
+        if path.hops[0].udp_ingress.is_some() {
+            return;
+        }
         let Ok(srh) = path.srh_bytes(&self.addr) else {
             return;
         };
@@ -499,6 +511,7 @@ impl Connector {
         t: &mut Timings,
         tried: Option<Tried>,
     ) -> Result<TcpStream, ClientError> {
+        self.go_round(path, t)?;
         let hopd_port = self.opts.hopd_port();
         let (port, direct) = path.connect_port(hopd_port, self.opts.port.is_some());
         if !direct {
@@ -516,6 +529,21 @@ impl Connector {
         path.forget_direct_port(&self.addr);
         self.recache(path);
         self.connect_hopd(path, t, None).await
+    }
+
+    /// When the path's first hop is reached in UDP (its path drops routing headers), this
+    /// connector's sockets go round from now on ([`crate::encap`]). Sets `t.udp_ingress`.
+    pub fn go_round(&mut self, path: &ResolvedPath, t: &mut Timings) -> Result<(), ClientError> {
+        let Some(port) = path.hops[0].udp_ingress else {
+            return Ok(());
+        };
+        t.udp_ingress = Some(port);
+        if self.opts.socket.mark.is_none() {
+            let first = path.first_address();
+            self.opts.socket = crate::encap::round_options(first, port, &self.opts.socket)
+                .map_err(|e| e.at(crate::probe::first_hop_ref(&self.addr, first)))?;
+        }
+        Ok(())
     }
 
     /// [`crate::open_tcp`] over `path` to `port`, unless `tried` is that very connection,

@@ -237,6 +237,9 @@ client_reasons! {
     SendFailed = "send-failed",
     /// A probe got no answer in time.
     ProbeTimeout = "probe-timeout",
+    /// Packets could not be sent round in UDP to the first hop (no TUN device without
+    /// `CAP_NET_ADMIN`, `ip` failed, ...).
+    UdpIngress = "udp-ingress",
     /// The final hop answered the probe's port with ICMPv6 port unreachable.
     HopdNotListening = "no-hopd",
     /// A probe answer or cached entry that does not fit the address.

@@ -5,6 +5,7 @@
 //! - [`resolve`]: first-hop DNS, the resolved-path cache, [`resolve::resolve_path`];
 //! - [`probe`]: the O-flag probe and its answer or error report;
 //! - [`socket`]: kernel TCP/UDP sockets with the SRH attached by `IPV6_RTHDR`;
+//! - [`encap`]: the way round a first hop whose path drops routing headers (UDP);
 //! - [`tls`], [`http`]: the upper layers, end to end;
 //! - [`error`]: one-line errors naming hop, layer and reason, with exit codes;
 //! - [`timing`]: per-phase timings (`-v`, `--json`);
@@ -22,6 +23,7 @@ extern crate self as hopstack_client;
 
 pub mod cli;
 pub mod connect;
+pub mod encap;
 pub mod error;
 pub mod http;
 pub mod private_file;

@@ -106,7 +106,7 @@ fn hop_names(addr: &StackAddress) -> Vec<String> {
         .collect()
 }
 
-fn first_hop_ref(addr: &StackAddress, a: Ipv6Addr) -> HopRef {
+pub(crate) fn first_hop_ref(addr: &StackAddress, a: Ipv6Addr) -> HopRef {
     HopRef {
         index: 0,
         name: hop_names(addr).swap_remove(0),

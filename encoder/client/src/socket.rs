@@ -30,6 +30,9 @@ pub struct SocketOptions {
     pub interface: Option<String>,
     /// Bind to this source address.
     pub source: Option<Ipv6Addr>,
+    /// `SO_MARK`: [`crate::encap::MARK`] sends the socket's packets round a path that
+    /// drops routing headers.
+    pub mark: Option<u32>,
 }
 
 /// Attaches `srh` (a complete routing header, as `SrhRepr::to_bytes` makes it) to every packet
@@ -37,6 +40,11 @@ pub struct SocketOptions {
 /// Last Entry, and TLVs it can walk (no trailing Pad1, see `encoder/tests/srh_kernel.rs`).
 pub fn set_rthdr(fd: BorrowedFd<'_>, srh: &[u8]) -> io::Result<()> {
     sockopt::set_rthdr(fd, srh)
+}
+
+/// `SO_MARK` (needs `CAP_NET_ADMIN`), before the socket's first route lookup.
+fn set_mark(fd: BorrowedFd<'_>, mark: u32) -> io::Result<()> {
+    sockopt::set_bytes(fd, libc::SOL_SOCKET, libc::SO_MARK, &mark.to_ne_bytes())
 }
 
 fn bind_device(fd: BorrowedFd<'_>, ifname: &str) -> io::Result<()> {
@@ -80,6 +88,9 @@ pub async fn connect_tcp(
     if let Some(ifname) = &opts.interface {
         bind_device(sock.as_fd(), ifname)?;
     }
+    if let Some(mark) = opts.mark {
+        set_mark(sock.as_fd(), mark)?;
+    }
     if let Some(src) = opts.source {
         sock.bind(SocketAddr::from((src, 0)))?;
     }
@@ -112,6 +123,9 @@ pub fn udp_socket(
 ) -> io::Result<UdpSocket> {
     use std::os::fd::AsFd;
     let s = StdUdpSocket::bind(SocketAddr::from((bind_addr, 0)))?;
+    if let Some(mark) = opts.mark {
+        set_mark(s.as_fd(), mark)?;
+    }
     if let Some(srh) = srh {
         set_rthdr(s.as_fd(), srh)?;
     }

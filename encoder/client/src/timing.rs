@@ -73,6 +73,12 @@ pub struct Timings {
     /// destination, port and SRH as a previous request made them, `paths.json` not read
     /// before the response.
     pub connect_record: bool,
+    /// The `udp_ingress` port packets to the first hop went to in UDP, because the path to
+    /// it drops routing headers (`None`: bare, as usual).
+    pub udp_ingress: Option<u16>,
+    /// This request found that out: its bare probe met only silence, and the one in UDP an
+    /// answer.
+    pub udp_fallback: bool,
     pub hops: Vec<HopTiming>,
     /// The subcommand already printed these timings inside its own `--json` object
     /// (`hop resolve`), so no second object follows on stderr.
@@ -104,6 +110,8 @@ impl Timings {
             port: None,
             direct_port: false,
             connect_record: false,
+            udp_ingress: None,
+            udp_fallback: false,
             hops: Vec::new(),
             printed: false,
         }
@@ -152,6 +160,16 @@ impl Timings {
                     format!(", reached at {} (kernel End)", h.segment)
                 } else {
                     String::new()
+                }
+            ));
+        }
+        if let Some(port) = self.udp_ingress {
+            s.push_str(&format!(
+                "* first hop reached in UDP at port {port}: its path drops routing headers ({})\n",
+                if self.udp_fallback {
+                    "the bare probe met only silence; this choice is cached"
+                } else {
+                    "cached choice"
                 }
             ));
         }

@@ -36,6 +36,13 @@ pub struct CommonArgs {
     /// kernel End SID (the kernel fast path: plain `seg6local End`, no hopd in the way).
     #[arg(long)]
     pub no_fast_path: bool,
+    /// When the first hop stays silent to a probe (the path to it may drop routing
+    /// headers), do not try again with the packets carried in UDP to its udp_ingress port.
+    #[arg(long)]
+    pub no_udp_fallback: bool,
+    /// The first hop's udp_ingress port, for the UDP fallback (default 7444).
+    #[arg(long, value_name = "PORT", default_value_t = crate::encap::DEFAULT_UDP_INGRESS_PORT)]
+    pub udp_ingress_port: u16,
     /// The final hop's hopd port (default 7443). Given explicitly, TCP requests also go to
     /// it when the service advertises a direct port.
     #[arg(long, value_name = "PORT")]
@@ -239,6 +246,7 @@ pub(super) fn sock_opts(c: &CommonArgs) -> SocketOptions {
         keepalive: c.keepalive.map(Duration::from_secs),
         interface: c.interface.clone(),
         source: c.source,
+        mark: None,
     }
 }
 

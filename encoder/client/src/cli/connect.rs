@@ -19,7 +19,8 @@ pub(super) fn connector(c: &CommonArgs, connect_records: bool) -> Result<Connect
 }
 
 /// `--dns`, `--resolve`, `--no-cache`/`--cache-file`, `--no-fast-path`, `--port`,
-/// `--probe-timeout`, the socket options, and `-v`'s notes (`* ` lines on stderr).
+/// `--probe-timeout`, `--no-udp-fallback`/`--udp-ingress-port`, the socket options, and
+/// `-v`'s notes (`* ` lines on stderr).
 pub(super) fn connect_options(
     c: &CommonArgs,
     connect_records: bool,
@@ -42,6 +43,7 @@ pub(super) fn connect_options(
         probe_timeout: c.probe_timeout.map(Duration::from_millis),
         socket: sock_opts(c),
         notes,
+        udp_ingress_port: (!c.no_udp_fallback).then_some(c.udp_ingress_port),
     })
 }
 

@@ -2,6 +2,7 @@
 //! replaced whole by rename.
 
 use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -146,6 +147,18 @@ impl PathCache {
             },
         );
         self.save()
+    }
+
+    /// The `udp_ingress` port an unexpired path through `first_hop` goes round at, if one
+    /// does: the choice is the first hop's, whatever the address ([`crate::encap`]).
+    pub fn udp_ingress(&mut self, first_hop: Ipv6Addr, now: u64) -> Option<u16> {
+        self.data()
+            .paths
+            .values()
+            .filter(|e| e.expires > now)
+            .filter_map(|e| e.hops.first())
+            .find(|h| h.address == first_hop && h.udp_ingress.is_some())
+            .and_then(|h| h.udp_ingress)
     }
 
     /// Forgets `key` (e.g. after a connection over the cached path failed).

@@ -48,6 +48,9 @@ pub struct ResolveOptions<'a> {
     pub probe: ProbeOptions,
     /// Send a probe even if every hop is known (`hop resolve --probe`, diagnostics).
     pub force_probe: bool,
+    /// When the probe meets only silence, try once more in UDP to the first hop's
+    /// `udp_ingress` at this port ([`crate::encap`]); `None`: never.
+    pub udp_ingress_port: Option<u16>,
 }
 
 /// Unix seconds now.
@@ -87,9 +90,10 @@ pub async fn resolve_path(
     let ResolveOptions {
         dns,
         overrides,
-        cache,
+        mut cache,
         probe: probe_opts,
         force_probe,
+        udp_ingress_port,
     } = opts;
     if !force_probe {
         if let Some(p) = cache.as_deref().and_then(|c| cached_path(addr, c)) {
@@ -104,14 +108,79 @@ pub async fn resolve_path(
         return Ok(view.into_path(addr, cache, now));
     }
     timings.probed = true;
-    let res = probe::probe(addr, &|name: &str| view.address_of(name), &probe_opts).await;
+    let first = view.known[0].map(|(a, _)| a);
+    let known_round = first.and_then(|f| cache.as_deref_mut().and_then(|c| c.udp_ingress(f, now)));
+    let (res, round) = probe_or_go_round(
+        addr,
+        &|name: &str| view.address_of(name),
+        probe_opts,
+        first,
+        known_round,
+        udp_ingress_port,
+        timings,
+    )
+    .await;
     timings.probe = Some(timings.mark());
-    let path = probed_path(addr, &view, res?, cache.as_deref(), now)?;
+    let mut path = probed_path(addr, &view, res?, cache.as_deref(), now)?;
+    path.hops[0].udp_ingress = round;
     timings.path_source = Some(PathSource::Probe);
     if let Some(c) = cache {
         let _ = c.put(&cache_key(addr), &path.hops, path.expires, now);
     }
     Ok(path)
+}
+
+/// The probe; when it meets only silence and `fallback` names a port, once more in UDP to
+/// the first hop's `udp_ingress` there ([`crate::encap`]); straight away in UDP when the
+/// cache says the first hop needs it (`known`). Returns the port it went round at.
+async fn probe_or_go_round(
+    addr: &StackAddress,
+    resolve: &(dyn Fn(&str) -> Option<Ipv6Addr> + Sync),
+    opts: ProbeOptions,
+    first: Option<Ipv6Addr>,
+    known: Option<u16>,
+    fallback: Option<u16>,
+    timings: &mut Timings,
+) -> (Result<ProbeResult, ClientError>, Option<u16>) {
+    let Some(first) = first.filter(|_| fallback.is_some() || known.is_some()) else {
+        return (probe::probe(addr, resolve, &opts).await, None);
+    };
+    if let Some(port) = known {
+        return match crate::encap::round_options(first, port, &opts.sock) {
+            Ok(sock) => (
+                probe::probe(addr, resolve, &ProbeOptions { sock, ..opts }).await,
+                Some(port),
+            ),
+            Err(e) => (Err(e.at(probe::first_hop_ref(addr, first))), None),
+        };
+    }
+    let bare = probe::probe(addr, resolve, &opts).await;
+    let (Err(silent), Some(port)) = (&bare, fallback) else {
+        return (bare, None);
+    };
+    if silent.reason != ClientReason::ProbeTimeout {
+        return (bare, None);
+    }
+    let sock = match crate::encap::round_options(first, port, &opts.sock) {
+        Ok(s) => s,
+        Err(e) => {
+            let mut silent = silent.clone();
+            silent.message = format!(
+                "{}; and going round in UDP failed: {}",
+                silent.message, e.message
+            );
+            return (Err(silent), None);
+        }
+    };
+    match probe::probe(addr, resolve, &ProbeOptions { sock, ..opts }).await {
+        Ok(r) => {
+            timings.udp_fallback = true;
+            (Ok(r), Some(port))
+        }
+        // Silent in UDP too: the bare answer says it (the path breaks, not the header).
+        Err(e) if e.reason == ClientReason::ProbeTimeout => (bare, None),
+        Err(e) => (Err(e), None),
+    }
 }
 
 /// What the client resolves by itself: literals, `--resolve` overrides, and the first hop
@@ -191,6 +260,7 @@ impl ClientView {
                     resolved_by,
                     kernel_end_sid: None,
                     direct_ports: BTreeMap::new(),
+                    udp_ingress: None,
                 }
             })
             .collect();
@@ -301,6 +371,7 @@ fn probed_hops(view: &ClientView, answer: &ProbeAnswer, res: &ProbeResult) -> Ve
             address: p.address,
             kernel_end_sid: sids[i],
             direct_ports: BTreeMap::new(),
+            udp_ingress: None,
             resolved_by: match (view.known[i], p.resolved_by) {
                 (Some((_, r)), _) => r,
                 (None, ResolvedBy::Hop(h)) => Resolver::Hop(h),

@@ -66,6 +66,10 @@ pub struct PathHop {
     /// shares the entry. Absent in older cache files, hence the default.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub direct_ports: BTreeMap<String, u16>,
+    /// First hop only: the path to it drops routing headers, so packets go to it in UDP, at
+    /// this `udp_ingress` port ([`crate::encap`]). Absent in older cache files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_ingress: Option<u16>,
 }
 
 /// A fully resolved path, first hop first.
@@ -103,7 +107,11 @@ impl ResolvedPath {
     pub fn segment(&self, i: usize) -> (Ipv6Addr, bool) {
         let h = &self.hops[i];
         match h.kernel_end_sid {
-            Some(sid) if self.fast_path && i + 1 < self.hops.len() => (sid, true),
+            // Gone round in UDP, the first hop is reached at hopd's SID: the kernel's End
+            // does not unwrap.
+            Some(sid) if self.fast_path && i + 1 < self.hops.len() && h.udp_ingress.is_none() => {
+                (sid, true)
+            }
             _ => (h.address, false),
         }
     }

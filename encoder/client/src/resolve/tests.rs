@@ -9,6 +9,7 @@ fn hop(name: &str, a: &str, r: Resolver) -> PathHop {
         resolved_by: r,
         kernel_end_sid: None,
         direct_ports: BTreeMap::new(),
+        udp_ingress: None,
     }
 }
 

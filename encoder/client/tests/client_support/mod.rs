@@ -89,7 +89,7 @@ pub const CURL_SERVER: &str = include_str!("curl_server.py");
 pub const CURLISH: &str = "github.com>org>yc:tcp+http+curlish";
 pub const SILENT: &str = "github.com>org>yc:tcp+http+silent";
 
-fn write_configs(dir: &Path, fast_path: bool, curl_services: bool) -> PathBuf {
+fn write_configs(dir: &Path, fast_path: bool, curl_services: bool, udp_ingress: bool) -> PathBuf {
     // A certificate for `yc` (the default SNI for a named final hop) and `restapiv3` (the
     // default for a literal final hop).
     let certs = write_test_ca(dir, "hopstack test CA", "yc", &["yc", "restapiv3"]);
@@ -101,7 +101,9 @@ fn write_configs(dir: &Path, fast_path: bool, curl_services: bool) -> PathBuf {
     std::fs::write(dir.join("tls_http.py"), TLS_HTTP).unwrap();
 
     write_border_configs(dir, |i| {
-        if fast_path {
+        if udp_ingress {
+            "udp_ingress = \"[::]:7444\"\n[metrics]\nlisten = \"[::1]:9469\"\n".to_owned()
+        } else if fast_path {
             // The kernel's End forwards to any address: the configuration must say so.
             format!(
                 "kernel_end_sids = [\"{}\"]\n[border.policy]\nallowed_next_hops = [\"::/0\"]\n",
@@ -135,20 +137,26 @@ fn write_configs(dir: &Path, fast_path: bool, curl_services: bool) -> PathBuf {
 
 impl Bed {
     pub fn start() -> Bed {
-        Bed::start_with(false, false)
+        Bed::start_with(false, false, false)
+    }
+
+    /// As [`Bed::start`], the borders taking SRH packets in UDP at port 7444
+    /// (`udp_ingress`).
+    pub fn start_udp_ingress() -> Bed {
+        Bed::start_with(false, false, true)
     }
 
     /// As [`Bed::start`], the borders also offering kernel End SIDs ([`FAST_SIDS`]).
     pub fn start_fast_path() -> Bed {
-        Bed::start_with(true, false)
+        Bed::start_with(true, false, false)
     }
 
     /// As [`Bed::start`], with the curl-flag tests' services ([`CURLISH`], [`SILENT`]).
     pub fn start_with_curl_services() -> Bed {
-        Bed::start_with(false, true)
+        Bed::start_with(false, true, false)
     }
 
-    fn start_with(fast_path: bool, curl_services: bool) -> Bed {
+    fn start_with(fast_path: bool, curl_services: bool, udp_ingress: bool) -> Bed {
         let (hop, hopd, hopbed) = bins();
         let topo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("tests/topologies/client-three-hop.toml");
@@ -158,7 +166,7 @@ impl Bed {
             .start()
             .unwrap_or_else(|e| panic!("starting {}: {e}", topo.display()));
         let dir = tempfile::tempdir().unwrap();
-        let ca = write_configs(dir.path(), fast_path, curl_services);
+        let ca = write_configs(dir.path(), fast_path, curl_services, udp_ingress);
         let d = dir.path().display().to_string();
         let py = python();
         // `::`, not `::1`: the timing test also reaches it directly, without hopstack.

@@ -1,0 +1,178 @@
+//! A path that drops every packet with a routing header, between the client and its first
+//! hop: `hop get` finds the first hop silent, goes round in UDP to its `udp_ingress` port,
+//! gets the body, says so with `-v` and `--json`, and the next request goes round at once
+//! from the cache, without waiting for a probe.
+//!
+//! The dropping router is an nftables rule on github.com's link from the client (prerouting,
+//! `rt type 4 drop`), ahead of anything hopd sees. Needs root (namespaces), /dev/net/tun, nft
+//! and the workspace binaries (`cargo build --workspace --bins`).
+
+use std::time::{Duration, Instant};
+
+mod client_support;
+use client_support::{BODY, Bed};
+
+const ADDR: &str = "github.com>org>yc:tcp+http+web/users/list";
+
+/// Drops, on github.com, every packet that arrives from the client's link with a routing
+/// header: a router on that link that drops them. (Only that link: what hopd writes back
+/// into its TUN carries the SRH on, and must pass.)
+fn drop_routing_headers(bed: &Bed) {
+    let link = bed
+        .tb
+        .exec_ok(
+            "github.com",
+            ["ip", "-6", "-o", "addr", "show", "to", "fd00:1::2/128"],
+        )
+        .unwrap();
+    let dev = link
+        .split_whitespace()
+        .nth(1)
+        .expect("github.com's link to the client");
+    let rule = format!("add rule ip6 eh_filter pre iifname \"{dev}\" rt type 4 counter drop");
+    for cmd in [
+        "add table ip6 eh_filter",
+        "add chain ip6 eh_filter pre { type filter hook prerouting priority -300; }",
+        rule.as_str(),
+    ] {
+        // nft takes the command as one argument too, `{ ... }` and all.
+        let out = bed.tb.exec("github.com", ["nft", cmd]).unwrap();
+        assert!(
+            out.status.success(),
+            "nft {cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn dropped(bed: &Bed) -> u64 {
+    let out = bed
+        .tb
+        .exec_ok(
+            "github.com",
+            ["nft", "list", "chain", "ip6", "eh_filter", "pre"],
+        )
+        .unwrap();
+    let at = out.find("packets ").expect("a counter") + "packets ".len();
+    out[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn json_of(stderr: &str) -> serde_json::Value {
+    serde_json::from_str(stderr.lines().find(|l| l.starts_with('{')).expect("--json")).unwrap()
+}
+
+fn hop_get_goes_round_a_path_that_drops_routing_headers() {
+    if std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: nft (nftables) is not installed; .ci/setup installs it");
+        return;
+    }
+    let bed = Bed::start_udp_ingress();
+    drop_routing_headers(&bed);
+
+    // Bare, nothing gets through any more: the probe meets only silence.
+    let bare = bed.hop(&[
+        "get",
+        "--no-cache",
+        "--no-udp-fallback",
+        "--probe-timeout",
+        "300",
+        ADDR,
+    ]);
+    let err = String::from_utf8_lossy(&bare.stderr);
+    assert!(!bare.status.success(), "got through bare: {err}");
+    assert!(err.contains("no answer to 2 probe(s)"), "{err}");
+    assert!(err.contains("hop 1") || err.contains("github.com"), "{err}");
+    let before = dropped(&bed);
+    assert!(before > 0, "the rule dropped nothing");
+
+    // With the fallback (the default), the body comes back, and -v says how.
+    let t0 = Instant::now();
+    let first = bed.hop(&["get", "-v", "--json", "--probe-timeout", "500", ADDR]);
+    let first_took = t0.elapsed();
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&first.stdout), BODY);
+    assert!(
+        err.contains("first hop reached in UDP at port 7444")
+            && err.contains("the bare probe met only silence"),
+        "-v does not show the fallback:\n{err}"
+    );
+    let j = json_of(&err);
+    assert_eq!(j["udp_ingress"], 7444, "{j}");
+    assert_eq!(j["udp_fallback"], true, "{j}");
+    assert_eq!(j["probed"], true, "{j}");
+    // The bare tries waited (2 × 500 ms) before the round one.
+    assert!(first_took >= Duration::from_millis(1000), "{first_took:?}");
+
+    eprintln!("first request (bare probe, then round): {first_took:?}");
+    // The next request: the choice comes from the cache, no probe, no timeout to wait.
+    let t0 = Instant::now();
+    let second = bed.hop(&["get", "-v", "--json", ADDR]);
+    let second_took = t0.elapsed();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&second.stdout), BODY);
+    assert!(err.contains("(cached choice)"), "{err}");
+    let j = json_of(&err);
+    assert_eq!(
+        (j["probed"].clone(), j["udp_fallback"].clone()),
+        (false.into(), false.into())
+    );
+    assert_eq!(j["udp_ingress"], 7444, "{j}");
+    eprintln!("second request (cached choice): {second_took:?}");
+    assert!(
+        second_took < Duration::from_millis(900),
+        "the cached request took {second_took:?}, as if it waited for a probe"
+    );
+
+    // Another address through the same first hop (its own cache entry): the choice is the
+    // first hop's, so its probe goes round at once.
+    let t0 = Instant::now();
+    let other = bed.hop(&[
+        "get",
+        "--json",
+        "github.com>org>[fd00:3::2]:tcp+http+web/users/list",
+    ]);
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(other.status.success(), "{err}");
+    let j = json_of(&err);
+    assert_eq!(j["probed"], true, "{j}");
+    assert_eq!(j["udp_ingress"], 7444, "{j}");
+    assert_eq!(j["udp_fallback"], false, "{j}");
+    assert!(
+        t0.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
+
+    // What reached hopd came in UDP, and the border counted it; the dropping router saw
+    // nothing with a routing header after the bare tries.
+    let metrics = bed
+        .tb
+        .exec_ok("github.com", ["curl", "-s", "http://[::1]:9469/metrics"])
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("hopd_border_udp_ingress_packets_total"))
+        .unwrap_or_else(|| panic!("no udp_ingress counter in\n{metrics}"));
+    let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 10.0, "{line}");
+    assert_eq!(
+        dropped(&bed),
+        before + 2,
+        "more than the two bare probe tries were dropped"
+    );
+}
+
+hopstack_testbed::tests! {
+    hop_get_goes_round_a_path_that_drops_routing_headers needs [Tun],
+}
