@@ -186,6 +186,16 @@ pub async fn connect(
         .await
 }
 
+/// What [`Connector::try_going_round`] did.
+enum Round {
+    /// The path goes round in UDP now: connect again.
+    Went,
+    /// Silent bare and in UDP.
+    Silent,
+    /// Not tried (off, or the bare probe was answered): explain as usual.
+    NotTried,
+}
+
 /// A connection that a connect record made and that failed: when the path from the cache
 /// would make the very same one first, it is not made again.
 struct Tried {
@@ -599,6 +609,23 @@ impl Connector {
             };
             return Err(self.explain_over(path, e).await);
         }
+        if e.layer == ErrorLayer::Timeout && path.hops[0].udp_ingress.is_none() {
+            match self.try_going_round(path, t).await {
+                Round::Went => {
+                    return match crate::open_tcp(&self.addr, path, port, &self.opts.socket, t).await
+                    {
+                        Ok(s) => Ok(s),
+                        Err(e2) => Err(self.explain_over(path, e2).await),
+                    };
+                }
+                // Nothing answers bare or in UDP: a probe would say nothing more.
+                Round::Silent => {
+                    self.forget_path();
+                    return Err(e);
+                }
+                Round::NotTried => {}
+            }
+        }
         if !path.uses_fast_path() {
             return Err(self.explain_over(path, e).await);
         }
@@ -616,6 +643,39 @@ impl Connector {
                 Ok(s)
             }
             Err(e2) => Err(self.explain_over(path, e2).await),
+        }
+    }
+
+    /// After a connection timed out: when the fallback is on and a bare probe along `path`
+    /// meets only silence, a probe in UDP to the first hop's `udp_ingress`; if that one is
+    /// answered, `path` goes round from now on (cached) and so do this connector's sockets.
+    async fn try_going_round(&mut self, path: &mut ResolvedPath, t: &mut Timings) -> Round {
+        let Some(port) = self.opts.udp_ingress_port else {
+            return Round::NotTried;
+        };
+        let opts = self.probe_options();
+        match crate::probe_along(&self.addr, path, &opts).await {
+            Err(e) if e.reason == ClientReason::ProbeTimeout => {}
+            _ => return Round::NotTried,
+        }
+        let first = path.first_address();
+        let Ok(sock) = crate::encap::round_options(first, port, &opts.sock) else {
+            return Round::Silent;
+        };
+        let round = ProbeOptions { sock, ..opts };
+        if crate::probe_along(&self.addr, path, &round).await.is_err() {
+            return Round::Silent;
+        }
+        path.hops[0].udp_ingress = Some(port);
+        t.udp_fallback = true;
+        self.opts.note(&format!(
+            "the connection timed out and a probe met only silence; in UDP to [{first}]:{port} \
+             it was answered: going round"
+        ));
+        self.recache(path);
+        match self.go_round(path, t) {
+            Ok(()) => Round::Went,
+            Err(_) => Round::Silent,
         }
     }
 

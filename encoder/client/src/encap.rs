@@ -27,9 +27,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
-use tokio::net::UdpSocket;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// The port borders take UDP-carried SRH packets at when nothing else is said
 /// (`[border] udp_ingress = "[::]:7444"`, `hop --udp-ingress-port`).
@@ -61,13 +61,17 @@ struct IfReq {
 pub struct Tunnel {
     name: String,
     ports: Mutex<HashMap<Ipv6Addr, u16>>,
+    /// When the last packet was carried ([`since_start`]), for [`drain`].
+    carried_at: AtomicU64,
+    /// Local ports of the TCP connections that go round ([`watch`]).
+    ports_watched: Mutex<Vec<u16>>,
 }
 
 static TUNNEL: Mutex<Option<Arc<Tunnel>>> = Mutex::new(None);
 
 impl Tunnel {
-    /// The process's tunnel, made now if it is not yet. Must be called inside a tokio
-    /// runtime: the task that carries packets is spawned on it.
+    /// The process's tunnel, made now if it is not yet, with the thread that carries its
+    /// packets.
     pub fn get() -> io::Result<Arc<Tunnel>> {
         let mut slot = TUNNEL.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(t) = &*slot {
@@ -94,16 +98,14 @@ impl Tunnel {
         let t = Arc::new(Tunnel {
             name,
             ports: Mutex::new(HashMap::new()),
+            carried_at: AtomicU64::new(0),
+            ports_watched: Mutex::new(Vec::new()),
         });
-        let carrier = Carrier {
-            // SAFETY: an OwnedFd is open until dropped and always returns the same
-            // descriptor; the AsyncFd owns it for its whole life.
-            tun: unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-                .map_err(|e| io::Error::other(e.to_string()))?,
-            udp: UdpSocket::from_std(bind_unmarked()?)?,
-            tunnel: t.clone(),
-        };
-        tokio::spawn(carrier.run());
+        let udp = std::net::UdpSocket::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))?;
+        let carrier = t.clone();
+        std::thread::Builder::new()
+            .name("udp-encap".into())
+            .spawn(move || carry(fd, udp, carrier))?;
         *slot = Some(t.clone());
         Ok(t)
     }
@@ -142,41 +144,90 @@ impl Tunnel {
     }
 }
 
-/// Reads the TUN device and sends each packet for a routed first hop on in UDP.
-struct Carrier {
-    tun: AsyncFd<OwnedFd>,
-    udp: UdpSocket,
-    tunnel: Arc<Tunnel>,
+/// Reads the TUN device and sends each packet for a routed first hop on in UDP. A thread of
+/// its own, not a task: it must go on carrying while the runtime shuts down and closes the
+/// connections (their FINs and last ACKs go round too), until [`drain`].
+fn carry(tun: OwnedFd, udp: std::net::UdpSocket, tunnel: Arc<Tunnel>) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let n = match read(&tun, &mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // The device is gone: connections that needed it time out and say so.
+            Err(_) => return,
+        };
+        let pkt = &buf[..n];
+        if n < 40 || pkt[0] >> 4 != 6 {
+            continue;
+        }
+        let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&pkt[24..40]).expect("16 octets"));
+        let Some(port) = tunnel.port_for(dst) else {
+            continue;
+        };
+        // A full send buffer loses this packet as a congested link would: TCP resends.
+        let _ = udp.send_to(pkt, SocketAddr::V6(SocketAddrV6::new(dst, port, 0, 0)));
+        tunnel.carried_at.store(since_start(), Ordering::Relaxed);
+    }
 }
 
-impl Carrier {
-    async fn run(self) {
-        let mut buf = vec![0u8; 65_536];
-        loop {
-            let n = match self.tun.readable().await {
-                Ok(mut guard) => match guard.try_io(|fd| read(fd.get_ref(), &mut buf)) {
-                    Ok(Ok(n)) => n,
-                    // The device is gone: connections that needed it time out and say so.
-                    Ok(Err(_)) => return,
-                    Err(_would_block) => continue,
-                },
-                Err(_) => return,
-            };
-            let pkt = &buf[..n];
-            if n < 40 || pkt[0] >> 4 != 6 {
-                continue;
-            }
-            let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&pkt[24..40]).expect("16 octets"));
-            let Some(port) = self.tunnel.port_for(dst) else {
-                continue;
-            };
-            // A full send buffer loses this packet as a congested link would: TCP resends.
-            let _ = self
-                .udp
-                .send_to(pkt, SocketAddr::V6(SocketAddrV6::new(dst, port, 0, 0)))
-                .await;
-        }
+/// Milliseconds since the first call in this process.
+fn since_start() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Keeps an eye on a TCP connection that goes round (by its local port), for [`drain`].
+pub fn watch(local: SocketAddr) {
+    if let Some(t) = TUNNEL.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        t.ports_watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(local.port());
     }
+}
+
+/// Before the process exits, after its connections are closed: until none of them is still
+/// saying goodbye (its FIN not yet acknowledged, or the peer's not yet answered, as
+/// `/proc/net/tcp6` shows) and the tunnel has been quiet for 20 ms; at most 1.5 s. Without
+/// it the device would go with the process and the kernel would send the connections' last
+/// packets bare, into the path that drops them. Nothing without a tunnel.
+pub fn drain() {
+    let Some(t) = TUNNEL.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+        return;
+    };
+    let ports = t
+        .ports_watched
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let deadline = since_start() + 1500;
+    while since_start() < deadline {
+        let quiet = since_start().saturating_sub(t.carried_at.load(Ordering::Relaxed)) >= 20;
+        if quiet && !closing(&ports) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether a TCP socket on one of `ports` is in a state that still sends: SYN_SENT (02),
+/// FIN_WAIT1 (04), CLOSE_WAIT (08), LAST_ACK (09), CLOSING (0B).
+fn closing(ports: &[u16]) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp6") else {
+        return false;
+    };
+    table.lines().skip(1).any(|line| {
+        let mut f = line.split_whitespace();
+        let (Some(local), Some(_remote), Some(state)) = (f.nth(1), f.next(), f.next()) else {
+            return false;
+        };
+        let port = local
+            .rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok());
+        port.is_some_and(|p| ports.contains(&p))
+            && matches!(state, "02" | "04" | "08" | "09" | "0B")
+    })
 }
 
 fn read(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
@@ -189,21 +240,10 @@ fn read(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-fn bind_unmarked() -> io::Result<std::net::UdpSocket> {
-    let s = std::net::UdpSocket::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))?;
-    s.set_nonblocking(true)?;
-    Ok(s)
-}
-
-/// A new TUN device `hopencN` (the kernel picks N), non-blocking.
+/// A new TUN device `hopencN` (the kernel picks N); reads block.
 fn open_tun() -> io::Result<(OwnedFd, String)> {
     // SAFETY: a plain open(2) of a constant NUL-terminated path.
-    let raw = unsafe {
-        libc::open(
-            c"/dev/net/tun".as_ptr(),
-            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
+    let raw = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
     if raw < 0 {
         let e = io::Error::last_os_error();
         return Err(io::Error::new(

@@ -180,13 +180,31 @@ async fn diagnose_unmarked(
     path: &ResolvedPath,
     opts: &ProbeOptions,
 ) -> Option<ClientError> {
+    diagnosis(addr, path, probe_along(addr, path, opts).await)
+}
+
+/// A probe along `path`'s hops, as it is (no kernel End SIDs: hopd answers probes).
+pub(crate) async fn probe_along(
+    addr: &StackAddress,
+    path: &ResolvedPath,
+    opts: &ProbeOptions,
+) -> Result<probe::ProbeResult, ClientError> {
     let known: Vec<(String, Ipv6Addr)> = path
         .hops
         .iter()
         .map(|h| (h.name.clone(), h.address))
         .collect();
     let lookup = |name: &str| known.iter().find(|(n, _)| n == name).map(|(_, a)| *a);
-    let r = match probe::probe(addr, &lookup, opts).await {
+    probe::probe(addr, &lookup, opts).await
+}
+
+/// What a probe along `path` after a failure says about it ([`diagnose`], unmarked).
+pub(crate) fn diagnosis(
+    addr: &StackAddress,
+    path: &ResolvedPath,
+    probed: Result<probe::ProbeResult, ClientError>,
+) -> Option<ClientError> {
+    let r = match probed {
         Ok(r) => r,
         // An ICMPv6 error on the way: where the path breaks, which the request could not say.
         Err(e) if e.layer == ErrorLayer::Route => return Some(e),

@@ -109,6 +109,9 @@ pub async fn connect_tcp(
     if opts.nodelay {
         stream.set_nodelay(true)?;
     }
+    if opts.mark == Some(crate::encap::MARK) {
+        crate::encap::watch(stream.local_addr()?);
+    }
     Ok(stream)
 }
 

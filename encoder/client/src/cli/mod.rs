@@ -88,7 +88,7 @@ pub fn run(cmd: ClientCommand) -> u8 {
             (t, r)
         }};
     }
-    rt.block_on(async {
+    let code = rt.block_on(async {
         match cmd {
             ClientCommand::Get(a) => get::run(&a).await,
             ClientCommand::Cat(a) => finish(&a.common, timed!(cat::cat, &a)),
@@ -96,7 +96,12 @@ pub fn run(cmd: ClientCommand) -> u8 {
             ClientCommand::Resolve(a) => finish(&a.common, timed!(resolve::resolve_cmd, &a)),
             ClientCommand::Decode(a) => decode::decode_cmd(&a),
         }
-    })
+    });
+    // Closes what the subcommand left open (its tasks go with the runtime); connections that
+    // went round in UDP then say goodbye the same way.
+    drop(rt);
+    crate::encap::drain();
+    code
 }
 
 /// Prints timings/errors as asked and picks the exit code.

@@ -105,7 +105,13 @@ pub async fn resolve_path(
     let view = ClientView::resolve(addr, dns, overrides, timings).await?;
     if !force_probe && view.knows_every_hop() {
         timings.path_source = Some(PathSource::Client);
-        return Ok(view.into_path(addr, cache, now));
+        // Whether the first hop is reached in UDP is the first hop's, whatever the address.
+        let round = cache
+            .as_deref_mut()
+            .and_then(|c| c.udp_ingress(view.known[0]?.0, now));
+        let mut path = view.into_path(addr, cache, now);
+        path.hops[0].udp_ingress = round;
+        return Ok(path);
     }
     timings.probed = true;
     let first = view.known[0].map(|(a, _)| a);
