@@ -1,7 +1,11 @@
 //! Layer checks at the final hop: the service mapping the final hop reported, then a real tcp
 //! connect, tls handshake and http request over a kernel socket carrying the resolved SRH —
 //! the same client code `hop` uses (`hopstack_client::{socket, tls, http}`), so a
-//! check passes exactly when `hop get` would.
+//! check passes exactly when `hop get` would. `mqtt` and `coap` are asked in their own
+//! protocols ([`app`]): an MQTT CONNECT over the tcp (or tls) connection, a CoAP ping in a
+//! datagram carrying the SRH.
+
+mod app;
 
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::time::{Duration, Instant};
@@ -56,6 +60,8 @@ fn row(layer: &str) -> LayerRow {
         tls: None,
         http: None,
         service: None,
+        mqtt: None,
+        coap: None,
     }
 }
 
@@ -123,9 +129,6 @@ fn client_problem(layer: &str, e: &ClientError) -> Option<Problem> {
 pub async fn check(addr: &StackAddress, path: &[Ipv6Addr], opts: &Options) -> Vec<LayerRow> {
     let layers = addr.layers();
     let mut rows = Vec::new();
-    if addr.transport() != Layer::Tcp {
-        return rows;
-    }
     let t0 = Instant::now();
     let srh = encode::build_srh(addr, &|name: &str| {
         addr.hops()
@@ -137,6 +140,15 @@ pub async fn check(addr: &StackAddress, path: &[Ipv6Addr], opts: &Options) -> Ve
     let Some(&final_addr) = path.last() else {
         return rows;
     };
+    if addr.transport() == Layer::Udp {
+        if layers.contains(&Layer::Coap) {
+            rows.push(coap_over_udp(srh, path, final_addr, opts, t0).await);
+        }
+        return rows;
+    }
+    if addr.transport() != Layer::Tcp {
+        return rows;
+    }
     let dest = SocketAddrV6::new(final_addr, opts.port, 0, 0);
     let mut tcp = row("tcp");
     tcp.start_ms = Some(0.0);
@@ -233,11 +245,16 @@ pub async fn check(addr: &StackAddress, path: &[Ipv6Addr], opts: &Options) -> Ve
             Err(e) => (None, None, Some(e)),
         };
         tr.rtt.add(stream.as_ref().map(|_| ms(took)));
+        let alpn = info.as_ref().and_then(|i| i.alpn.clone());
         if let Some(i) = &info {
             tr.detail = format!(
-                "{} {}, {}, {}",
+                "{} {}{}, {}, {}",
                 i.version.as_deref().unwrap_or("?"),
                 i.cipher.as_deref().unwrap_or("?"),
+                i.alpn
+                    .as_deref()
+                    .map(|p| format!(", ALPN {p}"))
+                    .unwrap_or_default(),
                 i.subject.as_deref().unwrap_or("no certificate"),
                 if i.verified {
                     "verified".to_owned()
@@ -253,6 +270,7 @@ pub async fn check(addr: &StackAddress, path: &[Ipv6Addr], opts: &Options) -> Ve
                 subject: None,
                 verified: false,
                 verify_error: Some(e.message.clone()),
+                alpn: None,
             })
         });
         match (&err, opts.tls.insecure) {
@@ -276,18 +294,72 @@ pub async fn check(addr: &StackAddress, path: &[Ipv6Addr], opts: &Options) -> Ve
             return rows;
         };
         if let Some(l) = http_layer {
-            rows.push(http_check(s, addr, &host, l, t0, opts.timeout).await);
+            let via = Via {
+                alpn: alpn.as_deref(),
+            };
+            rows.push(http_check(s, addr, &host, l, via, t0, opts.timeout).await);
+        } else if layers.contains(&Layer::Mqtt) {
+            rows.push(app::mqtt_check(s, t0, opts.timeout).await);
         }
     } else if let Some(l) = http_layer {
-        rows.push(http_check(stream, addr, &host, l, t0, opts.timeout).await);
+        let via = Via { alpn: None };
+        rows.push(http_check(stream, addr, &host, l, via, t0, opts.timeout).await);
+    } else if layers.contains(&Layer::Mqtt) {
+        rows.push(app::mqtt_check(stream, t0, opts.timeout).await);
     }
     rows
+}
+
+/// The `coap` row of a `udp+coap` address: a datagram socket connected to the final hop's
+/// hopd port with the resolved SRH, as `hop cat` opens it, and a CoAP ping over it.
+async fn coap_over_udp(
+    srh: Result<Vec<u8>, encode::EncodeError>,
+    path: &[Ipv6Addr],
+    final_addr: Ipv6Addr,
+    opts: &Options,
+    t0: Instant,
+) -> LayerRow {
+    let dest = SocketAddrV6::new(final_addr, opts.port, 0, 0);
+    let sock = srh.map_err(|e| ("encode", e.to_string())).and_then(|srh| {
+        let sopts = SocketOptions::default();
+        let local = socket::source_towards(path[0], &sopts).map_err(|e| {
+            (
+                "udp-error",
+                format!("no source address towards {}: {e}", path[0]),
+            )
+        })?;
+        socket::udp_socket(Some(&srh), Some(dest), local, &sopts).map_err(|e| {
+            (
+                "udp-error",
+                format!("a UDP socket to [{final_addr}]:{}: {e}", opts.port),
+            )
+        })
+    });
+    match sock {
+        Ok(sock) => {
+            // A Message ID a late answer to an earlier round's ping cannot match by chance.
+            let id = (t0.elapsed().as_nanos() as u16) ^ (std::process::id() as u16);
+            let mut r = app::coap_check(&sock, id, t0, opts.timeout).await;
+            if r.status == Status::Failed && r.coap.is_none() {
+                r.detail = format!("[{final_addr}]:{}: {}", opts.port, r.detail);
+            }
+            r
+        }
+        Err((reason, text)) => {
+            let mut r = row("coap");
+            r.start_ms = Some(0.0);
+            r.status = Status::Failed;
+            r.detail = text.clone();
+            r.problem = problem("coap", reason, text);
+            r
+        }
+    }
 }
 
 fn skip_rest(rows: &mut Vec<LayerRow>, layers: &[Layer], after: Layer) {
     let mut seen = false;
     for l in layers {
-        if seen && matches!(l, Layer::Tls | Layer::Http | Layer::H2) {
+        if seen && matches!(l, Layer::Tls | Layer::Http | Layer::H2 | Layer::Mqtt) {
             let mut r = row(l.as_str());
             r.detail = format!("not tried: {after} failed");
             rows.push(r);
@@ -318,6 +390,10 @@ where
         }
     };
     let conn = s.get_ref().1;
+    // What the server chose, not what was offered: `tcp+tls+h2` is only HTTP/2 if this says h2.
+    let alpn = conn
+        .alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
     let version = conn.protocol_version().map(|v| match v {
         rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
         rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),
@@ -342,8 +418,15 @@ where
             subject,
             verified: !topts.insecure,
             verify_error: None,
+            alpn,
         },
     ))
+}
+
+/// How the connection under an HTTP check was set up: the protocol TLS's ALPN chose, which
+/// the `h2` row names (HTTP/2 over TLS is only what the server agreed to).
+struct Via<'a> {
+    alpn: Option<&'a str>,
 }
 
 async fn http_check<IO>(
@@ -351,6 +434,7 @@ async fn http_check<IO>(
     addr: &StackAddress,
     host: &str,
     layer: Layer,
+    via: Via<'_>,
     t0: Instant,
     timeout: Duration,
 ) -> LayerRow
@@ -395,8 +479,13 @@ where
                 status: Some(o.status),
                 reason: Some(o.reason.clone()),
             });
+            let over = match (layer, via.alpn) {
+                (Layer::H2, Some(p)) => format!(" over HTTP/2 (ALPN {p})"),
+                (Layer::H2, None) => " over HTTP/2 (no ALPN)".to_owned(),
+                _ => String::new(),
+            };
             r.detail = format!(
-                "GET {} -> {} {}, first byte after {}",
+                "GET {} -> {} {}{over}, first byte after {}",
                 req.path,
                 o.status,
                 o.reason,

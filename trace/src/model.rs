@@ -152,6 +152,28 @@ pub struct TlsInfo {
     pub verified: bool,
     /// Why it did not verify.
     pub verify_error: Option<String>,
+    /// The application protocol the server chose by ALPN (`h2`, `http/1.1`); absent when it
+    /// chose none (or none was offered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpn: Option<String>,
+}
+
+/// What the MQTT broker answered hoptrace's CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MqttInfo {
+    /// The CONNACK's return code (MQTT 3.1.1: 0 accepted, 1-5 refused).
+    pub return_code: u8,
+    pub accepted: bool,
+    pub session_present: bool,
+}
+
+/// What the CoAP endpoint answered hoptrace's ping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoapInfo {
+    /// The answer's message type: `RST` (the ping's answer), else `ACK`, `CON`, `NON`.
+    pub answer: String,
+    /// The Message ID of the ping, which the answer carried.
+    pub message_id: u16,
 }
 
 /// HTTP request results.
@@ -176,7 +198,7 @@ pub struct ServiceInfo {
 /// One layer check at the final hop.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerRow {
-    /// `service`, `tcp`, `udp`, `tls`, `http`.
+    /// `service`, `tcp`, `tls`, `http`, `h2`, `mqtt`, `coap`.
     pub layer: String,
     pub status: Status,
     /// Time the check took (for http: time to first byte).
@@ -189,6 +211,10 @@ pub struct LayerRow {
     pub tls: Option<TlsInfo>,
     pub http: Option<HttpInfo>,
     pub service: Option<ServiceInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coap: Option<CoapInfo>,
 }
 
 /// Where the first failure is.

@@ -61,6 +61,8 @@ fn layer(
         tls: None,
         http: None,
         service: None,
+        mqtt: None,
+        coap: None,
     }
 }
 
@@ -133,6 +135,7 @@ fn healthy(rounds: u32) -> TraceReport {
         subject: Some("CN=yc".into()),
         verified: true,
         verify_error: None,
+        alpn: None,
     });
     let mut http = layer(
         "http",
@@ -195,6 +198,8 @@ fn nxdomain() -> TraceReport {
             tls: None,
             http: None,
             service: None,
+            mqtt: None,
+            coap: None,
         })
         .collect();
     TraceReport::new(ADDR.into(), 1, "trace", hops, layers)

@@ -355,7 +355,7 @@ pub(super) fn skipped_layers(addr: &StackAddress, why: &str) -> Vec<LayerRow> {
     v.extend(
         addr.layers()
             .iter()
-            .filter(|l| matches!(l.as_str(), "tcp" | "tls" | "http" | "h2"))
+            .filter(|l| matches!(l.as_str(), "tcp" | "tls" | "http" | "h2" | "mqtt" | "coap"))
             .map(|l| l.as_str().to_owned()),
     );
     v.into_iter()
@@ -369,6 +369,8 @@ pub(super) fn skipped_layers(addr: &StackAddress, why: &str) -> Vec<LayerRow> {
             tls: None,
             http: None,
             service: None,
+            mqtt: None,
+            coap: None,
         })
         .collect()
 }
