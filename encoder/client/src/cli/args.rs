@@ -215,9 +215,17 @@ pub struct ProxyArgs {
     /// Local address to listen on: every connection is forwarded to ADDRESS.
     #[arg(short = 'L', long = "listen", value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
-    /// Exit after this many connections (for scripts and tests; default: run until killed).
+    /// Exit after this many connections (for scripts and tests; default: run until killed);
+    /// with --udp, after this many sessions have ended.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<u64>,
+    /// -L is a UDP port: each local client's datagrams go to ADDRESS (a udp address, e.g.
+    /// udp+coap+NAME) in a session of their own, and the replies back to that client.
+    #[arg(long, requires = "listen", conflicts_with_all = ["socks5", "http_connect"])]
+    pub udp: bool,
+    /// With --udp: a session without a datagram either way this long is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, requires = "udp")]
+    pub idle_timeout: f64,
     #[command(flatten)]
     pub per_request: PerRequestProxyArgs,
 }

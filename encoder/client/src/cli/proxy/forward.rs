@@ -36,7 +36,7 @@ impl Forward {
         let mut connector = connector(c, false)?;
         if connector.address().transport() != Layer::Tcp {
             return Err(ClientError::usage(
-                "hop proxy forwards TCP; use hop cat for udp",
+                "hop proxy -L forwards TCP; add --udp for a udp address",
             ));
         }
         let path = Box::pin(connector.path(true, t)).await?;

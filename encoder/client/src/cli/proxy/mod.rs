@@ -4,7 +4,9 @@
 //! - `--socks5 ADDR:PORT` ([`socks5`]): a SOCKS5 server whose CONNECT requests name the stack
 //!   address as their domain name;
 //! - `--http-connect ADDR:PORT` ([`http_connect`]): an HTTP CONNECT proxy whose requests name
-//!   it as the authority's host.
+//!   it as the authority's host;
+//! - `--udp -L ADDR:PORT ADDRESS` ([`udp_forward`]): a local UDP port whose clients' datagrams
+//!   go to a `udp` address, one session per client.
 //!
 //! Any of them in one process. Each connection becomes one SRH-carrying connection to the
 //! final hop, made by the library ([`crate::connect`]), and the bytes are copied both ways
@@ -14,6 +16,7 @@ mod forward;
 mod http_connect;
 mod socks5;
 mod target;
+mod udp_forward;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV6};
@@ -54,6 +57,18 @@ pub(super) async fn proxy(a: &ProxyArgs, t: &mut Timings) -> Result<(), ClientEr
             ));
         }
         _ => {}
+    }
+    if a.udp {
+        let listen = a.listen.expect("clap: --udp requires -L");
+        if !(a.idle_timeout > 0.0 && a.idle_timeout.is_finite()) {
+            return Err(ClientError::usage(format!(
+                "--idle-timeout {}: a number of seconds above 0",
+                a.idle_timeout
+            )));
+        }
+        let idle = std::time::Duration::from_secs_f64(a.idle_timeout);
+        let f = udp_forward::UdpForward::start(c, listen, idle, t).await?;
+        return f.run(a.max_connections).await;
     }
     // -L's path is probed before anything listens, so its mistakes show at once.
     let forward = match a.listen {
