@@ -89,7 +89,13 @@ pub const CURL_SERVER: &str = include_str!("curl_server.py");
 pub const CURLISH: &str = "github.com>org>yc:tcp+http+curlish";
 pub const SILENT: &str = "github.com>org>yc:tcp+http+silent";
 
-fn write_configs(dir: &Path, fast_path: bool, curl_services: bool, udp_ingress: bool) -> PathBuf {
+fn write_configs(
+    dir: &Path,
+    fast_path: bool,
+    curl_services: bool,
+    udp_ingress: bool,
+    extra: &[ServiceToml<'_>],
+) -> PathBuf {
     // A certificate for `yc` (the default SNI for a named final hop) and `restapiv3` (the
     // default for a literal final hop).
     let certs = write_test_ca(dir, "hopstack test CA", "yc", &["yc", "restapiv3"]);
@@ -131,32 +137,49 @@ fn write_configs(dir: &Path, fast_path: bool, curl_services: bool, udp_ingress: 
             &["tcp+http"],
         ));
     }
+    more.extend_from_slice(extra);
     write_yc_config(dir, &certs, &more);
     certs.ca
 }
 
 impl Bed {
     pub fn start() -> Bed {
-        Bed::start_with(false, false, false)
+        Bed::start_with(false, false, false, &[], |_, _| {})
+    }
+
+    /// As [`Bed::start`], yc's hopd also configured with `extra` services, whose processes
+    /// `spawn(testbed, test directory)` starts on yc before hopd (the bed's certificate for
+    /// `yc` is `yc.pem`/`yc.key` in that directory).
+    pub fn start_with_services(
+        extra: &[ServiceToml<'_>],
+        spawn: impl FnOnce(&Testbed, &Path),
+    ) -> Bed {
+        Bed::start_with(false, false, false, extra, spawn)
     }
 
     /// As [`Bed::start`], the borders taking SRH packets in UDP at port 7444
-    /// (`udp_ingress`).
+    /// (`udp_ingress`), github.com's metrics at [::1]:9469.
     pub fn start_udp_ingress() -> Bed {
-        Bed::start_with(false, false, true)
+        Bed::start_with(false, false, true, &[], |_, _| {})
     }
 
     /// As [`Bed::start`], the borders also offering kernel End SIDs ([`FAST_SIDS`]).
     pub fn start_fast_path() -> Bed {
-        Bed::start_with(true, false, false)
+        Bed::start_with(true, false, false, &[], |_, _| {})
     }
 
     /// As [`Bed::start`], with the curl-flag tests' services ([`CURLISH`], [`SILENT`]).
     pub fn start_with_curl_services() -> Bed {
-        Bed::start_with(false, true, false)
+        Bed::start_with(false, true, false, &[], |_, _| {})
     }
 
-    fn start_with(fast_path: bool, curl_services: bool, udp_ingress: bool) -> Bed {
+    fn start_with(
+        fast_path: bool,
+        curl_services: bool,
+        udp_ingress: bool,
+        extra: &[ServiceToml<'_>],
+        spawn: impl FnOnce(&Testbed, &Path),
+    ) -> Bed {
         let (hop, hopd, hopbed) = bins();
         let topo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("tests/topologies/client-three-hop.toml");
@@ -166,7 +189,7 @@ impl Bed {
             .start()
             .unwrap_or_else(|e| panic!("starting {}: {e}", topo.display()));
         let dir = tempfile::tempdir().unwrap();
-        let ca = write_configs(dir.path(), fast_path, curl_services, udp_ingress);
+        let ca = write_configs(dir.path(), fast_path, curl_services, udp_ingress, extra);
         let d = dir.path().display().to_string();
         let py = python();
         // `::`, not `::1`: the timing test also reaches it directly, without hopstack.
@@ -207,6 +230,7 @@ impl Bed {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        spawn(&tb, dir.path());
         spawn_three_hopds(&tb, &hopd, dir.path()).unwrap();
         let bed = Bed { tb, dir, hop, ca };
         bed.wait_ready();
