@@ -127,11 +127,20 @@ NXDOMAIN, SERVFAIL, TIMEOUT, NOAAAA = 12, 13, 14, 15
 
 
 def header(flags=0, max_segments=16, rate=100, burst=20, allowed=0, cache_entries=16,
-           queue_per_name=4, pending_names=4, out8=0, key_id=7, start=1000, node_id=0x0A0B0C0D):
+           queue_per_name=4, pending_names=4, out8=0, key_id=7, start=1000, node_id=0x0A0B0C0D,
+           udp_ingress=False):
     return bytes([
         flags, max_segments, rate, burst, ((cache_entries - 1) << 4) | allowed,
-        ((pending_names - 1) << 2) | (queue_per_name - 1), out8, key_id,
+        (0x10 if udp_ingress else 0) | ((pending_names - 1) << 2) | (queue_per_name - 1), out8,
+        key_id,
     ]) + struct.pack(">II", start, node_id)
+
+
+def in_udp(inner, port=7444, length=None):
+    """`inner` carried in UDP to `port` at its own destination, from its own source."""
+    n = len(inner) + 8
+    udp = struct.pack(">HHHH", 33000, port, n if length is None else length, 0)
+    return inner[:4] + struct.pack(">HBB", n, 17, 64) + inner[8:40] + udp + inner
 
 
 def rec(op, data=b""):
@@ -230,6 +239,16 @@ def border_cases():
     yield hm, [cache("yc", FD00_3_3), pkt(to_sid(hmac_srh([placeholder(0), SID], 1,
                                                           tlvs=hop_names([(0, "yc")]))))]
     yield hm, [pkt(to_sid(hmac_srh(["fd00:3::1", SID], 1), hop_limit=1)), pkt(packet(SID))]
+    # UDP ingress: unwrapped, End; refused when lengths or addresses disagree.
+    ui = header(udp_ingress=True)
+    bare = to_sid(srh(["fd00:3::1", "fd00:2::1", SID], 2))
+    spoofed = bytearray(in_udp(bare))
+    spoofed[8] ^= 0x20
+    yield ui, [pkt(in_udp(bare)), pkt(in_udp(bare, length=9)), pkt(bytes(spoofed)),
+               pkt(in_udp(bare, port=53)), pkt(in_udp(to_sid(srh(["fd00:3::1", SID], 1), hop_limit=1)))]
+    yield ui, [pkt(in_udp(to_sid(srh([placeholder(0), SID], 1, hop_names([(0, "yc")]))))),
+               answer(FD00_3_3)]
+    yield header(udp_ingress=True, flags=NODE_HOP_LIMIT), [pkt(in_udp(bare), partial=True)]
     # Hop Limit as a node.
     yield header(flags=NODE_HOP_LIMIT), [pkt(to_sid(srh(["fd00:3::1", SID], 1), hop_limit=h_))
                                          for h_ in (0, 1, 255)]

@@ -129,7 +129,8 @@ impl Setup {
     /// 1      max_segments (at least 1)
     /// 2, 3   icmp_rate, icmp_burst (at least 1 when the rate is not 0)
     /// 4      low nibble: allowed_next_hops (a mask over ALLOWED); high: cache entries - 1
-    /// 5      bits 0-1: queue_per_name - 1; bits 2-3: max_pending_names - 1
+    /// 5      bits 0-1: queue_per_name - 1; bits 2-3: max_pending_names - 1; bit 4: udp_ingress
+    ///        at port [`INGRESS_PORT`]
     /// 6      with 0x40: the `out` buffer is 8 times this
     /// 7      HMAC key id (SHA-256, "s3cret"; the SHA-1 key "other" is id + 1)
     /// 8..12  monotonic clock at the start, seconds
@@ -188,6 +189,7 @@ impl Setup {
             cache_max_entries: usize::from(byte(h, 4) >> 4) + 1,
             tun_hop_limit: flags & 0x02 != 0,
             kernel_end_sids,
+            udp_ingress_port: (byte(h, 5) & 0x10 != 0).then_some(INGRESS_PORT),
         };
         Setup {
             settings,
@@ -319,11 +321,39 @@ impl Model {
     fn handle(&mut self, orig: Vec<u8>, partial: bool, answered: bool) {
         self.last = Some((orig.clone(), partial));
         let mut pkt = orig.clone();
+        // A datagram to the UDP ingress port: what End then sees is the inner packet, in
+        // place, one hop older; or it is refused, silently and untouched.
+        let unwrapped = match self.setup.settings.udp_ingress_port.map(|p| unwrap(&orig, p)) {
+            None | Some(Unwrap::No) => None,
+            Some(Unwrap::Refused(reason)) => {
+                let before = self.state.counters.clone();
+                let meta = PacketMeta {
+                    checksum_partial: partial,
+                    ..PacketMeta::default()
+                };
+                let clock = Clock::fixed(self.now);
+                let act = process_with(clock, &mut pkt, meta, &mut self.state, &mut self.out);
+                let want = Action::Drop {
+                    reason,
+                    icmp_len: 0,
+                    report_len: 0,
+                };
+                assert_eq!(act, want, "a refused datagram to the ingress port");
+                assert_eq!(pkt, orig, "a refused datagram is not modified");
+                let c = &self.state.counters;
+                assert_eq!(c.dropped(reason), before.dropped(reason) + 1);
+                assert_eq!(c.received, before.received + 1);
+                return;
+            }
+            Some(Unwrap::Inner(inner)) => Some(inner),
+        };
+
         let before = self.state.counters.clone();
         let clock = Clock {
             monotonic: self.now,
             wall: self.now + self.setup.wall_offset,
         };
+        let orig_bytes = orig.len();
         let out = &mut self.out[..self.setup.out_len];
         let act = if !partial && self.setup.wall_offset.is_zero() {
             process(self.now, &mut pkt, &mut self.state, out)
@@ -339,9 +369,22 @@ impl Model {
                 "{:?} +{}: {} octets -> {act:?}",
                 self.now,
                 self.setup.wall_offset.as_secs(),
-                orig.len()
+                orig_bytes
             );
         }
+        // From here on the packet is what End saw: the inner one, if there was one.
+        let unwrapped_now = self.state.counters.udp_ingress - before.udp_ingress;
+        let (orig, partial) = match unwrapped {
+            Some(inner) => {
+                assert_eq!(unwrapped_now, 1, "the datagram was not unwrapped");
+                pkt.truncate(inner.len());
+                (inner, false)
+            }
+            None => {
+                assert_eq!(unwrapped_now, 0, "a packet unwrapped that is no datagram to the port");
+                (orig, partial)
+            }
+        };
         let st = &self.state;
         let c = &st.counters;
         let dropped = |c: &Counters| c.dropped.iter().sum::<u64>();
@@ -392,6 +435,46 @@ impl Model {
             self.queue(name, orig, partial);
         }
     }
+}
+
+/// The UDP ingress port the fuzzed borders may take datagrams at.
+const INGRESS_PORT: u16 = 7444;
+
+/// What the UDP ingress must make of a packet (docs/wire-format.md, "UDP encapsulation"),
+/// written here apart from the border's code.
+enum Unwrap {
+    /// Not a datagram to the port.
+    No,
+    /// The inner packet End must see (its Hop Limit one less).
+    Inner(Vec<u8>),
+    Refused(DropReason),
+}
+
+fn unwrap(o: &[u8], port: u16) -> Unwrap {
+    let Ok(total) = ipv6::Packet::<&[u8]>::total_len_of(o) else {
+        return Unwrap::No;
+    };
+    let o = &o[..total];
+    if total < 48 || o[6] != 17 || o[42..44] != port.to_be_bytes() {
+        return Unwrap::No;
+    }
+    let inner = &o[48..];
+    let whole = usize::from(u16::from_be_bytes([o[44], o[45]])) == total - 40
+        && inner.len() >= 40
+        && inner[0] >> 4 == 6
+        && 40 + usize::from(u16::from_be_bytes([inner[4], inner[5]])) == inner.len();
+    if !whole {
+        return Unwrap::Refused(DropReason::UdpIngressMalformed);
+    }
+    if inner[8..40] != o[8..40] {
+        return Unwrap::Refused(DropReason::UdpIngressMismatch);
+    }
+    if inner[7] <= 1 {
+        return Unwrap::Refused(DropReason::HopLimitExceeded);
+    }
+    let mut inner = inner.to_vec();
+    inner[7] -= 1;
+    Unwrap::Inner(inner)
 }
 
 /// The packet cut to Payload Length, its SRH offset and end (for a packet `process` took in).
