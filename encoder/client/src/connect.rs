@@ -556,6 +556,28 @@ impl Connector {
         Ok(())
     }
 
+    /// A UDP socket over `path`, connected to the final hop's `port`, every datagram
+    /// carrying the path's SRH; round in UDP when the path's first hop is reached that way
+    /// ([`Self::go_round`]).
+    pub fn open_udp(
+        &mut self,
+        path: &ResolvedPath,
+        port: u16,
+        t: &mut Timings,
+    ) -> Result<tokio::net::UdpSocket, ClientError> {
+        self.go_round(path, t)?;
+        let srh = path.srh_bytes(&self.addr)?;
+        let opts = &self.opts.socket;
+        let local = match opts.source {
+            Some(s) => s,
+            None => socket::source_towards(path.first_address(), opts)
+                .map_err(|e| crate::connect_error(path, port, &e))?,
+        };
+        let dest = SocketAddrV6::new(path.final_address(), port, 0, 0);
+        socket::udp_socket(Some(&srh), Some(dest), local, opts)
+            .map_err(|e| crate::connect_error(path, port, &e))
+    }
+
     /// [`crate::open_tcp`] over `path` to `port`, unless `tried` is that very connection,
     /// failed already (made from a connect record): then its error, without a second wait.
     async fn first_attempt(

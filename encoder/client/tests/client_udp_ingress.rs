@@ -154,6 +154,16 @@ fn hop_get_goes_round_a_path_that_drops_routing_headers() {
         t0.elapsed()
     );
 
+    // Datagrams go round too: `hop cat` to the UDP echo service on the same hops.
+    let cat = bed.hop_stdin(
+        &["cat", "--json", "github.com>org>yc:udp+uecho"],
+        b"round and back\n",
+    );
+    let err = String::from_utf8_lossy(&cat.stderr);
+    assert!(cat.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&cat.stdout), "round and back\n");
+    assert_eq!(json_of(&err)["udp_ingress"], 7444, "{err}");
+
     let after_cached = dropped(&bed);
     // The first request's two bare probe tries, and nothing bare since (FINs included).
     std::thread::sleep(Duration::from_millis(600));

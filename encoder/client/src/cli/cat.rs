@@ -1,6 +1,5 @@
 //! `hop cat`: stdin and stdout piped to a raw tcp (or tcp+tls) or udp service.
 
-use std::net::SocketAddrV6;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,12 +7,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use hopstack_encoder::layer::Layer;
 
-use super::args::{CatArgs, sock_opts, tls_opts, warn_if_insecure};
+use super::args::{CatArgs, tls_opts, warn_if_insecure};
 use super::connect::connector;
 use crate::connect::{Connector, FAST_PATH_HINT};
 use crate::error::{ClientError, ClientReason, ErrorLayer};
 use crate::resolve::ResolvedPath;
-use crate::socket;
 use crate::timing::Timings;
 use crate::tls;
 
@@ -109,15 +107,9 @@ async fn cat_udp(
     t: &mut Timings,
 ) -> Result<(), ClientError> {
     let c = &a.common;
-    let srh = path.srh_bytes(ctx.address())?;
-    let opts = sock_opts(c);
-    let local = socket::source_towards(path.first_address(), &opts)
-        .map_err(|e| crate::connect_error(path, c.hopd_port(), &e))?;
     // No direct port for UDP: hopd's relay is the only way in (direct ports are TCP only).
-    let dest = SocketAddrV6::new(path.final_address(), c.hopd_port(), 0, 0);
-    t.port = Some(dest.port());
-    let sock = socket::udp_socket(Some(&srh), Some(dest), local, &opts)
-        .map_err(|e| crate::connect_error(path, c.hopd_port(), &e))?;
+    t.port = Some(c.hopd_port());
+    let sock = ctx.open_udp(path, c.hopd_port(), t)?;
     t.connect = Some(t.mark());
     t.hops = path.hop_timings();
     let sock = Arc::new(sock);

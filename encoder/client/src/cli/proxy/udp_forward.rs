@@ -10,7 +10,7 @@
 //! (the line `hop cat` would print: a service down, a broken hop).
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, SocketAddrV6};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,12 +20,11 @@ use tokio::time::Instant;
 
 use hopstack_encoder::layer::Layer;
 
-use super::super::args::{CommonArgs, sock_opts};
+use super::super::args::CommonArgs;
 use super::super::connect::connector;
 use crate::connect::Connector;
 use crate::error::{ClientError, ClientReason, ErrorLayer};
 use crate::resolve::{self, ResolvedPath};
-use crate::socket;
 use crate::timing::Timings;
 
 /// Sessions at once: enough for the local programs of one user, and a bound on the sockets a
@@ -39,7 +38,6 @@ const NO_REPLY_EXPLAINED_AFTER: Duration = Duration::from_secs(2);
 struct Upstream {
     connector: Connector,
     path: ResolvedPath,
-    opts: crate::socket::SocketOptions,
     port: u16,
 }
 
@@ -52,12 +50,8 @@ impl Upstream {
             self.path = self.connector.path(false, &mut t).await?;
         }
         let path = self.path.clone();
-        let srh = path.srh_bytes(self.connector.address())?;
-        let local = socket::source_towards(path.first_address(), &self.opts)
-            .map_err(|e| crate::connect_error(&path, self.port, &e))?;
-        let dest = SocketAddrV6::new(path.final_address(), self.port, 0, 0);
-        let sock = socket::udp_socket(Some(&srh), Some(dest), local, &self.opts)
-            .map_err(|e| crate::connect_error(&path, self.port, &e))?;
+        let mut t = Timings::start();
+        let sock = self.connector.open_udp(&path, self.port, &mut t)?;
         Ok((sock, path))
     }
 }
@@ -100,7 +94,6 @@ impl UdpForward {
             upstream: Arc::new(Mutex::new(Upstream {
                 connector,
                 path,
-                opts: sock_opts(c),
                 port: c.hopd_port(),
             })),
         })
