@@ -15,11 +15,15 @@ pub use crate::check::{Finding, Severity};
 /// sockets in `/proc/net/tcp6` and `/proc/net/tcp` (this network namespace).
 pub fn check_host(cfg: &Config) -> Vec<Finding> {
     let mut out = check_host_at(cfg, Path::new("/proc/sys/net/ipv6/conf"));
-    let tables: Vec<String> = ["/proc/net/tcp6", "/proc/net/tcp"]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .collect();
-    out.extend(direct_port_findings(cfg, &tables));
+    let read = |paths: [&str; 2]| -> Vec<String> {
+        paths
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .collect()
+    };
+    let tcp = read(["/proc/net/tcp6", "/proc/net/tcp"]);
+    let udp = read(["/proc/net/udp6", "/proc/net/udp"]);
+    out.extend(direct_port_findings(cfg, &tcp, &udp));
     out
 }
 
@@ -66,21 +70,33 @@ pub(crate) fn udp_port_bound(port: u16) -> Option<bool> {
 /// A direct port nothing listens on is a warning, not an error: the service may start after
 /// hopd, and clients fall back to hopd's port. But the fallback costs each client one failed
 /// connect per probe, so say it.
-pub fn direct_port_findings(cfg: &Config, tcp_tables: &[String]) -> Vec<Finding> {
+/// A UDP service's direct port is looked for among the bound UDP sockets (`udp_tables`).
+pub fn direct_port_findings(
+    cfg: &Config,
+    tcp_tables: &[String],
+    udp_tables: &[String],
+) -> Vec<Finding> {
     let listening = listening_ports(tcp_tables);
+    let bound = local_ports(udp_tables, None);
     cfg.services
         .iter()
-        .filter_map(|(name, s)| s.direct_port.map(|p| (name, p)))
-        .map(|(name, port)| {
-            if listening.contains(&port) {
+        .filter_map(|(name, s)| s.direct_port.map(|p| (name, s.mode == Mode::Udp, p)))
+        .map(|(name, udp, port)| {
+            let there = if udp { &bound } else { &listening };
+            if there.contains(&port) {
                 Finding::new(Severity::Ok, format!(
                         "service `{name}`: something listens on its direct port {port} (hopd advertises it; clients bypass hopd there)"
                     ), None)
             } else {
+                let (proto, after) = if udp {
+                    ("UDP", "a handshake that gets no answer")
+                } else {
+                    ("TCP", "a refused connect")
+                };
                 Finding::new(Severity::Warning, format!(
-                        "service `{name}`: nothing listens on its direct port {port}; clients that try it fall back to hopd's port after a refused connect"
+                        "service `{name}`: nothing listens on its direct port {port}; clients that try it fall back to hopd's port after {after}"
                     ), Some(format!(
-                        "have the service also listen on [::]:{port}, or remove direct_port"
+                        "have the service also listen on [::]:{port} ({proto}), or remove direct_port"
                     )))
             }
         })
@@ -189,7 +205,7 @@ mod tests {
    0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
    1: 0000000000000000FFFF00000100007F:1F91 0000000000000000FFFF00000100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1
 ";
-        let f = direct_port_findings(&cfg, &[tcp6.to_owned()]);
+        let f = direct_port_findings(&cfg, &[tcp6.to_owned()], &[]);
         assert_eq!(f.len(), 2, "{f:#?}");
         assert_eq!(f[0].severity, Severity::Ok, "{f:#?}");
         assert!(f[0].what.contains("`a`") && f[0].what.contains("8080"));

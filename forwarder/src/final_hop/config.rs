@@ -33,9 +33,10 @@
 //! ```
 //!
 //! `direct_port` is the service's direct port: the service process (not hopd) listens on that
-//! TCP port on the final hop's addresses, hopd advertises it in probe answers, and clients
-//! with a resolved, cached path connect there, so hopd's accept and hand-off/splice are not in
-//! the connection at all. hopd never opens the port.
+//! port on the final hop's addresses — TCP for `proxy`/`handoff` services, UDP for `udp`
+//! ones (a QUIC service, say) —, hopd advertises it in probe answers, and clients with a
+//! resolved, cached path connect there, so hopd's accept and hand-off/splice, or its datagram
+//! relay, are not in the connection at all. hopd never opens the port.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -140,8 +141,9 @@ pub struct ServiceConfig {
     /// UDP mode: a client session without traffic for this long is closed.
     #[serde(default = "default_idle_timeout_secs")]
     pub idle_timeout_secs: u64,
-    /// TCP port the service itself listens on at this hop's addresses; advertised in probe
-    /// answers so resolved clients can bypass hopd. tcp modes only, not with TLS termination.
+    /// Port the service itself listens on at this hop's addresses (TCP, or UDP for a `udp`
+    /// service); advertised in probe answers so resolved clients can bypass hopd. Not with
+    /// TLS termination or a PROXY header.
     #[serde(default)]
     pub direct_port: Option<u16>,
     /// Proxy and UDP modes: tell the service who the client is with a PROXY protocol header
@@ -246,10 +248,6 @@ pub enum FinalHopConfigError {
     TerminateNeedsProxy { service: String, mode: &'static str },
     #[error("service name `{service}` is not valid: {why}")]
     BadName { service: String, why: &'static str },
-    #[error(
-        "service `{service}`: direct_port works only for tcp services (mode {mode}); UDP clients always go through hopd's relay"
-    )]
-    DirectPortNeedsTcp { service: String, mode: &'static str },
     #[error(
         "service `{service}`: direct_port cannot be used with tls = \"terminate\": clients on the direct port would talk TLS to a service that expects the plaintext hopd gives it"
     )]
@@ -453,12 +451,6 @@ impl Config {
                     port,
                     why,
                 };
-                if svc.mode == Mode::Udp {
-                    return Err(FinalHopConfigError::DirectPortNeedsTcp {
-                        service: name.clone(),
-                        mode: svc.mode.as_str(),
-                    });
-                }
                 if svc.tls == TlsMode::Terminate {
                     return Err(FinalHopConfigError::DirectPortWithTerminate {
                         service: name.clone(),
@@ -478,11 +470,11 @@ impl Config {
                         self.listen
                     )));
                 }
-                if let Some((other, _)) = self
-                    .services
-                    .iter()
-                    .find(|(o, s)| *o != name && s.direct_port == Some(port))
-                {
+                // TCP and UDP ports are apart: a TCP and a UDP service may share a number.
+                let udp = svc.mode == Mode::Udp;
+                if let Some((other, _)) = self.services.iter().find(|(o, s)| {
+                    *o != name && s.direct_port == Some(port) && (s.mode == Mode::Udp) == udp
+                }) {
                     return Err(bad(format!(
                         "service `{other}` has the same direct_port; one port reaches one service"
                     )));
@@ -776,7 +768,7 @@ mod tests {
     }
 
     #[test]
-    fn direct_port_is_accepted_for_tcp_and_refused_where_it_cannot_work() {
+    fn direct_port_is_accepted_for_tcp_and_udp_and_refused_where_it_cannot_work() {
         let c = parse(
             "[services.a]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:8080\"\nlayers = [\"tcp+http\", \"tcp+tls+http\"]\ndirect_port = 8080\n[services.b]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\ndirect_port = 8081\n",
         );
@@ -784,18 +776,18 @@ mod tests {
         assert_eq!(c.services["a"].direct_port, Some(8080));
         assert_eq!(c.services["b"].direct_port, Some(8081));
 
+        // A UDP service's direct port is a UDP port: it may have a TCP service's number,
+        // not another UDP service's.
         let c = parse(
-            "[services.dns1]\nmode = \"udp\"\ntarget = \"[::1]:5353\"\nlayers = [\"udp+dns\"]\ndirect_port = 5353\n",
+            "[services.web3]\nmode = \"udp\"\ntarget = \"[::1]:4433\"\nlayers = [\"udp+quic+h3\"]\ndirect_port = 8080\n[services.a]\nmode = \"handoff\"\nlayers = [\"tcp+http\"]\ndirect_port = 8080\n",
+        );
+        c.validate().unwrap();
+        assert_eq!(c.services["web3"].direct_port, Some(8080));
+        let c = parse(
+            "[services.web3]\nmode = \"udp\"\ntarget = \"[::1]:4433\"\nlayers = [\"udp+quic+h3\"]\ndirect_port = 4433\n[services.resolver]\nmode = \"udp\"\ntarget = \"[::1]:53\"\nlayers = [\"udp+dns\"]\ndirect_port = 4433\n",
         );
         let e = c.validate().unwrap_err();
-        assert_eq!(
-            e,
-            FinalHopConfigError::DirectPortNeedsTcp {
-                service: "dns1".into(),
-                mode: "udp"
-            }
-        );
-        assert!(e.to_string().contains("only for tcp services"), "{e}");
+        assert!(e.to_string().contains("same direct_port"), "{e}");
 
         let c = parse(
             "[services.a]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:8080\"\nlayers = [\"tcp+tls+http\"]\ntls = \"terminate\"\ncert=\"c\"\nkey=\"k\"\ndirect_port = 8443\n",

@@ -652,14 +652,12 @@ fn is_local_address(ip: &std::net::IpAddr) -> bool {
     std::net::UdpSocket::bind((*ip, 0)).is_ok()
 }
 
-/// The direct port to advertise for `desc`: only a TCP request for a service that has one and
-/// accepts the requested layers. Existence of the listener is not probed here (hopd does not
-/// own it); a client whose connect there fails falls back to hopd's port.
+/// The direct port to advertise for `desc`: for a service that has one and accepts the
+/// requested layers (a TCP port for a tcp stack, a UDP port for a udp one: the stack's
+/// transport is the service's). Existence of the listener is not probed here (hopd does not
+/// own it); a client whose connect or handshake there fails falls back to hopd's port.
 pub fn direct_port(services: &Services, desc: &LayerDescriptor) -> Option<u16> {
     let transport = desc.layers.first().copied().unwrap_or(Layer::Tcp);
-    if transport != Layer::Tcp {
-        return None;
-    }
     let l = lookup(services, desc, transport).ok()?;
     l.service.cfg.direct_port
 }
