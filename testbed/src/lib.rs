@@ -18,6 +18,7 @@
 
 pub mod dns;
 pub mod fixture;
+pub mod h3_server;
 pub mod harness;
 mod launch;
 mod network;

@@ -85,6 +85,21 @@ fn main() -> ExitCode {
             );
             return ExitCode::from(1);
         }
+        Some("__h3") if args.len() == 6 => {
+            let r = args[2].parse().map_err(anyhow::Error::from).and_then(|a| {
+                hopstack_testbed::h3_server::serve(
+                    a,
+                    Path::new(&args[3]),
+                    Path::new(&args[4]),
+                    Path::new(&args[5]),
+                )
+            });
+            eprintln!(
+                "h3: {:#}",
+                r.err().map(|e| e.to_string()).unwrap_or_default()
+            );
+            return ExitCode::from(1);
+        }
         Some("__udp-send") if args.len() == 4 => {
             let r = args[2].parse().map_err(anyhow::Error::from).and_then(|a| {
                 hopstack_testbed::probe::udp_send(a, &args[3], std::time::Duration::from_secs(2))
