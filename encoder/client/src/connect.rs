@@ -129,7 +129,7 @@ impl ConnectOptions {
         self.port.unwrap_or(DEFAULT_SERVICE_PORT)
     }
 
-    fn note(&self, text: &str) {
+    pub(crate) fn note(&self, text: &str) {
         if let Some(n) = &self.notes {
             n(text);
         }
@@ -212,7 +212,7 @@ pub struct Connector {
     cache: Option<PathCache>,
     /// The cache's connect records (`None` without a cache or without
     /// [`ConnectOptions::connect_records`]).
-    records: Option<RecordStore>,
+    pub(crate) records: Option<RecordStore>,
     dns: DnsResolver,
 }
 
@@ -311,7 +311,7 @@ impl Connector {
         Some(p)
     }
 
-    fn record_key(&self) -> String {
+    pub(crate) fn record_key(&self) -> String {
         record::record_key(&self.addr, self.opts.port, self.opts.fast_path)
     }
 
@@ -489,7 +489,7 @@ impl Connector {
     /// Writes `path` back to the cache after a fallback dropped part of the fast path from
     /// it, so later requests do not pay the failed attempt again. Best effort: a cache that
     /// cannot be written only costs that attempt next time.
-    fn recache(&mut self, path: &ResolvedPath) {
+    pub(crate) fn recache(&mut self, path: &ResolvedPath) {
         if let Some(cache) = self.cache.as_mut() {
             let _ = cache.put(
                 &resolve::cache_key(&self.addr),
@@ -704,7 +704,11 @@ impl Connector {
     /// A failure over a path that was not just probed, or that listed kernel End SIDs (which
     /// no probe checks): forget the cached path (it may be stale) and let a probe explain,
     /// if it can.
-    async fn explain_over(&mut self, path: &ResolvedPath, e: ClientError) -> ClientError {
+    pub(crate) async fn explain_over(
+        &mut self,
+        path: &ResolvedPath,
+        e: ClientError,
+    ) -> ClientError {
         self.forget_path();
         // A fresh probe vouches for hopd's SIDs, not for the kernel End SIDs the request
         // listed instead: then a probe may still explain.

@@ -41,11 +41,17 @@ pub enum ErrorLayer {
     Tcp,
     /// UDP exchange. Exit 5.
     Udp,
+    /// QUIC connection (handshake, loss of the connection; `udp+quic`). Exit 5, the transport
+    /// family: QUIC is the connection an `h3` request runs on.
+    Quic,
     /// TLS handshake or certificate. Exit 6.
     Tls,
     /// HTTP (status >= 400 unless `--no-fail`, or a protocol error). Exit 7 (22 for
     /// `hop get -f`, 47 for too many redirects).
     Http,
+    /// HTTP/3 over QUIC (the `h3` layer's own protocol errors; a status >= 400 is `http`'s, as
+    /// for every HTTP version). Exit 7.
+    H3,
     /// The final hop has no such service, or the service is down or speaks other layers.
     /// Exit 8.
     Service,
@@ -55,15 +61,17 @@ pub enum ErrorLayer {
 
 impl ErrorLayer {
     /// Every layer, in exit-code order (for `--help` and the docs).
-    pub const ALL: [ErrorLayer; 10] = [
+    pub const ALL: [ErrorLayer; 12] = [
         ErrorLayer::Local,
         ErrorLayer::Usage,
         ErrorLayer::Address,
         ErrorLayer::Route,
         ErrorLayer::Tcp,
         ErrorLayer::Udp,
+        ErrorLayer::Quic,
         ErrorLayer::Tls,
         ErrorLayer::Http,
+        ErrorLayer::H3,
         ErrorLayer::Service,
         ErrorLayer::Timeout,
     ];
@@ -74,9 +82,9 @@ impl ErrorLayer {
             ErrorLayer::Usage => 2,
             ErrorLayer::Address => 3,
             ErrorLayer::Route => 4,
-            ErrorLayer::Tcp | ErrorLayer::Udp => 5,
+            ErrorLayer::Tcp | ErrorLayer::Udp | ErrorLayer::Quic => 5,
             ErrorLayer::Tls => 6,
-            ErrorLayer::Http => 7,
+            ErrorLayer::Http | ErrorLayer::H3 => 7,
             ErrorLayer::Service => 8,
             ErrorLayer::Timeout => 9,
         }
@@ -90,8 +98,10 @@ impl ErrorLayer {
             ErrorLayer::Route => "route",
             ErrorLayer::Tcp => "tcp",
             ErrorLayer::Udp => "udp",
+            ErrorLayer::Quic => "quic",
             ErrorLayer::Tls => "tls",
             ErrorLayer::Http => "http",
+            ErrorLayer::H3 => "h3",
             ErrorLayer::Service => "service",
             ErrorLayer::Timeout => "timeout",
         }
@@ -106,7 +116,9 @@ impl ErrorLayer {
             ReportLayer::Layer(Layer::Tcp) => ErrorLayer::Tcp,
             ReportLayer::Layer(Layer::Udp) => ErrorLayer::Udp,
             ReportLayer::Layer(Layer::Tls | Layer::Dtls) => ErrorLayer::Tls,
-            ReportLayer::Layer(Layer::Http | Layer::H2 | Layer::H3) => ErrorLayer::Http,
+            ReportLayer::Layer(Layer::Quic) => ErrorLayer::Quic,
+            ReportLayer::Layer(Layer::H3) => ErrorLayer::H3,
+            ReportLayer::Layer(Layer::Http | Layer::H2) => ErrorLayer::Http,
             ReportLayer::Layer(_) => ErrorLayer::Service,
         }
     }
@@ -127,11 +139,11 @@ impl ErrorLayer {
                 "route",
                 "a hop could not be resolved or reached (DNS, SRH, link)",
             ),
-            (5, "tcp/udp", "the transport connection failed"),
+            (5, "tcp/udp/quic", "the transport connection failed"),
             (6, "tls", "TLS handshake or certificate failure"),
             (
                 7,
-                "http",
+                "http/h3",
                 "HTTP status >= 400 (unless --no-fail) or HTTP error",
             ),
             (
@@ -158,7 +170,7 @@ impl ErrorLayer {
         ];
         let mut s = String::new();
         for (c, l, m) in rows {
-            s.push_str(&format!("  {c:<3} {l:<8} {m}\n"));
+            s.push_str(&format!("  {c:<3} {l:<12} {m}\n"));
         }
         s
     }
@@ -266,6 +278,14 @@ client_reasons! {
     HttpHandshake = "http-handshake",
     /// The HTTP/2 handshake failed.
     H2Handshake = "h2-handshake",
+    /// The QUIC handshake did not complete in time (`--connect-timeout`): nothing answered.
+    QuicTimeout = "quic-timeout",
+    /// The QUIC handshake failed otherwise (the peer closed it, a version or transport error).
+    QuicHandshake = "quic-handshake",
+    /// An established QUIC connection was lost (closed, reset, idle timeout).
+    QuicClosed = "quic-closed",
+    /// An HTTP/3 protocol error (the control streams, a malformed frame, a stream reset).
+    H3Error = "h3-error",
     /// The connection closed before a response head.
     NoResponse = "no-response",
     /// No response head in time.
@@ -607,10 +627,13 @@ mod tests {
         for l in ErrorLayer::ALL {
             if let Some(other) = seen.insert(l.exit_code(), l) {
                 assert!(
-                    matches!(
-                        (other, l),
-                        (ErrorLayer::Tcp, ErrorLayer::Udp) | (ErrorLayer::Udp, ErrorLayer::Tcp)
-                    ),
+                    // The transports share 5, the HTTP versions 7.
+                    [other, l]
+                        .iter()
+                        .all(|x| matches!(x, ErrorLayer::Tcp | ErrorLayer::Udp | ErrorLayer::Quic))
+                        || [other, l]
+                            .iter()
+                            .all(|x| matches!(x, ErrorLayer::Http | ErrorLayer::H3)),
                     "{other} and {l} share exit code {}",
                     l.exit_code()
                 );

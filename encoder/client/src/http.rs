@@ -107,13 +107,50 @@ pub struct Response {
     pub reason: String,
     /// The reason phrase the server sent (HTTP/1), else the usual one: `-i` shows it.
     pub phrase: String,
-    /// `1.1` or `2` (as curl's `%{http_version}` writes it).
+    /// `1.1`, `2` or `3` (as curl's `%{http_version}` writes it).
     pub version: &'static str,
     /// Names in lower case, in the order received.
     pub headers: Vec<(String, String)>,
     /// Content-Length, when the response has one.
     pub content_length: Option<u64>,
-    body: hyper::body::Incoming,
+    body: Body,
+}
+
+/// Where a response's body comes from: hyper's connection (HTTP/1.1, h2), or the task that
+/// reads an HTTP/3 request stream (`crate::quic`), which hands its chunks over a channel.
+enum Body {
+    Hyper(hyper::body::Incoming),
+    Chunks(tokio::sync::mpsc::Receiver<Result<Bytes, ClientError>>),
+}
+
+impl Response {
+    /// A response whose body arrives as chunks on `body` (ended by the sender's drop): the
+    /// HTTP/3 client's (`crate::quic`).
+    pub(crate) fn from_chunks(
+        status: u16,
+        version: &'static str,
+        headers: Vec<(String, String)>,
+        body: tokio::sync::mpsc::Receiver<Result<Bytes, ClientError>>,
+    ) -> Response {
+        let reason = hyper::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("")
+            .to_owned();
+        let content_length = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse().ok());
+        Response {
+            status,
+            phrase: reason.clone(),
+            reason,
+            version,
+            headers,
+            content_length,
+            body: Body::Chunks(body),
+        }
+    }
 }
 
 impl Response {
@@ -133,7 +170,11 @@ impl Response {
 
     /// The next piece of the body; `None` at its end.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
-        while let Some(frame) = self.body.frame().await {
+        let body = match &mut self.body {
+            Body::Hyper(b) => b,
+            Body::Chunks(rx) => return rx.recv().await.transpose(),
+        };
+        while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| {
                 http_err(
                     ClientReason::Body,
@@ -257,7 +298,7 @@ where
         version,
         headers,
         content_length,
-        body: resp.into_body(),
+        body: Body::Hyper(resp.into_body()),
     })
 }
 

@@ -29,6 +29,7 @@ pub mod http;
 pub mod private_file;
 pub mod probe;
 pub mod progress;
+pub mod quic;
 pub mod record;
 pub mod resolve;
 pub mod socket;
@@ -85,7 +86,7 @@ fn layer_list(addr: &StackAddress) -> String {
     names.join("+")
 }
 
-fn hop_ref(path: &ResolvedPath, index: usize) -> HopRef {
+pub(crate) fn hop_ref(path: &ResolvedPath, index: usize) -> HopRef {
     let h = &path.hops[index];
     HopRef {
         index,

@@ -47,7 +47,7 @@ fn set_mark(fd: BorrowedFd<'_>, mark: u32) -> io::Result<()> {
     sockopt::set_bytes(fd, libc::SOL_SOCKET, libc::SO_MARK, &mark.to_ne_bytes())
 }
 
-fn bind_device(fd: BorrowedFd<'_>, ifname: &str) -> io::Result<()> {
+pub(crate) fn bind_device(fd: BorrowedFd<'_>, ifname: &str) -> io::Result<()> {
     sockopt::set_bytes(
         fd,
         libc::SOL_SOCKET,

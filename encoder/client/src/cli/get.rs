@@ -1,4 +1,5 @@
-//! `hop get`: an HTTP request over the address's layers (tcp[+tls]+http|h2), the body on
+//! `hop get`: an HTTP request over the address's layers (tcp[+tls]+http|h2, udp+quic+h3:
+//! `get_quic.rs`), the body on
 //! stdout or in a file; or, given a plain URL, the same request without hopstack. The
 //! command line is curl's where curl has the flag (docs/client.md has the table): `-d`
 //! posts, `-L` follows redirects (within the address's service), `-f` exits 22, `-m` bounds
@@ -42,7 +43,7 @@ pub(super) struct Transfer {
     pub(super) url_effective: String,
     pub(super) method: String,
     pub(super) scheme: &'static str,
-    /// `1.1` or `2`.
+    /// `1.1`, `2` or `3`.
     pub(super) version: Option<&'static str>,
     /// The last response's headers.
     pub(super) headers: Vec<(String, String)>,
@@ -275,10 +276,13 @@ impl Plan {
                 super::args::parse_overrides(&c.resolve)?;
                 let layers = addr.upper_layers();
                 let h2 = layers.contains(&Layer::H2);
-                if addr.transport() != Layer::Tcp || !(layers.contains(&Layer::Http) || h2) {
+                let tcp_http =
+                    addr.transport() == Layer::Tcp && (layers.contains(&Layer::Http) || h2);
+                let quic_h3 = addr.transport() == Layer::Udp && layers == [Layer::Quic, Layer::H3];
+                if !(tcp_http || quic_h3) {
                     return Err(ClientError::usage(format!(
-                        "hop get speaks tcp[+tls]+http|h2; '{}' has layers {} (use hop cat for \
-                         raw services)",
+                        "hop get speaks tcp[+tls]+http|h2 and udp+quic+h3; '{}' has layers {} \
+                         (use hop cat for raw services)",
                         c.address,
                         crate::layer_list(&addr)
                     )));
@@ -521,8 +525,8 @@ fn count_redirect(plan: &Plan, st: &mut Transfer, t: &mut Timings) -> Result<(),
 /// The response head's text as `-i` writes it (curl's: the status line and headers,
 /// CRLF, a blank line).
 fn head_text(r: &Response) -> String {
-    let mut s = if r.version == "2" {
-        format!("HTTP/2 {}\r\n", r.status)
+    let mut s = if r.version == "2" || r.version == "3" {
+        format!("HTTP/{} {}\r\n", r.version, r.status)
     } else {
         format!("HTTP/{} {} {}\r\n", r.version, r.status, r.phrase)
     };
@@ -641,14 +645,16 @@ async fn stack_attempt(
     let c = &a.common;
     let mut ctx = connector(c, true)?;
     let layers = ctx.address().upper_layers().to_vec();
-    let use_tls = layers.contains(&Layer::Tls);
+    // QUIC carries TLS 1.3 itself: an https service, the same trust and SNI.
+    let quic = layers.contains(&Layer::Quic);
+    let use_tls = layers.contains(&Layer::Tls) || quic;
     let h2 = layers.contains(&Layer::H2);
     let topts = tls_opts(&a.tls, || tls::default_sni(ctx.address()));
     if use_tls && !plan.quiet {
         super::args::warn_if_insecure(&a.tls);
     }
     st.scheme = if use_tls { "https" } else { "http" };
-    let tls_alpn: Option<&[&[u8]]> = match (use_tls, h2) {
+    let tls_alpn: Option<&[&[u8]]> = match (use_tls && !quic, h2) {
         (false, _) => None,
         (true, true) => Some(&[b"h2"]),
         (true, false) => Some(&[b"http/1.1"]),
@@ -663,8 +669,11 @@ async fn stack_attempt(
     loop {
         let req = request(plan, &method, &path, &host, &body, h2);
         sending(&req, st, meter);
-        let (resp, final_hop) =
-            stack_send(&mut ctx, &topts, tls_alpn, &req, want_hops, t, st).await?;
+        let (resp, final_hop) = if quic {
+            super::get_quic::send(&mut ctx, &topts, &req, want_hops, t, st).await?
+        } else {
+            stack_send(&mut ctx, &topts, tls_alpn, &req, want_hops, t, st).await?
+        };
         let follow =
             |loc: &str| same_service(loc, &host, use_tls, &path).map(|p| format!("{prefix}{p}"));
         let request = format!("{} {}", req.method, req.path);

@@ -7,6 +7,7 @@ mod connect;
 mod decode;
 mod get;
 mod get_output;
+mod get_quic;
 mod plain_url;
 mod proxy;
 mod resolve;
@@ -30,24 +31,24 @@ pub use decode::DecodeArgs;
 /// Exit codes, for `--help` (kept equal to `ErrorLayer::table()` by a test).
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
-  0   -        success
-  1   local    local failure (cannot write the output file, ...)
-  2   usage    bad command line
-  3   address  the stack address does not parse
-  4   route    a hop could not be resolved or reached (DNS, SRH, link)
-  5   tcp/udp  the transport connection failed
-  6   tls      TLS handshake or certificate failure
-  7   http     HTTP status >= 400 (unless --no-fail) or HTTP error
-  8   service  the final hop has no such service, it is down, or it speaks other layers
-  9   timeout  no answer in time (probe, connect, response)
-  22  http     hop get -f/--fail: HTTP status >= 400 (curl's code)
-  28  timeout  hop get -m/--max-time passed (curl's code)
-  47  http     hop get -L: more redirects than --max-redirs (curl's code)
+  0   -            success
+  1   local        local failure (cannot write the output file, ...)
+  2   usage        bad command line
+  3   address      the stack address does not parse
+  4   route        a hop could not be resolved or reached (DNS, SRH, link)
+  5   tcp/udp/quic the transport connection failed
+  6   tls          TLS handshake or certificate failure
+  7   http/h3      HTTP status >= 400 (unless --no-fail) or HTTP error
+  8   service      the final hop has no such service, it is down, or it speaks other layers
+  9   timeout      no answer in time (probe, connect, response)
+  22  http         hop get -f/--fail: HTTP status >= 400 (curl's code)
+  28  timeout      hop get -m/--max-time passed (curl's code)
+  47  http         hop get -L: more redirects than --max-redirs (curl's code)
 ";
 
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
-    /// Fetch ADDRESS's path over its layers (tcp[+tls]+http|h2) and print the response body.
+    /// Fetch ADDRESS's path over its layers (tcp[+tls]+http|h2, udp+quic+h3) and print the response body.
     #[command(after_help = EXIT_CODES_HELP)]
     Get(Box<GetArgs>),
     /// Pipe stdin/stdout to a raw tcp or udp service (`...:tcp+echo`, `...:udp+dns+resolver`).
