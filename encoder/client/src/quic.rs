@@ -6,7 +6,9 @@
 //! `UDP_SEGMENT` for GSO); the kernel takes the sticky routing header for every `sendmsg`
 //! whose control messages carry no extension header (`udpv6_sendmsg`: the per-call options
 //! replace the socket's only when they hold one), so every datagram — GSO segments included
-//! — leaves with the SRH. `encoder/client/tests/client_quic.rs` checks it on the wire.
+//! — leaves with the SRH. `encoder/client/tests/client_quic.rs` checks it on the wire (every
+//! datagram of a request, the first ones ECN-marked) and at the far end (one `sendmsg` of
+//! three GSO segments with an ECN mark: all three arrive at the final hop with the SRH).
 //!
 //! [`Connector::open_quic`] makes the connection as [`Connector::open`] makes a TCP one: the
 //! connect record, else the path (cache, DNS, probe), then the service's direct UDP port on

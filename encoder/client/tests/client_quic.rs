@@ -272,6 +272,94 @@ fn srh_is_on_every_quic_datagram() {
     );
 }
 
+/// What quinn-udp does on every send, on purpose and at once: one `sendmsg` with a
+/// `UDP_SEGMENT` (GSO: three datagrams in one call) and an `IPV6_TCLASS` (ECN) control
+/// message, on a socket whose SRH is the sticky `IPV6_RTHDR`. The kernel keeps the sticky
+/// SRH for a call whose control messages carry no extension header, and GSO's segments each
+/// get it: all three cross both borders (hopd's TUNs) and arrive at yc with the SRH.
+fn gso_and_ecn_sends_keep_the_srh() {
+    let bed = Bed::start();
+    let hopbed = bed.hop.with_file_name("hopbed");
+    bed.tb
+        .spawn(
+            "yc",
+            "udp-echo",
+            [hopbed.to_str().unwrap(), "__udp-echo", "[::]:5555"],
+        )
+        .unwrap();
+    let t0 = Instant::now();
+    while !bed.tb.logs("yc", "udp-echo").contains("listening") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "udp-echo did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gso = in_node(&bed.tb, "client", || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let addr = StackAddress::parse(RELAYED).unwrap();
+            let mut ctx = Connector::new(addr.clone(), client_options());
+            let path = ctx.path(false, &mut Timings::start()).await.unwrap();
+            let srh = path.srh_bytes(&addr).unwrap();
+            let sock = quic::srh_socket(&srh, &Default::default()).unwrap();
+            let state = quinn::udp::UdpSocketState::new((&sock).into()).unwrap();
+            let gso = state.max_gso_segments();
+            if gso < 3 {
+                return gso;
+            }
+            let contents: Vec<u8> = [b'a', b'b', b'c']
+                .iter()
+                .flat_map(|&c| std::iter::repeat_n(c, 100))
+                .collect();
+            let t = quinn::udp::Transmit {
+                destination: "[fd00:3::2]:5555".parse().unwrap(),
+                ecn: Some(quinn::udp::EcnCodepoint::Ect0),
+                contents: &contents,
+                segment_size: Some(100),
+                src_ip: None,
+            };
+            state.send((&sock).into(), &t).unwrap();
+            gso
+        })
+    });
+    if gso < 3 {
+        hopstack_testbed::harness::skip(format!(
+            "the kernel offers {gso} GSO segments per send (UDP_SEGMENT); 3 are needed"
+        ));
+    }
+    let t0 = Instant::now();
+    let arrived = loop {
+        let log = bed.tb.logs("yc", "udp-echo");
+        let lines: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains("100 octets from"))
+            .map(str::to_owned)
+            .collect();
+        if lines.len() >= 3 || t0.elapsed() > Duration::from_secs(5) {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("{}", arrived.join("\n"));
+    assert_eq!(arrived.len(), 3, "{arrived:?}");
+    for (l, c) in arrived.iter().zip(["aaa", "bbb", "ccc"]) {
+        assert!(l.contains("rthdr type=4") && l.contains(c), "{l}");
+    }
+}
+
+/// The options of the library tests on the client node: its DNS server, no cache.
+fn client_options() -> ConnectOptions {
+    ConnectOptions {
+        dns: Some(IpAddr::V6("fd00:53:1::53".parse::<Ipv6Addr>().unwrap())),
+        cache_file: None,
+        ..ConnectOptions::default()
+    }
+}
+
 /// The UDP destination port of an IPv6 packet, and whether a type-4 routing header came
 /// before the UDP header.
 fn udp_dst_port(p: &[u8]) -> Option<(u16, bool)> {
@@ -394,12 +482,7 @@ fn connection_migrates_through_the_relay() {
 
 async fn migrate(ca: &Path) -> (std::net::SocketAddr, std::net::SocketAddr, Vec<String>) {
     let addr = StackAddress::parse(&format!("{RELAYED}/users/list")).unwrap();
-    let opts = ConnectOptions {
-        dns: Some(IpAddr::V6("fd00:53:1::53".parse::<Ipv6Addr>().unwrap())),
-        cache_file: None,
-        ..ConnectOptions::default()
-    };
-    let mut ctx = Connector::new(addr, opts);
+    let mut ctx = Connector::new(addr, client_options());
     let topts = TlsOptions {
         cacert: Some(ca.to_owned()),
         insecure: false,
@@ -514,6 +597,7 @@ fn failures_are_named_per_hop_and_layer() {
 hopstack_testbed::tests! {
     h3_get_behind_both_borders_then_from_the_cache needs [Tun],
     srh_is_on_every_quic_datagram needs [Tun, Program("tcpdump")],
+    gso_and_ecn_sends_keep_the_srh needs [Tun],
     direct_udp_port_on_the_fast_path needs [Tun],
     dead_direct_port_falls_back_to_the_relay needs [Tun],
     connection_migrates_through_the_relay needs [Tun],
