@@ -402,6 +402,16 @@ fn direct_udp_port_on_the_fast_path() {
     for (_, from) in &served {
         assert!(from.starts_with(&format!("[{CLIENT}]:")), "{served:?}");
     }
+    // hop resolve says where a request goes.
+    let o = bed.hop(&["resolve", DIRECT]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!(
+            "quic requests connect to port {DIRECT_PORT} (the service's direct port"
+        )),
+        "{}",
+        stdout(&o)
+    );
     // --no-fast-path goes through hopd's relay.
     let o = bed.get(&["--no-fast-path", "-w", w, &addr]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -388,11 +388,13 @@ fn what_failed(e: &ClientError, t: &Timings) -> String {
     }
 }
 
-/// curl's transient failures (`--retry`): a timeout, or HTTP 408, 429, 500, 502, 503, 504
-/// (an in-band report of the final hop, a 502/503, included).
+/// curl's transient failures (`--retry`): a timeout (a QUIC handshake that got no answer
+/// too, though its layer is quic), or HTTP 408, 429, 500, 502, 503, 504 (an in-band report
+/// of the final hop, a 502/503, included).
 fn transient(e: &ClientError, t: &Timings) -> bool {
     matches!(t.http_status, Some(408 | 429 | 500 | 502 | 503 | 504))
         || e.layer == ErrorLayer::Timeout
+        || e.reason == ClientReason::QuicTimeout
 }
 
 /// curl's wait before retry `n` (0-based): `--retry-delay`, else the server's Retry-After,
@@ -1061,6 +1063,10 @@ mod tests {
         assert!(!transient(&e, &t));
         let e = ClientError::new(ErrorLayer::Timeout, ClientReason::MaxTime, "x");
         assert!(transient(&e, &t));
+        let e = ClientError::new(ErrorLayer::Quic, ClientReason::QuicTimeout, "x");
+        assert!(transient(&e, &t));
+        let e = ClientError::new(ErrorLayer::Quic, ClientReason::QuicHandshake, "x");
+        assert!(!transient(&e, &t));
     }
 
     #[test]

@@ -100,7 +100,10 @@ pub(super) async fn resolve_cmd(a: &ResolveArgs, t: &mut Timings) -> Result<(), 
             "path from {src}; valid for {} s",
             path.expires.saturating_sub(resolve::unix_now())
         );
-        if ctx.address().transport() == Layer::Tcp {
+        // What a request would connect to: TCP, and QUIC (`hop get` over udp+quic+h3), use
+        // the direct port; `hop cat` over plain udp always goes to hopd's relay.
+        let quic = ctx.address().upper_layers().first() == Some(&Layer::Quic);
+        if ctx.address().transport() == Layer::Tcp || quic {
             let (port, direct) = path.connect_port(c.hopd_port(), c.port.is_some());
             let how = match path.direct_port {
                 _ if direct => "the service's direct port: hopd is not in the connection",
@@ -108,7 +111,8 @@ pub(super) async fn resolve_cmd(a: &ResolveArgs, t: &mut Timings) -> Result<(), 
                 Some(_) => "hopd; --port was given",
                 None => "hopd",
             };
-            let _ = writeln!(out, "tcp requests connect to port {port} ({how})");
+            let what = if quic { "quic" } else { "tcp" };
+            let _ = writeln!(out, "{what} requests connect to port {port} ({how})");
         }
     }
     Ok(())
