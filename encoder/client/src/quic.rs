@@ -38,8 +38,8 @@ use crate::tls::{self, TlsOptions};
 /// The ALPN protocol of HTTP/3 (RFC 9114).
 pub const ALPN_H3: &[u8] = b"h3";
 
-/// How long a handshake may take when [`SocketOptions::connect_timeout`] sets no limit:
-/// quinn's own idle timeout, which ends a handshake nobody answers.
+/// The connection's idle timeout (quinn's, agreed with the peer), which also ends a
+/// handshake nobody answers when [`SocketOptions::connect_timeout`] sets no limit.
 const HANDSHAKE_IDLE: Duration = Duration::from_secs(30);
 
 /// A quinn client configuration with the trust, SNI rules and ALPN of [`tls::client_config`]
