@@ -187,7 +187,7 @@ pub async fn connect(
 }
 
 /// What [`Connector::try_going_round`] did.
-enum Round {
+pub(crate) enum Round {
     /// The path goes round in UDP now: connect again.
     Went,
     /// Silent bare and in UDP.
@@ -671,7 +671,11 @@ impl Connector {
     /// After a connection timed out: when the fallback is on and a bare probe along `path`
     /// meets only silence, a probe in UDP to the first hop's `udp_ingress`; if that one is
     /// answered, `path` goes round from now on (cached) and so do this connector's sockets.
-    async fn try_going_round(&mut self, path: &mut ResolvedPath, t: &mut Timings) -> Round {
+    pub(crate) async fn try_going_round(
+        &mut self,
+        path: &mut ResolvedPath,
+        t: &mut Timings,
+    ) -> Round {
         let Some(port) = self.opts.udp_ingress_port else {
             return Round::NotTried;
         };

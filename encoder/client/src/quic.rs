@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 
-use crate::connect::{Connector, Via};
+use crate::connect::{Connector, Round, Via};
 use crate::error::{ClientError, ClientReason, ErrorLayer};
 use crate::http::{HttpRequest, Response};
 use crate::record;
@@ -70,6 +70,9 @@ pub fn srh_socket(srh: &[u8], opts: &SocketOptions) -> std::io::Result<std::net:
     use std::os::fd::AsFd;
     let bind = opts.source.unwrap_or(Ipv6Addr::UNSPECIFIED);
     let s = std::net::UdpSocket::bind(SocketAddr::from((bind, 0)))?;
+    if let Some(mark) = opts.mark {
+        socket::set_mark(s.as_fd(), mark)?;
+    }
     socket::set_rthdr(s.as_fd(), srh)?;
     if let Some(ifname) = &opts.interface {
         socket::bind_device(s.as_fd(), ifname)?;
@@ -261,6 +264,7 @@ impl Connector {
             }
         }
         let mut path = self.request_path(t).await?;
+        self.go_round(&path, t)?;
         let hopd_port = self.options().hopd_port();
         let explicit = self.options().port.is_some();
         let (port, direct) = path.connect_port(hopd_port, explicit);
@@ -292,6 +296,22 @@ impl Connector {
         t.hops = path.hop_timings();
         if e.layer != ErrorLayer::Quic {
             return Err(e);
+        }
+        if e.reason == ClientReason::QuicTimeout && path.hops[0].udp_ingress.is_none() {
+            match self.try_going_round(&mut path, t).await {
+                Round::Went => {
+                    return match self.quic_over(&path, hopd_port, cfg, sni, t, &None).await {
+                        Ok(c) => Ok(self.connection(c, path, hopd_port, false)),
+                        Err(e2) => Err(self.explain_over(&path, e2).await),
+                    };
+                }
+                // Nothing answers bare or in UDP: a probe would say nothing more.
+                Round::Silent => {
+                    self.forget_path();
+                    return Err(e);
+                }
+                Round::NotTried => {}
+            }
         }
         if !path.uses_fast_path() {
             return Err(self.explain_over(&path, e).await);

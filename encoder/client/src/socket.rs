@@ -43,7 +43,7 @@ pub fn set_rthdr(fd: BorrowedFd<'_>, srh: &[u8]) -> io::Result<()> {
 }
 
 /// `SO_MARK` (needs `CAP_NET_ADMIN`), before the socket's first route lookup.
-fn set_mark(fd: BorrowedFd<'_>, mark: u32) -> io::Result<()> {
+pub(crate) fn set_mark(fd: BorrowedFd<'_>, mark: u32) -> io::Result<()> {
     sockopt::set_bytes(fd, libc::SOL_SOCKET, libc::SO_MARK, &mark.to_ne_bytes())
 }
 

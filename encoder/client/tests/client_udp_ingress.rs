@@ -11,6 +11,14 @@ use std::time::{Duration, Instant};
 
 mod client_support;
 use client_support::{BODY, Bed};
+use hopstack_testbed::fixture::ServiceToml;
+
+fn bed_bin(name: &str) -> String {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_hop"))
+        .with_file_name(name)
+        .display()
+        .to_string()
+}
 
 const ADDR: &str = "github.com>org>yc:tcp+http+web/users/list";
 
@@ -75,7 +83,27 @@ fn hop_get_goes_round_a_path_that_drops_routing_headers() {
         eprintln!("SKIPPED: nft (nftables) is not installed; .ci/setup installs it");
         return;
     }
-    let bed = Bed::start_udp_ingress();
+    // An HTTP/3 service too, on hopd's UDP relay: QUIC goes round as TCP does.
+    let hopbed = bed_bin("hopbed");
+    let bed = Bed::start_udp_ingress(
+        &[ServiceToml::udp("h3web", "[::1]:4433", &["udp+quic+h3"])],
+        |tb, dir| {
+            let arg = |f: &str| dir.join(f).display().to_string();
+            tb.spawn(
+                "yc",
+                "h3web",
+                [
+                    hopbed.as_str(),
+                    "__h3",
+                    "[::1]:4433",
+                    &arg("yc.pem"),
+                    &arg("yc.key"),
+                    &arg("www"),
+                ],
+            )
+            .unwrap();
+        },
+    );
     drop_routing_headers(&bed);
 
     // Bare, nothing gets through any more: the probe meets only silence.
@@ -154,6 +182,21 @@ fn hop_get_goes_round_a_path_that_drops_routing_headers() {
         t0.elapsed()
     );
 
+    // QUIC goes round too: HTTP/3 from the same hops, the choice from the cache.
+    let h3 = bed.hop(&[
+        "get",
+        "--json",
+        "--cacert",
+        bed.ca(),
+        "-w",
+        "%{http_version}\n",
+        "github.com>org>yc:udp+quic+h3+h3web/users/list",
+    ]);
+    let err = String::from_utf8_lossy(&h3.stderr);
+    assert!(h3.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&h3.stdout), format!("{BODY}3\n"));
+    assert_eq!(json_of(&err)["udp_ingress"], 7444, "{err}");
+
     // Datagrams go round too: `hop cat` to the UDP echo service on the same hops.
     let cat = bed.hop_stdin(
         &["cat", "--json", "github.com>org>yc:udp+uecho"],
@@ -205,6 +248,53 @@ fn hop_get_goes_round_a_path_that_drops_routing_headers() {
         "{j}"
     );
 
+    // Its bare SYN (and the retransmission, if the timeout let it out) and its two bare
+    // probe tries; then nothing bare, not even the connection's FIN after the process ended
+    // (hop keeps carrying until the connection has closed).
+    std::thread::sleep(Duration::from_millis(600));
+    let bare_sent = dropped(&bed) - after_cached;
+    eprintln!("dropped: bare request 2, round ones 0, whole-path request {bare_sent}");
+    assert!((3..=4).contains(&bare_sent), "{bare_sent}");
+
+    // The same for a QUIC handshake on a path that needed no probe.
+    let before_quic = dropped(&bed);
+    let h3 = bed.hop(&[
+        "get",
+        "-v",
+        "--json",
+        "--no-cache",
+        "--cacert",
+        bed.ca(),
+        "--connect-timeout",
+        "1",
+        "--probe-timeout",
+        "300",
+        "--resolve",
+        "org=fc00:2::e",
+        "--resolve",
+        "yc=fd00:3::2",
+        "github.com>org>yc:udp+quic+h3+h3web/users/list",
+    ]);
+    let err = String::from_utf8_lossy(&h3.stderr);
+    assert!(h3.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&h3.stdout), BODY);
+    assert!(
+        err.contains("the connection timed out and a probe met only silence"),
+        "{err}"
+    );
+    let j = json_of(&err);
+    assert_eq!(
+        (j["udp_ingress"].clone(), j["udp_fallback"].clone()),
+        (7444.into(), true.into()),
+        "{j}"
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    let bare_sent = dropped(&bed) - before_quic;
+    eprintln!("dropped: whole-path QUIC request {bare_sent}");
+    // Its bare Initials (quinn resends on its probe timeout, 333 ms and doubling, within
+    // the handshake's second) and the two bare probe tries; nothing after the switch.
+    assert!((3..=8).contains(&bare_sent), "{bare_sent}");
+
     // What reached hopd came in UDP, and the border counted it; the dropping router saw
     // nothing with a routing header after the bare tries.
     let metrics = bed
@@ -217,13 +307,6 @@ fn hop_get_goes_round_a_path_that_drops_routing_headers() {
         .unwrap_or_else(|| panic!("no udp_ingress counter in\n{metrics}"));
     let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 10.0, "{line}");
-    // Its bare SYN (and the retransmission, if the timeout let it out) and its two bare
-    // probe tries; then nothing bare, not even the connection's FIN after the process ended
-    // (hop keeps carrying until the connection has closed).
-    std::thread::sleep(Duration::from_millis(600));
-    let bare_sent = dropped(&bed) - after_cached;
-    eprintln!("dropped: bare request 2, round ones 0, whole-path request {bare_sent}");
-    assert!((3..=4).contains(&bare_sent), "{bare_sent}");
 }
 
 hopstack_testbed::tests! {

@@ -157,10 +157,13 @@ impl Bed {
         Bed::start_with(false, false, false, extra, spawn)
     }
 
-    /// As [`Bed::start`], the borders taking SRH packets in UDP at port 7444
+    /// As [`Bed::start_with_services`], the borders taking SRH packets in UDP at port 7444
     /// (`udp_ingress`), github.com's metrics at [::1]:9469.
-    pub fn start_udp_ingress() -> Bed {
-        Bed::start_with(false, false, true, &[], |_, _| {})
+    pub fn start_udp_ingress(
+        extra: &[ServiceToml<'_>],
+        spawn: impl FnOnce(&Testbed, &Path),
+    ) -> Bed {
+        Bed::start_with(false, false, true, extra, spawn)
     }
 
     /// As [`Bed::start`], the borders also offering kernel End SIDs ([`FAST_SIDS`]).
