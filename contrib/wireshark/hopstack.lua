@@ -43,6 +43,7 @@ local REASONS = {
     [0x0203] = "segments-left-exceeds-last-entry", [0x0204] = "policy-denied",
     [0x0205] = "hmac-invalid", [0x0206] = "loop-detected", [0x0207] = "unreachable",
     [0x0208] = "seg6-disabled", [0x0209] = "no-hop-name",
+    [0x020a] = "hmac-required",
     [0x0301] = "unknown-service", [0x0302] = "service-down", [0x0303] = "layer-mismatch",
     [0x0401] = "tls-failure", [0x0402] = "connection-refused", [0x0403] = "connection-timeout",
     [0x0404] = "protocol-error",

@@ -130,6 +130,8 @@ reasons! {
         "the kernel drops segment routing packets here (net.ipv6.conf.*.seg6_enabled=0)";
     NoHopName = 0x0209, "no-hop-name",
         "the next segment is unresolved and the hop-names TLV has no name for it";
+    HmacRequired = 0x020a, "hmac-required",
+        "the service accepts only requests whose segment routing header carries a valid HMAC";
     UnknownService = 0x0301, "unknown-service", "no service of that name is registered at the final hop";
     ServiceDown = 0x0302, "service-down", "the service is registered but not accepting connections";
     LayerMismatch = 0x0303, "layer-mismatch", "the service does not speak the requested layers";
