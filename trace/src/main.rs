@@ -77,6 +77,7 @@ fn main() -> ExitCode {
                 cacert: cli.cacert.clone(),
                 insecure: cli.insecure,
                 sni: cli.sni.clone(),
+                client_cert: None,
             },
             ..Default::default()
         },

@@ -253,6 +253,9 @@ where
         sender.send_request(hreq).await
     }
     .map_err(|e| {
+        if let Some(alert) = crate::tls::alert_received(&e) {
+            return crate::tls::alert_error(alert);
+        }
         http_err(
             ClientReason::NoResponse,
             format!("no HTTP response: {e} (the connection closed before a response)"),

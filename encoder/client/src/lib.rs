@@ -32,6 +32,7 @@ pub mod progress;
 pub mod quic;
 pub mod record;
 pub mod resolve;
+pub mod sign;
 pub mod socket;
 pub mod timing;
 pub mod tls;

@@ -162,7 +162,7 @@ async fn send_and_collect(
         .map_err(|e| ClientError::new(ErrorLayer::Address, ClientReason::Encode, e.to_string()))?;
     {
         use std::os::fd::AsFd;
-        socket::set_rthdr(sock.as_fd(), &srh)
+        socket::attach_srh(sock.as_fd(), &srh, Some(local), &opts.sock)
             .map_err(|e| ClientError::local(format!("the kernel refused the probe's SRH: {e}")))?;
         // Without it an unconnected socket never hears that a router dropped the probe.
         if let Err(e) = socket::enable_recverr(sock.as_fd()) {

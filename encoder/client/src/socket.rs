@@ -33,6 +33,8 @@ pub struct SocketOptions {
     /// `SO_MARK`: [`crate::encap::MARK`] sends the socket's packets round a path that
     /// drops routing headers.
     pub mark: Option<u32>,
+    /// Sign every SRH with this key (`--hmac-key-file`, [`crate::sign`]).
+    pub hmac: Option<std::sync::Arc<crate::sign::SigningKey>>,
 }
 
 /// Attaches `srh` (a complete routing header, as `SrhRepr::to_bytes` makes it) to every packet
@@ -45,6 +47,34 @@ pub fn set_rthdr(fd: BorrowedFd<'_>, srh: &[u8]) -> io::Result<()> {
 /// `SO_MARK` (needs `CAP_NET_ADMIN`), before the socket's first route lookup.
 pub(crate) fn set_mark(fd: BorrowedFd<'_>, mark: u32) -> io::Result<()> {
     sockopt::set_bytes(fd, libc::SOL_SOCKET, libc::SO_MARK, &mark.to_ne_bytes())
+}
+
+/// Attaches `srh` like [`set_rthdr`], signed first when `opts` has a key: over `src`, the
+/// address the packets leave from, or when that is not known yet (a TCP socket before its
+/// connect) the one the kernel picks towards the SRH's first hop ([`source_towards`]), as the
+/// kernel's own route lookup for the socket does.
+pub fn attach_srh(
+    fd: BorrowedFd<'_>,
+    srh: &[u8],
+    src: Option<Ipv6Addr>,
+    opts: &SocketOptions,
+) -> io::Result<()> {
+    let Some(key) = &opts.hmac else {
+        return set_rthdr(fd, srh);
+    };
+    let src = match src.filter(|s| !s.is_unspecified()) {
+        Some(s) => s,
+        None => {
+            let first = crate::sign::first_hop(srh).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "SRH without a first hop")
+            })?;
+            source_towards(first, opts)?
+        }
+    };
+    let signed = crate::sign::sign(srh, key, src).map_err(|e| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("signing the SRH: {e}"))
+    })?;
+    set_rthdr(fd, signed.as_deref().unwrap_or(srh))
 }
 
 pub(crate) fn bind_device(fd: BorrowedFd<'_>, ifname: &str) -> io::Result<()> {
@@ -84,7 +114,7 @@ pub async fn connect_tcp(
 ) -> io::Result<TcpStream> {
     use std::os::fd::AsFd;
     let sock = TcpSocket::new_v6()?;
-    set_rthdr(sock.as_fd(), srh)?;
+    attach_srh(sock.as_fd(), srh, opts.source, opts)?;
     if let Some(ifname) = &opts.interface {
         bind_device(sock.as_fd(), ifname)?;
     }
@@ -130,7 +160,7 @@ pub fn udp_socket(
         set_mark(s.as_fd(), mark)?;
     }
     if let Some(srh) = srh {
-        set_rthdr(s.as_fd(), srh)?;
+        attach_srh(s.as_fd(), srh, Some(bind_addr).or(opts.source), opts)?;
     }
     if let Some(ifname) = &opts.interface {
         bind_device(s.as_fd(), ifname)?;

@@ -38,6 +38,45 @@ pub struct TlsOptions {
     pub cacert: Option<std::path::PathBuf>,
     pub insecure: bool,
     pub sni: Option<String>,
+    /// `--cert FILE --key FILE`: the certificate chain and key presented to a server that
+    /// asks for one (mTLS).
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+/// Reads `--cert` and `--key` (PEM); errors are usage errors naming the file.
+fn load_client_cert(
+    cert: &Path,
+    key: &Path,
+) -> Result<
+    (
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+    ClientError,
+> {
+    let read = |flag: &str, p: &Path| {
+        std::fs::read(p).map_err(|e| ClientError::usage(format!("{flag} {}: {e}", p.display())))
+    };
+    let pem = read("--cert", cert)?;
+    let chain = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ClientError::usage(format!("--cert {}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(ClientError::usage(format!(
+            "--cert {}: no PEM certificate in the file",
+            cert.display()
+        )));
+    }
+    let pem = read("--key", key)?;
+    let k = rustls_pemfile::private_key(&mut &pem[..])
+        .map_err(|e| ClientError::usage(format!("--key {}: {e}", key.display())))?
+        .ok_or_else(|| {
+            ClientError::usage(format!(
+                "--key {}: no PEM private key (PKCS#8, PKCS#1 or SEC1) in the file",
+                key.display()
+            ))
+        })?;
+    Ok((chain, k))
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -74,11 +113,23 @@ pub fn client_config(opts: &TlsOptions, alpn: &[&[u8]]) -> Result<Arc<ClientConf
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_err(ClientReason::TlsConfig, e.to_string()))?;
+    let client = match &opts.client_cert {
+        Some((c, k)) => Some(load_client_cert(c, k)?),
+        None => None,
+    };
+    let with_client =
+        |b: rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>| match client {
+            Some((chain, key)) => b
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| ClientError::usage(format!("--cert/--key: {e}"))),
+            None => Ok(b.with_no_client_auth()),
+        };
     let mut cfg = if opts.insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
-            .with_no_client_auth()
+        with_client(
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerify(provider()))),
+        )?
     } else {
         let roots = match &opts.cacert {
             Some(p) => load_pem_roots(p)?,
@@ -89,10 +140,51 @@ pub fn client_config(opts: &TlsOptions, alpn: &[&[u8]]) -> Result<Arc<ClientConf
                 roots
             }
         };
-        builder.with_root_certificates(roots).with_no_client_auth()
+        with_client(builder.with_root_certificates(roots))?
     };
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(cfg))
+}
+
+/// The TLS alert the server ended the session with, if one is among `e`'s causes. In TLS 1.3
+/// the client's handshake is over before the server has checked the client's certificate,
+/// so a server that refuses it (mTLS) says so with an alert on the first read.
+pub fn alert_received(e: &(dyn std::error::Error + 'static)) -> Option<rustls::AlertDescription> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(rustls::Error::AlertReceived(a)) = c.downcast_ref::<rustls::Error>() {
+            return Some(*a);
+        }
+        if let Some(rustls::Error::AlertReceived(a)) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return Some(*a);
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// The client error for a session the server ended with `alert` after the handshake.
+pub fn alert_error(alert: rustls::AlertDescription) -> ClientError {
+    let why = match alert {
+        rustls::AlertDescription::CertificateRequired => {
+            "the server requires a client certificate (--cert/--key)"
+        }
+        rustls::AlertDescription::BadCertificate
+        | rustls::AlertDescription::UnknownCA
+        | rustls::AlertDescription::CertificateUnknown
+        | rustls::AlertDescription::CertificateExpired
+        | rustls::AlertDescription::CertificateRevoked
+        | rustls::AlertDescription::AccessDenied => "the server refused the client certificate",
+        _ => "the server ended the TLS session",
+    };
+    tls_err(
+        ClientReason::TlsHandshake,
+        format!("{why} (TLS alert {alert:?})"),
+    )
 }
 
 /// Runs the handshake over `io` (the SRH-carrying TCP stream). Errors name what failed: a

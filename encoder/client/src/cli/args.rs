@@ -68,6 +68,11 @@ pub struct CommonArgs {
     /// Send from this source address.
     #[arg(long, value_name = "ADDR")]
     pub source: Option<Ipv6Addr>,
+    /// Sign the SRH with the key in FILE (`id`, `algorithm` sha1|sha256 and `secret`, as in
+    /// hopd's `[[final_hop.hmac_keys]]`; mode 600): the final hop tells the service which key
+    /// signed. Turns the fast path off, so that hopd sees every request.
+    #[arg(long, value_name = "FILE")]
+    pub hmac_key_file: Option<PathBuf>,
     /// Print the resolved path and per-phase timings (DNS, probe, connect, TLS, first byte,
     /// total) on stderr.
     #[arg(short, long)]
@@ -92,6 +97,12 @@ pub struct TlsArgs {
     /// when the final hop is a literal).
     #[arg(long, value_name = "NAME")]
     pub sni: Option<String>,
+    /// Client certificate (PEM) to present when the server asks for one (mTLS); needs --key.
+    #[arg(short = 'E', long = "cert", value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
 /// `hop get`'s own options: curl's, with curl's meanings (docs/client.md has the table of
@@ -255,6 +266,7 @@ pub(super) fn sock_opts(c: &CommonArgs) -> SocketOptions {
         interface: c.interface.clone(),
         source: c.source,
         mark: None,
+        hmac: None,
     }
 }
 
@@ -265,6 +277,7 @@ pub(super) fn tls_opts(a: &TlsArgs, default_sni: impl FnOnce() -> String) -> Tls
         cacert: a.cacert.clone(),
         insecure: a.insecure,
         sni: Some(a.sni.clone().unwrap_or_else(default_sni)),
+        client_cert: a.cert.clone().zip(a.key.clone()),
     }
 }
 

@@ -10,6 +10,7 @@ use super::args::{CommonArgs, parse_overrides, sock_opts};
 use crate::connect::{ConnectOptions, Connector, NoteSink};
 use crate::error::{ClientError, ClientReason, ErrorLayer};
 use crate::resolve;
+use crate::socket::SocketOptions;
 
 /// The connector for the subcommand's address; `connect_records` for `hop get` only (`cat`
 /// and `proxy` are long-lived: they read the path cache as before).
@@ -30,6 +31,10 @@ pub(super) fn connect_options(
     } else {
         c.cache_file.clone().or_else(resolve::default_cache_file)
     };
+    let hmac = match &c.hmac_key_file {
+        Some(f) => Some(Arc::new(crate::sign::SigningKey::load(f)?)),
+        None => None,
+    };
     let notes: Option<NoteSink> = c
         .verbose
         .then(|| Arc::new(|note: &str| eprintln!("* {note}")) as NoteSink);
@@ -38,10 +43,16 @@ pub(super) fn connect_options(
         overrides: parse_overrides(&c.resolve)?,
         cache_file,
         connect_records,
-        fast_path: !c.no_fast_path,
+        // A signed request goes through hopd: a kernel End SID would check the HMAC against
+        // the kernel's own keys (and drop it without them), a direct port skips the final
+        // hop's check.
+        fast_path: !c.no_fast_path && hmac.is_none(),
         port: c.port,
         probe_timeout: c.probe_timeout.map(Duration::from_millis),
-        socket: sock_opts(c),
+        socket: SocketOptions {
+            hmac,
+            ..sock_opts(c)
+        },
         notes,
         udp_ingress_port: (!c.no_udp_fallback).then_some(c.udp_ingress_port),
     })
