@@ -162,12 +162,14 @@ impl Setup {
             id,
             algorithm: HmacAlgorithm::Sha256,
             secret: SECRET.into(),
+            name: None,
         }];
         if flags & 0x80 != 0 {
             hmac_keys.push(HmacKey {
                 id: id + 1,
                 algorithm: HmacAlgorithm::Sha1,
                 secret: SECRET_2.into(),
+                name: None,
             });
         }
         let (icmp_rate, icmp_burst) = match (flags & 0x20 != 0, byte(h, 2), byte(h, 3)) {

@@ -89,6 +89,22 @@ pub struct Metadata {
     pub hop_name: String,
     /// `"passthrough"`: TLS, if any, is still on the stream for the service to terminate.
     pub tls: String,
+    /// Set when the connection's SYN carried an SRH HMAC that hopd verified with one of its
+    /// `[[final_hop.hmac_keys]]` over the connection's real source address: the sender holds
+    /// that key. `None` (absent in the JSON): the SRH was not signed. Everything else here
+    /// (path, layers) is what the client claimed. Added within protocol version 1: a service
+    /// built before it ignores the field, one built after reads its absence as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticated: Option<Authenticated>,
+}
+
+/// Who signed a connection's Segment Routing Header (see [`Metadata::authenticated`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authenticated {
+    /// The HMAC key id (the SRH's HMAC TLV; `ip sr hmac` numbering).
+    pub key_id: u32,
+    /// The key's `name` in hopd's configuration.
+    pub name: String,
 }
 
 mod layer_words {
@@ -354,8 +370,11 @@ mod tests {
             path: vec!["fd00:1::1".parse().unwrap(), "fd00::9".parse().unwrap()],
             hop_name: "yc".into(),
             tls: "passthrough".into(),
+            authenticated: None,
         };
         let j = serde_json::to_string(&m).unwrap();
+        // Unsigned: the field is left out, as a service built before it expects.
+        assert!(!j.contains("authenticated"), "{j}");
         assert!(j.contains(r#""layers":["tcp","tls","http"]"#), "{j}");
         assert_eq!(serde_json::from_str::<Metadata>(&j).unwrap(), m);
         let bad = j.replace("\"tls\",", "\"tlz\",");
@@ -365,5 +384,18 @@ mod tests {
                 .to_string()
                 .contains("`tlz` is not a layer")
         );
+        let signed = Metadata {
+            authenticated: Some(Authenticated {
+                key_id: 7,
+                name: "alice".into(),
+            }),
+            ..m
+        };
+        let j = serde_json::to_string(&signed).unwrap();
+        assert!(
+            j.contains(r#""authenticated":{"key_id":7,"name":"alice"}"#),
+            "{j}"
+        );
+        assert_eq!(serde_json::from_str::<Metadata>(&j).unwrap(), signed);
     }
 }

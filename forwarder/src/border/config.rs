@@ -96,10 +96,8 @@ impl Config {
         if self.policy.max_segments == 0 {
             return Err(E::ZeroMaxSegments);
         }
-        let mut ids: Vec<u32> = self.policy.hmac_keys.iter().map(|k| k.id).collect();
-        ids.sort_unstable();
-        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-            return Err(E::HmacKeyTwice(w[0]));
+        if let Some(id) = super::policy::duplicate_key_id(&self.policy.hmac_keys) {
+            return Err(E::HmacKeyTwice(id));
         }
         if self.policy.require_hmac && self.policy.hmac_keys.is_empty() {
             return Err(E::RequireHmacWithoutKeys);

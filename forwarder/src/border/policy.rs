@@ -130,7 +130,9 @@ pub enum HmacAlgorithm {
     Sha256,
 }
 
-/// One HMAC key, as `ip sr hmac set ID ALG` would hold it.
+/// One HMAC key, as `ip sr hmac set ID ALG` would hold it. The same shape serves the
+/// border (`[[border.policy.hmac_keys]]`), the final hop (`[[final_hop.hmac_keys]]`) and the
+/// client's `hop --hmac-key-file`.
 #[derive(Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HmacKey {
@@ -138,6 +140,27 @@ pub struct HmacKey {
     pub algorithm: HmacAlgorithm,
     /// The shared secret, as typed into `ip sr hmac set` (used as raw bytes).
     pub secret: String,
+    /// Who holds the key, as the final hop tells its services (`authenticated.name`). The
+    /// final hop requires it; a border does not use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl HmacKey {
+    /// The wire core's algorithm for this key.
+    pub fn wire_algorithm(&self) -> hopstack_encoder::wire::hmac::Algorithm {
+        match self.algorithm {
+            HmacAlgorithm::Sha1 => hopstack_encoder::wire::hmac::Algorithm::Sha1,
+            HmacAlgorithm::Sha256 => hopstack_encoder::wire::hmac::Algorithm::Sha256,
+        }
+    }
+}
+
+/// The first key id listed twice in `keys`, if any (a key table maps one id to one key).
+pub fn duplicate_key_id(keys: &[HmacKey]) -> Option<u32> {
+    let mut ids: Vec<u32> = keys.iter().map(|k| k.id).collect();
+    ids.sort_unstable();
+    ids.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
 }
 
 impl fmt::Debug for HmacKey {
@@ -147,6 +170,7 @@ impl fmt::Debug for HmacKey {
             .field("id", &self.id)
             .field("algorithm", &self.algorithm)
             .field("secret", &"<redacted>")
+            .field("name", &self.name)
             .finish()
     }
 }

@@ -1204,6 +1204,7 @@ fn hmac_state(max_segments: u8) -> State {
             id: 7,
             algorithm: HmacAlgorithm::Sha256,
             secret: "s3cret".into(),
+            name: None,
         }];
     })
 }
@@ -1357,6 +1358,7 @@ fn required_hmac_is_verified_like_the_kernel() {
             id: 7,
             algorithm: HmacAlgorithm::Sha256,
             secret: "s3cret".into(),
+            name: None,
         }];
     });
     let mk = |raw: Vec<u8>| Pkt {

@@ -30,6 +30,23 @@
 //! target = "tcp:[::1]:8081"
 //! layers = ["tcp+http"]
 //! proxy_protocol = "v2"                   # a PROXY v2 header names the client (default off)
+//!
+//! [[final_hop.hmac_keys]]                 # SRH HMAC keys, as `ip sr hmac set 7 sha256`
+//! id = 7
+//! algorithm = "sha256"                    # sha1 | sha256
+//! secret = "..."
+//! name = "alice"                          # what services are told signed (required here)
+//!
+//! [final_hop.services.billing]
+//! mode = "proxy"
+//! target = "tcp:[::1]:8443"
+//! layers = ["tcp+tls+http"]
+//! tls = "terminate"
+//! cert = "/etc/hopd/billing.crt"
+//! key = "/etc/hopd/billing.key"
+//! require_hmac = true                     # unsigned requests are refused (hmac-required)
+//! client_ca = "/etc/hopd/clients-ca.pem"  # ask clients for a certificate (mTLS)
+//! client_auth = "required"                # optional (default) | required
 //! ```
 //!
 //! `direct_port` is the service's direct port: the service process (not hopd) listens on that
@@ -45,6 +62,8 @@ use std::time::Duration;
 
 use hopstack_encoder::Layer;
 use serde::Deserialize;
+
+pub use crate::border::policy::HmacKey;
 
 /// Default port of the final-hop listener (TCP and UDP).
 pub const DEFAULT_PORT: u16 = 7443;
@@ -114,6 +133,11 @@ pub struct Config {
     /// Services by name (the last `+` element of a stack address).
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
+    /// Keys for the SRH HMAC of arrivals (same shape as `[[border.policy.hmac_keys]]`, plus
+    /// the `name` services are told). A signed arrival whose key id is not here, or whose
+    /// HMAC does not verify, is refused (`hmac-invalid`).
+    #[serde(default)]
+    pub hmac_keys: Vec<HmacKey>,
 }
 
 /// How one service is reached.
@@ -150,6 +174,28 @@ pub struct ServiceConfig {
     /// (before the first byte of a connection; in front of every datagram).
     #[serde(default)]
     pub proxy_protocol: ProxyProtocol,
+    /// Refuse requests whose SRH carries no valid HMAC (`hmac-required`, layer `route`).
+    #[serde(default)]
+    pub require_hmac: bool,
+    /// PEM CA certificate(s) client certificates must chain to; hopd then asks for one in
+    /// the TLS handshake (`tls = "terminate"` only).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: whether a client without a certificate is let in (`optional`, the
+    /// default) or refused in the handshake (`required`).
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// Whether a TLS-terminating service lets a client in without a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// A certificate is asked for; one that is sent must verify, none is fine.
+    #[default]
+    Optional,
+    /// The handshake fails without a verified certificate.
+    Required,
 }
 
 /// Whether hopd announces the client to a proxied service (HAProxy's PROXY protocol).
@@ -272,6 +318,31 @@ pub enum FinalHopConfigError {
         port: u16,
         why: String,
     },
+    #[error("hmac_keys: key id {0} is listed twice")]
+    HmacKeyTwice(u32),
+    #[error(
+        "hmac_keys: key id {0} has no `name`; the final hop tells services who signed by this name"
+    )]
+    HmacKeyWithoutName(u32),
+    #[error(
+        "service `{service}`: require_hmac = true but [final_hop] has no [[final_hop.hmac_keys]]: no request could pass"
+    )]
+    RequireHmacWithoutKeys { service: String },
+    #[error(
+        "service `{service}`: require_hmac cannot be used with direct_port: clients on the direct port bypass hopd, which checks the HMAC"
+    )]
+    RequireHmacWithDirectPort { service: String },
+    #[error(
+        "service `{service}`: {setting} works only with tls = \"terminate\" (otherwise hopd never sees the TLS handshake)"
+    )]
+    ClientCertNeedsTerminate {
+        service: String,
+        setting: &'static str,
+    },
+    #[error(
+        "service `{service}`: client_auth needs `client_ca`, the CA client certificates chain to"
+    )]
+    ClientAuthWithoutCa { service: String },
 }
 
 impl ServiceConfig {
@@ -424,9 +495,43 @@ impl Config {
         Ok(())
     }
 
+    /// The key table and what each service asks of it and of client certificates.
+    fn validate_auth(&self) -> Result<(), FinalHopConfigError> {
+        type E = FinalHopConfigError;
+        if let Some(id) = crate::border::policy::duplicate_key_id(&self.hmac_keys) {
+            return Err(E::HmacKeyTwice(id));
+        }
+        if let Some(k) = self.hmac_keys.iter().find(|k| k.name.is_none()) {
+            return Err(E::HmacKeyWithoutName(k.id));
+        }
+        for (name, svc) in &self.services {
+            let service = name.clone();
+            if svc.require_hmac && self.hmac_keys.is_empty() {
+                return Err(E::RequireHmacWithoutKeys { service });
+            }
+            if svc.require_hmac && svc.direct_port.is_some() {
+                return Err(E::RequireHmacWithDirectPort { service });
+            }
+            let terminate = svc.tls == TlsMode::Terminate;
+            for (set, setting) in [
+                (svc.client_ca.is_some(), "client_ca"),
+                (svc.client_auth.is_some(), "client_auth"),
+            ] {
+                if set && !terminate {
+                    return Err(E::ClientCertNeedsTerminate { service, setting });
+                }
+            }
+            if svc.client_auth.is_some() && svc.client_ca.is_none() {
+                return Err(E::ClientAuthWithoutCa { service });
+            }
+        }
+        Ok(())
+    }
+
     /// Checks everything that can be checked without touching the host.
     pub fn validate(&self) -> Result<(), FinalHopConfigError> {
         self.validate_limits()?;
+        self.validate_auth()?;
         for (name, svc) in &self.services {
             validate_name(name)?;
             svc.stacks(name)?;
@@ -630,6 +735,68 @@ mod tests {
             parse("proxy_idle_timeout_secs = 7").proxy_idle_timeout(),
             Duration::from_secs(7)
         );
+    }
+
+    #[test]
+    fn hmac_keys_and_client_certificates_are_checked() {
+        type E = FinalHopConfigError;
+        let key = |id: u32, name: &str| {
+            format!("[[hmac_keys]]\nid = {id}\nalgorithm = \"sha256\"\nsecret = \"s\"\n{name}\n")
+        };
+        let svc = |extra: &str| {
+            format!(
+                "[services.a]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:1\"\nlayers = [\"tcp+tls+http\"]\n{extra}\n"
+            )
+        };
+        let ok = parse(&format!(
+            "{}{}",
+            key(7, "name = \"alice\""),
+            svc(
+                "require_hmac = true\ntls = \"terminate\"\ncert = \"c\"\nkey = \"k\"\nclient_ca = \"ca\"\nclient_auth = \"required\""
+            )
+        ));
+        ok.validate().unwrap();
+        assert_eq!(ok.hmac_keys[0].name.as_deref(), Some("alice"));
+        assert_eq!(ok.services["a"].client_auth, Some(ClientAuth::Required));
+        let cases: [(String, E); 6] = [
+            (
+                format!("{}{}", key(7, "name = \"a\""), key(7, "name = \"b\"")),
+                E::HmacKeyTwice(7),
+            ),
+            (key(3, ""), E::HmacKeyWithoutName(3)),
+            (
+                svc("require_hmac = true"),
+                E::RequireHmacWithoutKeys {
+                    service: "a".into(),
+                },
+            ),
+            (
+                format!(
+                    "{}{}",
+                    key(7, "name = \"a\""),
+                    svc("require_hmac = true\ndirect_port = 8080")
+                ),
+                E::RequireHmacWithDirectPort {
+                    service: "a".into(),
+                },
+            ),
+            (
+                svc("client_ca = \"ca\""),
+                E::ClientCertNeedsTerminate {
+                    service: "a".into(),
+                    setting: "client_ca",
+                },
+            ),
+            (
+                svc("tls = \"terminate\"\ncert = \"c\"\nkey = \"k\"\nclient_auth = \"optional\""),
+                E::ClientAuthWithoutCa {
+                    service: "a".into(),
+                },
+            ),
+        ];
+        for (toml, want) in cases {
+            assert_eq!(parse(&toml).validate().unwrap_err(), want, "{toml}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! `hopd check`.
 
 pub mod arrival;
+pub mod auth;
 pub mod check;
 pub mod config;
 pub mod counters;
@@ -46,8 +47,8 @@ use tokio_rustls::TlsAcceptor;
 pub use arrival::Arrival;
 pub use check::{Finding, Severity, check_host};
 pub use config::{
-    Config, DEFAULT_CONTROL_SOCKET, FinalHopConfigError, Mode, ProxyProtocol, ServiceConfig,
-    Target, TlsMode,
+    ClientAuth, Config, DEFAULT_CONTROL_SOCKET, FinalHopConfigError, Mode, ProxyProtocol,
+    ServiceConfig, Target, TlsMode,
 };
 pub use counters::Counters;
 pub use failure::{Failure, HopRef, Reason, ReportLayer};
@@ -153,7 +154,11 @@ fn build_services(cfg: &Config) -> Result<Services, Error> {
                     }
                     .into());
                 };
-                Some(tls::acceptor(c, k).map_err(|source| Error::Tls {
+                let client = s
+                    .client_ca
+                    .as_deref()
+                    .map(|ca| (ca, s.client_auth.unwrap_or_default()));
+                Some(tls::acceptor(c, k, client).map_err(|source| Error::Tls {
                     service: name.clone(),
                     source: Box::new(source),
                 })?)
@@ -466,6 +471,8 @@ fn fixed_setting_changed(old: &Config, new: &Config) -> Option<&'static str> {
         "control_socket"
     } else if a.hop_name != b.hop_name {
         "hop_name"
+    } else if a.hmac_keys != b.hmac_keys {
+        "hmac_keys"
     } else {
         "a limit or timeout"
     })

@@ -11,10 +11,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::{
-    Arrival, Ctx, Failure, HopRef, Mode, ProxyProtocol, Reason, ReportLayer, Service, Target,
-    lookup, proxy, proxy_protocol, sockopt, stack_string, udp,
+    Arrival, Ctx, Failure, HopRef, Mode, ProxyProtocol, Reason, ReportLayer, Service, Target, auth,
+    lookup, proxy, proxy_protocol, sockopt, stack_string, tls, udp,
 };
-use crate::service::Metadata;
+use crate::service::{Authenticated, Metadata};
 
 /// Closes with RST.
 pub(super) fn reset(stream: TcpStream) {
@@ -41,7 +41,7 @@ fn hop_ref(ctx: &Ctx, arrival: Option<&Arrival>, local: Option<SocketAddr>) -> H
 /// channel the connection has ([`fail_tcp`]).
 pub(super) async fn handle_tcp(ctx: &Ctx, stream: TcpStream, peer: SocketAddr) {
     let local = stream.local_addr().ok();
-    let arrival = match read_arrival(&stream, peer).await {
+    let (arrival, rthdr) = match read_arrival(&stream, peer).await {
         Ok(a) => a,
         Err(message) => {
             let f = Failure {
@@ -53,11 +53,12 @@ pub(super) async fn handle_tcp(ctx: &Ctx, stream: TcpStream, peer: SocketAddr) {
             return fail_tcp(ctx, stream, peer, None, None, f).await;
         }
     };
-    let conn = Conn {
+    let mut conn = Conn {
         ctx,
         peer,
         local,
         arrival,
+        authenticated: None,
     };
     let Some(desc) = conn.arrival.descriptor.clone() else {
         let why = "the SRH carries no layer descriptor (TLV 124)".to_owned();
@@ -67,12 +68,31 @@ pub(super) async fn handle_tcp(ctx: &Ctx, stream: TcpStream, peer: SocketAddr) {
     };
     // This connection's services: a reload during it changes nothing for it.
     let services = ctx.services.current();
+    // Who signed, before anything else is looked at: a forged signature is refused whatever
+    // it asks for.
+    let signed = match peer {
+        SocketAddr::V6(p) => auth::authenticate(&rthdr, p.ip(), &ctx.cfg.hmac_keys),
+        SocketAddr::V4(_) => Err("an IPv4 peer cannot carry an SRH".to_owned()),
+    };
+    if let Err(why) = &signed {
+        // A configured service's certificate can carry an in-band answer.
+        let svc = services.get(&desc.service);
+        let (layer, reason) = (ReportLayer::Route, Reason::HmacInvalid);
+        return conn.fail(stream, svc, layer, reason, why.clone()).await;
+    }
     let service = match lookup(&services, &desc, Layer::Tcp) {
         Ok(l) => l.service,
         Err((layer, reason, why)) => {
             // A configured service's certificate can carry an in-band answer even on mismatch.
             let svc = services.get(&desc.service);
             return conn.fail(stream, svc, layer, reason, why).await;
+        }
+    };
+    conn.authenticated = match auth::admit(signed, service.cfg.require_hmac, &service.name) {
+        Ok(a) => a,
+        Err((reason, why)) => {
+            let layer = ReportLayer::Route;
+            return conn.fail(stream, Some(service), layer, reason, why).await;
         }
     };
     tracing::debug!(%peer, service = %service.name, stack = %stack_string(&desc.layers), mode = service.cfg.mode.as_str(), "connection");
@@ -89,15 +109,18 @@ pub(super) async fn handle_tcp(ctx: &Ctx, stream: TcpStream, peer: SocketAddr) {
     }
 }
 
-/// The connection's arrival, from the Routing header of its SYN (or of its first segment);
-/// the error says why there is none.
-async fn read_arrival(stream: &TcpStream, peer: SocketAddr) -> Result<Arrival, String> {
+/// The connection's arrival and its Routing header's octets, from its SYN (or its first
+/// segment); the error says why there is none.
+async fn read_arrival(stream: &TcpStream, peer: SocketAddr) -> Result<(Arrival, Vec<u8>), String> {
     let rthdr = match sockopt::tcp_syn_rthdr(stream.as_fd()) {
         Ok(None) => rthdr_of_first_segment(stream).await,
         r => r,
     };
     match rthdr {
-        Ok(Some(bytes)) => Arrival::decode(&bytes).map_err(|e| format!("SRH of the SYN: {e}")),
+        Ok(Some(bytes)) => match Arrival::decode(&bytes) {
+            Ok(a) => Ok((a, bytes)),
+            Err(e) => Err(format!("SRH of the SYN: {e}")),
+        },
         Ok(None) => Err("the connection arrived without a Segment Routing Header".to_owned()),
         Err(e) => {
             tracing::warn!(%peer, error = %e, "IPV6_2292PKTOPTIONS failed");
@@ -112,6 +135,8 @@ struct Conn<'a> {
     peer: SocketAddr,
     local: Option<SocketAddr>,
     arrival: Arrival,
+    /// Who signed the SRH, once checked ([`auth`]).
+    authenticated: Option<Authenticated>,
 }
 
 impl Conn<'_> {
@@ -147,6 +172,7 @@ impl Conn<'_> {
             path: self.arrival.path(),
             hop_name: ctx.cfg.hop_name.clone(),
             tls: "passthrough".to_owned(),
+            authenticated: self.authenticated.clone(),
         };
         let std = match stream.into_std() {
             Ok(s) => s,
@@ -212,16 +238,22 @@ impl Conn<'_> {
                 return self.fail(stream, Some(service), layer, reason, why).await;
             }
         };
-        // Before any byte of the client's: the service reads the header first.
-        if service.cfg.proxy_protocol == ProxyProtocol::V2 {
-            if let Err(e) = announce_client(&mut upstream, peer, self.local).await {
+        let terminate = desc.layers.contains(&Layer::Tls) && service.tls.is_some();
+        let pp2 = service.cfg.proxy_protocol == ProxyProtocol::V2;
+        let extras = proxy_protocol::Extras {
+            authenticated: self.authenticated.as_ref(),
+            tls: None,
+        };
+        // Before any byte of the client's: the service reads the header first. When hopd
+        // terminates TLS the header waits for the handshake, which it reports on.
+        if pp2 && !terminate {
+            if let Err(e) = announce_client(&mut upstream, peer, self.local, extras).await {
                 tracing::info!(%peer, service = %service.name, error = %e, "proxy: PROXY header not sent");
                 return reset(stream);
             }
         }
         // As on the service side (see `connect`): no Nagle on the proxy's sockets.
         let _ = stream.set_nodelay(true);
-        let terminate = desc.layers.contains(&Layer::Tls) && service.tls.is_some();
         let idle = ctx.cfg.proxy_idle_timeout();
         let Some(acceptor) = service.tls.as_ref().filter(|_| terminate) else {
             let client = proxy::Stream::Tcp(stream);
@@ -259,6 +291,17 @@ impl Conn<'_> {
                     return report_only(ctx, peer, Some(&self.arrival), &f).await;
                 }
             };
+        if pp2 {
+            let client = tls::client_of(tls.get_ref().1);
+            let extras = proxy_protocol::Extras {
+                tls: Some(&client),
+                ..extras
+            };
+            if let Err(e) = announce_client(&mut upstream, peer, self.local, extras).await {
+                tracing::info!(%peer, service = %service.name, error = %e, "proxy: PROXY header not sent");
+                return;
+            }
+        }
         // The idle clock starts after the handshake, which has its own timeout.
         let activity = proxy::Activity::default();
         let mut tls = proxy::Watched::new(&mut tls, &activity);
@@ -290,11 +333,12 @@ impl Conn<'_> {
 }
 
 /// Writes the PROXY v2 header naming `peer` (the client as this hop saw it) and `local` (the
-/// address and port it connected to) to the service.
+/// address and port it connected to) to the service, with the TLVs `extras` calls for.
 async fn announce_client(
     upstream: &mut proxy::Stream,
     peer: SocketAddr,
     local: Option<SocketAddr>,
+    extras: proxy_protocol::Extras<'_>,
 ) -> std::io::Result<()> {
     let v6 = |a: Option<SocketAddr>| match a {
         Some(SocketAddr::V6(a)) => Ok(a),
@@ -304,7 +348,8 @@ async fn announce_client(
         )),
     };
     let (client, local): (SocketAddrV6, SocketAddrV6) = (v6(Some(peer))?, v6(local)?);
-    let header = proxy_protocol::header_v2(client, local, proxy_protocol::Transport::Stream)?;
+    let transport = proxy_protocol::Transport::Stream;
+    let header = proxy_protocol::header_v2_with(client, local, transport, extras)?;
     upstream.write_all(&header).await
 }
 

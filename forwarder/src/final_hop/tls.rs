@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use tokio_rustls::TlsAcceptor;
 
+use super::config::ClientAuth;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsConfigError {
     #[error("cannot read {what} {path}: {source}")]
@@ -17,6 +19,8 @@ pub enum TlsConfigError {
     NoCert { path: String },
     #[error("{path}: no PEM private key found (PKCS#8, PKCS#1 or SEC1)")]
     NoKey { path: String },
+    #[error("client_ca {path}: {why}")]
+    ClientCa { path: String, why: String },
     #[error("certificate {cert} / key {key}: {source}")]
     Rustls {
         cert: String,
@@ -25,8 +29,14 @@ pub enum TlsConfigError {
     },
 }
 
-/// Builds an acceptor from PEM files.
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsConfigError> {
+/// Builds an acceptor from PEM files; with `client`, it asks clients for a certificate that
+/// chains to the CA(s) in that file (mTLS), letting clients without one in only when the
+/// mode is [`ClientAuth::Optional`].
+pub fn acceptor(
+    cert: &Path,
+    key: &Path,
+    client: Option<(&Path, ClientAuth)>,
+) -> Result<TlsAcceptor, TlsConfigError> {
     let read = |what, p: &Path| {
         std::fs::read(p).map_err(|source| TlsConfigError::Read {
             what,
@@ -62,13 +72,79 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsConfigError> 
         key: key.display().to_string(),
         source,
     };
-    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(rustls_err)?
-    .with_no_client_auth()
-    .with_single_cert(certs, key_der)
-    .map_err(rustls_err)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(rustls_err)?;
+    let builder = match client {
+        None => builder.with_no_client_auth(),
+        Some((ca, mode)) => builder.with_client_cert_verifier(client_verifier(ca, mode, provider)?),
+    };
+    let cfg = builder
+        .with_single_cert(certs, key_der)
+        .map_err(rustls_err)?;
     Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
+/// rustls' WebPKI verifier over the CA certificates in `ca`.
+fn client_verifier(
+    ca: &Path,
+    mode: ClientAuth,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsConfigError> {
+    let path = ca.display().to_string();
+    let bad = |why: String| TlsConfigError::ClientCa {
+        path: path.clone(),
+        why,
+    };
+    let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut &pem[..]) {
+        let c = c.map_err(|e| bad(e.to_string()))?;
+        roots.add(c).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no PEM certificate found".to_owned()));
+    }
+    let b = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let b = match mode {
+        ClientAuth::Optional => b.allow_unauthenticated(),
+        ClientAuth::Required => b,
+    };
+    b.build().map_err(|e| bad(e.to_string()))
+}
+
+/// The client as a terminated TLS session knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsClient {
+    /// `TLSv1.3` or `TLSv1.2` (the names PROXY v2's `PP2_SUBTYPE_SSL_VERSION` uses).
+    pub version: String,
+    /// The client sent a certificate, and so it verified (rustls refuses the handshake when
+    /// one does not).
+    pub cert_verified: bool,
+    /// The certificate subject's common name (`PP2_SUBTYPE_SSL_CN`).
+    pub subject_cn: Option<String>,
+}
+
+/// What a finished handshake tells about the client.
+pub fn client_of(conn: &rustls::ServerConnection) -> TlsClient {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "TLS",
+    }
+    .to_owned();
+    let leaf = conn.peer_certificates().and_then(|c| c.first());
+    TlsClient {
+        version,
+        cert_verified: leaf.is_some(),
+        subject_cn: leaf.and_then(|c| subject_cn(c.as_ref())),
+    }
+}
+
+/// The first common name of a DER certificate's subject.
+pub fn subject_cn(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
 }

@@ -37,7 +37,8 @@ use super::config::{Mode, ProxyProtocol, Target};
 use super::proxy_protocol;
 use super::sockopt::{self, Datagram};
 use super::udp_limits::{self, ReplyBudget, SourceRates};
-use super::{Arrival, Ctx, Failure, HopRef, Reason, ReportLayer, Services, lookup};
+use super::{Arrival, Ctx, Failure, HopRef, Reason, ReportLayer, Services, auth, lookup};
+use crate::service::Authenticated;
 
 /// Largest datagram relayed (the IPv6 maximum without jumbograms).
 const MAX_DATAGRAM: usize = 65535;
@@ -51,6 +52,10 @@ pub struct Session {
     /// Its source address's share of `max_udp_sessions_per_source`, given back when the
     /// session ends.
     _slot: super::SourceSlot,
+    /// Who signed the datagram that opened the session (the PROXY header says so); later
+    /// datagrams must be signed alike, or a forged source could slip unsigned datagrams into
+    /// a signed session.
+    authenticated: Option<Authenticated>,
 }
 
 /// What the receive loop and a session's reply task share.
@@ -224,6 +229,14 @@ async fn handle(
             return;
         }
     };
+    // Who signed: a probe is answered even when its service requires a signature (a probe
+    // over a path with names still to bind cannot be signed: the borders rewrite the
+    // segments the HMAC covers), but a signature that does not verify is never answered as
+    // if it were absent.
+    let signed = match (d.rthdr.as_deref(), d.from) {
+        (Some(r), SocketAddr::V6(from)) => auth::authenticate(r, from.ip(), &ctx.cfg.hmac_keys),
+        _ => Ok(None),
+    };
     if arrival.oam {
         // Off the receive loop: the answer may connect to the service's backend (up to
         // PROBE_CONNECT_TIMEOUT), and relaying must not wait for that. The token is taken
@@ -233,7 +246,8 @@ async fn handle(
             return;
         }
         let ctx = ctx.clone();
-        tokio::spawn(async move { answer_probe(&ctx, &d, &arrival).await });
+        let invalid = signed.err();
+        tokio::spawn(async move { answer_probe(&ctx, &d, &arrival, invalid).await });
         return;
     }
     // Before anything that costs more, or answers: a source over its rate gets nothing, not
@@ -274,15 +288,38 @@ async fn handle(
             return;
         }
     };
+    let authenticated = match auth::admit(signed, service.cfg.require_hmac, &service.name) {
+        Ok(a) => a,
+        Err((reason, message)) => {
+            let f = Failure {
+                hop: hop(Some(&arrival)),
+                layer: ReportLayer::Route,
+                reason,
+                message,
+            };
+            tracing::info!(from = %d.from, failure = %f, "final-hop failure");
+            send_report(ctx, d.from, Some(&arrival), &f).await;
+            return;
+        }
+    };
     let Some(target) = service.udp_target else {
         return;
     };
     let key = (d.from, service.name.clone());
-    let existing = lock(sessions)
-        .get(&key)
-        .map(|s| (s.upstream.clone(), s.state.clone(), s.proxy_header.clone()));
+    let existing = lock(sessions).get(&key).map(|s| {
+        (
+            s.upstream.clone(),
+            s.state.clone(),
+            s.proxy_header.clone(),
+            s.authenticated == authenticated,
+        )
+    });
     let (upstream, state, proxy_header) = match existing {
-        Some(x) => x,
+        Some((_, _, _, false)) => {
+            tracing::debug!(from = %d.from, service = %service.name, "datagram dropped: signed unlike its session's first");
+            return;
+        }
+        Some((u, st, h, true)) => (u, st, h),
         None => {
             let full = lock(sessions).len() >= ctx.cfg.max_udp_sessions;
             let slot = (!full).then(|| ctx.udp_sources.take(d.from.ip())).flatten();
@@ -328,7 +365,7 @@ async fn handle(
             }
             let proxy_header = match service.cfg.proxy_protocol {
                 ProxyProtocol::Off => None,
-                ProxyProtocol::V2 => match datagram_header(sock, &d) {
+                ProxyProtocol::V2 => match datagram_header(sock, &d, authenticated.as_ref()) {
                     Ok(h) => Some(Arc::from(h)),
                     Err(e) => {
                         tracing::warn!(from = %d.from, error = %e, "udp relay: no PROXY header; datagram dropped");
@@ -349,6 +386,7 @@ async fn handle(
                     state: state.clone(),
                     proxy_header: proxy_header.clone(),
                     _slot: slot,
+                    authenticated,
                 },
             );
             tokio::spawn(relay_back(
@@ -395,7 +433,11 @@ async fn handle(
 
 /// The PROXY v2 DGRAM header for a session: the datagram's source, and the address and port
 /// of this hop it was sent to.
-fn datagram_header(sock: &UdpSocket, d: &Datagram) -> std::io::Result<Vec<u8>> {
+fn datagram_header(
+    sock: &UdpSocket,
+    d: &Datagram,
+    authenticated: Option<&Authenticated>,
+) -> std::io::Result<Vec<u8>> {
     let ours = sock.local_addr()?;
     let to_ip = match (d.dst, ours) {
         (Some((ip, _)), _) => ip,
@@ -409,7 +451,11 @@ fn datagram_header(sock: &UdpSocket, d: &Datagram) -> std::io::Result<Vec<u8>> {
         ));
     };
     let local = SocketAddrV6::new(to_ip, ours.port(), 0, 0);
-    proxy_protocol::header_v2(client, local, proxy_protocol::Transport::Datagram)
+    let extras = proxy_protocol::Extras {
+        authenticated,
+        tls: None,
+    };
+    proxy_protocol::header_v2_with(client, local, proxy_protocol::Transport::Datagram, extras)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -523,20 +569,10 @@ pub async fn send_report(ctx: &Ctx, client: SocketAddr, arrival: Option<&Arrival
 /// the backend is, nor its error (both go to the log).
 pub(super) const NOT_ACCEPTING: &str = "the service does not accept connections";
 
-/// Answers a probe; the caller took its token from `report_limit`.
-async fn answer_probe(ctx: &Ctx, d: &Datagram, arrival: &Arrival) {
-    let (status, mode, text) = match &arrival.descriptor {
-        None => (
-            ServiceStatus::Unknown,
-            None,
-            "the probe carries no layer descriptor (TLV 124)".to_owned(),
-        ),
-        Some(desc) => probe_status(ctx, desc).await,
-    };
-    let direct_port = match (&arrival.descriptor, status) {
-        (Some(desc), ServiceStatus::Exists) => direct_port(&ctx.services.current(), desc),
-        _ => None,
-    };
+/// Answers a probe; the caller took its token from `report_limit`. A probe whose signature
+/// did not verify (`invalid`) gets an error report (`hmac-invalid`, layer `route`) instead of
+/// an answer.
+async fn answer_probe(ctx: &Ctx, d: &Datagram, arrival: &Arrival, invalid: Option<String>) {
     let reporter = arrival
         .segments
         .first()
@@ -551,6 +587,41 @@ async fn answer_probe(ctx: &Ctx, d: &Datagram, arrival: &Arrival) {
         tracing::debug!(%to, from = %d.from, "probe answer refused: {why}");
         return;
     }
+    if let Some(message) = invalid {
+        let f = Failure {
+            hop: HopRef {
+                index: usize::from(arrival.hop_index()),
+                name: ctx.cfg.hop_name.clone(),
+                address: Some(reporter),
+            },
+            layer: ReportLayer::Route,
+            reason: Reason::HmacInvalid,
+            message,
+        };
+        tracing::info!(from = %d.from, failure = %f, "final-hop failure (probe)");
+        ctx.counters.failure(&f);
+        match f.report(nonce, reporter).to_vec() {
+            Ok(bytes) => {
+                if let Err(e) = send_from(&ctx.udp, &bytes, to, reporter).await {
+                    tracing::debug!(%to, error = %e, "probe refusal not sent");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "probe refusal could not be encoded"),
+        }
+        return;
+    }
+    let (status, mode, text) = match &arrival.descriptor {
+        None => (
+            ServiceStatus::Unknown,
+            None,
+            "the probe carries no layer descriptor (TLV 124)".to_owned(),
+        ),
+        Some(desc) => probe_status(ctx, desc).await,
+    };
+    let direct_port = match (&arrival.descriptor, status) {
+        (Some(desc), ServiceStatus::Exists) => direct_port(&ctx.services.current(), desc),
+        _ => None,
+    };
     let answer = ReportRepr {
         nonce,
         reporter,
