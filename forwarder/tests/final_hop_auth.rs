@@ -440,8 +440,11 @@ fn udp_relay_passes_the_signer_on() {
         Some(b"hello\n"),
     );
     assert_eq!((code, out.as_str()), (0, "no tlvs\n"), "{err}");
-    // Refusals reach the log per layer and nothing reaches the service.
-    let (_, out, _) = hop(
+    // Refused: nothing reaches the service, and `hop` names hop and layer (exit 4, route),
+    // from the probe it sends when no answer comes: a signed probe is checked like the
+    // request, and an unsigned one over a path with no names to bind is held to
+    // require_hmac.
+    let (code, out, err) = hop(
         &[
             "cat",
             "--no-cache",
@@ -451,15 +454,25 @@ fn udp_relay_passes_the_signer_on() {
         ],
         Some(b"hello\n"),
     );
-    assert_eq!(out, "", "a forged datagram was relayed");
-    let (_, out, _) = hop(
+    assert_eq!(
+        (code, out.as_str()),
+        (4, ""),
+        "forged datagram relayed? {err}"
+    );
+    assert!(
+        err.contains("'yc'") && err.contains("layer route: hmac-invalid"),
+        "{err}"
+    );
+    let (code, out, err) = hop(
         &["cat", "--no-cache", "[::1]:udp+dns+guarded"],
         Some(b"hello\n"),
     );
     assert_eq!(
-        out, "",
-        "an unsigned datagram reached a require_hmac service"
+        (code, out.as_str()),
+        (4, ""),
+        "unsigned datagram to require_hmac relayed? {err}"
     );
+    assert!(err.contains("layer route: hmac-required"), "{err}");
     let log = hopd.log_text();
     assert!(
         log.contains("layer route, hmac-invalid") && log.contains("layer route, hmac-required"),

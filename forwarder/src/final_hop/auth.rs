@@ -81,6 +81,19 @@ pub fn admit(
     }
 }
 
+/// [`admit`] for a probe: `Ok` means answer it. A probe whose path still had names to bind
+/// (`names_bound_on_the_way`) cannot carry a valid signature (the borders rewrote segments
+/// the HMAC covers), so `require_hmac` holds it only when it had none; a signature that does
+/// not verify is refused either way.
+pub fn admit_probe(
+    signed: Result<Option<Authenticated>, Invalid>,
+    require_hmac: bool,
+    names_bound_on_the_way: bool,
+    service: &str,
+) -> Result<(), (Reason, String)> {
+    admit(signed, require_hmac && !names_bound_on_the_way, service).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +160,20 @@ mod tests {
         let (reason, why) = admit(Ok(None), true, "who").unwrap_err();
         assert_eq!(reason, Reason::HmacRequired);
         assert!(why.contains("`who`"), "{why}");
+    }
+
+    #[test]
+    fn probes_are_held_to_require_hmac_only_when_they_could_be_signed() {
+        assert_eq!(admit_probe(Ok(None), true, true, "who"), Ok(()));
+        assert_eq!(
+            admit_probe(Ok(None), true, false, "who").unwrap_err().0,
+            Reason::HmacRequired
+        );
+        assert_eq!(admit_probe(Ok(None), false, false, "who"), Ok(()));
+        for names in [false, true] {
+            let r = admit_probe(Err("forged".into()), false, names, "who");
+            assert_eq!(r.unwrap_err().0, Reason::HmacInvalid);
+        }
     }
 
     #[test]

@@ -246,8 +246,7 @@ async fn handle(
             return;
         }
         let ctx = ctx.clone();
-        let invalid = signed.err();
-        tokio::spawn(async move { answer_probe(&ctx, &d, &arrival, invalid).await });
+        tokio::spawn(async move { answer_probe(&ctx, &d, &arrival, signed).await });
         return;
     }
     // Before anything that costs more, or answers: a source over its rate gets nothing, not
@@ -569,10 +568,15 @@ pub async fn send_report(ctx: &Ctx, client: SocketAddr, arrival: Option<&Arrival
 /// the backend is, nor its error (both go to the log).
 pub(super) const NOT_ACCEPTING: &str = "the service does not accept connections";
 
-/// Answers a probe; the caller took its token from `report_limit`. A probe whose signature
-/// did not verify (`invalid`) gets an error report (`hmac-invalid`, layer `route`) instead of
-/// an answer.
-async fn answer_probe(ctx: &Ctx, d: &Datagram, arrival: &Arrival, invalid: Option<String>) {
+/// Answers a probe; the caller took its token from `report_limit`. A probe that
+/// [`auth::admit_probe`] refuses (`signed`: who signed it) gets an error report
+/// (`hmac-invalid` or `hmac-required`, layer `route`) instead of an answer.
+async fn answer_probe(
+    ctx: &Ctx,
+    d: &Datagram,
+    arrival: &Arrival,
+    signed: Result<Option<Authenticated>, auth::Invalid>,
+) {
     let reporter = arrival
         .segments
         .first()
@@ -587,7 +591,18 @@ async fn answer_probe(ctx: &Ctx, d: &Datagram, arrival: &Arrival, invalid: Optio
         tracing::debug!(%to, from = %d.from, "probe answer refused: {why}");
         return;
     }
-    if let Some(message) = invalid {
+    let require_hmac = arrival.descriptor.as_ref().is_some_and(|desc| {
+        let services = ctx.services.current();
+        services
+            .get(&desc.service)
+            .is_some_and(|s| s.cfg.require_hmac)
+    });
+    let service = arrival
+        .descriptor
+        .as_ref()
+        .map_or("", |d| d.service.as_str());
+    let names = !arrival.names.is_empty();
+    if let Err((reason, message)) = auth::admit_probe(signed, require_hmac, names, service) {
         let f = Failure {
             hop: HopRef {
                 index: usize::from(arrival.hop_index()),
@@ -595,7 +610,7 @@ async fn answer_probe(ctx: &Ctx, d: &Datagram, arrival: &Arrival, invalid: Optio
                 address: Some(reporter),
             },
             layer: ReportLayer::Route,
-            reason: Reason::HmacInvalid,
+            reason,
             message,
         };
         tracing::info!(from = %d.from, failure = %f, "final-hop failure (probe)");
