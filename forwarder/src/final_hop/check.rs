@@ -141,6 +141,13 @@ pub fn check_host_at(cfg: &Config, conf: &Path) -> Vec<Finding> {
                 }))),
         }
     }
+    if !cfg.hmac_keys.is_empty() {
+        out.extend(
+            cfg.ingress
+                .iter()
+                .filter_map(|i| kernel_hmac_finding(i, conf)),
+        );
+    }
     for (name, s) in &cfg.services {
         if s.tls == TlsMode::Terminate {
             for (what, p) in [("cert", &s.cert), ("key", &s.key)] {
@@ -178,9 +185,97 @@ pub fn check_host_at(cfg: &Config, conf: &Path) -> Vec<Finding> {
     out
 }
 
+/// What the kernel does with an SRH HMAC arriving on `iface` before hopd sees it
+/// (`seg6_hmac_validate_skb` with the interface's `seg6_require_hmac`), for a final hop that
+/// verifies HMACs itself. `None` when the interface cannot be read (reported above).
+fn kernel_hmac_finding(iface: &str, conf: &Path) -> Option<Finding> {
+    if !conf.join(iface).exists() {
+        return None;
+    }
+    let p = conf.join(iface).join("seg6_require_hmac");
+    let fix = Some(format!(
+        "sysctl -w net.ipv6.conf.{iface}.seg6_require_hmac=-1 (persist it in /etc/sysctl.d/), or give the kernel the same keys (ip sr hmac set ID ALG)"
+    ));
+    let f = match std::fs::read_to_string(&p).map(|v| v.trim().to_owned()) {
+        Err(_) => Finding::new(
+            Severity::Ok,
+            format!(
+                "the kernel has no SRH HMAC check ({} missing): hopd verifies alone",
+                p.display()
+            ),
+            None,
+        ),
+        Ok(v) if v == "-1" => Finding::new(
+            Severity::Ok,
+            format!(
+                "net.ipv6.conf.{iface}.seg6_require_hmac = -1: hopd verifies SRH HMACs arriving here"
+            ),
+            None,
+        ),
+        Ok(v) if v == "0" => Finding::new(
+            Severity::Warning,
+            format!(
+                "net.ipv6.conf.{iface}.seg6_require_hmac = 0: the kernel silently drops signed packets whose key it does not hold (ip sr hmac) before hopd can verify or report them"
+            ),
+            fix,
+        ),
+        Ok(v) => Finding::new(
+            Severity::Warning,
+            format!(
+                "net.ipv6.conf.{iface}.seg6_require_hmac = {v}: the kernel silently drops unsigned packets, and signed ones whose key it does not hold, before hopd sees them"
+            ),
+            fix,
+        ),
+    };
+    Some(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernels_own_hmac_check_is_reported_where_hopd_has_keys() {
+        let d = tempfile::tempdir().unwrap();
+        for (i, v) in [
+            ("all", "0\n"),
+            ("eth0", "0\n"),
+            ("eth1", "-1\n"),
+            ("eth2", "1\n"),
+        ] {
+            std::fs::create_dir_all(d.path().join(i)).unwrap();
+            std::fs::write(d.path().join(i).join("seg6_enabled"), "1\n").unwrap();
+            std::fs::write(d.path().join(i).join("seg6_require_hmac"), v).unwrap();
+        }
+        let keys = "[[hmac_keys]]\nid = 7\nalgorithm = \"sha1\"\nsecret = \"s\"\nname = \"a\"\n";
+        let text = format!(
+            "ingress = [\"eth0\", \"eth1\", \"eth2\"]\ncontrol_socket = \"/tmp/hopd-check-test/c.sock\"\n{keys}"
+        );
+        let f = check_host_at(&Config::from_toml(&text).unwrap(), d.path());
+        let about = |i: &str| {
+            f.iter()
+                .find(|f| f.what.contains(&format!("{i}.seg6_require_hmac")))
+                .unwrap_or_else(|| panic!("nothing about {i}: {f:#?}"))
+        };
+        assert_eq!(about("eth0").severity, Severity::Warning);
+        assert!(
+            about("eth0")
+                .fix
+                .as_deref()
+                .unwrap()
+                .contains("eth0.seg6_require_hmac=-1")
+        );
+        assert_eq!(about("eth1").severity, Severity::Ok);
+        assert_eq!(about("eth2").severity, Severity::Warning);
+        assert!(about("eth2").what.contains("unsigned"));
+        // Without keys hopd verifies nothing: no finding.
+        let plain = text.replace(keys, "");
+        let f = check_host_at(&Config::from_toml(&plain).unwrap(), d.path());
+        assert!(
+            !f.iter().any(|f| f.what.contains("seg6_require_hmac")),
+            "{f:#?}"
+        );
+    }
 
     #[test]
     fn a_bound_udp_port_is_found_and_a_closed_one_is_not() {
