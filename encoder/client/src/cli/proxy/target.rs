@@ -97,7 +97,9 @@ pub(super) fn socks_reply(e: &ClientError) -> u8 {
         ErrorLayer::Route
             if matches!(
                 e.reason,
-                ClientReason::Wire(Reason::PolicyDenied | Reason::HmacInvalid | Reason::HmacRequired)
+                ClientReason::Wire(
+                    Reason::PolicyDenied | Reason::HmacInvalid | Reason::HmacRequired
+                )
             ) =>
         {
             NOT_ALLOWED
@@ -123,7 +125,9 @@ pub(super) fn http_status(e: &ClientError) -> (u16, &'static str) {
         ErrorLayer::Route
             if matches!(
                 e.reason,
-                ClientReason::Wire(Reason::PolicyDenied | Reason::HmacInvalid | Reason::HmacRequired)
+                ClientReason::Wire(
+                    Reason::PolicyDenied | Reason::HmacInvalid | Reason::HmacRequired
+                )
             ) =>
         {
             (403, "Forbidden")
