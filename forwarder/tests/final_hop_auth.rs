@@ -291,9 +291,8 @@ fn pp2_http_service(listener: TcpListener) {
 }
 
 /// A client certificate with common name `cn`, signed by a fresh CA: (ca.pem, cert, key).
-fn client_ca_and_cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let c =
-        hopstack_testbed::fixture::write_test_ca(dir, "hopstack test client CA", "client", &[cn]);
+fn client_ca_and_cert(dir: &Path, ca: &str, cn: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let c = hopstack_testbed::fixture::write_test_ca(dir, ca, "client", &[cn]);
     (c.ca, c.cert, c.key)
 }
 
@@ -314,15 +313,19 @@ fn mtls_subject_and_signer_reach_the_service_in_proxy_v2() {
         "billing",
         &["billing.yc"],
     );
-    let (client_ca, cert, key) = client_ca_and_cert(&client_dir, "client-1");
+    let (client_ca, cert, key) =
+        client_ca_and_cert(&client_dir, "hopstack test client CA", "client-1");
     pp2_http_service(TcpListener::bind("[::1]:9090").unwrap());
     pp2_http_service(TcpListener::bind("[::1]:9091").unwrap());
     let services = format!(
         "{KEYS}\n[final_hop.services.billing]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:9090\"\n\
-         layers = [\"tcp+tls+http\"]\ntls = \"terminate\"\ncert = \"{}\"\nkey = \"{}\"\n\
-         proxy_protocol = \"v2\"\nclient_ca = \"{}\"\nclient_auth = \"required\"\n\
+         layers = [\"tcp+tls+http\"]\ntls = \"terminate\"\ncert = \"{0}\"\nkey = \"{1}\"\n\
+         proxy_protocol = \"v2\"\nclient_ca = \"{2}\"\nclient_auth = \"required\"\n\
          [final_hop.services.plain]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:9091\"\n\
-         layers = [\"tcp+http\"]\nproxy_protocol = \"v2\"\n",
+         layers = [\"tcp+http\"]\nproxy_protocol = \"v2\"\n\
+         [final_hop.services.lenient]\nmode = \"proxy\"\ntarget = \"tcp:[::1]:9090\"\n\
+         layers = [\"tcp+tls+http\"]\ntls = \"terminate\"\ncert = \"{0}\"\nkey = \"{1}\"\n\
+         proxy_protocol = \"v2\"\nclient_ca = \"{2}\"\n",
         server.cert.display(),
         server.key.display(),
         client_ca.display()
@@ -379,6 +382,47 @@ fn mtls_subject_and_signer_reach_the_service_in_proxy_v2() {
         hopd.log_text().contains("tls-failure"),
         "{}",
         hopd.log_text()
+    );
+
+    // A certificate from another CA: refused in the handshake whatever client_auth says.
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let (_, other_cert, other_key) = client_ca_and_cert(&other_dir, "another CA", "mallory");
+    let (other_cert, other_key) = (
+        other_cert.display().to_string(),
+        other_key.display().to_string(),
+    );
+    for service in ["billing", "lenient"] {
+        let address = format!("[::1]:tcp+tls+http+{service}/");
+        let mut args = vec!["get", "--no-cache", "-E", &other_cert, "--key", &other_key];
+        args.extend(tls);
+        args.push(&address);
+        let (code, out, err) = hop(&args, None);
+        assert_eq!(code, 6, "{service}: {out} {err}");
+        assert!(
+            err.contains("layer tls") && err.contains("refused the client certificate"),
+            "{service}: {err}"
+        );
+    }
+    // client_auth = "optional": without a certificate the service is reached, told that none
+    // was verified and no name; with one, its subject.
+    let mut args = vec!["get", "--no-cache"];
+    args.extend(tls);
+    args.push("[::1]:tcp+tls+http+lenient/");
+    let (code, out, err) = hop(&args, None);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "ssl-client=1 verify=1 version=TLSv1.3\n"),
+        "{err}"
+    );
+    let mut args = vec!["get", "--no-cache", "-E", &cert, "--key", &key];
+    args.extend(tls);
+    args.push("[::1]:tcp+tls+http+lenient/");
+    let (code, out, err) = hop(&args, None);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "ssl-client=3 verify=0 version=TLSv1.3 cn=client-1\n"),
+        "{err}"
     );
 
     // Without TLS termination, a signed request's header carries the signer only; an

@@ -148,3 +148,28 @@ pub fn subject_cn(der: &[u8]) -> Option<String> {
     let cn = cert.subject().iter_common_name().next()?;
     cn.as_str().ok().map(str::to_owned)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subject_common_name_is_read_from_the_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["x.example".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "hopstack");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "client-1");
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(subject_cn(cert.der()).as_deref(), Some("client-1"));
+        // No common name in the subject: nothing is claimed.
+        let mut no_cn = rcgen::CertificateParams::new(vec!["x.example".to_owned()]).unwrap();
+        no_cn.distinguished_name = rcgen::DistinguishedName::new();
+        let no_cn = no_cn.self_signed(&key).unwrap();
+        assert_eq!(subject_cn(no_cn.der()), None);
+        assert_eq!(subject_cn(b"not a certificate"), None);
+    }
+}
