@@ -19,7 +19,7 @@ enum Command {
     #[command(after_help = hopstack_client::cli::EXIT_CODES_HELP)]
     Encode(EncodeArgs),
     #[command(flatten)]
-    Client(hopstack_client::cli::ClientCommand),
+    Client(Box<hopstack_client::cli::ClientCommand>),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

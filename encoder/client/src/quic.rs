@@ -73,7 +73,8 @@ pub fn srh_socket(srh: &[u8], opts: &SocketOptions) -> std::io::Result<std::net:
     if let Some(mark) = opts.mark {
         socket::set_mark(s.as_fd(), mark)?;
     }
-    socket::set_rthdr(s.as_fd(), srh)?;
+    // Signed with `--hmac-key-file`, over the address the datagrams leave from.
+    socket::attach_srh(s.as_fd(), srh, Some(bind), opts)?;
     if let Some(ifname) = &opts.interface {
         socket::bind_device(s.as_fd(), ifname)?;
     }

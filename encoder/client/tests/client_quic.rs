@@ -497,6 +497,7 @@ async fn migrate(ca: &Path) -> (std::net::SocketAddr, std::net::SocketAddr, Vec<
         cacert: Some(ca.to_owned()),
         insecure: false,
         sni: Some("yc".into()),
+        ..TlsOptions::default()
     };
     let cfg = quic::client_config(&topts).unwrap();
     let mut t = Timings::start();

@@ -21,7 +21,7 @@ include!("../hop_cli.rs");
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Client(c) => ExitCode::from(hopstack_client::cli::run(c)),
+        Command::Client(c) => ExitCode::from(hopstack_client::cli::run(*c)),
         Command::Encode(args) => match run_encode(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(Failure { message, code }) => {
