@@ -79,6 +79,13 @@ struct Cli {
     /// Only trace the hops; skip the tcp/tls/http checks.
     #[arg(long)]
     no_layers: bool,
+    /// When the first probe meets only silence (the path may drop routing headers), do not
+    /// probe again with the packets carried in UDP to the first hop's udp_ingress port.
+    #[arg(long)]
+    no_udp_fallback: bool,
+    /// The first hop's udp_ingress port, for that fallback.
+    #[arg(long, value_name = "PORT", default_value_t = 7444)]
+    udp_ingress_port: u16,
     /// Timing bars: `auto` draws them on a terminal, except in report mode.
     #[arg(long, value_enum, default_value_t = When::Auto)]
     waterfall: When,

@@ -31,6 +31,9 @@ pub struct Options {
     /// Deadline for the TLS handshake and for the HTTP response head.
     pub timeout: Duration,
     pub tls: TlsOptions,
+    /// The checks' sockets start from these: marked and bound when the first hop is reached
+    /// in UDP (`hopstack_client::encap`).
+    pub sock: SocketOptions,
 }
 
 impl Default for Options {
@@ -40,6 +43,7 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(3),
             timeout: Duration::from_secs(5),
             tls: TlsOptions::default(),
+            sock: SocketOptions::default(),
         }
     }
 }
@@ -164,7 +168,7 @@ pub async fn check(addr: &StackAddress, path: &[Ipv6Addr], opts: &Options) -> Ve
     let sopts = SocketOptions {
         connect_timeout: Some(opts.connect_timeout),
         nodelay: true,
-        ..Default::default()
+        ..opts.sock.clone()
     };
     let start = Instant::now();
     let stream = socket::connect_tcp(dest, &srh, &sopts).await;
@@ -321,7 +325,7 @@ async fn coap_over_udp(
 ) -> LayerRow {
     let dest = SocketAddrV6::new(final_addr, opts.port, 0, 0);
     let sock = srh.map_err(|e| ("encode", e.to_string())).and_then(|srh| {
-        let sopts = SocketOptions::default();
+        let sopts = opts.sock.clone();
         let local = socket::source_towards(path[0], &sopts).map_err(|e| {
             (
                 "udp-error",

@@ -83,6 +83,7 @@ fn main() -> ExitCode {
         },
         no_layers: cli.no_layers,
         interval: cli.interval_ms.unwrap_or(cli.interval),
+        udp_ingress_port: (!cli.no_udp_fallback).then_some(cli.udp_ingress_port),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

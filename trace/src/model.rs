@@ -245,6 +245,10 @@ pub struct TraceReport {
     /// True only when every hop and every layer is fine.
     pub ok: bool,
     pub first_failure: Option<FirstFailure>,
+    /// The bare probe met only silence, and the probes and checks went in UDP to the first
+    /// hop's `udp_ingress` at this port: the path to it drops routing headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_ingress: Option<u16>,
 }
 
 impl TraceReport {
@@ -267,6 +271,7 @@ impl TraceReport {
             layers,
             ok: false,
             first_failure: None,
+            udp_ingress: None,
         };
         r.settle();
         r

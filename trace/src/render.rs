@@ -462,6 +462,13 @@ pub fn table(report: &TraceReport, o: &RenderOptions) -> String {
     }
 
     out.push('\n');
+    if let Some(port) = report.udp_ingress {
+        let _ = writeln!(
+            out,
+            "NOTE: the path to hop 1 drops routing headers: bare probes met only silence, so the \
+             probes and checks went in UDP to its udp_ingress port {port}"
+        );
+    }
     match &report.first_failure {
         None => {
             let _ = writeln!(out, "OK: every hop and layer answered");

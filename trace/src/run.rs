@@ -49,6 +49,10 @@ pub struct Options {
     pub no_layers: bool,
     /// Pause between rounds.
     pub interval: Duration,
+    /// When the first probe meets only silence, probe once more in UDP to the first hop's
+    /// `udp_ingress` at this port, and go on that way if it is answered
+    /// (`hopstack_client::encap`); `None`: never.
+    pub udp_ingress_port: Option<u16>,
 }
 
 impl Default for Options {
@@ -63,6 +67,7 @@ impl Default for Options {
             layers: layers::Options::default(),
             no_layers: false,
             interval: Duration::from_millis(200),
+            udp_ingress_port: Some(hopstack_client::encap::DEFAULT_UDP_INGRESS_PORT),
         }
     }
 }
@@ -94,6 +99,8 @@ struct Gathered {
     sweeps: Vec<Vec<hoplimit::Answer>>,
     layer_rounds: Vec<Vec<LayerRow>>,
     local_problem: Option<Problem>,
+    /// The probes and checks go in UDP to the first hop's `udp_ingress` at this port.
+    udp_ingress: Option<u16>,
 }
 
 /// [`run`], calling `after_round(report so far, rounds done)` after every round but the last,
@@ -137,6 +144,8 @@ pub async fn run_with_progress(
     };
 
     let mut gathered = Gathered::default();
+    let mut probe_opts = o.probe.clone();
+    let mut layer_opts = o.layers.clone();
     let planned = o.rounds.max(1);
     let mut stopped_after: Option<u32> = None;
     let mut prober: Option<hoplimit::Prober> = None;
@@ -154,10 +163,30 @@ pub async fn run_with_progress(
             None
         } else {
             let sent = tokio::task::block_in_place(|| {
-                let mut out = stack::probe(addr, &resolve, &o.probe)?;
-                stack::narrow_unreachable(&mut out, addr, &resolve, &o.probe);
+                let mut out = stack::probe(addr, &resolve, &probe_opts)?;
+                stack::narrow_unreachable(&mut out, addr, &resolve, &probe_opts);
                 Ok::<_, stack::SendError>(out)
             });
+            // Silent bare: once more in UDP to the first hop's udp_ingress; if that one is
+            // answered, the rest of the run goes that way too.
+            let sent = match (sent, o.udp_ingress_port, view.known[0]) {
+                (Ok(bare), Some(port), Some((first, _)))
+                    if gathered.udp_ingress.is_none() && bare.is_silent() =>
+                {
+                    match tokio::task::block_in_place(|| {
+                        go_round(addr, &resolve, &probe_opts, first, port)
+                    }) {
+                        Some((round_opts, sock, out)) => {
+                            probe_opts = round_opts;
+                            layer_opts.sock = sock;
+                            gathered.udp_ingress = Some(port);
+                            Ok(out)
+                        }
+                        None => Ok(bare),
+                    }
+                }
+                (sent, _, _) => sent,
+            };
             match sent {
                 Ok(x) => Some(x),
                 Err(e) => {
@@ -184,7 +213,8 @@ pub async fn run_with_progress(
             Method::Trace => false,
             Method::Auto => out.as_ref().is_none_or(|x| needs_sweep(x, n)),
         };
-        if sweep && path.iter().all(Option::is_some) {
+        // Hop-limit probes would go bare, into what drops them.
+        if sweep && gathered.udp_ingress.is_none() && path.iter().all(Option::is_some) {
             let segs: Vec<Ipv6Addr> = path
                 .iter()
                 .map(|p| p.unwrap_or(Ipv6Addr::UNSPECIFIED))
@@ -216,7 +246,7 @@ pub async fn run_with_progress(
             if a.status == ServiceStatus::Exists && !o.no_layers && path.iter().all(Option::is_some)
             {
                 let p: Vec<Ipv6Addr> = path.iter().flatten().copied().collect();
-                rows.extend(layers::check(addr, &p, &o.layers).await);
+                rows.extend(layers::check(addr, &p, &layer_opts).await);
             }
             gathered.layer_rounds.push(rows);
         }
@@ -256,6 +286,7 @@ fn fold(
         sweeps,
         layer_rounds,
         local_problem,
+        udp_ingress,
     } = g;
     let mut hops = hop_rows(view, outcomes);
     if !sweeps.is_empty() {
@@ -279,7 +310,33 @@ fn fold(
         (false, false) => "trace+hop-limit",
         (true, true) => "none",
     };
-    TraceReport::new(addr_text.to_owned(), rounds, method, hops, layers)
+    let mut report = TraceReport::new(addr_text.to_owned(), rounds, method, hops, layers);
+    report.udp_ingress = *udp_ingress;
+    report
+}
+
+/// The probe again, in UDP to `first`'s `udp_ingress` at `port` (`hopstack_client::encap`):
+/// the probe's and the checks' options for going on that way, and what came back, if
+/// anything did. `None` when going round is not possible here (no `CAP_NET_ADMIN`) or
+/// meets silence too.
+fn go_round(
+    addr: &StackAddress,
+    resolve: &dyn Fn(&str) -> Option<Ipv6Addr>,
+    bare: &stack::Options,
+    first: Ipv6Addr,
+    port: u16,
+) -> Option<(stack::Options, hopstack_client::SocketOptions, Outcome)> {
+    let sock = hopstack_client::encap::round_options(first, port, &Default::default()).ok()?;
+    let opts = stack::Options {
+        mark: Some((sock.mark?, sock.source?)),
+        ..bare.clone()
+    };
+    let mut out = stack::probe(addr, resolve, &opts).ok()?;
+    if out.is_silent() {
+        return None;
+    }
+    stack::narrow_unreachable(&mut out, addr, resolve, &opts);
+    Some((opts, sock, out))
 }
 
 async fn first_hop_dns(name: &str, server: Option<IpAddr>) -> Result<Ipv6Addr, Problem> {

@@ -41,6 +41,17 @@ pub fn set_srh(fd: RawFd, srh: &[u8]) -> io::Result<()> {
     })
 }
 
+/// Marks the packets the socket sends (`SO_MARK`, needs `CAP_NET_ADMIN`): the policy rule
+/// of `hopstack_client::encap` routes them round in UDP.
+pub fn set_mark(fd: RawFd, mark: u32) -> io::Result<()> {
+    sockopt::set_bytes(
+        borrowed(fd),
+        libc::SOL_SOCKET,
+        libc::SO_MARK,
+        &mark.to_ne_bytes(),
+    )
+}
+
 /// Sets the unicast hop limit of the packets the socket sends.
 pub fn set_hop_limit(fd: RawFd, hops: u8) -> io::Result<()> {
     sockopt::set_hop_limit(borrowed(fd), hops)

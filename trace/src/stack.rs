@@ -34,6 +34,9 @@ pub struct Options {
     pub hop_limit: Option<u8>,
     /// After an ICMPv6 error, how long to wait for a stack report that says more.
     pub grace: Duration,
+    /// `SO_MARK` on the probe socket, and the address it is bound to: set when the first
+    /// hop is reached in UDP (`hopstack_client::encap`).
+    pub mark: Option<(u32, Ipv6Addr)>,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             timeout: Duration::from_millis(1500),
             hop_limit: None,
             grace: Duration::from_millis(150),
+            mark: None,
         }
     }
 }
@@ -129,10 +133,16 @@ pub fn probe(
         let what = what.to_owned();
         move |e| SendError::Io(what, e)
     };
-    let local = sock::source_for(first).map_err(SendError::NoRoute)?;
+    let local = match opts.mark {
+        Some((_, source)) => source,
+        None => sock::source_for(first).map_err(SendError::NoRoute)?,
+    };
     let s = sock::udp_socket(Some(SocketAddr::from((local, 0))))
         .map_err(io("cannot open the probe socket"))?;
     let fd = s.as_raw_fd();
+    if let Some((mark, _)) = opts.mark {
+        sock::set_mark(fd, mark).map_err(io("SO_MARK"))?;
+    }
     let port = s.local_addr().map_err(io("probe socket"))?.port();
     let nonce = hopstack_client::probe::random_nonce();
     let srh = encode::build_probe_srh(addr, resolve, local, port, nonce)

@@ -295,6 +295,47 @@ fn hop_get_goes_round_a_path_that_drops_routing_headers() {
     // the handshake's second) and the two bare probe tries; nothing after the switch.
     assert!((3..=8).contains(&bare_sent), "{bare_sent}");
 
+    // hoptrace finds the same: its bare probe meets silence, the one in UDP the final hop,
+    // and its layer checks go round too.
+    let trace = bed
+        .tb
+        .command("client", bed_bin("hoptrace"))
+        .unwrap()
+        .args(["--json", "--timeout-ms", "500", ADDR])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&trace.stdout);
+    assert!(
+        trace.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&trace.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (j["ok"].clone(), j["udp_ingress"].clone()),
+        (true.into(), 7444.into()),
+        "{j}"
+    );
+    let layers: Vec<&str> = j["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["layer"].as_str().unwrap())
+        .collect();
+    assert_eq!(layers, ["service", "tcp", "http"], "{j}");
+    let text = bed
+        .tb
+        .command("client", bed_bin("hoptrace"))
+        .unwrap()
+        .args(["--timeout-ms", "500", "--no-layers", ADDR])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("the path to hop 1 drops routing headers"),
+        "{text}"
+    );
+
     // What reached hopd came in UDP, and the border counted it; the dropping router saw
     // nothing with a routing header after the bare tries.
     let metrics = bed
