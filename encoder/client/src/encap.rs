@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -41,18 +41,6 @@ pub const MARK: u32 = 0x686f70;
 const OVERHEAD: u32 = 48;
 /// The TUN device's MTU: the usual 1500 less [`OVERHEAD`].
 const TUN_MTU: u32 = 1500 - OVERHEAD;
-
-const IFF_TUN: libc::c_short = 0x0001;
-const IFF_NO_PI: libc::c_short = 0x1000;
-/// `_IOW('T', 202, int)` from `linux/if_tun.h`.
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-
-#[repr(C)]
-struct IfReq {
-    name: [libc::c_char; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
 
 /// This process's way round: one TUN device, the rule, and the first hops routed into it
 /// with their ingress ports. Made once, on first need, and kept until the process exits
@@ -248,42 +236,7 @@ fn read(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
 
 /// A new TUN device `hopencN` (the kernel picks N); reads block.
 fn open_tun() -> io::Result<(OwnedFd, String)> {
-    // SAFETY: a plain open(2) of a constant NUL-terminated path.
-    let raw = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    if raw < 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("cannot open /dev/net/tun: {e}"),
-        ));
-    }
-    // SAFETY: `raw` is a descriptor we just opened and own exclusively.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        flags: IFF_TUN | IFF_NO_PI,
-        _pad: [0; 22],
-    };
-    for (d, s) in req.name.iter_mut().zip(b"hopenc%d") {
-        *d = *s as libc::c_char;
-    }
-    // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `IfReq` lays out; the
-    // pointer is valid for the call.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("creating a TUN device: {e} (needs root or CAP_NET_ADMIN)"),
-        ));
-    }
-    let name: Vec<u8> = req
-        .name
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    Ok((fd, String::from_utf8_lossy(&name).into_owned()))
+    hopstack_kernel::tun::open("hopenc%d", 0, false)
 }
 
 fn ip(args: &[&str]) -> io::Result<()> {

@@ -23,7 +23,7 @@
 //! destination address.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::Command;
 
 /// A non-blocking source and sink of whole IPv6 packets.
@@ -42,12 +42,7 @@ pub trait PacketIo: AsRawFd + Send + Sync {
     }
 }
 
-const IFF_TUN: libc::c_short = 0x0001;
-const IFF_NO_PI: libc::c_short = 0x1000;
-const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
-const IFF_VNET_HDR: libc::c_short = 0x4000;
-/// `_IOW('T', 202, int)` from `linux/if_tun.h`.
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+use hopstack_kernel::tun::{IFF_MULTI_QUEUE, IFF_VNET_HDR};
 /// `_IOW('T', 208, unsigned int)`.
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUN_F_CSUM: libc::c_uint = 0x01;
@@ -87,14 +82,6 @@ impl Offloads {
             on.join(",")
         }
     }
-}
-
-#[repr(C)]
-struct IfReq {
-    name: [libc::c_char; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    // The kernel's `struct ifreq` is 40 octets on 64-bit Linux; the union tail is unused here.
-    _pad: [u8; 22],
 }
 
 /// A TUN device opened by name (created if it does not exist, and persistent only as long as
@@ -177,52 +164,10 @@ impl Tun {
     }
 
     fn open_flags(name: &str, extra: libc::c_short) -> io::Result<Tun> {
-        if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('/') {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "TUN name `{name}` must be 1 to {} characters without '/'",
-                    libc::IFNAMSIZ - 1
-                ),
-            ));
-        }
-        // SAFETY: a plain open(2) of a constant NUL-terminated path.
-        let raw = unsafe {
-            libc::open(
-                c"/dev/net/tun".as_ptr(),
-                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            )
-        };
-        if raw < 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot open /dev/net/tun: {e}"),
-            ));
-        }
-        // SAFETY: `raw` is a descriptor we just opened and own exclusively.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut req = IfReq {
-            name: [0; libc::IFNAMSIZ],
-            flags: IFF_TUN | IFF_NO_PI | extra,
-            _pad: [0; 22],
-        };
-        for (d, s) in req.name.iter_mut().zip(name.bytes()) {
-            *d = s as libc::c_char;
-        }
-        // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `IfReq` lays out
-        // (name, flags, padding to the kernel's size); the pointer is valid for the call.
-        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("TUNSETIFF {name}: {e} (is hopd running as root / with CAP_NET_ADMIN?)"),
-            ));
-        }
+        let (fd, name) = hopstack_kernel::tun::open(name, extra, true)?;
         Ok(Tun {
             fd,
-            name: name.to_string(),
+            name,
             meta_len: if extra & IFF_VNET_HDR != 0 {
                 VNET_HDR_LEN
             } else {

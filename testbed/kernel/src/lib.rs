@@ -25,6 +25,7 @@
 
 mod probe;
 pub mod sockopt;
+pub mod tun;
 
 use std::fmt;
 use std::sync::OnceLock;
