@@ -60,6 +60,20 @@ fn packet(segments: Vec<Ipv6Addr>, flags: u8, tlvs: Vec<TlvRepr>, payload: usize
     buf
 }
 
+/// `inner` carried in UDP to `port` (docs/wire-format.md, "UDP encapsulation").
+fn in_udp(inner: &[u8], port: u16) -> Vec<u8> {
+    let len = (8 + inner.len()) as u16;
+    let mut p = inner[..40].to_vec();
+    p[4..6].copy_from_slice(&len.to_be_bytes());
+    p[6] = 17;
+    p.extend_from_slice(&40000u16.to_be_bytes());
+    p.extend_from_slice(&port.to_be_bytes());
+    p.extend_from_slice(&len.to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(inner);
+    p
+}
+
 fn state() -> State {
     let mut st = State::new(
         Settings {
@@ -146,26 +160,7 @@ fn bench_process(c: &mut Criterion) {
             "{name}: unexpected {act:?}"
         );
         let head = template.len().min(256);
-        let mut batch = vec![template.clone(); BATCH];
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let mut timed = Duration::ZERO;
-                let mut left = iters;
-                while left > 0 {
-                    let n = left.min(BATCH as u64) as usize;
-                    for p in &mut batch[..n] {
-                        p[..head].copy_from_slice(&template[..head]);
-                    }
-                    let start = Instant::now();
-                    for p in &mut batch[..n] {
-                        black_box(process(NOW, black_box(&mut p[..]), &mut st, &mut out));
-                    }
-                    timed += start.elapsed();
-                    left -= n as u64;
-                }
-                timed
-            })
-        });
+        batch_bench(&mut group, name, &template, &mut st, &mut out);
         if name == "end_3seg_udp1000" {
             group.bench_function("copy_then_process", |b| {
                 b.iter(|| {
@@ -173,9 +168,56 @@ fn bench_process(c: &mut Criterion) {
                     black_box(process(NOW, black_box(&mut pkt), &mut st, &mut out))
                 })
             });
+            // With `udp_ingress` set: the same bare packet (what every packet pays for the
+            // check), and the packet carried in UDP (unwrapped, then End).
+            let mut ingress = state();
+            let mut settings = ingress.settings().clone();
+            settings.udp_ingress_port = Some(7444);
+            ingress.reconfigure(settings, NOW);
+            let carried = in_udp(&template, 7444);
+            for (case, packet) in [
+                ("end_3seg_udp1000_ingress_on", template.clone()),
+                ("end_3seg_udp1000_in_udp", carried),
+            ] {
+                let act = process(NOW, &mut packet.clone(), &mut ingress, &mut out);
+                assert!(matches!(act, Action::Forward { .. }), "{case}: {act:?}");
+                batch_bench(&mut group, case, &packet, &mut ingress, &mut out);
+            }
         }
     }
     group.finish();
+}
+
+/// `process` over batches of fresh copies of `template` (its first 256 octets restored
+/// before each batch, outside the timing: End rewrites only headers).
+fn batch_bench(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    template: &[u8],
+    st: &mut State,
+    out: &mut [u8],
+) {
+    let head = template.len().min(256);
+    let mut batch = vec![template.to_vec(); BATCH];
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(BATCH as u64) as usize;
+                for p in &mut batch[..n] {
+                    p[..head].copy_from_slice(&template[..head]);
+                }
+                let start = Instant::now();
+                for p in &mut batch[..n] {
+                    black_box(process(NOW, black_box(&mut p[..]), st, out));
+                }
+                timed += start.elapsed();
+                left -= n as u64;
+            }
+            timed
+        })
+    });
 }
 
 criterion_group!(benches, bench_process);

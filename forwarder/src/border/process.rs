@@ -98,23 +98,14 @@ pub fn process_with(
     out: &mut [u8],
 ) -> Action {
     state.counters.received += 1;
-    let mut meta = meta;
-    let pkt = match state.settings.udp_ingress_port {
-        None => pkt,
-        Some(port) => match udp_ingress::decapsulate(pkt, port, meta.gso) {
-            Ingress::NotEncapsulated => pkt,
-            Ingress::Decapsulated { len } => {
-                state.counters.udp_ingress += 1;
-                // The offload flag described the outer datagram; the inner packet's own
-                // checksums are whole.
-                meta.checksum_partial = false;
-                &mut pkt[..len]
+    let (pkt, meta) = match state.settings.udp_ingress_port {
+        Some(port) if udp_ingress::addressed_to(pkt, port) => {
+            match unwrap_ingress(pkt, port, meta, state) {
+                Ok(inner) => inner,
+                Err(refused) => return refused,
             }
-            Ingress::Refused(reason) => {
-                state.counters.count_drop(reason);
-                return drop_silently(reason);
-            }
-        },
+        }
+        _ => (pkt, meta),
     };
     let (action, sid) = decide(clock, pkt, meta, state, out);
     match &action {
@@ -149,6 +140,36 @@ pub fn process_with(
         }
     }
     action
+}
+
+/// A datagram to the UDP ingress port becomes its inner packet ([`udp_ingress`]), or is
+/// refused. Out of line and cold: only datagrams to the port come here
+/// ([`udp_ingress::addressed_to`], inline), so every other packet pays two comparisons.
+#[cold]
+#[inline(never)]
+fn unwrap_ingress<'a>(
+    pkt: &'a mut [u8],
+    port: u16,
+    meta: PacketMeta,
+    state: &mut State,
+) -> Result<(&'a mut [u8], PacketMeta), Action> {
+    match udp_ingress::decapsulate(pkt, port, meta.gso) {
+        Ingress::NotEncapsulated => Ok((pkt, meta)),
+        Ingress::Decapsulated { len } => {
+            state.counters.udp_ingress += 1;
+            // The offload flag described the outer datagram; the inner packet's own
+            // checksums are whole.
+            let meta = PacketMeta {
+                checksum_partial: false,
+                ..meta
+            };
+            Ok((&mut pkt[..len], meta))
+        }
+        Ingress::Refused(reason) => {
+            state.counters.count_drop(reason);
+            Err(drop_silently(reason))
+        }
+    }
 }
 
 fn drop_silently(reason: DropReason) -> Action {

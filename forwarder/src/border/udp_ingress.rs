@@ -51,6 +51,16 @@ pub enum Ingress {
     Refused(DropReason),
 }
 
+/// Whether `buf` may be a datagram to the ingress `port` (Next Header UDP, no extension
+/// header, that destination port): the test every packet takes, inline; [`decapsulate`]
+/// checks the rest.
+#[inline(always)]
+pub fn addressed_to(buf: &[u8], port: u16) -> bool {
+    buf.len() >= INNER_OFFSET
+        && buf[6] == NEXT_HEADER_UDP
+        && buf[UDP_OFFSET + 2..UDP_OFFSET + 4] == port.to_be_bytes()
+}
+
 /// Checks whether `buf` (a packet to one of our SIDs) is a datagram to the ingress `port`
 /// and, if so, moves its inner packet to the front of `buf`, its Hop Limit less one: the
 /// decrement the kernel's forwarding into the TUN gave the outer packet, which the inner one
