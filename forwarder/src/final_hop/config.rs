@@ -127,7 +127,8 @@ pub struct Config {
     /// A UDP session may send its client at most this many times the octets the client sent
     /// it (whole IPv6 packets on both sides); replies beyond are dropped and counted. hopd
     /// cannot validate a UDP client's address, so this bounds what a spoofed source can make
-    /// it reflect. 0 turns the limit off.
+    /// it reflect; a QUIC client that proves its address lifts it for its session
+    /// (`udp_limits::QuicAddressCheck`). 0 turns the limit off.
     #[serde(default = "default_udp_reply_ratio")]
     pub udp_reply_ratio: u32,
     /// Services by name (the last `+` element of a stack address).

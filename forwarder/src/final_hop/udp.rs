@@ -36,7 +36,7 @@ use super::Counters;
 use super::config::{Mode, ProxyProtocol, Target};
 use super::proxy_protocol;
 use super::sockopt::{self, Datagram};
-use super::udp_limits::{self, ReplyBudget, SourceRates};
+use super::udp_limits::{self, QuicAddressCheck, ReplyBudget, SourceRates};
 use super::{Arrival, Ctx, Failure, HopRef, Reason, ReportLayer, Services, auth, lookup};
 use crate::service::Authenticated;
 
@@ -64,6 +64,8 @@ struct SessionState {
     last: Instant,
     /// What the session may still send its client (`udp_reply_ratio`).
     replies: ReplyBudget,
+    /// For a service reached over QUIC: the client's proof of address, which lifts the cap.
+    quic: Option<QuicAddressCheck>,
 }
 
 /// The UDP sessions by client and service (shared with `hopd show sessions`).
@@ -376,6 +378,11 @@ async fn handle(
             let state = Arc::new(Mutex::new(SessionState {
                 last: Instant::now(),
                 replies: ReplyBudget::new(ctx.cfg.udp_reply_ratio),
+                quic: arrival
+                    .descriptor
+                    .as_ref()
+                    .filter(|d| d.layers.contains(&Layer::Quic))
+                    .map(|_| QuicAddressCheck::default()),
             }));
             super::Counters::add(&ctx.counters.udp_sessions_opened);
             lock(sessions).insert(
@@ -409,6 +416,9 @@ async fn handle(
         let rthdr = d.rthdr.as_ref().map_or(0, Vec::len);
         st.replies
             .on_request(udp_limits::request_wire_len(payload.len(), rthdr));
+        if st.quic.as_mut().is_some_and(|q| q.on_request(payload)) {
+            st.replies.lift();
+        }
     }
     // UDP semantics: a full socket buffer drops the datagram instead of queueing it.
     // (Sent directly rather than through tokio's readiness, which is unknown for a socket that
@@ -486,6 +496,10 @@ async fn relay_back(
                     // quiet ends even while its service keeps talking.
                     if ok {
                         st.last = Instant::now();
+                        // What the client may echo is what reached it.
+                        if let Some(q) = st.quic.as_mut() {
+                            q.on_reply(&buf[..n]);
+                        }
                     }
                     ok
                 };

@@ -10,6 +10,12 @@
 //!   QUIC's limit for a peer whose address is not validated yet (RFC 9000, section 8); hopd
 //!   never gets to validate one, so for hopd it stays.
 //!
+//!   A QUIC client does prove its address, to its server (RFC 9000, section 8.1): it sends
+//!   back, as a packet's Destination Connection ID, the Source Connection ID the server
+//!   chose and sent only to that address. Both are in the clear, so hopd sees the proof
+//!   too ([`QuicAddressCheck`]), and from then on the session's replies are not capped: a
+//!   download over QUIC sends its client far more than the acknowledgements it gets back.
+//!
 //! Octets are counted as whole IPv6 packets on the wire ([`request_wire_len`],
 //! [`reply_wire_len`]): what amplification costs a victim's link is packets, and a request
 //! carries its Routing header too, which a reply does not.
@@ -134,6 +140,89 @@ impl ReplyBudget {
     }
 }
 
+impl ReplyBudget {
+    /// The client proved it receives at its address ([`QuicAddressCheck`]): no cap any more.
+    pub fn lift(&mut self) {
+        self.ratio = 0;
+    }
+}
+
+/// The connection IDs a QUIC server may choose are at most 20 octets (RFC 9000, section 17.2).
+const MAX_CID_LEN: usize = 20;
+/// Server connection IDs remembered per session; more are not learned (a server gives one in
+/// its Initial and Handshake packets, the same one).
+const MAX_SERVER_CIDS: usize = 4;
+
+/// Watches a QUIC session for its client's proof of address (RFC 9000, section 8.1): the
+/// server's Source Connection ID, learned from the long-header packets relayed to the client,
+/// coming back as the Destination Connection ID of a client packet. Only a client that
+/// received the server's packet at its address can know it (a server picks it at random, at
+/// least 8 octets with quinn); a spoofed source never sees a reply.
+///
+/// ```text
+///  long header:  |1|1|T T|X X X X| Version (32) | DCID Len (8) | DCID | SCID Len (8) | SCID | ...
+///  short header: |0|1|S|R R|K|P P| DCID (the length the endpoints agreed on) | ...
+/// ```
+#[derive(Debug, Default)]
+pub struct QuicAddressCheck {
+    server_cids: Vec<Vec<u8>>,
+    validated: bool,
+}
+
+impl QuicAddressCheck {
+    /// A datagram relayed from the service to the client.
+    pub fn on_reply(&mut self, datagram: &[u8]) {
+        if self.validated || self.server_cids.len() >= MAX_SERVER_CIDS {
+            return;
+        }
+        if let Some(scid) = long_header_scid(datagram)
+            && !scid.is_empty()
+            && !self.server_cids.iter().any(|c| c == scid)
+        {
+            self.server_cids.push(scid.to_vec());
+        }
+    }
+
+    /// A datagram from the client; true once the client has proved its address.
+    pub fn on_request(&mut self, datagram: &[u8]) -> bool {
+        if self.validated {
+            return true;
+        }
+        let Some(&first) = datagram.first() else {
+            return false;
+        };
+        self.validated = if first & 0x80 != 0 {
+            long_header_dcid(datagram).is_some_and(|d| self.server_cids.iter().any(|c| c == d))
+        } else {
+            first & 0x40 != 0
+                && self
+                    .server_cids
+                    .iter()
+                    .any(|c| datagram[1..].starts_with(c))
+        };
+        self.validated
+    }
+}
+
+/// A long-header packet's Destination Connection ID.
+fn long_header_dcid(d: &[u8]) -> Option<&[u8]> {
+    if d.len() < 6 || d[0] & 0x80 == 0 {
+        return None;
+    }
+    let len = usize::from(d[5]);
+    (len <= MAX_CID_LEN).then(|| d.get(6..6 + len)).flatten()
+}
+
+/// A long-header packet's Source Connection ID.
+fn long_header_scid(d: &[u8]) -> Option<&[u8]> {
+    let dcid = long_header_dcid(d)?;
+    let at = 6 + dcid.len();
+    let len = usize::from(*d.get(at)?);
+    (len <= MAX_CID_LEN)
+        .then(|| d.get(at + 1..at + 1 + len))
+        .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +289,71 @@ mod tests {
 
         let mut off = ReplyBudget::new(0);
         assert!(off.allow_reply(u64::MAX / 2), "0 turns the limit off");
+    }
+
+    /// A long-header packet: Initial (type 0), version 1, the given connection IDs.
+    fn long(dcid: &[u8], scid: &[u8]) -> Vec<u8> {
+        let mut p = vec![0xc0, 0, 0, 0, 1, dcid.len() as u8];
+        p.extend_from_slice(dcid);
+        p.push(scid.len() as u8);
+        p.extend_from_slice(scid);
+        p.extend_from_slice(&[0; 20]);
+        p
+    }
+
+    fn short(dcid: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x41];
+        p.extend_from_slice(dcid);
+        p.extend_from_slice(&[7; 30]);
+        p
+    }
+
+    #[test]
+    fn a_client_that_echoes_the_servers_connection_id_has_proved_its_address() {
+        let (client_cid, server_cid) = ([1u8; 8], [9u8, 8, 7, 6, 5, 4, 3, 2]);
+        let mut q = QuicAddressCheck::default();
+        // The client's Initial names a CID of its own choosing: no proof.
+        assert!(!q.on_request(&long(&client_cid, &[5; 8])));
+        // A short-header packet before any reply: no proof either.
+        assert!(!q.on_request(&short(&server_cid)));
+        q.on_reply(&long(&[5; 8], &server_cid));
+        // A guess is not the server's CID.
+        assert!(!q.on_request(&short(&[9, 8, 7, 6, 5, 4, 3, 3])));
+        // The client's Handshake, to the server's CID: proof.
+        assert!(q.on_request(&long(&server_cid, &[5; 8])));
+        assert!(q.on_request(&[]), "once proved, it stays proved");
+
+        let mut q = QuicAddressCheck::default();
+        q.on_reply(&long(&[5; 8], &server_cid));
+        assert!(
+            q.on_request(&short(&server_cid)),
+            "a 1-RTT packet proves it too"
+        );
+    }
+
+    #[test]
+    fn malformed_headers_teach_and_prove_nothing() {
+        let mut q = QuicAddressCheck::default();
+        for junk in [
+            &[0xc0u8][..],
+            &[0xc0, 0, 0, 0, 1, 21],
+            &[0xc0, 0, 0, 0, 1, 4, 1, 2],
+        ] {
+            q.on_reply(junk);
+            assert!(!q.on_request(junk));
+        }
+        assert!(q.server_cids.is_empty());
+        // An empty server CID is never learned (every datagram would start with it).
+        q.on_reply(&long(&[5; 8], &[]));
+        assert!(!q.on_request(&short(&[])));
+    }
+
+    #[test]
+    fn a_lifted_budget_caps_nothing() {
+        let mut b = ReplyBudget::new(3);
+        b.on_request(100);
+        assert!(!b.allow_reply(301));
+        b.lift();
+        assert!(b.allow_reply(1 << 20));
     }
 }
