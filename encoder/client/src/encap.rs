@@ -10,7 +10,7 @@
 //!
 //! ```text
 //!  TCP/UDP socket (SO_MARK, IPV6_RTHDR)
-//!        │  fwmark rule → table: FIRST_HOP/127 dev hopencN
+//!        │  fwmark rule → table: FIRST_HOP/128 dev hopencN
 //!        ▼
 //!  TUN hopencN ──read──▶ hop ──UDP [FIRST_HOP]:7444──▶ first hop (hopd unwraps, End)
 //!  socket ◀────────────── replies, plain IPv6 from the final hop (no routing header)
@@ -104,17 +104,11 @@ impl Tunnel {
         if ports.get(&first_hop) == Some(&port) {
             return Ok(());
         }
-        // A /127, not a /128: a connected UDP socket whose cached route is a /128 to the
-        // very first segment reuses it without restoring the final destination, and the
-        // kernel then writes the first hop into Segment List[0] (`ip6_sk_dst_check` passes,
-        // so `ip6_dst_lookup_flow` never puts `final_dst` back). The other address of the
-        // /127 reaches the device too, where nothing carries it.
-        let prefix = Ipv6Addr::from(u128::from(first_hop) & !1);
         ip(&[
             "-6",
             "route",
             "replace",
-            &format!("{prefix}/127"),
+            &format!("{first_hop}/128"),
             "dev",
             &self.name,
             "table",

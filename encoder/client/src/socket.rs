@@ -167,6 +167,16 @@ pub fn udp_socket(
     }
     if let Some(d) = connect_to {
         s.connect(SocketAddr::V6(d))?;
+        if let Some(srh) = srh {
+            // Once more, only to drop the route connect() cached, which is the one to the
+            // first segment: were it a host route (/128, or a PMTU exception for the first
+            // hop), every send would reuse it without putting the final destination back,
+            // and the kernel would write the first hop into Segment List[0]
+            // (`ip6_sk_dst_lookup_flow` returns early past `ip6_dst_lookup_flow`'s restore).
+            // Setting the option resets the cache, and a send with a routing header never
+            // fills it again.
+            attach_srh(s.as_fd(), srh, Some(bind_addr).or(opts.source), opts)?;
+        }
     }
     s.set_nonblocking(true)?;
     UdpSocket::from_std(s)

@@ -349,7 +349,35 @@ fn a_stopped_udp_service_is_service_down() {
     );
 }
 
+/// A host route (/128) to the first hop: the kernel would keep a connected UDP socket's
+/// cached route, which is to the first segment, and write the first hop into Segment
+/// List[0] (see `socket::udp_socket`). The datagram must still reach the service.
+fn cat_udp_with_a_host_route_to_the_first_hop() {
+    let bed = Bed::start();
+    bed.tb
+        .exec_ok(
+            "client",
+            [
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "fc00:1::e/128",
+                "via",
+                "fd00:1::2",
+            ],
+        )
+        .unwrap();
+    let o = bed.hop_stdin(
+        &["cat", "--wait", "500", "github.com>org>yc:udp+uecho"],
+        b"datagram\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "datagram\n");
+}
+
 hopstack_testbed::tests! {
+    cat_udp_with_a_host_route_to_the_first_hop needs [Tun],
     get_over_three_hops_with_late_binding_then_from_cache needs [Tun],
     literal_hops_through_linux_kernel_end_nodes needs [Tun, Kernel(Seg6LocalEnd)],
     cat_tcp_and_udp_and_proxy_for_curl needs [Tun, Program("curl")],
