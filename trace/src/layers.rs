@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use hopstack_client::error::{ClientError, ClientReason};
 use hopstack_client::http::{self, HttpRequest};
+use hopstack_client::quic;
 use hopstack_client::socket::{self, SocketOptions};
 use hopstack_client::timing::Timings;
 use hopstack_client::tls::{self, TlsOptions};
@@ -145,7 +146,9 @@ pub async fn check(addr: &StackAddress, path: &[Ipv6Addr], opts: &Options) -> Ve
         return rows;
     };
     if addr.transport() == Layer::Udp {
-        if layers.contains(&Layer::Coap) {
+        if layers.contains(&Layer::Quic) {
+            rows.extend(quic_rows(addr, srh, final_addr, opts, t0).await);
+        } else if layers.contains(&Layer::Coap) {
             rows.push(coap_over_udp(srh, path, final_addr, opts, t0).await);
         }
         return rows;
@@ -314,6 +317,113 @@ pub async fn check(addr: &StackAddress, path: &[Ipv6Addr], opts: &Options) -> Ve
     rows
 }
 
+/// The `quic` and `h3` rows of a `udp+quic+h3` address, as `hop get` makes the request: a
+/// QUIC handshake (quinn, TLS 1.3, ALPN h3) from a UDP socket carrying the resolved SRH to
+/// the final hop's hopd port, then an HTTP/3 `GET` over it.
+async fn quic_rows(
+    addr: &StackAddress,
+    srh: Result<Vec<u8>, encode::EncodeError>,
+    final_addr: Ipv6Addr,
+    opts: &Options,
+    t0: Instant,
+) -> Vec<LayerRow> {
+    let mut q = row("quic");
+    q.start_ms = Some(ms(t0.elapsed()));
+    let dest = SocketAddrV6::new(final_addr, opts.port, 0, 0);
+    let host = opts
+        .tls
+        .sni
+        .clone()
+        .unwrap_or_else(|| tls::default_sni(addr));
+    let sopts = SocketOptions {
+        connect_timeout: Some(opts.connect_timeout),
+        ..opts.sock.clone()
+    };
+    let start = Instant::now();
+    let handshake = match (&srh, quic::client_config(&opts.tls)) {
+        (Err(e), _) => Err(("encode".to_owned(), e.to_string())),
+        (_, Err(e)) => Err((e.reason.name().into_owned(), e.message)),
+        (Ok(srh), Ok(cfg)) => quic::handshake(dest, srh, &cfg, &host, &sopts)
+            .await
+            .map_err(|e| (e.reason.name().into_owned(), e.message)),
+    };
+    let (_endpoint, conn) = match handshake {
+        Ok(c) => c,
+        Err((reason, text)) => {
+            q.rtt.add(None);
+            q.status = Status::Failed;
+            q.detail = text.clone();
+            q.problem = problem("quic", &reason, text);
+            let mut rows = vec![q];
+            skip_rest(&mut rows, addr.layers(), Layer::Quic);
+            return rows;
+        }
+    };
+    q.rtt.add(Some(ms(start.elapsed())));
+    q.status = Status::Ok;
+    q.detail = format!(
+        "handshake with [{final_addr}]:{} (TLS 1.3, ALPN h3, {host})",
+        opts.port
+    );
+    let mut h = row("h3");
+    h.start_ms = Some(ms(t0.elapsed()));
+    let req = HttpRequest {
+        method: "GET".into(),
+        path: addr.path().unwrap_or("/").to_owned(),
+        host,
+        headers: Vec::new(),
+        body: Vec::new(),
+        h2: false,
+    };
+    let mut timings = Timings::start();
+    let answer = tokio::time::timeout(opts.timeout, async {
+        let mut client = quic::H3Client::new(&conn).await?;
+        client.send(&req, &mut timings).await
+    })
+    .await;
+    h.rtt.add(timings.first_byte.map(ms));
+    match answer {
+        Err(_) => {
+            h.status = Status::Failed;
+            h.problem = problem(
+                "h3",
+                "http-timeout",
+                format!("no response head within {:?}", opts.timeout),
+            );
+        }
+        Ok(Err(e)) => {
+            h.status = Status::Failed;
+            h.detail = e.message.clone();
+            h.problem = client_problem("h3", &e);
+        }
+        Ok(Ok(resp)) => {
+            h.http = Some(HttpInfo {
+                status: Some(resp.status),
+                reason: Some(resp.reason.clone()),
+            });
+            h.detail = format!(
+                "GET {} -> {} {} over HTTP/3",
+                req.path, resp.status, resp.reason
+            );
+            if resp.status >= 500 {
+                h.status = Status::Failed;
+                h.problem = problem(
+                    "h3",
+                    &format!("http-{}", resp.status),
+                    format!(
+                        "the service answered {} {} (a server error) to GET {}",
+                        resp.status, resp.reason, req.path
+                    ),
+                );
+            } else {
+                h.status = Status::Ok;
+            }
+        }
+    }
+    conn.close(0u32.into(), b"hoptrace");
+    vec![q, h]
+}
+
 /// The `coap` row of a `udp+coap` address: a datagram socket connected to the final hop's
 /// hopd port with the resolved SRH, as `hop cat` opens it, and a CoAP ping over it.
 async fn coap_over_udp(
@@ -363,7 +473,12 @@ async fn coap_over_udp(
 fn skip_rest(rows: &mut Vec<LayerRow>, layers: &[Layer], after: Layer) {
     let mut seen = false;
     for l in layers {
-        if seen && matches!(l, Layer::Tls | Layer::Http | Layer::H2 | Layer::Mqtt) {
+        if seen
+            && matches!(
+                l,
+                Layer::Tls | Layer::Http | Layer::H2 | Layer::H3 | Layer::Mqtt
+            )
+        {
             let mut r = row(l.as_str());
             r.detail = format!("not tried: {after} failed");
             rows.push(r);

@@ -178,6 +178,58 @@ fn a_large_download_through_the_relay_is_not_capped_once_quic_validated_the_clie
     eprintln!("1 MiB over QUIC through the relay: {:?}", t0.elapsed());
 }
 
+/// `hoptrace --json ADDRESS` on the client, with the bed's CA.
+fn hoptrace(bed: &Bed, addr: &str) -> serde_json::Value {
+    let ca = bed.ca();
+    let o = bed
+        .tb
+        .command(
+            "client",
+            bed.hop.with_file_name("hoptrace").to_str().unwrap(),
+        )
+        .unwrap()
+        .args([
+            "--json",
+            "--cacert",
+            ca.as_str(),
+            "--timeout-ms",
+            "2000",
+            addr,
+        ])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)))
+}
+
+/// hoptrace checks a `udp+quic+h3` address layer by layer, as `hop get` makes the request:
+/// the service, a QUIC handshake (TLS 1.3, the certificate verified), an HTTP/3 `GET`; a
+/// server that stopped answering fails at the quic row.
+fn hoptrace_checks_the_quic_and_h3_layers() {
+    let bed = Bed::start();
+    let j = hoptrace(&bed, &format!("{RELAYED}/users/list"));
+    let layers: Vec<(&str, &str)> = j["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["layer"].as_str().unwrap(), l["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        layers,
+        [("service", "ok"), ("quic", "ok"), ("h3", "ok")],
+        "{j}"
+    );
+    assert_eq!(j["ok"], true, "{j}");
+    assert_eq!(j["layers"][2]["http"]["status"], 200, "{j}");
+
+    bed.tb.signal("yc", "h3fragile", libc::SIGSTOP).unwrap();
+    let j = hoptrace(&bed, &format!("{FRAGILE}/users/list"));
+    assert_eq!(j["ok"], false, "{j}");
+    assert_eq!(j["first_failure"]["problem"]["layer"], "quic", "{j}");
+    assert_eq!(j["layers"][2]["status"], "skipped", "{j}");
+    bed.tb.signal("yc", "h3fragile", libc::SIGCONT).unwrap();
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -637,4 +689,5 @@ hopstack_testbed::tests! {
     connection_migrates_through_the_relay needs [Tun],
     failures_are_named_per_hop_and_layer needs [Tun],
     a_large_download_through_the_relay_is_not_capped_once_quic_validated_the_client needs [Tun],
+    hoptrace_checks_the_quic_and_h3_layers needs [Tun],
 }
