@@ -25,6 +25,8 @@ use std::io;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Command;
+
+use hopstack_kernel::tun::ip;
 use std::sync::{Arc, Mutex};
 
 use std::sync::OnceLock;
@@ -231,21 +233,6 @@ fn read(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
 /// A new TUN device `hopencN` (the kernel picks N); reads block.
 fn open_tun() -> io::Result<(OwnedFd, String)> {
     hopstack_kernel::tun::open("hopenc%d", 0, false)
-}
-
-fn ip(args: &[&str]) -> io::Result<()> {
-    let out = Command::new("ip").args(args).output().map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot run `ip {}`: {e}", args.join(" ")))
-    })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
 }
 
 fn rule_exists(mark: &str, table: &str) -> bool {

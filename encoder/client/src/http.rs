@@ -123,6 +123,19 @@ enum Body {
     Chunks(tokio::sync::mpsc::Receiver<Result<Bytes, ClientError>>),
 }
 
+/// A response's header fields as `Response::headers` keeps them: names in lower case (as the
+/// `http` crate has them), values as text, in the order received.
+pub(crate) fn header_list(h: &hyper::HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 impl Response {
     /// A response whose body arrives as chunks on `body` (ended by the sender's drop): the
     /// HTTP/3 client's (`crate::quic`).
@@ -264,16 +277,7 @@ where
     timings.first_byte = Some(timings.mark());
     let status = resp.status();
     timings.http_status = Some(status.as_u16());
-    let headers: Vec<(String, String)> = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = header_list(resp.headers());
     let content_length = resp
         .headers()
         .get(hyper::header::CONTENT_LENGTH)

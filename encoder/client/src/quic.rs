@@ -478,16 +478,7 @@ impl H3Client {
         timings.first_byte = Some(timings.mark());
         let status = resp.status().as_u16();
         timings.http_status = Some(status);
-        let headers: Vec<(String, String)> = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = crate::http::header_list(resp.headers());
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         // The handle keeps the connection open while the body is read.
         let keep = self.send.clone();

@@ -24,7 +24,6 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::process::Command;
 
 /// A non-blocking source and sink of whole IPv6 packets.
 pub trait PacketIo: AsRawFd + Send + Sync {
@@ -213,21 +212,7 @@ impl PacketIo for Tun {
     }
 }
 
-/// Run `ip ARGS`, turning a failure into an error that shows the command and its stderr.
-pub fn ip(args: &[&str]) -> io::Result<()> {
-    let out = Command::new("ip").args(args).output().map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot run `ip {}`: {e}", args.join(" ")))
-    })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
-}
+pub use hopstack_kernel::tun::ip;
 
 /// Bring the device up and route `prefixes` into it (`replace`, so a restart is idempotent).
 pub fn install_routes(dev: &str, prefixes: &[String]) -> io::Result<()> {

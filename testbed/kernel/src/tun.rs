@@ -1,9 +1,10 @@
-//! Opening a Linux TUN device (`/dev/net/tun`, `TUNSETIFF`): hopd's border reads the SIDs'
-//! packets from one, and `hop` reads the packets it carries round a path that drops routing
-//! headers from another.
+//! Opening a Linux TUN device (`/dev/net/tun`, `TUNSETIFF`) and routing into it with `ip`:
+//! hopd's border reads the SIDs' packets from one, and `hop` reads the packets it carries
+//! round a path that drops routing headers from another.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::Command;
 
 /// `IFF_TUN`: IP packets, no link layer.
 pub const IFF_TUN: libc::c_short = 0x0001;
@@ -75,4 +76,20 @@ pub fn open(name: &str, extra: libc::c_short, nonblocking: bool) -> io::Result<(
         .map(|&c| c as u8)
         .collect();
     Ok((fd, String::from_utf8_lossy(&given).into_owned()))
+}
+
+/// Runs `ip ARGS`, turning a failure into an error that shows the command and its stderr.
+pub fn ip(args: &[&str]) -> io::Result<()> {
+    let out = Command::new("ip").args(args).output().map_err(|e| {
+        io::Error::new(e.kind(), format!("cannot run `ip {}`: {e}", args.join(" ")))
+    })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
 }
